@@ -1,0 +1,83 @@
+# crossdock developer entry points. `make help` lists them.
+# Everything runs from the project venv (.venv), which the `venv` target creates on demand.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUF := $(BIN)/buf
+BASELINE := proto/baseline.binpb
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml gen/python/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e gen/python -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create the venv and install crossdock with its dev tools
+
+.PHONY: system-deps
+system-deps: ## Install nats-server and PostgreSQL from Debian if they are missing
+	bash tools/install_system_deps.sh
+
+# ---- contracts -------------------------------------------------------------------------------
+
+.PHONY: proto-deps
+proto-deps: venv ## Refresh third_party/proto from the installed PyPI packages
+	$(BIN)/python tools/vendor_protos.py
+
+.PHONY: proto
+proto: venv ## Regenerate gen/python (messages, gRPC stubs, type stubs) and docs/events.md
+	$(BIN)/python tools/gen_proto.py
+	$(BIN)/python tools/gen_event_catalog.py
+
+.PHONY: proto-lint
+proto-lint: venv ## buf lint
+	$(BUF) lint
+
+.PHONY: proto-format-check
+proto-format-check: venv ## Fail if buf format would change a .proto file
+	$(BUF) format proto --diff --exit-code
+
+.PHONY: proto-format
+proto-format: venv ## Rewrite .proto files in buf's canonical format
+	$(BUF) format proto -w
+
+.PHONY: proto-breaking
+proto-breaking: venv ## buf breaking against the released contract image ($(BASELINE))
+	$(BUF) breaking proto --against $(BASELINE)
+
+.PHONY: proto-baseline
+proto-baseline: venv ## Release the current contracts: rewrite $(BASELINE) (do this on a release only)
+	$(BUF) build proto --exclude-source-info -o $(BASELINE)
+
+.PHONY: proto-check
+proto-check: venv ## Fail when vendored protos, generated code or the event catalog are stale
+	$(BIN)/python tools/vendor_protos.py --check
+	$(BIN)/python tools/gen_proto.py --check
+	$(BIN)/python tools/gen_event_catalog.py --check
+
+# ---- quality and tests -----------------------------------------------------------------------
+
+.PHONY: lint
+lint: venv ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: test
+test: venv system-deps ## Run the whole test suite (installs what it needs first)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: clean
+clean: ## Remove local run data and caches (keeps the venv)
+	rm -rf .crossdock .pytest_cache .mypy_cache .ruff_cache
