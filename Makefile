@@ -78,6 +78,17 @@ lint: venv ## ruff and mypy
 test: venv system-deps ## Run the whole test suite (installs what it needs first)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# ---- benchmarks (not tests: they print tables and never fail on numbers) -------------------
+
+BENCH_KIT_ARGS ?=
+
+.PHONY: bench-kit
+bench-kit: venv ## Event pipeline vs raw NATS: relay and consumer events/s on SQLite and PostgreSQL
+	$(BIN)/python bench/bench_kit.py $(BENCH_KIT_ARGS)
+
+.PHONY: bench
+bench: bench-kit ## Every benchmark
+
 .PHONY: clean
 clean: ## Remove local run data and caches (keeps the venv)
 	rm -rf .crossdock .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,371 @@
+"""Idempotent JetStream consumers: durable pull, batch-in-one-transaction, inbox, NAK, DLQ.
+
+One `EventConsumer` is one durable pull consumer `<service>-<purpose>` on one stream. Per batch:
+
+1. fetch up to `batch_size` messages;
+2. classify each without touching the DB: not ours (ack), undecodable / invalid / unknown type
+   (dead-letter), or to apply;
+3. apply the batch in ONE transaction on the DB worker: claim the inbox rows and run the handlers.
+   Fast path: the whole batch under one savepoint. If any handler fails, that savepoint is rolled
+   back and the batch is re-run with one savepoint per message, so one bad message costs only
+   itself (a handler must therefore only write through `conn`);
+4. after COMMIT: ack applied and duplicate messages, NAK transient failures with a delay growing
+   with `num_delivered`, and dead-letter permanent failures (then TERM). On the final delivery
+   (`num_delivered == max_deliver`) a failure is dead-lettered instead of NAKed, because JetStream
+   would otherwise drop the message silently.
+
+Acks are sent only after commit, so a crash anywhere before leaves the message to be redelivered;
+the inbox turns that redelivery into a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError
+
+from services.kit import events as ev
+from services.kit import inbox
+from services.kit.apply import BatchApplier, HandlerScope, Item, Outcome, record
+from services.kit.db import Database
+from services.kit.dlq import REDRIVE_CONSUMER, Letter, publish_letters, watch_max_deliveries
+from services.kit.faults import fault_point
+from services.kit.handlers import (
+    EventDecoder,
+    HandlerRegistry,
+    PermanentError,
+    ProtobufDecoder,
+)
+from services.kit.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    batch_size: int = 100
+    fetch_timeout: float = 1.0
+    ack_wait: float = 30.0
+    max_deliver: int = 5
+    max_ack_pending: int = 2000
+    nak_base_delay: float = 1.0
+    nak_max_delay: float = 60.0
+    dlq_publish_timeout: float = 5.0
+    # How long to wait before recreating a durable that vanished: `crossdock replay` deletes and
+    # recreates it, and we must not race it with our default config.
+    recreate_grace: float = 3.0
+    deliver_policy: DeliverPolicy = DeliverPolicy.ALL
+    # Inbox rows must outlive every copy of an event that could still be delivered: longer
+    # than the stream's max age (7 days) and any replay window.
+    inbox_retention_seconds: float = 30 * 24 * 3600.0
+    inbox_purge_interval: float = 3600.0
+
+    def nak_delay(self, num_delivered: int) -> float:
+        return min(self.nak_base_delay * 2.0 ** max(0, num_delivered - 1), self.nak_max_delay)
+
+
+def _reraise_if_cancelled() -> None:
+    # nats-py turns a cancellation inside fetch() into a timeout or closed-connection error; a
+    # loop that swallowed it could never be cancelled.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+class EventConsumer:
+    """A durable pull consumer applying events exactly once through the inbox."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        purpose: str,
+        stream: str,
+        registry: HandlerRegistry,
+        db: Database,
+        nc: NATS,
+        settings: ConsumerSettings | None = None,
+        metrics: ServiceMetrics | None = None,
+        decoder: EventDecoder | None = None,
+        handler_scope: HandlerScope | None = None,
+    ) -> None:
+        """`handler_scope(subject, headers)` is entered around every handler call: the hook for
+        trace-context extraction (a CONSUMER span) and log correlation."""
+        self.name = f"{service}-{purpose}"
+        self.stream = stream
+        self.settings = settings or ConsumerSettings()
+        subjects = registry.subjects_in(stream)
+        if not subjects:
+            raise ValueError(f"{self.name}: the registry has no handler for stream {stream}")
+        self._registry = registry
+        self._db = db
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._metrics = metrics
+        self._decoder: EventDecoder = decoder or ProtobufDecoder()
+        self._applier = BatchApplier(self.name, handler_scope)
+        self._next_purge = 0.0
+        # nats-server 2.9 takes one filter subject: one event type → filter on it, several →
+        # the domain wildcard, and events we do not handle are acked and skipped.
+        domain_wildcard = f"{ev.SUBJECT_ROOT}.{ev.domain_of(subjects[0])}.>"
+        self.filter_subject = subjects[0] if len(subjects) == 1 else domain_wildcard
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def consumer_config(self) -> ConsumerConfig:
+        s = self.settings
+        return ConsumerConfig(
+            durable_name=self.name,
+            description=f"crossdock consumer {self.name}",
+            deliver_policy=s.deliver_policy,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait,
+            max_deliver=s.max_deliver,
+            max_ack_pending=s.max_ack_pending,
+            filter_subject=self.filter_subject,
+        )
+
+    async def ensure(self) -> None:
+        """Create the durable, or update its editable settings; never resets its position."""
+        wanted = self.consumer_config()
+        try:
+            info = await self._js.consumer_info(self.stream, self.name)
+        except NotFoundError:
+            await self._js.add_consumer(self.stream, wanted)
+            return
+        current = info.config
+        editable = ("ack_wait", "max_deliver", "max_ack_pending", "description")
+        if all(getattr(current, k) == getattr(wanted, k) for k in editable):
+            return
+        # Keep the consumer's position settings (a replay may have changed them).
+        for key in editable:
+            setattr(current, key, getattr(wanted, key))
+        try:
+            await self._js.add_consumer(self.stream, current)
+        except APIError as exc:
+            log.warning("could not update consumer %s: %s", self.name, exc)
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"consumer-{self.name}")
+        return self._task
+
+    async def stop(self) -> None:
+        """Finish the fetch and batch in hand (commit and ack them), then stop.
+
+        Takes at most `fetch_timeout` plus one batch; waiting (rather than cancelling the fetch)
+        keeps messages the server already sent from sitting unacked until `ack_wait`.
+        """
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    async def run(self) -> None:
+        """Fetch, apply, settle, until stopped.
+
+        Strictly one batch at a time. Measured on 2 cores: fetching the next batch while this
+        one is applied, or applying parts of a batch on parallel connections, was slower (the
+        work on both sides is Python under one GIL), so batches stay sequential and in order.
+        """
+        if not await self._ensure_until_stopped():
+            return
+        sub = await self._js.pull_subscribe_bind(durable=self.name, stream=self.stream)
+        # Safety net for the one case the in-band path cannot see: the final delivery was never
+        # answered (the process died), and JetStream gives up on the message.
+        watcher = await watch_max_deliveries(
+            self._nc, self.stream, self.name, self.settings.dlq_publish_timeout
+        )
+        try:
+            while True:
+                msgs = await self._fetch(sub)
+                if msgs is None:  # connection closed for good
+                    return
+                if self._stopping.is_set():
+                    await self.process(msgs)
+                    return
+                if msgs:
+                    await self.process(msgs)
+                await self._purge_inbox()
+        finally:
+            for subscription in (sub, watcher):
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    async def _ensure_until_stopped(self) -> bool:
+        """Create/update the durable, retrying while NATS is away; False if stopped first."""
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                await self.ensure()
+                return True
+            except Exception as exc:
+                _reraise_if_cancelled()
+                log.warning("consumer %s: cannot set up the durable yet: %r", self.name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, 5.0)
+        return False
+
+    async def _purge_inbox(self) -> None:
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.settings.inbox_purge_interval
+        retention = self.settings.inbox_retention_seconds
+        try:
+            while await self._db.run(inbox.purge, self.name, retention) > 0:
+                pass
+        except Exception:
+            log.exception("consumer %s: inbox purge failed", self.name)
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg] | None:
+        """One fetch; [] when there was nothing (or a recoverable error), None when closed."""
+        try:
+            return await sub.fetch(self.settings.batch_size, timeout=self.settings.fetch_timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            _reraise_if_cancelled()
+            return []
+        except nats.errors.ConnectionClosedError:
+            log.warning("consumer %s: NATS connection closed; stopping", self.name)
+            return None
+        except (APIError, nats.errors.NoRespondersError) as exc:
+            # The durable is gone (deleted, or being recreated by `crossdock replay`).
+            log.warning("consumer %s fetch failed: %s", self.name, exc)
+            await self._recover()
+            return []
+        except nats.errors.Error as exc:
+            _reraise_if_cancelled()
+            log.warning("consumer %s fetch failed: %s", self.name, exc)
+            await asyncio.sleep(0.5)
+            return []
+
+    async def _recover(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.settings.recreate_grace)
+        if self._stopping.is_set():
+            return
+        try:
+            await self._js.consumer_info(self.stream, self.name)
+        except NotFoundError:
+            log.warning("consumer %s is missing; recreating it", self.name)
+            with contextlib.suppress(Exception):
+                await self.ensure()
+        except Exception as exc:
+            log.warning("consumer %s: cannot check the durable: %s", self.name, exc)
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    async def process(self, msgs: list[Msg]) -> list[Outcome]:
+        """Classify, apply in one transaction, then ack/NAK/dead-letter. Returns the outcomes."""
+        items = [self._classify(msg) for msg in msgs]
+        if self._metrics is not None and msgs:
+            self._metrics.consumer_lag.labels(self.name, self.stream).set(
+                msgs[-1].metadata.num_pending
+            )
+        work = [item for item in items if item.outcome is None]
+        if work:
+            try:
+                await self._db.run(self._applier.apply, work)
+                fault_point("consumer.before_ack")
+            except Exception as exc:
+                # Nothing committed (DB down, commit failed): the whole batch retries.
+                log.warning("consumer %s batch failed: %r", self.name, exc)
+                for item in work:
+                    item.outcome, item.reason = Outcome.RETRY, f"batch failed: {exc!r}"
+        for item in items:
+            if item.outcome is Outcome.RETRY and item.final:
+                item.outcome, item.dlq_kind = Outcome.DEAD, "max_deliver"
+                item.reason = f"max_deliver ({self.settings.max_deliver}) exhausted: {item.reason}"
+        await self._settle(items)
+        record(items, self.name, self._metrics)
+        return [item.outcome or Outcome.RETRY for item in items]
+
+    def _classify(self, msg: Msg) -> Item:
+        meta = msg.metadata
+        headers = dict(msg.headers or {})
+        item = Item(
+            msg=msg,
+            headers=headers,
+            stream_seq=meta.sequence.stream,
+            num_delivered=meta.num_delivered,
+            final=meta.num_delivered >= self.settings.max_deliver,
+        )
+        redrive_for = headers.get(REDRIVE_CONSUMER)
+        if redrive_for and redrive_for != self.name:
+            item.outcome = Outcome.IGNORED  # a redrive addressed to another consumer
+            return item
+        route = self._registry.route(msg.subject)
+        if route is None:
+            if self._registry.knows_event(msg.subject):
+                item.dead("unknown_type", f"no handler for {msg.subject} (unknown version)")
+            else:
+                item.outcome = Outcome.IGNORED  # another event in the domain wildcard
+            return item
+        item.route = route
+        item.event_id = headers.get(ev.CE_ID, "")
+        item.aggregate = headers.get(ev.CE_SUBJECT, "")
+        if not item.event_id:
+            item.dead("invalid", "missing ce-id header")
+            return item
+        ce_type = headers.get(ev.CE_TYPE)
+        if ce_type != msg.subject:
+            item.dead("unknown_type", f"ce-type {ce_type!r} does not match {msg.subject}")
+            return item
+        try:
+            item.event = self._decoder(route, headers, msg.data)
+        except PermanentError as exc:
+            item.dead("undecodable", str(exc))
+        except Exception as exc:
+            item.dead("undecodable", f"decoder failed: {exc!r}")
+        return item
+
+    async def _settle(self, items: list[Item]) -> None:
+        dead = [item for item in items if item.outcome is Outcome.DEAD]
+        if dead:
+            letters = [
+                Letter(
+                    consumer=self.name,
+                    subject=item.msg.subject,
+                    stream=self.stream,
+                    stream_seq=item.stream_seq,
+                    num_delivered=item.num_delivered,
+                    reason=item.reason,
+                    headers=item.headers,
+                    data=item.msg.data,
+                )
+                for item in dead
+            ]
+            try:
+                stored = await publish_letters(self._js, letters, self.settings.dlq_publish_timeout)
+            except Exception as exc:
+                log.error("consumer %s could not dead-letter: %r", self.name, exc)
+                stored = [False] * len(dead)
+            for item, ok in zip(dead, stored, strict=True):
+                if not ok:
+                    # Not stored in the DLQ: keep the message alive and try again later.
+                    log.error("dead-lettering %s failed; retrying later", item.event_id)
+                    item.outcome = Outcome.RETRY
+                    item.reason = "dead-letter publish failed"
+        for item in items:
+            try:
+                if item.outcome in (Outcome.APPLIED, Outcome.DUPLICATE, Outcome.IGNORED):
+                    await item.msg.ack()
+                elif item.outcome is Outcome.DEAD:
+                    await item.msg.term()
+                else:
+                    await item.msg.nak(delay=self.settings.nak_delay(item.num_delivered))
+            except Exception as exc:
+                # Lost ack: the message is redelivered after ack_wait and the inbox skips it.
+                log.warning("consumer %s could not settle a message: %r", self.name, exc)

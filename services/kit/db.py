@@ -1,0 +1,165 @@
+"""One database per service: engine setup and the unit of work.
+
+`Database.run(fn, *args)` runs `fn(conn, *args)` inside ONE transaction on a dedicated DB worker
+thread and returns its result: state changes, outbox rows and inbox rows commit or roll back
+together. Why threads and not an async driver: async ORM on aiosqlite measured ~0.3k tx/s here,
+while the plain driver in one worker thread does ~8k; one thread hop per unit of work (not per
+statement) keeps the event loop free and the cost low.
+
+- SQLite (embedded default): WAL, synchronous=FULL, busy_timeout, `BEGIN IMMEDIATE`, and exactly
+  one worker thread, so this process is a single writer and never deadlocks on lock upgrades.
+- PostgreSQL (psycopg 3): a few worker threads, each checking out its own pooled connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+# Keys in Connection.info. The info dict lives with the DBAPI connection across checkouts, so the
+# per-transaction flag is reset at the start of every unit of work.
+SERVICE_KEY = "crossdock.service"
+OUTBOX_APPENDED_KEY = "crossdock.outbox_appended"
+
+
+def make_engine(url: str, *, pool_size: int = 4, busy_timeout_ms: int = 5000) -> Engine:
+    """A SQLAlchemy engine configured the crossdock way for SQLite or PostgreSQL (psycopg)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        memory = database in ("", ":memory:")
+        engine = create_engine(
+            parsed,
+            # The worker thread owns the writer connection; a couple of extras serve CLI reads.
+            poolclass=StaticPool if memory else None,
+            **({} if memory else {"pool_size": 1, "max_overflow": 4}),
+            connect_args={"check_same_thread": False},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control away from the sqlite3 module (its legacy mode skips BEGIN
+            # for SAVEPOINT and DDL); we emit BEGIN IMMEDIATE ourselves in "begin" below.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # IMMEDIATE takes the write lock up front: a reader-turned-writer can otherwise fail
+            # with SQLITE_BUSY mid-transaction when another process writes.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        # pool_size workers plus headroom for the relay's leader lock and short CLI reads.
+        # No pre-ping: it costs a round trip per checkout; a dead connection fails the unit of
+        # work, SQLAlchemy invalidates it, and callers retry.
+        return create_engine(parsed, pool_size=pool_size + 2, max_overflow=4, pool_recycle=1800)
+    raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+
+
+class Database:
+    """A service's database: its engine, its DB worker thread(s), and the unit of work."""
+
+    def __init__(
+        self, url: str, *, service: str, pool_size: int = 4, busy_timeout_ms: int = 5000
+    ) -> None:
+        self.url = url
+        self.service = service
+        self.engine = make_engine(url, pool_size=pool_size, busy_timeout_ms=busy_timeout_ms)
+        self.dialect = self.engine.dialect.name
+        workers = 1 if self.is_sqlite else pool_size
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"db-{service}")
+        self._commit_listeners: list[Callable[[], None]] = []
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def add_outbox_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on the event loop after each commit that appended outbox rows.
+
+        The relay uses it to wake at once instead of waiting for its next poll. Returns a function
+        that removes the listener.
+        """
+        self._commit_listeners.append(callback)
+        return lambda: self._commit_listeners.remove(callback)
+
+    async def run(self, fn: Callable[Concatenate[Connection, P], T], *args: Any) -> T:
+        """Run `fn(conn, *args)` in one transaction on the DB worker; commit, return its result.
+
+        Any exception rolls the whole transaction back and propagates. If the awaiting task is
+        cancelled the transaction still completes in the worker (a thread cannot be interrupted);
+        the relay's polling then picks up any rows it appended.
+        """
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._run_tx, fn, *args)
+        # Run under a copy of the caller's context: the worker thread then sees the current span
+        # and correlation id, so outbox rows appended there carry the request's trace.
+        context = contextvars.copy_context()
+        result, appended = await loop.run_in_executor(self._executor, context.run, call)
+        if appended:
+            for callback in tuple(self._commit_listeners):
+                callback()
+        return result
+
+    def run_sync(self, fn: Callable[Concatenate[Connection, P], T], *args: Any) -> T:
+        """The same unit of work in the caller's thread (CLI, scripts). Not for the event loop."""
+        result, _ = self._run_tx(fn, *args)
+        return result
+
+    def _run_tx(self, fn: Callable[..., T], *args: Any) -> tuple[T, bool]:
+        with self.engine.begin() as conn:
+            conn.info[SERVICE_KEY] = self.service
+            conn.info[OUTBOX_APPENDED_KEY] = False
+            result = fn(conn, *args)
+            appended = bool(conn.info[OUTBOX_APPENDED_KEY])
+        return result, appended
+
+    async def close(self) -> None:
+        """Finish queued units of work, then release the pool."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        self.engine.dispose()
+
+
+def dbapi_cursor(conn: Connection) -> Any:
+    """A raw DBAPI cursor in the unit of work's transaction, for the kit's hot-path statements.
+
+    The kit's own per-event statements skip SQLAlchemy's statement machinery (measured 3-5x
+    cheaper); handlers keep using SQLAlchemy Core on the same connection and transaction.
+    """
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+@functools.cache
+def _to_format_style(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+def dialect_sql(conn: Connection, sql: str) -> str:
+    """Kit SQL is written with `?` placeholders (sqlite3); psycopg wants `%s`."""
+    if conn.dialect.name == "sqlite":
+        return sql
+    return _to_format_style(sql)
