@@ -1,0 +1,144 @@
+"""Outgoing gRPC calls: every call carries the correlation id and has a deadline.
+
+`open_channel` is how a service talks to another. Its interceptors, on every call:
+
+- add `x-correlation-id` of the call or event being handled (unless the caller set one);
+- set the timeout to the tightest of: the caller's own timeout, what is left of the incoming
+  call's deadline (so a callee never works for a caller that has given up), and a default for
+  calls that have neither (no call ever waits forever);
+- when tracing is on, add `traceparent` (opentelemetry-instrumentation-grpc).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import grpc
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.kit.request_context import (
+    CORRELATION_ID_KEY,
+    current_correlation_id,
+    outgoing_timeout,
+)
+from services.kit.telemetry import active_tracer_provider, grpc_client_interceptors
+
+# grpc-stubs declares the interceptor classes generic; at runtime they are not subscriptable.
+if TYPE_CHECKING:
+    _UnaryUnary = grpc.aio.UnaryUnaryClientInterceptor[Any, Any]
+    _UnaryStream = grpc.aio.UnaryStreamClientInterceptor[Any, Any]
+    _StreamUnary = grpc.aio.StreamUnaryClientInterceptor[Any, Any]
+    _StreamStream = grpc.aio.StreamStreamClientInterceptor[Any, Any]
+else:
+    _UnaryUnary = grpc.aio.UnaryUnaryClientInterceptor
+    _UnaryStream = grpc.aio.UnaryStreamClientInterceptor
+    _StreamUnary = grpc.aio.StreamUnaryClientInterceptor
+    _StreamStream = grpc.aio.StreamStreamClientInterceptor
+
+__all__ = [
+    "CallContextInterceptor",
+    "UnaryStreamCallContextInterceptor",
+    "call_context_interceptors",
+    "open_channel",
+    "outgoing_metadata",
+]
+
+
+def outgoing_metadata(
+    metadata: Sequence[tuple[str, str | bytes]] | None = None,
+) -> tuple[tuple[str, str | bytes], ...]:
+    """`metadata` plus the current correlation id (for calls made without open_channel)."""
+    items = tuple(metadata or ())
+    correlation_id = current_correlation_id()
+    if correlation_id is None or any(key == CORRELATION_ID_KEY for key, _ in items):
+        return items
+    return (*items, (CORRELATION_ID_KEY, correlation_id))
+
+
+class _CallContext:
+    """Rewrites call details; shared by the four interceptor kinds grpc.aio requires."""
+
+    def __init__(self, default_timeout_seconds: float) -> None:
+        if default_timeout_seconds <= 0:
+            raise ValueError("default_timeout_seconds must be positive")
+        self._default_timeout_seconds = default_timeout_seconds
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*outgoing_metadata(tuple(details.metadata or ())))
+        return grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=outgoing_timeout(self._default_timeout_seconds, details.timeout),
+            metadata=metadata,
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
+
+
+class CallContextInterceptor(_CallContext, _UnaryUnary):
+    """Correlation id and deadline on unary calls."""
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+
+class UnaryStreamCallContextInterceptor(_CallContext, _UnaryStream):
+    """Correlation id and deadline on server-streaming calls."""
+
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+
+class _StreamUnaryCallContextInterceptor(_CallContext, _StreamUnary):
+    async def intercept_stream_unary(
+        self,
+        continuation: Any,
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+class _StreamStreamCallContextInterceptor(_CallContext, _StreamStream):
+    async def intercept_stream_stream(
+        self,
+        continuation: Any,
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+def call_context_interceptors(default_timeout_seconds: float) -> list[_CallContext]:
+    """Correlation-id and deadline interceptors for every kind of call."""
+    return [
+        CallContextInterceptor(default_timeout_seconds),
+        UnaryStreamCallContextInterceptor(default_timeout_seconds),
+        _StreamUnaryCallContextInterceptor(default_timeout_seconds),
+        _StreamStreamCallContextInterceptor(default_timeout_seconds),
+    ]
+
+
+def open_channel(
+    target: str,
+    *,
+    default_timeout_seconds: float,
+    tracer_provider: TracerProvider | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.aio.Channel:
+    """An insecure grpc.aio channel to another crossdock service (mesh traffic is in-cluster).
+
+    `tracer_provider` defaults to the one setup_telemetry installed (none: no trace headers).
+    """
+    provider = tracer_provider if tracer_provider is not None else active_tracer_provider()
+    interceptors: list[Any] = [*call_context_interceptors(default_timeout_seconds)]
+    if provider is not None:
+        interceptors += grpc_client_interceptors(provider)
+    # grpc-stubs leaves ClientInterceptor as "cast or ignore".
+    return grpc.aio.insecure_channel(
+        target, options=list(options), interceptors=cast(Any, interceptors)
+    )
