@@ -1,0 +1,1 @@
+"""The registry's pure rules: compatibility-mode semantics, canonical descriptor sets, errors."""
