@@ -1,0 +1,95 @@
+"""The one place positions change: every on-hand change also writes a stock-ledger movement.
+
+Funnelling all writes through `PositionChanges` keeps the invariants in one spot:
+on hand ≥ reserved ≥ 0 after every change, and Σ movements of a position = its on hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from services.inventory.domain.model import Movement, MovementKind, Position
+from services.inventory.domain.repository import InventoryRepository
+
+
+class StockInvariantBroken(AssertionError):
+    """A change would break on hand ≥ reserved ≥ 0. Operations validate first, so this is a bug."""
+
+
+@dataclass
+class _Pending:
+    before: Position
+    on_hand_delta: int = 0
+    reserved_delta: int = 0
+    movements: list[tuple[int, MovementKind, str]] = field(default_factory=list)
+
+
+class PositionChanges:
+    """Collects the position deltas of one operation, then writes each position exactly once.
+
+    One save per position per operation keeps the optimistic version check meaningful (a
+    second save in the same operation would conflict with itself).
+    """
+
+    def __init__(self, repo: InventoryRepository) -> None:
+        self._repo = repo
+        self._pending: dict[tuple[str, str], _Pending] = {}
+
+    def position(self, sku: str, location_id: str) -> Position:
+        """The position as it will be after the changes collected so far."""
+        pending = self._entry(sku, location_id)
+        return replace(
+            pending.before,
+            on_hand=pending.before.on_hand + pending.on_hand_delta,
+            reserved=pending.before.reserved + pending.reserved_delta,
+        )
+
+    def reserve(self, sku: str, location_id: str, quantity: int) -> None:
+        """Promise `quantity` more units (negative gives them back)."""
+        self._entry(sku, location_id).reserved_delta += quantity
+
+    def move(
+        self, sku: str, location_id: str, quantity_delta: int, kind: MovementKind, ref: str
+    ) -> None:
+        """Change on hand by `quantity_delta`, recording why in the ledger."""
+        pending = self._entry(sku, location_id)
+        pending.on_hand_delta += quantity_delta
+        pending.movements.append((quantity_delta, kind, ref))
+
+    def write(self, now: datetime) -> dict[tuple[str, str], Position]:
+        """Check the invariants on every touched position, then save positions and movements."""
+        after: dict[tuple[str, str], Position] = {}
+        for key, pending in self._pending.items():
+            position = replace(
+                self.position(*key), version=pending.before.version + 1, updated_at=now
+            )
+            if not 0 <= position.reserved <= position.on_hand:
+                raise StockInvariantBroken(
+                    f"{key[0]}@{key[1]}: on hand {position.on_hand}, reserved {position.reserved}"
+                )
+            after[key] = position
+        for key, position in after.items():
+            self._repo.save_position(position)
+            for quantity_delta, kind, ref in self._pending[key].movements:
+                self._repo.add_movement(
+                    Movement(key[0], key[1], quantity_delta, kind, ref, occurred_at=now)
+                )
+        return after
+
+    def _entry(self, sku: str, location_id: str) -> _Pending:
+        key = (sku, location_id)
+        if key not in self._pending:
+            self._pending[key] = _Pending(before=self._repo.get_position(sku, location_id))
+        return self._pending[key]
+
+
+def fingerprint(payload: object) -> str:
+    """A stable digest of a request's meaningful fields, to tell a retry from a different request.
+
+    `payload` must be JSON-serialisable; keys are sorted so dict order never matters.
+    """
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,265 @@
+"""Reserve and release: holding stock for orders.
+
+A reservation holds stock at ONE location for one order; an order split across warehouses holds
+one reservation per warehouse. Reserving only moves `reserved`, never `on_hand`: the units are
+still on the shelf until a pick confirms they left.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from services.inventory.domain import ids as id_kinds
+from services.inventory.domain.errors import (
+    FieldViolation,
+    IdempotencyKeyReused,
+    LocationInactive,
+    ReservationNotActive,
+    invalid,
+    not_found,
+)
+from services.inventory.domain.events import InventoryEvent, ReservationReleased, StockReserved
+from services.inventory.domain.ids import IdSource
+from services.inventory.domain.ledger import PositionChanges, fingerprint
+from services.inventory.domain.model import (
+    PickStatus,
+    PickTask,
+    Reservation,
+    ReservationLine,
+    ReservationPolicy,
+    ReservationStatus,
+    ReserveAttempt,
+    Shortfall,
+)
+from services.inventory.domain.repository import InventoryRepository
+
+
+@dataclass(frozen=True)
+class ReserveLine:
+    """Hold `quantity` units of `sku` for order line `order_line_number`."""
+
+    order_line_number: int
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class ReserveStock:
+    """A request to hold stock for an order at one location."""
+
+    order_id: str
+    location_id: str
+    lines: tuple[ReserveLine, ...]
+    policy: ReservationPolicy
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class ReserveOutcome:
+    """What was held (None when nothing could be) and which lines fell short by how much.
+
+    `replayed` is True when the idempotency key was seen before: the stored answer is returned
+    and nothing changes, so `events` is empty.
+    """
+
+    reservation: Reservation | None
+    shortfalls: tuple[Shortfall, ...]
+    events: tuple[InventoryEvent, ...]
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    """The reservation after release, and the open pick tasks the release cancelled."""
+
+    reservation: Reservation
+    cancelled_pick_tasks: tuple[PickTask, ...]
+    events: tuple[InventoryEvent, ...]
+    replayed: bool = False
+
+
+def reserve(
+    repo: InventoryRepository, ids: IdSource, request: ReserveStock, now: datetime
+) -> ReserveOutcome:
+    """Hold stock for `request.order_id` at `request.location_id`.
+
+    ALL_OR_NOTHING holds every line in full or nothing; PARTIAL holds what is available per line.
+    Lines are served in request order, so two lines of one SKU never double-count a unit.
+    Shortfalls list every line not held in full with the units missing; when nothing is held
+    that is every line at its full quantity.
+    """
+    _check_reserve_request(request)
+    request_fingerprint = fingerprint(_reserve_payload(request))
+    attempt = repo.get_reserve_attempt(request.idempotency_key)
+    if attempt is not None:
+        return _replay(repo, attempt, request_fingerprint)
+
+    location = repo.get_location(request.location_id)
+    if location is None:
+        raise not_found("location", request.location_id)
+    if not location.active:
+        raise LocationInactive(
+            f"location {request.location_id} takes no new reservations",
+            metadata={"location_id": request.location_id},
+        )
+    unknown = [
+        FieldViolation(f"lines[{index}].sku", "unknown_sku", f"SKU {line.sku!r} does not exist")
+        for index, line in enumerate(request.lines)
+        if repo.get_item(line.sku) is None
+    ]
+    if unknown:
+        raise invalid(unknown)
+
+    # One read per position, through `changes`: the save then compare-and-sets on exactly the
+    # version the grant was computed from, so a concurrent reservation makes this one conflict.
+    changes = PositionChanges(repo)
+    granted = _grant(changes, request)
+    if request.policy is ReservationPolicy.ALL_OR_NOTHING and any(
+        granted[i] < line.quantity for i, line in enumerate(request.lines)
+    ):
+        granted = [0] * len(request.lines)
+    shortfalls = tuple(
+        Shortfall(line.order_line_number, line.sku, line.quantity - granted[i])
+        for i, line in enumerate(request.lines)
+        if granted[i] < line.quantity
+    )
+
+    reservation: Reservation | None = None
+    events: tuple[InventoryEvent, ...] = ()
+    held = [
+        ReservationLine(line.order_line_number, line.sku, granted[i])
+        for i, line in enumerate(request.lines)
+        if granted[i] > 0
+    ]
+    if held:
+        for line in held:
+            changes.reserve(line.sku, request.location_id, line.quantity)
+        changes.write(now)
+        reservation = Reservation(
+            reservation_id=ids.new_id(id_kinds.RESERVATION),
+            order_id=request.order_id,
+            location_id=request.location_id,
+            status=ReservationStatus.ACTIVE,
+            lines=tuple(held),
+            created_at=now,
+            idempotency_key=request.idempotency_key,
+            updated_at=now,
+        )
+        repo.save_reservation(reservation)
+        events = (StockReserved(reservation, now),)
+    repo.add_reserve_attempt(
+        ReserveAttempt(
+            idempotency_key=request.idempotency_key,
+            request_fingerprint=request_fingerprint,
+            order_id=request.order_id,
+            location_id=request.location_id,
+            reservation_id=reservation.reservation_id if reservation else None,
+            shortfalls=shortfalls,
+            created_at=now,
+        )
+    )
+    return ReserveOutcome(reservation, shortfalls, events)
+
+
+def release(
+    repo: InventoryRepository, reservation_id: str, reason: str, now: datetime
+) -> ReleaseOutcome:
+    """Give a reservation's stock back and cancel its open pick task.
+
+    Releasing twice is harmless (the second call changes nothing and emits nothing). A consumed
+    reservation cannot be released: its units already left the shelf.
+    """
+    reservation = repo.get_reservation(reservation_id)
+    if reservation is None:
+        raise not_found("reservation", reservation_id)
+    if reservation.status is ReservationStatus.RELEASED:
+        return ReleaseOutcome(reservation, (), (), replayed=True)
+    if reservation.status is ReservationStatus.CONSUMED:
+        raise ReservationNotActive(
+            f"reservation {reservation_id} was already picked and cannot be released",
+            metadata={"reservation_id": reservation_id, "status": reservation.status.name},
+        )
+
+    changes = PositionChanges(repo)
+    for line in reservation.lines:
+        changes.reserve(line.sku, reservation.location_id, -line.quantity)
+    changes.write(now)
+    released = replace(
+        reservation, status=ReservationStatus.RELEASED, release_reason=reason, updated_at=now
+    )
+    repo.save_reservation(released)
+    cancelled = []
+    for task in repo.pick_tasks(reservation_id=reservation_id, status=PickStatus.OPEN):
+        # The stock is no longer held, so the warehouse must not pick it.
+        cancelled_task = replace(task, status=PickStatus.CANCELLED, completed_at=now)
+        repo.save_pick_task(cancelled_task)
+        cancelled.append(cancelled_task)
+    return ReleaseOutcome(released, tuple(cancelled), (ReservationReleased(released, reason, now),))
+
+
+def _check_reserve_request(request: ReserveStock) -> None:
+    violations: list[FieldViolation] = []
+    if not request.order_id:
+        violations.append(FieldViolation("order_id", "required", "order_id is required"))
+    if not request.idempotency_key:
+        violations.append(
+            FieldViolation("idempotency_key", "required", "an idempotency key is required")
+        )
+    if not request.lines:
+        violations.append(FieldViolation("lines", "min_items", "at least one line is required"))
+    seen: set[int] = set()
+    for index, line in enumerate(request.lines):
+        if line.quantity <= 0:
+            violations.append(
+                FieldViolation(f"lines[{index}].quantity", "gt", "quantity must be positive")
+            )
+        if line.order_line_number <= 0 or line.order_line_number in seen:
+            violations.append(
+                FieldViolation(
+                    f"lines[{index}].order_line_number",
+                    "unique_positive",
+                    "order_line_number must be positive and appear once",
+                )
+            )
+        seen.add(line.order_line_number)
+    if violations:
+        raise invalid(violations)
+
+
+def _reserve_payload(request: ReserveStock) -> dict[str, object]:
+    return {
+        "order_id": request.order_id,
+        "location_id": request.location_id,
+        "policy": request.policy.name,
+        "lines": [[line.order_line_number, line.sku, line.quantity] for line in request.lines],
+    }
+
+
+def _replay(
+    repo: InventoryRepository, attempt: ReserveAttempt, request_fingerprint: str
+) -> ReserveOutcome:
+    if attempt.request_fingerprint != request_fingerprint:
+        raise IdempotencyKeyReused(
+            f"idempotency key {attempt.idempotency_key!r} was used for a different reservation "
+            f"request (order {attempt.order_id} at {attempt.location_id})",
+            resource_type="reservation",
+            resource_name=attempt.reservation_id or "",
+            metadata={"order_id": attempt.order_id, "location_id": attempt.location_id},
+        )
+    reservation = repo.get_reservation(attempt.reservation_id) if attempt.reservation_id else None
+    return ReserveOutcome(reservation, attempt.shortfalls, (), replayed=True)
+
+
+def _grant(changes: PositionChanges, request: ReserveStock) -> list[int]:
+    """Units grantable per line, serving lines in order against each SKU's availability."""
+    left: dict[str, int] = defaultdict(int)
+    for sku in sorted({line.sku for line in request.lines}):
+        left[sku] = max(0, changes.position(sku, request.location_id).available)
+    granted = []
+    for line in request.lines:
+        take = min(left[line.sku], line.quantity)
+        left[line.sku] -= take
+        granted.append(take)
+    return granted

@@ -1,0 +1,61 @@
+"""The order domain's errors, on the kit's error classes so the api maps them in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PreconditionViolation,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "FailedPrecondition",
+    "FieldViolation",
+    "InconsistentInput",
+    "InvalidArgument",
+    "NotFound",
+    "OrderNotCancellable",
+    "OrderNotRetryable",
+    "OrderReplayMismatch",
+    "PreconditionViolation",
+    "invalid_order",
+]
+
+
+class OrderReplayMismatch(AlreadyExists):
+    """The partner reused an external order id with a different payload."""
+
+    default_reason = "ORDER_EXTERNAL_ID_REUSED"
+
+
+class OrderNotCancellable(FailedPrecondition):
+    """The order has shipped units or is already completed."""
+
+    default_reason = "ORDER_NOT_CANCELLABLE"
+
+
+class OrderNotRetryable(FailedPrecondition):
+    """Retry was asked for an order that is not in EXCEPTION."""
+
+    default_reason = "ORDER_NOT_IN_EXCEPTION"
+
+
+class InconsistentInput(FailedPrecondition):
+    """An event contradicts the order (unknown reservation, more units than ordered, ...).
+
+    A consumer should dead-letter the event: it can never apply as it is.
+    """
+
+    default_reason = "INCONSISTENT_EVENT"
+
+
+def invalid_order(violations: Sequence[FieldViolation]) -> InvalidArgument:
+    """One InvalidArgument naming every bad field of an order."""
+    summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    return InvalidArgument(f"the order is invalid: {summary}", violations)

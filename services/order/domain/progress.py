@@ -1,0 +1,370 @@
+"""How an order's line figures, status, step and deadline follow from its saga records.
+
+Status rule: an order is as far as its least-advanced open unit, except that any unit waiting
+for stock makes it BACKORDERED ("some or all units wait for stock"). A unit's stage is:
+being allocated (PLACED) < backordered < reserved, not released (ALLOCATED) < released to the
+warehouse (RELEASED) < picked < shipped < delivered < invoiced (COMPLETED once every unit is).
+Later facts imply earlier ones (an invoice implies delivery, a manifest implies a pick), so
+events of different streams arriving out of order never make the status go backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from services.order.domain.messages import Context, OrderCompleted, OrderEvent, SagaCommand
+from services.order.domain.model import (
+    FulfillmentStep,
+    HoldStatus,
+    Order,
+    OrderLine,
+    OrderStatus,
+    TimelineEntry,
+    TimelineEntryKind,
+)
+
+STEP_OF_STATUS = {
+    OrderStatus.PLACED: FulfillmentStep.RESERVE,
+    OrderStatus.BACKORDERED: FulfillmentStep.RESERVE,
+    OrderStatus.ALLOCATED: FulfillmentStep.RELEASE_TO_WAREHOUSE,
+    OrderStatus.RELEASED: FulfillmentStep.AWAIT_PICK,
+    OrderStatus.PICKED: FulfillmentStep.AWAIT_SHIPMENT,
+    OrderStatus.SHIPPED: FulfillmentStep.AWAIT_DELIVERY,
+    OrderStatus.DELIVERED: FulfillmentStep.AWAIT_INVOICE,
+    OrderStatus.COMPLETED: FulfillmentStep.COMPLETE,
+}
+
+# What a RESERVE-step order waiting only for stock to arrive is waiting for.
+BACKORDER_WAIT = "BACKORDER"
+
+
+@dataclass(frozen=True)
+class StepTimeouts:
+    """How long an order may wait in each step before it goes to EXCEPTION; None = forever.
+
+    `backorder` is the wait for stock to arrive, which is usually unbounded; `reserve` covers
+    the availability check and the reservation calls.
+    """
+
+    reserve: timedelta | None = timedelta(minutes=5)
+    backorder: timedelta | None = None
+    release_to_warehouse: timedelta | None = timedelta(minutes=5)
+    pick: timedelta | None = timedelta(hours=4)
+    shipment: timedelta | None = timedelta(hours=24)
+    delivery: timedelta | None = timedelta(days=14)
+    invoice: timedelta | None = timedelta(days=2)
+
+    def for_wait(self, wait: str) -> timedelta | None:
+        """The timeout for a waiting key from `waiting_for`."""
+        return {
+            FulfillmentStep.RESERVE.name: self.reserve,
+            BACKORDER_WAIT: self.backorder,
+            FulfillmentStep.RELEASE_TO_WAREHOUSE.name: self.release_to_warehouse,
+            FulfillmentStep.AWAIT_PICK.name: self.pick,
+            FulfillmentStep.AWAIT_SHIPMENT.name: self.shipment,
+            FulfillmentStep.AWAIT_DELIVERY.name: self.delivery,
+            FulfillmentStep.AWAIT_INVOICE.name: self.invoice,
+        }.get(wait)
+
+
+@dataclass(frozen=True)
+class LineFigures:
+    """Where the units of one line are; `open_demand` units have no reservation or pick yet."""
+
+    ordered: int
+    cancelled: int
+    pending: int
+    open_demand: int
+    backordered: int
+    held: int
+    released: int
+    picked: int
+    shipped: int
+    delivered: int
+    invoiced: int
+
+    @property
+    def allocated(self) -> int:
+        return self.held + self.released
+
+
+@dataclass
+class Effects:
+    """What one saga call produced: events, commands, and whether the order changed."""
+
+    ctx: Context
+    timeouts: StepTimeouts
+    events: list[OrderEvent] = field(default_factory=list)
+    commands: list[SagaCommand] = field(default_factory=list)
+    changed: bool = False
+    # Index of the first timeline entry this call wrote; their step is fixed up at the end.
+    first_entry: int | None = None
+
+    def note(
+        self,
+        order: Order,
+        kind: TimelineEntryKind,
+        detail: str,
+        *,
+        event_type: str = "",
+        event_id: str = "",
+    ) -> None:
+        """Append a timeline entry (and mark the order changed)."""
+        if self.first_entry is None:
+            self.first_entry = len(order.timeline)
+        order.timeline.append(
+            TimelineEntry(
+                occurred_at=self.ctx.now,
+                kind=kind,
+                step=order.step,
+                detail=detail,
+                event_type=event_type,
+                event_id=event_id,
+                correlation_id=self.ctx.correlation_id,
+            )
+        )
+        self.changed = True
+
+    def emit(self, order: Order, event: OrderEvent) -> None:
+        """Publish an order event (through the outbox) and record it on the timeline."""
+        self.events.append(event)
+        self.note(order, TimelineEntryKind.EVENT, "published", event_type=type(event).__name__)
+
+    def command(self, command: SagaCommand) -> None:
+        self.commands.append(command)
+        self.changed = True
+
+
+def figures(order: Order) -> dict[int, LineFigures]:
+    """The figures of every line, computed from the saga records."""
+    pending = _sum_lines(
+        (held.line_number, held.quantity) for p in order.pending.values() for held in p.lines
+    )
+    held = _sum_lines(
+        (h.line_number, h.quantity)
+        for r in order.reservations.values()
+        if r.status is HoldStatus.ACTIVE and not r.released_to_warehouse
+        for h in r.lines
+    )
+    released = _sum_lines(
+        (h.line_number, h.quantity)
+        for r in order.reservations.values()
+        if r.status is HoldStatus.ACTIVE and r.released_to_warehouse
+        for h in r.lines
+    )
+    picked = _sum_lines(
+        (p.line_number, p.quantity_picked) for pick in order.picks.values() for p in pick.lines
+    )
+    shipped = _sum_lines(
+        (q.line_number, q.quantity)
+        for s in order.shipments.values()
+        if s.manifested
+        for q in s.lines
+    )
+    delivered = _sum_lines(
+        (q.line_number, q.quantity)
+        for s in order.shipments.values()
+        if s.delivered
+        for q in s.lines
+    )
+    invoiced = _sum_lines(
+        (q.line_number, q.quantity) for i in order.invoices.values() for q in i.lines
+    )
+    result = {}
+    cancelled_order = order.status is OrderStatus.CANCELLED
+    for line in order.lines:
+        n = line.line_number
+        allocated = held.get(n, 0) + released.get(n, 0)
+        open_demand = 0
+        if not cancelled_order:
+            open_demand = max(
+                0, line.quantity_ordered - line.quantity_cancelled - allocated - picked.get(n, 0)
+            )
+        result[n] = LineFigures(
+            ordered=line.quantity_ordered,
+            cancelled=line.quantity_cancelled,
+            pending=pending.get(n, 0),
+            open_demand=open_demand,
+            backordered=min(order.backordered.get(n, 0), open_demand),
+            held=held.get(n, 0),
+            released=released.get(n, 0),
+            picked=picked.get(n, 0),
+            shipped=shipped.get(n, 0),
+            delivered=delivered.get(n, 0),
+            invoiced=invoiced.get(n, 0),
+        )
+    return result
+
+
+def sync_lines(order: Order) -> None:
+    """Rewrite the proto-facing line figures from the records."""
+    figs = figures(order)
+    order.lines = [
+        OrderLine(
+            line_number=line.line_number,
+            sku=line.sku,
+            unit_price=line.unit_price,
+            quantity_ordered=line.quantity_ordered,
+            quantity_allocated=figs[line.line_number].allocated,
+            quantity_backordered=figs[line.line_number].backordered,
+            quantity_picked=figs[line.line_number].picked,
+            quantity_shipped=figs[line.line_number].shipped,
+            quantity_delivered=figs[line.line_number].delivered,
+            quantity_invoiced=figs[line.line_number].invoiced,
+            quantity_cancelled=line.quantity_cancelled,
+            quantity_returned=line.quantity_returned,
+        )
+        for line in order.lines
+    ]
+
+
+def derive_status(order: Order) -> OrderStatus:
+    """The status the records imply, ignoring exception and cancellation (module docstring)."""
+    figs = list(figures(order).values())
+    if any(f.backordered for f in figs):
+        return OrderStatus.BACKORDERED
+    stages: list[tuple[OrderStatus, Callable[[LineFigures], int]]] = [
+        (OrderStatus.PLACED, lambda f: f.open_demand - f.backordered),
+        (OrderStatus.ALLOCATED, lambda f: f.held),
+        (OrderStatus.RELEASED, lambda f: f.released),
+        (OrderStatus.PICKED, lambda f: _eff_picked(f) - _eff_shipped(f)),
+        (OrderStatus.SHIPPED, lambda f: _eff_shipped(f) - _eff_delivered(f)),
+        (OrderStatus.DELIVERED, lambda f: _eff_delivered(f) - f.invoiced),
+    ]
+    for status, units_in_stage in stages:
+        if any(units_in_stage(f) > 0 for f in figs):
+            return status
+    wanted = [f.ordered - f.cancelled for f in figs]
+    if (
+        order.availability_request is None
+        and not order.pending
+        and all(f.invoiced >= units for f, units in zip(figs, wanted, strict=True))
+    ):
+        return OrderStatus.COMPLETED
+    return OrderStatus.PLACED
+
+
+def waiting_for(order: Order) -> str:
+    """What the order waits for now: a step name, BACKORDER_WAIT, or "" when it waits for nothing
+    that can time out (terminal, or in EXCEPTION)."""
+    if order.is_terminal or order.exception is not None:
+        return ""
+    step = STEP_OF_STATUS[derive_status(order)]
+    if step is FulfillmentStep.RESERVE and not order.pending and order.availability_request is None:
+        return BACKORDER_WAIT
+    return step.name
+
+
+def refresh(order: Order, fx: Effects) -> None:
+    """Bring lines, status, step, exception and deadline in line with the records."""
+    sync_lines(order)
+    if order.is_terminal:
+        stamp_steps(order, fx)
+        return
+    derived = derive_status(order)
+    if derived is OrderStatus.COMPLETED:
+        order.exception = None
+        _move(
+            order,
+            fx,
+            OrderStatus.COMPLETED,
+            FulfillmentStep.COMPLETE,
+            "every unit delivered and invoiced",
+        )
+        fx.emit(
+            order,
+            OrderCompleted(
+                order.order_id, order.partner_id, tuple(sorted(order.invoices)), fx.ctx.now
+            ),
+        )
+        _set_deadline(order, fx, "")
+        stamp_steps(order, fx)
+        return
+    if order.exception is not None and _exception_resolved(order):
+        fx.note(order, TimelineEntryKind.EXCEPTION, f"resolved: {order.exception.reason}")
+        order.exception = None
+    if order.exception is not None:
+        _move(order, fx, OrderStatus.EXCEPTION, order.exception.step, order.exception.reason)
+    else:
+        _move(order, fx, derived, STEP_OF_STATUS[derived], "")
+    _set_deadline(order, fx, waiting_for(order))
+    if fx.changed:
+        order.updated_at = fx.ctx.now
+    stamp_steps(order, fx)
+
+
+def stamp_steps(order: Order, fx: Effects) -> None:
+    """Give the entries this call wrote the step the order ended in ("the step after it")."""
+    if fx.first_entry is None:
+        return
+    for index in range(fx.first_entry, len(order.timeline)):
+        entry = order.timeline[index]
+        if entry.kind is not TimelineEntryKind.STATUS_CHANGE and entry.step is not order.step:
+            order.timeline[index] = replace(entry, step=order.step)
+
+
+def _exception_resolved(order: Order) -> bool:
+    """A shipment failure clears when that shipment moves on; any other exception when the
+    order has left the step it was stuck in."""
+    exc = order.exception
+    assert exc is not None
+    if exc.shipment_id:
+        shipment = order.shipments.get(exc.shipment_id)
+        if shipment is None:
+            return False
+        if exc.step is FulfillmentStep.AWAIT_DELIVERY:
+            return shipment.delivered
+        return shipment.manifested
+    return STEP_OF_STATUS[derive_status(order)] is not exc.step
+
+
+def _move(
+    order: Order, fx: Effects, status: OrderStatus, step: FulfillmentStep, detail: str
+) -> None:
+    if (status, step) == (order.status, order.step):
+        return
+    previous = order.status
+    order.status, order.step = status, step
+    order.timeline.append(
+        TimelineEntry(
+            occurred_at=fx.ctx.now,
+            kind=TimelineEntryKind.STATUS_CHANGE,
+            step=step,
+            detail=detail or f"{previous.name} -> {status.name}",
+            from_status=previous,
+            to_status=status,
+            correlation_id=fx.ctx.correlation_id,
+        )
+    )
+    fx.changed = True
+
+
+def _set_deadline(order: Order, fx: Effects, wait: str) -> None:
+    if wait == order.deadline_key:
+        return
+    order.deadline_key = wait
+    order.step_entered_at = fx.ctx.now
+    timeout = fx.timeouts.for_wait(wait) if wait else None
+    order.step_deadline = fx.ctx.now + timeout if timeout is not None else None
+    fx.changed = True
+
+
+def _eff_delivered(f: LineFigures) -> int:
+    return max(f.delivered, f.invoiced)
+
+
+def _eff_shipped(f: LineFigures) -> int:
+    return max(f.shipped, _eff_delivered(f))
+
+
+def _eff_picked(f: LineFigures) -> int:
+    return max(f.picked, _eff_shipped(f))
+
+
+def _sum_lines(pairs: Iterable[tuple[int, int]]) -> dict[int, int]:
+    totals: dict[int, int] = {}
+    for line_number, quantity in pairs:
+        totals[line_number] = totals.get(line_number, 0) + quantity
+    return totals

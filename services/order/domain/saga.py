@@ -1,0 +1,292 @@
+"""The fulfillment saga: a persisted state machine per order.
+
+reserve -> release to warehouse -> await pick -> await shipment(s) -> await delivery ->
+await invoice -> complete. The saga is pure: each call takes the order (loaded by the store),
+mutates it in place, and returns the events to write to the outbox and the commands for the
+runner to execute. The service persists order + events + commands in one transaction.
+
+Guarantees:
+- applying the same input twice changes nothing the second time (`SagaResult.changed` is False);
+- COMPLETED and CANCELLED are terminal: later inputs only trigger compensations;
+- an input that is rejected (an exception is raised) leaves the order untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from services.order.domain import allocating, fulfilling
+from services.order.domain.allocation import Availability
+from services.order.domain.errors import (
+    InvalidArgument,
+    OrderNotCancellable,
+    OrderNotRetryable,
+    PreconditionViolation,
+)
+from services.order.domain.idempotency import order_fingerprint
+from services.order.domain.messages import (
+    AvailabilityObserved,
+    CancelPickTask,
+    Context,
+    InvoicePosted,
+    OrderCancelled,
+    OrderEvent,
+    OrderPlaced,
+    OrderReleased,
+    PickCompleted,
+    ReleaseReservation,
+    RequestAvailability,
+    ReservationFailed,
+    ReservationMade,
+    ReservationObserved,
+    ReservationReleasedObserved,
+    ReserveStock,
+    RestockPicked,
+    RetryShipment,
+    SagaCommand,
+    SagaInput,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentFailed,
+    ShipmentManifested,
+    StockAvailable,
+)
+from services.order.domain.model import (
+    ExceptionState,
+    FulfillmentStep,
+    HeldLine,
+    HoldStatus,
+    Order,
+    OrderInput,
+    OrderLine,
+    OrderStatus,
+    TimelineEntry,
+    TimelineEntryKind,
+)
+from services.order.domain.progress import Effects, StepTimeouts, refresh
+from services.order.domain.validation import Catalog, validate_order
+
+_HANDLERS: dict[type[Any], Callable[[Order, Any, Effects], None]] = {
+    AvailabilityObserved: allocating.on_availability,
+    ReservationMade: allocating.on_reservation_made,
+    ReservationFailed: allocating.on_reservation_failed,
+    ReservationObserved: allocating.on_reservation_observed,
+    ReservationReleasedObserved: allocating.on_reservation_released,
+    PickCompleted: fulfilling.on_pick_completed,
+    ShipmentCreated: fulfilling.on_shipment_created,
+    ShipmentManifested: fulfilling.on_shipment_manifested,
+    ShipmentFailed: fulfilling.on_shipment_failed,
+    ShipmentDelivered: fulfilling.on_shipment_delivered,
+    InvoicePosted: fulfilling.on_invoice_posted,
+    StockAvailable: fulfilling.on_stock_available,
+}
+
+
+@dataclass(frozen=True)
+class SagaResult:
+    """The order after a saga call, what to publish, what to run, and whether anything changed."""
+
+    order: Order
+    events: tuple[OrderEvent, ...]
+    commands: tuple[SagaCommand, ...]
+    changed: bool
+
+
+class FulfillmentSaga:
+    """The saga's entry points; holds only configuration (the step timeouts)."""
+
+    def __init__(self, timeouts: StepTimeouts | None = None) -> None:
+        self.timeouts = timeouts or StepTimeouts()
+
+    def place(
+        self,
+        *,
+        order_id: str,
+        partner_id: str,
+        order_input: OrderInput,
+        catalog: Catalog,
+        ctx: Context,
+        availability: Availability | None = None,
+    ) -> SagaResult:
+        """Validate and create an order, and start its saga.
+
+        `availability` is the snapshot checked synchronously at capture; with it the first
+        reservations are planned at once, without a RequestAvailability round trip.
+        """
+        if not order_id or not partner_id:
+            raise InvalidArgument.for_field(
+                "partner_id" if order_id else "order_id", "is required", "required"
+            )
+        validate_order(order_input, catalog)
+        order = Order(
+            order_id=order_id,
+            partner_id=partner_id,
+            external_order_id=order_input.external_order_id,
+            customer=order_input.customer,
+            ship_to=order_input.ship_to,
+            currency_code=order_input.currency_code,
+            service_level=order_input.service_level,
+            backorder_policy=order_input.backorder_policy,
+            lines=[
+                OrderLine(index + 1, line.sku, line.unit_price, line.quantity)
+                for index, line in enumerate(order_input.lines)
+            ],
+            fingerprint=order_fingerprint(partner_id, order_input),
+            created_at=ctx.now,
+            updated_at=ctx.now,
+        )
+        fx = Effects(ctx, self.timeouts)
+        order.timeline.append(
+            TimelineEntry(
+                occurred_at=ctx.now,
+                kind=TimelineEntryKind.STATUS_CHANGE,
+                step=order.step,
+                detail="order placed",
+                to_status=OrderStatus.PLACED,
+                correlation_id=ctx.correlation_id,
+            )
+        )
+        fx.emit(order, OrderPlaced(order_id, partner_id, tuple(order.lines), ctx.now))
+        allocating.start_planning(order, fx)
+        if availability is not None and order.availability_request is not None:
+            # Answer our own request in place: the runner need not ask inventory again.
+            request_id = order.availability_request
+            fx.commands = [c for c in fx.commands if not isinstance(c, RequestAvailability)]
+            allocating.on_availability(order, AvailabilityObserved(request_id, availability), fx)
+        return self._finish(order, fx)
+
+    def apply(self, order: Order, saga_input: SagaInput, ctx: Context) -> SagaResult:
+        """Apply one fact (a command's answer or another service's event) to the order."""
+        fx = Effects(ctx, self.timeouts)
+        _HANDLERS[type(saga_input)](order, saga_input, fx)
+        return self._finish(order, fx)
+
+    def cancel(self, order: Order, reason: str, ctx: Context) -> SagaResult:
+        """Cancel an order that has not shipped; returns the compensations to run.
+
+        Active reservations are released (and their open pick tasks withdrawn); units already
+        picked go back to stock. Cancelling a cancelled order changes nothing.
+        """
+        if order.status is OrderStatus.CANCELLED:
+            return SagaResult(order, (), (), changed=False)
+        shipped = [s.shipment_id for s in order.shipments.values() if s.manifested]
+        if order.status is OrderStatus.COMPLETED or shipped:
+            what = "is completed" if order.status is OrderStatus.COMPLETED else "has shipped"
+            raise OrderNotCancellable(
+                f"order {order.order_id} {what} and can no longer be cancelled; "
+                "create a return instead",
+                violations=[
+                    PreconditionViolation(
+                        "ORDER_STATUS", order.order_id, f"the order {what}; create a return"
+                    )
+                ],
+                metadata={"order_id": order.order_id, "shipments": ",".join(sorted(shipped))},
+            )
+        fx = Effects(ctx, self.timeouts)
+        why = reason or "order cancelled"
+        released = []
+        for r in list(order.reservations.values()):
+            if r.status is not HoldStatus.ACTIVE:
+                continue
+            fx.command(ReleaseReservation(order.order_id, r.reservation_id, why))
+            if r.released_to_warehouse:
+                fx.command(CancelPickTask(order.order_id, r.reservation_id))
+            order.reservations[r.reservation_id] = replace(r, status=HoldStatus.RELEASED)
+            released.append(r.reservation_id)
+        for pick in order.picks.values():
+            back = tuple(
+                HeldLine(p.line_number, p.sku, p.quantity_picked)
+                for p in pick.lines
+                if p.quantity_picked
+            )
+            if back:
+                key = f"{order.order_id}/restock/{pick.pick_id}"
+                fx.command(RestockPicked(order.order_id, pick.location_id, back, key))
+        # Answers to requests still in flight are released when they arrive (allocating.py).
+        order.pending.clear()
+        order.availability_request = None
+        order.replan_requested = False
+        order.backordered.clear()
+        order.exception = None
+        order.cancel_reason = why
+        order.lines = [
+            replace(line, quantity_cancelled=line.quantity_ordered) for line in order.lines
+        ]
+        previous = order.status
+        order.status = OrderStatus.CANCELLED
+        order.deadline_key, order.step_deadline = "", None
+        order.timeline.append(
+            TimelineEntry(
+                occurred_at=ctx.now,
+                kind=TimelineEntryKind.STATUS_CHANGE,
+                step=order.step,
+                detail=f"cancelled: {why}",
+                from_status=previous,
+                to_status=OrderStatus.CANCELLED,
+                correlation_id=ctx.correlation_id,
+            )
+        )
+        fx.emit(
+            order, OrderCancelled(order.order_id, order.partner_id, why, tuple(released), ctx.now)
+        )
+        return self._finish(order, fx)
+
+    def on_tick(self, order: Order, now: datetime) -> SagaResult:
+        """Move an order whose step deadline has passed to EXCEPTION (once)."""
+        deadline = order.step_deadline
+        if order.is_terminal or order.exception is not None or deadline is None or now < deadline:
+            return SagaResult(order, (), (), changed=False)
+        fx = Effects(Context(now), self.timeouts)
+        reason = f"{order.step.name} not done by {deadline.isoformat()}"
+        if order.deadline_key == "BACKORDER":
+            reason = f"backorder not filled by {deadline.isoformat()}"
+        order.exception = ExceptionState(order.step, reason, now)
+        fx.note(order, TimelineEntryKind.EXCEPTION, f"timeout: {reason}")
+        return self._finish(order, fx)
+
+    def retry(self, order: Order, ctx: Context) -> SagaResult:
+        """Take an order out of EXCEPTION and redo the work of the step it is in.
+
+        Re-sent commands reuse their idempotency keys, so a retry never doubles an effect.
+        """
+        if order.is_terminal or order.exception is None:
+            raise OrderNotRetryable(
+                f"order {order.order_id} is {order.status.name}; only an order in EXCEPTION "
+                "can be retried",
+                metadata={"order_id": order.order_id, "status": order.status.name},
+            )
+        failed = order.exception
+        fx = Effects(ctx, self.timeouts)
+        order.exception = None
+        order.deadline_key = ""  # a fresh deadline for the retried step
+        fx.note(order, TimelineEntryKind.EXCEPTION, f"retry of {failed.step.name}: {failed.reason}")
+        for pending in order.pending.values():
+            fx.command(
+                ReserveStock(
+                    order.order_id, pending.location_id, pending.lines, pending.idempotency_key
+                )
+            )
+        if order.availability_request is not None:
+            skus = tuple(sorted({line.sku for line in order.lines}))
+            fx.command(RequestAvailability(order.order_id, order.availability_request, skus))
+        allocating.start_planning(order, fx)
+        if failed.shipment_id:
+            fx.command(RetryShipment(order.order_id, failed.shipment_id))
+        elif failed.step is FulfillmentStep.AWAIT_PICK:
+            unpicked = tuple(
+                r.reservation_id
+                for r in order.reservations.values()
+                if r.status is HoldStatus.ACTIVE and r.released_to_warehouse
+            )
+            if unpicked:
+                # Pick-task creation is idempotent per reservation, so re-releasing is safe.
+                fx.emit(order, OrderReleased(order.order_id, order.partner_id, unpicked, ctx.now))
+        return self._finish(order, fx)
+
+    def _finish(self, order: Order, fx: Effects) -> SagaResult:
+        if fx.changed:
+            refresh(order, fx)
+        return SagaResult(order, tuple(fx.events), tuple(fx.commands), fx.changed)

@@ -1,0 +1,366 @@
+"""A test double of the mesh around the saga: the real inventory domain, plus fake runner,
+consumers, warehouse, shipment and billing, all in memory and driven step by step.
+
+Nothing runs on its own: commands, order events and saga inputs wait in queues until a test
+(or the stateful machine) delivers them, in any order it likes. `drain()` delivers everything
+first-in first-out until the mesh is quiet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from services.inventory import domain as inv
+from services.inventory.domain.errors import LocationInactive, ReservationNotActive
+from services.inventory.domain.repository import seed
+from services.order.domain import (
+    AvailabilityObserved,
+    CancelPickTask,
+    Context,
+    FulfillmentSaga,
+    HeldLine,
+    InvoicePosted,
+    LineQuantity,
+    Order,
+    OrderEvent,
+    OrderInput,
+    OrderReleased,
+    OrderStatus,
+    PickCompleted,
+    PickedLine,
+    ReleaseReservation,
+    RequestAvailability,
+    ReservationFailed,
+    ReservationMade,
+    ReservationObserved,
+    ReservationReleasedObserved,
+    ReserveStock,
+    RestockPicked,
+    SagaCommand,
+    SagaInput,
+    SagaResult,
+    ShipmentDelivered,
+    ShipmentManifested,
+    StepTimeouts,
+    StockAvailable,
+    wants_stock,
+)
+from tests.order.support import CATALOG, EAST, NORTH, PARTNER, WEST, Clock
+
+SKUS = ("WIDGET", "GADGET", "GIZMO")
+LOCATIONS = (EAST, WEST, NORTH)
+
+
+@dataclass
+class ShipmentState:
+    order_id: str
+    location_id: str
+    lines: tuple[LineQuantity, ...]
+    delivered: bool = False
+    invoiced: bool = False
+
+
+@dataclass
+class Mesh:
+    timeouts: StepTimeouts = field(default_factory=StepTimeouts)
+    clock: Clock = field(default_factory=Clock)
+
+    def __post_init__(self) -> None:
+        self.repo = inv.InMemoryInventory()
+        self.ids = inv.SequentialIds()
+        seed(
+            self.repo,
+            [inv.Item(sku, sku.title()) for sku in SKUS],
+            [inv.Location(loc, loc.title()) for loc in LOCATIONS],
+        )
+        self.saga = FulfillmentSaga(self.timeouts)
+        self.orders: dict[str, Order] = {}
+        self.commands: list[SagaCommand] = []
+        self.run_commands: list[SagaCommand] = []
+        self.order_events: list[OrderEvent] = []  # written to the outbox, not yet consumed
+        self.published: list[OrderEvent] = []
+        self.inbox: list[tuple[str, SagaInput]] = []
+        self.history: list[tuple[str, SagaInput]] = []
+        self.picked: list[inv.PickCompleted] = []
+        self.shipments: dict[str, ShipmentState] = {}
+        self._keys = 0
+
+    # -- the order service --------------------------------------------------------------
+
+    def place(self, order_id: str, order: OrderInput, *, with_availability: bool = True) -> Order:
+        availability = self.availability(tuple(line.sku for line in order.lines))
+        result = self.saga.place(
+            order_id=order_id,
+            partner_id=PARTNER,
+            order_input=order,
+            catalog=CATALOG,
+            ctx=self.clock.ctx(f"corr-{order_id}"),
+            availability=availability if with_availability else None,
+        )
+        self.orders[order_id] = result.order
+        self._absorb(result)
+        return result.order
+
+    def apply(self, order_id: str, saga_input: SagaInput) -> SagaResult:
+        result = self.saga.apply(
+            self.orders[order_id], saga_input, self.clock.ctx(f"corr-{order_id}")
+        )
+        self.history.append((order_id, saga_input))
+        self._absorb(result)
+        return result
+
+    def cancel(self, order_id: str, reason: str = "customer asked") -> SagaResult:
+        result = self.saga.cancel(self.orders[order_id], reason, self.clock.ctx())
+        self._absorb(result)
+        return result
+
+    def tick(self, order_id: str) -> SagaResult:
+        result = self.saga.on_tick(self.orders[order_id], self.clock.now)
+        self._absorb(result)
+        return result
+
+    def retry(self, order_id: str) -> SagaResult:
+        result = self.saga.retry(self.orders[order_id], self.clock.ctx())
+        self._absorb(result)
+        return result
+
+    def _absorb(self, result: SagaResult) -> None:
+        self.commands += result.commands
+        self.order_events += result.events
+
+    # -- the runner and the consumers ----------------------------------------------------
+
+    def run_command(self, index: int = 0) -> None:
+        """Execute a queued command against inventory; its answer goes to the inbox."""
+        command = self.commands.pop(index)
+        self.run_commands.append(command)
+        self.execute(command)
+
+    def execute(self, command: SagaCommand) -> None:
+        now = self.clock.now
+        if isinstance(command, RequestAvailability):
+            answer = AvailabilityObserved(command.request_id, self.availability(command.skus))
+            self.inbox.append((command.order_id, answer))
+        elif isinstance(command, ReserveStock):
+            self._reserve(command)
+        elif isinstance(command, ReleaseReservation):
+            try:
+                outcome = inv.release(self.repo, command.reservation_id, command.reason, now)
+            except ReservationNotActive:
+                return  # already picked: the pick's own compensation restocks it
+            self.consume_inventory_events(outcome.events)
+        elif isinstance(command, CancelPickTask):
+            for task in self.repo.pick_tasks(
+                reservation_id=command.reservation_id, status=inv.PickStatus.OPEN
+            ):
+                inv.cancel_pick_task(self.repo, task.pick_id, now)
+        elif isinstance(command, RestockPicked):
+            lines = tuple(inv.ReceiptLine(h.sku, h.quantity) for h in command.lines)
+            request = inv.ReceiveStock(
+                command.location_id,
+                inv.ReceiptSource.RETURN,
+                command.order_id,
+                lines,
+                command.idempotency_key,
+            )
+            self.consume_inventory_events(inv.receive(self.repo, self.ids, request, now).events)
+
+    def _reserve(self, command: ReserveStock) -> None:
+        lines = tuple(inv.ReserveLine(h.line_number, h.sku, h.quantity) for h in command.lines)
+        request = inv.ReserveStock(
+            command.order_id,
+            command.location_id,
+            lines,
+            inv.ReservationPolicy.PARTIAL,
+            command.idempotency_key,
+        )
+        try:
+            outcome = inv.reserve(self.repo, self.ids, request, self.clock.now)
+        except LocationInactive as error:
+            self.inbox.append(
+                (command.order_id, ReservationFailed(command.idempotency_key, error.message))
+            )
+            return
+        reservation = outcome.reservation
+        held = (
+            tuple(HeldLine(ln.order_line_number, ln.sku, ln.quantity) for ln in reservation.lines)
+            if reservation
+            else ()
+        )
+        answer = ReservationMade(
+            command.idempotency_key, reservation.reservation_id if reservation else None, held
+        )
+        self.inbox.append((command.order_id, answer))
+        self.consume_inventory_events(outcome.events)
+
+    def consume_inventory_events(self, events: tuple[inv.InventoryEvent, ...]) -> None:
+        """The order service's consumers of inventory events, as saga inputs."""
+        for event in events:
+            if isinstance(event, inv.StockReserved):
+                r = event.reservation
+                self.inbox.append(
+                    (r.order_id, ReservationObserved(r.reservation_id, r.location_id))
+                )
+            elif isinstance(event, inv.ReservationReleased):
+                r = event.reservation
+                self.inbox.append(
+                    (r.order_id, ReservationReleasedObserved(r.reservation_id, event.reason))
+                )
+            elif isinstance(event, inv.PickCompleted):
+                self.picked.append(event)
+                lines = tuple(
+                    PickedLine(ln.order_line_number, ln.sku, ln.quantity_picked, ln.quantity_short)
+                    for ln in event.lines
+                )
+                self.inbox.append(
+                    (event.order_id, PickCompleted(event.pick_id, event.reservation_id, lines))
+                )
+            elif isinstance(event, inv.StockReceived):
+                for position in event.positions:
+                    self._stock_arrived(
+                        position.sku, position.location_id, event.receipt.receipt_id
+                    )
+            elif isinstance(event, inv.StockAdjusted) and event.adjustment.quantity_delta > 0:
+                adjustment = event.adjustment
+                self._stock_arrived(
+                    adjustment.sku, adjustment.location_id, adjustment.adjustment_id
+                )
+
+    def _stock_arrived(self, sku: str, location_id: str, source_id: str) -> None:
+        # The consumer fans out to the orders waiting for the SKU, oldest first.
+        for order_id, order in self.orders.items():
+            if wants_stock(order, sku):
+                self.inbox.append((order_id, StockAvailable(sku, location_id, source_id)))
+
+    def deliver(self, index: int = 0) -> SagaResult:
+        order_id, saga_input = self.inbox.pop(index)
+        return self.apply(order_id, saga_input)
+
+    def publish(self, index: int = 0) -> None:
+        """Inventory's consumer of order events: a released reservation becomes a pick task."""
+        event = self.order_events.pop(index)
+        self.published.append(event)
+        if isinstance(event, OrderReleased):
+            for reservation_id in event.reservation_ids:
+                # A reservation released meanwhile (cancel) has nothing to pick.
+                with contextlib.suppress(ReservationNotActive):
+                    inv.create_pick_task(self.repo, self.ids, reservation_id, self.clock.now)
+
+    @property
+    def quiet(self) -> bool:
+        return not (self.commands or self.inbox or self.order_events)
+
+    def drain(self, limit: int = 10_000) -> None:
+        for _ in range(limit):
+            if self.commands:
+                self.run_command()
+            elif self.order_events:
+                self.publish()
+            elif self.inbox:
+                self.deliver()
+            else:
+                return
+        raise AssertionError("the mesh did not settle")
+
+    # -- inventory, warehouse, shipment and billing ----------------------------------------
+
+    def availability(self, skus: tuple[str, ...]) -> dict[str, dict[str, int]]:
+        return {
+            a.sku: {p.location_id: p.available for p in a.positions}
+            for a in inv.availability(self.repo, tuple(dict.fromkeys(skus)))
+        }
+
+    def receive(self, sku: str, location_id: str, quantity: int) -> None:
+        self._keys += 1
+        request = inv.ReceiveStock(
+            location_id,
+            inv.ReceiptSource.PURCHASE_ORDER,
+            "PO-9",
+            (inv.ReceiptLine(sku, quantity),),
+            f"po-{self._keys:06d}",
+        )
+        self.consume_inventory_events(
+            inv.receive(self.repo, self.ids, request, self.clock.now).events
+        )
+
+    def open_picks(self, order_id: str | None = None) -> list[inv.PickTask]:
+        tasks = self.repo.pick_tasks(status=inv.PickStatus.OPEN)
+        return [t for t in tasks if order_id is None or t.order_id == order_id]
+
+    def confirm_pick(self, task: inv.PickTask, shorts: dict[int, int] | None = None) -> None:
+        shorts = shorts or {}
+        lines = tuple(
+            inv.PickConfirmationLine(
+                ln.order_line_number,
+                ln.sku,
+                ln.quantity - shorts.get(ln.order_line_number, 0),
+                shorts.get(ln.order_line_number, 0),
+            )
+            for ln in task.lines
+        )
+        self.consume_inventory_events(
+            inv.confirm_pick(self.repo, self.ids, task.pick_id, lines, self.clock.now).events
+        )
+
+    def shippable(self) -> list[inv.PickCompleted]:
+        """Picks with picked units, not shipped yet, of orders the shipment service may ship."""
+        return [
+            p
+            for p in self.picked
+            if f"shp_{p.pick_id}" not in self.shipments
+            and any(ln.quantity_picked for ln in p.lines)
+            and self.orders[p.order_id].status is not OrderStatus.CANCELLED
+        ]
+
+    def ship(self, pick: inv.PickCompleted) -> str:
+        shipment_id = f"shp_{pick.pick_id}"
+        lines = tuple(
+            LineQuantity(ln.order_line_number, ln.quantity_picked)
+            for ln in pick.lines
+            if ln.quantity_picked
+        )
+        self.shipments[shipment_id] = ShipmentState(pick.order_id, pick.location_id, lines)
+        self.inbox.append((pick.order_id, ShipmentManifested(shipment_id, pick.location_id, lines)))
+        return shipment_id
+
+    def deliver_shipment(self, shipment_id: str) -> None:
+        shipment = self.shipments[shipment_id]
+        shipment.delivered = True
+        self.inbox.append(
+            (
+                shipment.order_id,
+                ShipmentDelivered(shipment_id, shipment.location_id, shipment.lines),
+            )
+        )
+
+    def invoice(self, shipment_id: str) -> None:
+        shipment = self.shipments[shipment_id]
+        shipment.invoiced = True
+        self.inbox.append(
+            (shipment.order_id, InvoicePosted(f"inv_{shipment_id}", shipment_id, shipment.lines))
+        )
+
+    def fulfil_everything(self) -> None:
+        """Warehouse, carriers and billing do their job for every order until nothing is left."""
+        self.drain()
+        while self.open_picks() or self.shippable() or self._undelivered() or self._uninvoiced():
+            for task in self.open_picks():
+                self.confirm_pick(task)
+            self.drain()
+            for pick in self.shippable():
+                self.ship(pick)
+            for shipment_id in self._undelivered():
+                self.deliver_shipment(shipment_id)
+            for shipment_id in self._uninvoiced():
+                self.invoice(shipment_id)
+            self.drain()
+
+    def _undelivered(self) -> list[str]:
+        return [sid for sid, s in self.shipments.items() if not s.delivered]
+
+    def _uninvoiced(self) -> list[str]:
+        return [sid for sid, s in self.shipments.items() if s.delivered and not s.invoiced]
+
+    def context(self) -> Context:
+        return self.clock.ctx()
