@@ -1,0 +1,1 @@
+"""One folder per carrier: connector (mapping + transport use) and its code tables as data."""

@@ -1,0 +1,164 @@
+"""Carrier accounts from the environment: which accounts exist and their credentials.
+
+The set of accounts is open-ended, so it cannot be a fixed ServiceConfig class; it follows the
+kit's rules instead (one prefix, read once at start, every problem reported at once naming the
+variable, secrets never echoed):
+
+    CROSSDOCK_CARRIER_ADAPTER_CARRIER_ACCOUNTS=sandbox,ups_east
+    CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_UPS_EAST_CARRIER=ups
+    CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_UPS_EAST_CLIENT_ID=…
+    CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_UPS_EAST_CLIENT_SECRET=…
+    CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_UPS_EAST_ACCOUNT_NUMBER=…
+    CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_UPS_EAST_TEST_MODE=true
+
+An account's CARRIER defaults to its id when the id is a carrier code (`sandbox` above).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.kit.config import ConfigError, env_prefix_for
+
+__all__ = ["CARRIER_FIELDS", "CarrierAccount", "FieldSpec", "load_accounts"]
+
+PREFIX = env_prefix_for("carrier-adapter")
+_ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    required: bool = True
+    secret: bool = False
+    kind: str = "str"  # str, float, int
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _rate(name: str) -> FieldSpec:
+    return FieldSpec(name, required=False, kind="float", minimum=0.0, maximum=1.0)
+
+
+CARRIER_FIELDS: Mapping[str, tuple[FieldSpec, ...]] = {
+    "ups": (
+        FieldSpec("client_id", secret=True),
+        FieldSpec("client_secret", secret=True),
+        FieldSpec("account_number"),
+    ),
+    "fedex": (
+        FieldSpec("api_key", secret=True),
+        FieldSpec("secret_key", secret=True),
+        FieldSpec("account_number"),
+        # FedEx may issue separate Track API credentials; absent, the shipping ones are used.
+        FieldSpec("track_api_key", required=False, secret=True),
+        FieldSpec("track_secret_key", required=False, secret=True),
+    ),
+    "dhl_express": (
+        FieldSpec("site_id"),
+        FieldSpec("password", secret=True),
+        FieldSpec("account_number"),
+    ),
+    "usps": (
+        FieldSpec("client_id", secret=True),
+        FieldSpec("client_secret", secret=True),
+        FieldSpec("account_number", required=False),
+        FieldSpec("crid", required=False),
+        FieldSpec("mid", required=False),
+        FieldSpec("manifest_mid", required=False),
+    ),
+    "sandbox": (
+        FieldSpec("webhook_secret", secret=True),
+        FieldSpec("seed", required=False, kind="int"),
+        # Simulated seconds per real second; 3600 turns a day-long lifecycle into ~30 s.
+        FieldSpec("time_scale", required=False, kind="float", minimum=1.0, maximum=1e7),
+        _rate("exception_rate"),
+        _rate("return_rate"),
+        _rate("duplicate_webhook_rate"),
+        _rate("late_webhook_rate"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CarrierAccount:
+    account_id: str
+    carrier: str
+    test_mode: bool = False
+    settings: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secret_names: frozenset[str] = frozenset()
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.settings.get(name, default)
+
+    def secret_values(self) -> list[str]:
+        """Credential values, so payload logging can blank them wherever they appear."""
+        return [self.settings[name] for name in self.secret_names if self.settings.get(name)]
+
+    def __repr__(self) -> str:
+        return f"CarrierAccount({self.account_id!r}, carrier={self.carrier!r})"
+
+
+def load_accounts(environ: Mapping[str, str] | None = None) -> list[CarrierAccount]:
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    list_var = f"{PREFIX}CARRIER_ACCOUNTS"
+    ids = [part.strip() for part in env.get(list_var, "").split(",") if part.strip()]
+    if not ids:
+        raise ConfigError([f"{list_var} is required (comma-separated carrier account ids)"])
+    accounts: list[CarrierAccount] = []
+    for account_id in ids:
+        if not _ACCOUNT_ID.match(account_id) or ids.count(account_id) > 1:
+            problems.append(f"{list_var}: {account_id!r} is not a unique id like 'ups_east'")
+            continue
+        base = f"{PREFIX}ACCOUNT_{account_id.upper()}_"
+        carrier = env.get(f"{base}CARRIER", "").strip() or account_id
+        specs = CARRIER_FIELDS.get(carrier)
+        if specs is None:
+            problems.append(f"{base}CARRIER: unknown carrier {carrier!r}")
+            continue
+        test_mode = _flag(env, f"{base}TEST_MODE", problems)
+        values: dict[str, str] = {}
+        for spec in specs:
+            variable = f"{base}{spec.name.upper()}"
+            raw = env.get(variable, "").strip()
+            if not raw:
+                if spec.required:
+                    problems.append(f"{variable} is required for a {carrier} account")
+                continue
+            problem = _check(spec, raw)
+            if problem:
+                problems.append(f"{variable} {problem}")
+            values[spec.name] = raw
+        secrets = frozenset(spec.name for spec in specs if spec.secret)
+        accounts.append(CarrierAccount(account_id, carrier, test_mode, values, secrets))
+    if problems:
+        raise ConfigError(problems)
+    return accounts
+
+
+def _flag(env: Mapping[str, str], variable: str, problems: list[str]) -> bool:
+    raw = env.get(variable, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw and raw not in _FALSE:
+        problems.append(f"{variable} must be true or false")
+    return False
+
+
+def _check(spec: FieldSpec, raw: str) -> str:
+    if spec.kind == "str":
+        return ""
+    try:
+        number = float(raw) if spec.kind == "float" else int(raw)
+    except ValueError:
+        return f"must be a{'n integer' if spec.kind == 'int' else ' number'}"
+    if spec.minimum is not None and number < spec.minimum:
+        return f"must be at least {spec.minimum:g}"
+    if spec.maximum is not None and number > spec.maximum:
+        return f"must be at most {spec.maximum:g}"
+    return ""

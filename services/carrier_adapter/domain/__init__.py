@@ -1,0 +1,9 @@
+"""carrier-adapter domain: canonical carrier shapes and pure rules, no I/O.
+
+- model: dataclasses and enums every connector speaks;
+- errors: carrier failures with retryable / maybe-committed facts;
+- status_table, service_table: the per-carrier code tables (data files) and their lookup;
+- normalize: raw carrier scans → canonical TrackingScans, reporting unmapped codes;
+- payload_log: the raw payload record, redaction and bounded retention;
+- polling: which tracking numbers are due for a poll.
+"""
