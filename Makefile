@@ -66,6 +66,10 @@ proto-check: venv ## Fail when vendored protos, generated code or the event cata
 	$(BIN)/python tools/gen_proto.py --check
 	$(BIN)/python tools/gen_event_catalog.py --check
 
+.PHONY: schemas-check
+schemas-check: venv ## The registry's compatibility rules: working-tree event schemas vs $(BASELINE)
+	$(BIN)/crossdock schemas check --against $(BASELINE)
+
 # ---- quality and tests -----------------------------------------------------------------------
 
 .PHONY: lint

@@ -5,15 +5,21 @@
     crossdock outbox status --db-url URL           a service's outbox backlog
     crossdock replay --consumer C --from-seq N     reposition a durable consumer
     crossdock migrate --service X --db-url URL     run a service's migrations
+    crossdock schemas list|show|check              event schemas (mounted by the registry)
 
 NATS commands take --nats-url (default: $CROSSDOCK_NATS_URL); DB commands take --db-url
 (default: $CROSSDOCK_DB_URL).
+
+Command groups owned by services are mounted without the kit importing them: each is a
+`crossdock.cli` entry point (pyproject.toml) naming a function `add(subparsers)` that adds its
+parsers, with `run` set to an async handler returning the exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -37,6 +43,7 @@ from services.kit.cli_commands import (
 from services.kit.migrations import DB_URL_ENV
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+PLUGIN_GROUP = "crossdock.cli"
 
 
 # -- parser ----------------------------------------------------------------------------------------
@@ -155,7 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="head", help="target revision (default: head)")
     p.add_argument("--script-location", help="override the migrations directory")
     p.set_defaults(run=cmd_migrate)
+    add_plugin_commands(commands)
     return parser
+
+
+def add_plugin_commands(commands: Any) -> None:
+    """Mount the command groups registered under the `crossdock.cli` entry-point group."""
+    for entry in sorted(importlib.metadata.entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            add = entry.load()
+            add(commands)
+        except Exception as exc:  # one broken plugin must not take the whole CLI down
+            print(
+                f"crossdock: cannot load the {entry.name!r} commands ({entry.value}): {exc!r}",
+                file=sys.stderr,
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

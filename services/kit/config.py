@@ -285,3 +285,8 @@ class ServiceConfig(_ConfigBase):
         description="deadline of an outgoing gRPC call that has none (and no incoming deadline)",
     )
     log_level: LogLevel = setting(default="INFO", description="minimum level of JSON log lines")
+    schema_registry_target: str = setting(
+        default="",
+        description="schema registry gRPC HOST:PORT; at start the service registers the schemas "
+        "of the events it produces and stamps their ids on events (empty: no registry)",
+    )

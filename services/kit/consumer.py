@@ -4,7 +4,9 @@ One `EventConsumer` is one durable pull consumer `<service>-<purpose>` on one st
 
 1. fetch up to `batch_size` messages;
 2. classify each without touching the DB: not ours (ack), undecodable / invalid / unknown type
-   (dead-letter), or to apply;
+   (dead-letter), or to apply. With a schema resolver, the batch's `ce-dataschema` ids not seen
+   before are first resolved through the registry (one call per new id, on the event loop): an id
+   the registry does not know is dead-lettered, an unreachable registry NAKs the message;
 3. apply the batch in ONE transaction on the DB worker: claim the inbox rows and run the handlers.
    Fast path: the whole batch under one savepoint. If any handler fails, that savepoint is rolled
    back and the batch is re-run with one savepoint per message, so one bad message costs only
@@ -46,6 +48,7 @@ from services.kit.handlers import (
     ProtobufDecoder,
 )
 from services.kit.metrics import ServiceMetrics
+from services.kit.schema_ids import SchemaResolver, Unresolved
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +100,11 @@ class EventConsumer:
         metrics: ServiceMetrics | None = None,
         decoder: EventDecoder | None = None,
         handler_scope: HandlerScope | None = None,
+        schema_resolver: SchemaResolver | None = None,
     ) -> None:
         """`handler_scope(subject, headers)` is entered around every handler call: the hook for
-        trace-context extraction (a CONSUMER span) and log correlation."""
+        trace-context extraction (a CONSUMER span) and log correlation. `schema_resolver`
+        checks `ce-dataschema` ids against the schema registry (None: ids are not checked)."""
         self.name = f"{service}-{purpose}"
         self.stream = stream
         self.settings = settings or ConsumerSettings()
@@ -112,6 +117,7 @@ class EventConsumer:
         self._js = nc.jetstream()
         self._metrics = metrics
         self._decoder: EventDecoder = decoder or ProtobufDecoder()
+        self._schemas = schema_resolver
         self._applier = BatchApplier(self.name, handler_scope)
         self._next_purge = 0.0
         # nats-server 2.9 takes one filter subject: one event type → filter on it, several →
@@ -269,7 +275,8 @@ class EventConsumer:
 
     async def process(self, msgs: list[Msg]) -> list[Outcome]:
         """Classify, apply in one transaction, then ack/NAK/dead-letter. Returns the outcomes."""
-        items = [self._classify(msg) for msg in msgs]
+        unresolved = await self._resolve_schemas(msgs)
+        items = [self._classify(msg, unresolved) for msg in msgs]
         if self._metrics is not None and msgs:
             self._metrics.consumer_lag.labels(self.name, self.stream).set(
                 msgs[-1].metadata.num_pending
@@ -292,7 +299,52 @@ class EventConsumer:
         record(items, self.name, self._metrics)
         return [item.outcome or Outcome.RETRY for item in items]
 
-    def _classify(self, msg: Msg) -> Item:
+    async def _resolve_schemas(self, msgs: list[Msg]) -> dict[int, Unresolved]:
+        """Resolve the batch's schema ids not cached yet (no I/O when all are cached)."""
+        if self._schemas is None:
+            return {}
+        wanted: set[int] = set()
+        for msg in msgs:
+            try:
+                schema_id = ev.schema_id_of((msg.headers or {}).get(ev.CE_DATASCHEMA))
+            except ValueError:
+                continue  # dead-lettered by _classify
+            if schema_id is not None and self._schemas.cached(schema_id) is None:
+                wanted.add(schema_id)
+        if not wanted:
+            return {}
+        return await self._schemas.prefetch(wanted)
+
+    def _check_schema(self, item: Item, route_type: str, unresolved: dict[int, Unresolved]) -> bool:
+        """False (and the item settled) when its `ce-dataschema` id is bad or unresolved."""
+        if self._schemas is None:
+            return True
+        try:
+            schema_id = ev.schema_id_of(item.headers.get(ev.CE_DATASCHEMA))
+        except ValueError as exc:
+            item.dead("invalid", str(exc))
+            return False
+        if schema_id is None:
+            return True  # the placeholder of a producer without a registry: accepted
+        schema = self._schemas.cached(schema_id)
+        if schema is None:
+            problem = unresolved.get(schema_id) or Unresolved(
+                False, f"schema id {schema_id} is not resolved yet"
+            )
+            if problem.permanent:
+                item.dead("unknown_schema", problem.reason)
+            else:
+                item.outcome, item.reason = Outcome.RETRY, problem.reason
+            return False
+        if schema.message_name != route_type:
+            item.dead(
+                "unknown_schema",
+                f"schema id {schema_id} describes {schema.message_name}, not {route_type}",
+            )
+            return False
+        return True
+
+    def _classify(self, msg: Msg, unresolved: dict[int, Unresolved] | None = None) -> Item:
         meta = msg.metadata
         headers = dict(msg.headers or {})
         item = Item(
@@ -322,6 +374,8 @@ class EventConsumer:
         ce_type = headers.get(ev.CE_TYPE)
         if ce_type != msg.subject:
             item.dead("unknown_type", f"ce-type {ce_type!r} does not match {msg.subject}")
+            return item
+        if not self._check_schema(item, route.type_name, unresolved or {}):
             return item
         try:
             item.event = self._decoder(route, headers, msg.data)

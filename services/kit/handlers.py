@@ -134,7 +134,9 @@ class HandlerRegistry:
 class EventDecoder(Protocol):
     """Turns message bytes into the route's message. Raise PermanentError when it cannot.
 
-    Pluggable so the schema-registry work can resolve `ce-dataschema` ids here.
+    Pluggable. It stays sync: the consumer resolves `ce-dataschema` ids through the schema
+    registry (services.kit.schema_ids.SchemaResolver) for the whole batch before decoding, so a
+    decoder never waits on I/O.
     """
 
     def __call__(self, route: Route, headers: Headers, data: bytes) -> Message: ...

@@ -6,28 +6,37 @@ DESIGN.md asks for: stop consuming, flush the outbox, close NATS, close the data
 connects tracing: outbox rows remember the request's span, the relay publishes in a PRODUCER
 span, and consumers handle in a CONSUMER span, so one trace runs caller → gRPC → outbox →
 consumer.
+
+With a schema registry (`registry_target`), the service first registers the schemas of the events
+it produces, and stamps their ids in `ce-dataschema`; a refused schema stops the start
+(SchemaRejectedError, after a log line naming the subject and why). Its consumers resolve the
+ids they receive through the registry. See services.kit.schema_ids.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.kit import bus, outbox
+from services.kit import events as ev
 from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.db import Database
 from services.kit.handlers import HandlerRegistry
 from services.kit.metrics import ServiceMetrics
 from services.kit.migrations import migrate
+from services.kit.registry_client import SchemaRegistryClient
 from services.kit.relay import OutboxRelay, RelaySettings
+from services.kit.schema_ids import SchemaResolver, register_produced_schemas
 from services.kit.streams import StreamSettings, ensure_streams
 from services.kit.telemetry import consumer_span, inject_trace_headers, producer_span
 
@@ -40,16 +49,27 @@ class EventRuntime:
     nc: NATS
     relay: OutboxRelay
     consumers: list[EventConsumer] = field(default_factory=list)
+    schema_registry: SchemaRegistryClient | None = None
+    # Message full name → schema id registered at start (empty without a registry).
+    schema_ids: dict[str, int] = field(default_factory=dict)
 
     async def stop_consumers(self) -> None:
         await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
 
+    async def close_schema_registry(self) -> None:
+        """Forget the schema ids this runtime installed and close its registry client."""
+        client, self.schema_registry = self.schema_registry, None
+        if client is not None:
+            ev.uninstall_schema_ids(self.schema_ids)
+            await client.close()
+
     async def close(self, flush_timeout: float = 5.0) -> None:
-        """Stop consuming, publish what is pending, then close NATS and the database."""
+        """Stop consuming, publish what is pending, then close NATS, the database, the registry."""
         await self.stop_consumers()
         await self.relay.stop(flush_timeout=flush_timeout)
         await self.nc.drain()
         await self.db.close()
+        await self.close_schema_registry()
 
 
 class ShutdownHooks(Protocol):
@@ -75,13 +95,77 @@ async def start_events(
     consumer_settings: ConsumerSettings | None = None,
     server: ShutdownHooks | None = None,
     flush_timeout: float = 5.0,
+    registry_target: str | None = None,
+    produced: Sequence[type[Message]] | None = None,
+    registry_wait_seconds: float = 30.0,
 ) -> EventRuntime:
     """Open the service's event runtime and start its relay and consumers.
 
     `migrations` (the service's Alembic folder) is applied first: embedded mode migrates on
     start. `registry` holds the service's event handlers; there is one durable consumer
     `<service>-<purpose>` per stream it reads. With `server`, shutdown is registered on it.
+
+    `registry_target` (the schema registry's gRPC HOST:PORT; None or "" = no registry) makes
+    the service register the schemas of the events it produces before anything else starts:
+    `produced` (default: the catalog's events whose producer is `service`). An unreachable
+    registry is waited for up to `registry_wait_seconds`; a refused schema raises
+    SchemaRejectedError after logging why, so the service refuses to start.
     """
+    schema_client: SchemaRegistryClient | None = None
+    schema_ids: dict[str, int] = {}
+    if registry_target:
+        schema_client = SchemaRegistryClient(registry_target)
+        try:
+            schema_ids = await register_produced_schemas(
+                schema_client, service, events=produced, wait_seconds=registry_wait_seconds
+            )
+        except BaseException:
+            await schema_client.close()
+            raise
+        ev.install_schema_ids(schema_ids)
+    try:
+        return await _start(
+            service=service,
+            db_url=db_url,
+            nats_url=nats_url,
+            registry=registry,
+            purpose=purpose,
+            migrations=migrations,
+            metrics=metrics,
+            tracer_provider=tracer_provider,
+            stream_settings=stream_settings,
+            relay_settings=relay_settings,
+            consumer_settings=consumer_settings,
+            server=server,
+            flush_timeout=flush_timeout,
+            schema_client=schema_client,
+            schema_ids=schema_ids,
+        )
+    except BaseException:
+        if schema_client is not None:
+            ev.uninstall_schema_ids(schema_ids)
+            await schema_client.close()
+        raise
+
+
+async def _start(
+    *,
+    service: str,
+    db_url: str,
+    nats_url: str,
+    registry: HandlerRegistry | None,
+    purpose: str,
+    migrations: Path | None,
+    metrics: ServiceMetrics | None,
+    tracer_provider: TracerProvider | None,
+    stream_settings: StreamSettings | None,
+    relay_settings: RelaySettings | None,
+    consumer_settings: ConsumerSettings | None,
+    server: ShutdownHooks | None,
+    flush_timeout: float,
+    schema_client: SchemaRegistryClient | None,
+    schema_ids: dict[str, int],
+) -> EventRuntime:
     if migrations is not None:
         await asyncio.to_thread(migrate, db_url, migrations)
     db = Database(db_url, service=service)
@@ -98,7 +182,10 @@ async def start_events(
         metrics=metrics,
         publish_scope=functools.partial(_publish_scope, tracer_provider),
     )
-    runtime = EventRuntime(db=db, nc=nc, relay=relay)
+    runtime = EventRuntime(
+        db=db, nc=nc, relay=relay, schema_registry=schema_client, schema_ids=schema_ids
+    )
+    resolver = SchemaResolver(schema_client) if schema_client is not None else None
     relay.start()
     if registry is not None:
         for stream in sorted(registry.streams()):
@@ -112,6 +199,7 @@ async def start_events(
                 settings=consumer_settings,
                 metrics=metrics,
                 handler_scope=functools.partial(_handler_scope, tracer_provider),
+                schema_resolver=resolver,
             )
             await consumer.ensure()
             consumer.start()
@@ -123,6 +211,8 @@ async def start_events(
         )
         server.add_shutdown_hook(nc.drain, name="close nats")
         server.add_shutdown_hook(db.close, name="close database")
+        if schema_client is not None:
+            server.add_shutdown_hook(runtime.close_schema_registry, name="close schema registry")
     return runtime
 
 

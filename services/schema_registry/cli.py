@@ -9,7 +9,8 @@ catalog) and compares it with a released descriptor set (e.g. proto/baseline.bin
 of the contracts) or with the registry; it exits 1 and prints the reasons when a change is
 incompatible. It runs the registry's own rules engine, so its verdicts are the registry's.
 
-The kit's CLI mounts these with `add_schema_commands(subparsers)`; each handler is an async
+The kit's CLI mounts these through the `crossdock.cli` entry point (pyproject.toml) that names
+`add_schema_commands(subparsers)`; each handler is an async
 function stored as `run` (the kit's convention). Exit codes: 0 fine, 1 incompatible,
 2 bad input, 3 registry unreachable.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from services.kit.catalog import EventType, load_catalog
-from services.schema_registry.client import (
+from services.kit.registry_client import (
     RegistryUnavailableError,
     SchemaRegistryClient,
     SchemaRegistryError,
@@ -281,7 +282,7 @@ def add_schema_commands(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry until the kit's CLI mounts the group: `python -m ...cli schemas ...`."""
+    """Standalone entry without the installed entry point: `python -m ...cli schemas ...`."""
     parser = argparse.ArgumentParser(prog="crossdock")
     add_schema_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)

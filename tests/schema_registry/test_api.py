@@ -13,7 +13,7 @@ from crossdock.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 
 from services.kit.grpc_errors import details_of, status_from_error
-from services.schema_registry.client import (
+from services.kit.registry_client import (
     IncompatibleSchemaError,
     InvalidSchemaError,
     RegistryUnavailableError,

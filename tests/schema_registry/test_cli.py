@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from crossdock.events.v1 import order_events_pb2
 
+from services.kit.registry_client import SchemaRegistryClient, descriptor_set_of
 from services.schema_registry.cli import add_schema_commands
-from services.schema_registry.client import SchemaRegistryClient, descriptor_set_of
 from tests.fixtures.ports import free_port
 from tests.schema_registry.conftest import Served
 from tests.schema_registry.protos import with_field, without_message

@@ -6,7 +6,7 @@ import pytest
 from crossdock.events.v1 import order_events_pb2
 from google.protobuf import descriptor_pb2
 
-from services.schema_registry.client import descriptor_set_of
+from services.kit.registry_client import descriptor_set_of
 from services.schema_registry.domain.descriptors import (
     canonical_bytes,
     fingerprint,

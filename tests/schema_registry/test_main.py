@@ -14,7 +14,7 @@ from pathlib import Path
 
 from crossdock.events.v1 import order_events_pb2
 
-from services.schema_registry.client import SchemaRegistryClient
+from services.kit.registry_client import SchemaRegistryClient
 from tests.fixtures.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]

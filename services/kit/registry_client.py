@@ -12,8 +12,8 @@ cached, so an id registered a moment later resolves on the next try. Every call 
 and is retried on UNAVAILABLE (all registry calls are idempotent). Errors arrive as the
 exceptions below, read from the status details the registry sends.
 
-This module imports only the kit and the generated contracts, never the rest of the registry,
-so it can move into the kit as it is.
+It lives in the kit (the kit imports no service): it needs only the kit and the generated
+contracts, and the kit's event runtime uses it to register and resolve schema ids.
 """
 
 from __future__ import annotations
