@@ -1,0 +1,120 @@
+"""Order's event handlers: inventory facts turned into saga inputs.
+
+- reserved / reservation_released / pick_completed → the input for the order they name;
+- received / adjusted (positive) → StockAvailable for every open order that wants the SKU
+  (oldest first), which is how backorders fill.
+
+Each handler runs inside the consumer's batch transaction: the saga transition, its outbox rows
+and queued commands commit with the inbox row. Events about orders this service does not know
+(e.g. stock reserved by a tool) are skipped. A Conflict with a concurrent writer is transient:
+the kit NAKs and the redelivery re-runs the handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from crossdock.events.v1 import inventory_events_pb2 as inv_events
+from sqlalchemy import Connection
+
+from services.kit import events as ev
+from services.kit.handlers import HandlerRegistry
+from services.order import flow
+from services.order.domain import (
+    Context,
+    FulfillmentSaga,
+    PickCompleted,
+    PickedLine,
+    ReservationObserved,
+    ReservationReleasedObserved,
+    SagaInput,
+    StockAvailable,
+    wants_stock,
+)
+from services.order.store import repository as repo
+
+log = logging.getLogger(__name__)
+
+PURPOSE = "inventory-events"
+
+
+def build_registry(saga: FulfillmentSaga, clock: Callable[[], datetime]) -> HandlerRegistry:
+    """The handlers of the `order-inventory-events` consumer (stream INVENTORY)."""
+
+    def context(headers: Mapping[str, str]) -> Context:
+        return Context(
+            clock(),
+            correlation_id=headers.get(ev.CORRELATION_ID, ""),
+            event_id=headers.get(ev.CE_ID, ""),
+            event_type=headers.get(ev.CE_TYPE, ""),
+        )
+
+    def apply(conn: Connection, order_id: str, saga_input: SagaInput, ctx: Context) -> None:
+        if flow.apply_input(conn, saga, order_id, saga_input, ctx) is None:
+            log.debug("event for unknown order %s skipped", order_id)
+
+    def stock_arrived(
+        conn: Connection, sku: str, location_id: str, source_id: str, ctx: Context
+    ) -> None:
+        for loaded in repo.orders_wanting(conn, sku):
+            # Re-checked on the decoded order: the column is a prefilter, the domain decides.
+            if wants_stock(loaded.order, sku):
+                result = saga.apply(loaded.order, StockAvailable(sku, location_id, source_id), ctx)
+                flow.commit(conn, loaded, result, ctx.now)
+
+    def on_reserved(
+        event: inv_events.StockReserved, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        r = event.reservation
+        saga_input = ReservationObserved(r.reservation_id, r.location_id)
+        apply(conn, r.order_id, saga_input, context(headers))
+
+    def on_released(
+        event: inv_events.ReservationReleased, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        r = event.reservation
+        saga_input = ReservationReleasedObserved(r.reservation_id, event.reason)
+        apply(conn, r.order_id, saga_input, context(headers))
+
+    def on_picked(
+        event: inv_events.PickCompleted, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        lines = tuple(
+            PickedLine(x.order_line_number, x.sku, int(x.quantity_picked), int(x.quantity_short))
+            for x in event.lines
+        )
+        saga_input = PickCompleted(event.pick_id, event.reservation_id, lines)
+        apply(conn, event.order_id, saga_input, context(headers))
+
+    def on_received(
+        event: inv_events.StockReceived, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        ctx = context(headers)
+        for position in event.positions:
+            if position.quantity_available > 0:
+                stock_arrived(
+                    conn, position.sku, position.location_id, event.receipt.receipt_id, ctx
+                )
+
+    def on_adjusted(
+        event: inv_events.StockAdjusted, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        adjustment = event.adjustment
+        if adjustment.quantity_delta > 0:  # only found stock can fill a backorder
+            stock_arrived(
+                conn,
+                adjustment.sku,
+                adjustment.location_id,
+                adjustment.adjustment_id,
+                context(headers),
+            )
+
+    registry = HandlerRegistry()
+    registry.add(inv_events.StockReserved, on_reserved)
+    registry.add(inv_events.ReservationReleased, on_released)
+    registry.add(inv_events.PickCompleted, on_picked)
+    registry.add(inv_events.StockReceived, on_received)
+    registry.add(inv_events.StockAdjusted, on_adjusted)
+    return registry
