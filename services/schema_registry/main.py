@@ -15,11 +15,12 @@ from typing import NoReturn
 
 from services.kit.config import ConfigError, ServiceConfig, setting
 from services.kit.db import Database
+from services.kit.http_server import HttpServer
 from services.kit.server import ServiceServer, run_service
 from services.schema_registry.api import add_to_server
 from services.schema_registry.compat import BufRunner, CompatibilityChecker
 from services.schema_registry.registry import SchemaRegistry
-from services.schema_registry.rest import HttpServer, create_app
+from services.schema_registry.rest import create_app
 from services.schema_registry.store import migrate
 
 

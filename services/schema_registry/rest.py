@@ -25,17 +25,12 @@ or `application/json`; responses are `application/vnd.schemaregistry.v1+json`. E
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
-import socket
-from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
 from crossdock.registry.v1 import registry_service_pb2 as pb
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -261,47 +256,3 @@ def create_app(registry: SchemaRegistry) -> Starlette:
             Exception: on_unexpected,
         },
     )
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The process's SIGTERM belongs to the kit's run_service, which stops us from a
-        # shutdown hook; uvicorn's own handlers would steal it.
-        yield
-
-
-class HttpServer:
-    """uvicorn serving an ASGI app on a socket bound here (port 0 picks a free port)."""
-
-    def __init__(self, app: Starlette, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._host, self._requested_port = host, port
-        self._server = _Server(
-            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
-        )
-        self._task: asyncio.Task[None] | None = None
-        self.port = 0
-
-    async def start(self) -> int:
-        """Bind and serve; returns the bound port."""
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._requested_port))
-        self.port = int(sock.getsockname()[1])
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises what stopped it
-                raise RuntimeError("the HTTP server stopped while starting")
-            await asyncio.sleep(0.01)
-        log.info("HTTP server serving", extra={"http_port": self.port})
-        return self.port
-
-    async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish, close."""
-        if self._task is None:
-            return
-        self._server.should_exit = True
-        await self._task
-        self._task = None

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from services.kit.db import Database
+from services.kit.http_server import HttpServer
 from services.kit.metrics import ServiceMetrics
 from services.kit.registry_client import SchemaRegistryClient
 from services.kit.server import ServiceServer
 from services.schema_registry.api import add_to_server
 from services.schema_registry.compat import BufRunner, CompatibilityChecker
 from services.schema_registry.registry import SchemaRegistry
-from services.schema_registry.rest import HttpServer, create_app
+from services.schema_registry.rest import create_app
 from services.schema_registry.store import migrate
 
 SERVICE = "schema-registry"

@@ -1,0 +1,90 @@
+"""API keys and scopes.
+
+Key format: `cdk_<key id>_<secret>`. The key id is public (it is the row's primary key and safe to
+log); the secret is 32 random bytes. Stored: a per-key random salt and SHA-256(salt + secret).
+Why a fast salted hash and not bcrypt/argon2 or an HMAC pepper: the secret is 256 random bits, so
+brute force is hopeless and a slow hash would only cost CPU on every request; the per-key salt
+means equal secrets never share a hash, and there is no server-wide pepper to distribute, rotate
+or lose (losing a pepper would invalidate every key). Lookup is by key id, then a constant-time
+comparison.
+
+Scopes follow from the route, not from a per-route table: the contract's domain names the
+resource (order and shipment → orders, inventory → inventory, billing → invoices) and GET reads
+while anything else writes. A scope outside SCOPES can never be granted, so a new domain's routes
+stay closed until someone decides who may call them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+
+from gateway.descriptors import HttpBinding, domain_of
+from services.kit.ids import uuid7
+
+SCOPES = ("orders:write", "orders:read", "inventory:read", "invoices:read", "webhooks:manage")
+RESOURCE_OF_DOMAIN = {
+    "order": "orders",
+    "shipment": "orders",
+    "inventory": "inventory",
+    "billing": "invoices",
+}
+KEY_PREFIX = "cdk"
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def crockford_id(prefix: str) -> str:
+    """`<prefix>_` + 26 Crockford base32 characters of a UUIDv7 (sortable; the contracts' form)."""
+    value = uuid7().int
+    chars = [_CROCKFORD[(value >> (5 * shift)) & 31] for shift in range(25, -1, -1)]
+    return f"{prefix}_{''.join(chars)}"
+
+
+def new_partner_id() -> str:
+    return crockford_id("ptn")
+
+
+def scope_for(binding: HttpBinding) -> str:
+    domain = domain_of(binding.service)
+    resource = RESOURCE_OF_DOMAIN.get(domain, domain)
+    return f"{resource}:{'read' if binding.http_method == 'GET' else 'write'}"
+
+
+def route_class_of(binding: HttpBinding) -> str:
+    """The rate-limit class: reads and writes have separate buckets."""
+    return "read" if binding.http_method == "GET" else "write"
+
+
+def new_key_material() -> tuple[str, str, bytes, bytes]:
+    """(key id, the full API key to show once, salt, SHA-256 of salt+secret)."""
+    key_id = crockford_id("key").removeprefix("key_").lower()
+    secret = secrets.token_urlsafe(32)
+    salt = os.urandom(16)
+    return key_id, f"{KEY_PREFIX}_{key_id}_{secret}", salt, hash_secret(salt, secret)
+
+
+def hash_secret(salt: bytes, secret: str) -> bytes:
+    return hashlib.sha256(salt + secret.encode()).digest()
+
+
+def split_api_key(api_key: str) -> tuple[str, str] | None:
+    """(key id, secret) of a well-formed key, else None."""
+    parts = api_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def secret_matches(salt: bytes, expected_sha256: bytes, secret: str) -> bool:
+    return hmac.compare_digest(hash_secret(salt, secret), expected_sha256)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -1,0 +1,70 @@
+"""Gateway settings, read once from CROSSDOCK_GATEWAY_* (the kit's ServiceConfig).
+
+Backend targets are per contract domain: `<domain>_target` serves every service of
+`crossdock.<domain>.v1` (order, inventory, shipment, billing, carrier). An empty target makes
+that domain's routes answer 503, so a partial local run still serves the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf.descriptor import ServiceDescriptor
+
+from gateway.descriptors import domain_of
+from services.kit.config import ServiceConfig, setting
+
+
+class GatewayConfig(ServiceConfig, service="gateway"):
+    # The gateway serves HTTP, not gRPC: the inherited ports get defaults (metrics on 0 = free).
+    grpc_port: int = setting(default=0, minimum=0, maximum=65535, description="unused")
+    metrics_port: int = setting(
+        default=0, minimum=0, maximum=65535, description="Prometheus /metrics port (0: free)"
+    )
+    db_url: str = setting(
+        default="sqlite:///.crossdock/gateway.db",
+        secret=True,
+        description="SQLAlchemy URL of the gateway's database (SQLite or PostgreSQL)",
+    )
+    http_host: str = setting(default="0.0.0.0", description="interface the partner API listens on")
+    http_port: int = setting(
+        default=8080, minimum=0, maximum=65535, description="partner API port (0 picks one)"
+    )
+    admin_host: str = setting(
+        default="127.0.0.1", description="interface the admin API listens on (keep it private)"
+    )
+    admin_port: int = setting(
+        default=8081, minimum=0, maximum=65535, description="admin API port (0 picks one)"
+    )
+    admin_token: str = setting(secret=True, description="bearer token of the admin API")
+    order_target: str = setting(default="", description="host:port of the order service")
+    inventory_target: str = setting(default="", description="host:port of the inventory service")
+    shipment_target: str = setting(default="", description="host:port of the shipment service")
+    billing_target: str = setting(default="", description="host:port of the billing service")
+    carrier_target: str = setting(default="", description="host:port of the carrier-adapter")
+    max_body_bytes: int = setting(
+        default=1_048_576, minimum=1024, description="largest request body; larger is 413"
+    )
+    idempotency_retention_seconds: float = setting(
+        default=86_400.0, minimum=60, description="how long Idempotency-Key results are kept"
+    )
+    read_rate_per_second: float = setting(
+        default=50.0, minimum=0.001, description="per-partner GET token refill rate"
+    )
+    read_burst: int = setting(default=100, minimum=1, description="per-partner GET bucket size")
+    write_rate_per_second: float = setting(
+        default=20.0, minimum=0.001, description="per-partner non-GET token refill rate"
+    )
+    write_burst: int = setting(default=50, minimum=1, description="per-partner non-GET bucket")
+    migrate_on_start: bool = setting(
+        default=True, description="run the gateway's migrations at start (off when a Job does)"
+    )
+
+    def targets_for(self, services: Sequence[ServiceDescriptor]) -> dict[str, str]:
+        """Service full name → target, from the per-domain settings."""
+        found: dict[str, str] = {}
+        for service in services:
+            target = getattr(self, f"{domain_of(service)}_target", "")
+            if target:
+                found[service.full_name] = str(target)
+        return found

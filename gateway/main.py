@@ -1,0 +1,139 @@
+"""Wiring: `python -m gateway.main`.
+
+Reads GatewayConfig (CROSSDOCK_GATEWAY_*), migrates the gateway database, builds routes and the
+OpenAPI document from the contracts, seeds the demo partner, and serves the partner API and the
+admin API on their own ports until SIGTERM/SIGINT; then stops accepting, lets in-flight requests
+finish, closes the gRPC channels and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+from gateway.admin import create_admin_app
+from gateway.app import Limits, PartnerGateway
+from gateway.auth import SCOPES, new_partner_id
+from gateway.backends import Backends
+from gateway.config import GatewayConfig
+from gateway.contract_docs import comments_by_name, load_descriptor_set
+from gateway.descriptors import bindings_of, contract_services
+from gateway.openapi import build_openapi
+from gateway.store import migrate, queries
+from gateway.transcoder import build_routes
+from services.kit.config import ConfigError
+from services.kit.db import Database
+from services.kit.http_server import HttpServer
+from services.kit.logging import configure_logging
+
+log = logging.getLogger(__name__)
+
+DEMO_KEY_ENV = "CROSSDOCK_DEMO_API_KEY"
+DEMO_PARTNER_NAME = "demo partner"
+PURGE_INTERVAL_SECONDS = 300.0
+
+
+@dataclass
+class Built:
+    gateway: PartnerGateway
+    db: Database
+    backends: Backends
+
+
+def build(config: GatewayConfig) -> Built:
+    """Everything the gateway serves, from config and the contracts (no I/O but the DB engine)."""
+    services = contract_services()
+    routes = build_routes(bindings_of(services))
+    openapi = build_openapi(routes, comments_by_name(load_descriptor_set()))
+    db = Database(config.db_url, service="gateway")
+    backends = Backends(
+        config.targets_for(services), default_timeout_seconds=config.grpc_client_timeout_seconds
+    )
+    limits = Limits(
+        max_body_bytes=config.max_body_bytes,
+        idempotency_retention_seconds=config.idempotency_retention_seconds,
+        read_bucket=queries.BucketPolicy(config.read_burst, config.read_rate_per_second),
+        write_bucket=queries.BucketPolicy(config.write_burst, config.write_rate_per_second),
+    )
+    return Built(PartnerGateway(routes, backends, db, openapi, limits), db, backends)
+
+
+async def seed_demo_partner(db: Database, environ: dict[str, str] | None = None) -> str:
+    """Make sure the demo partner exists with a key; returns the key.
+
+    The key is CROSSDOCK_DEMO_API_KEY when set (kept across restarts); otherwise a new key is
+    generated, printed once, and the demo partner's older keys are revoked (they were never
+    retrievable: only hashes are stored).
+    """
+    env = os.environ if environ is None else environ
+    now = time.time()
+    partner_id = await db.run(
+        queries.ensure_partner_named, DEMO_PARTNER_NAME, new_partner_id(), now
+    )
+    chosen = env.get(DEMO_KEY_ENV, "").strip()
+    if chosen:
+        await db.run(queries.install_key, partner_id, chosen, list(SCOPES), now)
+        return chosen
+    await db.run(queries.revoke_all_keys, partner_id, now)
+    _, api_key = await db.run(queries.issue_key, partner_id, list(SCOPES), now)
+    print(f"demo partner {partner_id} API key: {api_key}", flush=True)
+    return api_key
+
+
+async def _purge_forever(db: Database) -> None:
+    while True:
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+        try:
+            purged = await db.run(queries.purge_idempotency, time.time())
+            log.info("purged idempotency records", extra={"purged": purged})
+        except Exception:
+            log.exception("idempotency purge failed")
+
+
+async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
+    if config.migrate_on_start:
+        await asyncio.to_thread(migrate, config.db_url)
+    built = build(config)
+    if seed_demo:
+        await seed_demo_partner(built.db)
+    partner_http = HttpServer(built.gateway, host=config.http_host, port=config.http_port)
+    admin_http = HttpServer(
+        create_admin_app(built.db, config.admin_token),
+        host=config.admin_host,
+        port=config.admin_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await partner_http.start()
+    await admin_http.start()
+    purger = asyncio.create_task(_purge_forever(built.db))
+    log.info(
+        "gateway serving", extra={"http_port": partner_http.port, "admin_port": admin_http.port}
+    )
+    await stop.wait()
+    purger.cancel()
+    await partner_http.stop()
+    await admin_http.stop()
+    await built.backends.close()
+    await built.db.close()
+
+
+def main() -> None:
+    try:
+        config = GatewayConfig.from_env()
+    except ConfigError as error:
+        print(f"gateway: {error}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging("gateway", config.log_level)
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

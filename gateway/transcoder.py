@@ -1,0 +1,254 @@
+"""The generic transcoder: an HTTP request → the annotated RPC's request message → proto3 JSON.
+
+Mapping rules (google.api.http): path variables set the fields they name; with body "*" every
+other field comes from the JSON body and no query parameters are allowed; with body "<field>"
+that field comes from the body and the remaining fields may come from the query; with no body
+every non-path field may come from the query (repeated fields by repeating the parameter).
+Server-owned fields (partner_id, set from the API key) are rejected wherever a client sends them.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from gateway.descriptors import HttpBinding
+from gateway.jsonmap import (
+    Violation,
+    check_field,
+    check_message,
+    field_named,
+    message_of,
+    parse_into,
+    scalar_from_text,
+)
+from gateway.problems import bad_request
+from gateway.templates import PathTemplate, parse_template
+from services.kit.validation import violations_of
+
+# Fields the gateway owns: a client never sets them, the gateway fills them from the API key.
+PARTNER_FIELD = "partner_id"
+SERVER_OWNED_FIELDS = frozenset({PARTNER_FIELD})
+HTTP_BODY = "google.api.HttpBody"
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A request body kept as bytes (for google.api.HttpBody fields: webhooks, non-JSON)."""
+
+    data: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """One REST operation, derived entirely from an annotated RPC."""
+
+    binding: HttpBinding
+    template: PathTemplate
+    request_class: type[Message]
+    response_class: type[Message]
+
+    @property
+    def creates(self) -> bool:
+        """A POST of a Create* method makes a resource: 201 (AIP-133 naming)."""
+        return self.binding.http_method == "POST" and self.binding.method.name.startswith("Create")
+
+    @property
+    def success_status(self) -> int:
+        return 201 if self.creates else 200
+
+    @property
+    def raw_body(self) -> bool:
+        """The body field is a google.api.HttpBody: the bytes pass through untouched."""
+        field = self.body_field
+        return field is not None and (
+            field.message_type is not None and message_of(field).full_name == HTTP_BODY
+        )
+
+    @property
+    def body_field(self) -> FieldDescriptor | None:
+        body = self.binding.body
+        if body in ("", "*"):
+            return None
+        return self.binding.method.input_type.fields_by_name[body]
+
+
+def build_routes(bindings: Sequence[HttpBinding]) -> list[Route]:
+    """Routes for the bindings, most specific template first (verbs before plain variables)."""
+    routes = [
+        Route(
+            binding=b,
+            template=parse_template(b.template),
+            request_class=message_factory.GetMessageClass(b.method.input_type),
+            response_class=message_factory.GetMessageClass(b.method.output_type),
+        )
+        for b in bindings
+    ]
+    return sorted(routes, key=lambda r: r.template.specificity)
+
+
+def _resolve(descriptor: Descriptor, dotted: str) -> tuple[list[FieldDescriptor], str] | None:
+    """The field chain a dotted name (proto or JSON names) points to, and its proto path."""
+    chain: list[FieldDescriptor] = []
+    current: Descriptor | None = descriptor
+    for part in dotted.split("."):
+        if current is None:
+            return None
+        field = field_named(current, part)
+        if field is None:
+            return None
+        chain.append(field)
+        is_message = field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE
+        current = field.message_type if is_message else None
+    return chain, ".".join(f.name for f in chain)
+
+
+def _set_path(data: dict[str, Any], chain: list[FieldDescriptor], value: Any) -> None:
+    for field in chain[:-1]:
+        data = data.setdefault(field.name, {})
+    data[chain[-1].name] = value
+
+
+def _server_owned_in(value: Any, path: str) -> list[Violation]:
+    """Server-owned keys anywhere in a JSON body (by proto or JSON name)."""
+    found: list[Violation] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = "partner_id" if key in ("partner_id", "partnerId") else key
+            where = f"{path}.{name}" if path else name
+            if name in SERVER_OWNED_FIELDS:
+                found.append(Violation(where, "is set by the server and must not be sent"))
+            else:
+                found.extend(_server_owned_in(item, where))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_server_owned_in(item, f"{path}[{index}]"))
+    return found
+
+
+def build_request(
+    route: Route,
+    path_values: dict[str, str],
+    query: Sequence[tuple[str, str]],
+    body: Any | None,
+    partner_id: str | None,
+) -> Message:
+    """The RPC request for one HTTP request; raises a 400 Problem naming each bad field."""
+    descriptor = route.binding.method.input_type
+    data: dict[str, Any] = {}
+    problems: list[Violation] = []
+    bound: set[str] = set()
+    for name, text in path_values.items():
+        resolved = _resolve(descriptor, name)
+        if resolved is None:  # a contract bug; say so rather than guess
+            raise bad_request(f"path variable {name} names no field")
+        chain, proto_path = resolved
+        value, errors = scalar_from_text(text, chain[-1], proto_path)
+        problems += errors
+        _set_path(data, chain, value)
+        bound.add(chain[0].name)
+    problems += _query_into(route, query, bound, data)
+    problems += _body_into(route, body, bound, data)
+    if problems:
+        raise bad_request("the request has invalid fields", problems)
+    message = route.request_class()
+    problems = parse_into(data, message)
+    if problems:
+        raise bad_request("the request could not be read", problems)
+    if partner_id is not None and PARTNER_FIELD in descriptor.fields_by_name:
+        setattr(message, PARTNER_FIELD, partner_id)
+    invalid = violations_of(message)
+    if invalid:
+        raise bad_request(
+            "the request breaks the contract's rules",
+            [Violation(v.field, v.description) for v in invalid],
+        )
+    return message
+
+
+def _query_into(
+    route: Route, query: Sequence[tuple[str, str]], bound: set[str], data: dict[str, Any]
+) -> list[Violation]:
+    descriptor = route.binding.method.input_type
+    body_field = route.body_field
+    problems: list[Violation] = []
+    seen: set[str] = set()
+    for key, text in query:
+        resolved = _resolve(descriptor, key)
+        if resolved is None or route.binding.body == "*":
+            problems.append(Violation(key, "is not a query parameter of this operation"))
+            continue
+        chain, proto_path = resolved
+        top = chain[0].name
+        if top in SERVER_OWNED_FIELDS:
+            problems.append(Violation(proto_path, "is set by the server and must not be sent"))
+            continue
+        if top in bound or (body_field is not None and top == body_field.name):
+            problems.append(Violation(proto_path, "is given by the path or body, not the query"))
+            continue
+        leaf = chain[-1]
+        value, errors = scalar_from_text(text, leaf, proto_path)
+        if errors:
+            problems += errors
+            continue
+        if leaf.is_repeated:
+            container = data
+            for field in chain[:-1]:
+                container = container.setdefault(field.name, {})
+            container.setdefault(leaf.name, []).append(value)
+        elif proto_path in seen:
+            problems.append(Violation(proto_path, "is not repeated; give it once"))
+        else:
+            _set_path(data, chain, value)
+        seen.add(proto_path)
+    return problems
+
+
+def _body_into(
+    route: Route, body: Any | None, bound: set[str], data: dict[str, Any]
+) -> list[Violation]:
+    rule = route.binding.body
+    if rule == "":
+        if body is not None:
+            return [Violation("", "this operation takes no request body")]
+        return []
+    if body is None:
+        body = {}
+    if isinstance(body, RawBody):
+        field = route.body_field
+        assert field is not None
+        encoded = base64.b64encode(body.data).decode()
+        data[field.name] = {"contentType": body.content_type, "data": encoded}
+        return []
+    problems = _server_owned_in(body, "" if rule == "*" else rule)
+    if rule == "*":
+        descriptor = route.binding.method.input_type
+        problems += check_message(body, descriptor, "")
+        if isinstance(body, dict):
+            for key in body:
+                field = field_named(descriptor, key)
+                if field is not None and field.name in bound:
+                    problems.append(Violation(field.name, "is given by the path, not the body"))
+            if not problems:
+                data.update(body)
+        return problems
+    field = route.body_field
+    assert field is not None
+    problems += check_field(body, field, field.name)
+    if not problems:
+        data[field.name] = body
+    return problems
+
+
+def response_json(route: Route, response: Message) -> Any:
+    """Proto3 JSON of the response (or of its response_body field), every field present."""
+    if route.binding.response_body:
+        response = getattr(response, route.binding.response_body)
+    return json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
