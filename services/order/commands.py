@@ -51,7 +51,7 @@ class CommandWorker:
         self,
         db: Database,
         saga: FulfillmentSaga,
-        inventory: inv_grpc.InventoryServiceStub,
+        inventory: inv_grpc.InventoryServiceAsyncStub,
         clock: Callable[[], datetime],
         *,
         poll_interval: float = 0.5,
@@ -149,12 +149,12 @@ class CommandWorker:
     async def _call(self, command: m.SagaCommand) -> SagaInput | None:
         stub = self._inventory
         if isinstance(command, m.RequestAvailability):
-            response = await stub.GetAvailability(
+            availability = await stub.GetAvailability(
                 inv_svc.GetAvailabilityRequest(skus=list(command.skus))
             )
             snapshot = {
                 a.sku: {p.location_id: int(p.quantity_available) for p in a.positions}
-                for a in response.availability
+                for a in availability.availability
             }
             return m.AvailabilityObserved(command.request_id, snapshot)
         if isinstance(command, m.ReserveStock):

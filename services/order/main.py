@@ -112,7 +112,7 @@ async def setup(server: ServiceServer, config: OrderConfig) -> None:
     )
 
     async def close_channel() -> None:
-        await channel.close()
+        await channel.close(None)
 
     server.add_shutdown_hook(close_channel, name="close inventory channel")
     inventory = inv_grpc.InventoryServiceStub(channel)

@@ -65,8 +65,7 @@ def main() -> NoReturn:
     except ConfigError as error:
         print(f"schema-registry: {error}", file=sys.stderr)
         sys.exit(2)
-    # The ignore works around the kit's run_service typing (mypy asks for type[Config]).
-    run_service(config, setup)  # type: ignore[arg-type]
+    run_service(config, setup)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def item_to_proto(item: Item) -> pb.Item:
     message = pb.Item(
         sku=item.sku,
         description=item.description,
-        unit_of_measure=item.unit_of_measure.value,
+        unit_of_measure=pb.UnitOfMeasure.ValueType(item.unit_of_measure.value),
         hazmat=item.hazmat,
         lot_controlled=item.lot_controlled,
         active=item.active,
@@ -112,12 +112,18 @@ def item_to_proto(item: Item) -> pb.Item:
         d = item.dimensions
         message.dimensions.CopyFrom(
             common_pb2.Dimensions(
-                length=d.length, width=d.width, height=d.height, unit=d.unit.value
+                length=d.length,
+                width=d.width,
+                height=d.height,
+                unit=common_pb2.DimensionUnit.ValueType(d.unit.value),
             )
         )
     if item.weight:
         message.weight.CopyFrom(
-            common_pb2.Weight(value=item.weight.value, unit=item.weight.unit.value)
+            common_pb2.Weight(
+                value=item.weight.value,
+                unit=common_pb2.WeightUnit.ValueType(item.weight.unit.value),
+            )
         )
     if item.unit_price:
         message.unit_price.CopyFrom(money_to_proto(item.unit_price))
@@ -162,7 +168,7 @@ def reservation_to_proto(reservation: Reservation) -> pb.Reservation:
         reservation_id=reservation.reservation_id,
         order_id=reservation.order_id,
         location_id=reservation.location_id,
-        status=reservation.status.value,
+        status=pb.ReservationStatus.ValueType(reservation.status.value),
         lines=reservation_lines_to_proto(reservation.lines),
         create_time=timestamp(reservation.created_at),
     )
@@ -174,7 +180,7 @@ def pick_task_to_proto(task: PickTask) -> pb.PickTask:
         reservation_id=task.reservation_id,
         order_id=task.order_id,
         location_id=task.location_id,
-        status=task.status.value,
+        status=pb.PickStatus.ValueType(task.status.value),
         lines=reservation_lines_to_proto(task.lines),
         create_time=timestamp(task.created_at),
     )
@@ -202,7 +208,7 @@ def adjustment_to_proto(adjustment: Adjustment) -> pb.Adjustment:
         sku=adjustment.sku,
         location_id=adjustment.location_id,
         quantity_delta=adjustment.quantity_delta,
-        reason=adjustment.reason.value,
+        reason=pb.AdjustmentReason.ValueType(adjustment.reason.value),
         note=adjustment.note,
         create_time=timestamp(adjustment.created_at),
     )
@@ -212,7 +218,7 @@ def receipt_to_proto(receipt: Receipt) -> pb.Receipt:
     return pb.Receipt(
         receipt_id=receipt.receipt_id,
         location_id=receipt.location_id,
-        source=receipt.source.value,
+        source=pb.ReceiptSource.ValueType(receipt.source.value),
         source_reference=receipt.source_reference,
         lines=[pb.ReceiptLine(sku=x.sku, quantity=x.quantity, lot=x.lot) for x in receipt.lines],
         create_time=timestamp(receipt.created_at),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from crossdock.carrier.v1 import carrier_pb2
 from crossdock.common.v1 import common_pb2
 from crossdock.events.v1 import order_events_pb2 as events_pb
 from crossdock.order.v1 import order_pb2 as pb
@@ -100,8 +101,8 @@ def order_to_proto(order: Order) -> pb.Order:
         order_id=order.order_id,
         partner_id=order.partner_id,
         external_order_id=order.external_order_id,
-        status=order.status.value,
-        fulfillment_step=order.step.value,
+        status=pb.OrderStatus.ValueType(order.status.value),
+        fulfillment_step=pb.FulfillmentStep.ValueType(order.step.value),
         customer=common_pb2.PartyRef(
             party_id=order.customer.party_id, name=order.customer.name, email=order.customer.email
         ),
@@ -119,8 +120,8 @@ def order_to_proto(order: Order) -> pb.Order:
         ),
         lines=[line_to_proto(line) for line in order.lines],
         currency_code=order.currency_code,
-        service_level=order.service_level.value,
-        backorder_policy=order.backorder_policy.value,
+        service_level=carrier_pb2.ServiceLevel.ValueType(order.service_level.value),
+        backorder_policy=pb.BackorderPolicy.ValueType(order.backorder_policy.value),
         subtotal=money_to_proto(order.subtotal),
         exception_reason=order.exception_reason,
         cancel_reason=order.cancel_reason,
@@ -132,10 +133,10 @@ def order_to_proto(order: Order) -> pb.Order:
 def timeline_entry_to_proto(entry: TimelineEntry) -> pb.TimelineEntry:
     return pb.TimelineEntry(
         occur_time=timestamp(entry.occurred_at),
-        kind=entry.kind.value,
-        from_status=entry.from_status.value if entry.from_status else 0,
-        to_status=entry.to_status.value if entry.to_status else 0,
-        fulfillment_step=entry.step.value,
+        kind=pb.TimelineEntryKind.ValueType(entry.kind.value),
+        from_status=pb.OrderStatus.ValueType(entry.from_status.value if entry.from_status else 0),
+        to_status=pb.OrderStatus.ValueType(entry.to_status.value if entry.to_status else 0),
+        fulfillment_step=pb.FulfillmentStep.ValueType(entry.step.value),
         event_type=entry.event_type,
         event_id=entry.event_id,
         correlation_id=entry.correlation_id,
@@ -161,7 +162,7 @@ def event_to_message(event: m.OrderEvent, order: Order) -> Message:
             order_id=event.order_id,
             partner_id=event.partner_id,
             lines=[line_to_proto(line) for line in event.lines],
-            policy=event.policy.value,
+            policy=pb.BackorderPolicy.ValueType(event.policy.value),
             occur_time=at,
         )
     if isinstance(event, m.OrderReleased):

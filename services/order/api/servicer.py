@@ -61,7 +61,7 @@ class OrderApi(svc_grpc.OrderServiceServicer):
         self,
         db: Database,
         saga: FulfillmentSaga,
-        inventory: inv_grpc.InventoryServiceStub,
+        inventory: inv_grpc.InventoryServiceAsyncStub,
         *,
         ids: flow.OrderIds | None = None,
         clock: Clock = utc_now,
