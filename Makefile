@@ -36,9 +36,10 @@ proto-deps: venv ## Refresh third_party/proto from the installed PyPI packages
 	$(BIN)/python tools/vendor_protos.py
 
 .PHONY: proto
-proto: venv ## Regenerate gen/python (messages, gRPC stubs, type stubs) and docs/events.md
+proto: venv ## Regenerate gen/python, docs/events.md and the NATS permissions
 	$(BIN)/python tools/gen_proto.py
 	$(BIN)/python tools/gen_event_catalog.py
+	$(BIN)/python deploy/gen_nats_auth.py
 
 .PHONY: proto-lint
 proto-lint: venv ## buf lint
@@ -65,10 +66,21 @@ proto-check: venv ## Fail when vendored protos, generated code or the event cata
 	$(BIN)/python tools/vendor_protos.py --check
 	$(BIN)/python tools/gen_proto.py --check
 	$(BIN)/python tools/gen_event_catalog.py --check
+	$(BIN)/python deploy/gen_nats_auth.py --check
 
 .PHONY: schemas-check
 schemas-check: venv ## The registry's compatibility rules: working-tree event schemas vs $(BASELINE)
 	$(BIN)/crossdock schemas check --against $(BASELINE)
+
+# ---- deployment ------------------------------------------------------------------------------
+
+.PHONY: k8s-nats-auth
+k8s-nats-auth: venv ## Regenerate deploy/k8s/base/nats/auth.conf from the event catalog
+	$(BIN)/python deploy/gen_nats_auth.py
+
+.PHONY: k8s-check
+k8s-check: venv system-deps ## Render, validate and consistency-check deploy/k8s (part of make test)
+	$(BIN)/pytest tests/deploy
 
 # ---- quality and tests -----------------------------------------------------------------------
 

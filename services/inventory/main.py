@@ -24,6 +24,7 @@ from services.kit.migrations import service_script_location
 from services.kit.relay import RelaySettings
 from services.kit.runtime import start_events
 from services.kit.server import ServiceServer, run_service
+from services.kit.streams import StreamSettings
 from services.kit.telemetry import active_tracer_provider
 
 
@@ -72,6 +73,7 @@ async def setup(server: ServiceServer, config: InventoryConfig) -> None:
         server=server,
         flush_timeout=config.shutdown_hook_timeout_seconds / 2,
         registry_target=config.schema_registry_target or None,
+        stream_settings=StreamSettings(replicas=config.stream_replicas),
     )
     add_to_server(server, InventoryApi(runtime.db, ids, utc_now))
 

@@ -285,6 +285,12 @@ class ServiceConfig(_ConfigBase):
         description="deadline of an outgoing gRPC call that has none (and no incoming deadline)",
     )
     log_level: LogLevel = setting(default="INFO", description="minimum level of JSON log lines")
+    stream_replicas: int = setting(
+        default=1,
+        minimum=1,
+        maximum=5,
+        description="JetStream replicas of the streams this service declares (3 in production)",
+    )
     schema_registry_target: str = setting(
         default="",
         description="schema registry gRPC HOST:PORT; at start the service registers the schemas "

@@ -24,6 +24,7 @@ from services.kit.migrations import service_script_location
 from services.kit.relay import RelaySettings
 from services.kit.runtime import start_events
 from services.kit.server import ServiceServer, run_service
+from services.kit.streams import StreamSettings
 from services.kit.telemetry import active_tracer_provider
 from services.order.api import OrderApi, add_to_server
 from services.order.api.servicer import utc_now
@@ -106,6 +107,7 @@ async def setup(server: ServiceServer, config: OrderConfig) -> None:
         server=server,
         flush_timeout=config.shutdown_hook_timeout_seconds / 2,
         registry_target=config.schema_registry_target or None,
+        stream_settings=StreamSettings(replicas=config.stream_replicas),
     )
     channel = open_channel(
         config.inventory_target, default_timeout_seconds=config.grpc_client_timeout_seconds

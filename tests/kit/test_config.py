@@ -122,6 +122,7 @@ def test_declared_settings_list_every_env_var_for_manifest_checks() -> None:
             "SHUTDOWN_HOOK_TIMEOUT_SECONDS",
             "GRPC_CLIENT_TIMEOUT_SECONDS",
             "LOG_LEVEL",
+            "STREAM_REPLICAS",
             "SCHEMA_REGISTRY_TARGET",
             "KARRIO_URL",
             "API_TOKEN",
