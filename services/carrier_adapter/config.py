@@ -80,6 +80,8 @@ CARRIER_FIELDS: Mapping[str, tuple[FieldSpec, ...]] = {
         _rate("return_rate"),
         _rate("duplicate_webhook_rate"),
         _rate("late_webhook_rate"),
+        # Real seconds a label booking takes, to rehearse slow carriers and caller timeouts.
+        FieldSpec("label_delay_seconds", required=False, kind="float", minimum=0.0, maximum=600.0),
     ),
 }
 

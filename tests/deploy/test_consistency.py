@@ -293,7 +293,7 @@ def test_prod_nats_without_fsync_always_fails(tmp_path: Path) -> None:
 
 
 def test_carrier_accounts_in_the_manifest_parse() -> None:
-    """carrier-adapter has no config class yet, but its carrier-account settings exist."""
+    """carrier-adapter's open-ended account variables parse with its real `load_accounts`."""
     from services.carrier_adapter.config import load_accounts
 
     objects = rendered("prod")

@@ -70,6 +70,8 @@ class SandboxSettings:
     late_webhook_rate: float = 0.0
     # Share of deliveries whose final charge differs from the quote (an address correction).
     final_charge_adjustment_rate: float = 0.0
+    # Real seconds each new booking takes (a slow carrier), for timeout and retry rehearsals.
+    label_delay_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.webhook_secrets or not all(self.webhook_secrets):
@@ -95,6 +97,7 @@ class SandboxSettings:
             ),
             duplicate_webhook_rate=number("duplicate_webhook_rate", 0.0),
             late_webhook_rate=number("late_webhook_rate", 0.0),
+            label_delay_seconds=number("label_delay_seconds", 0.0),
         )
 
 
@@ -174,6 +177,8 @@ class SandboxConnector:
             raise UnknownService(CARRIER, request.service_code)
         if request.label_format not in (LabelFormat.PDF, LabelFormat.ZPL):
             raise UnsupportedOperation(CARRIER, f"{request.label_format} labels")
+        if self.settings.label_delay_seconds > 0:
+            await self._clock.sleep(self.settings.label_delay_seconds)
         tracking_number = self._tracking_number(request.idempotency_key)
         amount = pricing.price(service, request.ship_from, request.ship_to, request.parcels)
         content = documents.LabelContent(

@@ -1,0 +1,208 @@
+"""carrier-adapter through gRPC: rates from the sandbox, and labels booked exactly once.
+
+The real service runs in-process (services.carrier_adapter.main.setup) with real NATS and a
+SQLite file or PostgreSQL database. "Exactly once" is checked where it matters: the carrier's
+own call counter (the service's crossdock_carrier_calls metric) says one booking, and every
+caller got the same label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from crossdock.carrier.v1 import carrier_pb2
+from crossdock.carrier.v1 import carrier_service_pb2 as svc
+from nats.aio.client import Client as NATS
+
+from services.carrier_adapter.store.payloads import count_payloads
+from services.kit.db import Database
+from tests.carrier_adapter.service_support import (
+    CarrierAdapter,
+    book_request,
+    rates_request,
+    running_carrier_adapter,
+    service_env,
+    wait_for,
+)
+from tests.fixtures.nats import NatsServer
+
+RATE_ID = re.compile(r"^rte_[0-9A-HJKMNP-TV-Z]{26}$")
+LABEL_ID = re.compile(r"^lbl_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'carrier_adapter.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'carrier_adapter.db'}"
+
+
+@pytest.fixture
+async def adapter(
+    sqlite_url: str, nats_server: NatsServer, nats_client: NATS
+) -> AsyncIterator[CarrierAdapter]:
+    async with running_carrier_adapter(service_env(sqlite_url, nats_server.url)) as service:
+        yield service
+
+
+async def cheapest_rate(service: CarrierAdapter) -> carrier_pb2.Rate:
+    answer = await service.stub.GetRates(rates_request())
+    return answer.rates[0]
+
+
+async def test_rates_come_from_the_sandbox_cheapest_first(adapter: CarrierAdapter) -> None:
+    answer = await adapter.stub.GetRates(rates_request(carriers=["sandbox", "ups"]))
+    assert len(answer.rates) >= 2
+    assert all(RATE_ID.match(rate.rate_id) for rate in answer.rates)
+    assert {rate.carrier for rate in answer.rates} == {"sandbox"}
+    charges = [rate.total_charge.units + rate.total_charge.nanos / 1e9 for rate in answer.rates]
+    assert charges == sorted(charges) and charges[0] > 0
+    assert all(rate.HasField("expire_time") for rate in answer.rates)
+    # Asked for a carrier with no account: visible as a carrier error, not a failed call.
+    assert [(e.carrier, e.retryable) for e in answer.carrier_errors] == [("ups", False)]
+
+    only_overnight = await adapter.stub.GetRates(
+        rates_request(service_level=carrier_pb2.SERVICE_LEVEL_OVERNIGHT)
+    )
+    assert only_overnight.rates
+    assert {r.service_level for r in only_overnight.rates} == {carrier_pb2.SERVICE_LEVEL_OVERNIGHT}
+
+
+async def test_a_retry_with_the_same_key_replays_the_stored_label(
+    adapter: CarrierAdapter, sqlite_url: str
+) -> None:
+    rate = await cheapest_rate(adapter)
+    first = await adapter.stub.BookLabel(book_request("shp_retry_0001", rate.rate_id))
+    again = await adapter.stub.BookLabel(book_request("shp_retry_0001", rate.rate_id))
+
+    assert LABEL_ID.match(first.label.label_id)
+    assert first.label.document.startswith(b"%PDF")
+    assert first.label.service_code == rate.service_code
+    assert first.label.quoted_charge == rate.total_charge
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.label == first.label
+    assert adapter.label_bookings() == 1
+
+    # The raw payload log holds the carrier's one answer for this key (written in batches).
+    log = Database(sqlite_url, service="carrier-adapter-test")
+    try:
+        logged = await wait_for(
+            lambda: log.run(count_payloads, "shp_retry_0001"), lambda count: count >= 1
+        )
+    finally:
+        await log.close()
+    assert logged == 1
+
+    other = await adapter.stub.BookLabel(book_request("shp_other_0002", rate.rate_id))
+    assert other.label.label_id != first.label.label_id
+    assert adapter.label_bookings() == 2
+
+
+async def test_unknown_rate_is_not_found(adapter: CarrierAdapter) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await adapter.stub.BookLabel(book_request("shp_norate_01", "rte_" + "0" * 26))
+    assert error.value.code() is grpc.StatusCode.NOT_FOUND
+    assert adapter.label_bookings() == 0
+
+
+async def test_concurrent_calls_with_one_key_book_one_label(
+    db_url: str, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    # A slow carrier keeps the first booking in flight while the others arrive.
+    env = service_env(db_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="0.5")
+    async with running_carrier_adapter(env) as service:
+        rate = await cheapest_rate(service)
+        answers = await asyncio.gather(
+            *(service.stub.BookLabel(book_request("shp_race_0001", rate.rate_id)) for _ in range(4))
+        )
+        assert len({a.label.label_id for a in answers}) == 1
+        assert len({a.label.tracking_number for a in answers}) == 1
+        assert sorted(a.replayed for a in answers) == [False, True, True, True]
+        assert service.label_bookings() == 1
+
+
+@pytest.mark.postgres
+async def test_two_replicas_racing_on_one_key_book_one_label(
+    postgres_url: str, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    # Two replicas share the database: only the UNIQUE idempotency key can stop a second booking.
+    env = service_env(postgres_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="0.5")
+    async with (
+        running_carrier_adapter(env) as one,
+        running_carrier_adapter(
+            {**env, "CROSSDOCK_CARRIER_ADAPTER_MIGRATE_ON_START": "false"}
+        ) as two,
+    ):
+        rate = await cheapest_rate(one)
+        answers = await asyncio.gather(
+            *(
+                replica.stub.BookLabel(book_request("shp_replicas_01", rate.rate_id))
+                for replica in (one, two, one, two)
+            )
+        )
+        assert len({a.label.label_id for a in answers}) == 1
+        assert sorted(a.replayed for a in answers) == [False, True, True, True]
+        assert one.label_bookings() + two.label_bookings() == 1
+
+
+async def test_a_label_call_that_times_out_and_is_retried_books_one_label(
+    sqlite_url: str, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    env = service_env(sqlite_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="1.5")
+    async with running_carrier_adapter(env) as service:
+        rate = await cheapest_rate(service)
+        request = book_request("shp_timeout_01", rate.rate_id)
+        # The caller gives up long before the slow carrier answers.
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await service.stub.BookLabel(request, timeout=0.3)
+        assert error.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+        retried = await service.stub.BookLabel(request, timeout=30)
+        again = await service.stub.BookLabel(request, timeout=30)
+        assert retried.replayed and again.replayed
+        assert retried.label == again.label
+        assert service.label_bookings() == 1
+
+
+async def test_cancel_label_voids_it_once(adapter: CarrierAdapter) -> None:
+    rate = await cheapest_rate(adapter)
+    booked = await adapter.stub.BookLabel(book_request("shp_cancel_001", rate.rate_id))
+    request = svc.CancelLabelRequest(label_id=booked.label.label_id)
+    cancelled = await adapter.stub.CancelLabel(request)
+    twice = await adapter.stub.CancelLabel(request)
+    assert cancelled.label.cancelled and twice.label.cancelled
+    replay = await adapter.stub.BookLabel(book_request("shp_cancel_001", rate.rate_id))
+    assert replay.replayed and replay.label.cancelled
+    tracked = await adapter.stub.Track(
+        svc.TrackRequest(carrier="sandbox", tracking_number=booked.label.tracking_number)
+    )
+    assert tracked.events[-1].carrier_status_code == "CXL"
+
+
+async def test_labels_survive_a_restart(
+    sqlite_url: str, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    env = service_env(sqlite_url, nats_server.url, ACCOUNT_SANDBOX_TIME_SCALE="3600")
+    async with running_carrier_adapter(env) as before:
+        rate = await cheapest_rate(before)
+        booked = await before.stub.BookLabel(book_request("shp_restart_01", rate.rate_id))
+    async with running_carrier_adapter(env) as after:
+        replay = await after.stub.BookLabel(book_request("shp_restart_01", rate.rate_id))
+        assert replay.replayed and replay.label == booked.label
+        assert after.label_bookings() == 0
+        # The sandbox carrier knows the parcel again, so tracking goes on.
+        tracked = await after.stub.Track(
+            svc.TrackRequest(carrier="sandbox", tracking_number=booked.label.tracking_number)
+        )
+        assert tracked.events and tracked.events[0].carrier_status_code == "LBL"

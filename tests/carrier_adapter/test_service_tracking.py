@@ -1,0 +1,157 @@
+"""carrier-adapter webhooks through gRPC: signed pushes become TrackingUpdated events (via the
+outbox, read back from JetStream), duplicates publish nothing, forgeries are refused, and an
+unmapped carrier code raises CarrierCodeUnmapped. Real service, real NATS, SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from crossdock.carrier.v1 import tracking_pb2
+from crossdock.events.v1 import carrier_events_pb2 as events
+from nats.aio.client import Client as NATS
+
+from tests.carrier_adapter.service_support import (
+    CODE_UNMAPPED,
+    TRACKING_UPDATED,
+    CarrierAdapter,
+    book_request,
+    rates_request,
+    running_carrier_adapter,
+    sandbox_webhook,
+    scan,
+    service_env,
+    stream_messages,
+    wait_for,
+)
+from tests.fixtures.nats import NatsServer
+
+
+@pytest.fixture
+async def adapter(
+    tmp_path: Path, nats_server: NatsServer, nats_client: NATS
+) -> AsyncIterator[CarrierAdapter]:
+    env = service_env(f"sqlite:///{tmp_path / 'carrier_adapter.db'}", nats_server.url)
+    async with running_carrier_adapter(env) as service:
+        yield service
+
+
+async def booked_tracking_number(service: CarrierAdapter, key: str) -> str:
+    rates = await service.stub.GetRates(rates_request())
+    answer = await service.stub.BookLabel(book_request(key, rates.rates[0].rate_id))
+    return answer.label.tracking_number
+
+
+async def updates(nc: NATS, count: int) -> list[events.TrackingUpdated]:
+    """The TrackingUpdated events in JetStream, once at least `count` have arrived."""
+    found = await wait_for(lambda: stream_messages(nc, TRACKING_UPDATED), lambda m: len(m) >= count)
+    return [_decode(events.TrackingUpdated, message) for message in found]
+
+
+def _decode(kind: Any, message: Any) -> Any:
+    event = kind()
+    event.ParseFromString(message.data)
+    return event
+
+
+async def test_a_webhook_publishes_its_scans_once(
+    adapter: CarrierAdapter, nats_client: NATS
+) -> None:
+    number = await booked_tracking_number(adapter, "shp_webhook_001")
+    push = sandbox_webhook(number, [scan("LBL", 0), scan("PKP", 90)])
+
+    first = await adapter.stub.IngestWebhook(push)
+    assert (first.accepted_events, first.duplicate_events) == (2, 0)
+    (update,) = await updates(nats_client, 1)
+    assert update.carrier == "sandbox" and update.tracking_number == number
+    assert [e.status for e in update.events] == [
+        tracking_pb2.TRACKING_STATUS_PENDING,
+        tracking_pb2.TRACKING_STATUS_PICKED_UP,
+    ]
+    assert all(e.dedupe_key for e in update.events)
+
+    # The carrier re-sends the same push (newly signed): nothing new to publish.
+    again = await adapter.stub.IngestWebhook(
+        sandbox_webhook(number, [scan("LBL", 0), scan("PKP", 90)])
+    )
+    assert (again.accepted_events, again.duplicate_events) == (0, 2)
+
+    # A later push with one old and one new scan publishes only the new one. It also proves the
+    # relay has caught up, so a stray event from the duplicate would be in the stream by now.
+    later = await adapter.stub.IngestWebhook(
+        sandbox_webhook(number, [scan("PKP", 90), scan("DEP", 200)])
+    )
+    assert (later.accepted_events, later.duplicate_events) == (1, 1)
+    published = await updates(nats_client, 2)
+    assert len(published) == 2
+    assert [e.carrier_status_code for e in published[1].events] == ["DEP"]
+
+
+async def test_a_tampered_webhook_is_unauthenticated(
+    adapter: CarrierAdapter, nats_client: NATS
+) -> None:
+    number = await booked_tracking_number(adapter, "shp_tamper_0001")
+    push = sandbox_webhook(number, [scan("DLV", 30)])
+    push.body.data = push.body.data.replace(b"DLV", b"RTS")
+    with pytest.raises(grpc.aio.AioRpcError) as tampered:
+        await adapter.stub.IngestWebhook(push)
+    assert tampered.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+    forged = sandbox_webhook(number, [scan("DLV", 30)], secret="not-the-shared-secret")
+    with pytest.raises(grpc.aio.AioRpcError) as wrong_secret:
+        await adapter.stub.IngestWebhook(forged)
+    assert wrong_secret.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+    # The forged scan was not recorded as seen: the genuine push is still accepted.
+    genuine = await adapter.stub.IngestWebhook(sandbox_webhook(number, [scan("DLV", 30)]))
+    assert genuine.accepted_events == 1
+
+
+async def test_an_unmapped_code_raises_carrier_code_unmapped(
+    adapter: CarrierAdapter, nats_client: NATS
+) -> None:
+    number = await booked_tracking_number(adapter, "shp_unmapped_01")
+    push = sandbox_webhook(number, [scan("PKP", 10), scan("XSC", 20)])
+    assert (await adapter.stub.IngestWebhook(push)).accepted_events == 2
+
+    found = await wait_for(
+        lambda: stream_messages(nats_client, CODE_UNMAPPED), lambda m: len(m) >= 1
+    )
+    (unmapped,) = [_decode(events.CarrierCodeUnmapped, m) for m in found]
+    assert (unmapped.carrier, unmapped.tracking_number) == ("sandbox", number)
+    assert unmapped.carrier_status_code == "XSC"
+    (update,) = await updates(nats_client, 1)
+    assert [e.status for e in update.events] == [
+        tracking_pb2.TRACKING_STATUS_PICKED_UP,
+        tracking_pb2.TRACKING_STATUS_UNKNOWN,
+    ]
+
+    # A re-sent push raises nothing again: the code was reported when the scan was first seen.
+    repeat = await adapter.stub.IngestWebhook(
+        sandbox_webhook(number, [scan("PKP", 10), scan("XSC", 20)])
+    )
+    assert repeat.duplicate_events == 2
+    await adapter.stub.IngestWebhook(sandbox_webhook(number, [scan("DEP", 30)]))
+    await updates(nats_client, 2)  # the relay has published everything committed before
+    assert len(await stream_messages(nats_client, CODE_UNMAPPED)) == 1
+
+
+async def test_the_sandbox_pusher_delivers_into_the_ingest_path(
+    tmp_path: Path, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    env = service_env(
+        f"sqlite:///{tmp_path / 'carrier_adapter.db'}",
+        nats_server.url,
+        SANDBOX_PUSH="direct",
+        SANDBOX_PUSH_INTERVAL_SECONDS="0.1",
+        # A simulated hour per real second: the label scan (two minutes in) comes at once.
+        ACCOUNT_SANDBOX_TIME_SCALE="3600",
+    )
+    async with running_carrier_adapter(env) as service:
+        number = await booked_tracking_number(service, "shp_pusher_0001")
+        first = (await updates(nats_client, 1))[0]
+        assert first.tracking_number == number
+        assert first.events[0].carrier_status_code == "LBL"
