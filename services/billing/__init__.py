@@ -1,0 +1,1 @@
+"""billing: invoices, credit notes, freight charges and gapless number series (the ERP feed)."""

@@ -1,0 +1,1 @@
+"""Billing's gRPC api: the servicer and the value → proto mapping."""

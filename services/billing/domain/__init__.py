@@ -1,0 +1,1 @@
+"""Billing's pure rules: money, invoice and credit-note building, number formats, policy."""

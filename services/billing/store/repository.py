@@ -1,0 +1,286 @@
+"""Billing's queries, on the unit of work's connection (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, text, update
+
+from services.billing.domain.documents import CreditNote, Freight, Invoice, OrderPrices
+from services.billing.domain.invoicing import Line, LineKind, OrderLinePrice
+from services.billing.store import tables as t
+
+POSTED, CREDITED = 1, 2  # crossdock.billing.v1.InvoiceStatus
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _ts(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _lines_json(lines: tuple[Line, ...] | list[Line]) -> str:
+    return json.dumps(
+        [
+            [
+                x.line_number,
+                int(x.kind),
+                x.order_line_number,
+                x.sku,
+                x.description,
+                x.quantity,
+                str(x.unit_price),
+            ]
+            for x in lines
+        ]
+    )
+
+
+def _lines(raw: str) -> tuple[Line, ...]:
+    return tuple(
+        Line(n, LineKind(k), o, s, d, q, Decimal(p)) for n, k, o, s, d, q, p in json.loads(raw)
+    )
+
+
+# -- order price cache ---------------------------------------------------------------------
+
+
+def save_prices(conn: Connection, prices: OrderPrices) -> None:
+    """First OrderPlaced wins; a redelivery finds the row and changes nothing."""
+    if get_prices(conn, prices.order_id) is not None:
+        return
+    lines = {n: [p.sku, str(p.unit_price)] for n, p in prices.lines.items()}
+    conn.execute(
+        t.order_prices.insert().values(
+            order_id=prices.order_id,
+            partner_id=prices.partner_id,
+            customer=json.dumps(prices.customer),
+            currency=prices.currency,
+            lines=json.dumps(lines),
+        )
+    )
+
+
+def get_prices(conn: Connection, order_id: str) -> OrderPrices | None:
+    row = conn.execute(select(t.order_prices).where(t.order_prices.c.order_id == order_id)).first()
+    if row is None:
+        return None
+    lines = {
+        int(n): OrderLinePrice(int(n), sku, Decimal(price))
+        for n, (sku, price) in json.loads(row.lines).items()
+    }
+    return OrderPrices(row.order_id, row.partner_id, json.loads(row.customer), row.currency, lines)
+
+
+# -- freight -------------------------------------------------------------------------------
+
+
+def get_freight(conn: Connection, shipment_id: str) -> Freight | None:
+    c = t.freight_charges.c
+    row = conn.execute(select(t.freight_charges).where(c.shipment_id == shipment_id)).first()
+    if row is None:
+        return None
+    return Freight(
+        row.freight_charge_id,
+        row.shipment_id,
+        row.order_id,
+        row.partner_id,
+        row.carrier,
+        row.currency,
+        _dec(row.quoted_amount),
+        _dec(row.final_amount),
+        _ts(row.finalized_at),
+    )
+
+
+def save_freight(conn: Connection, freight: Freight) -> None:
+    """Insert or overwrite the shipment's freight row (quote first, final later)."""
+    values: dict[str, Any] = {
+        "freight_charge_id": freight.freight_charge_id,
+        "order_id": freight.order_id,
+        "partner_id": freight.partner_id,
+        "carrier": freight.carrier,
+        "currency": freight.currency,
+        "quoted_amount": None if freight.quoted is None else str(freight.quoted),
+        "final_amount": None if freight.final is None else str(freight.final),
+        "finalized_at": None if freight.finalized_at is None else freight.finalized_at.timestamp(),
+    }
+    c = t.freight_charges.c
+    if get_freight(conn, freight.shipment_id) is None:
+        conn.execute(t.freight_charges.insert().values(shipment_id=freight.shipment_id, **values))
+    else:
+        conn.execute(
+            update(t.freight_charges).where(c.shipment_id == freight.shipment_id).values(**values)
+        )
+
+
+# -- gapless number series -----------------------------------------------------------------
+
+
+def next_number(conn: Connection, series: str) -> int:
+    """Take the next value of `series` inside the caller's transaction.
+
+    The UPDATE locks the counter row on PostgreSQL until commit, so concurrent postings queue
+    on it; on SQLite the single writer (BEGIN IMMEDIATE) serialises them. A rolled-back or
+    crashed transaction rolls the increment back with the document: no gaps, no duplicates.
+    """
+    conn.execute(
+        text(
+            "INSERT INTO number_series (series, last_value) VALUES (:s, 0) "
+            "ON CONFLICT (series) DO NOTHING"
+        ),
+        {"s": series},
+    )
+    value = conn.execute(
+        text(
+            "UPDATE number_series SET last_value = last_value + 1 WHERE series = :s "
+            "RETURNING last_value"
+        ),
+        {"s": series},
+    ).scalar_one()
+    return int(value)
+
+
+# -- invoices ------------------------------------------------------------------------------
+
+
+def insert_invoice(conn: Connection, invoice: Invoice) -> None:
+    conn.execute(
+        t.invoices.insert().values(
+            invoice_id=invoice.invoice_id,
+            invoice_number=invoice.invoice_number,
+            series=invoice.series,
+            order_id=invoice.order_id,
+            shipment_id=invoice.shipment_id,
+            partner_id=invoice.partner_id,
+            customer=json.dumps(invoice.customer),
+            currency=invoice.currency,
+            status=POSTED,
+            lines=_lines_json(invoice.lines),
+            total=str(invoice.total),
+            posted_at=invoice.posted_at.timestamp(),
+        )
+    )
+
+
+def _invoice(row: Row[Any]) -> Invoice:
+    return Invoice(
+        row.invoice_id,
+        row.invoice_number,
+        row.series,
+        row.order_id,
+        row.shipment_id,
+        row.partner_id,
+        json.loads(row.customer),
+        row.currency,
+        _lines(row.lines),
+        Decimal(row.total),
+        datetime.fromtimestamp(row.posted_at, UTC),
+        row.status == CREDITED,
+    )
+
+
+def invoice_for_shipment(conn: Connection, shipment_id: str) -> Invoice | None:
+    row = conn.execute(select(t.invoices).where(t.invoices.c.shipment_id == shipment_id)).first()
+    return None if row is None else _invoice(row)
+
+
+def get_invoice(conn: Connection, invoice_id: str) -> Invoice | None:
+    row = conn.execute(select(t.invoices).where(t.invoices.c.invoice_id == invoice_id)).first()
+    return None if row is None else _invoice(row)
+
+
+def invoices_for_order(conn: Connection, order_id: str) -> list[Invoice]:
+    c = t.invoices.c
+    rows = conn.execute(select(t.invoices).where(c.order_id == order_id).order_by(c.seq)).all()
+    return [_invoice(row) for row in rows]
+
+
+def list_invoices(
+    conn: Connection, partner_id: str, order_id: str, before_seq: int | None, limit: int
+) -> list[tuple[int, Invoice]]:
+    """Newest first (by seq), keyset-paged below `before_seq`."""
+    c = t.invoices.c
+    query = select(t.invoices).order_by(c.seq.desc()).limit(limit)
+    if partner_id:
+        query = query.where(c.partner_id == partner_id)
+    if order_id:
+        query = query.where(c.order_id == order_id)
+    if before_seq is not None:
+        query = query.where(c.seq < before_seq)
+    return [(int(row.seq), _invoice(row)) for row in conn.execute(query)]
+
+
+# -- credit notes --------------------------------------------------------------------------
+
+
+def credit_note_exists(conn: Connection, source_key: str) -> bool:
+    c = t.credit_notes.c
+    found = conn.execute(select(c.seq).where(c.source_key == source_key)).first()
+    return found is not None
+
+
+def insert_credit_note(conn: Connection, note: CreditNote, source_key: str) -> None:
+    conn.execute(
+        t.credit_notes.insert().values(
+            credit_note_id=note.credit_note_id,
+            credit_note_number=note.credit_note_number,
+            invoice_id=note.invoice_id,
+            order_id=note.order_id,
+            return_id=note.return_id,
+            source_key=source_key,
+            partner_id=note.partner_id,
+            currency=note.currency,
+            lines=_lines_json(note.lines),
+            total=str(note.total),
+            reason=note.reason,
+            posted_at=note.posted_at.timestamp(),
+        )
+    )
+
+
+def _credit_note(row: Row[Any]) -> CreditNote:
+    return CreditNote(
+        row.credit_note_id,
+        row.credit_note_number,
+        row.invoice_id,
+        row.order_id,
+        row.return_id,
+        row.partner_id,
+        row.currency,
+        _lines(row.lines),
+        Decimal(row.total),
+        row.reason,
+        datetime.fromtimestamp(row.posted_at, UTC),
+    )
+
+
+def credit_notes_for_invoice(conn: Connection, invoice_id: str) -> list[CreditNote]:
+    c = t.credit_notes.c
+    rows = conn.execute(select(t.credit_notes).where(c.invoice_id == invoice_id)).all()
+    return [_credit_note(row) for row in rows]
+
+
+def get_credit_note(conn: Connection, credit_note_id: str) -> CreditNote | None:
+    c = t.credit_notes.c
+    row = conn.execute(select(t.credit_notes).where(c.credit_note_id == credit_note_id)).first()
+    return None if row is None else _credit_note(row)
+
+
+def list_credit_notes(
+    conn: Connection, partner_id: str, order_id: str, before_seq: int | None, limit: int
+) -> list[tuple[int, CreditNote]]:
+    c = t.credit_notes.c
+    query = select(t.credit_notes).order_by(c.seq.desc()).limit(limit)
+    if partner_id:
+        query = query.where(c.partner_id == partner_id)
+    if order_id:
+        query = query.where(c.order_id == order_id)
+    if before_seq is not None:
+        query = query.where(c.seq < before_seq)
+    return [(int(row.seq), _credit_note(row)) for row in conn.execute(query)]
