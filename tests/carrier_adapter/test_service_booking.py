@@ -201,8 +201,13 @@ async def test_labels_survive_a_restart(
         replay = await after.stub.BookLabel(book_request("shp_restart_01", rate.rate_id))
         assert replay.replayed and replay.label == booked.label
         assert after.label_bookings() == 0
-        # The sandbox carrier knows the parcel again, so tracking goes on.
-        tracked = await after.stub.Track(
-            svc.TrackRequest(carrier="sandbox", tracking_number=booked.label.tracking_number)
-        )
+        # The sandbox carrier knows the parcel again, so tracking goes on. Its first scan is
+        # planned a simulated two minutes after booking, so poll (bounded) until it is due.
+        request = svc.TrackRequest(carrier="sandbox", tracking_number=booked.label.tracking_number)
+        tracked = await after.stub.Track(request)
+        for _ in range(50):
+            if tracked.events:
+                break
+            await asyncio.sleep(0.1)
+            tracked = await after.stub.Track(request)
         assert tracked.events and tracked.events[0].carrier_status_code == "LBL"
