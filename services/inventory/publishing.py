@@ -22,11 +22,12 @@ from services.inventory.domain.events import (
     StockReserved,
 )
 from services.kit import outbox
+from services.kit.proto_values import timestamp
 
 
 def to_message(event: InventoryEvent) -> tuple[Message, str]:
     """The event message and its aggregate id (the CloudEvents subject)."""
-    at = mapping.timestamp(event.occurred_at)
+    at = timestamp(event.occurred_at)
     if isinstance(event, StockReserved):
         reservation = event.reservation
         message: Message = events_pb.StockReserved(

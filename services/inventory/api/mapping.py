@@ -6,22 +6,16 @@ through Decimal so no float ever touches an amount.
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-
 from crossdock.common.v1 import common_pb2
 from crossdock.inventory.v1 import inventory_pb2 as pb
 from crossdock.inventory.v1 import inventory_service_pb2 as svc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.inventory.domain.model import (
-    Address,
     Adjustment,
     Dimensions,
     DimensionUnit,
     Item,
     Location,
-    Money,
     PickConfirmationLine,
     PickTask,
     Position,
@@ -32,56 +26,13 @@ from services.inventory.domain.model import (
     Weight,
     WeightUnit,
 )
-
-_NANOS = Decimal(1_000_000_000)
-
-
-def timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def money_to_domain(money: common_pb2.Money) -> Money:
-    return Money(money.currency_code, Decimal(money.units) + Decimal(money.nanos) / _NANOS)
-
-
-def money_to_proto(money: Money) -> common_pb2.Money:
-    units = int(money.amount)
-    nanos = int((money.amount - units) * _NANOS)
-    return common_pb2.Money(currency_code=money.currency_code, units=units, nanos=nanos)
-
-
-def address_to_domain(address: common_pb2.Address) -> Address:
-    return Address(
-        name=address.name,
-        lines=tuple(address.lines),
-        city=address.city,
-        postal_code=address.postal_code,
-        country_code=address.country_code,
-        region=address.region,
-        company=address.company,
-        phone=address.phone,
-        email=address.email,
-        residential=address.residential,
-    )
-
-
-def address_to_proto(address: Address) -> common_pb2.Address:
-    return common_pb2.Address(
-        name=address.name,
-        company=address.company,
-        lines=list(address.lines),
-        city=address.city,
-        region=address.region,
-        postal_code=address.postal_code,
-        country_code=address.country_code,
-        phone=address.phone,
-        email=address.email,
-        residential=address.residential,
-    )
+from services.kit.proto_values import (
+    address_to_domain,
+    address_to_proto,
+    money_to_domain,
+    money_to_proto,
+    timestamp,
+)
 
 
 def item_to_domain(item: svc.ItemInput) -> Item:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+
+from services.kit.values import Address as Address  # re-exported: shared value types
+from services.kit.values import Money as Money
 
 
 class UnitOfMeasure(enum.Enum):
@@ -90,14 +92,6 @@ class MovementKind(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Money:
-    """An amount in one currency; Decimal so 0.1 + 0.2 is exactly 0.3."""
-
-    currency_code: str
-    amount: Decimal
-
-
-@dataclass(frozen=True)
 class Dimensions:
     """Outside measures of one unit as packed for shipping."""
 
@@ -113,22 +107,6 @@ class Weight:
 
     value: float
     unit: WeightUnit
-
-
-@dataclass(frozen=True)
-class Address:
-    """Where a location is; shipments leave from it."""
-
-    name: str
-    lines: tuple[str, ...]
-    city: str
-    postal_code: str
-    country_code: str
-    region: str = ""
-    company: str = ""
-    phone: str = ""
-    email: str = ""
-    residential: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-
 from crossdock.carrier.v1 import carrier_pb2
 from crossdock.common.v1 import common_pb2
 from crossdock.events.v1 import order_events_pb2 as events_pb
 from crossdock.order.v1 import order_pb2 as pb
 from crossdock.order.v1 import order_service_pb2 as svc
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.kit.proto_values import (
+    address_to_domain,
+    address_to_proto,
+    money_to_domain,
+    money_to_proto,
+    timestamp,
+)
 from services.order.domain import messages as m
 from services.order.domain.model import (
-    Address,
     BackorderPolicy,
-    Money,
     Order,
     OrderInput,
     OrderLine,
@@ -27,44 +28,13 @@ from services.order.domain.model import (
     TimelineEntry,
 )
 
-_NANOS = Decimal(1_000_000_000)
-
-
-def timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def money_to_domain(money: common_pb2.Money) -> Money:
-    return Money(money.currency_code, Decimal(money.units) + Decimal(money.nanos) / _NANOS)
-
-
-def money_to_proto(money: Money) -> common_pb2.Money:
-    units = int(money.amount)
-    nanos = int((money.amount - units) * _NANOS)
-    return common_pb2.Money(currency_code=money.currency_code, units=units, nanos=nanos)
-
 
 def order_input_to_domain(order: svc.OrderInput) -> OrderInput:
     ship_to = order.ship_to
     return OrderInput(
         external_order_id=order.external_order_id,
         customer=PartyRef(order.customer.party_id, order.customer.name, order.customer.email),
-        ship_to=Address(
-            name=ship_to.name,
-            lines=tuple(ship_to.lines),
-            city=ship_to.city,
-            postal_code=ship_to.postal_code,
-            country_code=ship_to.country_code,
-            region=ship_to.region,
-            company=ship_to.company,
-            phone=ship_to.phone,
-            email=ship_to.email,
-            residential=ship_to.residential,
-        ),
+        ship_to=address_to_domain(ship_to),
         lines=tuple(
             OrderLineInput(line.sku, line.quantity, money_to_domain(line.unit_price))
             for line in order.lines
@@ -106,18 +76,7 @@ def order_to_proto(order: Order) -> pb.Order:
         customer=common_pb2.PartyRef(
             party_id=order.customer.party_id, name=order.customer.name, email=order.customer.email
         ),
-        ship_to=common_pb2.Address(
-            name=ship_to.name,
-            company=ship_to.company,
-            lines=list(ship_to.lines),
-            city=ship_to.city,
-            region=ship_to.region,
-            postal_code=ship_to.postal_code,
-            country_code=ship_to.country_code,
-            phone=ship_to.phone,
-            email=ship_to.email,
-            residential=ship_to.residential,
-        ),
+        ship_to=address_to_proto(ship_to),
         lines=[line_to_proto(line) for line in order.lines],
         currency_code=order.currency_code,
         service_level=carrier_pb2.ServiceLevel.ValueType(order.service_level.value),

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from services.kit.values import Address as Address  # re-exported: shared value types
+from services.kit.values import Money as Money
+
 
 class OrderStatus(enum.Enum):
     """Where an order is, as a partner sees it."""
@@ -77,30 +80,6 @@ class HoldStatus(enum.Enum):
     ACTIVE = 1
     RELEASED = 2
     CONSUMED = 3
-
-
-@dataclass(frozen=True)
-class Money:
-    """An amount in one currency; Decimal keeps cents exact."""
-
-    currency_code: str
-    amount: Decimal
-
-
-@dataclass(frozen=True)
-class Address:
-    """A postal address goods can be delivered to."""
-
-    name: str
-    lines: tuple[str, ...]
-    city: str
-    postal_code: str
-    country_code: str
-    region: str = ""
-    company: str = ""
-    phone: str = ""
-    email: str = ""
-    residential: bool = False
 
 
 @dataclass(frozen=True)
