@@ -32,6 +32,16 @@ P = ParamSpec("P")
 # per-transaction flag is reset at the start of every unit of work.
 SERVICE_KEY = "crossdock.service"
 OUTBOX_APPENDED_KEY = "crossdock.outbox_appended"
+AFTER_COMMIT_KEY = "crossdock.after_commit"
+
+
+def call_after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Run `callback` on the event loop once this unit of work has committed (never on rollback).
+
+    For waking a local worker whose queue the transaction just fed, instead of waiting for its
+    next poll. Only for connections of `Database.run` / `run_sync`.
+    """
+    conn.info[AFTER_COMMIT_KEY].append(callback)
 
 
 def make_engine(url: str, *, pool_size: int = 4, busy_timeout_ms: int = 5000) -> Engine:
@@ -119,24 +129,32 @@ class Database:
         # Run under a copy of the caller's context: the worker thread then sees the current span
         # and correlation id, so outbox rows appended there carry the request's trace.
         context = contextvars.copy_context()
-        result, appended = await loop.run_in_executor(self._executor, context.run, call)
+        result, appended, after_commit = await loop.run_in_executor(
+            self._executor, context.run, call
+        )
         if appended:
             for callback in tuple(self._commit_listeners):
                 callback()
+        for callback in after_commit:
+            callback()
         return result
 
     def run_sync(self, fn: Callable[Concatenate[Connection, P], T], *args: Any) -> T:
         """The same unit of work in the caller's thread (CLI, scripts). Not for the event loop."""
-        result, _ = self._run_tx(fn, *args)
+        result, _, after_commit = self._run_tx(fn, *args)
+        for callback in after_commit:
+            callback()
         return result
 
-    def _run_tx(self, fn: Callable[..., T], *args: Any) -> tuple[T, bool]:
+    def _run_tx(self, fn: Callable[..., T], *args: Any) -> tuple[T, bool, list[Callable[[], None]]]:
         with self.engine.begin() as conn:
             conn.info[SERVICE_KEY] = self.service
             conn.info[OUTBOX_APPENDED_KEY] = False
+            conn.info[AFTER_COMMIT_KEY] = []
             result = fn(conn, *args)
             appended = bool(conn.info[OUTBOX_APPENDED_KEY])
-        return result, appended
+            after_commit = list(conn.info[AFTER_COMMIT_KEY])
+        return result, appended, after_commit
 
     async def close(self) -> None:
         """Finish queued units of work, then release the pool."""

@@ -47,3 +47,16 @@ def uuid7() -> uuid.UUID:
 def new_event_id() -> str:
     """A new event id as the canonical 36-character string."""
     return str(uuid7())
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def resource_id(prefix: str) -> str:
+    """A resource id as the contracts spell them: `<prefix>_` + 26 Crockford base32 characters.
+
+    ULID-shaped (48 bits of milliseconds, then 80 random bits), so ids roughly sort by creation
+    and match patterns such as `^shp_[0-9A-HJKMNP-TV-Z]{26}$`.
+    """
+    value = ((time.time_ns() // 1_000_000) << 80) | int.from_bytes(os.urandom(10), "big")
+    return prefix + "_" + "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))

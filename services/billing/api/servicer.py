@@ -7,7 +7,6 @@ on the row sequence; the page token is that sequence, opaque to callers.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from crossdock.billing.v1 import billing_service_pb2 as svc
@@ -16,27 +15,8 @@ from crossdock.billing.v1 import billing_service_pb2_grpc as svc_grpc
 from services.billing.api import mapping
 from services.billing.store import repository as repo
 from services.kit.db import Database
-from services.kit.errors import InvalidArgument, NotFound
-
-DEFAULT_PAGE_SIZE = 50
-
-
-def encode_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode()
-
-
-def decode_token(token: str) -> int | None:
-    if not token:
-        return None
-    try:
-        kind, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind != "seq":
-            raise ValueError(kind)
-        return int(value)
-    except ValueError as exc:
-        raise InvalidArgument.for_field(
-            "page_token", "not a token this service issued", "page_token"
-        ) from exc
+from services.kit.errors import NotFound
+from services.kit.paging import DEFAULT_PAGE_SIZE, decode_token, encode_token
 
 
 class BillingApi(svc_grpc.BillingServiceServicer):
