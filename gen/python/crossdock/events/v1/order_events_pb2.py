@@ -27,7 +27,7 @@ from crossdock.order.v1 import order_pb2 as crossdock_dot_order_dot_v1_dot_order
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&crossdock/events/v1/order_events.proto\x12\x13\x63rossdock.events.v1\x1a!crossdock/events/v1/options.proto\x1a\x1e\x63rossdock/order/v1/order.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\x0bOrderPlaced\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.crossdock.order.v1.Order\x12.\n\noccur_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:8\xca\xf3\x18\x34\n\x19\x63rossdock.order.placed.v1\x12\x05order\x1a\x07gateway\"\x05order(\x01\"\xea\x01\n\x0eOrderAllocated\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x17\n\x0freservation_ids\x18\x03 \x03(\t\x12,\n\x05lines\x18\x04 \x03(\x0b\x32\x1d.crossdock.order.v1.OrderLine\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:;\xca\xf3\x18\x37\n\x1c\x63rossdock.order.allocated.v1\x12\x05order\x1a\x07gateway\"\x05order(\x01\"\x8a\x02\n\x10OrderBackordered\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12,\n\x05lines\x18\x03 \x03(\x0b\x32\x1d.crossdock.order.v1.OrderLine\x12\x33\n\x06policy\x18\x04 \x01(\x0e\x32#.crossdock.order.v1.BackorderPolicy\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:=\xca\xf3\x18\x39\n\x1e\x63rossdock.order.backordered.v1\x12\x05order\x1a\x07gateway\"\x05order(\x01\"\xc5\x01\n\rOrderReleased\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x17\n\x0freservation_ids\x18\x03 \x03(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:E\xca\xf3\x18\x41\n\x1b\x63rossdock.order.released.v1\x12\x05order\x1a\tinventory\x1a\x07gateway\"\x05order(\x01\"\xea\x01\n\x0eOrderCancelled\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12 \n\x18released_reservation_ids\x18\x04 \x03(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:P\xca\xf3\x18L\n\x1c\x63rossdock.order.cancelled.v1\x12\x05order\x1a\tinventory\x1a\x08shipment\x1a\x07gateway\"\x05order(\x01\"\xb8\x01\n\x0eOrderCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x13\n\x0binvoice_ids\x18\x03 \x03(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:;\xca\xf3\x18\x37\n\x1c\x63rossdock.order.completed.v1\x12\x05order\x1a\x07gateway\"\x05order(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&crossdock/events/v1/order_events.proto\x12\x13\x63rossdock.events.v1\x1a!crossdock/events/v1/options.proto\x1a\x1e\x63rossdock/order/v1/order.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n\x0bOrderPlaced\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.crossdock.order.v1.Order\x12.\n\noccur_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:K\xca\xf3\x18G\n\x19\x63rossdock.order.placed.v1\x12\x05order\x1a\x07\x62illing\x1a\x08shipment\x1a\x07gateway\"\x05order(\x01\"\xea\x01\n\x0eOrderAllocated\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x17\n\x0freservation_ids\x18\x03 \x03(\t\x12,\n\x05lines\x18\x04 \x03(\x0b\x32\x1d.crossdock.order.v1.OrderLine\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:;\xca\xf3\x18\x37\n\x1c\x63rossdock.order.allocated.v1\x12\x05order\x1a\x07gateway\"\x05order(\x01\"\x8a\x02\n\x10OrderBackordered\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12,\n\x05lines\x18\x03 \x03(\x0b\x32\x1d.crossdock.order.v1.OrderLine\x12\x33\n\x06policy\x18\x04 \x01(\x0e\x32#.crossdock.order.v1.BackorderPolicy\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:=\xca\xf3\x18\x39\n\x1e\x63rossdock.order.backordered.v1\x12\x05order\x1a\x07gateway\"\x05order(\x01\"\xc5\x01\n\rOrderReleased\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x17\n\x0freservation_ids\x18\x03 \x03(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:E\xca\xf3\x18\x41\n\x1b\x63rossdock.order.released.v1\x12\x05order\x1a\tinventory\x1a\x07gateway\"\x05order(\x01\"\xea\x01\n\x0eOrderCancelled\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12 \n\x18released_reservation_ids\x18\x04 \x03(\t\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:P\xca\xf3\x18L\n\x1c\x63rossdock.order.cancelled.v1\x12\x05order\x1a\tinventory\x1a\x08shipment\x1a\x07gateway\"\x05order(\x01\"\xb8\x01\n\x0eOrderCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x13\n\x0binvoice_ids\x18\x03 \x03(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:;\xca\xf3\x18\x37\n\x1c\x63rossdock.order.completed.v1\x12\x05order\x1a\x07gateway\"\x05order(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'crossdock.events.v1.order_e
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ORDERPLACED']._loaded_options = None
-  _globals['_ORDERPLACED']._serialized_options = b'\312\363\0304\n\031crossdock.order.placed.v1\022\005order\032\007gateway\"\005order(\001'
+  _globals['_ORDERPLACED']._serialized_options = b'\312\363\030G\n\031crossdock.order.placed.v1\022\005order\032\007billing\032\010shipment\032\007gateway\"\005order(\001'
   _globals['_ORDERALLOCATED']._loaded_options = None
   _globals['_ORDERALLOCATED']._serialized_options = b'\312\363\0307\n\034crossdock.order.allocated.v1\022\005order\032\007gateway\"\005order(\001'
   _globals['_ORDERBACKORDERED']._loaded_options = None
@@ -47,15 +47,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERCOMPLETED']._loaded_options = None
   _globals['_ORDERCOMPLETED']._serialized_options = b'\312\363\0307\n\034crossdock.order.completed.v1\022\005order\032\007gateway\"\005order(\001'
   _globals['_ORDERPLACED']._serialized_start=164
-  _globals['_ORDERPLACED']._serialized_end=325
-  _globals['_ORDERALLOCATED']._serialized_start=328
-  _globals['_ORDERALLOCATED']._serialized_end=562
-  _globals['_ORDERBACKORDERED']._serialized_start=565
-  _globals['_ORDERBACKORDERED']._serialized_end=831
-  _globals['_ORDERRELEASED']._serialized_start=834
-  _globals['_ORDERRELEASED']._serialized_end=1031
-  _globals['_ORDERCANCELLED']._serialized_start=1034
-  _globals['_ORDERCANCELLED']._serialized_end=1268
-  _globals['_ORDERCOMPLETED']._serialized_start=1271
-  _globals['_ORDERCOMPLETED']._serialized_end=1455
+  _globals['_ORDERPLACED']._serialized_end=344
+  _globals['_ORDERALLOCATED']._serialized_start=347
+  _globals['_ORDERALLOCATED']._serialized_end=581
+  _globals['_ORDERBACKORDERED']._serialized_start=584
+  _globals['_ORDERBACKORDERED']._serialized_end=850
+  _globals['_ORDERRELEASED']._serialized_start=853
+  _globals['_ORDERRELEASED']._serialized_end=1050
+  _globals['_ORDERCANCELLED']._serialized_start=1053
+  _globals['_ORDERCANCELLED']._serialized_end=1287
+  _globals['_ORDERCOMPLETED']._serialized_start=1290
+  _globals['_ORDERCOMPLETED']._serialized_end=1474
 # @@protoc_insertion_point(module_scope)

@@ -193,3 +193,49 @@ class GetTrackingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTrackingResponse: _TypeAlias = GetTrackingResponse  # noqa: Y015
+
+@_typing.final
+class RetryLabelRequest(_message.Message):
+    """RetryLabelRequest names a shipment whose label booking failed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_ID_FIELD_NUMBER: _builtins.int
+    shipment_id: _builtins.str
+    """shipment_id is the shipment."""
+    def __init__(
+        self,
+        *,
+        shipment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shipment_id", b"shipment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryLabelRequest: _TypeAlias = RetryLabelRequest  # noqa: Y015
+
+@_typing.final
+class RetryLabelResponse(_message.Message):
+    """RetryLabelResponse carries the shipment, back to CREATED with its label due now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def shipment(self) -> _shipment_pb2.Shipment:
+        """shipment is the shipment."""
+
+    def __init__(
+        self,
+        *,
+        shipment: _shipment_pb2.Shipment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shipment", b"shipment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shipment", b"shipment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryLabelResponse: _TypeAlias = RetryLabelResponse  # noqa: Y015

@@ -52,6 +52,11 @@ class ShipmentServiceStub:
                 request_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.GetTrackingRequest.SerializeToString,
                 response_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.GetTrackingResponse.FromString,
                 _registered_method=True)
+        self.RetryLabel = channel.unary_unary(
+                '/crossdock.shipment.v1.ShipmentService/RetryLabel',
+                request_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelRequest.SerializeToString,
+                response_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelResponse.FromString,
+                _registered_method=True)
 
 
 class ShipmentServiceServicer:
@@ -81,6 +86,14 @@ class ShipmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryLabel(self, request, context):
+        """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
+        by the order saga's retry. Booking reuses the shipment id as its idempotency key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShipmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +111,11 @@ def add_ShipmentServiceServicer_to_server(servicer, server):
                     servicer.GetTracking,
                     request_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.GetTrackingRequest.FromString,
                     response_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.GetTrackingResponse.SerializeToString,
+            ),
+            'RetryLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryLabel,
+                    request_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelRequest.FromString,
+                    response_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +202,33 @@ class ShipmentService:
             '/crossdock.shipment.v1.ShipmentService/GetTracking',
             crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.GetTrackingRequest.SerializeToString,
             crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.GetTrackingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.shipment.v1.ShipmentService/RetryLabel',
+            crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelRequest.SerializeToString,
+            crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class ShipmentServiceStub:
     """ListShipments pages through shipments, newest first."""
     GetTracking: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.GetTrackingRequest, _shipment_service_pb2.GetTrackingResponse]
     """GetTracking returns every stored scan of a shipment, oldest first."""
+    RetryLabel: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.RetryLabelRequest, _shipment_service_pb2.RetryLabelResponse]
+    """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
+    by the order saga's retry. Booking reuses the shipment id as its idempotency key.
+    """
 
 @_typing.type_check_only
 class ShipmentServiceAsyncStub(ShipmentServiceStub):
@@ -57,6 +61,10 @@ class ShipmentServiceAsyncStub(ShipmentServiceStub):
     """ListShipments pages through shipments, newest first."""
     GetTracking: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.GetTrackingRequest, _shipment_service_pb2.GetTrackingResponse]  # type: ignore[assignment]
     """GetTracking returns every stored scan of a shipment, oldest first."""
+    RetryLabel: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.RetryLabelRequest, _shipment_service_pb2.RetryLabelResponse]  # type: ignore[assignment]
+    """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
+    by the order saga's retry. Booking reuses the shipment id as its idempotency key.
+    """
 
 class ShipmentServiceServicer(metaclass=_abc_1.ABCMeta):
     """ShipmentService owns shipments, their packages and every carrier scan.
@@ -87,5 +95,15 @@ class ShipmentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_shipment_service_pb2.GetTrackingResponse, _abc.Awaitable[_shipment_service_pb2.GetTrackingResponse]]:
         """GetTracking returns every stored scan of a shipment, oldest first."""
+
+    @_abc_1.abstractmethod
+    def RetryLabel(
+        self,
+        request: _shipment_service_pb2.RetryLabelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shipment_service_pb2.RetryLabelResponse, _abc.Awaitable[_shipment_service_pb2.RetryLabelResponse]]:
+        """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
+        by the order saga's retry. Booking reuses the shipment id as its idempotency key.
+        """
 
 def add_ShipmentServiceServicer_to_server(servicer: ShipmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
