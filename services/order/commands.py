@@ -20,6 +20,8 @@ import grpc
 from crossdock.inventory.v1 import inventory_pb2 as inv
 from crossdock.inventory.v1 import inventory_service_pb2 as inv_svc
 from crossdock.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
+from crossdock.shipment.v1 import shipment_service_pb2 as shp_svc
+from crossdock.shipment.v1 import shipment_service_pb2_grpc as shp_grpc
 from sqlalchemy import Connection
 
 from services.kit.db import Database
@@ -54,6 +56,7 @@ class CommandWorker:
         inventory: inv_grpc.InventoryServiceAsyncStub,
         clock: Callable[[], datetime],
         *,
+        shipments: shp_grpc.ShipmentServiceAsyncStub | None = None,
         poll_interval: float = 0.5,
         batch_size: int = 50,
         max_backoff: float = 30.0,
@@ -62,6 +65,7 @@ class CommandWorker:
         self._db = db
         self._saga = saga
         self._inventory = inventory
+        self._shipments = shipments
         self._clock = clock
         self._poll_interval = poll_interval
         self._batch_size = batch_size
@@ -208,7 +212,15 @@ class CommandWorker:
             # (ReleaseReservation, always queued with this command), so nothing is left to do.
             return None
         if isinstance(command, m.RetryShipment):
-            log.info("no shipment service yet: RetryShipment %s skipped", command.shipment_id)
+            if self._shipments is None:
+                log.warning(
+                    "no SHIPMENT_TARGET configured: RetryShipment %s skipped", command.shipment_id
+                )
+                return None
+            # The shipment's own events (manifested) move the order on; nothing to answer.
+            await self._shipments.RetryLabel(
+                shp_svc.RetryLabelRequest(shipment_id=command.shipment_id)
+            )
             return None
         raise TypeError(f"unknown saga command {type(command).__name__}")
 

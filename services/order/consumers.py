@@ -1,8 +1,12 @@
-"""Order's event handlers: inventory facts turned into saga inputs.
+"""Order's event handlers: inventory, shipment and billing facts turned into saga inputs.
 
 - reserved / reservation_released / pick_completed → the input for the order they name;
 - received / adjusted (positive) → StockAvailable for every open order that wants the SKU
-  (oldest first), which is how backorders fill.
+  (oldest first), which is how backorders fill;
+- shipment created / manifested / delivered → the shipment's units per order line;
+- delivery exception / returned to sender → ShipmentFailed (the order shows EXCEPTION until
+  the shipment moves on);
+- invoice posted → the invoiced units per order line (goods lines; freight is not a line).
 
 Each handler runs inside the consumer's batch transaction: the saga transition, its outbox rows
 and queued commands commit with the inbox row. Events about orders this service does not know
@@ -15,8 +19,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
+from crossdock.billing.v1 import billing_pb2
+from crossdock.events.v1 import billing_events_pb2 as bill_events
 from crossdock.events.v1 import inventory_events_pb2 as inv_events
+from crossdock.events.v1 import shipment_events_pb2 as shp_events
+from crossdock.shipment.v1 import shipment_pb2
 from sqlalchemy import Connection
 
 from services.kit import events as ev
@@ -25,11 +34,17 @@ from services.order import flow
 from services.order.domain import (
     Context,
     FulfillmentSaga,
+    InvoicePosted,
+    LineQuantity,
     PickCompleted,
     PickedLine,
     ReservationObserved,
     ReservationReleasedObserved,
     SagaInput,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentFailed,
+    ShipmentManifested,
     StockAvailable,
     wants_stock,
 )
@@ -37,11 +52,21 @@ from services.order.store import repository as repo
 
 log = logging.getLogger(__name__)
 
-PURPOSE = "inventory-events"
+
+def shipped_lines(shipment: shipment_pb2.Shipment) -> tuple[LineQuantity, ...]:
+    """The shipment's units per order line, summed over its packages."""
+    units: dict[int, int] = {}
+    for package in shipment.packages:
+        for item in package.items:
+            units[item.order_line_number] = units.get(item.order_line_number, 0) + item.quantity
+    return tuple(LineQuantity(n, q) for n, q in sorted(units.items()))
+
+
+PURPOSE = "events"
 
 
 def build_registry(saga: FulfillmentSaga, clock: Callable[[], datetime]) -> HandlerRegistry:
-    """The handlers of the `order-inventory-events` consumer (stream INVENTORY)."""
+    """The handlers of the `order-events` consumers (streams INVENTORY, SHIPMENT, BILLING)."""
 
     def context(headers: Mapping[str, str]) -> Context:
         return Context(
@@ -111,7 +136,48 @@ def build_registry(saga: FulfillmentSaga, clock: Callable[[], datetime]) -> Hand
                 context(headers),
             )
 
+    def shipment_input(
+        kind: type[ShipmentCreated] | type[ShipmentManifested] | type[ShipmentDelivered],
+    ) -> Callable[[Any, Mapping[str, str], Connection], None]:
+        def handle(event: Any, headers: Mapping[str, str], conn: Connection) -> None:
+            shipment: shipment_pb2.Shipment = event.shipment
+            saga_input = kind(shipment.shipment_id, shipment.location_id, shipped_lines(shipment))
+            apply(conn, shipment.order_id, saga_input, context(headers))
+
+        return handle
+
+    def on_exception(
+        event: shp_events.ShipmentDeliveryException, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        reason = event.description or "delivery exception"
+        saga_input = ShipmentFailed(event.shipment.shipment_id, reason)
+        apply(conn, event.shipment.order_id, saga_input, context(headers))
+
+    def on_returned(
+        event: shp_events.ShipmentReturnedToSender, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        saga_input = ShipmentFailed(event.shipment.shipment_id, "returned to sender")
+        apply(conn, event.shipment.order_id, saga_input, context(headers))
+
+    def on_invoice(
+        event: bill_events.InvoicePosted, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        invoice = event.invoice
+        goods: dict[int, int] = {}
+        for line in invoice.lines:
+            if line.kind == billing_pb2.INVOICE_LINE_KIND_GOODS:
+                goods[line.order_line_number] = goods.get(line.order_line_number, 0) + line.quantity
+        lines = tuple(LineQuantity(n, q) for n, q in sorted(goods.items()))
+        saga_input = InvoicePosted(invoice.invoice_id, invoice.shipment_id, lines)
+        apply(conn, invoice.order_id, saga_input, context(headers))
+
     registry = HandlerRegistry()
+    registry.add(shp_events.ShipmentCreated, shipment_input(ShipmentCreated))
+    registry.add(shp_events.ShipmentManifested, shipment_input(ShipmentManifested))
+    registry.add(shp_events.ShipmentDelivered, shipment_input(ShipmentDelivered))
+    registry.add(shp_events.ShipmentDeliveryException, on_exception)
+    registry.add(shp_events.ShipmentReturnedToSender, on_returned)
+    registry.add(bill_events.InvoicePosted, on_invoice)
     registry.add(inv_events.StockReserved, on_reserved)
     registry.add(inv_events.ReservationReleased, on_released)
     registry.add(inv_events.PickCompleted, on_picked)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import NoReturn
 
 from crossdock.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
+from crossdock.shipment.v1 import shipment_service_pb2_grpc as shp_grpc
 
 from services.kit.client import open_channel
 from services.kit.config import ConfigError, ServiceConfig, setting
@@ -37,6 +38,11 @@ from services.order.sweeper import DeadlineSweeper
 
 class OrderConfig(ServiceConfig, service=SERVICE):
     inventory_target: str = setting(description="host:port of the inventory gRPC service")
+    shipment_target: str = setting(
+        default="",
+        description="host:port of the shipment service, which retries failed label bookings "
+        "when an operator retries the order; empty skips those retries",
+    )
     migrate_on_start: bool = setting(
         default=True,
         description="run the database migrations at start (off when a Kubernetes Job runs them)",
@@ -116,10 +122,28 @@ async def setup(server: ServiceServer, config: OrderConfig) -> None:
     async def close_channel() -> None:
         await channel.close(None)
 
+    shipment_channel = (
+        open_channel(
+            config.shipment_target, default_timeout_seconds=config.grpc_client_timeout_seconds
+        )
+        if config.shipment_target
+        else None
+    )
+
+    async def close_shipment_channel() -> None:
+        if shipment_channel is not None:
+            await shipment_channel.close(None)
+
     server.add_shutdown_hook(close_channel, name="close inventory channel")
+    server.add_shutdown_hook(close_shipment_channel, name="close shipment channel")
     inventory = inv_grpc.InventoryServiceStub(channel)
     worker = CommandWorker(
-        runtime.db, saga, inventory, utc_now, poll_interval=config.command_poll_interval_seconds
+        runtime.db,
+        saga,
+        inventory,
+        utc_now,
+        poll_interval=config.command_poll_interval_seconds,
+        shipments=shp_grpc.ShipmentServiceStub(shipment_channel) if shipment_channel else None,
     )
     sweeper = DeadlineSweeper(runtime.db, saga, utc_now, interval=config.sweep_interval_seconds)
     add_to_server(

@@ -1,0 +1,1 @@
+"""Shipment's gRPC servicer and its proto mapping."""

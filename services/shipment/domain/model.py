@@ -1,0 +1,69 @@
+"""Canonical statuses, mirrored from the contracts so the domain needs no generated code.
+
+A test pins every value to crossdock.shipment.v1.ShipmentStatus and
+crossdock.carrier.v1.TrackingStatus / ServiceLevel.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ShipmentStatus(enum.IntEnum):
+    UNSPECIFIED = 0
+    CREATED = 1
+    MANIFESTED = 2
+    PICKED_UP = 3
+    IN_TRANSIT = 4
+    OUT_FOR_DELIVERY = 5
+    DELIVERED = 6
+    EXCEPTION = 7
+    RETURNED_TO_SENDER = 8
+    LABEL_FAILED = 9
+    CANCELLED = 10
+
+
+class TrackingStatus(enum.IntEnum):
+    UNSPECIFIED = 0
+    PENDING = 1
+    PICKED_UP = 2
+    IN_TRANSIT = 3
+    OUT_FOR_DELIVERY = 4
+    DELIVERED = 5
+    DELIVERY_FAILED = 6
+    DELIVERY_DELAYED = 7
+    ON_HOLD = 8
+    READY_FOR_PICKUP = 9
+    RETURNED_TO_SENDER = 10
+    CANCELLED = 11
+    UNKNOWN = 12
+
+
+class ServiceLevel(enum.IntEnum):
+    UNSPECIFIED = 0
+    ECONOMY = 1
+    STANDARD = 2
+    EXPEDITED = 3
+    OVERNIGHT = 4
+
+
+# Statuses no scan can move a shipment out of.
+TERMINAL = frozenset(
+    {
+        ShipmentStatus.DELIVERED,
+        ShipmentStatus.RETURNED_TO_SENDER,
+        ShipmentStatus.CANCELLED,
+        ShipmentStatus.LABEL_FAILED,
+    }
+)
+
+# How far along the journey each progress milestone is; a scan may only move this forwards.
+PROGRESS_RANK: dict[ShipmentStatus, int] = {
+    ShipmentStatus.CREATED: 0,
+    ShipmentStatus.MANIFESTED: 1,
+    ShipmentStatus.PICKED_UP: 2,
+    ShipmentStatus.IN_TRANSIT: 3,
+    ShipmentStatus.OUT_FOR_DELIVERY: 4,
+    ShipmentStatus.DELIVERED: 5,
+    ShipmentStatus.RETURNED_TO_SENDER: 5,
+}

@@ -1,0 +1,242 @@
+"""Shipment's pure rules: packing, rate shopping and tracking milestones (no I/O)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from crossdock.carrier.v1 import carrier_pb2, tracking_pb2
+from crossdock.shipment.v1 import shipment_pb2
+
+from services.kit.catalog import load_catalog
+from services.shipment.domain.model import ServiceLevel, ShipmentStatus, TrackingStatus
+from services.shipment.domain.packing import ItemSpec, PickedUnits, UnknownItem, pack
+from services.shipment.domain.rating import Quote, choose
+from services.shipment.domain.tracking import (
+    RULES_FILE,
+    Kind,
+    Progress,
+    RulesError,
+    Scan,
+    apply_scan,
+    default_rules,
+    parse_rules,
+)
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+# -- the enums mirror the contracts ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mirror", "enum", "prefix"),
+    [
+        (ShipmentStatus, shipment_pb2.ShipmentStatus, "SHIPMENT_STATUS_"),
+        (TrackingStatus, tracking_pb2.TrackingStatus, "TRACKING_STATUS_"),
+        (ServiceLevel, carrier_pb2.ServiceLevel, "SERVICE_LEVEL_"),
+    ],
+)
+def test_domain_enums_match_the_contract(mirror: type, enum: object, prefix: str) -> None:
+    contract = {name.removeprefix(prefix): value for name, value in enum.items()}  # type: ignore[attr-defined]
+    assert {m.name: int(m) for m in mirror} == contract
+
+
+# -- packing --------------------------------------------------------------------------------
+
+ITEMS = {
+    "MUG": ItemSpec("MUG", 0.4, 12, 10, 10),
+    "ANVIL": ItemSpec("ANVIL", 45.0, 40, 30, 30),
+    "BOOK": ItemSpec("BOOK", 1.0, 25, 18, 3),
+}
+
+
+def test_units_fill_a_box_up_to_the_weight_limit_then_a_new_box_starts() -> None:
+    boxes = pack([PickedUnits(1, "BOOK", 25), PickedUnits(2, "MUG", 5)], ITEMS, 10.0)
+    assert [sum(u.quantity for u in b.items) for b in boxes] == [10, 10, 10]
+    assert all(b.weight_kg <= 10.0 for b in boxes)
+    # Every picked unit is in exactly one box, per order line.
+    per_line: dict[int, int] = {}
+    for box in boxes:
+        for units in box.items:
+            per_line[units.order_line_number] = (
+                per_line.get(units.order_line_number, 0) + units.quantity
+            )
+    assert per_line == {1: 25, 2: 5}
+    assert boxes[2].items == (PickedUnits(1, "BOOK", 5), PickedUnits(2, "MUG", 5))
+    assert boxes[2].weight_kg == pytest.approx(5 * 1.0 + 5 * 0.4)
+
+
+def test_box_measures_stack_heights_on_the_largest_footprint() -> None:
+    (box,) = pack([PickedUnits(1, "BOOK", 2), PickedUnits(2, "MUG", 1)], ITEMS, 30.0)
+    assert (box.length_cm, box.width_cm, box.height_cm) == (25, 18, 3 * 2 + 10)
+
+
+def test_a_unit_heavier_than_the_limit_ships_alone() -> None:
+    boxes = pack([PickedUnits(1, "MUG", 1), PickedUnits(2, "ANVIL", 2)], ITEMS, 30.0)
+    assert [b.items for b in boxes] == [
+        (PickedUnits(1, "MUG", 1),),
+        (PickedUnits(2, "ANVIL", 1),),
+        (PickedUnits(2, "ANVIL", 1),),
+    ]
+
+
+def test_lines_without_units_are_ignored_and_unknown_skus_refused() -> None:
+    assert pack([PickedUnits(1, "MUG", 0)], ITEMS, 30.0) == ()
+    with pytest.raises(UnknownItem, match="GHOST"):
+        pack([PickedUnits(1, "GHOST", 1)], ITEMS, 30.0)
+
+
+# -- rate shopping --------------------------------------------------------------------------
+
+
+def quote(rate_id: str, carrier: str, level: ServiceLevel, amount: str, days: int = 0) -> Quote:
+    return Quote(rate_id, carrier, level, Decimal(amount), "USD", days)
+
+
+QUOTES = [
+    quote("r1", "ups", ServiceLevel.STANDARD, "12.00", 4),
+    quote("r2", "fedex", ServiceLevel.ECONOMY, "8.00", 6),
+    quote("r3", "usps", ServiceLevel.EXPEDITED, "11.50", 2),
+    quote("r4", "dhl_express", ServiceLevel.OVERNIGHT, "40.00", 1),
+]
+
+
+def test_cheapest_rate_that_meets_the_level_wins() -> None:
+    assert choose(QUOTES, ServiceLevel.STANDARD).rate_id == "r3"  # type: ignore[union-attr]
+    assert choose(QUOTES, ServiceLevel.ECONOMY).rate_id == "r2"  # type: ignore[union-attr]
+    assert choose(QUOTES, ServiceLevel.OVERNIGHT).rate_id == "r4"  # type: ignore[union-attr]
+    # Unspecified means standard.
+    assert choose(QUOTES, ServiceLevel.UNSPECIFIED).rate_id == "r3"  # type: ignore[union-attr]
+
+
+def test_no_rate_meets_the_level() -> None:
+    assert choose(QUOTES[:3], ServiceLevel.OVERNIGHT) is None
+    assert choose([], ServiceLevel.STANDARD) is None
+
+
+def test_carrier_preference_breaks_ties_then_the_shorter_promise() -> None:
+    tied = [
+        quote("a", "ups", ServiceLevel.STANDARD, "10.00", 5),
+        quote("b", "fedex", ServiceLevel.STANDARD, "10.00", 5),
+        quote("c", "usps", ServiceLevel.STANDARD, "10.00", 3),
+    ]
+    assert choose(tied, ServiceLevel.STANDARD, ["fedex", "ups"]).rate_id == "b"  # type: ignore[union-attr]
+    assert choose(tied, ServiceLevel.STANDARD).rate_id == "c"  # type: ignore[union-attr]
+
+
+# -- tracking rules are data ----------------------------------------------------------------
+
+
+def test_every_tracking_status_has_a_rule_and_only_milestone_events_are_published() -> None:
+    rules = default_rules()
+    assert set(rules) == set(TrackingStatus) - {TrackingStatus.UNSPECIFIED}
+    milestones = {e.subject for e in load_catalog() if e.producer == "shipment" and e.milestone}
+    published = {rule.event for rule in rules.values() if rule.event}
+    assert published <= milestones
+    # manifested comes from the label booking, not from a scan.
+    assert milestones - published == {"crossdock.shipment.manifested.v1"}
+    assert rules[TrackingStatus.IN_TRANSIT].event is None  # kept in the timeline only
+    assert rules[TrackingStatus.DELIVERY_FAILED].kind is Kind.EXCEPTION
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda rules: rules.pop(), "no rule for"),
+        (lambda rules: rules.append(dict(rules[0])), "two rules"),
+        (lambda rules: rules[1].pop("shipment_status"), "progress rules"),
+        (lambda rules: rules[1].update(shipment_status="EXCEPTION"), "not a milestone"),
+        (lambda rules: rules[5].pop("event"), "must be published"),
+        (lambda rules: rules[0].update(kind="sideways"), "bad rule"),
+    ],
+)
+def test_a_broken_rules_file_is_refused(mutate: object, message: str) -> None:
+    document = json.loads(RULES_FILE.read_text())
+    mutate(document["rules"])  # type: ignore[operator]
+    with pytest.raises(RulesError, match=message):
+        parse_rules(document)
+
+
+# -- milestones never regress ---------------------------------------------------------------
+
+
+def journey(*scans: tuple[TrackingStatus, float]) -> tuple[Progress, list[str | None]]:
+    progress = Progress(ShipmentStatus.MANIFESTED, ShipmentStatus.MANIFESTED, reached_at=T0)
+    events = []
+    for status, hours in scans:
+        outcome = apply_scan(progress, Scan(status, at(hours)))
+        progress = outcome.progress
+        events.append(outcome.event)
+    return progress, events
+
+
+def test_the_happy_path_publishes_only_milestones() -> None:
+    progress, events = journey(
+        (TrackingStatus.PENDING, 0.1),
+        (TrackingStatus.PICKED_UP, 1),
+        (TrackingStatus.IN_TRANSIT, 2),
+        (TrackingStatus.IN_TRANSIT, 3),
+        (TrackingStatus.OUT_FOR_DELIVERY, 8),
+        (TrackingStatus.DELIVERED, 10),
+    )
+    assert progress.status is ShipmentStatus.DELIVERED
+    assert events == [
+        None,
+        "crossdock.shipment.picked_up.v1",
+        None,
+        None,
+        "crossdock.shipment.out_for_delivery.v1",
+        "crossdock.shipment.delivered.v1",
+    ]
+
+
+def test_a_late_in_transit_scan_after_delivery_changes_nothing() -> None:
+    delivered, _ = journey((TrackingStatus.PICKED_UP, 1), (TrackingStatus.DELIVERED, 10))
+    late = apply_scan(delivered, Scan(TrackingStatus.IN_TRANSIT, at(5)))
+    assert late.event is None
+    assert late.progress.status is ShipmentStatus.DELIVERED
+    assert late.progress.latest_tracking_status is TrackingStatus.DELIVERED
+
+
+def test_an_out_of_order_scan_before_delivery_does_not_move_backwards() -> None:
+    progress, events = journey((TrackingStatus.OUT_FOR_DELIVERY, 8), (TrackingStatus.PICKED_UP, 1))
+    assert progress.status is ShipmentStatus.OUT_FOR_DELIVERY
+    assert events[1] is None
+
+
+def test_an_exception_then_delivery() -> None:
+    progress, events = journey(
+        (TrackingStatus.OUT_FOR_DELIVERY, 8),
+        (TrackingStatus.DELIVERY_FAILED, 12),
+        (TrackingStatus.OUT_FOR_DELIVERY, 30),
+    )
+    assert events[1] == "crossdock.shipment.delivery_exception.v1"
+    # Out for delivery again: the exception is resolved without re-announcing the milestone.
+    assert (progress.status, events[2]) == (ShipmentStatus.OUT_FOR_DELIVERY, None)
+    delivered = apply_scan(progress, Scan(TrackingStatus.DELIVERED, at(33)))
+    assert delivered.progress.status is ShipmentStatus.DELIVERED
+    assert delivered.event == "crossdock.shipment.delivered.v1"
+
+
+def test_a_stale_exception_older_than_the_progress_made_is_history_only() -> None:
+    progress, events = journey(
+        (TrackingStatus.OUT_FOR_DELIVERY, 8), (TrackingStatus.DELIVERY_FAILED, 2)
+    )
+    assert (progress.status, events[1]) == (ShipmentStatus.OUT_FOR_DELIVERY, None)
+
+
+def test_returned_to_sender_is_terminal() -> None:
+    progress, events = journey(
+        (TrackingStatus.DELIVERY_FAILED, 12),
+        (TrackingStatus.RETURNED_TO_SENDER, 60),
+        (TrackingStatus.DELIVERED, 70),
+    )
+    assert progress.status is ShipmentStatus.RETURNED_TO_SENDER
+    assert events[1:] == ["crossdock.shipment.returned_to_sender.v1", None]
