@@ -12,6 +12,9 @@ variable, secrets never echoed):
     CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_UPS_EAST_TEST_MODE=true
 
 An account's CARRIER defaults to its id when the id is a carrier code (`sandbox` above).
+Any account may set POLL_TRACKING=true|false; unset, the service polls exactly the accounts whose
+connector cannot push scans (the karrio carriers; the sandbox pushes). false suits an account
+whose carrier pushes to us some other way; true polls a pushing carrier as well.
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ class CarrierAccount:
     test_mode: bool = False
     settings: Mapping[str, str] = field(default_factory=dict, repr=False)
     secret_names: frozenset[str] = frozenset()
+    # None: follow the connector (poll unless it pushes); see the module docstring.
+    poll_tracking: bool | None = None
 
     def get(self, name: str, default: str = "") -> str:
         return self.settings.get(name, default)
@@ -124,6 +129,11 @@ def load_accounts(environ: Mapping[str, str] | None = None) -> list[CarrierAccou
             problems.append(f"{base}CARRIER: unknown carrier {carrier!r}")
             continue
         test_mode = _flag(env, f"{base}TEST_MODE", problems)
+        poll_tracking = (
+            _flag(env, f"{base}POLL_TRACKING", problems)
+            if env.get(f"{base}POLL_TRACKING", "").strip()
+            else None
+        )
         values: dict[str, str] = {}
         for spec in specs:
             variable = f"{base}{spec.name.upper()}"
@@ -137,7 +147,9 @@ def load_accounts(environ: Mapping[str, str] | None = None) -> list[CarrierAccou
                 problems.append(f"{variable} {problem}")
             values[spec.name] = raw
         secrets = frozenset(spec.name for spec in specs if spec.secret)
-        accounts.append(CarrierAccount(account_id, carrier, test_mode, values, secrets))
+        accounts.append(
+            CarrierAccount(account_id, carrier, test_mode, values, secrets, poll_tracking)
+        )
     if problems:
         raise ConfigError(problems)
     return accounts

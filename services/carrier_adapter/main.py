@@ -9,6 +9,10 @@ IngestWebhook RPC uses (the default: a local run needs no gateway, and the push 
 and verified), or by `http` POST to SANDBOX_WEBHOOK_URL (the gateway's public webhook route, to
 rehearse the whole path a real carrier takes), or not at all (`off`).
 
+Carriers that do not push are polled (`poller.TrackingPoller`) every POLL_INTERVAL_SECONDS: which
+accounts follow `registry.ConnectorRegistry.polled` (per-account POLL_TRACKING, else "not the
+ones that push"), and a label's pace follows its status (`domain.polling`).
+
 Shutdown order: gRPC drains; running bookings finish and are stored, the payload log is flushed;
 then the kit flushes the outbox and closes NATS and the database.
 """
@@ -35,8 +39,10 @@ from services.carrier_adapter.carriers.sandbox.pusher import PushDelivery, Sandb
 from services.carrier_adapter.config import load_accounts
 from services.carrier_adapter.domain.model import InboundWebhook
 from services.carrier_adapter.domain.payload_log import RetentionPolicy
+from services.carrier_adapter.domain.polling import PollPolicy
 from services.carrier_adapter.guarded import GuardedConnector
 from services.carrier_adapter.metrics import CarrierMetrics
+from services.carrier_adapter.poller import PollSettings, TrackingPoller
 from services.carrier_adapter.registry import ConnectorDeps, ConnectorRegistry, build_registry
 from services.carrier_adapter.reliability.clock import SystemClock
 from services.carrier_adapter.store import SERVICE
@@ -106,6 +112,36 @@ class CarrierAdapterConfig(ServiceConfig, service=SERVICE):
     sandbox_push_interval_seconds: float = setting(
         default=1.0, minimum=0.05, description="how often the sandbox pushes new scans"
     )
+    poll_interval_seconds: float = setting(
+        default=60.0,
+        minimum=0.05,
+        description="how often the tracking poller looks for parcels due a Track call "
+        "(accounts whose carrier does not push)",
+    )
+    poll_batch_size: int = setting(
+        default=100,
+        minimum=1,
+        description="most Track calls per carrier in one poll sweep, the most overdue first "
+        "(keeps within carrier rate limits)",
+    )
+    poll_interval_scale: float = setting(
+        default=1.0,
+        minimum=1e-6,
+        maximum=100.0,
+        description="multiplies every per-status poll interval (30 min out for delivery, 4 h "
+        "in transit, ...); below 1 only for demos and tests",
+    )
+    poll_give_up_days: float = setting(
+        default=30.0,
+        minimum=0.0001,
+        description="a polled parcel with no new scan for this long is no longer polled",
+    )
+    poll_lease_seconds: float = setting(
+        default=120.0,
+        minimum=1,
+        description="how long a replica holds a parcel it polls before another may take it; "
+        "must exceed the longest Track call with its retries",
+    )
 
 
 async def setup(
@@ -129,12 +165,12 @@ async def setup(
         ),
         max_records_per_account=config.payload_max_records_per_account,
     )
-    metrics_registry = server.metrics.registry if server.metrics else CollectorRegistry()
+    metrics = CarrierMetrics(server.metrics.registry if server.metrics else CollectorRegistry())
     registry = build_registry(
         accounts,
         ConnectorDeps(
             clock=clock,
-            metrics=CarrierMetrics(metrics_registry),
+            metrics=metrics,
             payload_sink=payloads,
             retention=retention,
         ),
@@ -179,6 +215,10 @@ async def setup(
 
     background.every(config.payload_flush_interval_seconds, lambda: payloads.flush(db), "payloads")
     background.every(config.retention_sweep_interval_seconds, sweep_once, "retention sweep")
+    poller = TrackingPoller(db, registry, clock, _poll_settings(config), metrics)
+    background.every(
+        config.poll_interval_seconds, lambda: poller.sweep(background.stopping), "tracking poller"
+    )
     background.at_stop(booker.drain)
     background.at_stop(lambda: payloads.flush(db))
     sandboxes = _sandboxes(registry)
@@ -195,6 +235,17 @@ async def setup(
                 pusher.run(background.stopping, config.sandbox_push_interval_seconds),
                 f"sandbox pusher {sandbox.account_id}",
             )
+
+
+def _poll_settings(config: CarrierAdapterConfig) -> PollSettings:
+    policy = PollPolicy(
+        give_up_after=timedelta(days=config.poll_give_up_days),
+        max_per_carrier=config.poll_batch_size,
+    )
+    return PollSettings(
+        policy=policy.scaled(config.poll_interval_scale),
+        lease=timedelta(seconds=config.poll_lease_seconds),
+    )
 
 
 def _sandboxes(registry: ConnectorRegistry) -> list[SandboxConnector]:

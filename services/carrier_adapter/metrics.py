@@ -39,6 +39,18 @@ class CarrierMetrics:
             ["carrier", "operation"],
             registry=registry,
         )
+        self.polls = Counter(
+            "crossdock_carrier_polls",
+            "Tracking polls of carriers that do not push, by outcome (news, no_news, failed, "
+            "skipped when the circuit is open).",
+            ["carrier", "outcome"],
+            registry=registry,
+        )
+        self.poll_sweeps = Counter(
+            "crossdock_carrier_poll_sweeps",
+            "Completed sweeps of the tracking poller (each polls whatever is due).",
+            registry=registry,
+        )
         self.circuit_state = Gauge(
             "crossdock_carrier_circuit_state",
             "Circuit breaker state per carrier account: 0 closed, 1 half-open, 2 open.",

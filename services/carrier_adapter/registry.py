@@ -8,7 +8,7 @@ code tables, which load (and validate) here so a broken table fails the start, n
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from services.carrier_adapter.carriers import karrio_http
@@ -64,8 +64,14 @@ class ConnectorDeps:
 
 
 class ConnectorRegistry:
-    def __init__(self, connectors: Iterable[CarrierConnector]) -> None:
+    def __init__(
+        self,
+        connectors: Iterable[CarrierConnector],
+        poll_overrides: Mapping[str, bool] | None = None,
+    ) -> None:
         self._by_account = {c.account_id: c for c in connectors}
+        # Per account id, from config (POLL_TRACKING); absent: the connector's capability decides.
+        self._poll_overrides = dict(poll_overrides or {})
 
     def get(self, account_id: str) -> CarrierConnector:
         return self._by_account[account_id]
@@ -76,6 +82,14 @@ class ConnectorRegistry:
     def push_carriers(self) -> frozenset[str]:
         """Carriers that push; everything else goes to the polling scheduler."""
         return frozenset(c.carrier for c in self if c.capabilities.push_tracking)
+
+    def polled(self) -> list[CarrierConnector]:
+        """The accounts the tracking poller serves: those that cannot push, unless configured."""
+        return [
+            c
+            for c in self
+            if self._poll_overrides.get(c.account_id, not c.capabilities.push_tracking)
+        ]
 
     def __iter__(self) -> Iterator[CarrierConnector]:
         return iter(self._by_account.values())
@@ -146,4 +160,5 @@ def build_registry(
                 connector, deps.call_policy, deps.clock, deps.rng, deps.metrics
             )
         connectors.append(connector)
-    return ConnectorRegistry(connectors)
+    overrides = {a.account_id: a.poll_tracking for a in accounts if a.poll_tracking is not None}
+    return ConnectorRegistry(connectors, overrides)

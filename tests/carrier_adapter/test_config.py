@@ -63,3 +63,28 @@ def test_every_problem_is_reported_at_once_without_secret_values() -> None:
 def test_account_list_is_required() -> None:
     with pytest.raises(ConfigError, match="CARRIER_ACCOUNTS"):
         load_accounts({})
+
+
+def test_poll_tracking_is_optional_per_account_and_checked() -> None:
+    env = {
+        f"{P}CARRIER_ACCOUNTS": "sandbox,ups_east,ups_west",
+        f"{P}ACCOUNT_SANDBOX_WEBHOOK_SECRET": "w",
+        f"{P}ACCOUNT_SANDBOX_POLL_TRACKING": "true",
+        **{
+            f"{P}ACCOUNT_{region}_{name}": value
+            for region in ("UPS_EAST", "UPS_WEST")
+            for name, value in (
+                ("CARRIER", "ups"),
+                ("CLIENT_ID", "cid"),
+                ("CLIENT_SECRET", "csecret"),
+                ("ACCOUNT_NUMBER", "A1"),
+            )
+        },
+        f"{P}ACCOUNT_UPS_WEST_POLL_TRACKING": "off",
+    }
+
+    sandbox, east, west = load_accounts(env)
+
+    assert (sandbox.poll_tracking, east.poll_tracking, west.poll_tracking) == (True, None, False)
+    with pytest.raises(ConfigError, match=f"{P}ACCOUNT_UPS_EAST_POLL_TRACKING"):
+        load_accounts({**env, f"{P}ACCOUNT_UPS_EAST_POLL_TRACKING": "sometimes"})

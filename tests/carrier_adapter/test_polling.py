@@ -77,3 +77,11 @@ def test_most_overdue_first_and_capped_per_carrier() -> None:
 def test_unknown_status_keeps_being_polled() -> None:
     stuck = state("odd", TrackingStatus.UNKNOWN, timedelta(hours=5))
     assert numbers(due_for_poll([stuck], NOW, PollPolicy())) == ["odd"]
+
+
+def test_a_scaled_policy_keeps_the_pace_between_statuses() -> None:
+    fast = PollPolicy(give_up_after=timedelta(days=2)).scaled(1 / 60)
+    assert fast.interval(TrackingStatus.IN_TRANSIT) == timedelta(minutes=4)
+    assert fast.interval(TrackingStatus.OUT_FOR_DELIVERY) == timedelta(seconds=30)
+    assert fast.shortest_interval() == timedelta(seconds=30)
+    assert fast.give_up_after == timedelta(days=2)

@@ -57,6 +57,7 @@ def test_builds_guarded_connectors_and_a_default_transport(
     assert isinstance(ups, GuardedConnector) and isinstance(ups.inner, UpsConnector)
     assert all(isinstance(c, CarrierConnector) for c in registry)
     assert registry.push_carriers() == frozenset({"sandbox"})
+    assert [c.account_id for c in registry.polled()] == ["ups_east"]  # the sandbox pushes
     assert [c.account_id for c in registry.for_carrier("ups")] == ["ups_east"]
     # karrio must never run on its own, timeout-less urlopen.
     assert isinstance(karrio_http.installed_transport(), karrio_http.UrllibTransport)
@@ -92,3 +93,16 @@ async def test_registry_wires_metrics_unmapped_sink_and_payload_log(
     assert unmapped_count(metrics, "sandbox", "status") == 1
     assert {p.operation for p in payloads.payloads()} >= {"book_label", "track"}
     assert karrio_http.installed_transport() is None  # no karrio account, nothing installed
+
+
+def test_poll_tracking_overrides_the_connector_per_account(
+    no_transport: None, metrics: CarrierMetrics
+) -> None:
+    env = {
+        **ENV,
+        f"{P}ACCOUNT_SANDBOX_POLL_TRACKING": "true",
+        f"{P}ACCOUNT_UPS_EAST_POLL_TRACKING": "false",
+    }
+    registry = build_registry(load_accounts(env), ConnectorDeps(clock=ManualClock()))
+
+    assert [c.account_id for c in registry.polled()] == ["sandbox"]

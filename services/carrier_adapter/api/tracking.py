@@ -1,7 +1,9 @@
 """Carrier pushes → new scans → `TrackingUpdated` (and `CarrierCodeUnmapped`) in the outbox.
 
 One unit of work per push: the scans' dedupe keys and the events commit together, so a push the
-carrier re-sends (or one we crash in the middle of) publishes each scan exactly once.
+carrier re-sends (or one we crash in the middle of) publishes each scan exactly once. The
+tracking poller (services.carrier_adapter.poller) records its Track answers through `record_batch`
+too, so a polled scan is de-duplicated and published exactly like a pushed one.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from services.carrier_adapter.domain.model import TERMINAL_STATUSES, TrackingStatus
@@ -55,6 +55,16 @@ class PollPolicy:
 
     def interval(self, status: TrackingStatus) -> timedelta:
         return self.intervals.get(status, _DEFAULT_INTERVALS[TrackingStatus.UNKNOWN])
+
+    def shortest_interval(self) -> timedelta:
+        """No state polled more recently than this can be due (a cheap store-side filter)."""
+        return min([*self.intervals.values(), _DEFAULT_INTERVALS[TrackingStatus.UNKNOWN]])
+
+    def scaled(self, factor: float) -> PollPolicy:
+        """Every interval times `factor` (below 1 for demos and tests that cannot wait hours)."""
+        return replace(
+            self, intervals={status: gap * factor for status, gap in self.intervals.items()}
+        )
 
 
 def due_for_poll(

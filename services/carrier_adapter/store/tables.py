@@ -9,6 +9,8 @@ PostgreSQL round-trip them identically.
   booking again; it becomes `booked` with the document once the carrier answers.
 - payload_log: raw carrier exchanges, swept by age and count (domain.payload_log).
 - seen_scans: dedupe keys of scans already published, so a re-sent webhook publishes nothing.
+- tracking_polls: one row per booked label of a polled account (domain.polling's PollState),
+  plus the lease a replica holds while it polls that label.
 """
 
 from __future__ import annotations
@@ -102,4 +104,24 @@ seen_scans = Table(
     Column("carrier", String(32), nullable=False),
     Column("tracking_number", String(64), nullable=False),
     Column("seen_at", Float, nullable=False),
+)
+
+tracking_polls = Table(
+    "tracking_polls",
+    metadata,
+    Column("label_id", String(40), primary_key=True),
+    Column("carrier", String(32), nullable=False),
+    Column("carrier_account_id", String(32), nullable=False, index=True),
+    Column("tracking_number", String(64), nullable=False),
+    # The canonical status of the latest scan; PENDING before the first. Terminal ends polling.
+    Column("status", String(24), nullable=False),
+    Column("label_created_at", Float, nullable=False),
+    Column("last_polled_at", Float, nullable=True),
+    # When a poll last brought a scan not seen before; None before the first.
+    Column("last_scan_at", Float, nullable=True),
+    # Why the last poll failed (empty after a good one), for whoever looks at a stuck parcel.
+    Column("last_error", String(500), nullable=False),
+    # A replica polling this label holds it until lease_until; a lapsed lease is free again.
+    Column("lease_token", String(40), nullable=True),
+    Column("lease_until", Float, nullable=True),
 )
