@@ -93,12 +93,17 @@ def build_registry(settings: posting.BillingSettings, clock: Clock) -> HandlerRe
             )
         elif existing.quoted is None:
             repo.save_freight(conn, replace(existing, quoted=quote))
-        policy = invoicing.policy_for(shipment.partner_id, settings.on_ship_partners)
+        # The customer's policy needs the order (OrderPlaced may still be on its way: NAK).
+        prices = _prices(conn, shipment.order_id) if settings.on_ship_customers else None
+        customer = str(prices.customer.get("party_id", "")) if prices else ""
+        policy = invoicing.policy_for(
+            shipment.partner_id, settings.on_ship_partners, customer, settings.on_ship_customers
+        )
         if policy is invoicing.InvoicePolicy.ON_SHIP:
             posting.post_invoice(
                 conn,
                 settings,
-                _prices(conn, shipment.order_id),
+                prices or _prices(conn, shipment.order_id),
                 shipment.shipment_id,
                 _shipped(shipment),
                 quote,

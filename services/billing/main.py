@@ -40,6 +40,11 @@ class BillingConfig(ServiceConfig, service=SERVICE):
         default="",
         description="comma-separated partner ids invoiced at manifest instead of at delivery",
     )
+    on_ship_customers: str = setting(
+        default="",
+        description="comma-separated customer party ids (the order's customer) invoiced at "
+        "manifest instead of at delivery, whatever their partner's policy",
+    )
     relay_poll_interval_seconds: float = setting(
         default=1.0, minimum=0.01, description="outbox relay fallback poll interval"
     )
@@ -63,7 +68,8 @@ class BillingConfig(ServiceConfig, service=SERVICE):
 
     def billing_settings(self) -> BillingSettings:
         partners = frozenset(p.strip() for p in self.on_ship_partners.split(",") if p.strip())
-        return BillingSettings(self.invoice_series, self.credit_note_series, partners)
+        customers = frozenset(c.strip() for c in self.on_ship_customers.split(",") if c.strip())
+        return BillingSettings(self.invoice_series, self.credit_note_series, partners, customers)
 
 
 def utc_now() -> datetime:

@@ -27,6 +27,7 @@ class BillingSettings:
     invoice_series: str = "INV"
     credit_note_series: str = "CRN"
     on_ship_partners: frozenset[str] = frozenset()
+    on_ship_customers: frozenset[str] = frozenset()
 
 
 def post_invoice(

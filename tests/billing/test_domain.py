@@ -72,6 +72,10 @@ def test_numbers_and_policy() -> None:
     partners = frozenset({"ptn_A"})
     assert inv.policy_for("ptn_A", partners) is inv.InvoicePolicy.ON_SHIP
     assert inv.policy_for("ptn_B", partners) is inv.InvoicePolicy.ON_DELIVERY
+    customers = frozenset({"CUST-9"})
+    assert inv.policy_for("ptn_B", partners, "CUST-9", customers) is inv.InvoicePolicy.ON_SHIP
+    assert inv.policy_for("ptn_B", partners, "CUST-1", customers) is inv.InvoicePolicy.ON_DELIVERY
+    assert inv.policy_for("ptn_B", partners, "", customers) is inv.InvoicePolicy.ON_DELIVERY
 
 
 @pytest.mark.parametrize(

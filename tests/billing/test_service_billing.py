@@ -151,6 +151,21 @@ async def test_delivery_before_order_placed_still_ends_with_one_invoice(
         assert len(await invoices(stub)) == 1
 
 
+async def test_on_ship_customer_is_invoiced_at_manifest_whatever_the_partner(
+    service_db_url: str, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    partner, order_id, shipment_id = ids("ptn"), ids("ord"), ids("shp")
+    ship = shipment(shipment_id, order_id, partner)
+    # CUST-1 is the customer of every order the support module places.
+    async with running_billing(service_db_url, nats_server.url, ON_SHIP_CUSTOMERS="CUST-1") as stub:
+        # Manifested first: billing waits (NAKs) until it knows the order's customer.
+        await publish(nats_client, manifested(ship, eur(5)), shipment_id)
+        await publish(nats_client, order_placed(order_id, partner), order_id)
+        found = await wait_for(lambda: invoices(stub), lambda got: len(got) == 1)
+        assert [i.shipment_id for i in found] == [shipment_id]
+        assert decimal_of(found[0].total) == Decimal("30.30")
+
+
 async def test_on_ship_partner_is_invoiced_at_manifest_and_returns_credit(
     service_db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:

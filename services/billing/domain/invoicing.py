@@ -62,8 +62,16 @@ def total(lines: Iterable[Line]) -> Decimal:
     return sum((line.amount for line in lines), Decimal(0))
 
 
-def policy_for(partner_id: str, on_ship_partners: frozenset[str]) -> InvoicePolicy:
-    return InvoicePolicy.ON_SHIP if partner_id in on_ship_partners else InvoicePolicy.ON_DELIVERY
+def policy_for(
+    partner_id: str,
+    on_ship_partners: frozenset[str],
+    customer_id: str = "",
+    on_ship_customers: frozenset[str] = frozenset(),
+) -> InvoicePolicy:
+    """On ship when the partner or the order's customer is set so; on delivery otherwise."""
+    if partner_id in on_ship_partners or (customer_id and customer_id in on_ship_customers):
+        return InvoicePolicy.ON_SHIP
+    return InvoicePolicy.ON_DELIVERY
 
 
 def invoice_lines(
