@@ -223,11 +223,18 @@ class OrderApi(svc_grpc.OrderServiceServicer):
 
     # -- returns (RMA) are a later issue ----------------------------------------------------
 
-    async def CreateReturn(self, request: Any, context: Any) -> Any:
+    async def CreateReturn(self, request: svc.CreateReturnRequest, context: Any) -> Any:
+        # Ownership first, so another partner's order answers NOT_FOUND like everywhere else.
+        await self._load(request.order_id, request.partner_id)
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "returns are not implemented yet")
 
-    async def GetReturn(self, request: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "returns are not implemented yet")
+    async def GetReturn(self, request: svc.GetReturnRequest, context: Any) -> Any:
+        # No return can exist before returns are implemented: any id is one that is not there.
+        raise NotFound(
+            f"return {request.return_id!r} does not exist",
+            resource_type="return",
+            resource_name=request.return_id,
+        )
 
     async def ListReturns(self, request: Any, context: Any) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "returns are not implemented yet")
