@@ -20,12 +20,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway import idempotency
-from gateway.auth import bearer_token, route_class_of, scope_for
+from gateway.auth import bearer_token, is_signed_push, route_class_of, scope_for
 from gateway.backends import Backends, BackendUnavailable
+from gateway.carrier_push import PUSH_ROUTE_CLASS, bucket_key, signature_headers
 from gateway.docs_page import DOCS_HTML
 from gateway.jsonmap import Violation
 from gateway.problems import Problem, bad_request, problem_of_rpc_error, problem_response
-from gateway.store.queries import Admission, BucketPolicy, admit
+from gateway.store.queries import Admission, BucketPolicy, admit, take_token
 from gateway.transcoder import RawBody, Route, build_request, response_json
 from services.kit.db import Database
 from services.kit.request_context import (
@@ -50,6 +51,8 @@ class Limits:
     idempotency_lock_seconds: float = 60.0
     read_bucket: BucketPolicy = field(default_factory=lambda: BucketPolicy(100, 50))
     write_bucket: BucketPolicy = field(default_factory=lambda: BucketPolicy(50, 20))
+    # Carrier pushes: one bucket per (carrier, client address).
+    push_bucket: BucketPolicy = field(default_factory=lambda: BucketPolicy(100, 50))
 
 
 class PartnerGateway:
@@ -112,7 +115,11 @@ class PartnerGateway:
         if request.method == "GET" and path == "/healthz":
             return JSONResponse({"status": "ok"})
         route, path_values = self._match(request)
-        admission = await self._admit(request, route)
+        signed_push = is_signed_push(route.binding)
+        if signed_push:
+            admission = await self._admit_push(request, path_values)
+        else:
+            admission = await self._admit(request, route)
         rate_headers = {
             "RateLimit-Limit": str(admission.limit),
             "RateLimit-Remaining": str(admission.remaining),
@@ -126,7 +133,11 @@ class PartnerGateway:
                 headers={**rate_headers, "Retry-After": str(admission.retry_after_seconds)},
             )
         try:
-            response = await self._transcode(request, route, path_values, admission.partner_id)
+            if signed_push:  # no partner: the backend verifies the forwarded signature
+                pushed = signature_headers(request.headers.items())
+                response = await self._transcode(request, route, path_values, None, pushed)
+            else:
+                response = await self._transcode(request, route, path_values, admission.partner_id)
         except Problem as problem:
             problem.headers = {**rate_headers, **problem.headers}
             raise
@@ -174,6 +185,13 @@ class PartnerGateway:
             )
         return admission
 
+    async def _admit_push(self, request: Request, path_values: dict[str, str]) -> Admission:
+        """No API key: a carrier push is rate-limited per (carrier, client address)."""
+        client_host = request.client.host if request.client else ""
+        bucket = bucket_key(path_values.get("carrier", ""), client_host)
+        policy = self.limits.push_bucket
+        return await self.db.run(take_token, bucket, PUSH_ROUTE_CLASS, policy, time.time())
+
     async def _read_body(self, request: Request) -> bytes:
         limit = self.limits.max_body_bytes
         too_large = Problem(
@@ -211,7 +229,12 @@ class PartnerGateway:
             ) from None
 
     async def _transcode(
-        self, request: Request, route: Route, path_values: dict[str, str], partner_id: str
+        self,
+        request: Request,
+        route: Route,
+        path_values: dict[str, str],
+        partner_id: str | None,
+        pushed_headers: dict[str, str] | None = None,
     ) -> Response:
         body = await self._read_body(request)
         query = list(request.query_params.multi_items())
@@ -220,9 +243,9 @@ class PartnerGateway:
             content = RawBody(body, request.headers.get("content-type", ""))
         else:
             content = self._parse_json(request, body)
-        message = build_request(route, path_values, query, content, partner_id)
+        message = build_request(route, path_values, query, content, partner_id, pushed_headers)
         key = request.headers.get("idempotency-key")
-        if request.method != "POST" or key is None:
+        if request.method != "POST" or key is None or partner_id is None:
             return await self._call(route, message)
         if not idempotency.valid_key(key):
             raise bad_request(

@@ -10,8 +10,12 @@ comparison.
 
 Scopes follow from the route, not from a per-route table: the contract's domain names the
 resource (order and shipment → orders, inventory → inventory, billing → invoices) and GET reads
-while anything else writes. A scope outside SCOPES can never be granted, so a new domain's routes
-stay closed until someone decides who may call them.
+while anything else writes; a whole service may name its one scope instead (WebhookService →
+webhooks:manage). A scope outside SCOPES can never be granted, so a new domain's routes stay
+closed until someone decides who may call them.
+
+Signed pushes (SIGNED_PUSH_METHODS) take no API key at all: a carrier is not a partner. The
+backend verifies the push's own signature, and the gateway forwards the signature headers.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ RESOURCE_OF_DOMAIN = {
     "inventory": "inventory",
     "billing": "invoices",
 }
+# Services whose every route needs one scope, whatever the HTTP method.
+SCOPE_OF_SERVICE = {"crossdock.gateway.v1.WebhookService": "webhooks:manage"}
+# Routes authenticated by the caller's signature (verified by the backend), not by an API key.
+SIGNED_PUSH_METHODS = frozenset({"crossdock.carrier.v1.CarrierAdapterService.IngestWebhook"})
 KEY_PREFIX = "cdk"
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -47,9 +55,16 @@ def new_partner_id() -> str:
 
 
 def scope_for(binding: HttpBinding) -> str:
+    if binding.service.full_name in SCOPE_OF_SERVICE:
+        return SCOPE_OF_SERVICE[binding.service.full_name]
     domain = domain_of(binding.service)
     resource = RESOURCE_OF_DOMAIN.get(domain, domain)
     return f"{resource}:{'read' if binding.http_method == 'GET' else 'write'}"
+
+
+def is_signed_push(binding: HttpBinding) -> bool:
+    """True for routes that carry no API key (carrier webhooks): see SIGNED_PUSH_METHODS."""
+    return binding.method.full_name in SIGNED_PUSH_METHODS
 
 
 def route_class_of(binding: HttpBinding) -> str:

@@ -28,6 +28,10 @@ class Backends:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._callables: dict[str, Any] = {}
 
+    def add_target(self, service: str, target: str) -> None:
+        """Route a service to `target` (the gateway's own in-process services)."""
+        self._targets[service] = target
+
     def _channel(self, service: str) -> grpc.aio.Channel:
         target = self._targets.get(service, "")
         if not target:

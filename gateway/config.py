@@ -56,6 +56,56 @@ class GatewayConfig(ServiceConfig, service="gateway"):
         default=20.0, minimum=0.001, description="per-partner non-GET token refill rate"
     )
     write_burst: int = setting(default=50, minimum=1, description="per-partner non-GET bucket")
+    push_rate_per_second: float = setting(
+        default=50.0,
+        minimum=0.001,
+        description="carrier webhook pushes refill rate, per carrier and client address",
+    )
+    push_burst: int = setting(
+        default=100, minimum=1, description="carrier webhook push bucket size"
+    )
+    webhooks_enabled: bool = setting(
+        default=True,
+        description="run the outbound webhook worker (gateway-webhooks consumers and sender); "
+        "needs NATS",
+    )
+    webhook_retry_hours: float = setting(
+        default=72.0,
+        minimum=0.0001,
+        description="how long a failing webhook delivery is retried before it fails for good",
+    )
+    webhook_retry_base_seconds: float = setting(
+        default=30.0,
+        minimum=0.001,
+        description="first webhook retry delay ceiling; doubles per attempt (full jitter)",
+    )
+    webhook_retry_max_delay_seconds: float = setting(
+        default=3600.0, minimum=0.001, description="largest delay between two webhook attempts"
+    )
+    webhook_disable_after_failures: int = setting(
+        default=50,
+        minimum=1,
+        description="consecutive failed delivery attempts after which a subscription is disabled",
+    )
+    webhook_timeout_seconds: float = setting(
+        default=10.0, minimum=0.1, description="timeout of one webhook POST"
+    )
+    webhook_poll_interval_seconds: float = setting(
+        default=1.0, minimum=0.01, description="how often the sender looks for due deliveries"
+    )
+    webhook_concurrency: int = setting(
+        default=16, minimum=1, description="webhook POSTs in flight per gateway replica"
+    )
+    webhook_log_retention_days: float = setting(
+        default=30.0,
+        minimum=1,
+        description="how long delivered and failed webhook deliveries stay in the delivery log",
+    )
+    webhook_allow_private_networks: bool = setting(
+        default=False,
+        description="allow deliveries to private, loopback and link-local addresses "
+        "(local runs and tests only: otherwise a partner could reach into the cluster)",
+    )
     migrate_on_start: bool = setting(
         default=True, description="run the gateway's migrations at start (off when a Job does)"
     )

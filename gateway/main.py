@@ -1,9 +1,10 @@
 """Wiring: `python -m gateway.main`.
 
 Reads GatewayConfig (CROSSDOCK_GATEWAY_*), migrates the gateway database, builds routes and the
-OpenAPI document from the contracts, seeds the demo partner, and serves the partner API and the
-admin API on their own ports until SIGTERM/SIGINT; then stops accepting, lets in-flight requests
-finish, closes the gRPC channels and the database.
+OpenAPI document from the contracts, seeds the demo partner, starts the gateway's own
+WebhookService (loopback gRPC) and the webhook delivery worker, and serves the partner API and
+the admin API on their own ports until SIGTERM/SIGINT; then stops accepting, lets in-flight
+requests finish, stops the webhook worker, closes the gRPC channels and the database.
 """
 
 from __future__ import annotations
@@ -20,16 +21,23 @@ from gateway.admin import create_admin_app
 from gateway.app import Limits, PartnerGateway
 from gateway.auth import SCOPES, new_partner_id
 from gateway.backends import Backends
+from gateway.carrier_push import PUSH_ROUTE_CLASS
 from gateway.config import GatewayConfig
 from gateway.contract_docs import comments_by_name, load_descriptor_set
 from gateway.descriptors import bindings_of, contract_services
 from gateway.openapi import build_openapi
 from gateway.store import migrate, queries
 from gateway.transcoder import build_routes
+from gateway.webhooks import store as webhook_store
+from gateway.webhooks.delivery_store import RetryPolicy
+from gateway.webhooks.runtime import DeliveryWorker, start_webhook_api
+from gateway.webhooks.sender import SenderSettings
+from gateway.webhooks.servicer import SERVICE as WEBHOOK_SERVICE
 from services.kit.config import ConfigError
 from services.kit.db import Database
 from services.kit.http_server import HttpServer
 from services.kit.logging import configure_logging
+from services.kit.streams import StreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +67,34 @@ def build(config: GatewayConfig) -> Built:
         idempotency_retention_seconds=config.idempotency_retention_seconds,
         read_bucket=queries.BucketPolicy(config.read_burst, config.read_rate_per_second),
         write_bucket=queries.BucketPolicy(config.write_burst, config.write_rate_per_second),
+        push_bucket=queries.BucketPolicy(config.push_burst, config.push_rate_per_second),
     )
     return Built(PartnerGateway(routes, backends, db, openapi, limits), db, backends)
+
+
+def retry_policy(config: GatewayConfig) -> RetryPolicy:
+    return RetryPolicy(
+        retry_seconds=config.webhook_retry_hours * 3600.0,
+        base_delay_seconds=config.webhook_retry_base_seconds,
+        max_delay_seconds=config.webhook_retry_max_delay_seconds,
+        disable_after_failures=config.webhook_disable_after_failures,
+    )
+
+
+def delivery_worker(config: GatewayConfig, db: Database) -> DeliveryWorker:
+    return DeliveryWorker(
+        db=db,
+        nats_url=config.nats_url,
+        policy=retry_policy(config),
+        sender_settings=SenderSettings(
+            timeout_seconds=config.webhook_timeout_seconds,
+            poll_interval_seconds=config.webhook_poll_interval_seconds,
+            concurrency=config.webhook_concurrency,
+            allow_private_networks=config.webhook_allow_private_networks,
+        ),
+        stream_settings=StreamSettings(replicas=config.stream_replicas),
+        schema_registry_target=config.schema_registry_target,
+    )
 
 
 async def seed_demo_partner(db: Database, environ: dict[str, str] | None = None) -> str:
@@ -85,14 +119,19 @@ async def seed_demo_partner(db: Database, environ: dict[str, str] | None = None)
     return api_key
 
 
-async def _purge_forever(db: Database) -> None:
+async def _purge_forever(db: Database, webhook_log_retention_seconds: float) -> None:
     while True:
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
         try:
             purged = await db.run(queries.purge_idempotency, time.time())
             log.info("purged idempotency records", extra={"purged": purged})
+            cutoff = time.time() - webhook_log_retention_seconds
+            while await db.run(webhook_store.purge_log, cutoff) > 0:
+                pass
+            idle_before = time.time() - PURGE_INTERVAL_SECONDS
+            await db.run(queries.purge_idle_buckets, PUSH_ROUTE_CLASS, idle_before)
         except Exception:
-            log.exception("idempotency purge failed")
+            log.exception("purging idempotency records, webhook log or push buckets failed")
 
 
 async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
@@ -101,6 +140,11 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     built = build(config)
     if seed_demo:
         await seed_demo_partner(built.db)
+    webhook_api = await start_webhook_api(built.db, retry_policy(config).retry_seconds)
+    built.backends.add_target(WEBHOOK_SERVICE.full_name, f"127.0.0.1:{webhook_api.port}")
+    worker = delivery_worker(config, built.db) if config.webhooks_enabled else None
+    if worker is not None:
+        worker.start()
     partner_http = HttpServer(built.gateway, host=config.http_host, port=config.http_port)
     admin_http = HttpServer(
         create_admin_app(built.db, config.admin_token),
@@ -113,7 +157,8 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
         loop.add_signal_handler(signum, stop.set)
     await partner_http.start()
     await admin_http.start()
-    purger = asyncio.create_task(_purge_forever(built.db))
+    retention = config.webhook_log_retention_days * 86_400.0
+    purger = asyncio.create_task(_purge_forever(built.db, retention))
     log.info(
         "gateway serving", extra={"http_port": partner_http.port, "admin_port": admin_http.port}
     )
@@ -121,6 +166,9 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     purger.cancel()
     await partner_http.stop()
     await admin_http.stop()
+    if worker is not None:
+        await worker.stop()
+    await webhook_api.shutdown()
     await built.backends.close()
     await built.db.close()
 

@@ -13,7 +13,7 @@ from typing import Any
 from buf.validate import validate_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from gateway.auth import SCOPES, scope_for
+from gateway.auth import SCOPES, is_signed_push, scope_for
 from gateway.jsonmap import enum_of, message_of
 from gateway.transcoder import SERVER_OWNED_FIELDS, Route
 
@@ -291,6 +291,7 @@ def _operation(route: Route, builder: _SchemaBuilder) -> dict[str, Any]:
         }
     )
     success = str(route.success_status)
+    signed_push = is_signed_push(binding)
     operation: dict[str, Any] = {
         "operationId": binding.operation_id,
         "summary": builder.comments.get(binding.method.full_name, binding.method.name),
@@ -321,7 +322,11 @@ def _operation(route: Route, builder: _SchemaBuilder) -> dict[str, Any]:
             },
         },
     }
-    if binding.http_method == "POST":
+    if signed_push:
+        # No API key: the carrier's own signature headers authenticate the push.
+        operation["security"] = []
+        del operation["x-required-scope"]
+    elif binding.http_method == "POST":
         parameters.append(
             {
                 "name": "Idempotency-Key",

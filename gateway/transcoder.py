@@ -10,7 +10,7 @@ Server-owned fields (partner_id, set from the API key) are rejected wherever a c
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ from services.kit.validation import violations_of
 # Fields the gateway owns: a client never sets them, the gateway fills them from the API key.
 PARTNER_FIELD = "partner_id"
 SERVER_OWNED_FIELDS = frozenset({PARTNER_FIELD})
+# A signed push's signature headers (IngestWebhookRequest) come from the HTTP headers.
+SIGNATURE_HEADERS_FIELD = "signature_headers"
 HTTP_BODY = "google.api.HttpBody"
 
 
@@ -139,8 +141,12 @@ def build_request(
     query: Sequence[tuple[str, str]],
     body: Any | None,
     partner_id: str | None,
+    signature_headers: Mapping[str, str] | None = None,
 ) -> Message:
-    """The RPC request for one HTTP request; raises a 400 Problem naming each bad field."""
+    """The RPC request for one HTTP request; raises a 400 Problem naming each bad field.
+
+    `signature_headers` fill the request's `signature_headers` map (signed pushes), if it has one.
+    """
     descriptor = route.binding.method.input_type
     data: dict[str, Any] = {}
     problems: list[Violation] = []
@@ -164,6 +170,8 @@ def build_request(
         raise bad_request("the request could not be read", problems)
     if partner_id is not None and PARTNER_FIELD in descriptor.fields_by_name:
         setattr(message, PARTNER_FIELD, partner_id)
+    if signature_headers and SIGNATURE_HEADERS_FIELD in descriptor.fields_by_name:
+        getattr(message, SIGNATURE_HEADERS_FIELD).update(signature_headers)
     invalid = violations_of(message)
     if invalid:
         raise bad_request(

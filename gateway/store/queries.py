@@ -127,6 +127,20 @@ def admit(
     return _take_token(conn, row.partner_id, route_class, policy, now)
 
 
+def take_token(
+    conn: Connection, bucket_id: str, route_class: str, policy: BucketPolicy, now: float
+) -> Admission:
+    """Take one token from a bucket not tied to an API key (carrier pushes); no partner."""
+    admission = _take_token(conn, bucket_id, route_class, policy, now)
+    return Admission(
+        admission.outcome,
+        limit=admission.limit,
+        remaining=admission.remaining,
+        reset_seconds=admission.reset_seconds,
+        retry_after_seconds=admission.retry_after_seconds,
+    )
+
+
 def _take_token(
     conn: Connection, partner_id: str, route_class: str, policy: BucketPolicy, now: float
 ) -> Admission:
@@ -220,3 +234,16 @@ def revoke_all_keys(conn: Connection, partner_id: str, now: float) -> None:
         .where(and_(api_keys.c.partner_id == partner_id, api_keys.c.revoked_at.is_(None)))
         .values(revoked_at=now)
     )
+
+
+def purge_idle_buckets(conn: Connection, route_class: str, idle_before: float) -> int:
+    """Delete buckets of a class untouched since `idle_before` (refilled: same as no row).
+
+    For carrier pushes, whose buckets are keyed by client address and would otherwise pile up.
+    """
+    result = conn.execute(
+        delete(rate_buckets).where(
+            and_(rate_buckets.c.route_class == route_class, rate_buckets.c.updated_at < idle_before)
+        )
+    )
+    return result.rowcount

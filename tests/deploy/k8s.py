@@ -506,10 +506,28 @@ def _check_targets(
             problems.append(f"{host}: NetworkPolicy ingress does not allow {code.name} on {port}")
 
 
+# Services that must reach the internet: the gateway (partners' webhook endpoints) and
+# carrier-adapter (carrier APIs). They get public HTTPS and nothing private.
+INTERNET_EGRESS = frozenset({"gateway", "carrier-adapter"})
+PUBLIC_HTTPS_PEER = {
+    "ipBlock": {
+        "cidr": "0.0.0.0/0",
+        "except": [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "169.254.0.0/16",
+            "127.0.0.0/8",
+        ],
+    }
+}
+
+
 def _check_egress_is_minimal(
     code: ServiceCode, config: ServiceConfig, objects: Any, problems: list[str]
 ) -> None:
-    """A service reaches only NATS, its own database and the HOST:PORT targets it is given."""
+    """A service reaches only NATS, its own database and the HOST:PORT targets it is given
+    (plus public HTTPS for the services in INTERNET_EGRESS)."""
     policy = one(objects, "NetworkPolicy", code.name)
     if policy is None:
         return
@@ -522,6 +540,10 @@ def _check_egress_is_minimal(
         peers = rule.get("to")
         if not peers:
             problems.append(f"{code.name}: NetworkPolicy egress open to every destination")
+            continue
+        if peers == [PUBLIC_HTTPS_PEER] and code.name in INTERNET_EGRESS:
+            if [p.get("port") for p in rule.get("ports") or []] != [443]:
+                problems.append(f"{code.name}: public egress must be limited to port 443")
             continue
         for peer in peers:
             labels = (peer.get("podSelector") or {}).get("matchLabels") or {}

@@ -148,16 +148,36 @@ class InMemoryInventory(RecordingMixin, inv_grpc.InventoryServiceServicer):
         )
 
 
+SANDBOX_SECRET = "sandbox-test-secret"
+
+
 class RecordingCarrier(RecordingMixin, carrier_grpc.CarrierAdapterServiceServicer):
-    """Keeps each webhook body it is given, byte for byte."""
+    """Keeps each webhook body it is given, byte for byte, with its signature headers.
+
+    Pushes for "sandbox" are verified with the sandbox carrier's real verifier and SANDBOX_SECRET
+    (UNAUTHENTICATED when they do not check out), as carrier-adapter's IngestWebhook does.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.bodies: list[tuple[str, str, bytes]] = []
+        self.signature_headers: list[dict[str, str]] = []
 
     async def IngestWebhook(self, request, context):
+        from datetime import UTC, datetime
+
+        from services.carrier_adapter.carriers.sandbox import webhooks
+        from services.carrier_adapter.domain.errors import WebhookSignatureInvalid
+
         self.record("IngestWebhook", context)
+        headers = dict(request.signature_headers)
+        if request.carrier == "sandbox":
+            try:
+                webhooks.verify(request.body.data, headers, [SANDBOX_SECRET], datetime.now(UTC))
+            except WebhookSignatureInvalid as error:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
         self.bodies.append((request.carrier, request.body.content_type, request.body.data))
+        self.signature_headers.append(headers)
         return carrier_pb.IngestWebhookResponse(accepted_events=1)
 
 

@@ -25,6 +25,8 @@ from gateway.descriptors import bindings_of, contract_services
 from gateway.openapi import build_openapi
 from gateway.store import migrate
 from gateway.transcoder import Route, build_routes
+from gateway.webhooks.runtime import start_webhook_api
+from gateway.webhooks.servicer import SERVICE as WEBHOOK_SERVICE
 from services.kit.db import Database
 from services.kit.http_server import HttpServer
 from tests.gateway.backends import (
@@ -35,6 +37,7 @@ from tests.gateway.backends import (
 )
 
 ADMIN_TOKEN = "test-admin-token"
+WEBHOOK_RETRY_SECONDS = 3600.0
 
 
 @functools.cache
@@ -93,6 +96,10 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
                 default_timeout_seconds=5.0,
             )
             exits.push_async_callback(backends.close)
+            # The gateway's own WebhookService, on loopback gRPC as gateway.main serves it.
+            webhook_api = await start_webhook_api(db, WEBHOOK_RETRY_SECONDS)
+            exits.push_async_callback(webhook_api.shutdown)
+            backends.add_target(WEBHOOK_SERVICE.full_name, f"127.0.0.1:{webhook_api.port}")
             gateway = PartnerGateway(routes, backends, db, openapi, limits or Limits())
             partner_http = HttpServer(gateway)
             admin_http = HttpServer(create_admin_app(db, ADMIN_TOKEN))

@@ -230,28 +230,3 @@ async def test_body_over_the_limit_is_413(stack: Stack) -> None:
     response = await stack.client.post("/v1/orders", json=huge, headers=bearer(stack.key_a))
     assert response.status_code == 413
     assert response.json()["grpc_code"] == "RESOURCE_EXHAUSTED"
-
-
-async def test_http_body_fields_pass_raw_bytes_through(stack: Stack) -> None:
-    import time
-
-    from gateway.store.queries import install_key
-
-    # Carrier pushes are not a partner scope yet (forwarding is a later item): grant it directly.
-    key = "cdk_carrierkey_secret"
-    await stack.db.run(install_key, stack.partner_a, key, ["carrier:write"], time.time())
-    payload = b"<TrackEvent id='1'>DELIVERED</TrackEvent>"
-    response = await stack.client.post(
-        "/v1/carriers/ups/webhooks",
-        content=payload,
-        headers={**bearer(key), "Content-Type": "application/xml"},
-    )
-    assert response.status_code == 200, response.text
-    assert response.json() == {"acceptedEvents": 1, "duplicateEvents": 0}
-    assert stack.carrier is not None
-    assert stack.carrier.bodies == [("ups", "application/xml", payload)]
-    # Without the scope the route is closed.
-    closed = await stack.client.post(
-        "/v1/carriers/ups/webhooks", content=payload, headers=bearer(stack.key_a)
-    )
-    assert closed.status_code == 403

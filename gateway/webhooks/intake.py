@@ -1,0 +1,81 @@
+"""Milestone events → deliveries, inside the consumer's transaction.
+
+The `gateway-webhooks` consumers (gateway.consumers) call `enqueue` for each milestone event in
+the same transaction as the kit's inbox row. A delivery row per matching enabled subscription
+of the event's partner is inserted with ON CONFLICT DO NOTHING on (subscription, event), so an
+event reaches an endpoint once even if the inbox were bypassed (a redrive, a replay). A
+subscription receives only events that happened after it was created, so a lagging or replayed
+consumer never floods a new endpoint with history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime
+
+from google.protobuf.message import Message
+from sqlalchemy import Connection, and_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gateway.auth import crockford_id
+from gateway.webhooks.payload import delivery_body, partner_of
+from gateway.webhooks.tables import PENDING, webhook_deliveries, webhook_subscriptions
+from services.kit import events as ev
+from services.kit.outbox import rfc3339
+
+subs = webhook_subscriptions
+
+
+def enqueue(
+    conn: Connection,
+    event: Message,
+    headers: Mapping[str, str],
+    retry_seconds: float,
+    now: float | None = None,
+) -> int:
+    """Record the deliveries of one event; returns how many were new."""
+    partner_id = partner_of(event)
+    event_type = headers.get(ev.CE_TYPE, "")
+    event_id = headers.get(ev.CE_ID, "")
+    if not partner_id or not event_type or not event_id:
+        return 0  # nobody to tell (internal events carry no partner)
+    now = time.time() if now is None else now
+    created = headers.get(ev.CE_TIME) or rfc3339(now)
+    occurred_at = _epoch(created, now)
+    rows = conn.execute(
+        select(subs.c.id, subs.c.event_types, subs.c.created_at).where(
+            and_(subs.c.partner_id == partner_id, subs.c.enabled.is_(True))
+        )
+    ).all()
+    new = 0
+    for subscription_id, event_types, subscribed_at in rows:
+        if event_type not in event_types.split() or occurred_at < subscribed_at:
+            continue
+        delivery_id = crockford_id("whd")
+        values = {
+            "id": delivery_id,
+            "subscription_id": subscription_id,
+            "partner_id": partner_id,
+            "event_id": event_id,
+            "event_type": event_type,
+            "body": delivery_body(delivery_id, event_type, created, event),
+            "status": PENDING,
+            "attempt_count": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+            "lease_until": 0.0,
+            "delivered_at": None,
+            "expires_at": now + retry_seconds,
+        }
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(webhook_deliveries).values(**values).on_conflict_do_nothing()
+        new += int(conn.execute(statement).rowcount or 0)
+    return new
+
+
+def _epoch(rfc3339_time: str, default: float) -> float:
+    try:
+        return datetime.fromisoformat(rfc3339_time).timestamp()
+    except ValueError:
+        return default

@@ -1,0 +1,163 @@
+"""The sender: claim due deliveries, sign and POST them, record every attempt.
+
+One loop per gateway replica; replicas share the work through the claim leases
+(delivery_store.claim_due). A POST has a timeout, follows no redirects and never reads more of
+the answer than its status line. Destinations on private, loopback or link-local addresses are
+refused unless `allow_private_networks` (local runs, tests): a partner must not be able to make
+the gateway call into the cluster (OWASP API7, SSRF). The check resolves the host before the
+POST; a DNS answer that changes between the check and the connect is not covered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.webhooks.delivery_store import AttemptResult, Due, RetryPolicy, claim_due, record
+from gateway.webhooks.payload import (
+    DELIVERY_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    signature_header,
+)
+from services.kit.db import Database
+
+log = logging.getLogger(__name__)
+USER_AGENT = "crossdock-webhooks/1"
+
+
+class DestinationRefused(Exception):
+    """The endpoint resolves to an address deliveries may not go to."""
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    timeout_seconds: float = 10.0
+    poll_interval_seconds: float = 1.0
+    batch_size: int = 50
+    concurrency: int = 16
+    allow_private_networks: bool = False
+
+    @property
+    def lease_seconds(self) -> float:
+        # Longer than any POST of a batch can take, so a live claim is never taken over.
+        return self.timeout_seconds * 2 + 30.0
+
+
+async def check_destination(url: str) -> None:
+    """Raise DestinationRefused unless every address of the URL's host is public."""
+    parsed = httpx.URL(url)
+    host = parsed.host
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+        except OSError as error:
+            raise DestinationRefused(f"cannot resolve {host}: {error.strerror}") from None
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not address.is_global:
+            raise DestinationRefused(f"{host} resolves to a non-public address ({address})")
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        db: Database,
+        policy: RetryPolicy,
+        settings: SenderSettings | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._db = db
+        self._policy = policy
+        self._settings = settings or SenderSettings()
+        self._client = client or httpx.AsyncClient(
+            timeout=self._settings.timeout_seconds,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._limit = asyncio.Semaphore(self._settings.concurrency)
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="webhook-sender")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand (its attempts are recorded), then close the client."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        await self._client.aclose()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sent = await self.run_once()
+            except Exception:
+                log.exception("webhook sender pass failed")
+                sent = 0
+            if sent < self._settings.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stopping.wait(), self._settings.poll_interval_seconds
+                    )
+
+    async def run_once(self) -> int:
+        """Claim, POST and record one batch; returns how many deliveries were attempted."""
+        settings = self._settings
+        claimed = await self._db.run(
+            claim_due, time.time(), settings.batch_size, settings.lease_seconds
+        )
+        if not claimed:
+            return 0
+        results = await asyncio.gather(*(self._send(due) for due in claimed))
+        await self._db.run(record, results, self._policy, time.time())
+        return len(claimed)
+
+    async def _send(self, due: Due) -> AttemptResult:
+        async with self._limit:
+            attempted_at = time.time()
+            started = time.perf_counter()
+            status_code, error = 0, ""
+            try:
+                if not self._settings.allow_private_networks:
+                    await check_destination(due.url)
+                timestamp = int(time.time())
+                headers = {
+                    "Content-Type": "application/json",
+                    SIGNATURE_HEADER: signature_header(due.secrets, timestamp, due.body),
+                    DELIVERY_ID_HEADER: due.delivery_id,
+                    EVENT_TYPE_HEADER: due.event_type,
+                }
+                async with self._client.stream(
+                    "POST", due.url, content=due.body, headers=headers
+                ) as response:
+                    status_code = response.status_code
+                if not 200 <= status_code < 300:
+                    error = f"the endpoint answered HTTP {status_code}"
+            except DestinationRefused as refused:
+                error = str(refused)
+            except httpx.TimeoutException:
+                error = f"no answer within {self._settings.timeout_seconds:g} s"
+            except httpx.HTTPError as failure:
+                error = f"{type(failure).__name__}: {failure}"[:500]
+            return AttemptResult(
+                due.delivery_id,
+                due.subscription_id,
+                due.attempt_number,
+                attempted_at,
+                status_code,
+                error,
+                time.perf_counter() - started,
+            )

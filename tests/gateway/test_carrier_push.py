@@ -1,0 +1,109 @@
+"""Carrier pushes: no API key, the raw body and signature headers forwarded, the backend's
+verdict answered (a bad signature is 401 problem+json), still size- and rate-limited."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+from gateway.app import Limits
+from gateway.store.queries import BucketPolicy, purge_idle_buckets
+from services.carrier_adapter.carriers.sandbox import webhooks
+from tests.gateway.backends import SANDBOX_SECRET
+from tests.gateway.conftest import Stack, StackFactory, bearer, contract_routes
+
+PUSH = "/v1/carriers/sandbox/webhooks"
+
+
+def signed(body: bytes, *, secret: str = SANDBOX_SECRET, age: timedelta = timedelta(0)) -> dict:
+    headers = webhooks.sign(body, [secret], "evt_sbx_1", datetime.now(UTC) - age)
+    return {**headers, "Content-Type": "application/json"}
+
+
+BODY = json.dumps({"id": "evt_sbx_1", "type": "tracking.updated", "data": {}}).encode()
+
+
+async def test_a_signed_push_needs_no_api_key_and_reaches_the_adapter_byte_exact(
+    stack: Stack,
+) -> None:
+    response = await stack.client.post(
+        PUSH, content=BODY, headers={**signed(BODY), "X-Correlation-Id": "push-1"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"acceptedEvents": 1, "duplicateEvents": 0}
+    assert stack.carrier is not None
+    assert stack.carrier.bodies == [("sandbox", "application/json", BODY)]
+    forwarded = stack.carrier.signature_headers[0]
+    assert set(forwarded) == {
+        webhooks.EVENT_ID_HEADER,
+        webhooks.TIMESTAMP_HEADER,
+        webhooks.SIGNATURE_HEADER,
+    }
+
+
+async def test_raw_non_json_bodies_pass_through(stack: Stack) -> None:
+    payload = b"<TrackEvent id='1'>DELIVERED</TrackEvent>"
+    response = await stack.client.post(
+        "/v1/carriers/ups/webhooks",
+        content=payload,
+        headers={"Content-Type": "application/xml", "X-Ups-Signature": "abc"},
+    )
+    assert response.status_code == 200, response.text
+    assert stack.carrier is not None
+    assert stack.carrier.bodies == [("ups", "application/xml", payload)]
+    assert stack.carrier.signature_headers == [{"x-ups-signature": "abc"}]
+
+
+async def test_bad_signatures_are_401_problems(stack: Stack) -> None:
+    cases = {
+        "tampered": (BODY + b" ", signed(BODY)),
+        "wrong secret": (BODY, signed(BODY, secret="not-the-secret")),
+        "stale": (BODY, signed(BODY, age=timedelta(minutes=30))),
+        "unsigned": (BODY, {"Content-Type": "application/json"}),
+    }
+    for name, (body, headers) in cases.items():
+        response = await stack.client.post(PUSH, content=body, headers=headers)
+        assert response.status_code == 401, (name, response.text)
+        problem = response.json()
+        assert response.headers["content-type"] == "application/problem+json"
+        assert problem["grpc_code"] == "UNAUTHENTICATED"
+    assert stack.carrier is not None
+    assert stack.carrier.bodies == []
+
+
+async def test_an_api_key_is_neither_needed_nor_used(stack: Stack) -> None:
+    response = await stack.client.post(
+        PUSH, content=BODY, headers={**signed(BODY), **bearer("cdk_not_valid")}
+    )
+    assert response.status_code == 200
+
+
+async def test_pushes_are_size_and_rate_limited(make_stack: StackFactory) -> None:
+    limits = Limits(max_body_bytes=1024, push_bucket=BucketPolicy(2, 0.001))
+    stack = await make_stack(limits)
+    huge = b"x" * 2048
+    too_big = await stack.client.post(PUSH, content=huge, headers=signed(huge))
+    assert too_big.status_code == 413
+    # The 413 took a token: one left, then the bucket is empty.
+    ok = await stack.client.post(PUSH, content=BODY, headers=signed(BODY))
+    assert ok.status_code == 200
+    limited = await stack.client.post(PUSH, content=BODY, headers=signed(BODY))
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["RateLimit-Limit"] == "2"
+    # Another carrier has its own bucket.
+    other = await stack.client.post(
+        "/v1/carriers/ups/webhooks", content=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert other.status_code == 200
+    # Idle push buckets are purged (a full bucket is the same as none): the client may push again.
+    assert await stack.db.run(purge_idle_buckets, "push", time.time() + 1) == 2
+    again = await stack.client.post(PUSH, content=BODY, headers=signed(BODY))
+    assert again.status_code == 200
+
+
+def test_the_push_route_is_documented_without_security() -> None:
+    operation = contract_routes()[1]["paths"]["/v1/carriers/{carrier}/webhooks"]["post"]
+    assert operation["security"] == []
+    assert "x-required-scope" not in operation

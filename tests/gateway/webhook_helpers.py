@@ -1,0 +1,110 @@
+"""Shared pieces of the webhook delivery tests: a worker on the test gateway's database,
+milestone events published into JetStream with the kit's CloudEvents headers, bounded polls."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+from crossdock.events.v1 import order_events_pb2
+from crossdock.order.v1 import order_pb2
+from google.protobuf.message import Message
+from nats.js import JetStreamContext
+
+from gateway.webhooks.delivery_store import RetryPolicy
+from gateway.webhooks.runtime import DeliveryWorker
+from gateway.webhooks.sender import SenderSettings
+from services.kit import events as ev
+from services.kit.consumer import ConsumerSettings
+from services.kit.db import Database
+from services.kit.ids import new_event_id
+from services.kit.outbox import build_headers
+
+T = TypeVar("T")
+VERIFIER = Path(__file__).resolve().parents[2] / "docs" / "examples" / "verify_webhook.py"
+PLACED = "crossdock.order.placed.v1"
+
+
+def worker(db: Database, nats_url: str, *, disable_after: int = 50) -> DeliveryWorker:
+    """A delivery worker with test-speed retries (and loopback receivers allowed)."""
+    return DeliveryWorker(
+        db=db,
+        nats_url=nats_url,
+        policy=RetryPolicy(
+            retry_seconds=3600.0,
+            base_delay_seconds=0.05,
+            max_delay_seconds=0.2,
+            disable_after_failures=disable_after,
+        ),
+        sender_settings=SenderSettings(
+            timeout_seconds=5.0, poll_interval_seconds=0.05, allow_private_networks=True
+        ),
+        consumer_settings=ConsumerSettings(fetch_timeout=0.2, recreate_grace=0.2),
+    )
+
+
+def order_placed(partner_id: str, order_id: str = "ord_01JD8Q3V6F1Q2ZK9WJ7X4M5N8P") -> Message:
+    order = order_pb2.Order(order_id=order_id, partner_id=partner_id, currency_code="GBP")
+    return order_events_pb2.OrderPlaced(order=order)
+
+
+async def publish(
+    js: JetStreamContext, event: Message, aggregate_id: str, event_id: str | None = None
+) -> str:
+    """Publish as the relay would (the kit's headers, Nats-Msg-Id = ce-id); returns the id.
+
+    Passing an earlier `event_id` with a fresh Nats-Msg-Id makes a redelivery that JetStream's
+    de-duplication does not catch, as a relay republishing after the dedup window would."""
+    subject = ev.event_spec(type(event)).subject
+    event_id = event_id or new_event_id()
+    headers = build_headers(
+        event_id=event_id,
+        subject=subject,
+        source="crossdock/test",
+        aggregate_id=aggregate_id,
+        dataschema=ev.dataschema_for(event.DESCRIPTOR.full_name),
+        correlation_id="test-correlation",
+        created_at=time.time(),
+    )
+    headers[ev.NATS_MSG_ID] = new_event_id()
+    await js.publish(subject, event.SerializeToString(), headers=headers)
+    return event_id
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 20.0
+) -> T:
+    """Poll `probe` until `accept` holds (bounded: fails with the last value)."""
+    deadline = time.monotonic() + timeout
+    value = await probe()
+    while not accept(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s; last value: {value!r}")
+        await asyncio.sleep(0.05)
+        value = await probe()
+    return value
+
+
+async def consumed(js: JetStreamContext, stream: str = "ORDER") -> bool:
+    """True once the gateway-webhooks durable on `stream` has acked everything."""
+    info = await js.consumer_info(stream, "gateway-webhooks")
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+def as_json(response: Any) -> Any:
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def load_verifier() -> ModuleType:
+    """docs/examples/verify_webhook.py, the sample verifier docs/webhooks.md ships, as is."""
+    spec = importlib.util.spec_from_file_location("verify_webhook", VERIFIER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
