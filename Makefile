@@ -31,6 +31,10 @@ system-deps: ## Install nats-server and PostgreSQL from Debian if they are missi
 
 # ---- contracts -------------------------------------------------------------------------------
 
+.PHONY: contracts
+contracts: venv ## Regenerate gen/python only when it is stale (what `make run` needs)
+	$(BIN)/python tools/gen_proto.py --check >/dev/null 2>&1 || $(BIN)/python tools/gen_proto.py
+
 .PHONY: proto-deps
 proto-deps: venv ## Refresh third_party/proto from the installed PyPI packages
 	$(BIN)/python tools/vendor_protos.py
@@ -67,10 +71,25 @@ proto-check: venv ## Fail when vendored protos, generated code or the event cata
 	$(BIN)/python tools/gen_proto.py --check
 	$(BIN)/python tools/gen_event_catalog.py --check
 	$(BIN)/python deploy/gen_nats_auth.py --check
+	$(BIN)/python tools/gen_config_docs.py --check
 
 .PHONY: schemas-check
 schemas-check: venv ## The registry's compatibility rules: working-tree event schemas vs $(BASELINE)
 	$(BIN)/crossdock schemas check --against $(BASELINE)
+
+# ---- local mesh ------------------------------------------------------------------------------
+
+.PHONY: run
+run: venv system-deps contracts ## The whole mesh on this machine (gateway :8080, data in .crossdock/; CROSSDOCK_DB=postgres)
+	$(BIN)/crossdock run
+
+.PHONY: demo
+demo: venv ## Place sample orders through the running mesh and follow them to invoiced
+	$(BIN)/crossdock demo
+
+.PHONY: config-docs
+config-docs: venv ## Regenerate docs/configuration.md from the services' config declarations
+	$(BIN)/python tools/gen_config_docs.py
 
 # ---- deployment ------------------------------------------------------------------------------
 
@@ -102,8 +121,14 @@ BENCH_KIT_ARGS ?=
 bench-kit: venv ## Event pipeline vs raw NATS: relay and consumer events/s on SQLite and PostgreSQL
 	$(BIN)/python bench/bench_kit.py $(BENCH_KIT_ARGS)
 
+BENCH_LIFECYCLE_ARGS ?=
+
+.PHONY: bench-lifecycle
+bench-lifecycle: venv system-deps ## Full order lifecycles/s through the local mesh vs raw NATS and SQLite
+	$(BIN)/python bench/bench_lifecycle.py $(BENCH_LIFECYCLE_ARGS)
+
 .PHONY: bench
-bench: bench-kit ## Every benchmark
+bench: bench-kit bench-lifecycle ## Every benchmark
 
 .PHONY: clean
 clean: ## Remove local run data and caches (keeps the venv)

@@ -1,0 +1,62 @@
+"""Secrets a local run generates once and keeps under the data dir (mode 0600).
+
+Kept, not regenerated, so a second run reuses the same demo key, admin token and NATS passwords:
+clients configured against the first run keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+FILE_NAME = "credentials.json"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    nats_passwords: Mapping[str, str]  # NATS user → password
+    admin_token: str  # the gateway admin API's bearer token
+    sandbox_webhook_secret: str  # signs the sandbox carrier's webhooks
+    demo_api_key: str  # the demo partner's API key
+
+
+def new_demo_api_key() -> str:
+    """A key in the gateway's own format (cdk_<key id>_<secret>)."""
+    from gateway.auth import new_key_material
+
+    return new_key_material()[1]
+
+
+def load_or_create(
+    data_dir: Path, nats_users: Iterable[str], *, demo_api_key: str | None = None
+) -> Credentials:
+    """Read the kept secrets, add whatever is missing, write them back."""
+    path = data_dir / FILE_NAME
+    stored: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
+    raw_passwords = stored.get("nats_passwords")
+    passwords = {str(k): str(v) for k, v in (raw_passwords or {}).items()}  # type: ignore[attr-defined]
+    for user in nats_users:
+        passwords.setdefault(user, secrets.token_hex(16))
+    values = {
+        "nats_passwords": passwords,
+        "admin_token": str(stored.get("admin_token") or secrets.token_urlsafe(24)),
+        "sandbox_webhook_secret": str(
+            stored.get("sandbox_webhook_secret") or secrets.token_hex(24)
+        ),
+        "demo_api_key": demo_api_key or str(stored.get("demo_api_key") or new_demo_api_key()),
+    }
+    if values != stored:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(values, out, indent=2, sort_keys=True)
+    return Credentials(
+        nats_passwords=passwords,
+        admin_token=str(values["admin_token"]),
+        sandbox_webhook_secret=str(values["sandbox_webhook_secret"]),
+        demo_api_key=str(values["demo_api_key"]),
+    )

@@ -1,0 +1,163 @@
+"""Each process's environment, assembled from the options, the port plan and the secrets.
+
+Pure functions: no process is started here, so tests can check every variable against the
+services' own ServiceConfig declarations.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from localmesh.credentials import Credentials
+from localmesh.natsconf import ADMIN_USER, user_url
+from localmesh.options import DEMO_KEY_ENV, MeshOptions
+from localmesh.ports import PortPlan
+from localmesh.services import ServiceSpec
+from services.kit.config import env_prefix_for
+
+# The sandbox carrier in fast mode: 4 simulated hours per real second, so a 2-day delivery
+# takes ~12 s; no random exceptions or returns, so every demo order reaches invoiced.
+FAST_SANDBOX = {
+    "ACCOUNT_SANDBOX_TIME_SCALE": "14400",
+    "ACCOUNT_SANDBOX_EXCEPTION_RATE": "0",
+    "ACCOUNT_SANDBOX_RETURN_RATE": "0",
+    "SANDBOX_PUSH_INTERVAL_SECONDS": "0.5",
+}
+# A local mesh should stop within seconds on Ctrl-C, not a cluster's 20 s drain.
+LOCAL_SHUTDOWN = {"SHUTDOWN_GRACE_SECONDS": "3", "SHUTDOWN_HOOK_TIMEOUT_SECONDS": "4"}
+
+
+@dataclass(frozen=True)
+class MeshContext:
+    options: MeshOptions
+    plan: PortPlan
+    credentials: Credentials
+    db_urls: Mapping[str, str]  # service → SQLAlchemy URL, overrides applied
+    running: frozenset[str]  # names of the services in this mesh
+
+    @property
+    def host(self) -> str:
+        return self.options.host
+
+    def grpc_target(self, service: str) -> str:
+        return f"{self.host}:{self.plan.of(service, 'grpc')}"
+
+    def nats_url(self, user: str) -> str:
+        password = self.credentials.nats_passwords[user]
+        return user_url(self.host, self.plan.of("nats", "client"), user, password)
+
+    @property
+    def admin_nats_url(self) -> str:
+        return self.nats_url(ADMIN_USER)
+
+
+def sqlite_url(data_dir: Path, spec: ServiceSpec) -> str:
+    return f"sqlite:///{data_dir.resolve() / (spec.db_name + '.db')}"
+
+
+def resolve_db_urls(
+    options: MeshOptions, services: Sequence[ServiceSpec], postgres_url_of: Mapping[str, str]
+) -> dict[str, str]:
+    """Per service: its override, else its PostgreSQL database, else its SQLite file."""
+    urls = {}
+    for spec in services:
+        if spec.name in options.db_urls:
+            urls[spec.name] = options.db_urls[spec.name]
+        elif options.db == "postgres":
+            urls[spec.name] = postgres_url_of[spec.name]
+        else:
+            urls[spec.name] = sqlite_url(options.data_dir, spec)
+    return urls
+
+
+def service_settings(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
+    """The service's own settings, without the CROSSDOCK_<SERVICE>_ prefix."""
+    plan, host = ctx.plan, ctx.host
+    values = {
+        "DB_URL": ctx.db_urls[spec.name],
+        "NATS_URL": ctx.nats_url(spec.name),
+        "LOG_LEVEL": ctx.options.log_level,
+        "MIGRATE_ON_START": "true",
+        **LOCAL_SHUTDOWN,
+    }
+    if spec.name != "schema-registry":
+        values["SCHEMA_REGISTRY_TARGET"] = ctx.grpc_target("schema-registry")
+    for setting, target in spec.targets.items():
+        values[setting] = ctx.grpc_target(target) if target in ctx.running else ""
+    if spec.name == "gateway":
+        values |= {
+            "HTTP_HOST": host,
+            "HTTP_PORT": str(plan.of("gateway", "http")),
+            "ADMIN_HOST": host,
+            "ADMIN_PORT": str(plan.of("gateway", "admin")),
+            "ADMIN_TOKEN": ctx.credentials.admin_token,
+            # A laptop's webhook receivers live on localhost or the LAN; production keeps the
+            # default (private destinations refused).
+            "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        }
+        return values
+    values |= {
+        "BIND_HOST": host,
+        "GRPC_PORT": str(plan.of(spec.name, "grpc")),
+        "METRICS_PORT": str(plan.of(spec.name, "metrics")),
+    }
+    if spec.name == "schema-registry":
+        values |= {"HTTP_HOST": host, "HTTP_PORT": str(plan.of(spec.name, "http"))}
+    if spec.name == "carrier-adapter":
+        values |= {
+            "CARRIER_ACCOUNTS": "sandbox",
+            "ACCOUNT_SANDBOX_WEBHOOK_SECRET": ctx.credentials.sandbox_webhook_secret,
+            "SANDBOX_PUSH": "direct",
+        }
+        if ctx.options.fast:
+            values |= FAST_SANDBOX
+    return values
+
+
+def service_env(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
+    """The CROSSDOCK_* variables the launcher sets for one service."""
+    prefix = env_prefix_for(spec.name)
+    env = {prefix + name: value for name, value in service_settings(spec, ctx).items()}
+    if spec.name == "gateway":
+        env[DEMO_KEY_ENV] = ctx.credentials.demo_api_key
+    return env
+
+
+def service_command(spec: ServiceSpec) -> list[str]:
+    return [sys.executable, "-m", spec.module]
+
+
+def warehouse_sim_command(ctx: MeshContext) -> list[str]:
+    delay = "0.5" if ctx.options.fast else "5"
+    return [
+        sys.executable,
+        "-m",
+        "tools.warehouse_sim",
+        "--inventory",
+        ctx.grpc_target("inventory"),
+        "--delay",
+        delay,
+        "--poll",
+        "0.5",
+    ]
+
+
+def child_environ(
+    base: Mapping[str, str], own: Mapping[str, str], prefix: str = ""
+) -> dict[str, str]:
+    """The parent's environment with the process's own settings on top.
+
+    The parent's settings under the process's own `prefix` pass through (tuning knobs such as
+    CROSSDOCK_ORDER_PICK_TIMEOUT_SECONDS); other CROSSDOCK_* variables are dropped, so a setting
+    meant for one service (or a stray CROSSDOCK_NATS_URL) never leaks into another.
+    """
+    kept = {
+        key: value
+        for key, value in base.items()
+        if not key.startswith("CROSSDOCK_") or (prefix and key.startswith(prefix))
+    }
+    kept["PYTHONUNBUFFERED"] = "1"
+    return kept | dict(own)

@@ -1,0 +1,336 @@
+"""Start and stop a whole local mesh: PostgreSQL (optional), nats-server, services, gateway.
+
+Start order (each wave starts once the previous one is ready): PostgreSQL, nats-server, the
+schema registry, inventory + carrier-adapter + billing, order + shipment, the gateway; then the
+demo data and the warehouse simulator. Stop is the reverse, wave by wave, each with a bounded
+wait before SIGKILL. One thread owns the children (their death signal is tied to it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localmesh import environment as envs
+from localmesh.credentials import load_or_create
+from localmesh.natsconf import ADMIN_USER, nats_users, render_nats_config
+from localmesh.options import MeshOptions
+from localmesh.ports import PortPlan, PortsBusy, busy, fixed_plan, free_plan, port_keys
+from localmesh.postgres import LocalPostgres
+from localmesh.probes import StartFailed, grpc_serving, http_ready, up_for, wait_ready
+from localmesh.procs import Child, spawn, stop_together
+from localmesh.seed import seed_demo_data
+from localmesh.services import REPO_ROOT, ServiceSpec
+from services.kit.config import env_prefix_for
+
+Report = Callable[[str], None]
+MESH_FILE = "mesh.json"
+NATS_SERVER_ENV = "CROSSDOCK_NATS_SERVER"
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """Where everything of a running mesh answers, and the credentials to call it."""
+
+    data_dir: Path
+    db: str
+    gateway_url: str
+    admin_url: str
+    admin_token: str
+    demo_api_key: str
+    registry_url: str
+    grpc_targets: Mapping[str, str]
+    metrics_urls: Mapping[str, str]
+    nats_url: str  # without credentials
+    nats_admin_url: str  # as the unrestricted `admin` user: can read every stream
+    nats_monitor_url: str
+    db_urls: Mapping[str, str]
+    pids: Mapping[str, int]
+    log_dir: Path
+    services: tuple[str, ...] = field(default=())
+
+    @property
+    def docs_url(self) -> str:
+        return self.gateway_url + "/docs"
+
+    @property
+    def openapi_url(self) -> str:
+        return self.gateway_url + "/openapi.json"
+
+    def to_json(self) -> dict[str, object]:
+        values = asdict(self)
+        values["data_dir"], values["log_dir"] = str(self.data_dir), str(self.log_dir)
+        return values
+
+
+def find_nats_server() -> str:
+    found = os.environ.get(NATS_SERVER_ENV) or shutil.which("nats-server")
+    for candidate in (found, "/usr/sbin/nats-server", "/usr/bin/nats-server"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise RuntimeError(
+        "nats-server not found: run `make system-deps` or set $CROSSDOCK_NATS_SERVER"
+    )
+
+
+class MeshRunner:
+    """Owns the child processes of one mesh; start() and stop() run on the same thread."""
+
+    def __init__(
+        self,
+        options: MeshOptions,
+        *,
+        report: Report | None = None,
+        abort: threading.Event | None = None,
+    ) -> None:
+        self.options = options
+        self.data_dir = options.data_dir.resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.report: Report = report or (lambda _line: None)
+        self.abort = abort
+        self.groups: list[list[Child]] = []  # in start order
+        self._lock_file: int | None = None
+
+    # -- start ------------------------------------------------------------------------------
+
+    def start(self) -> Mesh:
+        options, started = self.options, time.monotonic()
+        deadline = started + options.startup_timeout_seconds
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        services = options.services()
+        postgres_needed = options.db == "postgres" and any(
+            spec.name not in options.db_urls for spec in services
+        )
+        plan = self._plan(services, postgres_needed)
+        credentials = load_or_create(
+            self.data_dir,
+            [spec.name for spec in services] + [ADMIN_USER],
+            demo_api_key=options.demo_api_key,
+        )
+        postgres_urls = self._start_postgres(plan, services, deadline) if postgres_needed else {}
+        ctx = envs.MeshContext(
+            options=options,
+            plan=plan,
+            credentials=credentials,
+            db_urls=envs.resolve_db_urls(options, services, postgres_urls),
+            running=frozenset(spec.name for spec in services),
+        )
+        self._start_nats(ctx, deadline)
+        for wave in sorted({spec.wave for spec in services}):
+            self._start_wave([spec for spec in services if spec.wave == wave], ctx, deadline)
+        if options.seed_demo_data:
+            seeded = seed_demo_data(ctx.grpc_target("inventory"))
+            self.report(
+                f"demo data: {seeded.items_created} items and {seeded.locations_created} "
+                "warehouses created (the rest already there), stock receipts in place"
+            )
+        if options.warehouse_simulator:
+            child = self._spawn("warehouse-sim", envs.warehouse_sim_command(ctx), {}, "")
+            self.groups.append([child])
+            wait_ready(child, up_for(child, 0.5), deadline=deadline, abort=self.abort)
+        mesh = self._describe(ctx, services)
+        path = self.data_dir / MESH_FILE
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(mesh.to_json(), out, indent=2)
+        self.report(f"mesh ready in {time.monotonic() - started:.1f}s")
+        return mesh
+
+    def _lock(self) -> None:
+        descriptor = os.open(self.data_dir / "mesh.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise RuntimeError(
+                f"another mesh is running on {self.data_dir} (stop it with Ctrl-C first)"
+            ) from None
+        self._lock_file = descriptor
+
+    def _plan(self, services: tuple[ServiceSpec, ...], postgres: bool) -> PortPlan:
+        keys = port_keys(services, with_postgres=postgres)
+        if self.options.ports == "free":
+            return free_plan(keys, self.options.host)
+        plan = fixed_plan(keys)
+        taken = busy(plan, self.options.host)
+        if taken:
+            raise PortsBusy("ports already in use: " + ", ".join(taken))
+        return plan
+
+    def _spawn(self, name: str, command: list[str], env: Mapping[str, str], prefix: str) -> Child:
+        self.report(f"starting {name}")
+        return spawn(
+            name,
+            command,
+            env=envs.child_environ(os.environ, env, prefix),
+            log_path=self.log_dir / f"{name}.log",
+            cwd=REPO_ROOT,
+        )
+
+    def _start_postgres(
+        self, plan: PortPlan, services: tuple[ServiceSpec, ...], deadline: float
+    ) -> dict[str, str]:
+        cluster = LocalPostgres(
+            self.data_dir / "postgres", host=self.options.host, port=plan.of("postgres", "sql")
+        )
+        if cluster.initdb():
+            self.report(f"created a PostgreSQL cluster in {cluster.datadir}")
+        self.report("starting postgres")
+        child = cluster.spawn(self.log_dir / "postgres.log", REPO_ROOT)
+        self.groups.append([child])
+        wait_ready(child, cluster.accepting, deadline=deadline, abort=self.abort)
+        cluster.ensure_databases(spec.db_name for spec in services)
+        return {spec.name: cluster.url(spec.db_name) for spec in services}
+
+    def _start_nats(self, ctx: envs.MeshContext, deadline: float) -> None:
+        nats_dir = self.data_dir / "nats"
+        nats_dir.mkdir(parents=True, exist_ok=True)
+        config = nats_dir / "nats.conf"
+        text = render_nats_config(
+            host=ctx.host,
+            client_port=ctx.plan.of("nats", "client"),
+            monitor_port=ctx.plan.of("nats", "monitor"),
+            store_dir=nats_dir / "jetstream",
+            users=nats_users(sorted(ctx.running), ctx.credentials.nats_passwords),
+        )
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(text)
+        child = self._spawn("nats-server", [find_nats_server(), "-c", str(config)], {}, "")
+        self.groups.append([child])
+        monitor = f"http://{ctx.host}:{ctx.plan.of('nats', 'monitor')}"
+        ready = http_ready(monitor + "/healthz?js-enabled-only=true")
+        wait_ready(child, ready, deadline=deadline, abort=self.abort)
+
+    def _start_wave(self, wave: list[ServiceSpec], ctx: envs.MeshContext, deadline: float) -> None:
+        group: list[Child] = []
+        self.groups.append(group)
+        for spec in wave:
+            env, prefix = envs.service_env(spec, ctx), env_prefix_for(spec.name)
+            group.append(self._spawn(spec.name, envs.service_command(spec), env, prefix))
+        for spec, child in zip(wave, group, strict=True):
+            if spec.serves_grpc:
+                ready = grpc_serving(ctx.grpc_target(spec.name))
+            else:
+                ready = http_ready(f"http://{ctx.host}:{ctx.plan.of(spec.name, 'http')}/healthz")
+            wait_ready(child, ready, deadline=deadline, abort=self.abort)
+            self.report(f"{spec.name} ready")
+
+    def _describe(self, ctx: envs.MeshContext, services: tuple[ServiceSpec, ...]) -> Mesh:
+        host, plan = ctx.host, ctx.plan
+        return Mesh(
+            data_dir=self.data_dir,
+            db=self.options.db,
+            gateway_url=f"http://{host}:{plan.of('gateway', 'http')}",
+            admin_url=f"http://{host}:{plan.of('gateway', 'admin')}",
+            admin_token=ctx.credentials.admin_token,
+            demo_api_key=ctx.credentials.demo_api_key,
+            registry_url=f"http://{host}:{plan.of('schema-registry', 'http')}",
+            grpc_targets={s.name: ctx.grpc_target(s.name) for s in services if s.serves_grpc},
+            metrics_urls={
+                s.name: f"http://{host}:{plan.of(s.name, 'metrics')}/metrics"
+                for s in services
+                if s.serves_grpc
+            },
+            nats_url=f"nats://{host}:{plan.of('nats', 'client')}",
+            nats_admin_url=ctx.admin_nats_url,
+            nats_monitor_url=f"http://{host}:{plan.of('nats', 'monitor')}",
+            db_urls=dict(ctx.db_urls),
+            pids={child.name: child.pid for group in self.groups for child in group},
+            log_dir=self.log_dir,
+            services=tuple(spec.name for spec in services),
+        )
+
+    # -- while running and stop -------------------------------------------------------------
+
+    def exited(self) -> list[Child]:
+        """Children that are no longer running."""
+        return [child for group in self.groups for child in group if not child.alive]
+
+    def stop(self) -> None:
+        """Stop in reverse start order, one wave at a time; SIGKILL what overstays."""
+        for group in reversed(self.groups):
+            running = [child for child in group if child.alive]
+            if running:
+                self.report("stopping " + ", ".join(child.name for child in running))
+            killed = stop_together(group, self.options.stop_timeout_seconds)
+            if killed:
+                self.report("killed (did not stop in time): " + ", ".join(killed))
+        self.groups.clear()
+        if self._lock_file is None:
+            return  # never owned the data dir: its mesh.json belongs to another mesh
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / MESH_FILE).unlink()
+        os.close(self._lock_file)
+        self._lock_file = None
+
+
+@contextlib.contextmanager
+def start_mesh(
+    options: MeshOptions,
+    *,
+    report: Report | None = None,
+    abort: threading.Event | None = None,
+) -> Iterator[Mesh]:
+    """Run a mesh for the duration of the `with` block (blocking; call from one thread)."""
+    runner = MeshRunner(options, report=report, abort=abort)
+    try:
+        yield runner.start()
+    finally:
+        runner.stop()
+
+
+@contextlib.asynccontextmanager
+async def launch(
+    options: MeshOptions,
+    *,
+    report: Report | None = None,
+    abort: threading.Event | None = None,
+) -> AsyncIterator[Mesh]:
+    """`async with launch(options) as mesh:` the same, from asyncio (a thread owns the mesh)."""
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future[Mesh] = loop.create_future()
+    finished: asyncio.Future[None] = loop.create_future()
+    release = threading.Event()
+    abort = abort or threading.Event()
+
+    def settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+
+    def own() -> None:
+        error: BaseException | None = None
+        try:
+            with start_mesh(options, report=report, abort=abort) as mesh:
+                loop.call_soon_threadsafe(settle, started, mesh, None)
+                release.wait()
+        except BaseException as exc:  # handed to the awaiting side
+            error = exc
+        loop.call_soon_threadsafe(settle, started, None, error or StartFailed("mesh stopped"))
+        loop.call_soon_threadsafe(settle, finished, None, error)
+
+    thread = threading.Thread(target=own, name="localmesh", daemon=False)
+    thread.start()
+    try:
+        yield await started
+    finally:
+        abort.set()
+        release.set()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(finished)
+        await asyncio.to_thread(thread.join)

@@ -1,0 +1,70 @@
+"""What a local mesh run is asked for: where its data lives, which ports, which database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from localmesh.services import REPO_ROOT, ServiceSpec, mesh_services
+from services.kit.config import env_prefix_for
+
+PortMode = Literal["fixed", "free"]
+DbKind = Literal["sqlite", "postgres"]
+
+DB_ENV = "CROSSDOCK_DB"
+DATA_DIR_ENV = "CROSSDOCK_DATA_DIR"
+DEMO_KEY_ENV = "CROSSDOCK_DEMO_API_KEY"
+DEFAULT_DATA_DIR = REPO_ROOT / ".crossdock"
+
+
+@dataclass(frozen=True)
+class MeshOptions:
+    """Everything a launch needs; the defaults are `make run`'s."""
+
+    # Where SQLite files, the NATS store, the PostgreSQL cluster, logs and secrets live.
+    data_dir: Path = DEFAULT_DATA_DIR
+    # "fixed": the documented ports (gateway on 8080); "free": picked at runtime (tests).
+    ports: PortMode = "fixed"
+    db: DbKind = "sqlite"
+    # Fast mode: the sandbox carrier's simulated clock runs ~4 hours per real second.
+    fast: bool = True
+    seed_demo_data: bool = True
+    warehouse_simulator: bool = True
+    # Per-service database URL overrides (service name → SQLAlchemy URL).
+    db_urls: Mapping[str, str] = field(default_factory=dict)
+    # The demo partner's key; None: $CROSSDOCK_DEMO_API_KEY, else generated once and kept.
+    demo_api_key: str | None = None
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    startup_timeout_seconds: float = 90.0
+    stop_timeout_seconds: float = 15.0
+    # Include the shipment service; None: when services/shipment/main.py exists.
+    with_shipment: bool | None = None
+
+    def services(self) -> tuple[ServiceSpec, ...]:
+        return mesh_services(self.with_shipment)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> MeshOptions:
+        """Options from CROSSDOCK_DB, CROSSDOCK_DATA_DIR, CROSSDOCK_<SERVICE>_DB_URL, demo key."""
+        env = os.environ if environ is None else environ
+        db = env.get(DB_ENV, "sqlite").strip().lower() or "sqlite"
+        if db not in ("sqlite", "postgres"):
+            raise ValueError(f"{DB_ENV} must be sqlite or postgres (got {db!r})")
+        urls = {
+            spec.name: env[name]
+            for spec in mesh_services(None)
+            if (name := env_prefix_for(spec.name) + "DB_URL") in env and env[name].strip()
+        }
+        values: dict[str, object] = {
+            "db": db,
+            "db_urls": urls,
+            "demo_api_key": env.get(DEMO_KEY_ENV, "").strip() or None,
+        }
+        if env.get(DATA_DIR_ENV, "").strip():
+            values["data_dir"] = Path(env[DATA_DIR_ENV]).expanduser()
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

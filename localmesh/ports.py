@@ -1,0 +1,59 @@
+"""Which port each process listens on: `make run`'s fixed ones, or free ones for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from localmesh.services import FIXED_PORTS, ServiceSpec, port_names
+
+PortKey = tuple[str, str]  # (owner, port name), e.g. ("gateway", "http")
+
+
+class PortsBusy(RuntimeError):
+    """A fixed port is taken, most likely by another mesh or an older run still up."""
+
+
+@dataclass(frozen=True)
+class PortPlan:
+    ports: Mapping[PortKey, int]
+
+    def of(self, owner: str, name: str) -> int:
+        return self.ports[(owner, name)]
+
+
+def port_keys(services: Iterable[ServiceSpec], *, with_postgres: bool) -> list[PortKey]:
+    keys: list[PortKey] = [("nats", "client"), ("nats", "monitor")]
+    if with_postgres:
+        keys.append(("postgres", "sql"))
+    for spec in services:
+        keys += [(spec.name, name) for name in port_names(spec)]
+    return keys
+
+
+def fixed_plan(keys: Iterable[PortKey]) -> PortPlan:
+    return PortPlan({key: FIXED_PORTS[key] for key in keys})
+
+
+def free_plan(keys: Iterable[PortKey], host: str = "127.0.0.1") -> PortPlan:
+    """Distinct free ports: every probe socket stays bound until all are picked."""
+    chosen: dict[PortKey, int] = {}
+    with contextlib.ExitStack() as probes:
+        for key in keys:
+            probe = probes.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            probe.bind((host, 0))
+            chosen[key] = int(probe.getsockname()[1])
+    return PortPlan(chosen)
+
+
+def busy(plan: PortPlan, host: str = "127.0.0.1") -> list[str]:
+    """`owner/name:port` of every planned port something already listens on."""
+    taken = []
+    for (owner, name), port in plan.ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex((host, port)) == 0:
+                taken.append(f"{owner} {name} port {port}")
+    return taken

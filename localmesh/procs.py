@@ -1,0 +1,134 @@
+"""Child processes of the supervisor: own log file, own process group, die with the supervisor.
+
+Each child runs in its own session, so a terminal's Ctrl-C reaches only the supervisor, which
+then stops the children in reverse start order. If the supervisor itself is killed (kill -9),
+the kernel sends each child SIGTERM (PR_SET_PDEATHSIG), so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _death_signal_setter() -> Callable[[], None] | None:
+    """A preexec_fn that asks for SIGTERM when the parent (its forking thread) dies; Linux only."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+    def set_death_signal() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return set_death_signal
+
+
+@dataclass
+class RunAs:
+    """Run a child as another user (PostgreSQL refuses to run as root)."""
+
+    uid: int
+    gid: int
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    stop_signal: int = signal.SIGTERM
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def signal_stop(self) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(self.stop_signal)
+
+    def kill_group(self) -> None:
+        """SIGKILL the child and anything it started in its process group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    def wait(self, timeout: float) -> bool:
+        """True when the child exited within `timeout` seconds."""
+        try:
+            self.process.wait(timeout=max(timeout, 0.0))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return text[-chars:]
+
+
+def spawn(
+    name: str,
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    cwd: Path,
+    run_as: RunAs | None = None,
+    stop_signal: int = signal.SIGTERM,
+) -> Child:
+    """Start `command` with stdout and stderr appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"\n---- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            list(command),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_death_signal_setter(),
+            user=run_as.uid if run_as else None,
+            group=run_as.gid if run_as else None,
+            extra_groups=[] if run_as else None,
+        )
+    return Child(name, process, log_path, stop_signal)
+
+
+def stop_together(children: Sequence[Child], timeout: float) -> list[str]:
+    """Signal every child, wait for all up to `timeout`, SIGKILL the rest; names of those killed."""
+    for child in children:
+        child.signal_stop()
+    deadline = time.monotonic() + timeout
+    killed = []
+    for child in children:
+        if not child.wait(deadline - time.monotonic()):
+            killed.append(child.name)
+            child.kill_group()
+            child.wait(5.0)
+    return killed

@@ -1,0 +1,100 @@
+"""The processes of a local mesh, in start order, and the ports `make run` gives them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One crossdock process started with `python -m <module>`."""
+
+    name: str  # the service name, as in ServiceConfig(service=...) and the NATS user
+    module: str
+    # Start wave: a wave starts once every process of the waves before it is ready.
+    wave: int
+    # Named listen ports besides metrics: "grpc", "http", "admin".
+    ports: tuple[str, ...] = ("grpc",)
+    # Env setting (without prefix) → the service whose gRPC target it names.
+    targets: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def serves_grpc(self) -> bool:
+        return "grpc" in self.ports
+
+    @property
+    def db_name(self) -> str:
+        """Its database's name (PostgreSQL) and SQLite file stem, as in deploy/k8s."""
+        return self.name.replace("-", "_")
+
+
+SCHEMA_REGISTRY = ServiceSpec(
+    "schema-registry", "services.schema_registry.main", wave=0, ports=("grpc", "http")
+)
+INVENTORY = ServiceSpec("inventory", "services.inventory.main", wave=1)
+CARRIER_ADAPTER = ServiceSpec("carrier-adapter", "services.carrier_adapter.main", wave=1)
+BILLING = ServiceSpec("billing", "services.billing.main", wave=1)
+ORDER = ServiceSpec(
+    "order", "services.order.main", wave=2, targets={"INVENTORY_TARGET": "inventory"}
+)
+SHIPMENT = ServiceSpec(
+    "shipment",
+    "services.shipment.main",
+    wave=2,
+    targets={"INVENTORY_TARGET": "inventory", "CARRIER_ADAPTER_TARGET": "carrier-adapter"},
+)
+GATEWAY = ServiceSpec(
+    "gateway",
+    "gateway.main",
+    wave=3,
+    ports=("http", "admin"),
+    targets={
+        "ORDER_TARGET": "order",
+        "INVENTORY_TARGET": "inventory",
+        "SHIPMENT_TARGET": "shipment",
+        "BILLING_TARGET": "billing",
+        "CARRIER_TARGET": "carrier-adapter",
+    },
+)
+ALL_SERVICES = (SCHEMA_REGISTRY, INVENTORY, CARRIER_ADAPTER, BILLING, ORDER, SHIPMENT, GATEWAY)
+
+# `make run`'s ports: stable, so bookmarks and the README keep working across runs.
+FIXED_PORTS: Mapping[tuple[str, str], int] = {
+    ("nats", "client"): 4222,
+    ("nats", "monitor"): 8222,
+    ("postgres", "sql"): 5433,
+    ("schema-registry", "grpc"): 50050,
+    ("schema-registry", "http"): 8085,
+    ("schema-registry", "metrics"): 9100,
+    ("inventory", "grpc"): 50051,
+    ("inventory", "metrics"): 9101,
+    ("order", "grpc"): 50052,
+    ("order", "metrics"): 9102,
+    ("shipment", "grpc"): 50053,
+    ("shipment", "metrics"): 9103,
+    ("billing", "grpc"): 50054,
+    ("billing", "metrics"): 9104,
+    ("carrier-adapter", "grpc"): 50055,
+    ("carrier-adapter", "metrics"): 9105,
+    ("gateway", "http"): 8080,
+    ("gateway", "admin"): 8081,
+}
+
+
+def shipment_present(root: Path = REPO_ROOT) -> bool:
+    return (root / "services" / "shipment" / "main.py").is_file()
+
+
+def mesh_services(with_shipment: bool | None = None) -> tuple[ServiceSpec, ...]:
+    """The services to start, in start order; shipment only once its code exists."""
+    include = shipment_present() if with_shipment is None else with_shipment
+    return tuple(spec for spec in ALL_SERVICES if include or spec.name != "shipment")
+
+
+def port_names(spec: ServiceSpec) -> tuple[str, ...]:
+    """Every port a service listens on; the gateway serves no metrics endpoint of its own."""
+    return spec.ports if spec.name == "gateway" else (*spec.ports, "metrics")
