@@ -61,6 +61,12 @@ class ShipmentConfig(ServiceConfig, service=SERVICE):
     worker_poll_interval_seconds: float = setting(
         default=0.5, minimum=0.01, description="worker fallback poll interval"
     )
+    worker_lease_seconds: float = setting(
+        default=120.0,
+        minimum=0.5,
+        description="how long a worker holds a pick or a label booking before another replica "
+        "may take it over (after a crash); keep it above LABEL_TIMEOUT_SECONDS",
+    )
     worker_concurrency: int = setting(
         default=16, minimum=1, maximum=256, description="rate and label calls in flight at once"
     )
@@ -96,6 +102,7 @@ class ShipmentConfig(ServiceConfig, service=SERVICE):
             retry_max_delay_seconds=self.retry_max_delay_seconds,
             poll_interval_seconds=self.worker_poll_interval_seconds,
             concurrency=self.worker_concurrency,
+            lease_seconds=self.worker_lease_seconds,
         )
 
 

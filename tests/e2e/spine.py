@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +29,7 @@ from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 from nats.aio.client import Client as NATS
 
+from localmesh.probes import grpc_health
 from services.kit.client import open_channel
 from services.kit.server import ServiceServer
 from services.order.main import OrderConfig
@@ -32,9 +37,11 @@ from services.order.main import setup as order_setup
 from tests.billing.service_support import running_billing
 from tests.carrier_adapter.service_support import CarrierAdapter, running_carrier_adapter
 from tests.carrier_adapter.service_support import service_env as carrier_env
+from tests.fixtures.ports import free_port
+from tests.fixtures.procs import die_with_parent
 from tests.inventory.service_support import running_inventory
 from tests.order.service_support import FAST as ORDER_FAST
-from tests.shipment.service_support import running_shipment
+from tests.shipment.service_support import Shipment, running_shipment, shipment_env
 from tools.warehouse_sim import SimulatorSettings, WarehouseSimulator
 
 PARTNER = "ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8P"
@@ -50,6 +57,7 @@ class Spine:
     billing: billing_grpc.BillingServiceStub
     carrier: CarrierAdapter
     simulator: WarehouseSimulator
+    shipment_process: ShipmentProcess | None = None
 
 
 def sqlite_urls(directory: Path) -> dict[str, str]:
@@ -64,8 +72,13 @@ async def running_spine(
     *,
     carrier: Mapping[str, str] | None = None,
     shipment: Mapping[str, str] | None = None,
+    shipment_as_process: bool = False,
 ) -> AsyncIterator[Spine]:
-    """`carrier` / `shipment` override those services' settings (names without prefix)."""
+    """`carrier` / `shipment` override those services' settings (names without prefix).
+
+    With `shipment_as_process`, shipment runs as its own OS process (`spine.shipment_process`),
+    so a test can kill -9 it and start another on the same database and port.
+    """
     async with contextlib.AsyncExitStack() as stack:
         inventory = await stack.enter_async_context(
             running_inventory(db_urls["inventory"], nats_url, nc)
@@ -76,15 +89,24 @@ async def running_spine(
                 carrier_env(db_urls["carrier_adapter"], nats_url, **dict(carrier or {}))
             )
         )
-        shipments = await stack.enter_async_context(
-            running_shipment(
-                db_urls["shipment"],
-                nats_url,
-                inventory_target,
-                f"127.0.0.1:{adapter.server.port}",
-                **dict(shipment or {}),
-            )
+        shipment_args = (
+            db_urls["shipment"],
+            nats_url,
+            inventory_target,
+            f"127.0.0.1:{adapter.server.port}",
         )
+        process: ShipmentProcess | None = None
+        if shipment_as_process:
+            process = ShipmentProcess(shipment_env(*shipment_args, **dict(shipment or {})))
+            stack.callback(process.kill)
+            await process.start()
+            channel = open_channel(process.target, default_timeout_seconds=10.0)
+            stack.push_async_callback(channel.close)
+            shipments = Shipment(shipment_grpc.ShipmentServiceStub(channel), process.target)
+        else:
+            shipments = await stack.enter_async_context(
+                running_shipment(*shipment_args, **dict(shipment or {}))
+            )
         orders = await stack.enter_async_context(
             running_order(db_urls["order"], nats_url, inventory_target, shipments.target)
         )
@@ -93,10 +115,47 @@ async def running_spine(
         stop = asyncio.Event()
         floor = asyncio.create_task(simulator.run(stop))
         try:
-            yield Spine(orders, inventory.stub, shipments.stub, billing, adapter, simulator)
+            yield Spine(
+                orders, inventory.stub, shipments.stub, billing, adapter, simulator, process
+            )
         finally:
             stop.set()
             await floor
+
+
+class ShipmentProcess:
+    """`python -m services.shipment.main` on a fixed free port, killable and restartable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self._env = {
+            **os.environ,
+            **env,
+            "CROSSDOCK_SHIPMENT_GRPC_PORT": str(self.port),
+            "CROSSDOCK_SHIPMENT_METRICS_PORT": str(free_port()),
+        }
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "services.shipment.main"],
+            env=self._env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        deadline = time.monotonic() + timeout
+        while await asyncio.to_thread(grpc_health, self.target) != "SERVING":
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"shipment did not start (exit {self._proc.poll()})")
+            await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        """kill -9: no drain, no shutdown hooks; leases and in-flight calls are abandoned."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
 
 
 @contextlib.asynccontextmanager

@@ -351,3 +351,41 @@ async def test_a_failed_label_shows_on_the_order_and_a_retry_books_exactly_one_l
                 svc.RetryLabelRequest(shipment_id="shp_01JD8Q3V6F1Q2ZK9WJ7X4M5N8P")
             )
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_shipment_restarted_mid_booking_still_gets_exactly_one_label(
+    tmp_path: Path, shipment_db_url: str, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    """shipment stops while the carrier is still booking (its lease and the booking outlive the
+    process); a new shipment process on the same database books again under the same key and
+    carrier-adapter hands back the one label it booked."""
+    urls = db_urls(tmp_path, shipment_db_url)
+    async with running_spine(
+        urls,
+        nats_server.url,
+        nats_client,
+        carrier={"ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS": "1.5", "SANDBOX_PUSH": "off"},
+        # A short lease so the restarted worker may take the shipment over soon.
+        shipment={"LABEL_TIMEOUT_SECONDS": "5", "WORKER_LEASE_SECONDS": "1"},
+        shipment_as_process=True,
+    ) as spine:
+        process = spine.shipment_process
+        assert process is not None
+        await seed_catalog(spine.inventory, ITEMS, STOCK)
+        order_id = await place(spine, [("KETTLE", 1, "40.00")], "RESTART-1")
+        # The rate is stored right before BookLabel is called: then the call is on its way.
+        created = await wait_for(
+            lambda: shipments_of(spine, order_id),
+            lambda s: len(s) == 1 and s[0].HasField("rate"),
+        )
+        assert len(created) == 1 and created[0].status == shipment_pb2.SHIPMENT_STATUS_CREATED
+        await asyncio.sleep(0.3)
+
+        # kill -9 the shipment process while its BookLabel call is in flight, then start
+        # another on the same database: it takes the shipment over once the lease runs out.
+        process.kill()
+        assert spine.carrier.label_bookings() == 0  # the carrier is still booking
+        await process.start()
+        shipment = await one_manifested(spine, order_id)
+        assert shipment.shipment_id == created[0].shipment_id and shipment.label_id
+        assert spine.carrier.label_bookings() == 1
