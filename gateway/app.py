@@ -147,11 +147,13 @@ class PartnerGateway:
     def _match(self, request: Request) -> tuple[Route, dict[str, str]]:
         raw = request.scope.get("raw_path") or request.url.path.encode()
         raw_path = raw.decode("latin-1").split("?", 1)[0]
+        matched = [(r, v) for r in self.routes if (v := r.template.match(raw_path)) is not None]
+        if any(route.template.verb for route, _ in matched):
+            # `/v1/orders/X:cancel` names the custom method, not an order "X:cancel": a plain
+            # `{order_id}` template must not claim it (nor offer its methods in Allow).
+            matched = [(route, values) for route, values in matched if route.template.verb]
         allowed: list[str] = []
-        for route in self.routes:
-            values = route.template.match(raw_path)
-            if values is None:
-                continue
+        for route, values in matched:
             if route.binding.http_method == request.method:
                 return route, values
             allowed.append(route.binding.http_method)
@@ -219,7 +221,7 @@ class PartnerGateway:
                 415, "the request body must be application/json", grpc.StatusCode.INVALID_ARGUMENT
             )
         try:
-            return json.loads(body)
+            parsed = json.loads(body)
         except (ValueError, RecursionError) as error:
             where = ""
             if isinstance(error, json.JSONDecodeError):
@@ -227,6 +229,9 @@ class PartnerGateway:
             raise bad_request(
                 "the request body is not valid JSON", [Violation("", "malformed JSON" + where)]
             ) from None
+        if parsed is None:  # a body of `null` is not "no body": the schemas say an object
+            raise bad_request("the request body is null", [Violation("", "must not be null")])
+        return parsed
 
     async def _transcode(
         self,

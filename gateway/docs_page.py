@@ -37,6 +37,7 @@ Idempotency-Key is still running</td></tr>
 <tr id="problem-422"><td>422</td><td>Idempotency-Key reused with a different request</td></tr>
 <tr id="problem-429"><td>429</td><td>rate limited: see Retry-After and RateLimit-*</td></tr>
 <tr id="problem-500"><td>500</td><td>unexpected error; quote the correlation id</td></tr>
+<tr id="problem-501"><td>501</td><td>in the contract but not implemented yet</td></tr>
 <tr id="problem-503"><td>503</td><td>a backend is unavailable; retry after Retry-After</td></tr>
 <tr id="problem-504"><td>504</td><td>a backend did not answer in time</td></tr>
 </table>

@@ -15,21 +15,36 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from gateway.auth import SCOPES, is_signed_push, scope_for
 from gateway.jsonmap import enum_of, message_of
+from gateway.openapi_rules import (
+    cel_notes,
+    integer_schema,
+    message_cel_notes,
+    non_zero,
+    nullable,
+    numeric_keywords,
+    rejects_zero,
+    rules_of,
+    string_keywords,
+    with_notes,
+)
 from gateway.transcoder import SERVER_OWNED_FIELDS, Route
 
-_INTEGER_FORMATS = {
-    FieldDescriptor.TYPE_INT32: "int32",
-    FieldDescriptor.TYPE_SINT32: "int32",
-    FieldDescriptor.TYPE_SFIXED32: "int32",
-    FieldDescriptor.TYPE_UINT32: "uint32",
-    FieldDescriptor.TYPE_FIXED32: "uint32",
-}
-_INT64_TYPES = {
-    FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_SFIXED64,
-    FieldDescriptor.TYPE_UINT64,
-    FieldDescriptor.TYPE_FIXED64,
+# proto integer types: their JSON Schema format and range.
+_INT32 = ("int32", -(2**31), 2**31 - 1)
+_UINT32 = ("uint32", 0, 2**32 - 1)
+_INT64 = ("int64", -(2**63), 2**63 - 1)
+_UINT64 = ("uint64", 0, 2**64 - 1)
+_INTEGER_TYPES = {
+    FieldDescriptor.TYPE_INT32: _INT32,
+    FieldDescriptor.TYPE_SINT32: _INT32,
+    FieldDescriptor.TYPE_SFIXED32: _INT32,
+    FieldDescriptor.TYPE_UINT32: _UINT32,
+    FieldDescriptor.TYPE_FIXED32: _UINT32,
+    FieldDescriptor.TYPE_INT64: _INT64,
+    FieldDescriptor.TYPE_SINT64: _INT64,
+    FieldDescriptor.TYPE_SFIXED64: _INT64,
+    FieldDescriptor.TYPE_UINT64: _UINT64,
+    FieldDescriptor.TYPE_FIXED64: _UINT64,
 }
 _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
@@ -48,7 +63,24 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.BytesValue": {"type": "string", "format": "byte"},
     "google.api.HttpBody": {"type": "string", "description": "the raw request body"},
 }
-_ERROR_STATUSES = ("400", "401", "403", "404", "405", "409", "413", "415", "429", "503", "504")
+# Every problem status the gateway (or a backend, through the gRPC mapping) can answer.
+_ERROR_STATUSES: dict[str, str] = {
+    "400": "invalid input: malformed JSON, unknown or server-owned fields, wrong types, broken "
+    "rules (each in `violations`), or a failed precondition",
+    "401": "no API key, or not a valid one",
+    "403": "the API key lacks the operation's scope",
+    "404": "no such resource (or it belongs to another partner)",
+    "405": "the method is not allowed on this path; see the Allow header",
+    "409": "conflict: the resource's state forbids this, or a request with this "
+    "Idempotency-Key is still running",
+    "413": "the request body is too large",
+    "415": "the request body is not JSON",
+    "429": "rate limit exceeded; see Retry-After and the RateLimit-* headers",
+    "501": "the operation is in the contract but not implemented yet",
+    "503": "a backend is not available; retry after Retry-After",
+    "504": "a backend did not answer in time",
+}
+_IDEMPOTENCY_MISMATCH = "this Idempotency-Key was used with a different request"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -106,24 +138,34 @@ class _SchemaBuilder:
         for field in descriptor.fields:
             if field.name in exclude:
                 continue
-            properties[field.json_name] = self.field(field)
-            if _rules(field).required:
+            if rejects_zero(field, rules_of(field)):
+                properties[field.json_name] = self.field(field)
                 required.append(field.json_name)
-        schema: dict[str, Any] = {"type": "object", "properties": properties}
+            else:
+                properties[field.json_name] = nullable(self.field(field))
+        # Unknown fields are rejected (400), so the schema closes the object. The proto field
+        # names are accepted too, as aliases of these JSON names (proto3 JSON), not listed.
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": False,
+        }
         if required:
             schema["required"] = required
-        description = self.comments.get(descriptor.full_name)
+        description = with_notes(
+            self.comments.get(descriptor.full_name, ""), message_cel_notes(descriptor)
+        )
         if description:
             schema["description"] = description
         return schema
 
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
-        rules = _rules(field)
+        rules = rules_of(field)
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             value = field.message_type.fields_by_name["value"]
             schema: dict[str, Any] = {
                 "type": "object",
-                "additionalProperties": self.single(value, validate_pb2.FieldRules()),
+                "additionalProperties": self.single(value, rules.map.values),
             }
             if rules.map.HasField("max_pairs"):
                 schema["maxProperties"] = rules.map.max_pairs
@@ -139,7 +181,9 @@ class _SchemaBuilder:
                 schema["uniqueItems"] = True
         else:
             schema = self.single(field, rules)
-        description = self.comments.get(field.full_name)
+            if rules.required and not field.has_presence:
+                schema = non_zero(field, schema)
+        description = with_notes(self.comments.get(field.full_name, ""), cel_notes(rules))
         if description:
             if "$ref" in schema:  # 3.1 allows siblings of $ref
                 schema = {**schema, "description": description}
@@ -155,67 +199,23 @@ class _SchemaBuilder:
             names = [v.name for v in enum_of(field).values]
             numbers = {v.number: v.name for v in enum_of(field).values}
             excluded = {numbers.get(n) for n in rules.enum.not_in}
-            allowed = {numbers.get(n) for n in rules.enum.__getattribute__("in")}
+            if rules.required and not field.has_presence:
+                excluded.add(numbers.get(0))  # required: the zero value counts as unset
+            allowed = {numbers.get(n) for n in getattr(rules.enum, "in")}
             if excluded or allowed:
                 kept = [n for n in names if n not in excluded and (not allowed or n in allowed)]
                 return {"type": "string", "enum": kept}
             return self.enum_ref(enum_of(field))
         if kind == FieldDescriptor.TYPE_STRING:
-            return _string_schema(rules)
+            return string_keywords(rules.string)
         if kind == FieldDescriptor.TYPE_BYTES:
             return {"type": "string", "format": "byte"}
         if kind == FieldDescriptor.TYPE_BOOL:
             return {"type": "boolean"}
         if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-            return {
-                "type": "number",
-                **_bounds(getattr(rules, rules.WhichOneof("type") or "double")),
-            }
-        schema: dict[str, Any]
-        if kind in _INT64_TYPES:
-            # proto3 JSON writes 64-bit integers as strings (JS numbers lose precision).
-            schema = {"type": ["integer", "string"], "format": "int64"}
-        else:
-            schema = {"type": "integer", "format": _INTEGER_FORMATS.get(kind, "int32")}
-        which = rules.WhichOneof("type")
-        if which:
-            schema.update(_bounds(getattr(rules, which)))
-        return schema
-
-
-def _rules(field: FieldDescriptor) -> validate_pb2.FieldRules:
-    options = field.GetOptions()
-    if options.HasExtension(validate_pb2.field):
-        return options.Extensions[validate_pb2.field]
-    return validate_pb2.FieldRules()
-
-
-def _string_schema(rules: validate_pb2.FieldRules) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "string"}
-    text = rules.string
-    if text.HasField("min_len"):
-        schema["minLength"] = text.min_len
-    if text.HasField("max_len"):
-        schema["maxLength"] = text.max_len
-    if text.HasField("pattern"):
-        schema["pattern"] = text.pattern
-    return schema
-
-
-def _bounds(numeric: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for rule, keyword in (
-        ("gt", "exclusiveMinimum"),
-        ("gte", "minimum"),
-        ("lt", "exclusiveMaximum"),
-        ("lte", "maximum"),
-    ):
-        try:
-            if numeric.HasField(rule):
-                found[keyword] = getattr(numeric, rule)
-        except ValueError:
-            continue
-    return found
+            return {"type": "number", **numeric_keywords(rules)}
+        fmt, low, high = _INTEGER_TYPES.get(kind, _INT32)
+        return integer_schema(fmt, low, high, numeric_keywords(rules))
 
 
 def build_openapi(routes: Sequence[Route], comments: dict[str, str]) -> dict[str, Any]:
@@ -270,12 +270,10 @@ def _operation(route: Route, builder: _SchemaBuilder) -> dict[str, Any]:
                 continue
             if field.type == FieldDescriptor.TYPE_MESSAGE:
                 continue  # nested query parameters work but are not documented
-            rules = _rules(field)
-            needed = field.is_repeated and rules.repeated.min_items > 0
             parameter: dict[str, Any] = {
                 "name": field.name,
                 "in": "query",
-                "required": needed,
+                "required": rejects_zero(field, rules_of(field)),
                 "schema": builder.field(field),
             }
             if field.is_repeated:
@@ -286,8 +284,10 @@ def _operation(route: Route, builder: _SchemaBuilder) -> dict[str, Any]:
             "name": "X-Correlation-Id",
             "in": "header",
             "required": False,
-            "description": "your request id; generated when absent, returned on every response",
-            "schema": {"type": "string", "maxLength": 128, "pattern": "^[!-~]+$"},
+            "description": "your request id, returned on every response. Any value is accepted:"
+            " one that is not 1-128 printable ASCII characters without spaces is replaced by a"
+            " generated id, as is an absent one.",
+            "schema": {"type": "string"},
         }
     )
     success = str(route.success_status)
@@ -308,16 +308,16 @@ def _operation(route: Route, builder: _SchemaBuilder) -> dict[str, Any]:
             },
             **{
                 status: {
-                    "description": "problem",
+                    "description": description,
                     "content": {
                         "application/problem+json": {
                             "schema": {"$ref": "#/components/schemas/Problem"}
                         }
                     },
                 }
-                for status in (
-                    *_ERROR_STATUSES,
-                    *(("422",) if binding.http_method == "POST" else ()),
+                for status, description in (
+                    *_ERROR_STATUSES.items(),
+                    *((("422", _IDEMPOTENCY_MISMATCH),) if binding.http_method == "POST" else ()),
                 )
             },
         },
@@ -333,13 +333,25 @@ def _operation(route: Route, builder: _SchemaBuilder) -> dict[str, Any]:
                 "in": "header",
                 "required": False,
                 "description": "makes the POST safe to retry for 24 h; replays say "
-                "Idempotent-Replayed: true",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "Idempotent-Replayed: true. Use a fresh, unique key (e.g. a UUID) per distinct "
+                "request: reusing a key with a different request answers 422, and while the "
+                "first request with a key is running others answer 409.",
+                # Printable ASCII; HTTP strips a value's outer spaces, so none at either end.
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": "^[!-~]([ -~]*[!-~])?$",
+                },
             }
         )
     if binding.body == "*":
         schema = builder.message(request, exclude=[*bound, *SERVER_OWNED_FIELDS])
-        operation["requestBody"] = {"content": {"application/json": {"schema": schema}}}
+        operation["requestBody"] = {
+            # An absent body reads as {}: required only when {} breaks the rules.
+            "required": bool(schema.get("required")),
+            "content": {"application/json": {"schema": schema}},
+        }
     elif route.raw_body:
         operation["requestBody"] = {
             "required": True,

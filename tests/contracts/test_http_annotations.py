@@ -25,8 +25,6 @@ PARTNER_ROUTES = {
     ("get", "/v1/orders/{order_id}"),
     ("post", "/v1/orders/{order_id}:cancel"),
     ("get", "/v1/orders/{order_id}/timeline"),
-    ("post", "/v1/orders/{order_id}/returns"),
-    ("get", "/v1/returns/{return_id}"),
     ("get", "/v1/shipments/{shipment_id}"),
     ("get", "/v1/shipments/{shipment_id}/tracking"),
     ("get", "/v1/items"),

@@ -78,21 +78,6 @@ async def test_cancel_custom_verb_routes_to_cancel_order_with_body_star(stack: S
     assert stack.orders.calls[-1][0] == "CancelOrder"
 
 
-async def test_create_return_answers_201_with_body_field(stack: Stack) -> None:
-    order = await create_order(stack, stack.key_a)
-    response = await stack.client.post(
-        f"/v1/orders/{order['orderId']}/returns",
-        json={
-            "lines": [
-                {"orderLineNumber": 1, "quantity": 1, "disposition": "RETURN_DISPOSITION_RESTOCK"}
-            ]
-        },
-        headers=bearer(stack.key_a),
-    )
-    assert response.status_code == 201, response.text
-    assert response.json()["orderReturn"]["orderId"] == order["orderId"]
-
-
 async def test_list_orders_maps_query_parameters(stack: Stack) -> None:
     for n in range(3):
         await create_order(stack, stack.key_a, f"PO-{n}")
@@ -225,8 +210,26 @@ async def test_unknown_route_is_404_and_wrong_method_is_405(stack: Stack) -> Non
     assert set(wrong.headers["allow"].split(", ")) == {"GET", "POST"}
 
 
+async def test_custom_method_path_allows_only_its_own_method(stack: Stack) -> None:
+    # `/v1/orders/X:cancel` is the cancel method, not an order "X:cancel" for GET /v1/orders/{id}.
+    path = "/v1/orders/ord_00000000000000000000000000:cancel"
+    response = await stack.client.get(path, headers=bearer(stack.key_a))
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
 async def test_body_over_the_limit_is_413(stack: Stack) -> None:
     huge = {**order_body(), "externalOrderId": "x" * (1024 * 1024 + 10)}
     response = await stack.client.post("/v1/orders", json=huge, headers=bearer(stack.key_a))
     assert response.status_code == 413
     assert response.json()["grpc_code"] == "RESOURCE_EXHAUSTED"
+
+
+async def test_a_null_body_is_rejected_not_read_as_empty(stack: Stack) -> None:
+    response = await stack.client.post(
+        "/v1/orders",
+        content=b"null",
+        headers={**bearer(stack.key_a), "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert violation_fields(response) == [""]

@@ -176,9 +176,7 @@ class OrderApi(svc_grpc.OrderServiceServicer):
 
     async def ListOrders(self, request: svc.ListOrdersRequest, context: Any) -> Any:
         size = request.page_size or DEFAULT_PAGE_SIZE
-        after = (
-            int(base64.urlsafe_b64decode(request.page_token).decode()) if request.page_token else 0
-        )
+        after = _page_after(request.page_token)  # a token we did not issue is 400, not 500
         status = OrderStatus(request.status) if request.status else None
         rows = await self._db.run(repo.list_orders, request.partner_id, status, after, size + 1)
         served = rows[:size]
@@ -237,7 +235,9 @@ class OrderApi(svc_grpc.OrderServiceServicer):
         )
 
     async def ListReturns(self, request: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "returns are not implemented yet")
+        # Like GetReturn: no return can exist yet, so every page is empty (not a 500 error).
+        _page_after(request.page_token)
+        return svc.ListReturnsResponse()
 
 
 def _page_after(token: str) -> int:

@@ -135,21 +135,22 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateReturn(self, request, context):
-        """CreateReturn authorizes a return of delivered units.
+        """CreateReturn authorizes a return of delivered units. Internal until returns are built: it has
+        no REST route, so partners are not offered an operation that answers UNIMPLEMENTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetReturn(self, request, context):
-        """GetReturn returns one return.
+        """GetReturn returns one return (internal, like CreateReturn).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListReturns(self, request, context):
-        """ListReturns pages through returns, newest first.
+        """ListReturns pages through returns, newest first (internal, like CreateReturn).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,11 +50,13 @@ class OrderServiceStub:
     RetryOrderStep: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.RetryOrderStepRequest, _order_service_pb2.RetryOrderStepResponse]
     """RetryOrderStep retries the failed or timed-out saga step of an order in exception."""
     CreateReturn: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.CreateReturnRequest, _order_service_pb2.CreateReturnResponse]
-    """CreateReturn authorizes a return of delivered units."""
+    """CreateReturn authorizes a return of delivered units. Internal until returns are built: it has
+    no REST route, so partners are not offered an operation that answers UNIMPLEMENTED.
+    """
     GetReturn: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.GetReturnRequest, _order_service_pb2.GetReturnResponse]
-    """GetReturn returns one return."""
+    """GetReturn returns one return (internal, like CreateReturn)."""
     ListReturns: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.ListReturnsRequest, _order_service_pb2.ListReturnsResponse]
-    """ListReturns pages through returns, newest first."""
+    """ListReturns pages through returns, newest first (internal, like CreateReturn)."""
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -78,11 +80,13 @@ class OrderServiceAsyncStub(OrderServiceStub):
     RetryOrderStep: _aio.UnaryUnaryMultiCallable[_order_service_pb2.RetryOrderStepRequest, _order_service_pb2.RetryOrderStepResponse]  # type: ignore[assignment]
     """RetryOrderStep retries the failed or timed-out saga step of an order in exception."""
     CreateReturn: _aio.UnaryUnaryMultiCallable[_order_service_pb2.CreateReturnRequest, _order_service_pb2.CreateReturnResponse]  # type: ignore[assignment]
-    """CreateReturn authorizes a return of delivered units."""
+    """CreateReturn authorizes a return of delivered units. Internal until returns are built: it has
+    no REST route, so partners are not offered an operation that answers UNIMPLEMENTED.
+    """
     GetReturn: _aio.UnaryUnaryMultiCallable[_order_service_pb2.GetReturnRequest, _order_service_pb2.GetReturnResponse]  # type: ignore[assignment]
-    """GetReturn returns one return."""
+    """GetReturn returns one return (internal, like CreateReturn)."""
     ListReturns: _aio.UnaryUnaryMultiCallable[_order_service_pb2.ListReturnsRequest, _order_service_pb2.ListReturnsResponse]  # type: ignore[assignment]
-    """ListReturns pages through returns, newest first."""
+    """ListReturns pages through returns, newest first (internal, like CreateReturn)."""
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrderService owns orders, their fulfillment saga and returns. It is the OMS of record.
@@ -145,7 +149,9 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_service_pb2.CreateReturnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_service_pb2.CreateReturnResponse, _abc.Awaitable[_order_service_pb2.CreateReturnResponse]]:
-        """CreateReturn authorizes a return of delivered units."""
+        """CreateReturn authorizes a return of delivered units. Internal until returns are built: it has
+        no REST route, so partners are not offered an operation that answers UNIMPLEMENTED.
+        """
 
     @_abc_1.abstractmethod
     def GetReturn(
@@ -153,7 +159,7 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_service_pb2.GetReturnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_service_pb2.GetReturnResponse, _abc.Awaitable[_order_service_pb2.GetReturnResponse]]:
-        """GetReturn returns one return."""
+        """GetReturn returns one return (internal, like CreateReturn)."""
 
     @_abc_1.abstractmethod
     def ListReturns(
@@ -161,6 +167,6 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_service_pb2.ListReturnsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_service_pb2.ListReturnsResponse, _abc.Awaitable[_order_service_pb2.ListReturnsResponse]]:
-        """ListReturns pages through returns, newest first."""
+        """ListReturns pages through returns, newest first (internal, like CreateReturn)."""
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
