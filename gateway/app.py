@@ -25,6 +25,7 @@ from gateway.backends import Backends, BackendUnavailable
 from gateway.carrier_push import PUSH_ROUTE_CLASS, bucket_key, signature_headers
 from gateway.docs_page import DOCS_HTML
 from gateway.jsonmap import Violation
+from gateway.metrics import GatewayMetrics
 from gateway.problems import Problem, bad_request, problem_of_rpc_error, problem_response
 from gateway.store.queries import Admission, BucketPolicy, admit, take_token
 from gateway.transcoder import RawBody, Route, build_request, response_json
@@ -65,8 +66,10 @@ class PartnerGateway:
         db: Database,
         openapi: dict[str, Any],
         limits: Limits | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.routes = list(routes)
+        self.metrics = metrics
         self.backends = backends
         self.db = db
         self.limits = limits or Limits()
@@ -93,6 +96,9 @@ class PartnerGateway:
                     Problem(500, "the request could not be completed", grpc.StatusCode.INTERNAL),
                     correlation_id,
                 )
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.observe(request.method, response.status_code, elapsed)
             # One line per request (the JSON formatter adds the correlation id).
             log.info(
                 "http request",
@@ -100,7 +106,7 @@ class PartnerGateway:
                     "method": request.method,
                     "path": request.url.path,
                     "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )
         response.headers[CORRELATION_HEADER] = correlation_id

@@ -25,6 +25,7 @@ from gateway.carrier_push import PUSH_ROUTE_CLASS
 from gateway.config import GatewayConfig
 from gateway.contract_docs import comments_by_name, load_descriptor_set
 from gateway.descriptors import bindings_of, contract_services
+from gateway.metrics import GatewayMetrics
 from gateway.openapi import build_openapi
 from gateway.store import migrate, queries
 from gateway.transcoder import build_routes
@@ -37,6 +38,7 @@ from services.kit.config import ConfigError
 from services.kit.db import Database
 from services.kit.http_server import HttpServer
 from services.kit.logging import configure_logging
+from services.kit.metrics import ServiceMetrics, serve_metrics
 from services.kit.streams import StreamSettings
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class Built:
     gateway: PartnerGateway
     db: Database
     backends: Backends
+    metrics: GatewayMetrics
 
 
 def build(config: GatewayConfig) -> Built:
@@ -69,7 +72,9 @@ def build(config: GatewayConfig) -> Built:
         write_bucket=queries.BucketPolicy(config.write_burst, config.write_rate_per_second),
         push_bucket=queries.BucketPolicy(config.push_burst, config.push_rate_per_second),
     )
-    return Built(PartnerGateway(routes, backends, db, openapi, limits), db, backends)
+    metrics = GatewayMetrics()
+    gateway = PartnerGateway(routes, backends, db, openapi, limits, metrics)
+    return Built(gateway, db, backends, metrics)
 
 
 def retry_policy(config: GatewayConfig) -> RetryPolicy:
@@ -81,9 +86,12 @@ def retry_policy(config: GatewayConfig) -> RetryPolicy:
     )
 
 
-def delivery_worker(config: GatewayConfig, db: Database) -> DeliveryWorker:
+def delivery_worker(
+    config: GatewayConfig, db: Database, metrics: ServiceMetrics | None = None
+) -> DeliveryWorker:
     return DeliveryWorker(
         db=db,
+        metrics=metrics,
         nats_url=config.nats_url,
         policy=retry_policy(config),
         sender_settings=SenderSettings(
@@ -140,9 +148,18 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     built = build(config)
     if seed_demo:
         await seed_demo_partner(built.db)
-    webhook_api = await start_webhook_api(built.db, retry_policy(config).retry_seconds)
+    metrics_endpoint = serve_metrics(
+        built.metrics.service, host=config.bind_host, port=config.metrics_port
+    )
+    webhook_api = await start_webhook_api(
+        built.db, retry_policy(config).retry_seconds, built.metrics.service
+    )
     built.backends.add_target(WEBHOOK_SERVICE.full_name, f"127.0.0.1:{webhook_api.port}")
-    worker = delivery_worker(config, built.db) if config.webhooks_enabled else None
+    worker = (
+        delivery_worker(config, built.db, built.metrics.service)
+        if config.webhooks_enabled
+        else None
+    )
     if worker is not None:
         worker.start()
     partner_http = HttpServer(built.gateway, host=config.http_host, port=config.http_port)
@@ -160,7 +177,12 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     retention = config.webhook_log_retention_days * 86_400.0
     purger = asyncio.create_task(_purge_forever(built.db, retention))
     log.info(
-        "gateway serving", extra={"http_port": partner_http.port, "admin_port": admin_http.port}
+        "gateway serving",
+        extra={
+            "http_port": partner_http.port,
+            "admin_port": admin_http.port,
+            "metrics_port": metrics_endpoint.port,
+        },
     )
     await stop.wait()
     purger.cancel()
@@ -171,6 +193,7 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     await webhook_api.shutdown()
     await built.backends.close()
     await built.db.close()
+    await asyncio.to_thread(metrics_endpoint.close)
 
 
 def main() -> None:

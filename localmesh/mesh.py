@@ -239,9 +239,7 @@ class MeshRunner:
             registry_url=f"http://{host}:{plan.of('schema-registry', 'http')}",
             grpc_targets={s.name: ctx.grpc_target(s.name) for s in services if s.serves_grpc},
             metrics_urls={
-                s.name: f"http://{host}:{plan.of(s.name, 'metrics')}/metrics"
-                for s in services
-                if s.serves_grpc
+                s.name: f"http://{host}:{plan.of(s.name, 'metrics')}/metrics" for s in services
             },
             nats_url=f"nats://{host}:{plan.of('nats', 'client')}",
             nats_admin_url=ctx.admin_nats_url,

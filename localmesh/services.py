@@ -82,6 +82,7 @@ FIXED_PORTS: Mapping[tuple[str, str], int] = {
     ("carrier-adapter", "metrics"): 9105,
     ("gateway", "http"): 8080,
     ("gateway", "admin"): 8081,
+    ("gateway", "metrics"): 9106,
 }
 
 
@@ -96,5 +97,5 @@ def mesh_services(with_shipment: bool | None = None) -> tuple[ServiceSpec, ...]:
 
 
 def port_names(spec: ServiceSpec) -> tuple[str, ...]:
-    """Every port a service listens on; the gateway serves no metrics endpoint of its own."""
-    return spec.ports if spec.name == "gateway" else (*spec.ports, "metrics")
+    """Every port a service listens on: its named ports and its Prometheus metrics."""
+    return (*spec.ports, "metrics")

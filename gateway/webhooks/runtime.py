@@ -25,6 +25,7 @@ from gateway.webhooks.servicer import SERVICE, WebhookApi
 from services.kit import bus
 from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.db import Database
+from services.kit.metrics import ServiceMetrics
 from services.kit.registry_client import SchemaRegistryClient
 from services.kit.schema_ids import SchemaResolver
 from services.kit.server import ServiceServer
@@ -33,11 +34,13 @@ from services.kit.streams import StreamSettings, ensure_streams
 log = logging.getLogger(__name__)
 
 
-async def start_webhook_api(db: Database, retry_seconds: float) -> ServiceServer:
+async def start_webhook_api(
+    db: Database, retry_seconds: float, metrics: ServiceMetrics | None = None
+) -> ServiceServer:
     """Serve WebhookService on 127.0.0.1:<free port>; the caller routes to `server.port`."""
     from crossdock.gateway.v1.webhook_service_pb2_grpc import add_WebhookServiceServicer_to_server
 
-    server = ServiceServer("gateway", host="127.0.0.1", port=0)
+    server = ServiceServer("gateway", host="127.0.0.1", port=0, metrics=metrics)
     api = WebhookApi(db, retry_seconds)
     server.add_servicer(add_WebhookServiceServicer_to_server, api, SERVICE)
     await server.start()
@@ -55,6 +58,7 @@ class DeliveryWorker:
     consumer_settings: ConsumerSettings | None = None
     stream_settings: StreamSettings | None = None
     schema_registry_target: str = ""
+    metrics: ServiceMetrics | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     sender: WebhookSender | None = None
     _nc: NATS | None = None
@@ -84,6 +88,7 @@ class DeliveryWorker:
                 nc=self._nc,
                 settings=self.consumer_settings,
                 schema_resolver=resolver,
+                metrics=self.metrics,
             )
             self.consumers.append(consumer)
             consumer.start()

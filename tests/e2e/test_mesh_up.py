@@ -63,6 +63,10 @@ def test_every_service_reports_serving(mesh: Mesh) -> None:
     assert statuses == {name: "SERVING" for name in grpc_services}
     for name, url in mesh.metrics_urls.items():
         assert httpx.get(url, timeout=10).status_code == 200, name
+    # The gateway counts partner requests (this module's requests included).
+    httpx.get(mesh.gateway_url + "/v1/items", headers=bearer(mesh.demo_api_key), timeout=10)
+    exposition = httpx.get(mesh.metrics_urls["gateway"], timeout=10).text
+    assert 'crossdock_http_requests_total{code="200",method="GET"}' in exposition
 
 
 def test_seeding_again_duplicates_nothing(mesh: Mesh) -> None:
