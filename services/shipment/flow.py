@@ -31,6 +31,7 @@ from services.shipment.domain.model import ShipmentStatus, TrackingStatus
 from services.shipment.domain.packing import ItemSpec, PickedUnits, pack
 from services.shipment.domain.tracking import Progress, Rule, Scan, apply_scan
 from services.shipment.store import repository as repo
+from services.shipment.store import scans
 
 PICKED_UP = "crossdock.shipment.picked_up.v1"
 OUT_FOR_DELIVERY = "crossdock.shipment.out_for_delivery.v1"
@@ -164,7 +165,7 @@ def manifest(conn: Connection, shipment_id: str, label: carrier_pb2.Label, now: 
     stored.progress = Progress(ShipmentStatus.MANIFESTED, ShipmentStatus.MANIFESTED, reached_at=now)
     repo.save_shipment(conn, stored, now=now.timestamp(), label_due_at=None, release_lease=True)
     numbers = [label.tracking_number, *label.package_tracking_numbers]
-    repo.add_tracking_numbers(conn, label.carrier, list(numbers), shipment_id)
+    scans.add_tracking_numbers(conn, label.carrier, list(numbers), shipment_id)
     quoted = label.quoted_charge if label.HasField("quoted_charge") else shipment.rate.total_charge
     _publish(
         conn,
@@ -246,16 +247,16 @@ def apply_tracking(
 ) -> int:
     """Store the new scans, move the milestone, publish what the rules say; returns how many
     scans were new. Duplicates (same dedupe key) are dropped here whatever the carrier resent."""
-    shipment_id = repo.shipment_of_tracking_number(conn, update.carrier, update.tracking_number)
+    shipment_id = scans.shipment_of_tracking_number(conn, update.carrier, update.tracking_number)
     if shipment_id is None:
         raise TrackingNumberUnknown(f"{update.carrier} {update.tracking_number}")
     stored = _require(conn, shipment_id)
     shipment = stored.shipment
     fresh = 0
     events: list[Message] = []
-    scans = sorted(update.events, key=lambda e: (e.occur_time.seconds, e.occur_time.nanos))
-    for scan in scans:
-        if not repo.add_scan(conn, shipment_id, scan, scan_key(scan)):
+    in_order = sorted(update.events, key=lambda e: (e.occur_time.seconds, e.occur_time.nanos))
+    for scan in in_order:
+        if not scans.add_scan(conn, shipment_id, scan, scan_key(scan)):
             continue
         fresh += 1
         at = scan.occur_time.ToDatetime(tzinfo=UTC)

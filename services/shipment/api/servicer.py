@@ -20,6 +20,7 @@ from services.kit.errors import NotFound
 from services.kit.paging import DEFAULT_PAGE_SIZE, decode_token, encode_token
 from services.shipment import flow
 from services.shipment.store import repository as repo
+from services.shipment.store import scans
 
 
 def _not_found(shipment_id: str) -> NotFound:
@@ -35,7 +36,7 @@ def _tracking(conn: Connection, shipment_id: str, partner_id: str) -> Any:
     return svc.GetTrackingResponse(
         shipment_id=shipment_id,
         status=stored.shipment.status,
-        events=repo.list_scans(conn, shipment_id),
+        events=scans.list_scans(conn, shipment_id),
     )
 
 
