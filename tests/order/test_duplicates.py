@@ -142,3 +142,26 @@ def test_terminal_orders_stay_terminal() -> None:
     mesh.apply("ord_1", ShipmentManifested("shp_late", EAST, (LineQuantity(1, 1),)))
     mesh.apply("ord_1", InvoicePosted("inv_late", "shp_late", (LineQuantity(1, 1),)))
     assert order.status is OrderStatus.COMPLETED and order.lines == before.lines
+
+
+def test_a_new_label_failure_after_a_retry_reopens_the_exception_a_redelivery_does_not() -> None:
+    mesh = Mesh()
+    mesh.receive("WIDGET", EAST, 5)
+    mesh.place("ord_1", order_input(("WIDGET", 2)))
+    mesh.drain()
+    mesh.confirm_pick(mesh.open_picks("ord_1")[0])
+    mesh.drain()
+    shipment_id = f"shp_{mesh.shippable()[0].pick_id}"
+    failed = ShipmentFailed(shipment_id, "label booking failed: DEADLINE_EXCEEDED")
+
+    def report(event_id: str) -> OrderStatus:
+        result = mesh.saga.apply(mesh.orders["ord_1"], failed, mesh.clock.ctx(event_id=event_id))
+        mesh.orders["ord_1"] = result.order
+        return result.order.status
+
+    assert report("evt-1") is OrderStatus.EXCEPTION
+    mesh.retry("ord_1")
+    assert mesh.orders["ord_1"].status is not OrderStatus.EXCEPTION
+    # The old event again (redelivered) is not news; the same words in a new event are.
+    assert report("evt-1") is not OrderStatus.EXCEPTION
+    assert report("evt-2") is OrderStatus.EXCEPTION

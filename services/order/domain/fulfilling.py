@@ -127,8 +127,10 @@ def on_shipment_failed(order: Order, failed: ShipmentFailed, fx: Effects) -> Non
     if order.is_terminal:
         return
     shipment = order.shipments.get(failed.shipment_id) or ShipmentRecord(failed.shipment_id, "", ())
-    # Keyed on the reason too: a redelivered old failure must not reopen a recovered shipment.
-    key = f"shipment-failed:{failed.shipment_id}:{failed.reason}"
+    # Keyed on the event that reported it (the reason when there is none): a redelivered old
+    # failure must not reopen a recovered shipment, but a new failure after a retry must count
+    # even when its reason reads the same.
+    key = f"shipment-failed:{failed.shipment_id}:{fx.ctx.event_id or failed.reason}"
     if key in order.applied or shipment.delivered:
         return
     order.applied.add(key)
