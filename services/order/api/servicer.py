@@ -8,7 +8,6 @@ places and persists in one unit of work.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +20,8 @@ from crossdock.order.v1 import order_service_pb2_grpc as svc_grpc
 from sqlalchemy import Connection
 
 from services.kit.db import Database
-from services.kit.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
+from services.kit.errors import NotFound, Unavailable
+from services.kit.paging import DEFAULT_PAGE_SIZE, decode_token, encode_token
 from services.kit.request_context import current_correlation_id, new_correlation_id
 from services.order import flow
 from services.order.api import mapping
@@ -38,7 +38,6 @@ from services.order.domain.model import Order, OrderInput
 from services.order.store import repository as repo
 
 Clock = Callable[[], datetime]
-DEFAULT_PAGE_SIZE = 50
 
 
 def utc_now() -> datetime:
@@ -176,13 +175,13 @@ class OrderApi(svc_grpc.OrderServiceServicer):
 
     async def ListOrders(self, request: svc.ListOrdersRequest, context: Any) -> Any:
         size = request.page_size or DEFAULT_PAGE_SIZE
-        after = _page_after(request.page_token)  # a token we did not issue is 400, not 500
+        after = decode_token(request.page_token) or 0  # a foreign token is 400, not 500
         status = OrderStatus(request.status) if request.status else None
         rows = await self._db.run(repo.list_orders, request.partner_id, status, after, size + 1)
         served = rows[:size]
         token = ""
         if len(rows) > size:
-            token = base64.urlsafe_b64encode(str(served[-1].seq).encode()).decode()
+            token = encode_token(served[-1].seq)
         return svc.ListOrdersResponse(
             orders=[mapping.order_to_proto(x.order) for x in served], next_page_token=token
         )
@@ -236,21 +235,8 @@ class OrderApi(svc_grpc.OrderServiceServicer):
 
     async def ListReturns(self, request: Any, context: Any) -> Any:
         # Like GetReturn: no return can exist yet, so every page is empty (not a 500 error).
-        _page_after(request.page_token)
+        decode_token(request.page_token)
         return svc.ListReturnsResponse()
-
-
-def _page_after(token: str) -> int:
-    """The creation sequence a page token continues after (0 for the first page)."""
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except ValueError as exc:
-        raise InvalidArgument(
-            "page_token is not a token this service issued",
-            [FieldViolation("page_token", "page_token", "use next_page_token as returned")],
-        ) from exc
 
 
 def _inventory_unavailable(error: grpc.aio.AioRpcError) -> Unavailable:
