@@ -210,7 +210,6 @@ async def seed_catalog(
 ) -> None:
     """Items (sku → (kg per unit, USD price)), the two warehouses, and stock per (sku, site)."""
     for sku, (kg, price) in items.items():
-        units, _, cents = price.partition(".")
         await inventory.CreateItem(
             inv_svc.CreateItemRequest(
                 item=inv_svc.ItemInput(
@@ -222,9 +221,7 @@ async def seed_catalog(
                     ),
                     weight=common_pb2.Weight(value=kg, unit=common_pb2.WEIGHT_UNIT_KILOGRAM),
                     active=True,
-                    unit_price=common_pb2.Money(
-                        currency_code="USD", units=int(units), nanos=int(cents or 0) * 10_000_000
-                    ),
+                    unit_price=_usd(price),
                 )
             )
         )

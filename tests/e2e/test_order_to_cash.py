@@ -10,12 +10,9 @@ two warehouses), multi-package shipments, and hand-sent duplicate and out-of-ord
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
 
 from crossdock.billing.v1 import billing_pb2
 from crossdock.billing.v1 import billing_service_pb2 as billing_svc
@@ -39,8 +36,7 @@ from tests.e2e.spine import (
     sqlite_urls,
 )
 from tests.fixtures.nats import NatsServer
-
-T = TypeVar("T")
+from tests.fixtures.waiting import wait_for
 
 ITEMS = {
     "KETTLE": (1.5, "40.00"),
@@ -77,18 +73,6 @@ def basket(n: int) -> list[tuple[str, int, str]]:
     if n % 7 == 0:
         lines.append(("ANVIL", 3, "99.00"))
     return lines
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float
-) -> T:
-    """Poll until `done(value)`; the timeout only stops a broken flow from hanging."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.5)
 
 
 def dec(money: common_pb2.Money) -> Decimal:
@@ -146,6 +130,7 @@ async def test_fifty_orders_go_from_placed_to_completed_with_one_invoice_per_shi
             statuses,
             lambda s: all(v == order_pb2.ORDER_STATUS_COMPLETED for v in s.values()),
             timeout=240,
+            interval=0.5,
         )
         stuck = {
             i: order_pb2.OrderStatus.Name(s)

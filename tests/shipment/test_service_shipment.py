@@ -8,11 +8,9 @@ arrive as the sandbox carrier's own signed webhooks through carrier-adapter's In
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
@@ -28,24 +26,12 @@ from services.carrier_adapter.domain.normalize import RawScan
 from tests.carrier_adapter.service_support import sandbox_webhook
 from tests.e2e.spine import EAST, PARTNER, Spine, order_request, running_spine, seed_catalog
 from tests.fixtures.nats import NatsServer
+from tests.fixtures.waiting import wait_for
 
-T = TypeVar("T")
 OTHER_PARTNER = "ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8Q"
 
 ITEMS = {"KETTLE": (1.5, "40.00"), "ANVIL": (12.0, "99.00")}
 STOCK = {("KETTLE", EAST): 50, ("ANVIL", EAST): 20}
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 30.0
-) -> T:
-    """Poll until `done(value)`; the timeout only stops a broken flow from hanging."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.1)
 
 
 def db_urls(tmp_path: Path, shipment_db_url: str) -> dict[str, str]:
