@@ -41,11 +41,9 @@ class MeshOptions:
     log_level: str = "INFO"
     startup_timeout_seconds: float = 90.0
     stop_timeout_seconds: float = 15.0
-    # Include the shipment service; None: when services/shipment/main.py exists.
-    with_shipment: bool | None = None
 
     def services(self) -> tuple[ServiceSpec, ...]:
-        return mesh_services(self.with_shipment)
+        return mesh_services()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> MeshOptions:
@@ -56,7 +54,7 @@ class MeshOptions:
             raise ValueError(f"{DB_ENV} must be sqlite or postgres (got {db!r})")
         urls = {
             spec.name: env[name]
-            for spec in mesh_services(None)
+            for spec in mesh_services()
             if (name := env_prefix_for(spec.name) + "DB_URL") in env and env[name].strip()
         }
         values: dict[str, object] = {

@@ -86,14 +86,9 @@ FIXED_PORTS: Mapping[tuple[str, str], int] = {
 }
 
 
-def shipment_present(root: Path = REPO_ROOT) -> bool:
-    return (root / "services" / "shipment" / "main.py").is_file()
-
-
-def mesh_services(with_shipment: bool | None = None) -> tuple[ServiceSpec, ...]:
-    """The services to start, in start order; shipment only once its code exists."""
-    include = shipment_present() if with_shipment is None else with_shipment
-    return tuple(spec for spec in ALL_SERVICES if include or spec.name != "shipment")
+def mesh_services() -> tuple[ServiceSpec, ...]:
+    """The services to start, in start order."""
+    return ALL_SERVICES
 
 
 def port_names(spec: ServiceSpec) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ def test_fixed_ports_cover_every_process_without_clashes() -> None:
 
 
 def test_free_ports_are_distinct_and_taken_ones_are_reported() -> None:
-    plan = free_plan(port_keys(mesh_services(True), with_postgres=False))
+    plan = free_plan(port_keys(mesh_services(), with_postgres=False))
     assert len(set(plan.ports.values())) == len(plan.ports)
     assert busy(plan) == []
     with socket.socket() as listener:
