@@ -2,8 +2,8 @@
 
 Reads GatewayConfig (CROSSDOCK_GATEWAY_*), migrates the gateway database, builds routes and the
 OpenAPI document from the contracts, seeds the demo partner, starts the gateway's own
-WebhookService (loopback gRPC) and the webhook delivery worker, and serves the partner API and
-the admin API on their own ports until SIGTERM/SIGINT; then stops accepting, lets in-flight
+WebhookService (loopback gRPC) and the webhook delivery worker, and serves the partner API, the
+admin API and Prometheus metrics on their own ports until SIGTERM/SIGINT; then stops accepting, lets in-flight
 requests finish, stops the webhook worker, closes the gRPC channels and the database.
 """
 
