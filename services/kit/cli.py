@@ -156,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate",
         parents=[db_opts],
         help="upgrade a service database",
-        description="Run a service's Alembic migrations (services/<service>/store/migrations).",
+        description=(
+            "Run a service's Alembic migrations (services/<service>/adapters/store/migrations)."
+        ),
     )
     p.add_argument("--service", required=True, help="service name, e.g. order")
     p.add_argument("--revision", default="head", help="target revision (default: head)")

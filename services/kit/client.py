@@ -37,12 +37,34 @@ else:
     _StreamStream = grpc.aio.StreamStreamClientInterceptor
 
 __all__ = [
+    "TRANSIENT_CODES",
     "CallContextInterceptor",
     "UnaryStreamCallContextInterceptor",
     "call_context_interceptors",
+    "is_transient",
     "open_channel",
     "outgoing_metadata",
 ]
+
+
+# Status codes worth calling again later (with backoff, on an idempotent call); any other code is
+# the callee's final word. The one list every worker and client uses.
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
+def is_transient(error: grpc.aio.AioRpcError) -> bool:
+    """True when the failed call may succeed if made again later."""
+    return error.code() in TRANSIENT_CODES
 
 
 def outgoing_metadata(

@@ -33,6 +33,10 @@ P = ParamSpec("P")
 SERVICE_KEY = "crossdock.service"
 OUTBOX_APPENDED_KEY = "crossdock.outbox_appended"
 AFTER_COMMIT_KEY = "crossdock.after_commit"
+# The service's EventMapper (services.kit.uow), for `UnitOfWork.of(conn)`; typed loosely here
+# because uow imports this module.
+EVENT_MAPPER_KEY = "crossdock.event_mapper"
+UNIT_OF_WORK_KEY = "crossdock.unit_of_work"
 
 
 def call_after_commit(conn: Connection, callback: Callable[[], None]) -> None:
@@ -94,10 +98,18 @@ class Database:
     """A service's database: its engine, its DB worker thread(s), and the unit of work."""
 
     def __init__(
-        self, url: str, *, service: str, pool_size: int = 4, busy_timeout_ms: int = 5000
+        self,
+        url: str,
+        *,
+        service: str,
+        pool_size: int = 4,
+        busy_timeout_ms: int = 5000,
+        event_mapper: object | None = None,
     ) -> None:
         self.url = url
         self.service = service
+        # The service's one EventMapper: `uow.publish(domain_event)` maps through it.
+        self.event_mapper = event_mapper
         self.engine = make_engine(url, pool_size=pool_size, busy_timeout_ms=busy_timeout_ms)
         self.dialect = self.engine.dialect.name
         workers = 1 if self.is_sqlite else pool_size
@@ -151,6 +163,8 @@ class Database:
             conn.info[SERVICE_KEY] = self.service
             conn.info[OUTBOX_APPENDED_KEY] = False
             conn.info[AFTER_COMMIT_KEY] = []
+            conn.info[EVENT_MAPPER_KEY] = self.event_mapper
+            conn.info.pop(UNIT_OF_WORK_KEY, None)
             result = fn(conn, *args)
             appended = bool(conn.info[OUTBOX_APPENDED_KEY])
             after_commit = list(conn.info[AFTER_COMMIT_KEY])

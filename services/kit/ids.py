@@ -1,7 +1,10 @@
-"""Sortable unique ids for events: UUIDv7 (RFC 9562).
+"""Ids: UUIDv7 for events, ULIDs (python-ulid, monotonic) for resources.
 
-The outbox row id is also `ce-id` and `Nats-Msg-Id`. UUIDv7 sorts by creation time, so ids are
-index-friendly and readable in logs, and need no coordination between replicas.
+- The outbox row id is also `ce-id` and `Nats-Msg-Id`: a UUIDv7 (RFC 9562), which sorts by
+  creation time and is the form CloudEvents consumers expect of an id.
+- Resource ids are spelled as the contracts' patterns want, `<prefix>_` + a 26-character ULID
+  (`^shp_[0-9A-HJKMNP-TV-Z]{26}$`). python-ulid's default generator is monotonic: ids minted in
+  the same millisecond still sort in creation order.
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ import os
 import threading
 import time
 import uuid
+
+from ulid import ULID
+
+__all__ = ["new_event_id", "resource_id", "uuid7"]
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -21,6 +28,7 @@ def uuid7() -> uuid.UUID:
 
     Layout: 48-bit unix milliseconds, version, a 12-bit counter in `rand_a` (RFC 9562 method 1, so
     ids minted in the same millisecond still sort in creation order), variant, 62 random bits.
+    Python 3.11's uuid module has no uuid7 (3.14 does); this is the kit's only hand-written id.
     """
     global _last_ms, _last_counter
     with _lock:
@@ -49,14 +57,6 @@ def new_event_id() -> str:
     return str(uuid7())
 
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
 def resource_id(prefix: str) -> str:
-    """A resource id as the contracts spell them: `<prefix>_` + 26 Crockford base32 characters.
-
-    ULID-shaped (48 bits of milliseconds, then 80 random bits), so ids roughly sort by creation
-    and match patterns such as `^shp_[0-9A-HJKMNP-TV-Z]{26}$`.
-    """
-    value = ((time.time_ns() // 1_000_000) << 80) | int.from_bytes(os.urandom(10), "big")
-    return prefix + "_" + "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+    """`<prefix>_` + a new monotonic ULID (26 Crockford base32 characters)."""
+    return f"{prefix}_{ULID()}"

@@ -1,10 +1,11 @@
 """Alembic migrations, one script directory per service.
 
-Convention: a service keeps its Alembic script directory at `services/<name>/store/migrations/`
-(env.py, script.py.mako, versions/). Its env.py is three lines:
+Convention: a service keeps its Alembic script directory at
+`services/<name>/adapters/store/migrations/` (env.py, script.py.mako, versions/). Its env.py is
+three lines:
 
     from services.kit.migrations import run_env
-    from services.<name>.store.tables import metadata
+    from services.<name>.adapters.store.tables import metadata
     run_env(metadata)
 
 and its first revision calls `create_kit_tables(op)` to create the outbox and inbox. A service in
@@ -38,8 +39,9 @@ DB_URL_ENV = "CROSSDOCK_DB_URL"
 
 def service_script_location(service: str) -> Path:
     """Where the convention puts a service's Alembic script directory."""
-    services_root = Path(__file__).resolve().parent.parent
-    return services_root / service.replace("-", "_") / "store" / "migrations"
+    service_root = Path(__file__).resolve().parent.parent / service.replace("-", "_")
+    location = service_root / "adapters" / "store" / "migrations"
+    return location if location.is_dir() else service_root / "store" / "migrations"
 
 
 def alembic_config(url: str, script_location: str | Path) -> Config:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from crossdock.common.v1 import common_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.kit.values import Address, Money, to_decimal, to_units_nanos
+from services.kit.values import (
+    Address,
+    Dimensions,
+    DimensionUnit,
+    Money,
+    Weight,
+    WeightUnit,
+    to_decimal,
+    to_units_nanos,
+)
 
 
 def timestamp(moment: datetime | None) -> Timestamp | None:
@@ -55,4 +65,36 @@ def address_to_proto(address: Address) -> common_pb2.Address:
         phone=address.phone,
         email=address.email,
         residential=address.residential,
+    )
+
+
+def weight_to_domain(weight: common_pb2.Weight) -> Weight:
+    """The contract's double becomes an exact Decimal of its shortest repr (0.1 stays 0.1)."""
+    unit = common_pb2.WeightUnit.Name(weight.unit).removeprefix("WEIGHT_UNIT_")
+    return Weight(Decimal(repr(weight.value)), WeightUnit(unit))
+
+
+def weight_to_proto(weight: Weight) -> common_pb2.Weight:
+    return common_pb2.Weight(
+        value=float(weight.value),
+        unit=common_pb2.WeightUnit.Value(f"WEIGHT_UNIT_{weight.unit.value}"),
+    )
+
+
+def dimensions_to_domain(dimensions: common_pb2.Dimensions) -> Dimensions:
+    unit = common_pb2.DimensionUnit.Name(dimensions.unit).removeprefix("DIMENSION_UNIT_")
+    return Dimensions(
+        Decimal(repr(dimensions.length)),
+        Decimal(repr(dimensions.width)),
+        Decimal(repr(dimensions.height)),
+        DimensionUnit(unit),
+    )
+
+
+def dimensions_to_proto(dimensions: Dimensions) -> common_pb2.Dimensions:
+    return common_pb2.Dimensions(
+        length=float(dimensions.length),
+        width=float(dimensions.width),
+        height=float(dimensions.height),
+        unit=common_pb2.DimensionUnit.Value(f"DIMENSION_UNIT_{dimensions.unit.value}"),
     )

@@ -1,11 +1,15 @@
 """The event side of a service, assembled in one call: database, NATS, streams, relay, consumers.
 
-A service's `setup(server, config)` calls `start_events(...)` once. It wires the pieces the way
-every crossdock service needs them and registers their shutdown hooks on the server in the order
-DESIGN.md asks for: stop consuming, flush the outbox, close NATS, close the database. It also
-connects tracing: outbox rows remember the request's span, the relay publishes in a PRODUCER
-span, and consumers handle in a CONSUMER span, so one trace runs caller → gRPC → outbox →
-consumer.
+A service's `setup(server, config)` calls `start_events(config, server, handlers)` once; its
+config class derives from `EventServiceConfig` (publishes) or `ConsumingServiceConfig` (also
+consumes), which declare the relay, consumer and migration settings every such service has.
+`open_event_runtime(...)` is the same assembly with every part given explicitly (tests, tools).
+
+It wires the pieces the way every crossdock service needs them and registers their shutdown hooks
+on the server in the order a clean stop needs: stop consuming, flush the outbox, close NATS, close
+the database. It also connects tracing: outbox rows remember the request's span, the relay
+publishes in a PRODUCER span, and consumers handle in a CONSUMER span, so one trace runs
+caller → gRPC → outbox → consumer.
 
 With a schema registry (`registry_target`), the service first registers the schemas of the events
 it produces, and stamps their ids in `ce-dataschema`; a refused schema stops the start
@@ -29,16 +33,64 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from services.kit import bus, outbox
 from services.kit import events as ev
+from services.kit.config import ServiceConfig, setting
 from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.db import Database
 from services.kit.handlers import HandlerRegistry
 from services.kit.metrics import ServiceMetrics
-from services.kit.migrations import migrate
+from services.kit.migrations import migrate, service_script_location
 from services.kit.registry_client import SchemaRegistryClient
 from services.kit.relay import OutboxRelay, RelaySettings
 from services.kit.schema_ids import SchemaResolver, register_produced_schemas
 from services.kit.streams import StreamSettings, ensure_streams
-from services.kit.telemetry import consumer_span, inject_trace_headers, producer_span
+from services.kit.telemetry import (
+    active_tracer_provider,
+    consumer_span,
+    inject_trace_headers,
+    producer_span,
+)
+from services.kit.uow import EventMapper, UnitsOfWork
+
+
+class EventServiceConfig(ServiceConfig):
+    """The settings of a service that publishes events through the outbox."""
+
+    migrate_on_start: bool = setting(
+        default=True,
+        description="run the database migrations at start (off when a Kubernetes Job runs them)",
+    )
+
+    relay_poll_interval_seconds: float = setting(
+        default=1.0, minimum=0.01, description="outbox relay fallback poll interval"
+    )
+
+    def relay_settings(self) -> RelaySettings:
+        return RelaySettings(poll_interval=self.relay_poll_interval_seconds)
+
+    def consumer_settings(self) -> ConsumerSettings | None:
+        """None: this service consumes no events."""
+        return None
+
+
+class ConsumingServiceConfig(EventServiceConfig):
+    """The settings of a service that also consumes events (one durable consumer per stream)."""
+
+    consumer_batch_size: int = setting(
+        default=100, minimum=1, maximum=1000, description="events fetched and applied per batch"
+    )
+    consumer_fetch_timeout_seconds: float = setting(
+        default=1.0, minimum=0.05, description="how long one consumer fetch waits for events"
+    )
+    consumer_nak_base_delay_seconds: float = setting(
+        default=1.0, minimum=0.01, description="first redelivery delay after a transient failure"
+    )
+
+    def consumer_settings(self) -> ConsumerSettings:
+        return ConsumerSettings(
+            batch_size=self.consumer_batch_size,
+            fetch_timeout=self.consumer_fetch_timeout_seconds,
+            nak_base_delay=self.consumer_nak_base_delay_seconds,
+        )
 
 
 @dataclass
@@ -52,6 +104,11 @@ class EventRuntime:
     schema_registry: SchemaRegistryClient | None = None
     # Message full name → schema id registered at start (empty without a registry).
     schema_ids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def units(self) -> UnitsOfWork:
+        """Runs the service's use cases in units of work on this database."""
+        return UnitsOfWork(self.db)
 
     async def stop_consumers(self) -> None:
         await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
@@ -80,7 +137,49 @@ class ShutdownHooks(Protocol):
     ) -> None: ...
 
 
+class ServerHooks(ShutdownHooks, Protocol):
+    """The part of ServiceServer `start_events` needs."""
+
+    @property
+    def metrics(self) -> ServiceMetrics: ...
+
+
 async def start_events(
+    config: EventServiceConfig,
+    server: ServerHooks,
+    handlers: HandlerRegistry | None = None,
+    *,
+    event_mapper: EventMapper | None = None,
+    purpose: str = "events",
+    produced: Sequence[type[Message]] | None = None,
+) -> EventRuntime:
+    """Open the service's event runtime from its config and tie its shutdown to `server`.
+
+    Migrates first when `MIGRATE_ON_START` is on; `handlers` are the service's event handlers
+    (one durable consumer `<service>-<purpose>` per stream they read); `event_mapper` is the
+    service's one domain-event mapper, used by `uow.publish`.
+    """
+    return await open_event_runtime(
+        service=config.service,
+        db_url=config.db_url,
+        nats_url=config.nats_url,
+        registry=handlers,
+        purpose=purpose,
+        migrations=service_script_location(config.service) if config.migrate_on_start else None,
+        metrics=server.metrics,
+        tracer_provider=active_tracer_provider(),
+        stream_settings=StreamSettings(replicas=config.stream_replicas),
+        relay_settings=config.relay_settings(),
+        consumer_settings=config.consumer_settings(),
+        server=server,
+        flush_timeout=config.shutdown_hook_timeout_seconds / 2,
+        registry_target=config.schema_registry_target or None,
+        produced=produced,
+        event_mapper=event_mapper,
+    )
+
+
+async def open_event_runtime(
     *,
     service: str,
     db_url: str,
@@ -98,6 +197,7 @@ async def start_events(
     registry_target: str | None = None,
     produced: Sequence[type[Message]] | None = None,
     registry_wait_seconds: float = 30.0,
+    event_mapper: EventMapper | None = None,
 ) -> EventRuntime:
     """Open the service's event runtime and start its relay and consumers.
 
@@ -140,6 +240,7 @@ async def start_events(
             flush_timeout=flush_timeout,
             schema_client=schema_client,
             schema_ids=schema_ids,
+            event_mapper=event_mapper,
         )
     except BaseException:
         if schema_client is not None:
@@ -165,10 +266,11 @@ async def _start(
     flush_timeout: float,
     schema_client: SchemaRegistryClient | None,
     schema_ids: dict[str, int],
+    event_mapper: EventMapper | None,
 ) -> EventRuntime:
     if migrations is not None:
         await asyncio.to_thread(migrate, db_url, migrations)
-    db = Database(db_url, service=service)
+    db = Database(db_url, service=service, event_mapper=event_mapper)
     nc = await bus.connect(nats_url, name=service)
     await ensure_streams(nc.jetstream(), stream_settings)
 
