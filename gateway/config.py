@@ -3,6 +3,9 @@
 Backend targets are per contract domain: `<domain>_target` serves every service of
 `crossdock.<domain>.v1` (order, inventory, shipment, billing, carrier). An empty target makes
 that domain's routes answer 503, so a partial local run still serves the rest.
+
+The demo partner's key is CROSSDOCK_DEMO_API_KEY (no gateway prefix: `crossdock run` and
+`crossdock demo` read it too); a malformed one stops the gateway at start, like any bad setting.
 """
 
 from __future__ import annotations
@@ -11,8 +14,18 @@ from collections.abc import Sequence
 
 from google.protobuf.descriptor import ServiceDescriptor
 
+from gateway.auth import split_api_key
 from gateway.descriptors import domain_of
 from services.kit.config import ServiceConfig, setting
+
+DEMO_KEY_ENV = "CROSSDOCK_DEMO_API_KEY"
+API_KEY_FORM = "cdk_<key id>_<secret>"
+
+
+def check_api_key_form(api_key: str) -> None:
+    """Raise ValueError naming the form unless `api_key` is one the gateway can install."""
+    if split_api_key(api_key) is None:
+        raise ValueError(f"an API key of the form {API_KEY_FORM}")
 
 
 class GatewayConfig(ServiceConfig, service="gateway"):
@@ -106,8 +119,14 @@ class GatewayConfig(ServiceConfig, service="gateway"):
         description="allow deliveries to private, loopback and link-local addresses "
         "(local runs and tests only: otherwise a partner could reach into the cluster)",
     )
-    migrate_on_start: bool = setting(
-        default=True, description="run the gateway's migrations at start (off when a Job does)"
+    demo_api_key: str = setting(
+        default="",
+        secret=True,
+        env=DEMO_KEY_ENV,
+        check=check_api_key_form,
+        description=f"the demo partner's API key, of the form `{API_KEY_FORM}` (as the gateway and "
+        "`crossdock run` print one); unset: the gateway issues a new one at start, and "
+        "`crossdock run` generates one once and keeps it in the data dir",
     )
 
     def targets_for(self, services: Sequence[ServiceDescriptor]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from localmesh.options import DATA_DIR_ENV, DEFAULT_DATA_DIR, DEMO_KEY_ENV, Mesh
 from localmesh.ports import PortsBusy
 from localmesh.probes import StartAborted, StartFailed, http_ok
 from localmesh.table import mesh_table
+from services.kit.config import ConfigError
 
 DEFAULT_GATEWAY_URL = "http://localhost:8080"
 
@@ -102,7 +103,6 @@ async def cmd_run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
-    _say(f"starting the local mesh ({options.db}) in {options.data_dir}")
     try:
         async with launch(options, report=_say, abort=abort) as mesh:
             print("\n" + mesh_table(mesh) + "\n", flush=True)
@@ -115,6 +115,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
                         reported.add(name)
                         _say(f"{name} exited; see {mesh.log_dir / (name + '.log')}")
             _say("stopping")
+    except ConfigError as error:
+        # Found before anything started: one line per bad variable, no traceback.
+        for problem in error.problems:
+            print(f"crossdock run: {problem}", file=sys.stderr)
+        return 2
     except StartAborted:
         _say("start interrupted; everything started so far is stopped")
         return 130

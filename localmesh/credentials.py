@@ -35,28 +35,47 @@ def load_or_create(
     data_dir: Path, nats_users: Iterable[str], *, demo_api_key: str | None = None
 ) -> Credentials:
     """Read the kept secrets, add whatever is missing, write them back."""
-    path = data_dir / FILE_NAME
-    stored: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
+    credentials = load(data_dir, nats_users, demo_api_key=demo_api_key)
+    keep(data_dir, credentials)
+    return credentials
+
+
+def load(
+    data_dir: Path, nats_users: Iterable[str], *, demo_api_key: str | None = None
+) -> Credentials:
+    """The kept secrets with whatever is missing generated; nothing is written.
+
+    The launcher checks every setting before `keep`, so a rejected demo key is never kept.
+    """
+    stored = _stored(data_dir)
     raw_passwords = stored.get("nats_passwords")
     passwords = {str(k): str(v) for k, v in (raw_passwords or {}).items()}  # type: ignore[attr-defined]
     for user in nats_users:
         passwords.setdefault(user, secrets.token_hex(16))
-    values = {
-        "nats_passwords": passwords,
-        "admin_token": str(stored.get("admin_token") or secrets.token_urlsafe(24)),
-        "sandbox_webhook_secret": str(
-            stored.get("sandbox_webhook_secret") or secrets.token_hex(24)
-        ),
-        "demo_api_key": demo_api_key or str(stored.get("demo_api_key") or new_demo_api_key()),
-    }
-    if values != stored:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            json.dump(values, out, indent=2, sort_keys=True)
     return Credentials(
         nats_passwords=passwords,
-        admin_token=str(values["admin_token"]),
-        sandbox_webhook_secret=str(values["sandbox_webhook_secret"]),
-        demo_api_key=str(values["demo_api_key"]),
+        admin_token=str(stored.get("admin_token") or secrets.token_urlsafe(24)),
+        sandbox_webhook_secret=str(stored.get("sandbox_webhook_secret") or secrets.token_hex(24)),
+        demo_api_key=demo_api_key or str(stored.get("demo_api_key") or new_demo_api_key()),
     )
+
+
+def keep(data_dir: Path, credentials: Credentials) -> None:
+    """Write the secrets under the data dir (mode 0600) unless they are what is kept already."""
+    values = {
+        "nats_passwords": dict(credentials.nats_passwords),
+        "admin_token": credentials.admin_token,
+        "sandbox_webhook_secret": credentials.sandbox_webhook_secret,
+        "demo_api_key": credentials.demo_api_key,
+    }
+    if values == _stored(data_dir):
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(data_dir / FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(values, out, indent=2, sort_keys=True)
+
+
+def _stored(data_dir: Path) -> dict[str, object]:
+    path = data_dir / FILE_NAME
+    return dict(json.loads(path.read_text())) if path.exists() else {}

@@ -1,8 +1,10 @@
 """Start and stop a whole local mesh: PostgreSQL (optional), nats-server, services, gateway.
 
-Start order (each wave starts once the previous one is ready): PostgreSQL, nats-server, the
-schema registry, inventory + carrier-adapter + billing, order + shipment, the gateway; then the
-demo data and the warehouse simulator. Stop is the reverse, wave by wave, each with a bounded
+Before anything starts, every setting each service will get is checked by that service's own
+config class (localmesh.preflight): a bad one stops the launch with ConfigError and no process
+started. Start order (each wave starts once the previous one is ready): PostgreSQL, nats-server,
+the schema registry, inventory + carrier-adapter + billing, order + shipment, the gateway; then
+the demo data and the warehouse simulator. Stop is the reverse, wave by wave, each with a bounded
 wait before SIGKILL. One thread owns the children (their death signal is tied to it).
 """
 
@@ -21,12 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localmesh import credentials as kept_secrets
 from localmesh import environment as envs
-from localmesh.credentials import load_or_create
 from localmesh.natsconf import ADMIN_USER, nats_users, render_nats_config
 from localmesh.options import MeshOptions
 from localmesh.ports import PortPlan, PortsBusy, busy, fixed_plan, free_plan, port_keys
 from localmesh.postgres import LocalPostgres
+from localmesh.preflight import check_settings
 from localmesh.probes import StartFailed, grpc_serving, http_ready, up_for, wait_ready
 from localmesh.procs import Child, spawn, stop_together
 from localmesh.seed import seed_demo_data
@@ -113,12 +116,15 @@ class MeshRunner:
             spec.name not in options.db_urls for spec in services
         )
         plan = self._plan(services, postgres_needed)
-        credentials = load_or_create(
+        credentials = kept_secrets.load(
             self.data_dir,
             [spec.name for spec in services] + [ADMIN_USER],
             demo_api_key=options.demo_api_key,
         )
-        postgres_urls = self._start_postgres(plan, services, deadline) if postgres_needed else {}
+        cluster = self._postgres(plan) if postgres_needed else None
+        postgres_urls = (
+            {spec.name: cluster.url(spec.db_name) for spec in services} if cluster else {}
+        )
         ctx = envs.MeshContext(
             options=options,
             plan=plan,
@@ -126,6 +132,12 @@ class MeshRunner:
             db_urls=envs.resolve_db_urls(options, services, postgres_urls),
             running=frozenset(spec.name for spec in services),
         )
+        # Raises ConfigError naming every bad variable; nothing is started or kept before this.
+        check_settings([(spec, self._service_environ(spec, ctx)) for spec in services])
+        kept_secrets.keep(self.data_dir, credentials)
+        self.report(f"starting the local mesh ({options.db}) in {self.data_dir}")
+        if cluster is not None:
+            self._start_postgres(cluster, services, deadline)
         self._start_nats(ctx, deadline)
         for wave in sorted({spec.wave for spec in services}):
             self._start_wave([spec for spec in services if spec.wave == wave], ctx, deadline)
@@ -136,7 +148,8 @@ class MeshRunner:
                 "warehouses created (the rest already there), stock receipts in place"
             )
         if options.warehouse_simulator:
-            child = self._spawn("warehouse-sim", envs.warehouse_sim_command(ctx), {}, "")
+            command = envs.warehouse_sim_command(ctx)
+            child = self._spawn("warehouse-sim", command, envs.child_environ(os.environ, {}))
             self.groups.append([child])
             wait_ready(child, up_for(child, 0.5), deadline=deadline, abort=self.abort)
         mesh = self._describe(ctx, services)
@@ -168,22 +181,26 @@ class MeshRunner:
             raise PortsBusy("ports already in use: " + ", ".join(taken))
         return plan
 
-    def _spawn(self, name: str, command: list[str], env: Mapping[str, str], prefix: str) -> Child:
+    def _spawn(self, name: str, command: list[str], environ: Mapping[str, str]) -> Child:
         self.report(f"starting {name}")
         return spawn(
-            name,
-            command,
-            env=envs.child_environ(os.environ, env, prefix),
-            log_path=self.log_dir / f"{name}.log",
-            cwd=REPO_ROOT,
+            name, command, env=environ, log_path=self.log_dir / f"{name}.log", cwd=REPO_ROOT
+        )
+
+    @staticmethod
+    def _service_environ(spec: ServiceSpec, ctx: envs.MeshContext) -> dict[str, str]:
+        """The whole environment a service process gets (checked first, then started with)."""
+        own = envs.service_env(spec, ctx)
+        return envs.child_environ(os.environ, own, env_prefix_for(spec.name))
+
+    def _postgres(self, plan: PortPlan) -> LocalPostgres:
+        return LocalPostgres(
+            self.data_dir / "postgres", host=self.options.host, port=plan.of("postgres", "sql")
         )
 
     def _start_postgres(
-        self, plan: PortPlan, services: tuple[ServiceSpec, ...], deadline: float
-    ) -> dict[str, str]:
-        cluster = LocalPostgres(
-            self.data_dir / "postgres", host=self.options.host, port=plan.of("postgres", "sql")
-        )
+        self, cluster: LocalPostgres, services: tuple[ServiceSpec, ...], deadline: float
+    ) -> None:
         if cluster.initdb():
             self.report(f"created a PostgreSQL cluster in {cluster.datadir}")
         self.report("starting postgres")
@@ -191,7 +208,6 @@ class MeshRunner:
         self.groups.append([child])
         wait_ready(child, cluster.accepting, deadline=deadline, abort=self.abort)
         cluster.ensure_databases(spec.db_name for spec in services)
-        return {spec.name: cluster.url(spec.db_name) for spec in services}
 
     def _start_nats(self, ctx: envs.MeshContext, deadline: float) -> None:
         nats_dir = self.data_dir / "nats"
@@ -207,7 +223,8 @@ class MeshRunner:
         descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as out:
             out.write(text)
-        child = self._spawn("nats-server", [find_nats_server(), "-c", str(config)], {}, "")
+        command = [find_nats_server(), "-c", str(config)]
+        child = self._spawn("nats-server", command, envs.child_environ(os.environ, {}))
         self.groups.append([child])
         monitor = f"http://{ctx.host}:{ctx.plan.of('nats', 'monitor')}"
         ready = http_ready(monitor + "/healthz?js-enabled-only=true")
@@ -217,8 +234,8 @@ class MeshRunner:
         group: list[Child] = []
         self.groups.append(group)
         for spec in wave:
-            env, prefix = envs.service_env(spec, ctx), env_prefix_for(spec.name)
-            group.append(self._spawn(spec.name, envs.service_command(spec), env, prefix))
+            environ = self._service_environ(spec, ctx)
+            group.append(self._spawn(spec.name, envs.service_command(spec), environ))
         for spec, child in zip(wave, group, strict=True):
             if spec.serves_grpc:
                 ready = grpc_serving(ctx.grpc_target(spec.name))

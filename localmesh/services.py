@@ -21,6 +21,9 @@ class ServiceSpec:
     ports: tuple[str, ...] = ("grpc",)
     # Env setting (without prefix) → the service whose gRPC target it names.
     targets: Mapping[str, str] = field(default_factory=dict)
+    # Readers of settings outside the service's config class ("module:function", called with
+    # the service's environment, raising ConfigError): the launcher runs them before any start.
+    setting_checks: tuple[str, ...] = ()
 
     @property
     def serves_grpc(self) -> bool:
@@ -36,7 +39,12 @@ SCHEMA_REGISTRY = ServiceSpec(
     "schema-registry", "services.schema_registry.main", wave=0, ports=("grpc", "http")
 )
 INVENTORY = ServiceSpec("inventory", "services.inventory.main", wave=1)
-CARRIER_ADAPTER = ServiceSpec("carrier-adapter", "services.carrier_adapter.main", wave=1)
+CARRIER_ADAPTER = ServiceSpec(
+    "carrier-adapter",
+    "services.carrier_adapter.main",
+    wave=1,
+    setting_checks=("services.carrier_adapter.config:load_accounts",),
+)
 BILLING = ServiceSpec("billing", "services.billing.main", wave=1)
 ORDER = ServiceSpec(
     "order", "services.order.main", wave=2, targets={"INVENTORY_TARGET": "inventory"}

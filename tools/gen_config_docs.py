@@ -24,15 +24,10 @@ from services.kit.config import ServiceConfig, Setting  # noqa: E402
 
 OUTPUT = REPO / "docs" / "configuration.md"
 
-# Variables read outside any service's config class.
+# Variables read outside any service's config class (CROSSDOCK_DEMO_API_KEY is the gateway's).
 OTHER_VARIABLES = (
     ("CROSSDOCK_DB", "`make run` / `crossdock run`: `sqlite` (default) or `postgres`"),
     ("CROSSDOCK_DATA_DIR", "`crossdock run` / `demo`: the local data dir (default `.crossdock/`)"),
-    (
-        "CROSSDOCK_DEMO_API_KEY",
-        "the gateway seeds the demo partner with this key; unset, `crossdock run` generates one "
-        "once and keeps it in the data dir",
-    ),
     ("CROSSDOCK_NATS_URL", "the operator CLI's NATS server (`crossdock streams`, `dlq`, `replay`)"),
     ("CROSSDOCK_DB_URL", "the operator CLI's database (`crossdock outbox status`, `migrate`)"),
     ("CROSSDOCK_NATS_SERVER", "the nats-server binary for local runs and tests (default: PATH)"),

@@ -9,10 +9,13 @@ A service declares its settings as a frozen dataclass-like class with one env pr
     config = OrderConfig.from_env()         # CROSSDOCK_ORDER_GRPC_PORT, ..._INVENTORY_TARGET, ...
     OrderConfig.declared_settings()         # every Setting with its full env name (manifest tests)
 
-A setting without a default is required. Every problem (missing, malformed, out of range) is
-collected and raised together as one ConfigError that names each variable, so a broken deployment
-fails at once and says what to fix. Values are stripped; an empty value counts as unset.
-Supported types: str, int, float, bool and Literal[...] of strings.
+A setting without a default is required. Every problem (missing, malformed, out of range, not of
+its form) is collected and raised together as one ConfigError that names each variable, so a
+broken deployment fails at once and says what to fix. Values are stripped; an empty value counts
+as unset. Supported types: str, int, float, bool and Literal[...] of strings.
+
+A setting may name its whole variable (`env="CROSSDOCK_DEMO_API_KEY"`, for one that other tools
+read too) and a form (`check=`: a function that raises ValueError("<what it expects>")).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class _SettingMeta:
     secret: bool
     minimum: float | None
     maximum: float | None
+    env: str | None = None
+    check: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ def setting(
     secret: bool = False,
     minimum: float | None = None,
     maximum: float | None = None,
+    env: str | None = None,
+    check: Callable[[Any], None] | None = None,
 ) -> Any: ...
 
 
@@ -92,6 +99,8 @@ def setting(
     secret: bool = False,
     minimum: float | None = None,
     maximum: float | None = None,
+    env: str | None = None,
+    check: Callable[[Any], None] | None = None,
 ) -> Any: ...
 
 
@@ -102,9 +111,15 @@ def setting(
     secret: bool = False,
     minimum: float | None = None,
     maximum: float | None = None,
+    env: str | None = None,
+    check: Callable[[Any], None] | None = None,
 ) -> Any:
-    """Declare a setting. No default means required; `secret` keeps the value out of errors/logs."""
-    meta = _SettingMeta(description, secret, minimum, maximum)
+    """Declare a setting. No default means required; `secret` keeps the value out of errors/logs.
+
+    `env` is the whole variable name when it is not `<prefix><FIELD NAME>`; `check(value)` raises
+    ValueError("<the form expected>") for a value of the right type but the wrong form.
+    """
+    meta = _SettingMeta(description, secret, minimum, maximum, env, check)
     return dataclasses.field(default=default, repr=not secret, metadata={_META_KEY: meta})
 
 
@@ -143,7 +158,7 @@ class _ConfigBase:
             declared.append(
                 Setting(
                     field_name=field.name,
-                    env_name=cls.env_prefix + field.name.upper(),
+                    env_name=meta.env or cls.env_prefix + field.name.upper(),
                     type_name=type_name,
                     required=required,
                     default=None if required else field.default,
@@ -161,6 +176,7 @@ class _ConfigBase:
         """Read and validate every setting; raise one ConfigError listing every problem."""
         env = os.environ if environ is None else environ
         hints = typing.get_type_hints(cls)
+        checks = _checks_of(cls)
         values: dict[str, object] = {}
         problems: list[str] = []
         for item in cls.declared_settings():
@@ -173,6 +189,9 @@ class _ConfigBase:
             try:
                 value = parse(raw)
                 _check_range(item, value)
+                check = checks.get(item.field_name)
+                if check is not None:
+                    check(value)
             except ValueError as error:
                 shown = "" if item.secret else f" (got {raw!r})"
                 problems.append(f"{item.env_name} must be {error}{shown}")
@@ -188,6 +207,16 @@ class _ConfigBase:
             item.env_name: "***" if item.secret else getattr(self, item.field_name)
             for item in self.declared_settings()
         }
+
+
+def _checks_of(cls: type) -> dict[str, Callable[[Any], None]]:
+    """Field name → its `check=` function, for the settings that declare one."""
+    found: dict[str, Callable[[Any], None]] = {}
+    for field in dataclasses.fields(cls):
+        meta = field.metadata.get(_META_KEY)
+        if isinstance(meta, _SettingMeta) and meta.check is not None:
+            found[field.name] = meta.check
+    return found
 
 
 def _parser_for(hint: object) -> tuple[str, tuple[str, ...], Callable[[str], object]]:
@@ -266,6 +295,10 @@ class ServiceConfig(_ConfigBase):
         minimum=0, maximum=65535, description="Prometheus /metrics port (0 picks a free port)"
     )
     db_url: str = setting(secret=True, description="SQLAlchemy URL of the service's own database")
+    migrate_on_start: bool = setting(
+        default=True,
+        description="run the database migrations at start (off when a Kubernetes Job runs them)",
+    )
     nats_url: str = setting(
         default="nats://127.0.0.1:4222", secret=True, description="NATS server URL(s)"
     )

@@ -55,11 +55,6 @@ from services.kit.uow import EventMapper, UnitsOfWork
 class EventServiceConfig(ServiceConfig):
     """The settings of a service that publishes events through the outbox."""
 
-    migrate_on_start: bool = setting(
-        default=True,
-        description="run the database migrations at start (off when a Kubernetes Job runs them)",
-    )
-
     relay_poll_interval_seconds: float = setting(
         default=1.0, minimum=0.01, description="outbox relay fallback poll interval"
     )

@@ -150,3 +150,54 @@ def test_unsupported_setting_type_is_refused() -> None:
 
     with pytest.raises(TypeError, match="unsupported setting type"):
         Broken.declared_settings()
+
+
+def _licence_form(value: str) -> None:
+    if not value.startswith("lic-"):
+        raise ValueError("a licence of the form lic-<number>")
+
+
+class SharedConfig(ServiceConfig, service="shared"):
+    licence: str = setting(
+        default="", env="CROSSDOCK_LICENCE", check=_licence_form, description="read by two tools"
+    )
+    signing_key: str = setting(
+        default="", secret=True, check=_licence_form, description="a secret with a form"
+    )
+
+
+S = "CROSSDOCK_SHARED_"
+SHARED = {S + "GRPC_PORT": "1", S + "METRICS_PORT": "2", S + "DB_URL": "sqlite://"}
+
+
+def test_a_setting_may_name_its_whole_variable() -> None:
+    declared = {s.field_name: s for s in SharedConfig.declared_settings()}
+    config = SharedConfig.from_env({**SHARED, "CROSSDOCK_LICENCE": "lic-7", S + "LICENCE": "x"})
+
+    assert declared["licence"].env_name == "CROSSDOCK_LICENCE"
+    assert config.licence == "lic-7"
+    assert config.public_view()["CROSSDOCK_LICENCE"] == "lic-7"
+
+
+def test_a_value_not_of_its_form_names_the_variable_and_the_form() -> None:
+    with pytest.raises(ConfigError) as caught:
+        SharedConfig.from_env(
+            {
+                **SHARED,
+                "CROSSDOCK_LICENCE": "gpl",
+                S + "SIGNING_KEY": "hunter2",
+                S + "GRPC_PORT": "x",
+            }
+        )
+
+    assert caught.value.problems == [
+        f"{S}GRPC_PORT must be an integer (got 'x')",
+        "CROSSDOCK_LICENCE must be a licence of the form lic-<number> (got 'gpl')",
+        f"{S}SIGNING_KEY must be a licence of the form lic-<number>",  # a secret: not echoed
+    ]
+
+
+def test_an_unset_setting_keeps_its_default_without_a_form_check() -> None:
+    config = SharedConfig.from_env({**SHARED, "CROSSDOCK_LICENCE": "  "})
+
+    assert config.licence == "" and config.signing_key == ""
