@@ -136,7 +136,7 @@ class ServerHooks(ShutdownHooks, Protocol):
     """The part of ServiceServer `start_events` needs."""
 
     @property
-    def metrics(self) -> ServiceMetrics: ...
+    def metrics(self) -> ServiceMetrics | None: ...
 
 
 async def start_events(

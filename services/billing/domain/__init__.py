@@ -1,1 +1,1 @@
-"""Billing's pure rules: money, invoice and credit-note building, number formats, policy."""
+"""Billing's pure rules: invoice and credit-note building, number formats, policy, events."""

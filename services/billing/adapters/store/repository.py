@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select, text, update
 
+from services.billing.adapters.store import tables as t
 from services.billing.domain.documents import CreditNote, Freight, Invoice, OrderPrices
 from services.billing.domain.invoicing import Line, LineKind, OrderLinePrice
-from services.billing.store import tables as t
+from services.kit.paging import keyset, next_page
 
 POSTED, CREDITED = 1, 2  # crossdock.billing.v1.InvoiceStatus
 
@@ -202,18 +203,18 @@ def invoices_for_order(conn: Connection, order_id: str) -> list[Invoice]:
 
 
 def list_invoices(
-    conn: Connection, partner_id: str, order_id: str, before_seq: int | None, limit: int
-) -> list[tuple[int, Invoice]]:
-    """Newest first (by seq), keyset-paged below `before_seq`."""
+    conn: Connection, partner_id: str, order_id: str, page_token: str, size: int
+) -> tuple[list[Invoice], str]:
+    """Newest first (by seq), keyset-paged: one page and the next page's token."""
     c = t.invoices.c
-    query = select(t.invoices).order_by(c.seq.desc()).limit(limit)
+    query = select(t.invoices)
     if partner_id:
         query = query.where(c.partner_id == partner_id)
     if order_id:
         query = query.where(c.order_id == order_id)
-    if before_seq is not None:
-        query = query.where(c.seq < before_seq)
-    return [(int(row.seq), _invoice(row)) for row in conn.execute(query)]
+    rows = conn.execute(keyset(query, c.seq, page_token, size, descending=True)).all()
+    page, token = next_page(rows, size, key=lambda row: int(row.seq))
+    return [_invoice(row) for row in page], token
 
 
 # -- credit notes --------------------------------------------------------------------------
@@ -273,14 +274,15 @@ def get_credit_note(conn: Connection, credit_note_id: str) -> CreditNote | None:
 
 
 def list_credit_notes(
-    conn: Connection, partner_id: str, order_id: str, before_seq: int | None, limit: int
-) -> list[tuple[int, CreditNote]]:
+    conn: Connection, partner_id: str, order_id: str, page_token: str, size: int
+) -> tuple[list[CreditNote], str]:
+    """Newest first (by seq), keyset-paged: one page and the next page's token."""
     c = t.credit_notes.c
-    query = select(t.credit_notes).order_by(c.seq.desc()).limit(limit)
+    query = select(t.credit_notes)
     if partner_id:
         query = query.where(c.partner_id == partner_id)
     if order_id:
         query = query.where(c.order_id == order_id)
-    if before_seq is not None:
-        query = query.where(c.seq < before_seq)
-    return [(int(row.seq), _credit_note(row)) for row in conn.execute(query)]
+    rows = conn.execute(keyset(query, c.seq, page_token, size, descending=True)).all()
+    page, token = next_page(rows, size, key=lambda row: int(row.seq))
+    return [_credit_note(row) for row in page], token

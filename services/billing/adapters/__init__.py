@@ -1,0 +1,1 @@
+"""Billing's adapters: the store, and the contracts (proto <-> domain, the event mapper)."""

@@ -1,1 +1,0 @@
-"""Billing's gRPC api: the servicer and the value → proto mapping."""

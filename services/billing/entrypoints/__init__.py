@@ -1,0 +1,1 @@
+"""Billing's entrypoints: the gRPC servicer and the event consumers."""
