@@ -14,8 +14,13 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.kit.values import Address as Address  # re-exported: shared value types
+# Re-exported: the shared value types (exact Decimal measures, StrEnum units).
+from services.kit.values import Address as Address
+from services.kit.values import Dimensions as Dimensions
+from services.kit.values import DimensionUnit as DimensionUnit
 from services.kit.values import Money as Money
+from services.kit.values import Weight as Weight
+from services.kit.values import WeightUnit as WeightUnit
 
 
 class UnitOfMeasure(enum.Enum):
@@ -25,22 +30,6 @@ class UnitOfMeasure(enum.Enum):
     PACK = 2
     CASE = 3
     PALLET = 4
-
-
-class DimensionUnit(enum.Enum):
-    """The unit of Dimensions."""
-
-    CENTIMETER = 1
-    INCH = 2
-
-
-class WeightUnit(enum.Enum):
-    """The unit of a Weight."""
-
-    GRAM = 1
-    KILOGRAM = 2
-    OUNCE = 3
-    POUND = 4
 
 
 class ReservationPolicy(enum.Enum):
@@ -92,32 +81,14 @@ class MovementKind(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Dimensions:
-    """Outside measures of one unit as packed for shipping."""
-
-    length: float
-    width: float
-    height: float
-    unit: DimensionUnit
-
-
-@dataclass(frozen=True)
-class Weight:
-    """Gross weight of one unit as packed for shipping."""
-
-    value: float
-    unit: WeightUnit
-
-
-@dataclass(frozen=True)
 class Item:
     """A stock-keeping unit in the item master."""
 
     sku: str
     description: str
     unit_of_measure: UnitOfMeasure = UnitOfMeasure.EACH
-    dimensions: Dimensions | None = None
-    weight: Weight | None = None
+    dimensions: Dimensions | None = None  # of one unit as packed for shipping
+    weight: Weight | None = None  # gross, of one unit as packed for shipping
     hazmat: bool = False
     lot_controlled: bool = False
     active: bool = True

@@ -2,14 +2,15 @@
 
 - `validation`: field-precise order rules over a caller-supplied catalog;
 - `idempotency`: the CreateOrder fingerprint and replay check;
-- `allocation`: the allocation planner (single warehouse first, then split);
-- `saga`: `FulfillmentSaga` with place / apply / cancel / on_tick / retry;
+- `allocation_planner`: which warehouse reserves which units (single warehouse first, then split);
+- `saga`: `FulfillmentSaga` with place / apply / cancel / on_tick / retry, whose transitions live in
+  `reserve_step` (availability, reservations, backorders) and `post_release_steps` (picks,
+  shipments, delivery, invoices, backorder fills), with `progress` deriving status and deadlines;
 - `messages`: the saga's inputs, commands and events;
 - `model`: the Order aggregate and its value types.
 """
 
-from services.order.domain.allocating import wants_stock
-from services.order.domain.allocation import (
+from services.order.domain.allocation_planner import (
     AllocationPlan,
     Availability,
     PlannedReservation,
@@ -74,6 +75,7 @@ from services.order.domain.model import (
     TimelineEntryKind,
 )
 from services.order.domain.progress import LineFigures, StepTimeouts, figures
+from services.order.domain.reserve_step import wants_stock
 from services.order.domain.saga import FulfillmentSaga, SagaResult
 from services.order.domain.validation import (
     Catalog,

@@ -10,14 +10,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.order.domain.allocation import Availability
+from services.order.domain.allocation_planner import Availability
 from services.order.domain.model import (
     BackorderPolicy,
     HeldLine,
     LineQuantity,
+    Order,
     OrderLine,
     PickedLine,
 )
@@ -230,12 +231,17 @@ SagaCommand = (
 
 @dataclass(frozen=True)
 class OrderPlaced:
-    """The order was accepted and its saga started."""
+    """The order was accepted and its saga started.
+
+    `order` is the placed aggregate itself: the contract message carries the whole order as it
+    stands when the placing transition commits (it may already be allocated by then).
+    """
 
     order_id: str
     partner_id: str
     lines: tuple[OrderLine, ...]
     occurred_at: datetime
+    order: Order = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from services.order.domain import allocating, fulfilling
-from services.order.domain.allocation import Availability
+from services.order.domain import post_release_steps, reserve_step
+from services.order.domain.allocation_planner import Availability
 from services.order.domain.errors import (
     InvalidArgument,
     OrderNotCancellable,
@@ -70,18 +70,18 @@ from services.order.domain.progress import Effects, StepTimeouts, refresh
 from services.order.domain.validation import Catalog, validate_order
 
 _HANDLERS: dict[type[Any], Callable[[Order, Any, Effects], None]] = {
-    AvailabilityObserved: allocating.on_availability,
-    ReservationMade: allocating.on_reservation_made,
-    ReservationFailed: allocating.on_reservation_failed,
-    ReservationObserved: allocating.on_reservation_observed,
-    ReservationReleasedObserved: allocating.on_reservation_released,
-    PickCompleted: fulfilling.on_pick_completed,
-    ShipmentCreated: fulfilling.on_shipment_created,
-    ShipmentManifested: fulfilling.on_shipment_manifested,
-    ShipmentFailed: fulfilling.on_shipment_failed,
-    ShipmentDelivered: fulfilling.on_shipment_delivered,
-    InvoicePosted: fulfilling.on_invoice_posted,
-    StockAvailable: fulfilling.on_stock_available,
+    AvailabilityObserved: reserve_step.on_availability,
+    ReservationMade: reserve_step.on_reservation_made,
+    ReservationFailed: reserve_step.on_reservation_failed,
+    ReservationObserved: reserve_step.on_reservation_observed,
+    ReservationReleasedObserved: reserve_step.on_reservation_released,
+    PickCompleted: post_release_steps.on_pick_completed,
+    ShipmentCreated: post_release_steps.on_shipment_created,
+    ShipmentManifested: post_release_steps.on_shipment_manifested,
+    ShipmentFailed: post_release_steps.on_shipment_failed,
+    ShipmentDelivered: post_release_steps.on_shipment_delivered,
+    InvoicePosted: post_release_steps.on_invoice_posted,
+    StockAvailable: post_release_steps.on_stock_available,
 }
 
 
@@ -149,13 +149,13 @@ class FulfillmentSaga:
                 correlation_id=ctx.correlation_id,
             )
         )
-        fx.emit(order, OrderPlaced(order_id, partner_id, tuple(order.lines), ctx.now))
-        allocating.start_planning(order, fx)
+        fx.emit(order, OrderPlaced(order_id, partner_id, tuple(order.lines), ctx.now, order))
+        reserve_step.start_planning(order, fx)
         if availability is not None and order.availability_request is not None:
             # Answer our own request in place: the runner need not ask inventory again.
             request_id = order.availability_request
             fx.commands = [c for c in fx.commands if not isinstance(c, RequestAvailability)]
-            allocating.on_availability(order, AvailabilityObserved(request_id, availability), fx)
+            reserve_step.on_availability(order, AvailabilityObserved(request_id, availability), fx)
         return self._finish(order, fx)
 
     def apply(self, order: Order, saga_input: SagaInput, ctx: Context) -> SagaResult:
@@ -205,7 +205,7 @@ class FulfillmentSaga:
             if back:
                 key = f"{order.order_id}/restock/{pick.pick_id}"
                 fx.command(RestockPicked(order.order_id, pick.location_id, back, key))
-        # Answers to requests still in flight are released when they arrive (allocating.py).
+        # Answers to requests still in flight are released when they arrive (reserve_step.py).
         order.pending.clear()
         order.availability_request = None
         order.replan_requested = False
@@ -272,7 +272,7 @@ class FulfillmentSaga:
         if order.availability_request is not None:
             skus = tuple(sorted({line.sku for line in order.lines}))
             fx.command(RequestAvailability(order.order_id, order.availability_request, skus))
-        allocating.start_planning(order, fx)
+        reserve_step.start_planning(order, fx)
         if failed.shipment_id:
             fx.command(RetryShipment(order.order_id, failed.shipment_id))
         elif failed.step is FulfillmentStep.AWAIT_PICK:

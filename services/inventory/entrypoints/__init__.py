@@ -1,0 +1,1 @@
+"""Inventory's entrypoints: the gRPC servicer (`grpc`) and the order-event consumers."""

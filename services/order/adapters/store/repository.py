@@ -1,0 +1,228 @@
+"""Order persistence inside one unit of work (never commits; `Database.run` owns that)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.kit.errors import Conflict
+from services.kit.leases import lease_due
+from services.kit.paging import keyset, next_page
+from services.order.adapters.store import codec
+from services.order.adapters.store import tables as t
+from services.order.domain import messages, wants_stock
+from services.order.domain.model import Order, OrderStatus
+
+# Command classes by stored kind; the queue stores the class name and the codec's JSON.
+_COMMANDS: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        messages.RequestAvailability,
+        messages.ReserveStock,
+        messages.ReleaseReservation,
+        messages.CancelPickTask,
+        messages.RestockPicked,
+        messages.RetryShipment,
+    )
+}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An order and the version it was read at (the compare-and-set token for `save`)."""
+
+    order: Order
+    version: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class QueuedCommand:
+    id: int
+    order_id: str
+    command: messages.SagaCommand
+    attempts: int
+
+
+def _columns(order: Order) -> dict[str, Any]:
+    return {
+        "status": order.status.value,
+        "terminal": order.is_terminal,
+        "in_exception": order.exception is not None,
+        "step_deadline": order.step_deadline.timestamp() if order.step_deadline else None,
+        "wanted_skus": _wanted_skus(order),
+        "updated_at": order.updated_at.timestamp(),
+        "document": codec.dumps(order),
+    }
+
+
+def _wanted_skus(order: Order) -> str:
+    wanted = sorted({line.sku for line in order.lines if wants_stock(order, line.sku)})
+    return f"|{'|'.join(wanted)}|" if wanted else ""
+
+
+def insert_order(conn: Connection, order: Order) -> None:
+    values = {
+        "order_id": order.order_id,
+        "partner_id": order.partner_id,
+        "external_order_id": order.external_order_id,
+        "created_at": order.created_at.timestamp(),
+        "version": 1,
+        **_columns(order),
+    }
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(t.orders).values(**values))
+    except IntegrityError as exc:
+        # A concurrent CreateOrder with the same external id won; the retry replays it.
+        raise Conflict(f"order {order.external_order_id!r} was created concurrently") from exc
+
+
+def save_order(conn: Connection, loaded: Loaded, order: Order) -> None:
+    done = conn.execute(
+        update(t.orders)
+        .where(and_(t.orders.c.order_id == order.order_id, t.orders.c.version == loaded.version))
+        .values(version=loaded.version + 1, **_columns(order))
+    )
+    if done.rowcount != 1:
+        raise Conflict(f"order {order.order_id} changed concurrently")
+
+
+def _loaded(row: Any) -> Loaded:
+    return Loaded(codec.loads(Order, row.document), int(row.version), int(row.seq))
+
+
+def get_order(conn: Connection, order_id: str) -> Loaded | None:
+    row = conn.execute(select(t.orders).where(t.orders.c.order_id == order_id)).first()
+    return _loaded(row) if row else None
+
+
+def find_by_external(conn: Connection, partner_id: str, external_order_id: str) -> Loaded | None:
+    row = conn.execute(
+        select(t.orders).where(
+            and_(
+                t.orders.c.partner_id == partner_id,
+                t.orders.c.external_order_id == external_order_id,
+            )
+        )
+    ).first()
+    return _loaded(row) if row else None
+
+
+def list_orders(
+    conn: Connection,
+    partner_id: str | None,
+    status: OrderStatus | None,
+    page_token: str,
+    size: int,
+) -> tuple[list[Loaded], str]:
+    """One page of orders in creation order past `page_token`, and the next page's token."""
+    query = select(t.orders)
+    if partner_id:
+        query = query.where(t.orders.c.partner_id == partner_id)
+    if status is not None:
+        query = query.where(t.orders.c.status == status.value)
+    rows = [_loaded(row) for row in conn.execute(keyset(query, t.orders.c.seq, page_token, size))]
+    return next_page(rows, size, key=lambda loaded: loaded.seq)
+
+
+def orders_wanting(conn: Connection, sku: str) -> list[Loaded]:
+    """Open orders that arriving stock of `sku` could help, oldest first (backorder fill)."""
+    query = (
+        select(t.orders)
+        .where(t.orders.c.wanted_skus.contains(f"|{sku}|", autoescape=True))
+        .order_by(t.orders.c.seq)
+    )
+    return [_loaded(row) for row in conn.execute(query)]
+
+
+def overdue_order_ids(conn: Connection, now: datetime, limit: int = 100) -> list[str]:
+    """Orders whose step deadline passed and that are not already in EXCEPTION."""
+    query = (
+        select(t.orders.c.order_id)
+        .where(
+            and_(
+                t.orders.c.step_deadline <= now.timestamp(),
+                t.orders.c.terminal.is_(False),
+                t.orders.c.in_exception.is_(False),
+            )
+        )
+        .order_by(t.orders.c.step_deadline)
+        .limit(limit)
+    )
+    return [row.order_id for row in conn.execute(query)]
+
+
+def enqueue(conn: Connection, commands: tuple[messages.SagaCommand, ...], now: datetime) -> None:
+    if not commands:
+        return
+    conn.execute(
+        insert(t.saga_commands),
+        [
+            {
+                "order_id": command.order_id,
+                "kind": type(command).__name__,
+                "payload": codec.dumps(command),
+                "attempts": 0,
+                "next_attempt_at": now.timestamp(),
+                "created_at": now.timestamp(),
+                "done_at": None,
+                "last_error": "",
+            }
+            for command in commands
+        ],
+    )
+
+
+def claim_commands(
+    conn: Connection, now: datetime, limit: int, lease_seconds: float
+) -> list[QueuedCommand]:
+    """Take up to `limit` due commands, leasing them for `lease_seconds`.
+
+    The lease (next_attempt_at pushed into the future, in this same transaction) keeps other
+    replicas' workers off them; if this process dies mid-command the lease simply runs out and
+    another worker repeats the call, which is safe because every command is idempotent.
+    """
+    table = t.saga_commands
+    rows = lease_due(
+        conn,
+        select(table)
+        .where(and_(table.c.done_at.is_(None), table.c.next_attempt_at <= now.timestamp()))
+        .order_by(table.c.id)
+        .limit(limit),
+        table=table,
+        key=table.c.id,
+        lease_column=table.c.next_attempt_at,
+        lease_until=now.timestamp() + lease_seconds,
+    )
+    return [
+        QueuedCommand(
+            int(row.id),
+            row.order_id,
+            codec.loads(_COMMANDS[row.kind], row.payload),
+            int(row.attempts),
+        )
+        for row in rows
+    ]
+
+
+def finish_command(conn: Connection, command_id: int, now: datetime) -> None:
+    conn.execute(
+        update(t.saga_commands)
+        .where(t.saga_commands.c.id == command_id)
+        .values(done_at=now.timestamp())
+    )
+
+
+def reschedule_command(
+    conn: Connection, command_id: int, attempts: int, next_attempt_at: float, error: str
+) -> None:
+    conn.execute(
+        update(t.saga_commands)
+        .where(t.saga_commands.c.id == command_id)
+        .values(attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:2000])
+    )

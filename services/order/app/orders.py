@@ -1,0 +1,170 @@
+"""Order use cases: capture, reads, and the operator's cancel and retry.
+
+Each sync function is one unit of work (`def cancel_order(uow, saga, command, ctx)`); capture is
+async because it reads the item master and availability from inventory first, outside any
+transaction (no database lock is held across a network call), then validates, places and
+persists in one unit of work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.kit.errors import NotFound
+from services.kit.ids import resource_id
+from services.kit.paging import page_size
+from services.kit.uow import UnitOfWork, UnitsOfWork
+from services.order.adapters.clients import AvailabilitySnapshot, InventoryClient
+from services.order.adapters.store import repository as repo
+from services.order.app.transitions import commit
+from services.order.domain import (
+    Context,
+    FulfillmentSaga,
+    Order,
+    OrderInput,
+    OrderStatus,
+    StaticCatalog,
+    ensure_same_request,
+)
+
+ORDER_ID_PREFIX = "ord"
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    """CreateOrder: a partner's order, idempotent on (partner, external order id)."""
+
+    partner_id: str
+    order: OrderInput
+
+
+@dataclass(frozen=True)
+class CancelOrder:
+    order_id: str
+    partner_id: str  # empty for internal callers; another partner's order is NOT_FOUND
+    reason: str
+
+
+@dataclass(frozen=True)
+class ListOrders:
+    partner_id: str
+    status: OrderStatus | None
+    page_size: int
+    page_token: str
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    orders: list[Order]
+    next_page_token: str
+
+
+def order_not_found(order_id: str) -> NotFound:
+    return NotFound(
+        f"order {order_id!r} does not exist",
+        resource_type="order",
+        resource_name=order_id,
+        reason="ORDER_NOT_FOUND",
+    )
+
+
+# -- capture ---------------------------------------------------------------------------------------
+
+
+async def place_order(
+    units: UnitsOfWork,
+    inventory: InventoryClient,
+    saga: FulfillmentSaga,
+    command: PlaceOrder,
+    new_context: Callable[[], Context],
+) -> tuple[Order, bool]:
+    """The placed order and whether it is a replay of an earlier identical request."""
+    existing = await units.run(replayed_order, command)
+    if existing is not None:
+        return existing, True
+    skus = tuple(dict.fromkeys(line.sku for line in command.order.lines))
+    catalog, availability = await asyncio.gather(
+        inventory.catalog(skus), inventory.current_availability(skus)
+    )
+    return await units.run(create_order, saga, command, catalog, availability, new_context())
+
+
+def replayed_order(uow: UnitOfWork, command: PlaceOrder) -> Order | None:
+    """The order an earlier identical request created; OrderReplayMismatch if it differs."""
+    existing = repo.find_by_external(uow.conn, command.partner_id, command.order.external_order_id)
+    if existing is None:
+        return None
+    ensure_same_request(existing.order, command.partner_id, command.order)
+    return existing.order
+
+
+def create_order(
+    uow: UnitOfWork,
+    saga: FulfillmentSaga,
+    command: PlaceOrder,
+    catalog: StaticCatalog,
+    availability: AvailabilitySnapshot,
+    ctx: Context,
+) -> tuple[Order, bool]:
+    # Checked again inside the transaction: a concurrent duplicate may have just committed.
+    existing = replayed_order(uow, command)
+    if existing is not None:
+        return existing, True
+    result = saga.place(
+        order_id=resource_id(ORDER_ID_PREFIX),
+        partner_id=command.partner_id,
+        order_input=command.order,
+        catalog=catalog,
+        ctx=ctx,
+        availability=availability,
+    )
+    commit(uow, None, result, ctx.now)
+    return result.order, False
+
+
+# -- reads -----------------------------------------------------------------------------------------
+
+
+def get_order(uow: UnitOfWork, order_id: str, partner_id: str = "") -> Order:
+    loaded = repo.get_order(uow.conn, order_id)
+    # Another partner's order answers like a missing one: ids must not leak across partners.
+    if loaded is None or (partner_id and loaded.order.partner_id != partner_id):
+        raise order_not_found(order_id)
+    return loaded.order
+
+
+def list_orders(uow: UnitOfWork, query: ListOrders) -> OrderPage:
+    """A page of orders in creation order (keyset paging on the order sequence)."""
+    size = page_size(query.page_size)
+    loaded, token = repo.list_orders(
+        uow.conn, query.partner_id, query.status, query.page_token, size
+    )
+    return OrderPage([x.order for x in loaded], token)
+
+
+# -- operator actions ------------------------------------------------------------------------------
+
+
+def cancel_order(
+    uow: UnitOfWork, saga: FulfillmentSaga, command: CancelOrder, ctx: Context
+) -> Order:
+    loaded = _load_owned(uow, command.order_id, command.partner_id)
+    result = saga.cancel(loaded.order, command.reason, ctx)
+    commit(uow, loaded, result, ctx.now)
+    return result.order
+
+
+def retry_order_step(uow: UnitOfWork, saga: FulfillmentSaga, order_id: str, ctx: Context) -> Order:
+    loaded = _load_owned(uow, order_id, "")
+    result = saga.retry(loaded.order, ctx)
+    commit(uow, loaded, result, ctx.now)
+    return result.order
+
+
+def _load_owned(uow: UnitOfWork, order_id: str, partner_id: str) -> repo.Loaded:
+    loaded = repo.get_order(uow.conn, order_id)
+    if loaded is None or (partner_id and loaded.order.partner_id != partner_id):
+        raise order_not_found(order_id)
+    return loaded

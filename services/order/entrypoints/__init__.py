@@ -1,0 +1,1 @@
+"""Order's entrypoints: the gRPC servicer, the event consumers and the background workers."""

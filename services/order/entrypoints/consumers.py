@@ -1,0 +1,162 @@
+"""Order's event handlers: inventory, shipment and billing facts turned into saga inputs.
+
+- reserved / reservation_released / pick_completed → the input for the order they name;
+- received / adjusted (positive) → StockAvailable for every open order that wants the SKU
+  (oldest first), which is how backorders fill;
+- shipment created / manifested / delivered → the shipment's units per order line;
+- delivery exception / returned to sender → ShipmentFailed (the order shows EXCEPTION until
+  the shipment moves on);
+- invoice posted → the invoiced units per order line (goods lines; freight is not a line).
+
+Each handler translates the event (adapters.contracts) and runs the use case in the unit of work
+of the consumer's batch transaction (`UnitOfWork.of(conn)`): the saga transition, its outbox rows
+and queued commands commit with the inbox row. Events about orders this service does not know
+(e.g. stock reserved by a tool) are skipped. A Conflict with a concurrent writer is transient:
+the kit NAKs and the redelivery re-runs the handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from crossdock.events.v1 import billing_events_pb2 as bill_events
+from crossdock.events.v1 import inventory_events_pb2 as inv_events
+from crossdock.events.v1 import shipment_events_pb2 as shp_events
+from crossdock.shipment.v1 import shipment_pb2
+from sqlalchemy import Connection
+
+from services.kit import events as ev
+from services.kit.clock import Clock
+from services.kit.handlers import HandlerRegistry
+from services.kit.uow import UnitOfWork
+from services.order.adapters.contracts import invoiced_goods_lines, shipped_lines
+from services.order.app import transitions
+from services.order.domain import (
+    Context,
+    FulfillmentSaga,
+    InvoicePosted,
+    PickCompleted,
+    PickedLine,
+    ReservationObserved,
+    ReservationReleasedObserved,
+    SagaInput,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentFailed,
+    ShipmentManifested,
+)
+
+PURPOSE = "events"
+
+
+def build_registry(saga: FulfillmentSaga, clock: Clock) -> HandlerRegistry:
+    """The handlers of the `order-events` consumers (streams INVENTORY, SHIPMENT, BILLING)."""
+
+    def context(headers: Mapping[str, str]) -> Context:
+        return Context(
+            clock(),
+            correlation_id=headers.get(ev.CORRELATION_ID, ""),
+            event_id=headers.get(ev.CE_ID, ""),
+            event_type=headers.get(ev.CE_TYPE, ""),
+        )
+
+    def apply(conn: Connection, order_id: str, saga_input: SagaInput, ctx: Context) -> None:
+        transitions.observe(UnitOfWork.of(conn), saga, order_id, saga_input, ctx)
+
+    def stock_arrived(
+        conn: Connection, sku: str, location_id: str, source_id: str, ctx: Context
+    ) -> None:
+        transitions.stock_arrived(UnitOfWork.of(conn), saga, sku, location_id, source_id, ctx)
+
+    def on_reserved(
+        event: inv_events.StockReserved, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        r = event.reservation
+        saga_input = ReservationObserved(r.reservation_id, r.location_id)
+        apply(conn, r.order_id, saga_input, context(headers))
+
+    def on_released(
+        event: inv_events.ReservationReleased, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        r = event.reservation
+        saga_input = ReservationReleasedObserved(r.reservation_id, event.reason)
+        apply(conn, r.order_id, saga_input, context(headers))
+
+    def on_picked(
+        event: inv_events.PickCompleted, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        lines = tuple(
+            PickedLine(x.order_line_number, x.sku, int(x.quantity_picked), int(x.quantity_short))
+            for x in event.lines
+        )
+        saga_input = PickCompleted(event.pick_id, event.reservation_id, lines)
+        apply(conn, event.order_id, saga_input, context(headers))
+
+    def on_received(
+        event: inv_events.StockReceived, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        ctx = context(headers)
+        for position in event.positions:
+            if position.quantity_available > 0:
+                stock_arrived(
+                    conn, position.sku, position.location_id, event.receipt.receipt_id, ctx
+                )
+
+    def on_adjusted(
+        event: inv_events.StockAdjusted, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        adjustment = event.adjustment
+        if adjustment.quantity_delta > 0:  # only found stock can fill a backorder
+            stock_arrived(
+                conn,
+                adjustment.sku,
+                adjustment.location_id,
+                adjustment.adjustment_id,
+                context(headers),
+            )
+
+    def shipment_input(
+        kind: type[ShipmentCreated] | type[ShipmentManifested] | type[ShipmentDelivered],
+    ) -> Callable[[Any, Mapping[str, str], Connection], None]:
+        def handle(event: Any, headers: Mapping[str, str], conn: Connection) -> None:
+            shipment: shipment_pb2.Shipment = event.shipment
+            saga_input = kind(shipment.shipment_id, shipment.location_id, shipped_lines(shipment))
+            apply(conn, shipment.order_id, saga_input, context(headers))
+
+        return handle
+
+    def on_exception(
+        event: shp_events.ShipmentDeliveryException, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        reason = event.description or "delivery exception"
+        saga_input = ShipmentFailed(event.shipment.shipment_id, reason)
+        apply(conn, event.shipment.order_id, saga_input, context(headers))
+
+    def on_returned(
+        event: shp_events.ShipmentReturnedToSender, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        saga_input = ShipmentFailed(event.shipment.shipment_id, "returned to sender")
+        apply(conn, event.shipment.order_id, saga_input, context(headers))
+
+    def on_invoice(
+        event: bill_events.InvoicePosted, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        invoice = event.invoice
+        lines = invoiced_goods_lines(invoice)
+        saga_input = InvoicePosted(invoice.invoice_id, invoice.shipment_id, lines)
+        apply(conn, invoice.order_id, saga_input, context(headers))
+
+    registry = HandlerRegistry()
+    registry.add(shp_events.ShipmentCreated, shipment_input(ShipmentCreated))
+    registry.add(shp_events.ShipmentManifested, shipment_input(ShipmentManifested))
+    registry.add(shp_events.ShipmentDelivered, shipment_input(ShipmentDelivered))
+    registry.add(shp_events.ShipmentDeliveryException, on_exception)
+    registry.add(shp_events.ShipmentReturnedToSender, on_returned)
+    registry.add(bill_events.InvoicePosted, on_invoice)
+    registry.add(inv_events.StockReserved, on_reserved)
+    registry.add(inv_events.ReservationReleased, on_released)
+    registry.add(inv_events.PickCompleted, on_picked)
+    registry.add(inv_events.StockReceived, on_received)
+    registry.add(inv_events.StockAdjusted, on_adjusted)
+    return registry

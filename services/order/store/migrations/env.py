@@ -1,6 +1,0 @@
-"""Alembic env.py of the order service (the kit's convention)."""
-
-from services.kit.migrations import run_env
-from services.order.store.tables import metadata
-
-run_env(metadata)
