@@ -38,7 +38,7 @@ def password_env(service: str) -> str:
 def consumer_name(service: str) -> str:
     """The durable name `<service>-<purpose>`, with the purpose the service's code declares."""
     module_name = (
-        "gateway.consumers"
+        "gateway.entrypoints.consumers"
         if service == "gateway"
         else f"services.{service.replace('-', '_')}.consumers"
     )

@@ -1,8 +1,8 @@
 """The partner REST gateway: REST routes transcoded from the contracts' google.api.http rules.
 
-Modules: descriptors (which RPCs), templates (path templates), jsonmap + transcoder (HTTP ↔
-messages), backends (gRPC channels), problems (RFC 9457 errors), auth + store (partners, hashed
-API keys, idempotency records, rate buckets), idempotency, openapi + contract_docs + docs_page
-(OpenAPI 3.1 and /docs), app (the partner ASGI app), admin (the admin ASGI app), config and main
-(wiring: `python -m gateway.main`).
+Layout (see README.md): the REST core at the top (descriptors, templates, jsonmap + transcoder,
+problems, auth, carrier_push, openapi + openapi_rules + contract_docs + docs_page, metrics);
+`adapters` (the gateway database in `store`, gRPC channels in `backends`); `webhooks` (the
+outbound-webhook feature); `entrypoints` (partner and admin HTTP apps, consumers, the webhook
+runtime, workers); config and main (wiring: `python -m gateway.main`).
 """

@@ -26,7 +26,7 @@ import os
 import secrets
 
 from gateway.descriptors import HttpBinding, domain_of
-from services.kit.ids import uuid7
+from services.kit.ids import resource_id
 
 SCOPES = ("orders:write", "orders:read", "inventory:read", "invoices:read", "webhooks:manage")
 RESOURCE_OF_DOMAIN = {
@@ -40,18 +40,10 @@ SCOPE_OF_SERVICE = {"crossdock.gateway.v1.WebhookService": "webhooks:manage"}
 # Routes authenticated by the caller's signature (verified by the backend), not by an API key.
 SIGNED_PUSH_METHODS = frozenset({"crossdock.carrier.v1.CarrierAdapterService.IngestWebhook"})
 KEY_PREFIX = "cdk"
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def crockford_id(prefix: str) -> str:
-    """`<prefix>_` + 26 Crockford base32 characters of a UUIDv7 (sortable; the contracts' form)."""
-    value = uuid7().int
-    chars = [_CROCKFORD[(value >> (5 * shift)) & 31] for shift in range(25, -1, -1)]
-    return f"{prefix}_{''.join(chars)}"
 
 
 def new_partner_id() -> str:
-    return crockford_id("ptn")
+    return resource_id("ptn")
 
 
 def scope_for(binding: HttpBinding) -> str:
@@ -74,7 +66,8 @@ def route_class_of(binding: HttpBinding) -> str:
 
 def new_key_material() -> tuple[str, str, bytes, bytes]:
     """(key id, the full API key to show once, salt, SHA-256 of salt+secret)."""
-    key_id = crockford_id("key").removeprefix("key_").lower()
+    # The kit's resource id without its prefix, lower-cased: 26 Crockford base32 characters.
+    key_id = resource_id("key").removeprefix("key_").lower()
     secret = secrets.token_urlsafe(32)
     salt = os.urandom(16)
     return key_id, f"{KEY_PREFIX}_{key_id}_{secret}", salt, hash_secret(salt, secret)

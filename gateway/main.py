@@ -1,9 +1,9 @@
 """Wiring: `python -m gateway.main`.
 
 Reads GatewayConfig (CROSSDOCK_GATEWAY_*), migrates the gateway database, builds routes and the
-OpenAPI document from the contracts, seeds the demo partner, starts the gateway's own
-WebhookService (loopback gRPC) and the webhook delivery worker, and serves the partner API, the
-admin API and Prometheus metrics on their own ports until SIGTERM/SIGINT; then stops accepting, lets in-flight
+OpenAPI document from the contracts, seeds the demo partner, starts the gateway's own WebhookService
+(loopback gRPC) and the webhook delivery worker, and serves the partner API, the admin API and
+Prometheus metrics on their own ports until SIGTERM/SIGINT; then stops accepting, lets in-flight
 requests finish, stops the webhook worker, closes the gRPC channels and the database.
 """
 
@@ -17,21 +17,20 @@ import sys
 import time
 from dataclasses import dataclass
 
-from gateway.admin import create_admin_app
-from gateway.app import Limits, PartnerGateway
+from gateway.adapters.backends import Backends
+from gateway.adapters.store import migrate, queries
 from gateway.auth import SCOPES, new_partner_id
-from gateway.backends import Backends
-from gateway.carrier_push import PUSH_ROUTE_CLASS
 from gateway.config import GatewayConfig
 from gateway.contract_docs import comments_by_name, load_descriptor_set
 from gateway.descriptors import bindings_of, contract_services
+from gateway.entrypoints.admin_api import create_admin_app
+from gateway.entrypoints.partner_api import Limits, PartnerGateway
+from gateway.entrypoints.webhook_runtime import DeliveryWorker, start_webhook_api
+from gateway.entrypoints.workers import purge_worker
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import build_openapi
-from gateway.store import migrate, queries
 from gateway.transcoder import build_routes
-from gateway.webhooks import store as webhook_store
 from gateway.webhooks.delivery_store import RetryPolicy
-from gateway.webhooks.runtime import DeliveryWorker, start_webhook_api
 from gateway.webhooks.sender import SenderSettings
 from gateway.webhooks.servicer import SERVICE as WEBHOOK_SERVICE
 from services.kit.config import ConfigError
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 
 DEMO_KEY_ENV = "CROSSDOCK_DEMO_API_KEY"
 DEMO_PARTNER_NAME = "demo partner"
-PURGE_INTERVAL_SECONDS = 300.0
 
 
 @dataclass
@@ -127,21 +125,6 @@ async def seed_demo_partner(db: Database, environ: dict[str, str] | None = None)
     return api_key
 
 
-async def _purge_forever(db: Database, webhook_log_retention_seconds: float) -> None:
-    while True:
-        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
-        try:
-            purged = await db.run(queries.purge_idempotency, time.time())
-            log.info("purged idempotency records", extra={"purged": purged})
-            cutoff = time.time() - webhook_log_retention_seconds
-            while await db.run(webhook_store.purge_log, cutoff) > 0:
-                pass
-            idle_before = time.time() - PURGE_INTERVAL_SECONDS
-            await db.run(queries.purge_idle_buckets, PUSH_ROUTE_CLASS, idle_before)
-        except Exception:
-            log.exception("purging idempotency records, webhook log or push buckets failed")
-
-
 async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     if config.migrate_on_start:
         await asyncio.to_thread(migrate, config.db_url)
@@ -175,7 +158,8 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     await partner_http.start()
     await admin_http.start()
     retention = config.webhook_log_retention_days * 86_400.0
-    purger = asyncio.create_task(_purge_forever(built.db, retention))
+    purger = purge_worker(built.db, retention)
+    purger.start()
     log.info(
         "gateway serving",
         extra={
@@ -185,7 +169,7 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
         },
     )
     await stop.wait()
-    purger.cancel()
+    await purger.stop()
     await partner_http.stop()
     await admin_http.stop()
     if worker is not None:

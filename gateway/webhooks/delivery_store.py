@@ -1,8 +1,9 @@
 """The sender's units of work: claim due deliveries, then record what each POST did.
 
-Claims are leases: a claimed row gets `lease_until` in the future and no other replica takes it
-until then. On PostgreSQL the claim reads with FOR UPDATE SKIP LOCKED, so replicas claiming at
-once split the due rows instead of waiting on each other; SQLite has one writer at a time.
+Claims are leases (the kit's lease_due): a claimed row gets `lease_until` in the future and no
+other replica takes it until then. On PostgreSQL the claim reads with FOR UPDATE SKIP LOCKED, so
+replicas claiming at once split the due rows instead of waiting on each other; SQLite has one
+writer at a time.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gateway.webhooks.store import fail_pending
-from gateway.webhooks.tables import (
+from gateway.adapters.store.webhook_tables import (
     DELIVERED,
     FAILED,
     PENDING,
@@ -23,6 +23,8 @@ from gateway.webhooks.tables import (
     webhook_deliveries,
     webhook_subscriptions,
 )
+from gateway.webhooks.store import fail_pending
+from services.kit.leases import lease_due
 
 deliveries = webhook_deliveries
 subs = webhook_subscriptions
@@ -98,15 +100,13 @@ def claim_due(conn: Connection, now: float, limit: int, lease_seconds: float) ->
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=deliveries)
-    rows = conn.execute(query).all()
-    if not rows:
-        return []
-    conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id.in_([row.id for row in rows]))
-        .values(lease_until=now + lease_seconds)
+    rows = lease_due(
+        conn,
+        query,
+        table=deliveries,
+        key=deliveries.c.id,
+        lease_column=deliveries.c.lease_until,
+        lease_until=now + lease_seconds,
     )
     claimed = []
     for row in rows:

@@ -1,10 +1,10 @@
 """Milestone events → deliveries, inside the consumer's transaction.
 
-The `gateway-webhooks` consumers (gateway.consumers) call `enqueue` for each milestone event in
-the same transaction as the kit's inbox row. A delivery row per matching enabled subscription
-of the event's partner is inserted with ON CONFLICT DO NOTHING on (subscription, event), so an
-event reaches an endpoint once even if the inbox were bypassed (a redrive, a replay). A
-subscription receives only events that happened after it was created, so a lagging or replayed
+The `gateway-webhooks` consumers (gateway.entrypoints.consumers) call `enqueue` for each milestone
+event in the same transaction as the kit's inbox row. A delivery row per matching enabled
+subscription of the event's partner is inserted with ON CONFLICT DO NOTHING on (subscription,
+event), so an event reaches an endpoint once even if the inbox were bypassed (a redrive, a replay).
+A subscription receives only events that happened after it was created, so a lagging or replayed
 consumer never floods a new endpoint with history.
 """
 
@@ -18,10 +18,10 @@ from google.protobuf.message import Message
 from sqlalchemy import Connection, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gateway.auth import crockford_id
+from gateway.adapters.store.webhook_tables import PENDING, webhook_deliveries, webhook_subscriptions
 from gateway.webhooks.payload import delivery_body, partner_of
-from gateway.webhooks.tables import PENDING, webhook_deliveries, webhook_subscriptions
 from services.kit import events as ev
+from services.kit.ids import resource_id
 from services.kit.outbox import rfc3339
 
 subs = webhook_subscriptions
@@ -52,7 +52,7 @@ def enqueue(
     for subscription_id, event_types, subscribed_at in rows:
         if event_type not in event_types.split() or occurred_at < subscribed_at:
             continue
-        delivery_id = crockford_id("whd")
+        delivery_id = resource_id("whd")
         values = {
             "id": delivery_id,
             "subscription_id": subscription_id,

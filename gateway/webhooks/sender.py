@@ -1,19 +1,17 @@
 """The sender: claim due deliveries, sign and POST them, record every attempt.
 
-One loop per gateway replica; replicas share the work through the claim leases
-(delivery_store.claim_due). A POST has a timeout, follows no redirects and never reads more of
-the answer than its status line. Destinations on private, loopback or link-local addresses are
-refused unless `allow_private_networks` (local runs, tests): a partner must not be able to make
-the gateway call into the cluster (OWASP API7, SSRF). The check resolves the host before the
-POST; a DNS answer that changes between the check and the connect is not covered.
+One loop per gateway replica, a kit PollingWorker; replicas share the work through the claim leases
+(delivery_store.claim_due, on the kit's lease_due). A POST has a timeout, follows no redirects and
+never reads more of the answer than its status line. Destinations on private, loopback or link-local
+addresses are refused unless `allow_private_networks` (local runs, tests): a partner must not be
+able to make the gateway call into the cluster (OWASP API7, SSRF). The check resolves the host
+before the POST; a DNS answer that changes between the check and the connect is not covered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
-import logging
 import time
 from dataclasses import dataclass
 
@@ -27,8 +25,8 @@ from gateway.webhooks.payload import (
     signature_header,
 )
 from services.kit.db import Database
+from services.kit.workers import PollingWorker
 
-log = logging.getLogger(__name__)
 USER_AGENT = "crossdock-webhooks/1"
 
 
@@ -85,33 +83,22 @@ class WebhookSender:
             headers={"User-Agent": USER_AGENT},
         )
         self._limit = asyncio.Semaphore(self._settings.concurrency)
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.worker = PollingWorker(
+            "webhook-sender", self._pass, interval=self._settings.poll_interval_seconds
+        )
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="webhook-sender")
+        self.worker.start()
 
     async def stop(self) -> None:
         """Finish the batch in hand (its attempts are recorded), then close the client."""
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await task
+        await self.worker.stop()
         await self._client.aclose()
 
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                sent = await self.run_once()
-            except Exception:
-                log.exception("webhook sender pass failed")
-                sent = 0
-            if sent < self._settings.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._stopping.wait(), self._settings.poll_interval_seconds
-                    )
+    async def _pass(self) -> int:
+        sent = await self.run_once()
+        # A short batch took every due delivery: wait the poll interval before claiming again.
+        return sent if sent >= self._settings.batch_size else 0
 
     async def run_once(self) -> int:
         """Claim, POST and record one batch; returns how many deliveries were attempted."""

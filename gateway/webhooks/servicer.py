@@ -15,8 +15,8 @@ from crossdock.gateway.v1 import webhook_service_pb2_grpc as svc_grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from gateway.adapters.store.webhook_tables import DELIVERED, FAILED, PENDING
 from gateway.webhooks import store
-from gateway.webhooks.tables import DELIVERED, FAILED, PENDING
 from services.kit.db import Database
 
 SERVICE = svc.DESCRIPTOR.services_by_name["WebhookService"]

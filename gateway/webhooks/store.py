@@ -16,8 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from gateway.auth import crockford_id
-from gateway.webhooks.tables import (
+from gateway.adapters.store.webhook_tables import (
     FAILED,
     PENDING,
     webhook_attempts,
@@ -25,6 +24,7 @@ from gateway.webhooks.tables import (
     webhook_subscriptions,
 )
 from services.kit.errors import InvalidArgument, NotFound
+from services.kit.ids import resource_id
 from services.kit.validation import FieldViolation
 
 SECRET_PREFIX = "whsec_"
@@ -92,7 +92,7 @@ def create_subscription(
     description: str,
     now: float,
 ) -> dict[str, Any]:
-    subscription_id = crockford_id("whs")
+    subscription_id = resource_id("whs")
     conn.execute(
         insert(subs).values(
             id=subscription_id,

@@ -1,6 +1,7 @@
 """The schema registry: versioned event schemas, compatibility checks, schema ids for events.
 
-Inner shape as every service: `domain` (pure rules), `compat` (buf's breaking rules on stored
-descriptor sets), `store` (tables, queries, migrations), `registry` (the use cases), `api` (gRPC),
-`rest` (Confluent-compatible HTTP), `client` (async gRPC client the kit uses), `cli`, `main`.
+The common inner shape (see README.md): `domain` (pure rules), `app` (the use cases),
+`adapters` (`store`: tables, queries, migrations; `buf`: buf's breaking rules on stored
+descriptor sets; `contracts`: proto translation), `entrypoints` (`grpc`, `rest`: the
+Confluent-compatible HTTP API), `cli` (the `crossdock schemas` commands), `config`, `main`.
 """

@@ -36,7 +36,7 @@ from services.kit.registry_client import (
     SubjectNotFoundError,
     descriptor_set_of,
 )
-from services.schema_registry.compat import BufError, BufRunner, CompatibilityChecker
+from services.schema_registry.adapters.buf import BufError, BufRunner, CompatibilityChecker
 from services.schema_registry.domain.errors import InvalidSchema
 from services.schema_registry.domain.model import RegisteredSchema
 from services.schema_registry.domain.modes import DEFAULT_MODE, CompatibilityMode, directions_of

@@ -1,41 +1,24 @@
 """Wiring: `python -m services.schema_registry.main`.
 
-Settings come from the environment once, at start (the kit's ServiceConfig, prefix
-CROSSDOCK_SCHEMA_REGISTRY_): DB_URL, GRPC_PORT, HTTP_PORT and METRICS_PORT are required;
-GRPC_HOST / HTTP_HOST (default 0.0.0.0), BUF_PATH, MIGRATE_ON_START and LOG_LEVEL are optional.
-The kit's run_service owns the process: JSON logs, metrics, the gRPC server with health and
-reflection, and SIGTERM (drain gRPC, then stop HTTP, then close the database).
+The kit's run_service owns the process: settings (SchemaRegistryConfig, exit 2 when invalid),
+JSON logs, metrics, the gRPC server with health and reflection, and SIGTERM (drain gRPC, then
+stop HTTP, then close the database).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import NoReturn
 
-from services.kit.config import ConfigError, ServiceConfig, setting
 from services.kit.db import Database
 from services.kit.http_server import HttpServer
 from services.kit.server import ServiceServer, run_service
-from services.schema_registry.api import add_to_server
-from services.schema_registry.compat import BufRunner, CompatibilityChecker
-from services.schema_registry.registry import SchemaRegistry
-from services.schema_registry.rest import create_app
-from services.schema_registry.store import migrate
-
-
-class SchemaRegistryConfig(ServiceConfig, service="schema-registry"):
-    http_host: str = setting(default="0.0.0.0", description="interface the REST API listens on")
-    http_port: int = setting(
-        minimum=0, maximum=65535, description="REST API listen port (0 picks a free port)"
-    )
-    buf_path: str = setting(
-        default="", description="the buf binary (default: next to the Python interpreter, PATH)"
-    )
-    migrate_on_start: bool = setting(
-        default=True,
-        description="run the database migrations at start (off when a Kubernetes Job runs them)",
-    )
+from services.schema_registry.adapters.buf import BufRunner, CompatibilityChecker
+from services.schema_registry.adapters.store import migrate
+from services.schema_registry.app import SchemaRegistry
+from services.schema_registry.config import SchemaRegistryConfig
+from services.schema_registry.entrypoints.grpc import add_to_server
+from services.schema_registry.entrypoints.rest import create_app
 
 
 async def setup(server: ServiceServer, config: SchemaRegistryConfig) -> None:
@@ -60,12 +43,7 @@ async def setup(server: ServiceServer, config: SchemaRegistryConfig) -> None:
 
 
 def main() -> NoReturn:
-    try:
-        config = SchemaRegistryConfig.from_env()
-    except ConfigError as error:
-        print(f"schema-registry: {error}", file=sys.stderr)
-        sys.exit(2)
-    run_service(config, setup)
+    run_service(SchemaRegistryConfig, setup)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from services.kit.db import Database
-from services.schema_registry.compat import CompatibilityChecker
+from services.schema_registry.adapters.buf import CompatibilityChecker
+from services.schema_registry.adapters.store import queries
+from services.schema_registry.adapters.store.tables import GLOBAL_SUBJECT
 from services.schema_registry.domain.errors import (
     IncompatibleSchema,
     RegistrationConflict,
@@ -38,8 +40,6 @@ from services.schema_registry.domain.modes import (
     comparison_with,
     comparisons_for,
 )
-from services.schema_registry.store import queries
-from services.schema_registry.store.tables import GLOBAL_SUBJECT
 
 Pairs = Sequence[tuple[RegisteredSchema, tuple[Direction, ...]]]
 

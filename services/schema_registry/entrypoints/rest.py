@@ -40,6 +40,8 @@ from starlette.routing import Route
 
 from services.kit.errors import DomainError, InvalidArgument
 from services.kit.validation import violations_of
+from services.schema_registry.adapters.store.tables import GLOBAL_SUBJECT
+from services.schema_registry.app import SchemaRegistry
 from services.schema_registry.domain.errors import (
     InvalidCompatibilityLevel,
     InvalidSchema,
@@ -48,8 +50,6 @@ from services.schema_registry.domain.errors import (
 )
 from services.schema_registry.domain.model import RegisteredSchema
 from services.schema_registry.domain.modes import parse_mode
-from services.schema_registry.registry import SchemaRegistry
-from services.schema_registry.store.tables import GLOBAL_SUBJECT
 
 log = logging.getLogger(__name__)
 

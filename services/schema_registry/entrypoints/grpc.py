@@ -23,13 +23,13 @@ from crossdock.registry.v1 import registry_service_pb2 as pb
 from crossdock.registry.v1 import registry_service_pb2_grpc as pb_grpc
 
 from services.kit.server import ServiceServer
-from services.schema_registry.convert import (
+from services.schema_registry.adapters.contracts import (
     mode_from_proto,
     mode_to_proto,
     schema_to_proto,
     violation_to_proto,
 )
-from services.schema_registry.registry import SchemaRegistry
+from services.schema_registry.app import SchemaRegistry
 
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["SchemaRegistryService"]
 

@@ -8,9 +8,14 @@ from typing import Any
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from services.schema_registry.adapters.store.tables import (
+    GLOBAL_SUBJECT,
+    config,
+    schemas,
+    subject_versions,
+)
 from services.schema_registry.domain.model import CanonicalSchema, RegisteredSchema
 from services.schema_registry.domain.modes import CompatibilityMode
-from services.schema_registry.store.tables import GLOBAL_SUBJECT, config, schemas, subject_versions
 
 
 class StaleSnapshot(Exception):

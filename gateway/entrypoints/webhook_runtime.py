@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
 
-from gateway.consumers import PURPOSE, build_registry
+from gateway.entrypoints.consumers import PURPOSE, build_registry
 from gateway.webhooks.delivery_store import RetryPolicy
 from gateway.webhooks.sender import SenderSettings, WebhookSender
 from gateway.webhooks.servicer import SERVICE, WebhookApi

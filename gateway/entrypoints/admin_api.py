@@ -23,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.adapters.store import queries
 from gateway.auth import SCOPES, bearer_token, new_partner_id
 from gateway.jsonmap import Violation
 from gateway.problems import Problem, bad_request, problem_response
-from gateway.store import queries
 from services.kit.db import Database
 from services.kit.request_context import accept_correlation_id, correlation_scope
 

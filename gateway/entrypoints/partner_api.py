@@ -19,15 +19,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from gateway import idempotency
+from gateway.adapters.backends import Backends, BackendUnavailable
+from gateway.adapters.store import idempotency
+from gateway.adapters.store.queries import Admission, BucketPolicy, admit, take_token
 from gateway.auth import bearer_token, is_signed_push, route_class_of, scope_for
-from gateway.backends import Backends, BackendUnavailable
 from gateway.carrier_push import PUSH_ROUTE_CLASS, bucket_key, signature_headers
 from gateway.docs_page import DOCS_HTML
 from gateway.jsonmap import Violation
 from gateway.metrics import GatewayMetrics
 from gateway.problems import Problem, bad_request, problem_of_rpc_error, problem_response
-from gateway.store.queries import Admission, BucketPolicy, admit, take_token
 from gateway.transcoder import RawBody, Route, build_request, response_json
 from services.kit.db import Database
 from services.kit.request_context import (

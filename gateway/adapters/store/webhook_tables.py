@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from gateway.store.tables import metadata
+from gateway.adapters.store.tables import metadata
 
 PENDING = "pending"
 DELIVERED = "delivered"

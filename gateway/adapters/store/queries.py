@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from gateway.adapters.store.tables import api_keys, partners, rate_buckets
 from gateway.auth import new_key_material, secret_matches, split_api_key
-from gateway.store.tables import api_keys, partners, rate_buckets
 
 MAX_ACTIVE_KEYS = 2  # two at once, so a partner can rotate without downtime
 
@@ -184,7 +184,7 @@ def _take_token(
 
 def purge_idempotency(conn: Connection, now: float) -> int:
     """Delete expired idempotency records; returns how many."""
-    from gateway.store.tables import idempotency_records
+    from gateway.adapters.store.tables import idempotency_records
 
     result = conn.execute(delete(idempotency_records).where(idempotency_records.c.expires_at < now))
     return result.rowcount

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.store.tables import idempotency_records as records
+from gateway.adapters.store.tables import idempotency_records as records
 
 MAX_KEY_LENGTH = 255
 

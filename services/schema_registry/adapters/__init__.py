@@ -1,0 +1,1 @@
+"""The registry's adapters: the store, buf (the compatibility engine) and contract translation."""
