@@ -1,1 +1,2 @@
-"""Shipment's pure rules: packing picks into boxes, choosing a rate, and tracking milestones."""
+"""Shipment's pure rules: the shipment aggregate and its events, packing picks into boxes,
+choosing a rate, and tracking milestones."""

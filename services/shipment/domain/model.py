@@ -1,7 +1,8 @@
 """Canonical statuses, mirrored from the contracts so the domain needs no generated code.
 
 A test pins every value to crossdock.shipment.v1.ShipmentStatus and
-crossdock.carrier.v1.TrackingStatus / ServiceLevel.
+crossdock.carrier.v1.TrackingStatus / ServiceLevel; IncidentReason mirrors
+crossdock.carrier.v1.IncidentReason.
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ class TrackingStatus(enum.IntEnum):
     RETURNED_TO_SENDER = 10
     CANCELLED = 11
     UNKNOWN = 12
+
+
+class IncidentReason(enum.IntEnum):
+    UNSPECIFIED = 0
+    RECIPIENT_ABSENT = 1
+    ADDRESS_PROBLEM = 2
+    REFUSED = 3
+    DAMAGED = 4
+    LOST = 5
+    WEATHER = 6
+    CUSTOMS = 7
+    CARRIER_DELAY = 8
+    PAYMENT_DUE = 9
+    OTHER = 10
 
 
 class ServiceLevel(enum.IntEnum):

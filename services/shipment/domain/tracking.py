@@ -37,7 +37,9 @@ class Rule:
     tracking_status: TrackingStatus
     kind: Kind
     shipment_status: ShipmentStatus | None = None
-    event: str | None = None  # the event subject to publish; None keeps the scan internal
+    # The event to publish (its subject; Shipment.record_scan raises the matching domain event);
+    # None keeps the scan internal.
+    event: str | None = None
 
 
 class RulesError(ValueError):

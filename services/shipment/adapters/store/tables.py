@@ -1,8 +1,8 @@
 """Shipment's tables (SQLAlchemy Core).
 
 A shipment is stored whole as its contract message (`document`, proto3 binary, read and written
-with the row), with the columns queries and the worker need beside it. Instants are epoch
-seconds (Float).
+with the row; adapters/contracts.py converts the aggregate), with the columns queries and the
+worker need beside it. Instants are epoch seconds (Float).
 
 - shipments.pick_id is UNIQUE: one shipment per warehouse pick, however often it is delivered.
 - tracking_numbers maps every master and package number to its shipment, for incoming scans.

@@ -13,18 +13,19 @@ data. Duplicates are stopped by the kit's inbox (same event id) and by the pick 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
 
 from crossdock.events.v1 import carrier_events_pb2, inventory_events_pb2, order_events_pb2
 from sqlalchemy import Connection
 
 from services.kit import events as ev
-from services.kit.db import call_after_commit
+from services.kit.clock import Clock
 from services.kit.handlers import HandlerRegistry
-from services.shipment import flow
+from services.kit.uow import UnitOfWork
+from services.shipment.adapters import contracts
+from services.shipment.app import intake, tracking
+from services.shipment.domain.shipment import PendingPick
 
 PURPOSE = "events"
-Clock = Callable[[], datetime]
 
 
 def build_registry(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerRegistry:
@@ -34,18 +35,32 @@ def build_registry(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerR
     def on_placed(
         event: order_events_pb2.OrderPlaced, headers: Mapping[str, str], conn: Connection
     ) -> None:
-        flow.record_order(conn, event)
+        intake.record_order(UnitOfWork.of(conn), contracts.order_ref_of(event))
 
     def on_pick_completed(
         event: inventory_events_pb2.PickCompleted, headers: Mapping[str, str], conn: Connection
     ) -> None:
-        if flow.record_pick(conn, event, headers.get(ev.CORRELATION_ID, ""), clock()):
-            call_after_commit(conn, on_pick_queued)
+        uow = UnitOfWork.of(conn)
+        pick = PendingPick(
+            pick_id=event.pick_id,
+            order_id=event.order_id,
+            location_id=event.location_id,
+            lines=contracts.picked_lines_of(event),
+            correlation_id=headers.get(ev.CORRELATION_ID, ""),
+        )
+        if intake.record_pick(uow, pick, clock()):
+            uow.after_commit(on_pick_queued)
 
     def on_tracking(
         event: carrier_events_pb2.TrackingUpdated, headers: Mapping[str, str], conn: Connection
     ) -> None:
-        flow.apply_tracking(conn, event, clock())
+        update = tracking.TrackingUpdate(
+            event.carrier,
+            event.tracking_number,
+            contracts.scans_of(event),
+            contracts.final_charge_of(event),
+        )
+        tracking.apply_tracking(UnitOfWork.of(conn), update, clock())
 
     registry.add(order_events_pb2.OrderPlaced, on_placed)
     registry.add(inventory_events_pb2.PickCompleted, on_pick_completed)

@@ -1,4 +1,4 @@
-"""Shipment's store: tables, queries and Alembic migrations (services.kit.migrations)."""
+"""Shipment's store: tables, queries, codecs and Alembic migrations (services.kit.migrations)."""
 
 from __future__ import annotations
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
-from crossdock.carrier.v1 import tracking_pb2
 from sqlalchemy import Connection, and_, select
 
-from services.shipment.store import tables as t
+from services.shipment.adapters.store import tables as t
+from services.shipment.domain.shipment import ScanReport
 
 
 def add_tracking_numbers(
@@ -42,10 +40,9 @@ def shipment_of_tracking_number(conn: Connection, carrier: str, number: str) -> 
     return None if row is None else str(row.shipment_id)
 
 
-def add_scan(
-    conn: Connection, shipment_id: str, scan: tracking_pb2.TrackingEvent, dedupe_key: str
-) -> bool:
-    """Store a scan; False when the shipment already has it."""
+def add_scan(conn: Connection, shipment_id: str, scan: ScanReport) -> bool:
+    """Store a scan (as received); False when the shipment already has it (same dedupe key)."""
+    dedupe_key = scan.key
     seen = conn.execute(
         select(t.scans.c.seq).where(
             and_(t.scans.c.shipment_id == shipment_id, t.scans.c.dedupe_key == dedupe_key)
@@ -57,18 +54,18 @@ def add_scan(
         t.scans.insert().values(
             shipment_id=shipment_id,
             dedupe_key=dedupe_key,
-            occur_time=scan.occur_time.ToDatetime(tzinfo=UTC).timestamp(),
-            event=scan.SerializeToString(),
+            occur_time=scan.occur_time.timestamp(),
+            event=scan.record,
         )
     )
     return True
 
 
-def list_scans(conn: Connection, shipment_id: str) -> list[tracking_pb2.TrackingEvent]:
-    """Every stored scan, oldest first (by scan time, then arrival)."""
+def list_scans(conn: Connection, shipment_id: str) -> list[bytes]:
+    """Every stored scan as received, oldest first (by scan time, then arrival)."""
     rows = conn.execute(
         select(t.scans.c.event)
         .where(t.scans.c.shipment_id == shipment_id)
         .order_by(t.scans.c.occur_time, t.scans.c.seq)
     ).all()
-    return [tracking_pb2.TrackingEvent.FromString(row.event) for row in rows]
+    return [bytes(row.event) for row in rows]

@@ -1,0 +1,225 @@
+"""Shipment's queries, on the unit of work's connection (SQLAlchemy Core): order refs, the
+pending-pick queue, and shipments with their label schedule and lease."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, and_, delete, or_, select, update
+
+from services.kit.errors import Conflict
+from services.kit.leases import lease_due
+from services.kit.paging import keyset, next_page
+from services.shipment.adapters.store import codecs
+from services.shipment.adapters.store import tables as t
+from services.shipment.domain.model import ShipmentStatus
+from services.shipment.domain.shipment import OrderRef, PendingPick, Shipment
+
+# -- order refs ----------------------------------------------------------------------------
+
+
+def save_order_ref(conn: Connection, ref: OrderRef) -> None:
+    """First OrderPlaced wins; a redelivery changes nothing."""
+    if get_order_ref(conn, ref.order_id) is not None:
+        return
+    conn.execute(
+        t.order_refs.insert().values(
+            order_id=ref.order_id,
+            partner_id=ref.partner_id,
+            service_level=ref.service_level,
+            ship_to=codecs.address_bytes(ref.ship_to),
+        )
+    )
+
+
+def get_order_ref(conn: Connection, order_id: str) -> OrderRef | None:
+    row = conn.execute(select(t.order_refs).where(t.order_refs.c.order_id == order_id)).first()
+    if row is None:
+        return None
+    return OrderRef(
+        row.order_id, row.partner_id, row.service_level, codecs.parse_address(row.ship_to)
+    )
+
+
+# -- pending picks -------------------------------------------------------------------------
+
+
+def add_pending_pick(conn: Connection, pick: PendingPick, *, now: float) -> bool:
+    """Queue a completed pick for packing; False when it is queued or shipped already."""
+    queued = conn.execute(
+        select(t.pending_picks.c.pick_id).where(t.pending_picks.c.pick_id == pick.pick_id)
+    ).first()
+    shipped = conn.execute(
+        select(t.shipments.c.shipment_id).where(t.shipments.c.pick_id == pick.pick_id)
+    ).first()
+    if queued is not None or shipped is not None:
+        return False
+    conn.execute(
+        t.pending_picks.insert().values(
+            pick_id=pick.pick_id,
+            order_id=pick.order_id,
+            location_id=pick.location_id,
+            lines=codecs.lines_json(pick.lines),
+            correlation_id=pick.correlation_id,
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+        )
+    )
+    return True
+
+
+def lease_due_picks(
+    conn: Connection, now: float, limit: int, lease_seconds: float
+) -> list[PendingPick]:
+    """Due picks, leased to the caller (pushing next_attempt_at out) so no other worker packs
+    them meanwhile; a crashed worker's lease simply runs out."""
+    rows = lease_due(
+        conn,
+        select(t.pending_picks)
+        .where(t.pending_picks.c.next_attempt_at <= now)
+        .order_by(t.pending_picks.c.next_attempt_at)
+        .limit(limit),
+        table=t.pending_picks,
+        key=t.pending_picks.c.pick_id,
+        lease_column=t.pending_picks.c.next_attempt_at,
+        lease_until=now + lease_seconds,
+    )
+    return [
+        PendingPick(
+            r.pick_id,
+            r.order_id,
+            r.location_id,
+            codecs.parse_lines(r.lines),
+            r.correlation_id,
+            r.attempts,
+        )
+        for r in rows
+    ]
+
+
+def reschedule_pick(conn: Connection, pick_id: str, attempts: int, due: float, error: str) -> None:
+    conn.execute(
+        update(t.pending_picks)
+        .where(t.pending_picks.c.pick_id == pick_id)
+        .values(attempts=attempts, next_attempt_at=due, last_error=error[:500])
+    )
+
+
+# -- shipments -----------------------------------------------------------------------------
+
+
+def insert_shipment(
+    conn: Connection, shipment: Shipment, *, label_due_at: float, now: float
+) -> None:
+    """Insert a new shipment and drop its pick from the queue, in the caller's transaction."""
+    conn.execute(
+        t.shipments.insert().values(
+            shipment_id=shipment.shipment_id,
+            order_id=shipment.order_id,
+            partner_id=shipment.partner_id,
+            pick_id=shipment.pick_id,
+            status=int(shipment.status),
+            document=codecs.shipment_document(shipment),
+            progress=codecs.progress_json(shipment.progress),
+            correlation_id=shipment.correlation_id,
+            label_attempts=0,
+            label_due_at=label_due_at,
+            label_lease_until=None,
+            final_charge=None,
+            version=1,
+            updated_at=now,
+        )
+    )
+    conn.execute(delete(t.pending_picks).where(t.pending_picks.c.pick_id == shipment.pick_id))
+
+
+def get_shipment(conn: Connection, shipment_id: str) -> Shipment | None:
+    row = conn.execute(select(t.shipments).where(t.shipments.c.shipment_id == shipment_id)).first()
+    return None if row is None else codecs.parse_shipment(row)
+
+
+_KEEP = object()
+
+
+def save_shipment(
+    conn: Connection,
+    shipment: Shipment,
+    *,
+    now: float,
+    label_due_at: float | object | None = _KEEP,
+    release_lease: bool = False,
+) -> None:
+    """Write the shipment back if nobody changed it since it was read (optimistic version).
+
+    The label schedule and lease stay as they are unless given: saving the chosen rate mid-
+    booking must not free the shipment for another worker.
+    """
+    schedule: dict[str, object] = {}
+    if label_due_at is not _KEEP:
+        schedule["label_due_at"] = label_due_at
+    if release_lease:
+        schedule["label_lease_until"] = None
+    result = conn.execute(
+        update(t.shipments)
+        .where(
+            and_(
+                t.shipments.c.shipment_id == shipment.shipment_id,
+                t.shipments.c.version == shipment.version,
+            )
+        )
+        .values(
+            status=int(shipment.status),
+            document=codecs.shipment_document(shipment),
+            progress=codecs.progress_json(shipment.progress),
+            label_attempts=shipment.label_attempts,
+            final_charge=codecs.final_charge_json(shipment.final_charge),
+            version=shipment.version + 1,
+            updated_at=now,
+            **schedule,
+        )
+    )
+    if result.rowcount != 1:
+        raise Conflict(f"shipment {shipment.shipment_id} changed concurrently")
+    shipment.version += 1
+
+
+def lease_due_labels(
+    conn: Connection, now: float, limit: int, lease_seconds: float
+) -> list[Shipment]:
+    """Shipments waiting for a label whose lease is free, leased to the caller."""
+    rows = lease_due(
+        conn,
+        select(t.shipments)
+        .where(
+            and_(
+                t.shipments.c.status == int(ShipmentStatus.CREATED),
+                t.shipments.c.label_due_at <= now,
+                or_(
+                    t.shipments.c.label_lease_until.is_(None),
+                    t.shipments.c.label_lease_until < now,
+                ),
+            )
+        )
+        .order_by(t.shipments.c.label_due_at)
+        .limit(limit),
+        table=t.shipments,
+        key=t.shipments.c.shipment_id,
+        lease_column=t.shipments.c.label_lease_until,
+        lease_until=now + lease_seconds,
+    )
+    return [codecs.parse_shipment(r) for r in rows]
+
+
+def list_shipments(
+    conn: Connection, partner_id: str, order_id: str, status: int, page_token: str, size: int
+) -> tuple[list[Shipment], str]:
+    """One page, newest first (keyset on the row sequence), and the next page's token."""
+    query = select(t.shipments)
+    if partner_id:
+        query = query.where(t.shipments.c.partner_id == partner_id)
+    if order_id:
+        query = query.where(t.shipments.c.order_id == order_id)
+    if status:
+        query = query.where(t.shipments.c.status == status)
+    rows = conn.execute(keyset(query, t.shipments.c.seq, page_token, size, descending=True)).all()
+    page, token = next_page(rows, size, key=lambda row: int(row.seq))
+    return [codecs.parse_shipment(row) for row in page], token

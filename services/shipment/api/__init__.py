@@ -1,1 +1,0 @@
-"""Shipment's gRPC servicer and its proto mapping."""

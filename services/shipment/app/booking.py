@@ -1,0 +1,142 @@
+"""Packing picks and booking labels: the steps that call other services.
+
+Both call inventory or carrier-adapter outside any transaction, then settle the result in one
+unit of work. Exactly one label per shipment: the shipment id is the booking's idempotency key,
+so a call that timed out (and may have booked) is simply made again and carrier-adapter returns
+the same label. The chosen quote is stored before booking so every retry books the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from services.kit.clock import Clock
+from services.kit.uow import UnitsOfWork
+from services.shipment.adapters.clients import CarrierCallFailed, CarrierClient, InventoryClient
+from services.shipment.app import shipments
+from services.shipment.domain.rating import choose
+from services.shipment.domain.shipment import PendingPick, Rate, Shipment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BookingSettings:
+    max_box_weight_kg: float = 30.0
+    carrier_preference: tuple[str, ...] = ()
+    label_timeout_seconds: float = 10.0
+    label_max_attempts: int = 8
+    retry_base_delay_seconds: float = 0.5
+    retry_max_delay_seconds: float = 60.0
+
+    def retry_delay(self, attempts: int) -> float:
+        """Exponential, capped, jittered in its upper half (so a retry is never made at once)."""
+        ceiling = min(self.retry_base_delay_seconds * 2**attempts, self.retry_max_delay_seconds)
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass
+class Booking:
+    """What packing and booking need: the database, the two services, the clock, the rules."""
+
+    units: UnitsOfWork
+    inventory: InventoryClient
+    carriers: CarrierClient
+    clock: Clock
+    settings: BookingSettings
+
+
+# -- packing ---------------------------------------------------------------------------------
+
+
+async def pack_pick(booking: Booking, pick: PendingPick) -> bool:
+    """Pack a pick into a shipment (its label is due at once); on failure pack it again later.
+    True when a shipment was created."""
+    try:
+        items = await booking.inventory.item_specs(units.sku for units in pick.lines)
+        ship_from = await booking.inventory.address(pick.location_id)
+        await booking.units.run(
+            shipments.create_shipment,
+            pick,
+            items,
+            ship_from,
+            booking.settings.max_box_weight_kg,
+            booking.clock(),
+        )
+        return True
+    except Exception as error:
+        attempts = pick.attempts + 1
+        due = booking.clock().timestamp() + booking.settings.retry_delay(attempts)
+        log.warning("packing pick %s failed (attempt %d): %s", pick.pick_id, attempts, error)
+        await booking.units.run(shipments.reschedule_pick, pick.pick_id, attempts, due, str(error))
+        return False
+
+
+# -- labels ----------------------------------------------------------------------------------
+
+
+async def book_label(booking: Booking, shipment: Shipment) -> None:
+    """Shop (unless a quote is already chosen), book, and settle: MANIFESTED, retried later, or
+    LABEL_FAILED when no rate meets the level or the attempts are spent."""
+    try:
+        rate = shipment.rate if shipment.rate is not None else await _shop(booking, shipment)
+        if rate is None:
+            level = shipment.service_level.name
+            await booking.units.run(
+                shipments.fail_label,
+                shipment.shipment_id,
+                f"no carrier rate meets service level {level}",
+                booking.clock(),
+            )
+            return
+        label = await booking.carriers.book_label(
+            shipment, rate, timeout=booking.settings.label_timeout_seconds
+        )
+        await booking.units.run(shipments.manifest, shipment.shipment_id, label, booking.clock())
+    except CarrierCallFailed as error:
+        await _carrier_refused(booking, shipment, error)
+    except Exception as error:
+        log.exception("booking shipment %s failed", shipment.shipment_id)
+        await _retry_later(booking, shipment, f"{type(error).__name__}: {error}")
+
+
+async def _shop(booking: Booking, shipment: Shipment) -> Rate | None:
+    """The cheapest rate that meets the service level, stored before it is booked."""
+    shop = await booking.carriers.rates(shipment, timeout=booking.settings.label_timeout_seconds)
+    best = choose(shop.quotes, shipment.service_level, booking.settings.carrier_preference)
+    if best is None:
+        if shop.carrier_errors and any(e.retryable for e in shop.carrier_errors):
+            reasons = "; ".join(f"{e.carrier}: {e.message}" for e in shop.carrier_errors)
+            raise RuntimeError("no rate yet: " + reasons)
+        return None
+    chosen = shop.rates[best.rate_id]
+    await booking.units.run(shipments.choose_rate, shipment.shipment_id, chosen, booking.clock())
+    return chosen
+
+
+async def _carrier_refused(booking: Booking, shipment: Shipment, error: CarrierCallFailed) -> None:
+    if error.transient:
+        await _retry_later(booking, shipment, error.reason)
+    elif error.failed_precondition and shipment.label_attempts < 2:
+        # Typically the quote expired before it was booked: shop again.
+        await booking.units.run(shipments.clear_rate, shipment.shipment_id, booking.clock())
+        await _retry_later(booking, shipment, error.reason)
+    else:
+        await booking.units.run(
+            shipments.fail_label, shipment.shipment_id, error.reason, booking.clock()
+        )
+
+
+async def _retry_later(booking: Booking, shipment: Shipment, reason: str) -> None:
+    attempts = shipment.label_attempts + 1
+    now = booking.clock()
+    if attempts >= booking.settings.label_max_attempts:
+        await booking.units.run(shipments.fail_label, shipment.shipment_id, reason, now)
+        return
+    log.warning("label for %s not booked (attempt %d): %s", shipment.shipment_id, attempts, reason)
+    due = now.timestamp() + booking.settings.retry_delay(attempts)
+    await booking.units.run(
+        shipments.reschedule_label, shipment.shipment_id, attempts, due, reason, now.timestamp()
+    )

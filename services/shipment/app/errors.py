@@ -1,0 +1,11 @@
+"""Facts that arrived before the facts they depend on: transient, a redelivery finds the data."""
+
+from __future__ import annotations
+
+
+class OrderNotPlacedYet(Exception):
+    """A pick arrived before its OrderPlaced (another stream): transient, redelivery finds it."""
+
+
+class TrackingNumberUnknown(Exception):
+    """Scans for a number no shipment holds yet: the label's commit may still be in flight."""

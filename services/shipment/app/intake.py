@@ -1,0 +1,24 @@
+"""What shipment keeps from the events it consumes before a shipment exists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.kit.uow import UnitOfWork
+from services.shipment.adapters.store import shipments as store
+from services.shipment.app.errors import OrderNotPlacedYet
+from services.shipment.domain.shipment import OrderRef, PendingPick
+
+
+def record_order(uow: UnitOfWork, order: OrderRef) -> None:
+    """Who the order belongs to, where it goes and how fast (first OrderPlaced wins)."""
+    store.save_order_ref(uow.conn, order)
+
+
+def record_pick(uow: UnitOfWork, pick: PendingPick, now: datetime) -> bool:
+    """Queue a completed pick for packing; False when nothing was picked or it is known."""
+    if store.get_order_ref(uow.conn, pick.order_id) is None:
+        raise OrderNotPlacedYet(f"order {pick.order_id} not placed yet (pick {pick.pick_id})")
+    if not pick.lines:
+        return False  # everything was short: nothing leaves the warehouse
+    return store.add_pending_pick(uow.conn, pick, now=now.timestamp())

@@ -1,0 +1,186 @@
+"""Shipment's use cases on one shipment: each runs in one unit of work, so the state change and
+the events it raises (outbox rows) commit together or not at all.
+
+- create_shipment: a pending pick packed into a shipment (ShipmentCreated);
+- choose_rate / clear_rate / manifest / fail_label / reschedule_label: the label booking's
+  steps and outcomes (ShipmentManifested, or a delivery exception when it fails for good);
+- retry_label: an operator's retry of a failed booking;
+- take_due_picks / take_due_labels / reschedule_pick: the worker's leased queue;
+- get_shipment / list_shipments / get_tracking: the reads, scoped to a partner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from services.kit.errors import NotFound
+from services.kit.ids import resource_id
+from services.kit.uow import UnitOfWork
+from services.kit.values import Address
+from services.shipment.adapters.store import scans
+from services.shipment.adapters.store import shipments as store
+from services.shipment.app.errors import OrderNotPlacedYet
+from services.shipment.domain.packing import ItemSpec, pack
+from services.shipment.domain.shipment import Label, Package, PendingPick, Rate, Shipment
+
+
+def _not_found(shipment_id: str) -> NotFound:
+    return NotFound(
+        f"shipment {shipment_id} not found", resource_type="shipment", resource_name=shipment_id
+    )
+
+
+def _require(uow: UnitOfWork, shipment_id: str) -> Shipment:
+    shipment = store.get_shipment(uow.conn, shipment_id)
+    if shipment is None:
+        raise LookupError(f"shipment {shipment_id} vanished")
+    return shipment
+
+
+def _publish(uow: UnitOfWork, shipment: Shipment) -> None:
+    # Events carry the correlation id of the pick that started the shipment.
+    uow.publish_all(shipment.pull_events(), correlation_id=shipment.correlation_id)
+
+
+# -- creation --------------------------------------------------------------------------------
+
+
+def create_shipment(
+    uow: UnitOfWork,
+    pick: PendingPick,
+    items: Mapping[str, ItemSpec],
+    ship_from: Address,
+    max_box_weight_kg: float,
+    now: datetime,
+) -> Shipment:
+    """Pack the pick into a new shipment (CREATED) and announce it; the label is due now."""
+    order = store.get_order_ref(uow.conn, pick.order_id)
+    if order is None:
+        raise OrderNotPlacedYet(f"order {pick.order_id} not placed yet (pick {pick.pick_id})")
+    boxes = pack(pick.lines, items, max_box_weight_kg)
+    shipment_id = resource_id("shp")
+    packages = [Package.of_box(resource_id("pkg"), box) for box in boxes]
+    shipment = Shipment.create(shipment_id, pick, order, packages, ship_from, now)
+    store.insert_shipment(uow.conn, shipment, label_due_at=now.timestamp(), now=now.timestamp())
+    _publish(uow, shipment)
+    return shipment
+
+
+# -- label booking ---------------------------------------------------------------------------
+
+
+def choose_rate(uow: UnitOfWork, shipment_id: str, rate: Rate, now: datetime) -> None:
+    """Fix the chosen quote before booking, so every retry books the same one."""
+    shipment = _require(uow, shipment_id)
+    shipment.choose_rate(rate, now)
+    store.save_shipment(uow.conn, shipment, now=now.timestamp())
+
+
+def clear_rate(uow: UnitOfWork, shipment_id: str, now: datetime) -> None:
+    """The quote can no longer be booked (expired): shop again on the next attempt."""
+    shipment = _require(uow, shipment_id)
+    shipment.clear_rate(now)
+    store.save_shipment(uow.conn, shipment, now=now.timestamp())
+
+
+def manifest(uow: UnitOfWork, shipment_id: str, label: Label, now: datetime) -> bool:
+    """The label is booked: MANIFESTED with its tracking numbers; False if it already was."""
+    shipment = _require(uow, shipment_id)
+    if not shipment.manifest(label, now):
+        return False
+    store.save_shipment(
+        uow.conn, shipment, now=now.timestamp(), label_due_at=None, release_lease=True
+    )
+    numbers = [label.tracking_number, *label.package_tracking_numbers]
+    scans.add_tracking_numbers(uow.conn, label.carrier, numbers, shipment_id)
+    _publish(uow, shipment)
+    return True
+
+
+def fail_label(uow: UnitOfWork, shipment_id: str, reason: str, now: datetime) -> bool:
+    """Booking failed for good: LABEL_FAILED and a delivery exception; False unless CREATED."""
+    shipment = _require(uow, shipment_id)
+    if not shipment.fail_label(reason, now):
+        return False
+    store.save_shipment(
+        uow.conn, shipment, now=now.timestamp(), label_due_at=None, release_lease=True
+    )
+    _publish(uow, shipment)
+    return True
+
+
+def reschedule_label(
+    uow: UnitOfWork, shipment_id: str, attempts: int, due: float, error: str, now: float
+) -> None:
+    """Book again at `due`; the lease is freed. The reason is kept on the shipment."""
+    shipment = store.get_shipment(uow.conn, shipment_id)
+    if shipment is None or not shipment.label_attempt_failed(attempts, error):
+        return
+    store.save_shipment(uow.conn, shipment, now=now, label_due_at=due, release_lease=True)
+
+
+def retry_label(uow: UnitOfWork, shipment_id: str, now: datetime) -> Shipment:
+    """LABEL_FAILED → CREATED with the label due now; a shipment booking or booked is returned
+    as is, any other is FAILED_PRECONDITION."""
+    shipment = store.get_shipment(uow.conn, shipment_id)
+    if shipment is None:
+        raise _not_found(shipment_id)
+    if shipment.retry_label(now):
+        store.save_shipment(
+            uow.conn,
+            shipment,
+            now=now.timestamp(),
+            label_due_at=now.timestamp(),
+            release_lease=True,
+        )
+    return shipment
+
+
+# -- the worker's queue ----------------------------------------------------------------------
+
+
+def take_due_picks(
+    uow: UnitOfWork, now: float, limit: int, lease_seconds: float
+) -> list[PendingPick]:
+    """Picks due for packing, leased to the caller for `lease_seconds`."""
+    return store.lease_due_picks(uow.conn, now, limit, lease_seconds)
+
+
+def take_due_labels(
+    uow: UnitOfWork, now: float, limit: int, lease_seconds: float
+) -> list[Shipment]:
+    """Shipments due for a label booking, leased to the caller for `lease_seconds`."""
+    return store.lease_due_labels(uow.conn, now, limit, lease_seconds)
+
+
+def reschedule_pick(uow: UnitOfWork, pick_id: str, attempts: int, due: float, error: str) -> None:
+    """Pack the pick again at `due` (the lease ends then too)."""
+    store.reschedule_pick(uow.conn, pick_id, attempts, due, error)
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+def get_shipment(uow: UnitOfWork, shipment_id: str, partner_id: str) -> Shipment:
+    """The shipment; another partner's answers NOT_FOUND exactly like a missing one, so ids of
+    other partners cannot be probed."""
+    shipment = store.get_shipment(uow.conn, shipment_id)
+    if shipment is None or (partner_id and shipment.partner_id != partner_id):
+        raise _not_found(shipment_id)
+    return shipment
+
+
+def list_shipments(
+    uow: UnitOfWork, partner_id: str, order_id: str, status: int, page_token: str, size: int
+) -> tuple[list[Shipment], str]:
+    """One page of shipments, newest first, and the next page's token ("" on the last)."""
+    return store.list_shipments(uow.conn, partner_id, order_id, status, page_token, size)
+
+
+def get_tracking(
+    uow: UnitOfWork, shipment_id: str, partner_id: str
+) -> tuple[Shipment, list[bytes]]:
+    """The shipment and every scan of its timeline as received, oldest first."""
+    shipment = get_shipment(uow, shipment_id, partner_id)
+    return shipment, scans.list_scans(uow.conn, shipment_id)

@@ -1,0 +1,83 @@
+"""Shipment's settings (environment prefix CROSSDOCK_SHIPMENT_)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from services.kit.config import setting
+from services.kit.consumer import ConsumerSettings
+from services.kit.runtime import ConsumingServiceConfig
+from services.shipment.adapters.store import SERVICE
+from services.shipment.app.booking import BookingSettings
+from services.shipment.entrypoints.workers import WorkerSettings
+
+
+class ShipmentConfig(ConsumingServiceConfig, service=SERVICE):
+    inventory_target: str = setting(description="host:port of inventory (item master, locations)")
+    carrier_adapter_target: str = setting(
+        description="host:port of carrier-adapter (rates and labels)"
+    )
+    max_package_weight_kg: float = setting(
+        default=30.0, minimum=0.1, description="heaviest box the packer fills before starting one"
+    )
+    carrier_preference: str = setting(
+        default="",
+        description="comma-separated carrier codes preferred, in order, among equally cheap rates",
+    )
+    label_timeout_seconds: float = setting(
+        default=10.0, minimum=0.05, description="deadline of one rate or label call"
+    )
+    label_max_attempts: int = setting(
+        default=8, minimum=1, description="label attempts before the shipment is LABEL_FAILED"
+    )
+    retry_base_delay_seconds: float = setting(
+        default=0.5, minimum=0.01, description="first retry delay of packing or booking"
+    )
+    retry_max_delay_seconds: float = setting(
+        default=60.0, minimum=0.01, description="longest retry delay of packing or booking"
+    )
+    worker_poll_interval_seconds: float = setting(
+        default=0.5, minimum=0.01, description="worker fallback poll interval"
+    )
+    worker_lease_seconds: float = setting(
+        default=120.0,
+        minimum=0.5,
+        description="how long a worker holds a pick or a label booking before another replica "
+        "may take it over (after a crash); keep it above LABEL_TIMEOUT_SECONDS",
+    )
+    worker_concurrency: int = setting(
+        default=16, minimum=1, maximum=256, description="rate and label calls in flight at once"
+    )
+    consumer_ack_wait_seconds: float = setting(
+        default=30.0, minimum=1, description="redelivery delay of an event a crashed worker held"
+    )
+    consumer_max_deliver: int = setting(
+        default=20,
+        minimum=2,
+        description="deliveries before dead-lettering; scans wait here for their label's commit",
+    )
+
+    def consumer_settings(self) -> ConsumerSettings:
+        return dataclasses.replace(
+            super().consumer_settings(),
+            ack_wait=self.consumer_ack_wait_seconds,
+            max_deliver=self.consumer_max_deliver,
+        )
+
+    def booking_settings(self) -> BookingSettings:
+        preference = tuple(c.strip() for c in self.carrier_preference.split(",") if c.strip())
+        return BookingSettings(
+            max_box_weight_kg=self.max_package_weight_kg,
+            carrier_preference=preference,
+            label_timeout_seconds=self.label_timeout_seconds,
+            label_max_attempts=self.label_max_attempts,
+            retry_base_delay_seconds=self.retry_base_delay_seconds,
+            retry_max_delay_seconds=self.retry_max_delay_seconds,
+        )
+
+    def worker_settings(self) -> WorkerSettings:
+        return WorkerSettings(
+            poll_interval_seconds=self.worker_poll_interval_seconds,
+            concurrency=self.worker_concurrency,
+            lease_seconds=self.worker_lease_seconds,
+        )

@@ -1,0 +1,79 @@
+"""What a shipment announces. adapters/contracts.py maps each to its crossdock.events.v1 message.
+
+Events that carry the whole shipment hold a snapshot taken when the event was raised, so later
+changes in the same unit of work do not leak into them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from services.kit.values import Money
+from services.shipment.domain.model import IncidentReason, ServiceLevel, TrackingStatus
+
+if TYPE_CHECKING:
+    from services.shipment.domain.shipment import Shipment
+
+
+@dataclass(frozen=True)
+class ShipmentRef:
+    """Who a milestone is about, without the whole shipment."""
+
+    shipment_id: str
+    order_id: str
+    partner_id: str
+    carrier: str
+    tracking_number: str
+
+
+@dataclass(frozen=True)
+class ShipmentCreated:
+    shipment: Shipment
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ShipmentManifested:
+    shipment: Shipment
+    quoted_charge: Money | None
+    service_level: ServiceLevel
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ShipmentPickedUp:
+    shipment: ShipmentRef
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ShipmentOutForDelivery:
+    shipment: ShipmentRef
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ShipmentDelivered:
+    shipment: Shipment
+    final_charge: Money | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ShipmentDeliveryException:
+    """A carrier exception scan, or a label booking that failed for good."""
+
+    shipment: ShipmentRef
+    incident_reason: IncidentReason
+    description: str
+    occurred_at: datetime
+    status: TrackingStatus = TrackingStatus.UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class ShipmentReturnedToSender:
+    shipment: ShipmentRef
+    incident_reason: IncidentReason
+    occurred_at: datetime

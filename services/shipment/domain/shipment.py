@@ -1,0 +1,358 @@
+"""The shipment aggregate: one warehouse pick packed into packages, booked with a carrier and
+tracked to the door.
+
+Its transitions are methods that check the current status, change the shipment and record the
+domain events they raise (`pull_events`). Label booking: CREATED → MANIFESTED, or LABEL_FAILED
+(retryable back to CREATED). Tracking: scans move the journey through `tracking.apply_scan`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+
+from services.kit.errors import FailedPrecondition
+from services.kit.values import Address, Dimensions, DimensionUnit, Money, Weight, WeightUnit
+from services.shipment.domain.events import (
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentDeliveryException,
+    ShipmentManifested,
+    ShipmentOutForDelivery,
+    ShipmentPickedUp,
+    ShipmentRef,
+    ShipmentReturnedToSender,
+)
+from services.shipment.domain.model import (
+    IncidentReason,
+    ServiceLevel,
+    ShipmentStatus,
+    TrackingStatus,
+)
+from services.shipment.domain.packing import Box, PickedUnits
+from services.shipment.domain.tracking import (
+    Kind,
+    Progress,
+    Rule,
+    Scan,
+    apply_scan,
+    default_rules,
+)
+
+FAILURE_REASON_MAX = 500
+
+
+@dataclass(frozen=True)
+class OrderRef:
+    """What OrderPlaced said about delivery: whose order, where it goes and how fast."""
+
+    order_id: str
+    partner_id: str
+    service_level: int
+    ship_to: Address
+
+
+@dataclass(frozen=True)
+class PendingPick:
+    """A completed warehouse pick waiting to be packed."""
+
+    pick_id: str
+    order_id: str
+    location_id: str
+    lines: tuple[PickedUnits, ...]
+    correlation_id: str
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Package:
+    """One box of the shipment; its items are the picked units it holds."""
+
+    package_id: str
+    weight: Weight
+    dimensions: Dimensions
+    items: tuple[PickedUnits, ...]
+    tracking_number: str = ""
+
+    @classmethod
+    def of_box(cls, package_id: str, box: Box) -> Package:
+        # repr() keeps the packer's float exactly (0.1 stays 0.1 and converts back to 0.1).
+        return cls(
+            package_id=package_id,
+            weight=Weight(Decimal(repr(box.weight_kg)), WeightUnit.KILOGRAM),
+            dimensions=Dimensions(
+                Decimal(repr(box.length_cm)),
+                Decimal(repr(box.width_cm)),
+                Decimal(repr(box.height_cm)),
+                DimensionUnit.CENTIMETER,
+            ),
+            items=box.items,
+        )
+
+
+@dataclass(frozen=True)
+class Rate:
+    """The carrier quote chosen for booking (kept so every retry books the same one)."""
+
+    rate_id: str
+    carrier: str
+    service_level: ServiceLevel
+    total_charge: Money | None = None
+    carrier_account_id: str = ""
+    service_code: str = ""
+    service_name: str = ""
+    estimated_transit_days: int = 0
+    estimated_delivery_time: datetime | None = None
+    expire_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Label:
+    """What a booked label tells the shipment."""
+
+    label_id: str
+    carrier: str
+    tracking_number: str
+    package_tracking_numbers: tuple[str, ...] = ()
+    quoted_charge: Money | None = None
+
+
+@dataclass(frozen=True)
+class ProofOfDelivery:
+    deliver_time: datetime | None
+    signed_by: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """One carrier scan as reported; `record` is the scan as received, kept in the timeline."""
+
+    status: TrackingStatus
+    occur_time: datetime
+    record: bytes
+    incident_reason: IncidentReason = IncidentReason.UNSPECIFIED
+    description: str = ""
+    signed_by: str = ""
+    dedupe_key: str = ""
+    carrier_status_code: str = ""
+    carrier_incident_code: str = ""
+
+    @property
+    def key(self) -> str:
+        """The carrier-adapter's dedupe key, or the scan's own identity when it has none."""
+        if self.dedupe_key:
+            return self.dedupe_key[:200]
+        moment = self.occur_time.isoformat()
+        return f"{self.carrier_status_code}|{self.carrier_incident_code}|{moment}"[:200]
+
+
+@dataclass
+class Shipment:
+    """A shipment and what shipment keeps about it beyond the contract (progress, attempts)."""
+
+    shipment_id: str
+    order_id: str
+    partner_id: str
+    pick_id: str
+    location_id: str
+    status: ShipmentStatus
+    progress: Progress
+    correlation_id: str
+    ship_from: Address | None = None
+    ship_to: Address | None = None
+    packages: list[Package] = field(default_factory=list)
+    service_level: ServiceLevel = ServiceLevel.UNSPECIFIED
+    rate: Rate | None = None
+    carrier: str = ""
+    tracking_number: str = ""
+    label_id: str = ""
+    proof_of_delivery: ProofOfDelivery | None = None
+    last_tracking_status: TrackingStatus = TrackingStatus.UNSPECIFIED
+    failure_reason: str = ""
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+    label_attempts: int = 0
+    final_charge: Money | None = None
+    version: int = 1
+    events: list[object] = field(default_factory=list, repr=False, compare=False)
+
+    # -- creation ----------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        shipment_id: str,
+        pick: PendingPick,
+        order: OrderRef,
+        packages: list[Package],
+        ship_from: Address,
+        now: datetime,
+    ) -> Shipment:
+        """A pick packed into a new shipment (CREATED); raises ShipmentCreated."""
+        shipment = cls(
+            shipment_id=shipment_id,
+            order_id=pick.order_id,
+            partner_id=order.partner_id,
+            pick_id=pick.pick_id,
+            location_id=pick.location_id,
+            status=ShipmentStatus.CREATED,
+            progress=Progress(ShipmentStatus.CREATED, ShipmentStatus.CREATED),
+            correlation_id=pick.correlation_id,
+            ship_from=ship_from,
+            ship_to=order.ship_to,
+            packages=packages,
+            service_level=ServiceLevel(order.service_level),
+            create_time=now,
+            update_time=now,
+        )
+        shipment.events.append(ShipmentCreated(shipment.snapshot(), now))
+        return shipment
+
+    # -- label booking -----------------------------------------------------------------------
+
+    def choose_rate(self, rate: Rate, now: datetime) -> None:
+        """Fix the chosen quote before booking, so every retry books the same one."""
+        self.rate = rate
+        self.touch(now)
+
+    def clear_rate(self, now: datetime) -> None:
+        """The quote can no longer be booked (expired): shop again on the next attempt."""
+        self.rate = None
+        self.touch(now)
+
+    def manifest(self, label: Label, now: datetime) -> bool:
+        """The label is booked: MANIFESTED with its tracking numbers; False if it already was."""
+        if self.status != ShipmentStatus.CREATED:
+            return False
+        self.status = ShipmentStatus.MANIFESTED
+        self.carrier = label.carrier
+        self.tracking_number = label.tracking_number
+        self.label_id = label.label_id
+        self.failure_reason = ""
+        numbers = label.package_tracking_numbers
+        self.packages = [
+            replace(package, tracking_number=number)
+            for package, number in zip(self.packages, numbers, strict=False)
+        ] + self.packages[len(numbers) :]
+        self.touch(now)
+        self.progress = Progress(
+            ShipmentStatus.MANIFESTED, ShipmentStatus.MANIFESTED, reached_at=now
+        )
+        quoted = label.quoted_charge
+        if quoted is None and self.rate is not None:
+            quoted = self.rate.total_charge
+        level = self.rate.service_level if self.rate is not None else ServiceLevel.UNSPECIFIED
+        self.events.append(ShipmentManifested(self.snapshot(), quoted, level, now))
+        return True
+
+    def label_attempt_failed(self, attempts: int, reason: str) -> bool:
+        """A booking attempt failed and will be made again; False unless still CREATED."""
+        if self.status != ShipmentStatus.CREATED:
+            return False
+        self.failure_reason = reason[:FAILURE_REASON_MAX]
+        self.label_attempts = attempts
+        return True
+
+    def fail_label(self, reason: str, now: datetime) -> bool:
+        """Booking failed for good: LABEL_FAILED, raised as a delivery exception so the order
+        shows it (DESIGN.md, compensation: visible and retryable). False unless CREATED."""
+        if self.status != ShipmentStatus.CREATED:
+            return False
+        self.status = ShipmentStatus.LABEL_FAILED
+        self.failure_reason = reason[:FAILURE_REASON_MAX]
+        self.touch(now)
+        self.progress = replace(self.progress, status=ShipmentStatus.LABEL_FAILED)
+        self.events.append(
+            ShipmentDeliveryException(
+                self.ref(),
+                IncidentReason.OTHER,
+                f"label booking failed: {reason}"[:FAILURE_REASON_MAX],
+                now,
+            )
+        )
+        return True
+
+    def retry_label(self, now: datetime) -> bool:
+        """LABEL_FAILED → CREATED with a fresh attempt budget (no event: the booking's outcome
+        is the news); True when it was reset. A shipment booking or booked stays as it is."""
+        if self.status == ShipmentStatus.LABEL_FAILED:
+            self.status = ShipmentStatus.CREATED
+            self.rate = None  # shop again: the old quote may have expired
+            self.progress = replace(self.progress, status=ShipmentStatus.CREATED)
+            self.label_attempts = 0
+            self.touch(now)
+            return True
+        if self.status != ShipmentStatus.CREATED and not self.label_id:
+            raise FailedPrecondition(
+                f"shipment {self.shipment_id} is SHIPMENT_STATUS_{self.status.name}; "
+                "only a failed label booking can be retried"
+            )
+        return False
+
+    # -- tracking ----------------------------------------------------------------------------
+
+    def record_scan(
+        self,
+        scan: ScanReport,
+        final_charge: Money | None,
+        rules: Mapping[TrackingStatus, Rule] | None = None,
+    ) -> None:
+        """Move the journey by one new (already de-duplicated) scan; raise its milestone."""
+        rules = default_rules() if rules is None else rules
+        outcome = apply_scan(self.progress, Scan(scan.status, scan.occur_time), rules)
+        self.progress = outcome.progress
+        self.status = outcome.progress.status
+        self.last_tracking_status = outcome.progress.latest_tracking_status
+        if not outcome.event:
+            return
+        rule = rules[scan.status]
+        delivered = rule.kind is Kind.PROGRESS and rule.shipment_status is ShipmentStatus.DELIVERED
+        if delivered and self.status == ShipmentStatus.DELIVERED:
+            self.proof_of_delivery = ProofOfDelivery(
+                scan.occur_time, signed_by=scan.signed_by, location=scan.description
+            )
+        self.events.append(self._milestone(rule, scan, final_charge))
+
+    def record_final_charge(self, charge: Money) -> None:
+        self.final_charge = charge
+
+    def _milestone(self, rule: Rule, scan: ScanReport, final_charge: Money | None) -> object:
+        """The event a publishing rule raises for `scan`: exception rules raise a delivery
+        exception, progress rules the milestone of the status they reach."""
+        at = scan.occur_time
+        if rule.kind is Kind.EXCEPTION:
+            return ShipmentDeliveryException(
+                self.ref(), scan.incident_reason, scan.description, at, status=scan.status
+            )
+        target = rule.shipment_status
+        if target is ShipmentStatus.PICKED_UP:
+            return ShipmentPickedUp(self.ref(), at)
+        if target is ShipmentStatus.OUT_FOR_DELIVERY:
+            return ShipmentOutForDelivery(self.ref(), at)
+        if target is ShipmentStatus.DELIVERED:
+            return ShipmentDelivered(self.snapshot(), final_charge, at)
+        if target is ShipmentStatus.RETURNED_TO_SENDER:
+            return ShipmentReturnedToSender(self.ref(), scan.incident_reason, at)
+        raise ValueError(f"propagation rule names an event shipment cannot build: {rule.event}")
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def touch(self, now: datetime) -> None:
+        self.update_time = now
+
+    def ref(self) -> ShipmentRef:
+        return ShipmentRef(
+            self.shipment_id, self.order_id, self.partner_id, self.carrier, self.tracking_number
+        )
+
+    def snapshot(self) -> Shipment:
+        """A copy as it stands now, for an event (its parts are immutable but the package list)."""
+        return replace(self, packages=list(self.packages), events=[])
+
+    def pull_events(self) -> list[object]:
+        """The events raised since the last pull, oldest first."""
+        events, self.events = self.events, []
+        return events
