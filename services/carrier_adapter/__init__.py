@@ -1,7 +1,8 @@
 """carrier-adapter: talks to carriers (karrio connectors plus a built-in sandbox carrier).
 
-Layout: `domain` holds the canonical dataclasses, code tables, payload-log retention and polling
-rules (no I/O); `connector` is the interface every carrier implements; `carriers/<code>/` holds
-one folder per carrier (mapping, transport, data tables); `reliability` holds timeouts, retries
-and the circuit breaker; `api` translates between the protobuf contracts and the domain.
+See README.md. Layout: `domain` holds the canonical dataclasses, the connector port, code
+tables, payload-log retention and polling rules (no I/O); `app` the use cases (rating, booking,
+tracking ingest, polling, retention); `adapters` the store, the proto contracts and event
+mapper, the carriers (one folder per carrier: mapping, transport, data tables), the connector
+registry with its reliability guard, and metrics; `entrypoints` the gRPC servicer and workers.
 """

@@ -1,4 +1,8 @@
-"""Carrier accounts from the environment: which accounts exist and their credentials.
+"""carrier-adapter's settings: `CarrierAdapterConfig`, and the carrier accounts.
+
+`CarrierAdapterConfig` holds the fixed settings (EventServiceConfig: the service publishes
+through the outbox and consumes nothing). Reading it also reads and checks the accounts, so a
+broken account stops the start like any other bad setting.
 
 The set of accounts is open-ended, so it cannot be a fixed ServiceConfig class; it follows the
 kit's rules instead (one prefix, read once at start, every problem reported at once naming the
@@ -23,12 +27,26 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal, Self
 
-from services.kit.config import ConfigError, env_prefix_for
+from services.carrier_adapter.domain.payload_log import RetentionPolicy
+from services.carrier_adapter.domain.polling import PollPolicy
+from services.kit.config import ConfigError, env_prefix_for, setting
+from services.kit.runtime import EventServiceConfig
 
-__all__ = ["CARRIER_FIELDS", "CarrierAccount", "FieldSpec", "load_accounts"]
+__all__ = [
+    "CARRIER_FIELDS",
+    "PREFIX",
+    "CarrierAccount",
+    "CarrierAdapterConfig",
+    "FieldSpec",
+    "load_accounts",
+]
 
-PREFIX = env_prefix_for("carrier-adapter")
+SERVICE = "carrier-adapter"
+PREFIX = env_prefix_for(SERVICE)
+DAY = 86_400.0
 _ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -176,3 +194,111 @@ def _check(spec: FieldSpec, raw: str) -> str:
     if spec.maximum is not None and number > spec.maximum:
         return f"must be at most {spec.maximum:g}"
     return ""
+
+
+class CarrierAdapterConfig(EventServiceConfig, service=SERVICE):
+    quote_ttl_seconds: float = setting(
+        default=DAY,
+        minimum=1,
+        description="how long a quote stays bookable when the carrier gives no expiry",
+    )
+    booking_lease_seconds: float = setting(
+        default=300.0,
+        minimum=1,
+        description="after this long an unfinished booking (its replica died) may be taken over; "
+        "must exceed the longest label call with its retries",
+    )
+    booking_wait_seconds: float = setting(
+        default=30.0,
+        minimum=0,
+        description="how long a BookLabel waits for another call's booking of the same key "
+        "before answering ABORTED",
+    )
+    payload_flush_interval_seconds: float = setting(
+        default=1.0, minimum=0.05, description="how often buffered carrier payloads are written"
+    )
+    payload_retention_days: float = setting(
+        default=14.0, minimum=0.0001, description="age after which raw carrier payloads go"
+    )
+    payload_error_retention_days: float = setting(
+        default=90.0, minimum=0.0001, description="age after which raw carrier errors go"
+    )
+    payload_max_records_per_account: int = setting(
+        default=200_000, minimum=1, description="newest raw payloads kept per carrier account"
+    )
+    retention_sweep_interval_seconds: float = setting(
+        default=3600.0, minimum=0.05, description="how often the payload log and quotes are swept"
+    )
+    sandbox_push: Literal["off", "direct", "http"] = setting(
+        default="direct",
+        description="how the sandbox carrier delivers webhooks: into the ingest path (direct), "
+        "by POST to SANDBOX_WEBHOOK_URL (http), or not at all (off)",
+    )
+    sandbox_webhook_url: str = setting(
+        default="", description="where the sandbox POSTs webhooks when SANDBOX_PUSH=http"
+    )
+    sandbox_push_interval_seconds: float = setting(
+        default=1.0, minimum=0.05, description="how often the sandbox pushes new scans"
+    )
+    poll_interval_seconds: float = setting(
+        default=60.0,
+        minimum=0.05,
+        description="how often the tracking poller looks for parcels due a Track call "
+        "(accounts whose carrier does not push)",
+    )
+    poll_batch_size: int = setting(
+        default=100,
+        minimum=1,
+        description="most Track calls per carrier in one poll sweep, the most overdue first "
+        "(keeps within carrier rate limits)",
+    )
+    poll_interval_scale: float = setting(
+        default=1.0,
+        minimum=1e-6,
+        maximum=100.0,
+        description="multiplies every per-status poll interval (30 min out for delivery, 4 h "
+        "in transit, ...); below 1 only for demos and tests",
+    )
+    poll_give_up_days: float = setting(
+        default=30.0,
+        minimum=0.0001,
+        description="a polled parcel with no new scan for this long is no longer polled",
+    )
+    poll_lease_seconds: float = setting(
+        default=120.0,
+        minimum=1,
+        description="how long a replica holds a parcel it polls before another may take it; "
+        "must exceed the longest Track call with its retries",
+    )
+
+    def retention_policy(self) -> RetentionPolicy:
+        # Errors are never kept for less time than ordinary payloads.
+        return RetentionPolicy(
+            max_age=timedelta(days=self.payload_retention_days),
+            error_max_age=timedelta(
+                days=max(self.payload_error_retention_days, self.payload_retention_days)
+            ),
+            max_records_per_account=self.payload_max_records_per_account,
+        )
+
+    def poll_policy(self) -> PollPolicy:
+        return PollPolicy(
+            give_up_after=timedelta(days=self.poll_give_up_days),
+            max_per_carrier=self.poll_batch_size,
+        ).scaled(self.poll_interval_scale)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The settings; then the carrier accounts and SANDBOX_WEBHOOK_URL are checked too,
+        every problem in one ConfigError."""
+        config = super().from_env(environ)
+        problems = []
+        if config.sandbox_push == "http" and not config.sandbox_webhook_url:
+            problems.append(f"{PREFIX}SANDBOX_WEBHOOK_URL is required when SANDBOX_PUSH=http")
+        try:
+            load_accounts(environ)
+        except ConfigError as error:
+            problems.extend(error.problems)
+        if problems:
+            raise ConfigError(problems)
+        return config

@@ -5,5 +5,7 @@
 - status_table, service_table: the per-carrier code tables (data files) and their lookup;
 - normalize: raw carrier scans → canonical TrackingScans, reporting unmapped codes;
 - payload_log: the raw payload record, redaction and bounded retention;
-- polling: which tracking numbers are due for a poll.
+- polling: which tracking numbers are due for a poll;
+- connector: the port every carrier connector implements (adapters.carriers);
+- events: what the service announces (TrackingUpdated; UnmappedCode).
 """

@@ -3,7 +3,8 @@
 Why dataclasses and not the protobuf messages: connectors need Decimal money, real `None` for
 "the carrier did not say" (proto3 scalars cannot say that), and aware datetimes; and keeping
 generated code out of the connector layer lets a contract move to v2 without touching carriers.
-`services.carrier_adapter.api.proto_mapping` is the one place that translates to the contracts.
+`services.carrier_adapter.adapters.contracts` is the one place that translates to the contracts.
+Money, weights, dimensions and addresses are the kit's value types (services.kit.values).
 Enum member names equal the proto value names without their prefix, which a test enforces.
 """
 
@@ -12,21 +13,18 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
+
+from services.kit.values import Address, Dimensions, Money, Weight
 
 __all__ = [
     "TERMINAL_STATUSES",
-    "Address",
     "BookedLabel",
     "CancelRequest",
-    "DimensionUnit",
-    "Dimensions",
     "InboundWebhook",
     "IncidentReason",
     "LabelFormat",
     "LabelRequest",
-    "Money",
     "Parcel",
     "RateQuote",
     "RateRequest",
@@ -37,8 +35,6 @@ __all__ = [
     "TrackingStatus",
     "UnmappedCode",
     "WebhookBatch",
-    "Weight",
-    "WeightUnit",
 ]
 
 
@@ -93,79 +89,6 @@ class IncidentReason(enum.StrEnum):
     CARRIER_DELAY = "CARRIER_DELAY"
     PAYMENT_DUE = "PAYMENT_DUE"
     OTHER = "OTHER"
-
-
-class WeightUnit(enum.StrEnum):
-    GRAM = "GRAM"
-    KILOGRAM = "KILOGRAM"
-    OUNCE = "OUNCE"
-    POUND = "POUND"
-
-
-class DimensionUnit(enum.StrEnum):
-    CENTIMETER = "CENTIMETER"
-    INCH = "INCH"
-
-
-_GRAMS_PER_UNIT = {
-    WeightUnit.GRAM: Decimal(1),
-    WeightUnit.KILOGRAM: Decimal(1000),
-    WeightUnit.OUNCE: Decimal("28.349523125"),
-    WeightUnit.POUND: Decimal("453.59237"),
-}
-_CM_PER_UNIT = {DimensionUnit.CENTIMETER: Decimal(1), DimensionUnit.INCH: Decimal("2.54")}
-_CENT = Decimal("0.01")
-
-
-@dataclass(frozen=True)
-class Money:
-    """An exact amount in one ISO 4217 currency."""
-
-    amount: Decimal
-    currency: str
-
-    @classmethod
-    def of(cls, amount: str | int | float | Decimal, currency: str) -> Money:
-        # str() first so a carrier's float 14.58 stays 14.58 rather than its binary expansion.
-        return cls(Decimal(str(amount)), currency.upper())
-
-    def rounded(self) -> Money:
-        return Money(self.amount.quantize(_CENT, rounding=ROUND_HALF_UP), self.currency)
-
-
-@dataclass(frozen=True)
-class Weight:
-    value: Decimal
-    unit: WeightUnit
-
-    def to(self, unit: WeightUnit) -> Decimal:
-        return self.value * _GRAMS_PER_UNIT[self.unit] / _GRAMS_PER_UNIT[unit]
-
-
-@dataclass(frozen=True)
-class Dimensions:
-    length: Decimal
-    width: Decimal
-    height: Decimal
-    unit: DimensionUnit
-
-    def to(self, unit: DimensionUnit) -> tuple[Decimal, Decimal, Decimal]:
-        factor = _CM_PER_UNIT[self.unit] / _CM_PER_UNIT[unit]
-        return (self.length * factor, self.width * factor, self.height * factor)
-
-
-@dataclass(frozen=True)
-class Address:
-    name: str
-    lines: tuple[str, ...]
-    city: str
-    postal_code: str
-    country_code: str
-    region: str = ""
-    company: str = ""
-    phone: str = ""
-    email: str = ""
-    residential: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""carrier-adapter use cases: rating, booking, tracking ingest, polling, retention."""

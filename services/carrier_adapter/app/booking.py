@@ -1,0 +1,200 @@
+"""Book a label exactly once per idempotency key, whatever the callers do; void a label.
+
+The carrier call runs in a task of its own, not in the RPC's: a caller whose deadline expires
+(or who disconnects) cancels only its wait, so the booking still completes and is stored, and the
+caller's retry gets that label back. Callers with the same key in this process join the running
+task; callers in another replica see the `booking` row and poll the store until it is booked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from services.carrier_adapter.adapters.carriers.registry import ConnectorRegistry
+from services.carrier_adapter.adapters.reliability.clock import Clock
+from services.carrier_adapter.adapters.store import labels as label_store
+from services.carrier_adapter.adapters.store.labels import ClaimOutcome, StoredLabel
+from services.carrier_adapter.adapters.store.quotes import StoredQuote, get_quote
+from services.carrier_adapter.domain.connector import CarrierConnector
+from services.carrier_adapter.domain.errors import maybe_committed
+from services.carrier_adapter.domain.model import CancelRequest, LabelFormat, LabelRequest
+from services.kit.db import Database
+from services.kit.errors import Conflict, FailedPrecondition, NotFound
+
+__all__ = ["BookingSettings", "LabelBooker", "cancel_label"]
+
+log = logging.getLogger(__name__)
+
+# Builds the carrier request from the quote the caller booked (its service code).
+RequestBuilder = Callable[[StoredQuote], LabelRequest]
+
+
+class BookingSettings:
+    def __init__(
+        self,
+        *,
+        lease: timedelta = timedelta(minutes=5),
+        wait: timedelta = timedelta(seconds=30),
+        poll_interval_seconds: float = 0.1,
+    ) -> None:
+        # lease: how long a claim stays someone's before another replica may take it over;
+        # it must exceed the longest booking (carrier timeout x attempts).
+        self.lease = lease
+        # wait: how long a caller waits for another caller's booking before getting ABORTED.
+        self.wait = wait
+        self.poll_interval_seconds = poll_interval_seconds
+
+
+class LabelBooker:
+    def __init__(
+        self,
+        db: Database,
+        registry: ConnectorRegistry,
+        clock: Clock,
+        settings: BookingSettings | None = None,
+    ) -> None:
+        self._db = db
+        self._registry = registry
+        self._clock = clock
+        self._settings = settings or BookingSettings()
+        self._running: dict[str, asyncio.Task[StoredLabel]] = {}
+
+    async def book(
+        self,
+        key: str,
+        rate_id: str,
+        label_format: LabelFormat,
+        build: RequestBuilder,
+        request_record: bytes,
+    ) -> tuple[StoredLabel, bool]:
+        """The label for `key` and whether it was booked by an earlier call (replayed)."""
+        running = self._running.get(key)
+        if running is not None:
+            return await asyncio.shield(running), True
+        quote = await self._db.run(get_quote, rate_id)
+        if quote is None:
+            raise NotFound(
+                f"rate {rate_id} does not exist", resource_type="rate", resource_name=rate_id
+            )
+        connector = self._connector(quote.quote.carrier_account_id)
+        claim = await self._db.run(
+            label_store.claim_booking,
+            key,
+            quote,
+            label_format,
+            request_record,
+            self._clock.now(),
+            self._settings.lease,
+            connector.capabilities.idempotent_booking,
+        )
+        if claim.outcome is ClaimOutcome.BOOKED:
+            return claim.stored, True
+        if claim.outcome is ClaimOutcome.UNKNOWN:
+            raise _outcome_unknown(key)
+        if claim.outcome is ClaimOutcome.IN_FLIGHT:
+            return await self._wait_for(key), True
+        # A replayed key books at its first quote even if that has expired since: the expiry
+        # check belongs to new bookings only.
+        if quote.expires_at <= self._clock.now():
+            await self._db.run(label_store.release_booking, key, claim.stored.claim_token, False)
+            raise FailedPrecondition(
+                f"rate {rate_id} expired; get new rates", reason="RATE_EXPIRED"
+            )
+        task = asyncio.create_task(
+            self._book(connector, key, claim.stored.claim_token, build(quote)),
+            name=f"book-label-{key}",
+        )
+        self._running[key] = task
+        task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(task), False
+
+    async def drain(self) -> None:
+        """Let running bookings finish and store their labels (called at shutdown)."""
+        if self._running:
+            # asyncio.wait, not gather: if this wait is cut short, the bookings must not be.
+            await asyncio.wait(list(self._running.values()))
+
+    async def _book(
+        self, connector: CarrierConnector, key: str, token: str, request: LabelRequest
+    ) -> StoredLabel:
+        try:
+            label = await connector.book_label(request)
+        except BaseException as error:
+            # Only a carrier that dedupes by our key may be asked again after a maybe-booked
+            # failure; for the others the key is parked as unknown for reconciliation.
+            # A cancellation (shutdown past its grace) may also have hit after the request left.
+            sent = maybe_committed(error) or isinstance(error, asyncio.CancelledError)
+            unknown = sent and not connector.capabilities.idempotent_booking
+            await self._db.run(label_store.release_booking, key, token, unknown)
+            raise
+        stored = await self._db.run(
+            label_store.complete_booking, key, token, label, self._clock.now()
+        )
+        if stored is None:
+            raise Conflict(f"the booking for {key} was taken over; retry to get its label")
+        return stored
+
+    async def _wait_for(self, key: str) -> StoredLabel:
+        """Wait for another caller's booking of `key` (here or in another replica)."""
+        deadline = self._clock.monotonic() + self._settings.wait.total_seconds()
+        while self._clock.monotonic() < deadline:
+            running = self._running.get(key)
+            if running is not None:
+                return await asyncio.shield(running)
+            stored = await self._db.run(label_store.get_label_by_key, key)
+            if stored is None:
+                break  # the other booking failed and gave the key up: the caller may retry
+            if stored.status is label_store.LabelStatus.BOOKED:
+                return stored
+            if stored.status is label_store.LabelStatus.UNKNOWN:
+                raise _outcome_unknown(key)
+            await self._clock.sleep(self._settings.poll_interval_seconds)
+        raise Conflict(
+            f"a booking with idempotency key {key} is in progress; retry shortly",
+            reason="BOOKING_IN_PROGRESS",
+        )
+
+    def _connector(self, account_id: str) -> CarrierConnector:
+        try:
+            return self._registry.get(account_id)
+        except KeyError:
+            raise FailedPrecondition(
+                f"carrier account {account_id} is no longer configured; get new rates",
+                reason="CARRIER_ACCOUNT_UNKNOWN",
+            ) from None
+
+    def _finished(self, key: str, task: asyncio.Task[StoredLabel]) -> None:
+        self._running.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here so a booking nobody waits for any more still gets logged.
+            log.warning("label booking %s failed: %s", key, task.exception())
+
+
+def _outcome_unknown(key: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"the carrier may have booked {key} before failing and cannot be asked again safely; "
+        "reconcile with the carrier",
+        reason="LABEL_OUTCOME_UNKNOWN",
+    )
+
+
+async def cancel_label(
+    db: Database, registry: ConnectorRegistry, clock: Clock, label_id: str
+) -> StoredLabel:
+    """Void a label at its carrier (once) and mark it cancelled; NotFound for an unknown id."""
+    stored = await db.run(label_store.get_label, label_id)
+    if stored is None or stored.label is None:
+        raise NotFound(
+            f"label {label_id} does not exist", resource_type="label", resource_name=label_id
+        )
+    label = stored.label
+    if not stored.cancelled:
+        connector = registry.get(stored.carrier_account_id)
+        await connector.cancel_label(
+            CancelRequest(label.tracking_number, label.service_code, label.carrier_shipment_id)
+        )
+        await db.run(label_store.mark_cancelled, stored.label_id, clock.now())
+    return stored

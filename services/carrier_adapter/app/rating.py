@@ -1,0 +1,88 @@
+"""GetRates: every wanted carrier account quotes at once; the quotes are stored under new rate
+ids, so BookLabel books exactly what was quoted (account, service and price)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.carrier_adapter.adapters.carriers.registry import ConnectorRegistry
+from services.carrier_adapter.adapters.reliability.clock import Clock
+from services.carrier_adapter.adapters.store.quotes import save_quotes
+from services.carrier_adapter.domain.connector import CarrierConnector
+from services.carrier_adapter.domain.errors import is_retryable
+from services.carrier_adapter.domain.model import RateQuote, RateRequest
+from services.kit.errors import DomainError
+from services.kit.ids import resource_id
+from services.kit.uow import UnitOfWork, UnitsOfWork
+
+__all__ = ["CarrierFailure", "Rates", "get_rates", "store_quotes"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CarrierFailure:
+    """Why one carrier gave no quotes; the others' quotes are still answered."""
+
+    carrier: str
+    message: str
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class Rates:
+    quoted: list[tuple[str, RateQuote]]  # (rate id, quote), cheapest first
+    failures: list[CarrierFailure]
+
+
+async def get_rates(
+    units: UnitsOfWork,
+    registry: ConnectorRegistry,
+    clock: Clock,
+    request: RateRequest,
+    carriers: Sequence[str],
+    quote_ttl: timedelta,
+) -> Rates:
+    """Quotes of every account of `carriers` (every account when empty), stored, cheapest first."""
+    wanted = set(carriers)
+    connectors = [c for c in registry if not wanted or c.carrier in wanted]
+    # Concurrently: the answer takes as long as the slowest carrier, not their sum.
+    answers = await asyncio.gather(*(c.rate(request) for c in connectors), return_exceptions=True)
+    quotes: list[RateQuote] = []
+    failures = [
+        CarrierFailure(name, "no account is configured for this carrier")
+        for name in sorted(wanted - {c.carrier for c in connectors})
+    ]
+    for connector, answer in zip(connectors, answers, strict=True):
+        if isinstance(answer, BaseException):
+            failures.append(_failure(connector, answer))
+        else:
+            quotes.extend(answer)
+    quotes.sort(key=lambda q: (q.total_charge.amount, q.carrier, q.service_code))
+    quoted = [(resource_id("rte"), quote) for quote in quotes]
+    now = clock.now()
+    await units.run(store_quotes, quoted, now, now + quote_ttl)
+    return Rates(quoted, failures)
+
+
+def store_quotes(
+    uow: UnitOfWork,
+    quoted: Sequence[tuple[str, RateQuote]],
+    now: datetime,
+    default_expiry: datetime,
+) -> None:
+    save_quotes(uow.conn, quoted, now, default_expiry)
+
+
+def _failure(connector: CarrierConnector, error: BaseException) -> CarrierFailure:
+    if isinstance(error, DomainError):
+        message = error.message
+    else:
+        # Our bug, not the carrier's answer: keep internals out of the response.
+        log.error("rating with %s failed", connector.account_id, exc_info=error)
+        message = "internal error while rating"
+    return CarrierFailure(connector.carrier, message, is_retryable(error))

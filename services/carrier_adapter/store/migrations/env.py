@@ -1,6 +1,0 @@
-"""Alembic env.py of the carrier-adapter service (the kit's convention)."""
-
-from services.carrier_adapter.store.tables import metadata
-from services.kit.migrations import run_env
-
-run_env(metadata)
