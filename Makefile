@@ -104,14 +104,19 @@ k8s-check: venv system-deps ## Render, validate and consistency-check deploy/k8s
 # ---- quality and tests -----------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the architecture rules (import-linter, .importlinter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 .PHONY: test
 test: venv system-deps ## Run the whole test suite (installs what it needs first)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-fast
+test-fast: venv ## Unit tests only: no servers, child processes or files (well under a minute)
+	$(BIN)/pytest -m unit -q $(PYTEST_ARGS)
 
 # ---- benchmarks (not tests: they print tables and never fail on numbers) -------------------
 

@@ -45,8 +45,8 @@ from services.kit.handlers import HandlerRegistry  # noqa: E402
 from services.kit.ids import new_event_id  # noqa: E402
 from services.kit.metrics import ServiceMetrics  # noqa: E402
 from services.kit.relay import OutboxRelay, RelaySettings  # noqa: E402
-from services.kit.schema import add_kit_tables  # noqa: E402
 from services.kit.streams import ensure_streams  # noqa: E402
+from services.kit.tables import add_kit_tables  # noqa: E402
 from tests.fixtures.nats import NatsServer, find_nats_server  # noqa: E402
 from tests.fixtures.postgres import PostgresCluster, find_pg_bindir  # noqa: E402
 

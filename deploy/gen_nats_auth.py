@@ -37,11 +37,8 @@ def password_env(service: str) -> str:
 
 def consumer_name(service: str) -> str:
     """The durable name `<service>-<purpose>`, with the purpose the service's code declares."""
-    module_name = (
-        "gateway.entrypoints.consumers"
-        if service == "gateway"
-        else f"services.{service.replace('-', '_')}.consumers"
-    )
+    package = "gateway" if service == "gateway" else f"services.{service.replace('-', '_')}"
+    module_name = f"{package}.entrypoints.consumers"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError:

@@ -16,7 +16,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from gateway.auth import split_api_key
 from gateway.descriptors import domain_of
-from services.kit.config import ServiceConfig, setting
+from services.kit.config import DatabaseServiceConfig, setting
 
 DEMO_KEY_ENV = "CROSSDOCK_DEMO_API_KEY"
 API_KEY_FORM = "cdk_<key id>_<secret>"
@@ -28,7 +28,7 @@ def check_api_key_form(api_key: str) -> None:
         raise ValueError(f"an API key of the form {API_KEY_FORM}")
 
 
-class GatewayConfig(ServiceConfig, service="gateway"):
+class GatewayConfig(DatabaseServiceConfig, service="gateway"):
     # The gateway serves HTTP, not gRPC: the inherited ports get defaults (metrics on 0 = free).
     grpc_port: int = setting(default=0, minimum=0, maximum=65535, description="unused")
     metrics_port: int = setting(

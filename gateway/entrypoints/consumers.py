@@ -24,7 +24,7 @@ def milestone_events() -> list[EventType]:
     return [event for event in load_catalog() if event.milestone]
 
 
-def build_registry(retry_seconds: float) -> HandlerRegistry:
+def event_handlers(retry_seconds: float) -> HandlerRegistry:
     """Handlers that turn each milestone event into deliveries retried for `retry_seconds`."""
     registry = HandlerRegistry()
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
 
-from gateway.entrypoints.consumers import PURPOSE, build_registry
+from gateway.entrypoints.consumers import PURPOSE, event_handlers
 from gateway.webhooks.delivery_store import RetryPolicy
 from gateway.webhooks.sender import SenderSettings, WebhookSender
 from gateway.webhooks.servicer import SERVICE, WebhookApi
@@ -77,7 +77,7 @@ class DeliveryWorker:
         if self.schema_registry_target:
             self._registry_client = SchemaRegistryClient(self.schema_registry_target)
             resolver = SchemaResolver(self._registry_client)
-        registry = build_registry(self.policy.retry_seconds)
+        registry = event_handlers(self.policy.retry_seconds)
         for stream in sorted(registry.streams()):
             consumer = EventConsumer(
                 service="gateway",

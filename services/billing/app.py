@@ -2,7 +2,7 @@
 
 Posting a document numbers it, stores it and publishes its domain event in one transaction, so
 the number, the document, the outbox row (and a consumer's inbox row) commit together or not at
-all (DESIGN.md, "Publishing"). The consumers call these on their batch transaction
+all (the transactional outbox). The consumers call these on their batch transaction
 (`UnitOfWork.of(conn)`); the gRPC servicer runs the reads through `UnitsOfWork`.
 
 Inputs can arrive out of order (a shipment before its OrderPlaced, a return before its invoice):

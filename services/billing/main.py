@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from services.billing.adapters.contracts import mapper
 from services.billing.config import BillingConfig
-from services.billing.entrypoints.consumers import PURPOSE, build_registry
+from services.billing.entrypoints.consumers import PURPOSE, event_handlers
 from services.billing.entrypoints.grpc import BillingApi, add_to_server
 from services.kit.clock import utc_now
 from services.kit.runtime import start_events
@@ -19,7 +19,7 @@ from services.kit.server import ServiceServer, run_service
 
 async def setup(server: ServiceServer, config: BillingConfig) -> None:
     """Events runtime (migrate, DB, NATS, relay, consumers), then the api."""
-    handlers = build_registry(config.billing_settings(), utc_now)
+    handlers = event_handlers(config.billing_settings(), utc_now)
     runtime = await start_events(config, server, handlers, event_mapper=mapper, purpose=PURPOSE)
     add_to_server(server, BillingApi(runtime.units))
 

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from prometheus_client import CollectorRegistry
 
-from services.carrier_adapter.adapters.carriers.registry import ConnectorDeps, build_registry
+from services.carrier_adapter.adapters.carriers.connectors import ConnectorDeps, build_connectors
 from services.carrier_adapter.adapters.carriers.sandbox.wiring import wire_sandbox
 from services.carrier_adapter.adapters.contracts import mapper
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
@@ -38,7 +38,7 @@ async def setup(
     clock, payloads, retention = SystemClock(), PayloadBuffer(), config.retention_policy()
     metrics = CarrierMetrics(server.metrics.registry if server.metrics else CollectorRegistry())
     deps = ConnectorDeps(clock=clock, metrics=metrics, payload_sink=payloads, retention=retention)
-    registry = build_registry(load_accounts(environ), deps)
+    registry = build_connectors(load_accounts(environ), deps)
     started: list[Workers] = []
 
     async def stop_workers() -> None:

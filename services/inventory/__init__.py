@@ -2,5 +2,5 @@
 adjustments and receipts. It is the system of record for what is where.
 
 Rooms: `domain` (pure rules), `app` (use cases), `adapters` (store, contracts, ids),
-`entrypoints` (gRPC servicer, consumers), `config`, `main` (see DESIGN.md and README.md).
+`entrypoints` (gRPC servicer, consumers), `config`, `main` (see README.md).
 """

@@ -12,7 +12,7 @@ from typing import NoReturn
 from services.inventory.adapters.contracts import mapper
 from services.inventory.adapters.ids import UlidIds
 from services.inventory.config import InventoryConfig
-from services.inventory.entrypoints.consumers import PURPOSE, build_registry
+from services.inventory.entrypoints.consumers import PURPOSE, event_handlers
 from services.inventory.entrypoints.grpc import InventoryApi, add_to_server
 from services.kit.clock import utc_now
 from services.kit.runtime import start_events
@@ -22,7 +22,7 @@ from services.kit.server import ServiceServer, run_service
 async def setup(server: ServiceServer, config: InventoryConfig) -> None:
     """Events runtime (migrate, DB, NATS, relay, `inventory-order-events`), then the api."""
     ids = UlidIds()
-    handlers = build_registry(ids, utc_now)
+    handlers = event_handlers(ids, utc_now)
     runtime = await start_events(config, server, handlers, event_mapper=mapper, purpose=PURPOSE)
     add_to_server(server, InventoryApi(runtime.units, ids, utc_now))
 

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Literal, Self, dataclass_transform, overload
 
 __all__ = [
     "ConfigError",
+    "DatabaseServiceConfig",
     "LogLevel",
     "ServiceConfig",
     "Setting",
@@ -295,10 +296,6 @@ class ServiceConfig(_ConfigBase):
         minimum=0, maximum=65535, description="Prometheus /metrics port (0 picks a free port)"
     )
     db_url: str = setting(secret=True, description="SQLAlchemy URL of the service's own database")
-    migrate_on_start: bool = setting(
-        default=True,
-        description="run the database migrations at start (off when a Kubernetes Job runs them)",
-    )
     nats_url: str = setting(
         default="nats://127.0.0.1:4222", secret=True, description="NATS server URL(s)"
     )
@@ -328,4 +325,13 @@ class ServiceConfig(_ConfigBase):
         default="",
         description="schema registry gRPC HOST:PORT; at start the service registers the schemas "
         "of the events it produces and stamps their ids on events (empty: no registry)",
+    )
+
+
+class DatabaseServiceConfig(ServiceConfig):
+    """The settings of a service whose database schema it migrates itself in embedded mode."""
+
+    migrate_on_start: bool = setting(
+        default=True,
+        description="run the database migrations at start (off when a Kubernetes Job runs them)",
     )

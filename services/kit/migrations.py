@@ -24,7 +24,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData, text
 
 from services.kit.db import make_engine
-from services.kit.schema import (
+from services.kit.tables import (
     INBOX,
     OUTBOX,
     PENDING_PREDICATE,

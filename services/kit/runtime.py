@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from services.kit import bus, outbox
 from services.kit import events as ev
-from services.kit.config import ServiceConfig, setting
+from services.kit.config import DatabaseServiceConfig, setting
 from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.db import Database
 from services.kit.handlers import HandlerRegistry
@@ -52,7 +52,7 @@ from services.kit.telemetry import (
 from services.kit.uow import EventMapper, UnitsOfWork
 
 
-class EventServiceConfig(ServiceConfig):
+class EventServiceConfig(DatabaseServiceConfig):
     """The settings of a service that publishes events through the outbox."""
 
     relay_poll_interval_seconds: float = setting(

@@ -21,7 +21,7 @@ from services.order.adapters.contracts import event_mapper
 from services.order.app.saga_commands import SagaClients
 from services.order.config import OrderConfig
 from services.order.domain import FulfillmentSaga
-from services.order.entrypoints.consumers import PURPOSE, build_registry
+from services.order.entrypoints.consumers import PURPOSE, event_handlers
 from services.order.entrypoints.grpc import OrderApi, add_to_server
 from services.order.entrypoints.workers import CommandWorker, DeadlineSweeper
 
@@ -38,7 +38,7 @@ async def setup(server: ServiceServer, config: OrderConfig) -> None:
     server.add_shutdown_hook(stop_background, name="stop saga command worker and sweeper")
     saga = FulfillmentSaga(config.step_timeouts())
     runtime = await start_events(
-        config, server, build_registry(saga, utc_now), event_mapper=event_mapper, purpose=PURPOSE
+        config, server, event_handlers(saga, utc_now), event_mapper=event_mapper, purpose=PURPOSE
     )
     timeout = config.grpc_client_timeout_seconds
     inventory_channel = open_channel(config.inventory_target, default_timeout_seconds=timeout)

@@ -1,1 +1,1 @@
-"""Shipment: shipments, packages and every carrier scan (DESIGN.md, spine steps 6 and 7)."""
+"""Shipment: shipments, packages and every carrier scan (README.md, "Order to cash")."""

@@ -20,7 +20,7 @@ from services.shipment.adapters.clients import CarrierClient, InventoryClient
 from services.shipment.adapters.contracts import mapper
 from services.shipment.app.booking import Booking
 from services.shipment.config import ShipmentConfig
-from services.shipment.entrypoints.consumers import PURPOSE, build_registry
+from services.shipment.entrypoints.consumers import PURPOSE, event_handlers
 from services.shipment.entrypoints.grpc import ShipmentApi, add_to_server
 from services.shipment.entrypoints.workers import ShipmentWorker
 
@@ -47,7 +47,7 @@ async def setup(server: ServiceServer, config: ShipmentConfig) -> None:
         for worker in workers:
             worker.wake()
 
-    registry = build_registry(utc_now, wake)
+    registry = event_handlers(utc_now, wake)
     runtime = await start_events(config, server, registry, event_mapper=mapper, purpose=PURPOSE)
     booking = Booking(
         runtime.units,

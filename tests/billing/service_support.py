@@ -1,92 +1,24 @@
-"""Running billing for the integration tests, and the events it consumes.
-
-`running_billing` builds the service exactly as `services.billing.main` does (same `setup`) on a
-kit ServiceServer with a free port; tests talk to it through gRPC and JetStream only.
+"""Billing's test data: the events it consumes (an order placed, a shipment manifested and
+delivered), and the environment of billing as a real process. The in-process billing is
+`tests.fixtures.running.running_billing`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from crossdock.billing.v1 import billing_service_pb2_grpc as svc_grpc
 from crossdock.common.v1 import common_pb2
 from crossdock.events.v1 import order_events_pb2, shipment_events_pb2
 from crossdock.order.v1 import order_pb2
 from crossdock.shipment.v1 import shipment_pb2
-from nats.aio.client import Client as NATS
 
-from services.billing.domain.ids import new_id
-from services.billing.main import BillingConfig, setup
-from services.kit.client import open_channel
-from services.kit.events import dataschema_for, event_spec
-from services.kit.ids import new_event_id
-from services.kit.outbox import build_headers
-from services.kit.server import ServiceServer
-
-FAST = {
-    "RELAY_POLL_INTERVAL_SECONDS": "0.2",
-    "CONSUMER_FETCH_TIMEOUT_SECONDS": "0.2",
-    "CONSUMER_NAK_BASE_DELAY_SECONDS": "0.05",
-    "CONSUMER_ACK_WAIT_SECONDS": "2",
-    "CONSUMER_MAX_DELIVER": "50",
-}
-
-
-def billing_env(db_url: str, nats_url: str, **extra: str) -> dict[str, str]:
-    values = {
-        "DB_URL": db_url,
-        "NATS_URL": nats_url,
-        "GRPC_PORT": "0",
-        "METRICS_PORT": "0",
-        "BIND_HOST": "127.0.0.1",
-        **FAST,
-        **extra,
-    }
-    return {f"CROSSDOCK_BILLING_{k}": v for k, v in values.items()}
-
-
-@contextlib.asynccontextmanager
-async def running_billing(
-    db_url: str, nats_url: str, **extra: str
-) -> AsyncIterator[svc_grpc.BillingServiceStub]:
-    config = BillingConfig.from_env(billing_env(db_url, nats_url, **extra))
-    server = ServiceServer.from_config(config)
-    try:
-        await setup(server, config)
-        port = await server.start()
-        channel = open_channel(f"127.0.0.1:{port}", default_timeout_seconds=10.0)
-        try:
-            yield svc_grpc.BillingServiceStub(channel)
-        finally:
-            await channel.close()
-    finally:
-        await server.shutdown()
+from services.kit.ids import resource_id as new_id
+from tests.fixtures.running import billing_env
 
 
 def subprocess_env(db_url: str, nats_url: str) -> dict[str, str]:
     return {**os.environ, **billing_env(db_url, nats_url, CONSUMER_BATCH_SIZE="5")}
-
-
-async def publish(nc: NATS, event: Any, aggregate_id: str, event_id: str | None = None) -> str:
-    """Publish as the producer's relay would (CloudEvents headers, Nats-Msg-Id = ce-id)."""
-    spec = event_spec(type(event))
-    event_id = event_id or new_event_id()
-    headers = build_headers(
-        event_id=event_id,
-        subject=spec.subject,
-        source=f"crossdock/{spec.producer}",
-        aggregate_id=aggregate_id,
-        dataschema=dataschema_for(event.DESCRIPTOR.full_name),
-        correlation_id=f"corr-{aggregate_id}",
-        created_at=time.time(),
-    )
-    headers["Nats-Msg-Id"] = event_id
-    await nc.jetstream().publish(spec.subject, event.SerializeToString(), headers=headers)
-    return event_id
 
 
 def eur(units: int, nanos: int = 0) -> common_pb2.Money:

@@ -13,13 +13,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
 from sqlalchemy import Connection, text
 
-from services.billing.store import migrate
+from services.billing.adapters.store import migrate
 from services.kit.db import Database
 from services.kit.streams import ensure_streams
 from tests.billing.service_support import (
@@ -27,11 +26,12 @@ from tests.billing.service_support import (
     eur,
     ids,
     order_placed,
-    publish,
     shipment,
     subprocess_env,
 )
+from tests.fixtures.events import publish_as_relay
 from tests.fixtures.nats import NatsServer
+from tests.fixtures.waiting import wait_for
 
 FIRST, SECOND = 20, 40
 
@@ -42,13 +42,14 @@ def _read(conn: Connection) -> list[tuple[str, str]]:
 
 
 async def test_invoice_numbers_stay_gapless_after_kill_and_concurrency(
-    service_db_url: str, nats_server: NatsServer, nats_client: NATS, tmp_path: Path
+    db_url: str, nats_server: NatsServer, nats_client: NATS, tmp_path: Path
 ) -> None:
+    js = nats_client.jetstream()
     # Migrate once up front so the processes do not race each other's migrations.
-    await asyncio.to_thread(migrate, service_db_url)
-    await ensure_streams(nats_client.jetstream())
-    db = Database(service_db_url, service="billing-test")
-    env = subprocess_env(service_db_url, nats_server.url)
+    await asyncio.to_thread(migrate, db_url)
+    await ensure_streams(js)
+    db = Database(db_url, service="billing-test")
+    env = subprocess_env(db_url, nats_server.url)
     procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(name: str, fault: str | None = None) -> subprocess.Popen[bytes]:
@@ -67,20 +68,17 @@ async def test_invoice_numbers_stay_gapless_after_kill_and_concurrency(
         return (tmp_path / f"{name}.log").read_text()[-3000:]
 
     async def count_until(n: int) -> list[tuple[str, str]]:
-        deadline = time.monotonic() + 60
-        while True:
-            rows = await db.run(_read)
-            if len(rows) >= n or time.monotonic() > deadline:
-                return rows
-            await asyncio.sleep(0.1)
+        return await wait_for(
+            lambda: db.run(_read), lambda rows: len(rows) >= n, timeout=60, interval=0.1
+        )
 
     partner, order_id = ids("ptn"), ids("ord")
     shipments = [ids("shp") for _ in range(FIRST + SECOND)]
     try:
-        await publish(nats_client, order_placed(order_id, partner), order_id)
+        await publish_as_relay(js, order_placed(order_id, partner), order_id)
         for shipment_id in shipments[:FIRST]:
             ship = shipment(shipment_id, order_id, partner)
-            await publish(nats_client, delivered(ship, eur(3)), shipment_id)
+            await publish_as_relay(js, delivered(ship, eur(3)), shipment_id)
 
         doomed = start("a", "consumer.before_commit:kill")
         code = await asyncio.to_thread(doomed.wait, 60)
@@ -92,7 +90,7 @@ async def test_invoice_numbers_stay_gapless_after_kill_and_concurrency(
 
         for shipment_id in shipments[FIRST:]:
             ship = shipment(shipment_id, order_id, partner)
-            await publish(nats_client, delivered(ship, eur(3)), shipment_id)
+            await publish_as_relay(js, delivered(ship, eur(3)), shipment_id)
         os.kill(b.pid, signal.SIGKILL)  # kill -9 while the burst is being consumed
         b.wait()
         start("d")

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from services.billing.domain import invoicing as inv
-from services.billing.domain.money import to_decimal, to_units_nanos
+from services.kit.values import to_decimal, to_units_nanos
 
 PRICES = {
     1: inv.OrderLinePrice(1, "SKU-A", Decimal("0.10")),

@@ -7,10 +7,8 @@ through BillingService and from the BILLING stream.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
@@ -21,34 +19,23 @@ from crossdock.events.v1 import billing_events_pb2, return_events_pb2
 from crossdock.order.v1 import order_pb2
 from nats.aio.client import Client as NATS
 
-from services.billing.api.mapping import decimal_of
+from services.billing.adapters.contracts import decimal_of
 from tests.billing.service_support import (
     delivered,
     eur,
     ids,
     manifested,
     order_placed,
-    publish,
-    running_billing,
     shipment,
 )
+from tests.fixtures.events import publish_as_relay, stream_messages
 from tests.fixtures.nats import NatsServer
-from tests.inventory.service_support import stream_events
+from tests.fixtures.running import running_billing
+from tests.fixtures.waiting import wait_for
 
-T = TypeVar("T")
 POSTED = "crossdock.billing.invoice_posted.v1"
 FINALIZED = "crossdock.billing.freight_charge_finalized.v1"
 CREDITED = "crossdock.billing.credit_note_posted.v1"
-
-
-async def wait_for(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
-    """Poll until `done`; the deadline only keeps a broken flow from hanging."""
-    deadline = time.monotonic() + 20
-    while True:
-        value = await probe()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def invoices(stub: svc_grpc.BillingServiceStub, partner_id: str = "") -> list[pb.Invoice]:
@@ -61,15 +48,16 @@ def amounts(invoice: pb.Invoice) -> list[tuple[int, int, Decimal]]:
 
 
 async def test_delivery_posts_one_invoice_with_final_freight(
-    service_db_url: str, nats_server: NatsServer, nats_client: NATS
+    db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
+    js = nats_client.jetstream()
     partner, other = ids("ptn"), ids("ptn")
     order_id, shipment_id = ids("ord"), ids("shp")
     ship = shipment(shipment_id, order_id, partner)
-    async with running_billing(service_db_url, nats_server.url) as stub:
-        await publish(nats_client, order_placed(order_id, partner), order_id)
-        await publish(nats_client, manifested(ship, eur(5)), shipment_id)
-        await publish(nats_client, delivered(ship, eur(6, 100_000_000)), shipment_id)
+    async with running_billing(db_url, nats_server.url) as stub:
+        await publish_as_relay(js, order_placed(order_id, partner), order_id)
+        await publish_as_relay(js, manifested(ship, eur(5)), shipment_id)
+        await publish_as_relay(js, delivered(ship, eur(6, 100_000_000)), shipment_id)
         found = await wait_for(lambda: invoices(stub), lambda got: len(got) == 1)
         assert len(found) == 1
         invoice = found[0]
@@ -85,30 +73,32 @@ async def test_delivery_posts_one_invoice_with_final_freight(
         assert invoice.customer.party_id == "CUST-1"
 
         posted = await wait_for(
-            lambda: stream_events(nats_client, "BILLING", POSTED), lambda got: len(got) == 1
+            lambda: stream_messages(nats_client.jetstream(), "BILLING", POSTED),
+            lambda got: len(got) == 1,
         )
         event = billing_events_pb2.InvoicePosted.FromString(posted[0].data)
         assert event.invoice.invoice_id == invoice.invoice_id
-        finals = await stream_events(nats_client, "BILLING", FINALIZED)
+        finals = await stream_messages(nats_client.jetstream(), "BILLING", FINALIZED)
         assert len(finals) == 1
         charge = billing_events_pb2.FreightChargeFinalized.FromString(finals[0].data)
         assert decimal_of(charge.freight_charge.quoted_amount) == Decimal(5)
         assert decimal_of(charge.freight_charge.final_amount) == Decimal("6.1")
 
         # The same delivery again, under a new event id: nothing changes.
-        await publish(nats_client, delivered(ship, eur(6, 100_000_000)), shipment_id)
+        await publish_as_relay(js, delivered(ship, eur(6, 100_000_000)), shipment_id)
         marker_order, marker_shipment = ids("ord"), ids("shp")
         marker = shipment(marker_shipment, marker_order, partner)
-        await publish(nats_client, order_placed(marker_order, partner), marker_order)
-        await publish(nats_client, delivered(marker, None), marker_shipment)
+        await publish_as_relay(js, order_placed(marker_order, partner), marker_order)
+        await publish_as_relay(js, delivered(marker, None), marker_shipment)
         # The marker is consumed after the duplicate (same stream, in order).
         found = await wait_for(lambda: invoices(stub), lambda got: len(got) == 2)
         assert sorted(i.shipment_id for i in found) == sorted([shipment_id, marker_shipment])
         posted = await wait_for(
-            lambda: stream_events(nats_client, "BILLING", POSTED), lambda got: len(got) == 2
+            lambda: stream_messages(nats_client.jetstream(), "BILLING", POSTED),
+            lambda got: len(got) == 2,
         )
         assert len(posted) == 2
-        assert len(await stream_events(nats_client, "BILLING", FINALIZED)) == 1
+        assert len(await stream_messages(nats_client.jetstream(), "BILLING", FINALIZED)) == 1
 
         # Partner scoping: another partner sees nothing, and its Get answers NOT_FOUND.
         got = await stub.GetInvoice(
@@ -135,16 +125,17 @@ async def test_delivery_posts_one_invoice_with_final_freight(
 
 
 async def test_delivery_before_order_placed_still_ends_with_one_invoice(
-    service_db_url: str, nats_server: NatsServer, nats_client: NATS
+    db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
+    js = nats_client.jetstream()
     partner, order_id, shipment_id = ids("ptn"), ids("ord"), ids("shp")
     ship = shipment(shipment_id, order_id, partner)
-    async with running_billing(service_db_url, nats_server.url) as stub:
-        await publish(nats_client, delivered(ship, eur(4)), shipment_id)
-        await publish(nats_client, delivered(ship, eur(4)), shipment_id)  # and a duplicate
+    async with running_billing(db_url, nats_server.url) as stub:
+        await publish_as_relay(js, delivered(ship, eur(4)), shipment_id)
+        await publish_as_relay(js, delivered(ship, eur(4)), shipment_id)  # and a duplicate
         await asyncio.sleep(0.5)  # let the consumer NAK it at least once
         assert await invoices(stub) == []
-        await publish(nats_client, order_placed(order_id, partner), order_id)
+        await publish_as_relay(js, order_placed(order_id, partner), order_id)
         found = await wait_for(lambda: invoices(stub), lambda got: len(got) == 1)
         assert [decimal_of(i.total) for i in found] == [Decimal("29.30")]
         await asyncio.sleep(0.5)
@@ -152,28 +143,30 @@ async def test_delivery_before_order_placed_still_ends_with_one_invoice(
 
 
 async def test_on_ship_customer_is_invoiced_at_manifest_whatever_the_partner(
-    service_db_url: str, nats_server: NatsServer, nats_client: NATS
+    db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
+    js = nats_client.jetstream()
     partner, order_id, shipment_id = ids("ptn"), ids("ord"), ids("shp")
     ship = shipment(shipment_id, order_id, partner)
     # CUST-1 is the customer of every order the support module places.
-    async with running_billing(service_db_url, nats_server.url, ON_SHIP_CUSTOMERS="CUST-1") as stub:
+    async with running_billing(db_url, nats_server.url, ON_SHIP_CUSTOMERS="CUST-1") as stub:
         # Manifested first: billing waits (NAKs) until it knows the order's customer.
-        await publish(nats_client, manifested(ship, eur(5)), shipment_id)
-        await publish(nats_client, order_placed(order_id, partner), order_id)
+        await publish_as_relay(js, manifested(ship, eur(5)), shipment_id)
+        await publish_as_relay(js, order_placed(order_id, partner), order_id)
         found = await wait_for(lambda: invoices(stub), lambda got: len(got) == 1)
         assert [i.shipment_id for i in found] == [shipment_id]
         assert decimal_of(found[0].total) == Decimal("30.30")
 
 
 async def test_on_ship_partner_is_invoiced_at_manifest_and_returns_credit(
-    service_db_url: str, nats_server: NatsServer, nats_client: NATS
+    db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
+    js = nats_client.jetstream()
     partner, order_id, shipment_id = ids("ptn"), ids("ord"), ids("shp")
     ship = shipment(shipment_id, order_id, partner)
-    async with running_billing(service_db_url, nats_server.url, ON_SHIP_PARTNERS=partner) as stub:
-        await publish(nats_client, order_placed(order_id, partner), order_id)
-        await publish(nats_client, manifested(ship, eur(5)), shipment_id)
+    async with running_billing(db_url, nats_server.url, ON_SHIP_PARTNERS=partner) as stub:
+        await publish_as_relay(js, order_placed(order_id, partner), order_id)
+        await publish_as_relay(js, manifested(ship, eur(5)), shipment_id)
         found = await wait_for(lambda: invoices(stub), lambda got: len(got) == 1)
         assert decimal_of(found[0].total) == Decimal("30.30")
         ret = order_pb2.Return(
@@ -185,8 +178,8 @@ async def test_on_ship_partner_is_invoiced_at_manifest_and_returns_credit(
             ],
         )
         event: Any = return_events_pb2.ReturnReceived(order_return=ret, receipt_id="rcpt-1")
-        await publish(nats_client, event, "ret-1")
-        await publish(nats_client, event, "ret-1")  # a duplicate under a new event id
+        await publish_as_relay(js, event, "ret-1")
+        await publish_as_relay(js, event, "ret-1")  # a duplicate under a new event id
 
         async def notes() -> list[pb.CreditNote]:
             answer = await stub.ListCreditNotes(svc.ListCreditNotesRequest(partner_id=partner))
@@ -198,7 +191,8 @@ async def test_on_ship_partner_is_invoiced_at_manifest_and_returns_credit(
         assert credit[0].credit_note_number.endswith("-000001")
         assert decimal_of(credit[0].total) == Decimal("12.5")
         posted = await wait_for(
-            lambda: stream_events(nats_client, "BILLING", CREDITED), lambda got: len(got) == 1
+            lambda: stream_messages(nats_client.jetstream(), "BILLING", CREDITED),
+            lambda got: len(got) == 1,
         )
         assert len(posted) == 1
         with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -10,16 +10,12 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.carrier_adapter.carriers.karrio_http import transport_installed
+from services.carrier_adapter.adapters.carriers.karrio_http import transport_installed
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.domain.model import (
-    Address,
-    Dimensions,
-    DimensionUnit,
     Parcel,
-    Weight,
-    WeightUnit,
 )
-from services.carrier_adapter.metrics import CarrierMetrics
+from services.kit.values import Address, Dimensions, DimensionUnit, Weight, WeightUnit
 from tests.carrier_adapter.stub_transport import StubTransport
 
 # karrio imports PyPDF2, which warns about its own deprecation when first imported; import it

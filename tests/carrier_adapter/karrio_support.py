@@ -10,12 +10,12 @@ from typing import Any
 
 import PyPDF2
 
-from services.carrier_adapter.carriers.karrio_base import KarrioConnector
-from services.carrier_adapter.carriers.karrio_http import HttpRequest, HttpResponse
-from services.carrier_adapter.carriers.tables import load_service_table, load_status_table
+from services.carrier_adapter.adapters.carriers.karrio_base import KarrioConnector
+from services.carrier_adapter.adapters.carriers.karrio_http import HttpRequest, HttpResponse
+from services.carrier_adapter.adapters.carriers.tables import load_service_table, load_status_table
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.config import CARRIER_FIELDS, CarrierAccount
 from services.carrier_adapter.domain.payload_log import PayloadRecorder
-from services.carrier_adapter.metrics import CarrierMetrics
 from tests.carrier_adapter.fakes import ManualClock, Recorder
 from tests.carrier_adapter.stub_transport import payload
 

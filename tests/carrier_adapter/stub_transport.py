@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.carrier_adapter.carriers.karrio_http import HttpRequest, HttpResponse
+from services.carrier_adapter.adapters.carriers.karrio_http import HttpRequest, HttpResponse
 
 PAYLOADS = Path(__file__).parent / "payloads"
 

@@ -8,9 +8,13 @@ import threading
 
 import pytest
 
-from services.carrier_adapter.carriers.karrio_http import HttpRequest, HttpResponse
-from services.carrier_adapter.carriers.ups.connector import UpsConnector
-from services.carrier_adapter.connector import Capabilities
+from services.carrier_adapter.adapters.carriers.guarded import CallPolicy, GuardedConnector
+from services.carrier_adapter.adapters.carriers.karrio_http import HttpRequest, HttpResponse
+from services.carrier_adapter.adapters.carriers.ups.connector import UpsConnector
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
+from services.carrier_adapter.adapters.reliability.breaker import BreakerPolicy, CircuitState
+from services.carrier_adapter.adapters.reliability.retry import RetryPolicy
+from services.carrier_adapter.domain.connector import Capabilities
 from services.carrier_adapter.domain.errors import (
     CarrierRejected,
     CarrierTimeout,
@@ -18,7 +22,6 @@ from services.carrier_adapter.domain.errors import (
     CircuitOpen,
 )
 from services.carrier_adapter.domain.model import (
-    Address,
     BookedLabel,
     CancelRequest,
     InboundWebhook,
@@ -29,10 +32,7 @@ from services.carrier_adapter.domain.model import (
     TrackingResult,
     WebhookBatch,
 )
-from services.carrier_adapter.guarded import CallPolicy, GuardedConnector
-from services.carrier_adapter.metrics import CarrierMetrics
-from services.carrier_adapter.reliability.breaker import BreakerPolicy, CircuitState
-from services.carrier_adapter.reliability.retry import RetryPolicy
+from services.kit.values import Address
 from tests.carrier_adapter.fakes import ManualClock
 from tests.carrier_adapter.karrio_support import account, build, fresh_ups_token, json_answer
 from tests.carrier_adapter.stub_transport import StubTransport

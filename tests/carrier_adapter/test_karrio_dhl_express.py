@@ -8,15 +8,15 @@ from xml.etree import ElementTree
 
 import pytest
 
-from services.carrier_adapter.carriers.dhl_express.connector import DhlExpressConnector
-from services.carrier_adapter.carriers.karrio_http import HttpRequest, HttpResponse
+from services.carrier_adapter.adapters.carriers.dhl_express.connector import DhlExpressConnector
+from services.carrier_adapter.adapters.carriers.karrio_http import HttpRequest, HttpResponse
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.domain.errors import (
     CarrierRejected,
     CarrierRequestInvalid,
     UnsupportedOperation,
 )
 from services.carrier_adapter.domain.model import (
-    Address,
     CancelRequest,
     IncidentReason,
     LabelRequest,
@@ -25,10 +25,8 @@ from services.carrier_adapter.domain.model import (
     ScanLocation,
     ServiceLevel,
     TrackingStatus,
-    Weight,
-    WeightUnit,
 )
-from services.carrier_adapter.metrics import CarrierMetrics
+from services.kit.values import Address, Weight, WeightUnit
 from tests.carrier_adapter.karrio_support import Harness, account, assert_pdf, build
 from tests.carrier_adapter.stub_transport import StubTransport, payload
 
@@ -99,7 +97,9 @@ async def test_quote_request_and_rates(
         ("dhl_express_domestic", ServiceLevel.OVERNIGHT),
         ("dhl_express_domestic_9_00", ServiceLevel.OVERNIGHT),
     ]
-    assert [(q.total_charge.amount, q.total_charge.currency, q.transit_days) for q in quotes] == [
+    assert [
+        (q.total_charge.amount, q.total_charge.currency_code, q.transit_days) for q in quotes
+    ] == [
         (Decimal("33.35"), "EUR", 1),
         (Decimal("52.70"), "EUR", 1),
     ]

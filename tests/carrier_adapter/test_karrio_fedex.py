@@ -8,10 +8,10 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from services.carrier_adapter.carriers.fedex.connector import FedexConnector
+from services.carrier_adapter.adapters.carriers.fedex.connector import FedexConnector
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.domain.errors import CarrierRejected
 from services.carrier_adapter.domain.model import (
-    Address,
     CancelRequest,
     IncidentReason,
     LabelRequest,
@@ -21,7 +21,7 @@ from services.carrier_adapter.domain.model import (
     ServiceLevel,
     TrackingStatus,
 )
-from services.carrier_adapter.metrics import CarrierMetrics
+from services.kit.values import Address
 from tests.carrier_adapter.conftest import unmapped_count
 from tests.carrier_adapter.karrio_support import (
     Harness,

@@ -12,8 +12,8 @@ import karrio.core.utils.helpers as karrio_helpers
 import karrio.lib as karrio_lib
 import pytest
 
-from services.carrier_adapter.carriers import karrio_http
-from services.carrier_adapter.carriers.karrio_http import (
+from services.carrier_adapter.adapters.carriers import karrio_http
+from services.carrier_adapter.adapters.carriers.karrio_http import (
     CarrierHttpUnavailable,
     HttpRequest,
     HttpResponse,
@@ -128,6 +128,7 @@ def post(url: str) -> HttpRequest:
     return HttpRequest("POST", url, {"content-type": "text/plain"}, b"hello")
 
 
+@pytest.mark.integration  # a local HTTP server
 def test_urllib_transport_returns_answers_and_error_statuses(
     server: tuple[str, threading.Event],
 ) -> None:
@@ -141,6 +142,7 @@ def test_urllib_transport_returns_answers_and_error_statuses(
     assert missing.status == 404
 
 
+@pytest.mark.integration  # a local HTTP server
 def test_urllib_transport_times_out_on_a_silent_server(
     server: tuple[str, threading.Event],
 ) -> None:
@@ -149,6 +151,7 @@ def test_urllib_transport_times_out_on_a_silent_server(
         UrllibTransport().send(post(f"{base}/slow"), timeout=0.2)
 
 
+@pytest.mark.integration  # loopback sockets
 def test_urllib_transport_reports_refused_connections_as_not_sent() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -8,15 +8,15 @@ from decimal import Decimal
 
 import pytest
 
-from services.carrier_adapter.carriers.karrio_http import HttpResponse, TransportTimeout
-from services.carrier_adapter.carriers.ups.connector import UpsConnector
+from services.carrier_adapter.adapters.carriers.karrio_http import HttpResponse, TransportTimeout
+from services.carrier_adapter.adapters.carriers.ups.connector import UpsConnector
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.domain.errors import (
     CarrierRejected,
     CarrierTimeout,
     CarrierUnavailable,
 )
 from services.carrier_adapter.domain.model import (
-    Address,
     CancelRequest,
     IncidentReason,
     LabelRequest,
@@ -26,7 +26,7 @@ from services.carrier_adapter.domain.model import (
     ServiceLevel,
     TrackingStatus,
 )
-from services.carrier_adapter.metrics import CarrierMetrics
+from services.kit.values import Address
 from tests.carrier_adapter.conftest import unmapped_count
 from tests.carrier_adapter.karrio_support import (
     Harness,
@@ -89,7 +89,7 @@ async def test_rate_shops_every_service_and_parses_ups_quotes(
         ("ups_2nd_day_air", ServiceLevel.EXPEDITED, Decimal("48.73")),
         ("ups_next_day_air", ServiceLevel.OVERNIGHT, Decimal("96.15")),
     ]
-    assert {q.total_charge.currency for q in quotes} == {"USD"}
+    assert {q.total_charge.currency_code for q in quotes} == {"USD"}
     assert [q.transit_days for q in quotes] == [4, 2, 1]
     assert {(q.carrier, q.carrier_account_id) for q in quotes} == {("ups", "ups_east")}
 

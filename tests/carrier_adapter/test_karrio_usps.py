@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from services.carrier_adapter.carriers.karrio_http import HttpResponse
-from services.carrier_adapter.carriers.usps.connector import UspsConnector
+from services.carrier_adapter.adapters.carriers.karrio_http import HttpResponse
+from services.carrier_adapter.adapters.carriers.usps.connector import UspsConnector
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.domain.errors import CarrierRejected
 from services.carrier_adapter.domain.model import (
-    Address,
     CancelRequest,
     LabelRequest,
     Parcel,
@@ -20,7 +20,7 @@ from services.carrier_adapter.domain.model import (
     ServiceLevel,
     TrackingStatus,
 )
-from services.carrier_adapter.metrics import CarrierMetrics
+from services.kit.values import Address
 from tests.carrier_adapter.karrio_support import (
     Harness,
     account,

@@ -15,8 +15,25 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
-from services.carrier_adapter.carriers.tables import load_status_table
-from services.carrier_adapter.connector import Capabilities
+from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
+from services.carrier_adapter.adapters.carriers.tables import load_status_table
+from services.carrier_adapter.adapters.store import SERVICE, migrate
+from services.carrier_adapter.adapters.store.labels import (
+    claim_booking,
+    complete_booking,
+    mark_cancelled,
+)
+from services.carrier_adapter.adapters.store.polls import (
+    PolledLabel,
+    claim_poll,
+    enroll_labels,
+    finish_poll,
+    get_poll,
+)
+from services.carrier_adapter.adapters.store.quotes import StoredQuote
+from services.carrier_adapter.adapters.store.tables import metadata
+from services.carrier_adapter.app.polling import PollSettings, TrackingPoller
+from services.carrier_adapter.domain.connector import Capabilities
 from services.carrier_adapter.domain.errors import CarrierUnavailable, CircuitOpen
 from services.carrier_adapter.domain.model import (
     BookedLabel,
@@ -24,7 +41,6 @@ from services.carrier_adapter.domain.model import (
     InboundWebhook,
     LabelFormat,
     LabelRequest,
-    Money,
     RateQuote,
     RateRequest,
     ServiceLevel,
@@ -34,21 +50,9 @@ from services.carrier_adapter.domain.model import (
 )
 from services.carrier_adapter.domain.normalize import RawScan, ScanNormalizer
 from services.carrier_adapter.domain.polling import PollPolicy
-from services.carrier_adapter.poller import PollSettings, TrackingPoller
-from services.carrier_adapter.registry import ConnectorRegistry
-from services.carrier_adapter.store import SERVICE, migrate
-from services.carrier_adapter.store.labels import claim_booking, complete_booking, mark_cancelled
-from services.carrier_adapter.store.polls import (
-    PolledLabel,
-    claim_poll,
-    enroll_labels,
-    finish_poll,
-    get_poll,
-)
-from services.carrier_adapter.store.quotes import StoredQuote
-from services.carrier_adapter.store.tables import metadata
 from services.kit import outbox
 from services.kit.db import Database
+from services.kit.values import Money
 from tests.carrier_adapter.fakes import START, ManualClock
 
 HOUR = timedelta(hours=1)

@@ -10,21 +10,19 @@ from crossdock.carrier.v1 import carrier_pb2, carrier_service_pb2, tracking_pb2
 from crossdock.common.v1 import common_pb2
 from google.api import httpbody_pb2
 
-from services.carrier_adapter.api import proto_mapping as pm
+from services.carrier_adapter.adapters import contracts as pm
 from services.carrier_adapter.domain.model import (
     BookedLabel,
-    DimensionUnit,
     IncidentReason,
     LabelFormat,
-    Money,
     RateQuote,
     ScanLocation,
     ServiceLevel,
     TrackingScan,
     TrackingStatus,
     UnmappedCode,
-    WeightUnit,
 )
+from services.kit.values import DimensionUnit, Money, WeightUnit
 
 WHEN = datetime(2026, 1, 8, 22, 23, 5, tzinfo=UTC)
 
@@ -50,7 +48,7 @@ def test_domain_enums_match_the_contract(
 
 @pytest.mark.parametrize("amount", ["17.42", "0.01", "-3.50", "1000000", "0"])
 def test_money_round_trips_exactly(amount: str) -> None:
-    money = Money(Decimal(amount), "USD")
+    money = Money("USD", Decimal(amount))
     proto = pm.money_to_proto(money)
     assert (proto.units >= 0 and proto.nanos >= 0) or (proto.units <= 0 and proto.nanos <= 0)
     assert pm.money_from_proto(proto).amount == Decimal(amount)
@@ -59,7 +57,7 @@ def test_money_round_trips_exactly(amount: str) -> None:
 def test_rate_to_proto() -> None:
     quote = RateQuote(
         "ups", "ups_east", "ups_ground", "UPS Ground", ServiceLevel.STANDARD,
-        Money(Decimal("17.42"), "USD"), 4, WHEN, None,
+        Money("USD", Decimal("17.42")), 4, WHEN, None,
     )  # fmt: skip
     rate = pm.rate_to_proto(quote, "rte_01JD8Q3V6F1Q2ZK9WJ7X4M5N8P")
     assert rate.service_level == carrier_pb2.SERVICE_LEVEL_STANDARD
@@ -67,7 +65,7 @@ def test_rate_to_proto() -> None:
     assert rate.estimated_delivery_time.ToDatetime(UTC) == WHEN
     assert not rate.HasField("expire_time")
     unleveled = pm.rate_to_proto(
-        RateQuote("ups", "a", "x", "X", None, Money(Decimal(1), "USD")), "rte_1"
+        RateQuote("ups", "a", "x", "X", None, Money("USD", Decimal(1))), "rte_1"
     )
     assert unleveled.service_level == carrier_pb2.SERVICE_LEVEL_UNSPECIFIED
 
@@ -91,7 +89,7 @@ def test_scan_and_unmapped_event_to_proto() -> None:
     unmapped = pm.unmapped_event(UnmappedCode("ups", "1Z", "status", "UJ", "", "odd", WHEN))
     assert (unmapped.carrier, unmapped.carrier_status_code) == ("ups", "UJ")
 
-    update = pm.tracking_updated_event("ups", "1Z", (scan,), WHEN, Money(Decimal("9.5"), "USD"))
+    update = pm.tracking_updated_event("ups", "1Z", (scan,), WHEN, Money("USD", Decimal("9.5")))
     assert len(update.events) == 1 and update.final_charge.units == 9
 
 
@@ -126,7 +124,7 @@ def test_requests_from_proto() -> None:
 
     booked = BookedLabel(
         "sandbox", "sandbox", "sandbox_standard", "SBX1", ("SBX1",), LabelFormat.ZPL, b"^XA^XZ",
-        "shp_123456", WHEN, Money(Decimal("12.04"), "USD"), "SBX1",
+        "shp_123456", WHEN, Money("USD", Decimal("12.04")), "SBX1",
     )  # fmt: skip
     proto_label = pm.label_to_proto(booked, "lbl_1")
     assert proto_label.format == carrier_pb2.LABEL_FORMAT_ZPL

@@ -6,21 +6,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.carrier_adapter.carriers import karrio_http
-from services.carrier_adapter.carriers.sandbox.connector import SandboxConnector
-from services.carrier_adapter.carriers.ups.connector import UpsConnector
+from services.carrier_adapter.adapters.carriers import karrio_http
+from services.carrier_adapter.adapters.carriers.connectors import ConnectorDeps, build_connectors
+from services.carrier_adapter.adapters.carriers.guarded import GuardedConnector
+from services.carrier_adapter.adapters.carriers.sandbox.connector import SandboxConnector
+from services.carrier_adapter.adapters.carriers.ups.connector import UpsConnector
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.config import load_accounts
-from services.carrier_adapter.connector import CarrierConnector
+from services.carrier_adapter.domain.connector import CarrierConnector
 from services.carrier_adapter.domain.model import (
-    Address,
     LabelRequest,
     Parcel,
     TrackingStatus,
 )
 from services.carrier_adapter.domain.normalize import RawScan
-from services.carrier_adapter.guarded import GuardedConnector
-from services.carrier_adapter.metrics import CarrierMetrics
-from services.carrier_adapter.registry import ConnectorDeps, build_registry
+from services.kit.values import Address
 from tests.carrier_adapter.conftest import unmapped_count
 from tests.carrier_adapter.fakes import ManualClock, Recorder
 
@@ -48,7 +48,7 @@ def no_transport() -> Iterator[None]:
 def test_builds_guarded_connectors_and_a_default_transport(
     no_transport: None, metrics: CarrierMetrics
 ) -> None:
-    registry = build_registry(
+    registry = build_connectors(
         load_accounts(ENV), ConnectorDeps(clock=ManualClock(), metrics=metrics)
     )
 
@@ -74,7 +74,7 @@ async def test_registry_wires_metrics_unmapped_sink_and_payload_log(
     payloads, extra = Recorder(), Recorder()
     env = {**ENV, f"{P}CARRIER_ACCOUNTS": "sandbox"}
     deps = ConnectorDeps(clock=clock, metrics=metrics, payload_sink=payloads, on_unmapped=extra)
-    sandbox = build_registry(load_accounts(env), deps).get("sandbox")
+    sandbox = build_connectors(load_accounts(env), deps).get("sandbox")
     assert isinstance(sandbox, GuardedConnector) and isinstance(sandbox.inner, SandboxConnector)
 
     label = await sandbox.book_label(
@@ -103,6 +103,6 @@ def test_poll_tracking_overrides_the_connector_per_account(
         f"{P}ACCOUNT_SANDBOX_POLL_TRACKING": "true",
         f"{P}ACCOUNT_UPS_EAST_POLL_TRACKING": "false",
     }
-    registry = build_registry(load_accounts(env), ConnectorDeps(clock=ManualClock()))
+    registry = build_connectors(load_accounts(env), ConnectorDeps(clock=ManualClock()))
 
     assert [c.account_id for c in registry.polled()] == ["sandbox"]

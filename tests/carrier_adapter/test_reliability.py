@@ -7,14 +7,14 @@ import random
 
 import pytest
 
-from services.carrier_adapter.domain.errors import CarrierRejected, CarrierUnavailable, is_retryable
-from services.carrier_adapter.reliability.breaker import (
+from services.carrier_adapter.adapters.reliability.breaker import (
     BreakerPolicy,
     CircuitBreaker,
     CircuitState,
 )
-from services.carrier_adapter.reliability.deadline import DeadlineExpired, with_deadline
-from services.carrier_adapter.reliability.retry import RetryPolicy, retry
+from services.carrier_adapter.adapters.reliability.deadline import DeadlineExpired, with_deadline
+from services.carrier_adapter.adapters.reliability.retry import RetryPolicy, retry
+from services.carrier_adapter.domain.errors import CarrierRejected, CarrierUnavailable, is_retryable
 from tests.carrier_adapter.fakes import ManualClock
 
 

@@ -9,16 +9,17 @@ from decimal import Decimal
 import PyPDF2
 import pytest
 
-from services.carrier_adapter.carriers.sandbox import pricing
-from services.carrier_adapter.carriers.sandbox.connector import SandboxConnector, SandboxSettings
-from services.carrier_adapter.carriers.sandbox.lifecycle import LifecycleRates
-from services.carrier_adapter.carriers.tables import load_service_table, load_status_table
+from services.carrier_adapter.adapters.carriers.sandbox import pricing
+from services.carrier_adapter.adapters.carriers.sandbox.connector import (
+    SandboxConnector,
+    SandboxSettings,
+)
+from services.carrier_adapter.adapters.carriers.sandbox.lifecycle import LifecycleRates
+from services.carrier_adapter.adapters.carriers.tables import load_service_table, load_status_table
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.domain.errors import CarrierRejected, UnknownService
 from services.carrier_adapter.domain.model import (
-    Address,
     CancelRequest,
-    Dimensions,
-    DimensionUnit,
     IncidentReason,
     LabelFormat,
     LabelRequest,
@@ -26,10 +27,8 @@ from services.carrier_adapter.domain.model import (
     RateRequest,
     ServiceLevel,
     TrackingStatus,
-    Weight,
-    WeightUnit,
 )
-from services.carrier_adapter.metrics import CarrierMetrics
+from services.kit.values import Address, Dimensions, DimensionUnit, Weight, WeightUnit
 from tests.carrier_adapter.conftest import unmapped_count
 from tests.carrier_adapter.fakes import ManualClock
 

@@ -7,14 +7,16 @@ from datetime import timedelta
 
 import pytest
 
-from services.carrier_adapter.carriers.sandbox import webhooks
-from services.carrier_adapter.carriers.sandbox.connector import SandboxConnector, SandboxSettings
-from services.carrier_adapter.carriers.sandbox.lifecycle import LifecycleRates
-from services.carrier_adapter.carriers.sandbox.pusher import SandboxPusher
-from services.carrier_adapter.carriers.tables import load_service_table, load_status_table
+from services.carrier_adapter.adapters.carriers.sandbox import webhooks
+from services.carrier_adapter.adapters.carriers.sandbox.connector import (
+    SandboxConnector,
+    SandboxSettings,
+)
+from services.carrier_adapter.adapters.carriers.sandbox.lifecycle import LifecycleRates
+from services.carrier_adapter.adapters.carriers.sandbox.pusher import SandboxPusher
+from services.carrier_adapter.adapters.carriers.tables import load_service_table, load_status_table
 from services.carrier_adapter.domain.errors import WebhookMalformed, WebhookSignatureInvalid
 from services.carrier_adapter.domain.model import (
-    Address,
     InboundWebhook,
     LabelRequest,
     Parcel,
@@ -22,6 +24,7 @@ from services.carrier_adapter.domain.model import (
     TrackingStatus,
 )
 from services.carrier_adapter.domain.normalize import RawScan
+from services.kit.values import Address
 from tests.carrier_adapter.fakes import START, ManualClock
 
 SECRET = "whsec_sandbox_test"

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -19,40 +18,25 @@ from crossdock.carrier.v1 import carrier_pb2
 from crossdock.carrier.v1 import carrier_service_pb2 as svc
 from nats.aio.client import Client as NATS
 
-from services.carrier_adapter.store.payloads import count_payloads
+from services.carrier_adapter.adapters.store.payloads import count_payloads
 from services.kit.db import Database
 from tests.carrier_adapter.service_support import (
-    CarrierAdapter,
     book_request,
     rates_request,
-    running_carrier_adapter,
-    service_env,
-    wait_for,
 )
 from tests.fixtures.nats import NatsServer
+from tests.fixtures.running import CarrierAdapter, carrier_env, running_carrier_adapter
+from tests.fixtures.waiting import wait_for
 
 RATE_ID = re.compile(r"^rte_[0-9A-HJKMNP-TV-Z]{26}$")
 LABEL_ID = re.compile(r"^lbl_[0-9A-HJKMNP-TV-Z]{26}$")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'carrier_adapter.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'carrier_adapter.db'}"
 
 
 @pytest.fixture
 async def adapter(
     sqlite_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> AsyncIterator[CarrierAdapter]:
-    async with running_carrier_adapter(service_env(sqlite_url, nats_server.url)) as service:
+    async with running_carrier_adapter(carrier_env(sqlite_url, nats_server.url)) as service:
         yield service
 
 
@@ -120,7 +104,7 @@ async def test_concurrent_calls_with_one_key_book_one_label(
     db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
     # A slow carrier keeps the first booking in flight while the others arrive.
-    env = service_env(db_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="0.5")
+    env = carrier_env(db_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="0.5")
     async with running_carrier_adapter(env) as service:
         rate = await cheapest_rate(service)
         answers = await asyncio.gather(
@@ -137,7 +121,7 @@ async def test_two_replicas_racing_on_one_key_book_one_label(
     postgres_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
     # Two replicas share the database: only the UNIQUE idempotency key can stop a second booking.
-    env = service_env(postgres_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="0.5")
+    env = carrier_env(postgres_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="0.5")
     async with (
         running_carrier_adapter(env) as one,
         running_carrier_adapter(
@@ -159,7 +143,7 @@ async def test_two_replicas_racing_on_one_key_book_one_label(
 async def test_a_label_call_that_times_out_and_is_retried_books_one_label(
     sqlite_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
-    env = service_env(sqlite_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="1.5")
+    env = carrier_env(sqlite_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="1.5")
     async with running_carrier_adapter(env) as service:
         rate = await cheapest_rate(service)
         request = book_request("shp_timeout_01", rate.rate_id)
@@ -193,7 +177,7 @@ async def test_cancel_label_voids_it_once(adapter: CarrierAdapter) -> None:
 async def test_labels_survive_a_restart(
     sqlite_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
-    env = service_env(sqlite_url, nats_server.url, ACCOUNT_SANDBOX_TIME_SCALE="3600")
+    env = carrier_env(sqlite_url, nats_server.url, ACCOUNT_SANDBOX_TIME_SCALE="3600")
     async with running_carrier_adapter(env) as before:
         rate = await cheapest_rate(before)
         booked = await before.stub.BookLabel(book_request("shp_restart_01", rate.rate_id))

@@ -7,7 +7,7 @@ published once, an unmapped code is raised once, and a delivered parcel is no lo
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +17,24 @@ from crossdock.events.v1 import carrier_events_pb2 as events
 from nats.aio.client import Client as NATS
 from sqlalchemy import Connection, func, select
 
-from services.carrier_adapter.carriers.karrio_http import HttpResponse
+from services.carrier_adapter.adapters.carriers.karrio_http import HttpResponse
+from services.carrier_adapter.adapters.store import SERVICE
+from services.carrier_adapter.adapters.store.tables import payload_log
 from services.carrier_adapter.domain.payload_log import PayloadDirection
-from services.carrier_adapter.store import SERVICE
-from services.carrier_adapter.store.tables import payload_log
 from services.kit import outbox
 from services.kit.db import Database
 from tests.carrier_adapter.karrio_support import fresh_ups_token, json_answer
 from tests.carrier_adapter.service_support import (
     CODE_UNMAPPED,
     TRACKING_UPDATED,
-    CarrierAdapter,
     book_request,
     rates_request,
-    running_carrier_adapter,
-    service_env,
-    stream_messages,
-    wait_for,
 )
 from tests.carrier_adapter.stub_transport import StubTransport, payload
+from tests.fixtures.events import stream_messages
 from tests.fixtures.nats import NatsServer
+from tests.fixtures.running import CarrierAdapter, carrier_env, running_carrier_adapter
+from tests.fixtures.waiting import wait_for
 
 TRACKING_NUMBER = "1Z5R89390357567127"  # what the recorded ship.json books
 TRACK = r"/api/track/v1/details/"
@@ -54,14 +52,6 @@ UPS_ACCOUNT = {
 }
 FIRST_HALF = ["MP", "OR", "DP", "AR"]  # the recorded journey's first four activities, oldest first
 SECOND_HALF = ["OT", "NA", "OT", "KB"]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'carrier_adapter.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
@@ -127,7 +117,7 @@ async def published(db: Database, nc: NATS, subject: str) -> list[Any]:
         return (await db.run(outbox.backlog))[0]
 
     assert await wait_for(pending, lambda count: count == 0) == 0
-    return await stream_messages(nc, subject)
+    return await stream_messages(nc.jetstream(), "CARRIER", subject)
 
 
 def decode(kind: Any, message: Any) -> Any:
@@ -143,7 +133,7 @@ async def test_polled_scans_are_published_once_and_delivered_parcels_are_left_al
     ups_stub(stub, transit, transit, transit, delivered)  # the last answer repeats
 
     async with running_carrier_adapter(
-        service_env(db_url, nats_server.url, **UPS_ACCOUNT)
+        carrier_env(db_url, nats_server.url, **UPS_ACCOUNT)
     ) as service:
         assert await book_ups_label(service, "shp_poll_0000001") == TRACKING_NUMBER
 
@@ -204,7 +194,7 @@ async def test_an_unmapped_code_from_a_poll_is_raised_once(
     db = Database(db_url, service=SERVICE)
     try:
         async with running_carrier_adapter(
-            service_env(db_url, nats_server.url, **UPS_ACCOUNT)
+            carrier_env(db_url, nats_server.url, **UPS_ACCOUNT)
         ) as service:
             await book_ups_label(service, "shp_poll_unmapped")
 

@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from services.carrier_adapter.background import PayloadBuffer, sweep
+from services.carrier_adapter.adapters.store import SERVICE, migrate
+from services.carrier_adapter.adapters.store.payload_buffer import PayloadBuffer
+from services.carrier_adapter.adapters.store.payloads import count_payloads
+from services.carrier_adapter.adapters.store.retention import sweep
+from services.carrier_adapter.adapters.store.tables import payload_log
 from services.carrier_adapter.domain.payload_log import (
     PayloadDirection,
     PayloadRecorder,
     RetentionPolicy,
 )
-from services.carrier_adapter.store import SERVICE, migrate
-from services.carrier_adapter.store.payloads import count_payloads
-from services.carrier_adapter.store.tables import payload_log
 from services.kit.db import Database
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -17,24 +17,22 @@ from nats.aio.client import Client as NATS
 from tests.carrier_adapter.service_support import (
     CODE_UNMAPPED,
     TRACKING_UPDATED,
-    CarrierAdapter,
     book_request,
     rates_request,
-    running_carrier_adapter,
-    sandbox_webhook,
     scan,
-    service_env,
-    stream_messages,
-    wait_for,
 )
+from tests.fixtures.events import stream_messages
 from tests.fixtures.nats import NatsServer
+from tests.fixtures.running import CarrierAdapter, carrier_env, running_carrier_adapter
+from tests.fixtures.sandbox import sandbox_webhook
+from tests.fixtures.waiting import wait_for
 
 
 @pytest.fixture
 async def adapter(
     tmp_path: Path, nats_server: NatsServer, nats_client: NATS
 ) -> AsyncIterator[CarrierAdapter]:
-    env = service_env(f"sqlite:///{tmp_path / 'carrier_adapter.db'}", nats_server.url)
+    env = carrier_env(f"sqlite:///{tmp_path / 'carrier_adapter.db'}", nats_server.url)
     async with running_carrier_adapter(env) as service:
         yield service
 
@@ -47,7 +45,10 @@ async def booked_tracking_number(service: CarrierAdapter, key: str) -> str:
 
 async def updates(nc: NATS, count: int) -> list[events.TrackingUpdated]:
     """The TrackingUpdated events in JetStream, once at least `count` have arrived."""
-    found = await wait_for(lambda: stream_messages(nc, TRACKING_UPDATED), lambda m: len(m) >= count)
+    found = await wait_for(
+        lambda: stream_messages(nc.jetstream(), "CARRIER", TRACKING_UPDATED),
+        lambda m: len(m) >= count,
+    )
     return [_decode(events.TrackingUpdated, message) for message in found]
 
 
@@ -118,7 +119,8 @@ async def test_an_unmapped_code_raises_carrier_code_unmapped(
     assert (await adapter.stub.IngestWebhook(push)).accepted_events == 2
 
     found = await wait_for(
-        lambda: stream_messages(nats_client, CODE_UNMAPPED), lambda m: len(m) >= 1
+        lambda: stream_messages(nats_client.jetstream(), "CARRIER", CODE_UNMAPPED),
+        lambda m: len(m) >= 1,
     )
     (unmapped,) = [_decode(events.CarrierCodeUnmapped, m) for m in found]
     assert (unmapped.carrier, unmapped.tracking_number) == ("sandbox", number)
@@ -136,13 +138,13 @@ async def test_an_unmapped_code_raises_carrier_code_unmapped(
     assert repeat.duplicate_events == 2
     await adapter.stub.IngestWebhook(sandbox_webhook(number, [scan("DEP", 30)]))
     await updates(nats_client, 2)  # the relay has published everything committed before
-    assert len(await stream_messages(nats_client, CODE_UNMAPPED)) == 1
+    assert len(await stream_messages(nats_client.jetstream(), "CARRIER", CODE_UNMAPPED)) == 1
 
 
 async def test_the_sandbox_pusher_delivers_into_the_ingest_path(
     tmp_path: Path, nats_server: NatsServer, nats_client: NATS
 ) -> None:
-    env = service_env(
+    env = carrier_env(
         f"sqlite:///{tmp_path / 'carrier_adapter.db'}",
         nats_server.url,
         SANDBOX_PUSH="direct",

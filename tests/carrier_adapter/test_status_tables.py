@@ -8,14 +8,14 @@ from importlib import resources
 
 import pytest
 
-from services.carrier_adapter.carriers import tables
-from services.carrier_adapter.carriers.sandbox import pricing
-from services.carrier_adapter.carriers.sandbox.lifecycle import UNMAPPED_DEMO_CODE
+from services.carrier_adapter.adapters.carriers import tables
+from services.carrier_adapter.adapters.carriers.sandbox import pricing
+from services.carrier_adapter.adapters.carriers.sandbox.lifecycle import UNMAPPED_DEMO_CODE
+from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.domain.model import IncidentReason, ServiceLevel, TrackingStatus
 from services.carrier_adapter.domain.normalize import RawScan, ScanNormalizer
 from services.carrier_adapter.domain.service_table import ServiceTable, ServiceTableError
 from services.carrier_adapter.domain.status_table import StatusTable, StatusTableError
-from services.carrier_adapter.metrics import CarrierMetrics
 from tests.carrier_adapter.conftest import unmapped_count
 from tests.carrier_adapter.fakes import Recorder
 
@@ -25,7 +25,9 @@ WHEN = datetime(2026, 1, 6, 12, 0, tzinfo=UTC)
 RAW = {
     carrier: json.loads(
         (
-            resources.files("services.carrier_adapter.carriers") / carrier / "status_map.json"
+            resources.files("services.carrier_adapter.adapters.carriers")
+            / carrier
+            / "status_map.json"
         ).read_text(encoding="utf-8")
     )
     for carrier in CARRIERS

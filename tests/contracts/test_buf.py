@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# Every test here runs the buf binary.
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 BUF = str(Path(sys.executable).parent / "buf")
 ORDER_PROTO = Path("proto/crossdock/order/v1/order.proto")

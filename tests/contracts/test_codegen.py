@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Every test here runs the generators, a build or mypy as child processes.
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 

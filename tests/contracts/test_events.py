@@ -13,7 +13,7 @@ from services.kit.catalog import SERVICES, EventType, load_catalog
 CATALOG = load_catalog()
 SUBJECT = re.compile(r"^crossdock\.(?P<domain>[a-z]+)\.(?P<event>[a-z_]+)\.v(?P<version>\d+)$")
 
-# DESIGN.md's core catalog: every one of these must exist, with these producers.
+# The core event catalog: every one of these must exist, with these producers.
 REQUIRED = {
     "crossdock.order.placed.v1": "order",
     "crossdock.order.allocated.v1": "order",

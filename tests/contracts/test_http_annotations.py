@@ -18,7 +18,7 @@ SERVICES: list[ServiceDescriptor] = [
     carrier_service_pb2.DESCRIPTOR.services_by_name["CarrierAdapterService"],
 ]
 
-# The partner API of DESIGN.md and the gateway issue: (HTTP method, path template).
+# The partner API the README promises: (HTTP method, path template).
 PARTNER_ROUTES = {
     ("post", "/v1/orders"),
     ("get", "/v1/orders"),

@@ -141,6 +141,7 @@ def without_top_level_unknowns(file: FileProto) -> FileProto:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # runs tools/vendor_protos.py
 def test_vendored_tree_is_up_to_date() -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--check"],

@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.billing.consumers import build_registry as billing_registry
-from services.billing.posting import BillingSettings
-from services.inventory.consumers import build_registry as inventory_registry
+from services.billing.app import BillingSettings
+from services.billing.entrypoints.consumers import event_handlers as billing_registry
 from services.inventory.domain.ids import SequentialIds
+from services.inventory.entrypoints.consumers import event_handlers as inventory_registry
 from services.kit.catalog import load_catalog
 from services.kit.handlers import HandlerRegistry
-from services.order.consumers import build_registry as order_registry
 from services.order.domain import FulfillmentSaga, StepTimeouts
-from services.shipment.consumers import build_registry as shipment_registry
+from services.order.entrypoints.consumers import event_handlers as order_registry
+from services.shipment.entrypoints.consumers import event_handlers as shipment_registry
 
 
 def now() -> datetime:

@@ -25,8 +25,9 @@ from crossdock.shipment.v1 import shipment_service_pb2 as shp_svc
 from nats.aio.client import Client as NATS
 
 from services.carrier_adapter.domain.normalize import RawScan
-from tests.carrier_adapter.service_support import sandbox_webhook
-from tests.e2e.spine import (
+from tests.fixtures.nats import NatsServer
+from tests.fixtures.sandbox import sandbox_webhook
+from tests.fixtures.spine import (
     EAST,
     WEST,
     Spine,
@@ -35,7 +36,6 @@ from tests.e2e.spine import (
     seed_catalog,
     sqlite_urls,
 )
-from tests.fixtures.nats import NatsServer
 from tests.fixtures.waiting import wait_for
 
 ITEMS = {

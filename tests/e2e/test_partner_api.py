@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,6 +18,7 @@ import pytest
 
 from localmesh import Mesh
 from localmesh.demo import sample_order
+from tests.fixtures.waiting import wait_until
 
 COMPLETED = "ORDER_STATUS_COMPLETED"
 # A well-formed id of each kind that exists nowhere, for kinds partner B has none of.
@@ -53,16 +52,6 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def wait_until(probe: Callable[[], Any], done: Callable[[Any], bool], timeout: float) -> Any:
-    """Poll until `done(value)`; the timeout only stops a broken flow from hanging."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.5)
-
-
 class Partner:
     def __init__(self, mesh: Mesh, key: str) -> None:
         self.http = httpx.Client(base_url=mesh.gateway_url, headers=bearer(key), timeout=15)
@@ -81,6 +70,7 @@ class Partner:
             lambda: self.get(f"/v1/orders/{order_id}").json()["order"],
             lambda o: o["status"] == COMPLETED,
             timeout=60,
+            interval=0.5,
         )
         assert order["status"] == COMPLETED, order
         return dict(order)

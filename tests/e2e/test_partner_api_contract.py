@@ -25,7 +25,8 @@ import pytest
 
 from localmesh import Mesh
 from localmesh.demo import sample_order
-from tests.e2e.test_partner_api import Partner, new_partner, wait_until
+from tests.e2e.test_partner_api import Partner, new_partner
+from tests.fixtures.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,7 +195,7 @@ def test_signed_webhooks_pass_the_documented_verifier_and_tampering_fails(
     placed = partner.post("/v1/orders", order_body(f"HOOK-{uuid.uuid4().hex[:6]}"))
     assert placed.status_code == 201, placed.text
     order_id = placed.json()["order"]["orderId"]
-    wait_until(lambda: len(receiver.deliveries), lambda n: n >= 1, timeout=30)
+    wait_until(lambda: len(receiver.deliveries), lambda n: n >= 1, timeout=30, interval=0.5)
     assert receiver.deliveries, "no delivery arrived"
     body, headers = receiver.deliveries[0]
     signature = headers["Crossdock-Signature"]

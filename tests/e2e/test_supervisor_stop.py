@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from localmesh.mesh import MESH_FILE
 from localmesh.services import REPO_ROOT
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 CLI = (sys.executable, "-m", "services.kit.cli")
@@ -29,13 +29,6 @@ def running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
-
-
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 class Launched:
@@ -59,7 +52,9 @@ class Launched:
             assert self.process.poll() is None, self.output.read_text()[-3000:]
             return mesh_file.exists()
 
-        wait_for(ready, 120, "the mesh to start")
+        assert wait_until(ready, bool, timeout=120, interval=0.1), (
+            "timed out waiting for the mesh to start"
+        )
         self.pids = dict(json.loads(mesh_file.read_text())["pids"])
         return self.pids
 
@@ -67,7 +62,12 @@ class Launched:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        wait_for(lambda: not any(running(pid) for pid in self.pids.values()), 30, "cleanup")
+        assert wait_until(
+            lambda: not any(running(pid) for pid in self.pids.values()),
+            bool,
+            timeout=30,
+            interval=0.1,
+        ), "timed out waiting for cleanup"
 
 
 @pytest.fixture
@@ -85,7 +85,9 @@ def test_ctrl_c_stops_every_process_even_after_a_child_crashed(launched: Launche
     assert all(running(pid) for pid in pids.values())
 
     subprocess.run(["kill", "-9", str(pids["billing"])], check=True)
-    wait_for(lambda: "billing exited" in launched.output.read_text(), 10, "the crash report")
+    assert wait_until(
+        lambda: "billing exited" in launched.output.read_text(), bool, timeout=10, interval=0.1
+    ), "timed out waiting for the crash report"
 
     launched.process.send_signal(signal.SIGINT)
     assert launched.process.wait(timeout=90) == 0, launched.output.read_text()[-3000:]
@@ -100,4 +102,6 @@ def test_killing_the_launcher_takes_its_children_down(launched: Launched) -> Non
     pids = launched.wait_ready()
     launched.process.kill()  # no chance to clean up: the kernel's death signal must do it
     launched.process.wait()
-    wait_for(lambda: not any(running(pid) for pid in pids.values()), 60, "orphans to exit")
+    assert wait_until(
+        lambda: not any(running(pid) for pid in pids.values()), bool, timeout=60, interval=0.1
+    ), "timed out waiting for orphans to exit"

@@ -166,7 +166,7 @@ class RecordingCarrier(RecordingMixin, carrier_grpc.CarrierAdapterServiceService
     async def IngestWebhook(self, request, context):
         from datetime import UTC, datetime
 
-        from services.carrier_adapter.carriers.sandbox import webhooks
+        from services.carrier_adapter.adapters.carriers.sandbox import webhooks
         from services.carrier_adapter.domain.errors import WebhookSignatureInvalid
 
         self.record("IngestWebhook", context)

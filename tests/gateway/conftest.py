@@ -17,15 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.admin import create_admin_app
-from gateway.app import Limits, PartnerGateway
-from gateway.backends import Backends
+from gateway.adapters.backends import Backends
+from gateway.adapters.store import migrate
 from gateway.contract_docs import comments_by_name, load_descriptor_set
 from gateway.descriptors import bindings_of, contract_services
+from gateway.entrypoints.admin_api import create_admin_app
+from gateway.entrypoints.partner_api import Limits, PartnerGateway
+from gateway.entrypoints.webhook_runtime import start_webhook_api
 from gateway.openapi import build_openapi
-from gateway.store import migrate
 from gateway.transcoder import Route, build_routes
-from gateway.webhooks.runtime import start_webhook_api
 from gateway.webhooks.servicer import SERVICE as WEBHOOK_SERVICE
 from services.kit.db import Database
 from services.kit.http_server import HttpServer

@@ -63,7 +63,7 @@ async def test_another_partners_order_answers_404(stack: Stack) -> None:
 async def test_keys_are_stored_hashed(stack: Stack) -> None:
     from sqlalchemy import select
 
-    from gateway.store.tables import api_keys
+    from gateway.adapters.store.tables import api_keys
 
     def rows(conn):  # type: ignore[no-untyped-def]
         return conn.execute(select(api_keys)).mappings().all()

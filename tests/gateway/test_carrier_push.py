@@ -7,9 +7,11 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from gateway.app import Limits
-from gateway.store.queries import BucketPolicy, purge_idle_buckets
-from services.carrier_adapter.carriers.sandbox import webhooks
+import pytest
+
+from gateway.adapters.store.queries import BucketPolicy, purge_idle_buckets
+from gateway.entrypoints.partner_api import Limits
+from services.carrier_adapter.adapters.carriers.sandbox import webhooks
 from tests.gateway.backends import SANDBOX_SECRET
 from tests.gateway.conftest import Stack, StackFactory, bearer, contract_routes
 
@@ -103,6 +105,7 @@ async def test_pushes_are_size_and_rate_limited(make_stack: StackFactory) -> Non
     assert again.status_code == 200
 
 
+@pytest.mark.integration  # runs protoc
 def test_the_push_route_is_documented_without_security() -> None:
     operation = contract_routes()[1]["paths"]["/v1/carriers/{carrier}/webhooks"]["post"]
     assert operation["security"] == []

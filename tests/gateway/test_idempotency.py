@@ -107,7 +107,7 @@ async def test_backend_5xx_is_not_stored_but_4xx_is(stack: Stack) -> None:
 async def test_expired_records_are_not_replayed(stack: Stack) -> None:
     import time
 
-    from gateway.store.queries import purge_idempotency
+    from gateway.adapters.store.queries import purge_idempotency
 
     await stack.client.post("/v1/orders", json=order_body(), headers=keyed(stack.key_a, "k6"))
     purged = await stack.db.run(purge_idempotency, time.time() + 25 * 3600)
@@ -119,7 +119,7 @@ async def test_expired_records_are_not_replayed(stack: Stack) -> None:
 
 
 async def test_an_abandoned_running_claim_can_be_taken_over(stack: Stack) -> None:
-    from gateway import idempotency
+    from gateway.adapters.store import idempotency
 
     def claim_at(now: float):  # type: ignore[no-untyped-def]
         return lambda conn: idempotency.claim(conn, stack.partner_a, "k7", "fp", now, 3600, 60)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.app import Limits
-from gateway.store.queries import BucketPolicy
+from gateway.adapters.store.queries import BucketPolicy
+from gateway.entrypoints.partner_api import Limits
 from tests.gateway.conftest import StackFactory, bearer
 
 
@@ -32,7 +32,7 @@ async def test_bucket_exhaustion_is_429_with_headers(make_stack: StackFactory) -
 async def test_buckets_live_in_the_database(make_stack: StackFactory) -> None:
     from sqlalchemy import select
 
-    from gateway.store.tables import rate_buckets
+    from gateway.adapters.store.tables import rate_buckets
 
     stack = await make_stack()
     await stack.client.get("/v1/items", headers=bearer(stack.key_a))

@@ -15,11 +15,12 @@ import httpx
 import pytest
 from nats.aio.client import Client as NATS
 
+from tests.fixtures.events import publish_as_relay
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.ports import free_port
 from tests.fixtures.procs import die_with_parent
 from tests.gateway.receiver import Receiver, running_receiver
-from tests.gateway.webhook_helpers import PLACED, consumed, eventually, order_placed, publish
+from tests.gateway.webhook_helpers import PLACED, consumed, eventually, order_placed
 
 ADMIN = "main-admin-token"
 
@@ -101,7 +102,7 @@ async def test_the_gateway_process_serves_subscriptions_and_delivers(
                 return False
 
         await eventually(durable_ready, bool)  # the worker made its durable on ORDER
-        await publish(js, order_placed(partner_id), "ord_a")
+        await publish_as_relay(js, order_placed(partner_id), "ord_a")
 
         async def arrived() -> int:
             return len(receiver.received)

@@ -13,11 +13,11 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
-from gateway.app import PartnerGateway
-from gateway.backends import Backends
+from gateway.adapters.backends import Backends
+from gateway.adapters.store import migrate, queries
 from gateway.descriptors import bindings_of
+from gateway.entrypoints.partner_api import PartnerGateway
 from gateway.openapi import build_openapi
-from gateway.store import migrate, queries
 from gateway.transcoder import build_routes
 from services.kit.db import Database
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway.app import Limits
-from gateway.store.queries import BucketPolicy
+from gateway.adapters.store.queries import BucketPolicy
+from gateway.entrypoints.partner_api import Limits
 from tests.gateway.conftest import StackFactory, bearer, order_body
 
 pytestmark = pytest.mark.postgres

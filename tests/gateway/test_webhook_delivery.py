@@ -12,6 +12,8 @@ from crossdock.events.v1 import order_events_pb2
 from nats.aio.client import Client as NATS
 
 from gateway.webhooks.payload import signature_header
+from services.kit.ids import new_event_id
+from tests.fixtures.events import publish_as_relay
 from tests.fixtures.nats import NatsServer
 from tests.gateway.conftest import Stack, StackFactory, bearer
 from tests.gateway.receiver import Receiver, running_receiver
@@ -22,7 +24,6 @@ from tests.gateway.webhook_helpers import (
     eventually,
     load_verifier,
     order_placed,
-    publish,
     worker,
 )
 
@@ -67,12 +68,15 @@ async def test_a_milestone_event_is_delivered_signed_exactly_once(
     sub_a, secret = await subscribe(stack, stack.key_a, receiver.url, [PLACED])
     # B subscribes too, to events it does not own: it must receive nothing of A's.
     await subscribe(stack, stack.key_b, receiver.url + "?b", [PLACED])
-    event_id = await publish(js, order_placed(stack.partner_a), "ord_a")
-    await publish(js, order_placed(stack.partner_a), "ord_a", event_id=event_id)  # redelivered
+    event_id = await publish_as_relay(js, order_placed(stack.partner_a), "ord_a")
+    # Redelivered: the same event under a fresh Nats-Msg-Id, which JetStream does not de-duplicate.
+    await publish_as_relay(
+        js, order_placed(stack.partner_a), "ord_a", event_id=event_id, msg_id=new_event_id()
+    )
     # A's cancellation is not subscribed to; an event of a partner without subscriptions neither.
     cancelled = order_events_pb2.OrderCancelled(order_id="ord_a", partner_id=stack.partner_a)
-    await publish(js, cancelled, "ord_a")
-    await publish(js, order_placed("ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8Z"), "ord_z")
+    await publish_as_relay(js, cancelled, "ord_a")
+    await publish_as_relay(js, order_placed("ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8Z"), "ord_z")
     await eventually(lambda: consumed(js), bool)
     logged = await eventually(
         lambda: deliveries(stack, stack.key_a, sub_a),
@@ -96,7 +100,7 @@ async def test_failures_back_off_disable_the_subscription_and_redrive_delivers(
     stack = delivering
     receiver.always(503)
     sub, secret = await subscribe(stack, stack.key_a, receiver.url, [PLACED])
-    await publish(nats_client.jetstream(), order_placed(stack.partner_a), "ord_a")
+    await publish_as_relay(nats_client.jetstream(), order_placed(stack.partner_a), "ord_a")
     target = f"{BASE}/{sub}"
 
     async def subscription() -> dict:
@@ -150,7 +154,7 @@ async def test_an_endpoint_that_recovers_gets_the_retry(
     stack = delivering
     receiver.statuses = [500, 200]
     sub, _ = await subscribe(stack, stack.key_a, receiver.url, [PLACED])
-    await publish(nats_client.jetstream(), order_placed(stack.partner_a), "ord_a")
+    await publish_as_relay(nats_client.jetstream(), order_placed(stack.partner_a), "ord_a")
     [done] = await eventually(
         lambda: deliveries(stack, stack.key_a, sub),
         lambda found: bool(found) and found[0]["status"] == "WEBHOOK_DELIVERY_STATUS_DELIVERED",
@@ -178,7 +182,7 @@ async def test_two_replicas_share_deliveries_on_postgres(
             await replica.wait_started()
         js = nats_client.jetstream()
         for n in range(20):
-            await publish(js, order_placed(stack.partner_a, f"ord_{n:026d}"), f"ord_{n}")
+            await publish_as_relay(js, order_placed(stack.partner_a, f"ord_{n:026d}"), f"ord_{n}")
         await eventually(lambda: consumed(js), bool)
 
         async def delivered() -> int:
@@ -201,7 +205,7 @@ async def test_the_sample_verifier_rejects_tampering_staleness_and_replays(
     verifier = load_verifier()
     stack = delivering
     _, secret = await subscribe(stack, stack.key_a, receiver.url, [PLACED])
-    await publish(nats_client.jetstream(), order_placed(stack.partner_a), "ord_a")
+    await publish_as_relay(nats_client.jetstream(), order_placed(stack.partner_a), "ord_a")
 
     async def arrived() -> int:
         return len(receiver.received)

@@ -12,8 +12,8 @@ import pytest
 from buf.validate import validate_pb2
 from crossdock.gateway.v1 import webhook_service_pb2 as svc
 
-from gateway.consumers import build_registry, milestone_events
-from gateway.store import migrate
+from gateway.adapters.store import migrate
+from gateway.entrypoints.consumers import event_handlers, milestone_events
 from gateway.webhooks.delivery_store import RetryPolicy, claim_due
 from gateway.webhooks.intake import enqueue
 from gateway.webhooks.payload import partner_of, partner_path, signature_header
@@ -56,7 +56,7 @@ def test_every_milestone_names_its_partner_and_the_gateway_consumes_it() -> None
         assert partner_path(event.message_class.DESCRIPTOR) is not None, event.subject
         # The gateway's NATS permissions come from `consumers`: it must be listed there.
         assert "gateway" in event.consumers, event.subject
-    registry = build_registry(60.0)
+    registry = event_handlers(60.0)
     assert set(registry.subjects()) == {event.subject for event in milestone_events()}
     assert registry.streams() == {"ORDER", "RETURN", "SHIPMENT", "BILLING"}
 

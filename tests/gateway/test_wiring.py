@@ -7,10 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.adapters.store import migrate
 from gateway.config import GatewayConfig
 from gateway.descriptors import contract_services
 from gateway.main import build, seed_demo_partner
-from gateway.store import migrate
 from services.kit.config import ConfigError
 
 

@@ -1,11 +1,9 @@
 """Shared pieces of the webhook delivery tests: a worker on the test gateway's database,
-milestone events published into JetStream with the kit's CloudEvents headers, bounded polls."""
+milestone events to publish into JetStream (tests.fixtures.events), bounded polls."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
@@ -16,14 +14,12 @@ from crossdock.order.v1 import order_pb2
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
 
+from gateway.entrypoints.webhook_runtime import DeliveryWorker
 from gateway.webhooks.delivery_store import RetryPolicy
-from gateway.webhooks.runtime import DeliveryWorker
 from gateway.webhooks.sender import SenderSettings
-from services.kit import events as ev
 from services.kit.consumer import ConsumerSettings
 from services.kit.db import Database
-from services.kit.ids import new_event_id
-from services.kit.outbox import build_headers
+from tests.fixtures.waiting import wait_for
 
 T = TypeVar("T")
 VERIFIER = Path(__file__).resolve().parents[2] / "docs" / "examples" / "verify_webhook.py"
@@ -53,40 +49,13 @@ def order_placed(partner_id: str, order_id: str = "ord_01JD8Q3V6F1Q2ZK9WJ7X4M5N8
     return order_events_pb2.OrderPlaced(order=order)
 
 
-async def publish(
-    js: JetStreamContext, event: Message, aggregate_id: str, event_id: str | None = None
-) -> str:
-    """Publish as the relay would (the kit's headers, Nats-Msg-Id = ce-id); returns the id.
-
-    Passing an earlier `event_id` with a fresh Nats-Msg-Id makes a redelivery that JetStream's
-    de-duplication does not catch, as a relay republishing after the dedup window would."""
-    subject = ev.event_spec(type(event)).subject
-    event_id = event_id or new_event_id()
-    headers = build_headers(
-        event_id=event_id,
-        subject=subject,
-        source="crossdock/test",
-        aggregate_id=aggregate_id,
-        dataschema=ev.dataschema_for(event.DESCRIPTOR.full_name),
-        correlation_id="test-correlation",
-        created_at=time.time(),
-    )
-    headers[ev.NATS_MSG_ID] = new_event_id()
-    await js.publish(subject, event.SerializeToString(), headers=headers)
-    return event_id
-
-
 async def eventually(
     probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 20.0
 ) -> T:
     """Poll `probe` until `accept` holds (bounded: fails with the last value)."""
-    deadline = time.monotonic() + timeout
-    value = await probe()
-    while not accept(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout} s; last value: {value!r}")
-        await asyncio.sleep(0.05)
-        value = await probe()
+    value = await wait_for(probe, accept, timeout=timeout)
+    if not accept(value):
+        raise AssertionError(f"condition not met in {timeout} s; last value: {value!r}")
     return value
 
 

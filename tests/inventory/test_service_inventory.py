@@ -20,18 +20,11 @@ from nats.aio.client import Client as NATS
 
 from services.inventory.domain.ids import encode_crockford
 from services.kit.grpc_errors import details_of, status_from_error
+from tests.fixtures.catalog import EAST, WEST, item_input, seed
+from tests.fixtures.events import publish_as_relay, stream_messages
 from tests.fixtures.nats import NatsServer
-from tests.inventory.service_support import (
-    EAST,
-    WEST,
-    Inventory,
-    item_input,
-    publish_as_order,
-    running_inventory,
-    seed,
-    stream_events,
-    wait_for,
-)
+from tests.fixtures.running import Inventory, running_inventory
+from tests.fixtures.waiting import wait_for
 
 RESERVED = "crossdock.inventory.reserved.v1"
 RELEASED = "crossdock.inventory.reservation_released.v1"
@@ -45,9 +38,9 @@ def order_id(n: int) -> str:
 
 @pytest.fixture
 async def inventory(
-    service_db_url: str, nats_server: NatsServer, nats_client: NATS
+    db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> AsyncIterator[Inventory]:
-    async with running_inventory(service_db_url, nats_server.url, nats_client) as service:
+    async with running_inventory(db_url, nats_server.url, nats_client) as service:
         yield service
 
 
@@ -136,10 +129,11 @@ async def test_reserve_is_idempotent_and_published_once(inventory: Inventory) ->
     found = await position(inventory, "SKU-A", EAST)
     assert (found.quantity_on_hand, found.quantity_reserved, found.quantity_available) == (10, 4, 6)
     events = await wait_for(
-        lambda: stream_events(inventory.nc, "INVENTORY", RESERVED), lambda e: len(e) >= 1
+        lambda: stream_messages(inventory.nc.jetstream(), "INVENTORY", RESERVED),
+        lambda e: len(e) >= 1,
     )
     await asyncio.sleep(0.3)  # give a (wrong) second publish the chance to show up
-    events = await stream_events(inventory.nc, "INVENTORY", RESERVED)
+    events = await stream_messages(inventory.nc.jetstream(), "INVENTORY", RESERVED)
     assert len(events) == 1
     message = inv_events.StockReserved.FromString(events[0].data)
     assert message.reservation.reservation_id == first.reservation.reservation_id
@@ -195,8 +189,8 @@ async def test_release_event_creates_pick_and_short_pick_writes_off(inventory: I
     order = order_id(3)
     reserved = await stub.ReserveStock(reserve_request(order, EAST, [("SKU-A", 4)], "pick-key-01"))
     reservation_id = reserved.reservation.reservation_id
-    await publish_as_order(
-        inventory.nc,
+    await publish_as_relay(
+        inventory.nc.jetstream(),
         order_events.OrderReleased(
             order_id=order, partner_id="p1", reservation_ids=[reservation_id]
         ),
@@ -227,13 +221,15 @@ async def test_release_event_creates_pick_and_short_pick_writes_off(inventory: I
     # 10 on hand - 3 picked - 1 written off; nothing reserved any more.
     assert (found.quantity_on_hand, found.quantity_reserved) == (6, 0)
     picked = await wait_for(
-        lambda: stream_events(inventory.nc, "INVENTORY", PICKED), lambda e: len(e) == 1
+        lambda: stream_messages(inventory.nc.jetstream(), "INVENTORY", PICKED),
+        lambda e: len(e) == 1,
     )
     message = inv_events.PickCompleted.FromString(picked[0].data)
     assert message.order_id == order and message.lines[0].quantity_short == 1
     assert picked[0].headers["x-correlation-id"]
     adjusted = await wait_for(
-        lambda: stream_events(inventory.nc, "INVENTORY", ADJUSTED), lambda e: len(e) == 1
+        lambda: stream_messages(inventory.nc.jetstream(), "INVENTORY", ADJUSTED),
+        lambda e: len(e) == 1,
     )
     write_off = inv_events.StockAdjusted.FromString(adjusted[0].data)
     assert write_off.adjustment.quantity_delta == -1
@@ -246,8 +242,8 @@ async def test_cancel_before_pick_releases_stock_and_withdraws_pick(inventory: I
     order = order_id(4)
     reserved = await stub.ReserveStock(reserve_request(order, EAST, [("SKU-A", 5)], "cancel-key1"))
     reservation_id = reserved.reservation.reservation_id
-    await publish_as_order(
-        inventory.nc,
+    await publish_as_relay(
+        inventory.nc.jetstream(),
         order_events.OrderReleased(
             order_id=order, partner_id="p1", reservation_ids=[reservation_id]
         ),
@@ -257,8 +253,8 @@ async def test_cancel_before_pick_releases_stock_and_withdraws_pick(inventory: I
         lambda: stub.ListPickTasks(svc.ListPickTasksRequest(status=inv.PICK_STATUS_OPEN)),
         lambda answer: len(answer.pick_tasks) == 1,
     )
-    await publish_as_order(
-        inventory.nc,
+    await publish_as_relay(
+        inventory.nc.jetstream(),
         order_events.OrderCancelled(order_id=order, partner_id="p1", reason="customer"),
         order,
     )
@@ -269,7 +265,8 @@ async def test_cancel_before_pick_releases_stock_and_withdraws_pick(inventory: I
     cancelled = await stub.ListPickTasks(svc.ListPickTasksRequest(status=inv.PICK_STATUS_CANCELLED))
     assert [t.reservation_id for t in cancelled.pick_tasks] == [reservation_id]
     released = await wait_for(
-        lambda: stream_events(inventory.nc, "INVENTORY", RELEASED), lambda e: len(e) == 1
+        lambda: stream_messages(inventory.nc.jetstream(), "INVENTORY", RELEASED),
+        lambda e: len(e) == 1,
     )
     message = inv_events.ReservationReleased.FromString(released[0].data)
     assert message.reservation.status == inv.RESERVATION_STATUS_RELEASED
@@ -320,8 +317,8 @@ async def test_warehouse_simulator_confirms_picks_with_seeded_shorts(inventory: 
             reserve_request(order_id(200 + n), EAST, [("SKU-A", 5)], f"sim-key-{n:04d}")
         )
         reservation_ids.append(answer.reservation.reservation_id)
-    await publish_as_order(
-        inventory.nc,
+    await publish_as_relay(
+        inventory.nc.jetstream(),
         order_events.OrderReleased(
             order_id=order_id(200), partner_id="p1", reservation_ids=reservation_ids
         ),

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import Connection
 
 from services.inventory import domain
-from services.inventory.store import SqlInventory, UlidIds, migrate
+from services.inventory.adapters.ids import UlidIds
+from services.inventory.adapters.store import SqlInventory, migrate
 from services.kit.db import Database
 from services.kit.errors import Conflict
 
@@ -21,9 +22,9 @@ NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(service_db_url: str):  # type: ignore[no-untyped-def]
-    migrate(service_db_url)
-    database = Database(service_db_url, service="inventory")
+def db(db_url: str):  # type: ignore[no-untyped-def]
+    migrate(db_url)
+    database = Database(db_url, service="inventory")
     yield database
     database.engine.dispose()
 
@@ -91,7 +92,7 @@ def test_migrations_match_the_tables_module(db: Database) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from services.inventory.store.tables import metadata
+    from services.inventory.adapters.store.tables import metadata
 
     with db.engine.connect() as conn:
         drift = compare_metadata(MigrationContext.configure(conn), metadata)

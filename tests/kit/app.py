@@ -25,7 +25,7 @@ from services.kit.db import Database
 from services.kit.metrics import ServiceMetrics
 from services.kit.relay import OutboxRelay, RelaySettings
 from services.kit.streams import ensure_streams
-from tests.kit.harness import SERVICE, open_db, produce, registry_for
+from tests.fixtures.kittest.harness import SERVICE, open_db, produce, registry_for
 
 
 async def cmd_produce(args: argparse.Namespace) -> int:

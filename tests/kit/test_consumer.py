@@ -15,14 +15,14 @@ from services.kit.dlq import list_dead_letters
 from services.kit.handlers import HandlerRegistry, PermanentError
 from services.kit.metrics import ServiceMetrics
 from services.kit.streams import ensure_streams
-from tests.kit.harness import (
+from tests.fixtures.kittest.harness import (
     effect_handler,
     open_db,
     publish_event,
     read_effects,
     registry_for,
 )
-from tests.kit.service.tables import effects
+from tests.fixtures.kittest.service.tables import effects
 
 QUICK = ConsumerSettings(
     fetch_timeout=0.3, ack_wait=2, max_deliver=3, nak_base_delay=0.1, recreate_grace=0.5

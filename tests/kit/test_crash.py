@@ -22,12 +22,12 @@ from nats.aio.client import Client as NATS
 from services.kit import outbox
 from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.streams import ensure_streams
-from tests.kit.harness import (
+from tests.fixtures.events import stream_messages
+from tests.fixtures.kittest.harness import (
     open_db,
     publish_event,
     read_effects,
     registry_for,
-    stream_messages,
 )
 from tests.kit.test_consumer import drain
 from tests.kit.test_relay import wait_until

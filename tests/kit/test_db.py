@@ -13,8 +13,8 @@ from sqlalchemy import Connection, inspect, text
 from services.kit import inbox, outbox
 from services.kit.db import Database, make_engine
 from services.kit.migrations import current_revision, migrate
-from tests.kit.harness import MIGRATIONS, open_db, produce, read_effects
-from tests.kit.service.tables import effects
+from tests.fixtures.kittest.harness import MIGRATIONS, open_db, produce, read_effects
+from tests.fixtures.kittest.service.tables import effects
 
 
 def test_migrations_create_kit_tables_and_are_idempotent(db_url: str) -> None:

@@ -20,8 +20,9 @@ from services.kit.dlq import list_dead_letters
 from services.kit.outbox import append
 from services.kit.relay import OutboxRelay
 from services.kit.streams import ensure_streams
-from tests.kit.harness import MIGRATIONS, Switch, open_db, registry_for, stream_messages
-from tests.kit.service.tables import effects
+from tests.fixtures.events import stream_messages
+from tests.fixtures.kittest.harness import MIGRATIONS, Switch, open_db, registry_for
+from tests.fixtures.kittest.service.tables import effects
 from tests.kit.test_relay import FAST, wait_until
 
 QUICK = ConsumerSettings(
@@ -185,7 +186,7 @@ async def test_streams_outbox_status_and_migrate_commands(
     assert missing.returncode == 2 and "no Alembic env.py" in missing.stderr
 
     db = open_db(url)
-    from tests.kit.harness import produce
+    from tests.fixtures.kittest.harness import produce
 
     await db.run(produce, pb, [("t-1", 1), ("t-1", 2)])
     status = crossdock("outbox", "status", "--db-url", url, "--json", env=env)

@@ -15,7 +15,7 @@ from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.dlq import list_dead_letters, watch_max_deliveries
 from services.kit.relay import OutboxRelay
 from services.kit.streams import ensure_streams
-from tests.kit.harness import open_db, produce, publish_event, registry_for
+from tests.fixtures.kittest.harness import open_db, produce, publish_event, registry_for
 from tests.kit.test_consumer import drain
 from tests.kit.test_relay import FAST, wait_until
 

@@ -14,8 +14,9 @@ from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.metrics import ServiceMetrics
 from services.kit.relay import OutboxRelay, RelaySettings
 from services.kit.streams import ensure_streams
+from tests.fixtures.events import stream_messages
+from tests.fixtures.kittest.harness import open_db, produce, read_effects, registry_for
 from tests.fixtures.nats import NatsServer
-from tests.kit.harness import open_db, produce, read_effects, registry_for, stream_messages
 from tests.kit.test_relay import wait_until
 
 pytestmark = pytest.mark.slow

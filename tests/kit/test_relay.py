@@ -15,22 +15,18 @@ from services.kit.metrics import ServiceMetrics
 from services.kit.outbox import append
 from services.kit.relay import OutboxRelay, RelaySettings
 from services.kit.streams import ensure_streams
-from tests.kit.harness import open_db, produce, stream_messages
+from tests.fixtures.events import stream_messages
+from tests.fixtures.kittest.harness import open_db, produce
+from tests.fixtures.waiting import wait_for
 
 FAST = RelaySettings(poll_interval=0.2, backoff_initial=0.05, backoff_max=0.5, ack_timeout=2.0)
 
 
 async def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
+    """Wait (bounded) until `predicate()`, sync or async, is truthy; fail if it never is."""
+    met = await wait_for(predicate, bool, timeout=timeout, interval=interval)
+    if not met:
+        raise AssertionError("condition not met in time")
 
 
 async def test_relay_publishes_pending_rows_and_marks_them_sent(

@@ -22,6 +22,9 @@ from services.kit.request_context import (
 from tests.fixtures.ports import free_port
 from tests.kit.server_support import ORDER_ID, order_service, serving
 
+# The tests here serve gRPC on loopback ports.
+pytestmark = pytest.mark.integration
+
 INVENTORY_SERVICE = inventory.DESCRIPTOR.services_by_name["InventoryService"]
 DEFAULT_TIMEOUT = 7.0
 # grpc rounds the timeout it sends up (grpc-timeout header units) and clocks differ slightly, so

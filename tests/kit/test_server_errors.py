@@ -27,6 +27,9 @@ from tests.kit.server_support import (
     order_stub,
 )
 
+# The tests here serve gRPC on loopback ports.
+pytestmark = pytest.mark.integration
+
 SECRET = "password=hunter2 at db-7.internal:5432"
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
 from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.kit.server import ServiceServer
 from tests.kit.server_support import ORDER_SERVICE, order_service, serving
+
+# The tests here serve gRPC on loopback ports.
+pytestmark = pytest.mark.integration
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -45,6 +45,7 @@ def test_subjects_map_to_their_domain_stream() -> None:
         stream_for_subject("crossdock.nowhere.x.v1")
 
 
+@pytest.mark.integration  # serves metrics over HTTP
 def test_each_service_has_its_own_registry_and_endpoint() -> None:
     order, billing = ServiceMetrics("order"), ServiceMetrics("billing")
     order.grpc_requests.labels("/crossdock.order.v1.OrderService/CreateOrder", "OK").inc()

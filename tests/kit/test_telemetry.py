@@ -52,6 +52,7 @@ def _only(spans: tuple[ReadableSpan, ...], kind: trace.SpanKind) -> ReadableSpan
     return span
 
 
+@pytest.mark.integration  # serves gRPC on loopback
 async def test_grpc_call_handler_and_consumer_share_one_trace(
     traced: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:

@@ -20,10 +20,10 @@ from sqlalchemy import Connection
 
 from services.kit import outbox
 from services.kit.client import open_channel
-from services.kit.runtime import EventRuntime, start_events
+from services.kit.runtime import EventRuntime, open_event_runtime
 from services.kit.telemetry import setup_telemetry
+from tests.fixtures.kittest.harness import MIGRATIONS, SERVICE, read_effects, registry_for
 from tests.fixtures.nats import NatsServer
-from tests.kit.harness import MIGRATIONS, SERVICE, read_effects, registry_for
 from tests.kit.server_support import ORDER_ID, create_order_request, order_service, serving
 
 
@@ -66,7 +66,7 @@ async def test_one_trace_from_grpc_call_through_outbox_to_consumer(
     async with serving(
         order_service(servicer), tracer_provider=provider, service=SERVICE
     ) as server:
-        runtime = await start_events(
+        runtime = await open_event_runtime(
             service=SERVICE,
             db_url=db_url,
             nats_url=nats_server.url,

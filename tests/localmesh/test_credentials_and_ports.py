@@ -6,6 +6,8 @@ import socket
 import stat
 from pathlib import Path
 
+import pytest
+
 from gateway.auth import split_api_key
 from localmesh.credentials import FILE_NAME, load_or_create
 from localmesh.ports import busy, fixed_plan, free_plan, port_keys
@@ -36,6 +38,7 @@ def test_fixed_ports_cover_every_process_without_clashes() -> None:
     assert set(keys) == set(FIXED_PORTS)
 
 
+@pytest.mark.integration  # binds loopback ports
 def test_free_ports_are_distinct_and_taken_ones_are_reported() -> None:
     plan = free_plan(port_keys(mesh_services(), with_postgres=False))
     assert len(set(plan.ports.values())) == len(plan.ports)

@@ -19,8 +19,9 @@ from google.rpc import error_details_pb2
 from nats.aio.client import Client as NATS
 
 from services.kit.grpc_errors import details_of, status_from_error
+from tests.fixtures.catalog import EAST, WEST, item_input, seed
 from tests.fixtures.nats import NatsServer
-from tests.inventory.service_support import EAST, WEST, seed, wait_for
+from tests.fixtures.waiting import wait_for
 from tests.order.service_support import PARTNER, Mesh, order_request, running_mesh
 
 S = order_pb2
@@ -262,7 +263,7 @@ async def test_duplicate_create_is_idempotent_and_mismatch_is_already_exists(
 async def test_pick_timeout_puts_order_in_exception_then_retry_recovers(
     db_urls: dict[str, str], nats_server: NatsServer, nats_client: NATS
 ) -> None:
-    tiny = {"CROSSDOCK_ORDER_PICK_TIMEOUT_SECONDS": "0.5"}
+    tiny = {"PICK_TIMEOUT_SECONDS": "0.5"}
     async with running_mesh(db_urls, nats_server.url, nats_client, tiny) as mesh:
         await seed(mesh.inventory, ["SKU-A"], {("SKU-A", EAST): 5})
         created = await mesh.orders.CreateOrder(order_request([("SKU-A", 2)]))
@@ -297,6 +298,4 @@ def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
 
 
 def _inactive_item(sku: str) -> inv_svc.ItemInput:
-    from tests.inventory.service_support import item_input
-
     return item_input(sku, active=False)

@@ -11,10 +11,10 @@ from alembic.migration import MigrationContext
 
 from services.kit.db import Database
 from services.kit.errors import Conflict
+from services.order.adapters.store import migrate
+from services.order.adapters.store import repository as repo
+from services.order.adapters.store.tables import metadata
 from services.order.domain import FulfillmentSaga, ReserveStock
-from services.order.store import migrate
-from services.order.store import repository as repo
-from services.order.store.tables import metadata
 from tests.order.support import CATALOG, order_input
 from tests.order.support import Clock as ManualClock
 

@@ -15,11 +15,14 @@ from services.kit.http_server import HttpServer
 from services.kit.metrics import ServiceMetrics
 from services.kit.registry_client import SchemaRegistryClient
 from services.kit.server import ServiceServer
-from services.schema_registry.api import add_to_server
-from services.schema_registry.compat import BufRunner, CompatibilityChecker
-from services.schema_registry.registry import SchemaRegistry
-from services.schema_registry.rest import create_app
-from services.schema_registry.store import migrate
+from services.schema_registry.adapters.buf import BufRunner, CompatibilityChecker
+from services.schema_registry.adapters.store import migrate
+from services.schema_registry.app import SchemaRegistry
+from services.schema_registry.entrypoints.grpc import add_to_server
+from services.schema_registry.entrypoints.rest import create_app
+from tests.fixtures.kittest.fixtures import kittest_dir, pb
+
+__all__ = ["kittest_dir", "pb"]
 
 SERVICE = "schema-registry"
 
@@ -47,15 +50,12 @@ def shared_registry(
     asyncio.run(registry.db.close())
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A migrated, empty registry database: an SQLite file, then a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = str(request.getfixturevalue("postgres_url"))
-    migrate(url)
-    return url
+@pytest.fixture
+def db_url(db_url: str) -> str:
+    """A migrated, empty registry database: the shared `db_url` (an SQLite file, then a fresh
+    PostgreSQL database), migrated."""
+    migrate(db_url)
+    return db_url
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
     PYTHONPATH=<compiled kittest>:<repo> python -m tests.schema_registry.kit_service_app
 
 It runs the kit's `run_service` with the kit test service's database and events, and its
-`setup` calls `start_events(..., registry_target=config.schema_registry_target)` as every
+`setup` calls `open_event_runtime(..., registry_target=config.schema_registry_target)` as every
 crossdock service does. Settings: CROSSDOCK_KITTEST_* (see ServiceConfig).
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 from kittest.v1 import kittest_pb2 as pb  # compiled by the test fixture, on PYTHONPATH
 
 from services.kit.config import ServiceConfig
-from services.kit.runtime import start_events
+from services.kit.runtime import open_event_runtime
 from services.kit.server import ServiceServer, run_service
-from tests.kit.harness import MIGRATIONS, SERVICE, registry_for
+from tests.fixtures.kittest.harness import MIGRATIONS, SERVICE, registry_for
 
 
 class KitTestConfig(ServiceConfig, service=SERVICE):
@@ -22,7 +22,7 @@ class KitTestConfig(ServiceConfig, service=SERVICE):
 
 
 async def setup(server: ServiceServer, config: KitTestConfig) -> None:
-    await start_events(
+    await open_event_runtime(
         service=config.service,
         db_url=config.db_url,
         nats_url=config.nats_url,

@@ -155,6 +155,7 @@ async def test_set_config_needs_a_mode(served: Served) -> None:
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.integration  # loopback sockets
 async def test_an_unreachable_registry_is_reported_as_such() -> None:
     async with SchemaRegistryClient(
         f"127.0.0.1:{free_port()}", timeout_seconds=1, attempts=2, backoff_seconds=0.01

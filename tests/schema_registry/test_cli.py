@@ -10,7 +10,7 @@ import pytest
 from crossdock.events.v1 import order_events_pb2
 
 from services.kit.registry_client import SchemaRegistryClient, descriptor_set_of
-from services.schema_registry.cli import add_schema_commands
+from services.schema_registry.entrypoints.cli import add_schema_commands
 from tests.fixtures.ports import free_port
 from tests.schema_registry.conftest import Served
 from tests.schema_registry.protos import with_field, without_message
@@ -29,6 +29,7 @@ async def run(*argv: str) -> int:
     return code
 
 
+@pytest.mark.integration  # runs buf
 async def test_the_working_tree_is_compatible_with_the_released_contracts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

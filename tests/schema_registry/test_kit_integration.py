@@ -13,7 +13,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from types import ModuleType
@@ -21,20 +20,28 @@ from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 
 from services.kit import events as ev
 from services.kit.consumer import ConsumerSettings, EventConsumer, Outcome
 from services.kit.dlq import list_dead_letters
-from services.kit.outbox import append, build_headers
+from services.kit.outbox import append
 from services.kit.registry_client import SchemaRegistryClient
-from services.kit.runtime import start_events
+from services.kit.runtime import open_event_runtime
 from services.kit.schema_ids import SchemaRejectedError, SchemaResolver
 from services.kit.streams import ensure_streams
+from tests.fixtures.events import publish_as_relay
+from tests.fixtures.kittest.harness import (
+    MIGRATIONS,
+    SERVICE,
+    open_db,
+    produce,
+    read_effects,
+    registry_for,
+)
+from tests.fixtures.kittest.proto import REPO
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.ports import free_port
-from tests.kit.harness import MIGRATIONS, SERVICE, open_db, produce, read_effects, registry_for
-from tests.kit.kitproto import REPO, compile_kittest, import_kittest
+from tests.fixtures.waiting import wait_for
 from tests.schema_registry.conftest import Served
 from tests.schema_registry.protos import compile_files
 
@@ -53,16 +60,6 @@ message ThingHappened {
   string extra = 4;
 }
 """
-
-
-@pytest.fixture(scope="module")
-def kittest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return compile_kittest(tmp_path_factory.mktemp("kittest_pb"))
-
-
-@pytest.fixture(scope="module")
-def pb(kittest_dir: Path) -> ModuleType:
-    return import_kittest(kittest_dir)
 
 
 @pytest.fixture(autouse=True)
@@ -92,28 +89,10 @@ def _get_schema_calls(served: Served) -> int:
     return int(total)
 
 
-async def _publish(js: JetStreamContext, event: Any, *, event_id: str, dataschema: str) -> None:
-    """Publish as a relay would, with a chosen `ce-dataschema`."""
-    headers = build_headers(
-        event_id=event_id,
-        subject=ev.event_spec(type(event)).subject,
-        source="crossdock/someone",
-        aggregate_id=event.thing_id,
-        dataschema=dataschema,
-        correlation_id="corr",
-        created_at=time.time(),
-    )
-    headers[ev.NATS_MSG_ID] = event_id
-    await js.publish(ev.event_spec(type(event)).subject, event.SerializeToString(), headers=headers)
-
-
 async def _eventually(check: Any, timeout: float = 20.0) -> None:
     """Wait (bounded) until `await check()` is truthy; a readiness wait, not a timing claim."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
+    if not await wait_for(check, bool, timeout=timeout):
+        raise AssertionError("condition not reached in time")
 
 
 async def _hold_incompatible_version(client: SchemaRegistryClient) -> None:
@@ -130,7 +109,7 @@ async def test_a_published_event_carries_the_schema_id_the_registry_returns(
     db_url = f"sqlite:///{tmp_path / 'service.db'}"
 
     async def start() -> Any:
-        return await start_events(
+        return await open_event_runtime(
             service=SERVICE,
             db_url=db_url,
             nats_url=nats_server.url,
@@ -187,7 +166,7 @@ async def test_start_events_refuses_an_incompatible_schema_and_says_why(
     caplog.set_level(logging.ERROR, logger="services.kit.schema_ids")
 
     with pytest.raises(SchemaRejectedError) as refused:
-        await start_events(
+        await open_event_runtime(
             service=SERVICE,
             db_url=f"sqlite:///{tmp_path / 'service.db'}",
             nats_url=nats_server.url,
@@ -266,7 +245,7 @@ async def test_consumers_resolve_each_id_once_and_dead_letter_unknown_ids(
     other = (await client.register_message(pb.ThingShipped, SHIPPED_SUBJECT)).schema_id
     unknown = good + other + 1000
     js = nats_client.jetstream()
-    runtime = await start_events(
+    runtime = await open_event_runtime(
         service=SERVICE,
         db_url=f"sqlite:///{tmp_path / 'consumer.db'}",
         nats_url=nats_server.url,
@@ -287,29 +266,36 @@ async def test_consumers_resolve_each_id_once_and_dead_letter_unknown_ids(
         for batch in range(3):
             for i in range(3):
                 thing = pb.ThingHappened(thing_id=f"t-{batch}-{i}", n=1)
-                await _publish(
-                    js, thing, event_id=f"ev-{batch}-{i}", dataschema=ev.dataschema_uri(good)
+                await publish_as_relay(
+                    js,
+                    thing,
+                    thing.thing_id,
+                    event_id=f"ev-{batch}-{i}",
+                    dataschema=ev.dataschema_uri(good),
                 )
             await _eventually(lambda b=batch: effects(3 * (b + 1)))
         assert _get_schema_calls(served) - calls_before == 1
 
         # An id the registry does not know, and an id of another message's schema: DLQ.
-        await _publish(
+        await publish_as_relay(
             js,
             pb.ThingHappened(thing_id="t-unknown", n=1),
+            "t-unknown",
             event_id="ev-unknown",
             dataschema=ev.dataschema_uri(unknown),
         )
-        await _publish(
+        await publish_as_relay(
             js,
             pb.ThingHappened(thing_id="t-wrong", n=1),
+            "t-wrong",
             event_id="ev-wrong",
             dataschema=ev.dataschema_uri(other),
         )
         # The placeholder of a producer without a registry is accepted as before.
-        await _publish(
+        await publish_as_relay(
             js,
             pb.ThingHappened(thing_id="t-placeholder", n=1),
+            "t-placeholder",
             event_id="ev-placeholder",
             dataschema="urn:crossdock:schema:kittest.v1.ThingHappened",
         )
@@ -354,9 +340,10 @@ async def test_an_unreachable_registry_retries_the_event_instead_of_dead_letteri
     )
     try:
         await consumer.ensure()
-        await _publish(
+        await publish_as_relay(
             js,
             pb.ThingHappened(thing_id="t-1", n=1),
+            "t-1",
             event_id="ev-1",
             dataschema=ev.dataschema_uri(5),
         )

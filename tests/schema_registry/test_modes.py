@@ -10,9 +10,9 @@ import itertools
 
 import pytest
 
+from services.schema_registry.app import SchemaRegistry
 from services.schema_registry.domain.errors import IncompatibleSchema
 from services.schema_registry.domain.modes import CompatibilityMode as Mode
-from services.schema_registry.registry import SchemaRegistry
 from tests.schema_registry.protos import (
     ADDED,
     BASE,

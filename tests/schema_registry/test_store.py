@@ -11,7 +11,10 @@ from alembic.runtime.migration import MigrationContext
 
 from services.kit.db import make_engine
 from services.kit.migrations import current_revision, service_script_location
-from services.schema_registry.compat import CompatibilityChecker
+from services.schema_registry.adapters.buf import CompatibilityChecker
+from services.schema_registry.adapters.store import migrate
+from services.schema_registry.adapters.store.tables import metadata
+from services.schema_registry.app import SchemaRegistry
 from services.schema_registry.domain.errors import (
     IncompatibleSchema,
     SchemaNotFound,
@@ -20,9 +23,6 @@ from services.schema_registry.domain.errors import (
     VersionNotFound,
 )
 from services.schema_registry.domain.modes import CompatibilityMode as Mode
-from services.schema_registry.registry import SchemaRegistry
-from services.schema_registry.store import migrate
-from services.schema_registry.store.tables import metadata
 from tests.schema_registry.conftest import open_registry
 from tests.schema_registry.protos import ADDED, BASE, THING, compile_files, thing
 

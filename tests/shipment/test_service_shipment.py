@@ -23,9 +23,9 @@ from crossdock.shipment.v1 import shipment_service_pb2 as svc
 from nats.aio.client import Client as NATS
 
 from services.carrier_adapter.domain.normalize import RawScan
-from tests.carrier_adapter.service_support import sandbox_webhook
-from tests.e2e.spine import EAST, PARTNER, Spine, order_request, running_spine, seed_catalog
 from tests.fixtures.nats import NatsServer
+from tests.fixtures.sandbox import sandbox_webhook
+from tests.fixtures.spine import EAST, PARTNER, Spine, order_request, running_spine, seed_catalog
 from tests.fixtures.waiting import wait_for
 
 OTHER_PARTNER = "ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8Q"
@@ -34,10 +34,10 @@ ITEMS = {"KETTLE": (1.5, "40.00"), "ANVIL": (12.0, "99.00")}
 STOCK = {("KETTLE", EAST): 50, ("ANVIL", EAST): 20}
 
 
-def db_urls(tmp_path: Path, shipment_db_url: str) -> dict[str, str]:
+def db_urls(tmp_path: Path, db_url: str) -> dict[str, str]:
     urls = {n: f"sqlite:///{tmp_path / n}.db" for n in ("inventory", "order", "carrier_adapter")}
     urls["billing"] = f"sqlite:///{tmp_path / 'billing.db'}"
-    urls["shipment"] = shipment_db_url
+    urls["shipment"] = db_url
     return urls
 
 
@@ -65,9 +65,9 @@ def scan(code: str, when: datetime, **fields: Any) -> RawScan:
 
 
 async def test_a_heavy_pick_ships_in_two_boxes_with_the_cheapest_standard_rate(
-    tmp_path: Path, shipment_db_url: str, nats_server: NatsServer, nats_client: NATS
+    tmp_path: Path, db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
-    urls = db_urls(tmp_path, shipment_db_url)
+    urls = db_urls(tmp_path, db_url)
     async with running_spine(urls, nats_server.url, nats_client) as spine:
         await seed_catalog(spine.inventory, ITEMS, STOCK)
         order_id = await place(spine, [("ANVIL", 3, "99.00"), ("KETTLE", 2, "40.00")], "BOX-1")
@@ -108,9 +108,9 @@ def _rates_for(shipment: shipment_pb2.Shipment) -> Any:
 
 
 async def test_a_label_call_that_times_out_is_retried_and_books_exactly_one_label(
-    tmp_path: Path, shipment_db_url: str, nats_server: NatsServer, nats_client: NATS
+    tmp_path: Path, db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
-    urls = db_urls(tmp_path, shipment_db_url)
+    urls = db_urls(tmp_path, db_url)
     # The sandbox takes 1.5 s to book; shipment gives each call 0.3 s.
     async with running_spine(
         urls,
@@ -140,9 +140,9 @@ async def test_a_label_call_that_times_out_is_retried_and_books_exactly_one_labe
 
 
 async def test_tracking_timeline_dedupes_scans_and_milestones_never_regress(
-    tmp_path: Path, shipment_db_url: str, nats_server: NatsServer, nats_client: NATS
+    tmp_path: Path, db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
-    urls = db_urls(tmp_path, shipment_db_url)
+    urls = db_urls(tmp_path, db_url)
     # No sandbox pushes: the test is the carrier, sending its signed webhooks itself.
     async with running_spine(
         urls, nats_server.url, nats_client, carrier={"SANDBOX_PUSH": "off"}
@@ -246,9 +246,9 @@ async def _subjects(nc: NATS, shipment_id: str) -> list[str]:
 
 
 async def test_reads_are_scoped_to_the_partner_and_validated(
-    tmp_path: Path, shipment_db_url: str, nats_server: NatsServer, nats_client: NATS
+    tmp_path: Path, db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
-    urls = db_urls(tmp_path, shipment_db_url)
+    urls = db_urls(tmp_path, db_url)
     async with running_spine(
         urls, nats_server.url, nats_client, carrier={"SANDBOX_PUSH": "off"}
     ) as spine:
@@ -285,9 +285,9 @@ async def test_reads_are_scoped_to_the_partner_and_validated(
 
 
 async def test_a_failed_label_shows_on_the_order_and_a_retry_books_exactly_one_label(
-    tmp_path: Path, shipment_db_url: str, nats_server: NatsServer, nats_client: NATS
+    tmp_path: Path, db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
-    urls = db_urls(tmp_path, shipment_db_url)
+    urls = db_urls(tmp_path, db_url)
     # One attempt of 0.3 s against a carrier that takes 1 s: the booking fails for good.
     async with running_spine(
         urls,
@@ -345,12 +345,12 @@ async def test_a_failed_label_shows_on_the_order_and_a_retry_books_exactly_one_l
 
 
 async def test_a_shipment_restarted_mid_booking_still_gets_exactly_one_label(
-    tmp_path: Path, shipment_db_url: str, nats_server: NatsServer, nats_client: NATS
+    tmp_path: Path, db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> None:
     """shipment stops while the carrier is still booking (its lease and the booking outlive the
     process); a new shipment process on the same database books again under the same key and
     carrier-adapter hands back the one label it booked."""
-    urls = db_urls(tmp_path, shipment_db_url)
+    urls = db_urls(tmp_path, db_url)
     async with running_spine(
         urls,
         nats_server.url,

@@ -38,7 +38,7 @@ def _facts(shipment: shipment_pb2.Shipment) -> app.ShipmentFacts:
     )
 
 
-def build_registry(settings: app.BillingSettings, clock: Clock) -> HandlerRegistry:
+def event_handlers(settings: app.BillingSettings, clock: Clock) -> HandlerRegistry:
     registry = HandlerRegistry()
 
     def on_placed(

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from services.carrier_adapter.adapters.carriers.registry import ConnectorRegistry
+from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store import labels as label_store
 from services.carrier_adapter.adapters.store.labels import ClaimOutcome, StoredLabel

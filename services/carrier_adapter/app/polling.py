@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from services.carrier_adapter.adapters.carriers.registry import ConnectorRegistry
+from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.contracts import mapper
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.adapters.reliability.clock import Clock

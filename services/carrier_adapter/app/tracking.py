@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.carrier_adapter.adapters.carriers.registry import ConnectorRegistry
+from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store import labels as label_store
 from services.carrier_adapter.adapters.store.scans import keep_unseen

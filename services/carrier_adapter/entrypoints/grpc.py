@@ -14,7 +14,7 @@ from crossdock.carrier.v1 import carrier_service_pb2 as svc
 from crossdock.carrier.v1 import carrier_service_pb2_grpc as svc_grpc
 
 from services.carrier_adapter.adapters import contracts as pm
-from services.carrier_adapter.adapters.carriers.registry import ConnectorRegistry
+from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store.quotes import StoredQuote
 from services.carrier_adapter.app.booking import LabelBooker, cancel_label

@@ -5,7 +5,7 @@ dimensions and addresses go through the kit's one conversion (services.kit.proto
 
 `mapper` turns each domain event into its `crossdock.events.v1` message and aggregate id (the
 CloudEvents subject); `uow.publish(event)` appends it to the outbox in the caller's transaction,
-so an event exists if and only if its change committed (DESIGN.md, "Publishing").
+so an event exists if and only if its change committed (the transactional outbox).
 """
 
 from __future__ import annotations

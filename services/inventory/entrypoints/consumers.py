@@ -26,7 +26,7 @@ from services.kit.uow import UnitOfWork
 PURPOSE = "order-events"
 
 
-def build_registry(ids: IdSource, clock: Clock) -> HandlerRegistry:
+def event_handlers(ids: IdSource, clock: Clock) -> HandlerRegistry:
     """The handlers of the `inventory-order-events` consumer (stream ORDER)."""
     registry = HandlerRegistry()
 

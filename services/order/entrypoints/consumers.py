@@ -50,7 +50,7 @@ from services.order.domain import (
 PURPOSE = "events"
 
 
-def build_registry(saga: FulfillmentSaga, clock: Clock) -> HandlerRegistry:
+def event_handlers(saga: FulfillmentSaga, clock: Clock) -> HandlerRegistry:
     """The handlers of the `order-events` consumers (streams INVENTORY, SHIPMENT, BILLING)."""
 
     def context(headers: Mapping[str, str]) -> Context:

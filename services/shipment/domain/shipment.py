@@ -258,7 +258,7 @@ class Shipment:
 
     def fail_label(self, reason: str, now: datetime) -> bool:
         """Booking failed for good: LABEL_FAILED, raised as a delivery exception so the order
-        shows it (DESIGN.md, compensation: visible and retryable). False unless CREATED."""
+        shows it (a label failure is visible and retryable). False unless CREATED."""
         if self.status != ShipmentStatus.CREATED:
             return False
         self.status = ShipmentStatus.LABEL_FAILED

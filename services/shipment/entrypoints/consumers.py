@@ -28,7 +28,7 @@ from services.shipment.domain.shipment import PendingPick
 PURPOSE = "events"
 
 
-def build_registry(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerRegistry:
+def event_handlers(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerRegistry:
     """`on_pick_queued` wakes the packing worker after the commit that queued a pick."""
     registry = HandlerRegistry()
 

@@ -7,7 +7,7 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from services.kit.schema import INBOX, inbox_items
+from services.kit.tables import INBOX, inbox_items
 
 revision = "0002"
 down_revision = "0001"

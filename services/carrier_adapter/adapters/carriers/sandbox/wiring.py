@@ -18,8 +18,8 @@ from typing import Literal
 
 from crossdock.carrier.v1.carrier_service_pb2 import BookLabelRequest
 
+from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.carriers.guarded import GuardedConnector
-from services.carrier_adapter.adapters.carriers.registry import ConnectorRegistry
 from services.carrier_adapter.adapters.carriers.sandbox.connector import SandboxConnector
 from services.carrier_adapter.adapters.carriers.sandbox.pusher import PushDelivery, SandboxPusher
 from services.carrier_adapter.adapters.contracts import label_request_from_proto

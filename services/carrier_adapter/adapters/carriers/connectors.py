@@ -1,6 +1,6 @@
 """Build every configured carrier account's connector, wrapped in its reliability guard.
 
-`main` (the lead's wiring) calls `build_registry(load_accounts(), deps)` once at start. Each
+`main` calls `build_connectors(load_accounts(), deps)` once at start. Each
 account gets its own connector, circuit breaker and payload recorder; all share the carrier's
 code tables, which load (and validate) here so a broken table fails the start, not a scan.
 """
@@ -40,7 +40,7 @@ __all__ = [
     "ConnectorDeps",
     "ConnectorRegistry",
     "build_connector",
-    "build_registry",
+    "build_connectors",
 ]
 
 KARRIO_CONNECTORS: dict[str, type[KarrioConnector]] = {
@@ -146,7 +146,7 @@ def build_connector(account: CarrierAccount, deps: ConnectorDeps) -> CarrierConn
     )
 
 
-def build_registry(
+def build_connectors(
     accounts: Iterable[CarrierAccount], deps: ConnectorDeps, *, guarded: bool = True
 ) -> ConnectorRegistry:
     accounts = list(accounts)
