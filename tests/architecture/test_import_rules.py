@@ -27,8 +27,10 @@ SERVICES = ("order", "inventory", "shipment", "billing", "carrier_adapter", "sch
 KIT = "The kit imports no service, nor the gateway or localmesh"
 INDEPENDENT = "No service imports another service"
 PURE = "Domains import no gRPC, database, NATS or generated contract code"
-LAYERS = "Adapters never import entrypoints"
-CONTRACTS = (KIT, INDEPENDENT, PURE, LAYERS)
+LAYERS = "The gateway's adapters never import its entrypoints"
+SERVICE_LAYERS = "Inside a service, imports point down: main, entrypoints, app, adapters, domain"
+GATEWAY = "The gateway imports no service"
+CONTRACTS = (KIT, INDEPENDENT, PURE, LAYERS, SERVICE_LAYERS, GATEWAY)
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -84,6 +86,9 @@ def tree(tmp_path: Path) -> Path:
     for package in packages:
         (tmp_path / package).mkdir(parents=True, exist_ok=True)
         (tmp_path / package / "__init__.py").write_text("")
+    for name in SERVICES:
+        (tmp_path / f"services/{name}/main.py").write_text(f"import services.{name}.entrypoints\n")
+        (tmp_path / f"services/{name}/app.py").write_text(f"import services.{name}.adapters\n")
     # What a clean tree may do: a service uses the kit, a domain uses the kit's pure helpers,
     # entrypoints use adapters and the domain.
     (tmp_path / "services/kit/values.py").write_text("import decimal\n")
@@ -112,12 +117,31 @@ def test_a_tree_shaped_like_ours_keeps_every_contract(tree: Path) -> None:
         ("services/billing/domain/money.py", "from crossdock.common.v1 import common_pb2\n", PURE),
         ("services/order/domain/saga.py", "import grpc\n", PURE),
         ("services/carrier_adapter/domain/events.py", "import nats\n", PURE),
-        ("services/billing/adapters/clients.py", "import services.billing.entrypoints\n", LAYERS),
+        (
+            "services/billing/adapters/clients.py",
+            "import services.billing.entrypoints\n",
+            SERVICE_LAYERS,
+        ),
+        ("services/order/domain/saga_steps.py", "import services.order.app\n", SERVICE_LAYERS),
+        ("services/shipment/adapters/codecs.py", "import services.shipment.app\n", SERVICE_LAYERS),
+        (
+            "services/inventory/domain/ports.py",
+            "import services.inventory.adapters\n",
+            SERVICE_LAYERS,
+        ),
         ("gateway/adapters/store.py", "from gateway.entrypoints import grpc\n", LAYERS),
+        ("gateway/transcoder.py", "import services.order.app\n", GATEWAY),
     ],
     ids=["kit-imports-a-service", "kit-imports-localmesh", "service-imports-a-service"]
     + ["domain-imports-" + name for name in ("sqlalchemy", "crossdock", "grpc", "nats")]
-    + ["service-adapter-imports-entrypoints", "gateway-adapter-imports-entrypoints"],
+    + [
+        "service-adapter-imports-entrypoints",
+        "domain-imports-app",
+        "adapter-imports-app",
+        "domain-imports-adapters",
+        "gateway-adapter-imports-entrypoints",
+        "gateway-imports-a-service",
+    ],
 )
 def test_one_forbidden_import_breaks_its_contract(
     tree: Path, module: str, source: str, broken: str
