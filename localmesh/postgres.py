@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from localmesh.procs import Child, RunAs, spawn
+from localmesh.procs import Child, RunAs, dying_with_parent, spawn
 
 PG_BIN_ENV = "CROSSDOCK_PG_BIN"
 SUPERUSER = "postgres"
@@ -72,12 +72,9 @@ class LocalPostgres:
         command = [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", SUPERUSER]
         command += ["-A", "trust", "-E", "UTF8"]
         done = subprocess.run(
-            command,
+            dying_with_parent(command, self.run_as),
             capture_output=True,
             text=True,
-            user=self.run_as.uid if self.run_as else None,
-            group=self.run_as.gid if self.run_as else None,
-            extra_groups=[] if self.run_as else None,
             cwd=self.base,
         )
         if done.returncode != 0:

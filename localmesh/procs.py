@@ -3,34 +3,25 @@
 Each child runs in its own session, so a terminal's Ctrl-C reaches only the supervisor, which
 then stops the children in reverse start order. If the supervisor itself is killed (kill -9),
 the kernel sends each child SIGTERM (PR_SET_PDEATHSIG), so nothing is left behind.
+
+The death signal (and, for PostgreSQL, the user) is set by `setpriv` in the child, not by a
+`preexec_fn`: a preexec_fn or a user change forces a real fork(), which runs gRPC's fork
+handlers, and those can block for ever in a process that has used gRPC (the supervisor probes
+health over gRPC). Without them Popen uses vfork, which runs no fork handlers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _death_signal_setter() -> Callable[[], None] | None:
-    """A preexec_fn that asks for SIGTERM when the parent (its forking thread) dies; Linux only."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-
-    def set_death_signal() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return set_death_signal
 
 
 @dataclass
@@ -39,6 +30,22 @@ class RunAs:
 
     uid: int
     gid: int
+
+
+def dying_with_parent(command: Sequence[str], run_as: RunAs | None = None) -> list[str]:
+    """`command` run through setpriv: SIGTERM when the parent thread dies, as `run_as` if given.
+
+    Linux only; elsewhere (or without util-linux's setpriv) the command runs as it is.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is None:
+        if run_as is not None:
+            raise RuntimeError("running a child as another user needs setpriv (util-linux)")
+        return list(command)
+    prefix = [setpriv, "--pdeathsig", "TERM"]
+    if run_as is not None:
+        prefix += [f"--reuid={run_as.uid}", f"--regid={run_as.gid}", "--clear-groups"]
+    return [*prefix, "--", *command]
 
 
 @dataclass
@@ -105,17 +112,13 @@ def spawn(
         log.write(f"\n---- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            list(command),
+            dying_with_parent(command, run_as),
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_death_signal_setter(),
-            user=run_as.uid if run_as else None,
-            group=run_as.gid if run_as else None,
-            extra_groups=[] if run_as else None,
         )
     return Child(name, process, log_path, stop_signal)
 

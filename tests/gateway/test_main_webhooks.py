@@ -15,10 +15,10 @@ import httpx
 import pytest
 from nats.aio.client import Client as NATS
 
+from localmesh.procs import dying_with_parent
 from tests.fixtures.events import publish_as_relay
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.ports import free_port
-from tests.fixtures.procs import die_with_parent
 from tests.gateway.receiver import Receiver, running_receiver
 from tests.gateway.webhook_helpers import PLACED, consumed, eventually, order_placed
 
@@ -45,11 +45,10 @@ def gateway_process(
     }
     log = (tmp_path / "gateway.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.main"],
+        dying_with_parent([sys.executable, "-m", "gateway.main"]),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
     )
     base, admin = f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{admin_port}"
     deadline = time.monotonic() + 30

@@ -20,11 +20,11 @@ import pytest
 from localmesh.mesh import find_nats_server
 from localmesh.natsconf import ADMIN_USER, gen_nats_auth, nats_users, render_nats_config, user_url
 from localmesh.probes import http_ok
+from localmesh.procs import dying_with_parent
 from localmesh.services import ALL_SERVICES
 from services.kit.catalog import SERVICES
 from services.kit.streams import ensure_streams
 from tests.fixtures.ports import free_port
-from tests.fixtures.procs import die_with_parent
 
 NAMES = sorted(spec.name for spec in ALL_SERVICES)
 PASSWORDS = {name: f"pw-{name.replace('-', '')}" for name in [*NAMES, ADMIN_USER]}
@@ -74,10 +74,9 @@ def local_nats(tmp_path: Path) -> Iterator[str]:
     checked = subprocess.run([binary, "-t", "-c", str(config)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     process = subprocess.Popen(
-        [binary, "-c", str(config)],
+        dying_with_parent([binary, "-c", str(config)]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
     )
     try:
         deadline = time.monotonic() + 15
