@@ -110,6 +110,14 @@ class InvalidArgument(DomainError):
         """One bad field, e.g. `InvalidArgument.for_field("order.lines[0].sku", "unknown SKU")`."""
         return cls(f"{field}: {description}", [FieldViolation(field, rule_id, description)])
 
+    @classmethod
+    def for_violations(
+        cls, violations: Sequence[FieldViolation], lead: str = "invalid request"
+    ) -> InvalidArgument:
+        """One error naming every bad field, so a caller can fix them all in one go."""
+        summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        return cls(f"{lead}: {summary}", violations)
+
 
 class _ResourceError(DomainError):
     """An error about one identified resource (google.rpc.ResourceInfo)."""

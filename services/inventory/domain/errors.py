@@ -66,8 +66,7 @@ class InsufficientStockForAdjustment(FailedPrecondition):
 
 def invalid(violations: Sequence[FieldViolation]) -> InvalidArgument:
     """One InvalidArgument naming every bad field, so a caller can fix them all at once."""
-    summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
-    return InvalidArgument(f"invalid request: {summary}", violations)
+    return InvalidArgument.for_violations(violations)
 
 
 def not_found(resource_type: str, name: str) -> NotFound:

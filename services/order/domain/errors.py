@@ -57,5 +57,4 @@ class InconsistentInput(FailedPrecondition):
 
 def invalid_order(violations: Sequence[FieldViolation]) -> InvalidArgument:
     """One InvalidArgument naming every bad field of an order."""
-    summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
-    return InvalidArgument(f"the order is invalid: {summary}", violations)
+    return InvalidArgument.for_violations(violations, "the order is invalid")
