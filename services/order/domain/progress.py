@@ -3,9 +3,11 @@
 Status rule: an order is as far as its least-advanced open unit, except that any unit waiting
 for stock makes it BACKORDERED ("some or all units wait for stock"). A unit's stage is:
 being allocated (PLACED) < backordered < reserved, not released (ALLOCATED) < released to the
-warehouse (RELEASED) < picked < shipped < delivered < invoiced (COMPLETED once every unit is).
-Later facts imply earlier ones (an invoice implies delivery, a manifest implies a pick), so
-events of different streams arriving out of order never make the status go backwards.
+warehouse (RELEASED) < picked < shipped < delivered < invoiced (COMPLETED once every unit is
+both delivered and invoiced). Later facts imply earlier ones (a delivery or an invoice implies
+shipping, a manifest implies a pick), so events of different streams arriving out of order never
+make the status go backwards. An invoice does not imply delivery: partners billed on ship are
+invoiced at the manifest, and any invoice can overtake its delivery on the way to order.
 """
 
 from __future__ import annotations
@@ -230,8 +232,8 @@ def derive_status(order: Order) -> OrderStatus:
         (OrderStatus.ALLOCATED, lambda f: f.held),
         (OrderStatus.RELEASED, lambda f: f.released),
         (OrderStatus.PICKED, lambda f: _eff_picked(f) - _eff_shipped(f)),
-        (OrderStatus.SHIPPED, lambda f: _eff_shipped(f) - _eff_delivered(f)),
-        (OrderStatus.DELIVERED, lambda f: _eff_delivered(f) - f.invoiced),
+        (OrderStatus.SHIPPED, lambda f: _eff_shipped(f) - f.delivered),
+        (OrderStatus.DELIVERED, lambda f: f.delivered - f.invoiced),
     ]
     for status, units_in_stage in stages:
         if any(units_in_stage(f) > 0 for f in figs):
@@ -240,7 +242,10 @@ def derive_status(order: Order) -> OrderStatus:
     if (
         order.availability_request is None
         and not order.pending
-        and all(f.invoiced >= units for f, units in zip(figs, wanted, strict=True))
+        and all(
+            f.invoiced >= units and f.delivered >= units
+            for f, units in zip(figs, wanted, strict=True)
+        )
     ):
         return OrderStatus.COMPLETED
     return OrderStatus.PLACED
@@ -351,12 +356,9 @@ def _set_deadline(order: Order, fx: Effects, wait: str) -> None:
     fx.changed = True
 
 
-def _eff_delivered(f: LineFigures) -> int:
-    return max(f.delivered, f.invoiced)
-
-
 def _eff_shipped(f: LineFigures) -> int:
-    return max(f.shipped, _eff_delivered(f))
+    # Billing invoices a shipment at its manifest or its delivery: either way it shipped.
+    return max(f.shipped, f.delivered, f.invoiced)
 
 
 def _eff_picked(f: LineFigures) -> int:
