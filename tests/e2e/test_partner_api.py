@@ -181,3 +181,30 @@ def test_partner_a_gets_404_for_every_id_of_partner_b(
         filtered = a.get(path, orderId=b_order)
         assert filtered.status_code == 200, filtered.text
         assert filtered.json().get(key, []) == [], path
+
+
+def test_partners_find_an_order_by_their_own_id_and_only_their_own(mesh: Mesh) -> None:
+    """GET /v1/orders?externalOrderId=… finds the partner's order; another partner using the same
+    external id sees only its own; a malformed id is a precise 400."""
+    first = Partner(mesh, new_partner(mesh, f"lookup A {uuid.uuid4().hex[:6]}"))
+    second = Partner(mesh, new_partner(mesh, f"lookup B {uuid.uuid4().hex[:6]}"))
+    shared_id = f"PO-{uuid.uuid4().hex[:10]}"
+    placed = {}
+    for partner in (first, second):
+        for external_id in (shared_id, f"{shared_id}-OTHER"):
+            created = partner.post("/v1/orders", sample_order(external_id, random.Random(1)))
+            assert created.status_code == 201, created.text
+            placed[(id(partner), external_id)] = created.json()["order"]["orderId"]
+
+    for partner in (first, second):
+        found = partner.get("/v1/orders", externalOrderId=shared_id)
+        assert found.status_code == 200, found.text
+        orders = found.json()["orders"]
+        assert [o["orderId"] for o in orders] == [placed[(id(partner), shared_id)]]
+        assert orders[0]["externalOrderId"] == shared_id
+
+    assert first.get("/v1/orders", externalOrderId="PO-NEVER-PLACED").json().get("orders", []) == []
+    bad = first.get("/v1/orders", externalOrderId="bad id\u0000")
+    assert bad.status_code == 400, bad.text
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert "external_order_id" in bad.text or "externalOrderId" in bad.text

@@ -53,6 +53,7 @@ class ListOrders:
     status: OrderStatus | None
     page_size: int
     page_token: str
+    external_order_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def list_orders(uow: UnitOfWork, query: ListOrders) -> OrderPage:
     """A page of orders in creation order (keyset paging on the order sequence)."""
     size = page_size(query.page_size)
     loaded, token = repo.list_orders(
-        uow.conn, query.partner_id, query.status, query.page_token, size
+        uow.conn, query.partner_id, query.status, query.page_token, size, query.external_order_id
     )
     return OrderPage([x.order for x in loaded], token)
 

@@ -76,6 +76,7 @@ class OrderApi(svc_grpc.OrderServiceServicer):
             status=OrderStatus(request.status) if request.status else None,
             page_size=request.page_size,
             page_token=request.page_token,
+            external_order_id=request.external_order_id,
         )
         page = await self._units.run(orders.list_orders, query)
         return svc.ListOrdersResponse(

@@ -119,11 +119,14 @@ def list_orders(
     status: OrderStatus | None,
     page_token: str,
     size: int,
+    external_order_id: str = "",
 ) -> tuple[list[Loaded], str]:
     """One page of orders in creation order past `page_token`, and the next page's token."""
     query = select(t.orders)
     if partner_id:
         query = query.where(t.orders.c.partner_id == partner_id)
+    if external_order_id:
+        query = query.where(t.orders.c.external_order_id == external_order_id)
     if status is not None:
         query = query.where(t.orders.c.status == status.value)
     rows = [_loaded(row) for row in conn.execute(keyset(query, t.orders.c.seq, page_token, size))]

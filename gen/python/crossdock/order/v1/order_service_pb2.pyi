@@ -221,6 +221,7 @@ class ListOrdersRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ORDER_ID_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     """partner_id limits the list to one partner's orders; empty for internal callers."""
     status: _order_pb2.OrderStatus.ValueType
@@ -229,6 +230,8 @@ class ListOrdersRequest(_message.Message):
     """page_size is the most orders to return; 0 means the default of 50."""
     page_token: _builtins.str
     """page_token is the next_page_token of the previous page."""
+    external_order_id: _builtins.str
+    """external_order_id limits the list to the order with the partner's own id; empty lists all."""
     def __init__(
         self,
         *,
@@ -236,10 +239,11 @@ class ListOrdersRequest(_message.Message):
         status: _order_pb2.OrderStatus.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        external_order_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["external_order_id", b"external_order_id", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
