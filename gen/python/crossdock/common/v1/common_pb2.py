@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n crossdock/common/v1/common.proto\x12\x13\x63rossdock.common.v1\x1a\x1b\x62uf/validate/validate.proto\"\xf4\x01\n\x05Money\x12(\n\rcurrency_code\x18\x01 \x01(\tB\x11\xbaH\x0er\x0c\x32\n^[A-Z]{3}$\x12\r\n\x05units\x18\x02 \x01(\x03\x12%\n\x05nanos\x18\x03 \x01(\x05\x42\x16\xbaH\x13\x1a\x11\x18\xff\x93\xeb\xdc\x03(\x81\xec\x94\xa3\xfc\xff\xff\xff\xff\x01:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n\nmoney.sign\x12\'units and nanos must have the same sign\x1aL(this.units >= 0 && this.nanos >= 0) || (this.units <= 0 && this.nanos <= 0)\"\xd0\x02\n\x07\x41\x64\x64ress\x12\x18\n\x04name\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\x12\x19\n\x07\x63ompany\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\"\n\x05lines\x18\x03 \x03(\tB\x13\xbaH\x10\x92\x01\r\x08\x01\x10\x03\"\x07r\x05\x10\x01\x18\xc8\x01\x12\x17\n\x04\x63ity\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x17\n\x06region\x18\x05 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x1e\n\x0bpostal_code\x18\x06 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x14\x12\'\n\x0c\x63ountry_code\x18\x07 \x01(\tB\x11\xbaH\x0er\x0c\x32\n^[A-Z]{2}$\x12-\n\x05phone\x18\x08 \x01(\tB\x1e\xbaH\x1br\x19\x32\x17^$|^\\+[1-9][0-9]{6,14}$\x12-\n\x05\x65mail\x18\t \x01(\tB\x1e\xbaH\x1br\x19\x18\xfe\x01\x32\x14^$|^[^@\\s]+@[^@\\s]+$\x12\x13\n\x0bresidential\x18\n \x01(\x08\"d\n\x06Weight\x12\x1f\n\x05value\x18\x01 \x01(\x01\x42\x10\xbaH\r\x12\x0b)\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12\x39\n\x04unit\x18\x02 \x01(\x0e\x32\x1f.crossdock.common.v1.WeightUnitB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"\xaf\x01\n\nDimensions\x12 \n\x06length\x18\x01 \x01(\x01\x42\x10\xbaH\r\x12\x0b!\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12\x1f\n\x05width\x18\x02 \x01(\x01\x42\x10\xbaH\r\x12\x0b!\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12 \n\x06height\x18\x03 \x01(\x01\x42\x10\xbaH\r\x12\x0b!\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12<\n\x04unit\x18\x04 \x01(\x0e\x32\".crossdock.common.v1.DimensionUnitB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"n\n\x08PartyRef\x12\x1b\n\x08party_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x16\n\x04name\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12-\n\x05\x65mail\x18\x03 \x01(\tB\x1e\xbaH\x1br\x19\x18\xfe\x01\x32\x14^$|^[^@\\s]+@[^@\\s]+$*\x87\x01\n\nWeightUnit\x12\x1b\n\x17WEIGHT_UNIT_UNSPECIFIED\x10\x00\x12\x14\n\x10WEIGHT_UNIT_GRAM\x10\x01\x12\x18\n\x14WEIGHT_UNIT_KILOGRAM\x10\x02\x12\x15\n\x11WEIGHT_UNIT_OUNCE\x10\x03\x12\x15\n\x11WEIGHT_UNIT_POUND\x10\x04*g\n\rDimensionUnit\x12\x1e\n\x1a\x44IMENSION_UNIT_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44IMENSION_UNIT_CENTIMETER\x10\x01\x12\x17\n\x13\x44IMENSION_UNIT_INCH\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n crossdock/common/v1/common.proto\x12\x13\x63rossdock.common.v1\x1a\x1b\x62uf/validate/validate.proto\"\xf4\x01\n\x05Money\x12(\n\rcurrency_code\x18\x01 \x01(\tB\x11\xbaH\x0er\x0c\x32\n^[A-Z]{3}$\x12\r\n\x05units\x18\x02 \x01(\x03\x12%\n\x05nanos\x18\x03 \x01(\x05\x42\x16\xbaH\x13\x1a\x11\x18\xff\x93\xeb\xdc\x03(\x81\xec\x94\xa3\xfc\xff\xff\xff\xff\x01:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n\nmoney.sign\x12\'units and nanos must have the same sign\x1aL(this.units >= 0 && this.nanos >= 0) || (this.units <= 0 && this.nanos <= 0)\"\xe8\x03\n\x07\x41\x64\x64ress\x12-\n\x04name\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18\xc8\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12.\n\x07\x63ompany\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xc8\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x37\n\x05lines\x18\x03 \x03(\tB(\xbaH%\x92\x01\"\x08\x01\x10\x03\"\x1cr\x1a\x10\x01\x18\xc8\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12,\n\x04\x63ity\x18\x04 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x64\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12,\n\x06region\x18\x05 \x01(\tB\x1c\xbaH\x19r\x17\x18\x64\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x33\n\x0bpostal_code\x18\x06 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x14\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\'\n\x0c\x63ountry_code\x18\x07 \x01(\tB\x11\xbaH\x0er\x0c\x32\n^[A-Z]{2}$\x12-\n\x05phone\x18\x08 \x01(\tB\x1e\xbaH\x1br\x19\x32\x17^$|^\\+[1-9][0-9]{6,14}$\x12G\n\x05\x65mail\x18\t \x01(\tB8\xbaH5r3\x18\xfe\x01\x32.^$|^[^@\\s\\x00-\\x1F\\x7F]+@[^@\\s\\x00-\\x1F\\x7F]+$\x12\x13\n\x0bresidential\x18\n \x01(\x08\"d\n\x06Weight\x12\x1f\n\x05value\x18\x01 \x01(\x01\x42\x10\xbaH\r\x12\x0b)\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12\x39\n\x04unit\x18\x02 \x01(\x0e\x32\x1f.crossdock.common.v1.WeightUnitB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"\xaf\x01\n\nDimensions\x12 \n\x06length\x18\x01 \x01(\x01\x42\x10\xbaH\r\x12\x0b!\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12\x1f\n\x05width\x18\x02 \x01(\x01\x42\x10\xbaH\r\x12\x0b!\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12 \n\x06height\x18\x03 \x01(\x01\x42\x10\xbaH\r\x12\x0b!\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12<\n\x04unit\x18\x04 \x01(\x0e\x32\".crossdock.common.v1.DimensionUnitB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"\xb2\x01\n\x08PartyRef\x12\x30\n\x08party_id\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18@2\x13^[^\\x00-\\x1F\\x7F]*$\x12+\n\x04name\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xc8\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12G\n\x05\x65mail\x18\x03 \x01(\tB8\xbaH5r3\x18\xfe\x01\x32.^$|^[^@\\s\\x00-\\x1F\\x7F]+@[^@\\s\\x00-\\x1F\\x7F]+$*\x87\x01\n\nWeightUnit\x12\x1b\n\x17WEIGHT_UNIT_UNSPECIFIED\x10\x00\x12\x14\n\x10WEIGHT_UNIT_GRAM\x10\x01\x12\x18\n\x14WEIGHT_UNIT_KILOGRAM\x10\x02\x12\x15\n\x11WEIGHT_UNIT_OUNCE\x10\x03\x12\x15\n\x11WEIGHT_UNIT_POUND\x10\x04*g\n\rDimensionUnit\x12\x1e\n\x1a\x44IMENSION_UNIT_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44IMENSION_UNIT_CENTIMETER\x10\x01\x12\x17\n\x13\x44IMENSION_UNIT_INCH\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,23 +39,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MONEY']._loaded_options = None
   _globals['_MONEY']._serialized_options = b'\272H\206\001\032\203\001\n\nmoney.sign\022\'units and nanos must have the same sign\032L(this.units >= 0 && this.nanos >= 0) || (this.units <= 0 && this.nanos <= 0)'
   _globals['_ADDRESS'].fields_by_name['name']._loaded_options = None
-  _globals['_ADDRESS'].fields_by_name['name']._serialized_options = b'\272H\007r\005\020\001\030\310\001'
+  _globals['_ADDRESS'].fields_by_name['name']._serialized_options = b'\272H\034r\032\020\001\030\310\0012\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_ADDRESS'].fields_by_name['company']._loaded_options = None
-  _globals['_ADDRESS'].fields_by_name['company']._serialized_options = b'\272H\005r\003\030\310\001'
+  _globals['_ADDRESS'].fields_by_name['company']._serialized_options = b'\272H\032r\030\030\310\0012\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_ADDRESS'].fields_by_name['lines']._loaded_options = None
-  _globals['_ADDRESS'].fields_by_name['lines']._serialized_options = b'\272H\020\222\001\r\010\001\020\003\"\007r\005\020\001\030\310\001'
+  _globals['_ADDRESS'].fields_by_name['lines']._serialized_options = b'\272H%\222\001\"\010\001\020\003\"\034r\032\020\001\030\310\0012\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_ADDRESS'].fields_by_name['city']._loaded_options = None
-  _globals['_ADDRESS'].fields_by_name['city']._serialized_options = b'\272H\006r\004\020\001\030d'
+  _globals['_ADDRESS'].fields_by_name['city']._serialized_options = b'\272H\033r\031\020\001\030d2\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_ADDRESS'].fields_by_name['region']._loaded_options = None
-  _globals['_ADDRESS'].fields_by_name['region']._serialized_options = b'\272H\004r\002\030d'
+  _globals['_ADDRESS'].fields_by_name['region']._serialized_options = b'\272H\031r\027\030d2\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_ADDRESS'].fields_by_name['postal_code']._loaded_options = None
-  _globals['_ADDRESS'].fields_by_name['postal_code']._serialized_options = b'\272H\006r\004\020\001\030\024'
+  _globals['_ADDRESS'].fields_by_name['postal_code']._serialized_options = b'\272H\033r\031\020\001\030\0242\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_ADDRESS'].fields_by_name['country_code']._loaded_options = None
   _globals['_ADDRESS'].fields_by_name['country_code']._serialized_options = b'\272H\016r\0142\n^[A-Z]{2}$'
   _globals['_ADDRESS'].fields_by_name['phone']._loaded_options = None
   _globals['_ADDRESS'].fields_by_name['phone']._serialized_options = b'\272H\033r\0312\027^$|^\\+[1-9][0-9]{6,14}$'
   _globals['_ADDRESS'].fields_by_name['email']._loaded_options = None
-  _globals['_ADDRESS'].fields_by_name['email']._serialized_options = b'\272H\033r\031\030\376\0012\024^$|^[^@\\s]+@[^@\\s]+$'
+  _globals['_ADDRESS'].fields_by_name['email']._serialized_options = b'\272H5r3\030\376\0012.^$|^[^@\\s\\x00-\\x1F\\x7F]+@[^@\\s\\x00-\\x1F\\x7F]+$'
   _globals['_WEIGHT'].fields_by_name['value']._loaded_options = None
   _globals['_WEIGHT'].fields_by_name['value']._serialized_options = b'\272H\r\022\013)\000\000\000\000\000\000\000\000@\001'
   _globals['_WEIGHT'].fields_by_name['unit']._loaded_options = None
@@ -69,23 +69,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DIMENSIONS'].fields_by_name['unit']._loaded_options = None
   _globals['_DIMENSIONS'].fields_by_name['unit']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
   _globals['_PARTYREF'].fields_by_name['party_id']._loaded_options = None
-  _globals['_PARTYREF'].fields_by_name['party_id']._serialized_options = b'\272H\006r\004\020\001\030@'
+  _globals['_PARTYREF'].fields_by_name['party_id']._serialized_options = b'\272H\033r\031\020\001\030@2\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_PARTYREF'].fields_by_name['name']._loaded_options = None
-  _globals['_PARTYREF'].fields_by_name['name']._serialized_options = b'\272H\005r\003\030\310\001'
+  _globals['_PARTYREF'].fields_by_name['name']._serialized_options = b'\272H\032r\030\030\310\0012\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_PARTYREF'].fields_by_name['email']._loaded_options = None
-  _globals['_PARTYREF'].fields_by_name['email']._serialized_options = b'\272H\033r\031\030\376\0012\024^$|^[^@\\s]+@[^@\\s]+$'
-  _globals['_WEIGHTUNIT']._serialized_start=1065
-  _globals['_WEIGHTUNIT']._serialized_end=1200
-  _globals['_DIMENSIONUNIT']._serialized_start=1202
-  _globals['_DIMENSIONUNIT']._serialized_end=1305
+  _globals['_PARTYREF'].fields_by_name['email']._serialized_options = b'\272H5r3\030\376\0012.^$|^[^@\\s\\x00-\\x1F\\x7F]+@[^@\\s\\x00-\\x1F\\x7F]+$'
+  _globals['_WEIGHTUNIT']._serialized_start=1286
+  _globals['_WEIGHTUNIT']._serialized_end=1421
+  _globals['_DIMENSIONUNIT']._serialized_start=1423
+  _globals['_DIMENSIONUNIT']._serialized_end=1526
   _globals['_MONEY']._serialized_start=87
   _globals['_MONEY']._serialized_end=331
   _globals['_ADDRESS']._serialized_start=334
-  _globals['_ADDRESS']._serialized_end=670
-  _globals['_WEIGHT']._serialized_start=672
-  _globals['_WEIGHT']._serialized_end=772
-  _globals['_DIMENSIONS']._serialized_start=775
-  _globals['_DIMENSIONS']._serialized_end=950
-  _globals['_PARTYREF']._serialized_start=952
-  _globals['_PARTYREF']._serialized_end=1062
+  _globals['_ADDRESS']._serialized_end=822
+  _globals['_WEIGHT']._serialized_start=824
+  _globals['_WEIGHT']._serialized_end=924
+  _globals['_DIMENSIONS']._serialized_start=927
+  _globals['_DIMENSIONS']._serialized_end=1102
+  _globals['_PARTYREF']._serialized_start=1105
+  _globals['_PARTYREF']._serialized_end=1283
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from crossdock.registry.v1 import registry_pb2 as crossdock_dot_registry_dot_v1_dot_registry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,crossdock/registry/v1/registry_service.proto\x12\x15\x63rossdock.registry.v1\x1a\x1b\x62uf/validate/validate.proto\x1a$crossdock/registry/v1/registry.proto\"\xd7\x01\n\x15RegisterSchemaRequest\x12\x41\n\x07subject\x18\x01 \x01(\tB0\xbaH-r+2)^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)*\\.v[0-9]+$\x12P\n\x0cmessage_name\x18\x02 \x01(\tB:\xbaH7r523^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$\x12)\n\x13\x66ile_descriptor_set\x18\x03 \x01(\x0c\x42\x0c\xbaH\tz\x07\x10\x01\x18\x80\x80\x80\x02\"G\n\x16RegisterSchemaResponse\x12-\n\x06schema\x18\x01 \x01(\x0b\x32\x1d.crossdock.registry.v1.Schema\".\n\x10GetSchemaRequest\x12\x1a\n\tschema_id\x18\x01 \x01(\x03\x42\x07\xbaH\x04\"\x02 \x00\"B\n\x11GetSchemaResponse\x12-\n\x06schema\x18\x01 \x01(\x0b\x32\x1d.crossdock.registry.v1.Schema\"\x15\n\x13ListSubjectsRequest\"(\n\x14ListSubjectsResponse\x12\x10\n\x08subjects\x18\x01 \x03(\t\"2\n\x13ListVersionsRequest\x12\x1b\n\x07subject\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\"(\n\x14ListVersionsResponse\x12\x10\n\x08versions\x18\x01 \x03(\x05\"J\n\x11GetVersionRequest\x12\x1b\n\x07subject\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x18\n\x07version\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\"C\n\x12GetVersionResponse\x12-\n\x06schema\x18\x01 \x01(\x0b\x32\x1d.crossdock.registry.v1.Schema\"\xcf\x01\n\x19\x43heckCompatibilityRequest\x12\x1b\n\x07subject\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x18\n\x07version\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12P\n\x0cmessage_name\x18\x03 \x01(\tB:\xbaH7r523^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$\x12)\n\x13\x66ile_descriptor_set\x18\x04 \x01(\x0c\x42\x0c\xbaH\tz\x07\x10\x01\x18\x80\x80\x80\x02\"s\n\x1a\x43heckCompatibilityResponse\x12\x12\n\ncompatible\x18\x01 \x01(\x08\x12\x41\n\nviolations\x18\x02 \x03(\x0b\x32-.crossdock.registry.v1.CompatibilityViolation\"-\n\x10GetConfigRequest\x12\x19\n\x07subject\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\"T\n\x11GetConfigResponse\x12?\n\rcompatibility\x18\x01 \x01(\x0e\x32(.crossdock.registry.v1.CompatibilityMode\"z\n\x10SetConfigRequest\x12\x19\n\x07subject\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\xff\x01\x12K\n\rcompatibility\x18\x02 \x01(\x0e\x32(.crossdock.registry.v1.CompatibilityModeB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"T\n\x11SetConfigResponse\x12?\n\rcompatibility\x18\x01 \x01(\x0e\x32(.crossdock.registry.v1.CompatibilityMode2\xd6\x06\n\x15SchemaRegistryService\x12m\n\x0eRegisterSchema\x12,.crossdock.registry.v1.RegisterSchemaRequest\x1a-.crossdock.registry.v1.RegisterSchemaResponse\x12^\n\tGetSchema\x12\'.crossdock.registry.v1.GetSchemaRequest\x1a(.crossdock.registry.v1.GetSchemaResponse\x12g\n\x0cListSubjects\x12*.crossdock.registry.v1.ListSubjectsRequest\x1a+.crossdock.registry.v1.ListSubjectsResponse\x12g\n\x0cListVersions\x12*.crossdock.registry.v1.ListVersionsRequest\x1a+.crossdock.registry.v1.ListVersionsResponse\x12\x61\n\nGetVersion\x12(.crossdock.registry.v1.GetVersionRequest\x1a).crossdock.registry.v1.GetVersionResponse\x12y\n\x12\x43heckCompatibility\x12\x30.crossdock.registry.v1.CheckCompatibilityRequest\x1a\x31.crossdock.registry.v1.CheckCompatibilityResponse\x12^\n\tGetConfig\x12\'.crossdock.registry.v1.GetConfigRequest\x1a(.crossdock.registry.v1.GetConfigResponse\x12^\n\tSetConfig\x12\'.crossdock.registry.v1.SetConfigRequest\x1a(.crossdock.registry.v1.SetConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,crossdock/registry/v1/registry_service.proto\x12\x15\x63rossdock.registry.v1\x1a\x1b\x62uf/validate/validate.proto\x1a$crossdock/registry/v1/registry.proto\"\xd7\x01\n\x15RegisterSchemaRequest\x12\x41\n\x07subject\x18\x01 \x01(\tB0\xbaH-r+2)^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)*\\.v[0-9]+$\x12P\n\x0cmessage_name\x18\x02 \x01(\tB:\xbaH7r523^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$\x12)\n\x13\x66ile_descriptor_set\x18\x03 \x01(\x0c\x42\x0c\xbaH\tz\x07\x10\x01\x18\x80\x80\x80\x02\"G\n\x16RegisterSchemaResponse\x12-\n\x06schema\x18\x01 \x01(\x0b\x32\x1d.crossdock.registry.v1.Schema\".\n\x10GetSchemaRequest\x12\x1a\n\tschema_id\x18\x01 \x01(\x03\x42\x07\xbaH\x04\"\x02 \x00\"B\n\x11GetSchemaResponse\x12-\n\x06schema\x18\x01 \x01(\x0b\x32\x1d.crossdock.registry.v1.Schema\"\x15\n\x13ListSubjectsRequest\"(\n\x14ListSubjectsResponse\x12\x10\n\x08subjects\x18\x01 \x03(\t\"G\n\x13ListVersionsRequest\x12\x30\n\x07subject\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18\xff\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\"(\n\x14ListVersionsResponse\x12\x10\n\x08versions\x18\x01 \x03(\x05\"_\n\x11GetVersionRequest\x12\x30\n\x07subject\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18\xff\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x18\n\x07version\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\"C\n\x12GetVersionResponse\x12-\n\x06schema\x18\x01 \x01(\x0b\x32\x1d.crossdock.registry.v1.Schema\"\xe4\x01\n\x19\x43heckCompatibilityRequest\x12\x30\n\x07subject\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18\xff\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x18\n\x07version\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12P\n\x0cmessage_name\x18\x03 \x01(\tB:\xbaH7r523^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$\x12)\n\x13\x66ile_descriptor_set\x18\x04 \x01(\x0c\x42\x0c\xbaH\tz\x07\x10\x01\x18\x80\x80\x80\x02\"s\n\x1a\x43heckCompatibilityResponse\x12\x12\n\ncompatible\x18\x01 \x01(\x08\x12\x41\n\nviolations\x18\x02 \x03(\x0b\x32-.crossdock.registry.v1.CompatibilityViolation\"B\n\x10GetConfigRequest\x12.\n\x07subject\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xff\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\"T\n\x11GetConfigResponse\x12?\n\rcompatibility\x18\x01 \x01(\x0e\x32(.crossdock.registry.v1.CompatibilityMode\"\x8f\x01\n\x10SetConfigRequest\x12.\n\x07subject\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xff\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12K\n\rcompatibility\x18\x02 \x01(\x0e\x32(.crossdock.registry.v1.CompatibilityModeB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"T\n\x11SetConfigResponse\x12?\n\rcompatibility\x18\x01 \x01(\x0e\x32(.crossdock.registry.v1.CompatibilityMode2\xd6\x06\n\x15SchemaRegistryService\x12m\n\x0eRegisterSchema\x12,.crossdock.registry.v1.RegisterSchemaRequest\x1a-.crossdock.registry.v1.RegisterSchemaResponse\x12^\n\tGetSchema\x12\'.crossdock.registry.v1.GetSchemaRequest\x1a(.crossdock.registry.v1.GetSchemaResponse\x12g\n\x0cListSubjects\x12*.crossdock.registry.v1.ListSubjectsRequest\x1a+.crossdock.registry.v1.ListSubjectsResponse\x12g\n\x0cListVersions\x12*.crossdock.registry.v1.ListVersionsRequest\x1a+.crossdock.registry.v1.ListVersionsResponse\x12\x61\n\nGetVersion\x12(.crossdock.registry.v1.GetVersionRequest\x1a).crossdock.registry.v1.GetVersionResponse\x12y\n\x12\x43heckCompatibility\x12\x30.crossdock.registry.v1.CheckCompatibilityRequest\x1a\x31.crossdock.registry.v1.CheckCompatibilityResponse\x12^\n\tGetConfig\x12\'.crossdock.registry.v1.GetConfigRequest\x1a(.crossdock.registry.v1.GetConfigResponse\x12^\n\tSetConfig\x12\'.crossdock.registry.v1.SetConfigRequest\x1a(.crossdock.registry.v1.SetConfigResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,13 +42,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSCHEMAREQUEST'].fields_by_name['schema_id']._loaded_options = None
   _globals['_GETSCHEMAREQUEST'].fields_by_name['schema_id']._serialized_options = b'\272H\004\"\002 \000'
   _globals['_LISTVERSIONSREQUEST'].fields_by_name['subject']._loaded_options = None
-  _globals['_LISTVERSIONSREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\007r\005\020\001\030\377\001'
+  _globals['_LISTVERSIONSREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\034r\032\020\001\030\377\0012\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_GETVERSIONREQUEST'].fields_by_name['subject']._loaded_options = None
-  _globals['_GETVERSIONREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\007r\005\020\001\030\377\001'
+  _globals['_GETVERSIONREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\034r\032\020\001\030\377\0012\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_GETVERSIONREQUEST'].fields_by_name['version']._loaded_options = None
   _globals['_GETVERSIONREQUEST'].fields_by_name['version']._serialized_options = b'\272H\004\032\002(\000'
   _globals['_CHECKCOMPATIBILITYREQUEST'].fields_by_name['subject']._loaded_options = None
-  _globals['_CHECKCOMPATIBILITYREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\007r\005\020\001\030\377\001'
+  _globals['_CHECKCOMPATIBILITYREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\034r\032\020\001\030\377\0012\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_CHECKCOMPATIBILITYREQUEST'].fields_by_name['version']._loaded_options = None
   _globals['_CHECKCOMPATIBILITYREQUEST'].fields_by_name['version']._serialized_options = b'\272H\004\032\002(\000'
   _globals['_CHECKCOMPATIBILITYREQUEST'].fields_by_name['message_name']._loaded_options = None
@@ -56,9 +56,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKCOMPATIBILITYREQUEST'].fields_by_name['file_descriptor_set']._loaded_options = None
   _globals['_CHECKCOMPATIBILITYREQUEST'].fields_by_name['file_descriptor_set']._serialized_options = b'\272H\tz\007\020\001\030\200\200\200\002'
   _globals['_GETCONFIGREQUEST'].fields_by_name['subject']._loaded_options = None
-  _globals['_GETCONFIGREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\005r\003\030\377\001'
+  _globals['_GETCONFIGREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\032r\030\030\377\0012\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_SETCONFIGREQUEST'].fields_by_name['subject']._loaded_options = None
-  _globals['_SETCONFIGREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\005r\003\030\377\001'
+  _globals['_SETCONFIGREQUEST'].fields_by_name['subject']._serialized_options = b'\272H\032r\030\030\377\0012\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_SETCONFIGREQUEST'].fields_by_name['compatibility']._loaded_options = None
   _globals['_SETCONFIGREQUEST'].fields_by_name['compatibility']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
   _globals['_REGISTERSCHEMAREQUEST']._serialized_start=139
@@ -74,25 +74,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSUBJECTSRESPONSE']._serialized_start=568
   _globals['_LISTSUBJECTSRESPONSE']._serialized_end=608
   _globals['_LISTVERSIONSREQUEST']._serialized_start=610
-  _globals['_LISTVERSIONSREQUEST']._serialized_end=660
-  _globals['_LISTVERSIONSRESPONSE']._serialized_start=662
-  _globals['_LISTVERSIONSRESPONSE']._serialized_end=702
-  _globals['_GETVERSIONREQUEST']._serialized_start=704
-  _globals['_GETVERSIONREQUEST']._serialized_end=778
-  _globals['_GETVERSIONRESPONSE']._serialized_start=780
-  _globals['_GETVERSIONRESPONSE']._serialized_end=847
-  _globals['_CHECKCOMPATIBILITYREQUEST']._serialized_start=850
-  _globals['_CHECKCOMPATIBILITYREQUEST']._serialized_end=1057
-  _globals['_CHECKCOMPATIBILITYRESPONSE']._serialized_start=1059
-  _globals['_CHECKCOMPATIBILITYRESPONSE']._serialized_end=1174
-  _globals['_GETCONFIGREQUEST']._serialized_start=1176
-  _globals['_GETCONFIGREQUEST']._serialized_end=1221
-  _globals['_GETCONFIGRESPONSE']._serialized_start=1223
-  _globals['_GETCONFIGRESPONSE']._serialized_end=1307
-  _globals['_SETCONFIGREQUEST']._serialized_start=1309
-  _globals['_SETCONFIGREQUEST']._serialized_end=1431
-  _globals['_SETCONFIGRESPONSE']._serialized_start=1433
-  _globals['_SETCONFIGRESPONSE']._serialized_end=1517
-  _globals['_SCHEMAREGISTRYSERVICE']._serialized_start=1520
-  _globals['_SCHEMAREGISTRYSERVICE']._serialized_end=2374
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=681
+  _globals['_LISTVERSIONSRESPONSE']._serialized_start=683
+  _globals['_LISTVERSIONSRESPONSE']._serialized_end=723
+  _globals['_GETVERSIONREQUEST']._serialized_start=725
+  _globals['_GETVERSIONREQUEST']._serialized_end=820
+  _globals['_GETVERSIONRESPONSE']._serialized_start=822
+  _globals['_GETVERSIONRESPONSE']._serialized_end=889
+  _globals['_CHECKCOMPATIBILITYREQUEST']._serialized_start=892
+  _globals['_CHECKCOMPATIBILITYREQUEST']._serialized_end=1120
+  _globals['_CHECKCOMPATIBILITYRESPONSE']._serialized_start=1122
+  _globals['_CHECKCOMPATIBILITYRESPONSE']._serialized_end=1237
+  _globals['_GETCONFIGREQUEST']._serialized_start=1239
+  _globals['_GETCONFIGREQUEST']._serialized_end=1305
+  _globals['_GETCONFIGRESPONSE']._serialized_start=1307
+  _globals['_GETCONFIGRESPONSE']._serialized_end=1391
+  _globals['_SETCONFIGREQUEST']._serialized_start=1394
+  _globals['_SETCONFIGREQUEST']._serialized_end=1537
+  _globals['_SETCONFIGRESPONSE']._serialized_start=1539
+  _globals['_SETCONFIGRESPONSE']._serialized_end=1623
+  _globals['_SCHEMAREGISTRYSERVICE']._serialized_start=1626
+  _globals['_SCHEMAREGISTRYSERVICE']._serialized_end=2480
 # @@protoc_insertion_point(module_scope)
