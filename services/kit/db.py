@@ -39,15 +39,6 @@ EVENT_MAPPER_KEY = "crossdock.event_mapper"
 UNIT_OF_WORK_KEY = "crossdock.unit_of_work"
 
 
-def call_after_commit(conn: Connection, callback: Callable[[], None]) -> None:
-    """Run `callback` on the event loop once this unit of work has committed (never on rollback).
-
-    For waking a local worker whose queue the transaction just fed, instead of waiting for its
-    next poll. Only for connections of `Database.run` / `run_sync`.
-    """
-    conn.info[AFTER_COMMIT_KEY].append(callback)
-
-
 def make_engine(url: str, *, pool_size: int = 4, busy_timeout_ms: int = 5000) -> Engine:
     """A SQLAlchemy engine configured the crossdock way for SQLite or PostgreSQL (psycopg)."""
     parsed = make_url(url)

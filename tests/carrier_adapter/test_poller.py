@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.carriers.tables import load_status_table
+from services.carrier_adapter.adapters.contracts import mapper
 from services.carrier_adapter.adapters.store import SERVICE, migrate
 from services.carrier_adapter.adapters.store.labels import (
     claim_booking,
@@ -101,7 +102,7 @@ class FakeCarrier:
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     url = f"sqlite:///{tmp_path / 'carrier_adapter.db'}"
     migrate(url)
-    database = Database(url, service=SERVICE)
+    database = Database(url, service=SERVICE, event_mapper=mapper)
     yield database
     await database.close()
 

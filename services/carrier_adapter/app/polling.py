@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
-from services.carrier_adapter.adapters.contracts import mapper
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store.polls import (
@@ -71,10 +70,6 @@ class TrackingPoller:
         settings: PollSettings,
         metrics: CarrierMetrics | None = None,
     ) -> None:
-        if db.event_mapper is None:
-            # A Database opened without the service's mapper (tools, tests): polls publish the
-            # same events either way.
-            db.event_mapper = mapper
         self._db = db
         self._units = UnitsOfWork(db)
         self._registry = registry
