@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from crossdock.carrier.v1 import carrier_pb2 as _carrier_pb2
 from crossdock.carrier.v1 import tracking_pb2 as _tracking_pb2
 from crossdock.common.v1 import common_pb2 as _common_pb2
@@ -10,6 +11,7 @@ from crossdock.shipment.v1 import shipment_pb2 as _shipment_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -276,8 +278,12 @@ class ShipmentReturnedToSender(_message.Message):
     SHIPMENT_FIELD_NUMBER: _builtins.int
     INCIDENT_REASON_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
     incident_reason: _tracking_pb2.IncidentReason.ValueType
     """incident_reason is why the carrier returned it."""
+    location_id: _builtins.str
+    """location_id is the warehouse the parcels go back to (the one that shipped them)."""
     @_builtins.property
     def shipment(self) -> Global___ShipmentRef:
         """shipment identifies the shipment."""
@@ -286,17 +292,139 @@ class ShipmentReturnedToSender(_message.Message):
     def occur_time(self) -> _timestamp_pb2.Timestamp:
         """occur_time is the carrier's scan time."""
 
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_shipment_pb2.PackageItem]:
+        """items are the units coming back, from every package."""
+
     def __init__(
         self,
         *,
         shipment: Global___ShipmentRef | None = ...,
         incident_reason: _tracking_pb2.IncidentReason.ValueType = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        location_id: _builtins.str = ...,
+        items: _abc.Iterable[_shipment_pb2.PackageItem] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["incident_reason", b"incident_reason", "occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incident_reason", b"incident_reason", "items", b"items", "location_id", b"location_id", "occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShipmentReturnedToSender: _TypeAlias = ShipmentReturnedToSender  # noqa: Y015
+
+@_typing.final
+class ShipmentCancelled(_message.Message):
+    """ShipmentCancelled says a shipment will not leave the warehouse: its picked units go back to
+    stock at the shipment's location, and its label, if one was booked, is being voided.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """reason says why."""
+    @_builtins.property
+    def shipment(self) -> _shipment_pb2.Shipment:
+        """shipment is the shipment, now CANCELLED."""
+
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_shipment_pb2.PackageItem]:
+        """items are the picked units to put back, at shipment.location_id."""
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is when the shipment was cancelled."""
+
+    def __init__(
+        self,
+        *,
+        shipment: _shipment_pb2.Shipment | None = ...,
+        items: _abc.Iterable[_shipment_pb2.PackageItem] | None = ...,
+        reason: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "occur_time", b"occur_time", "reason", b"reason", "shipment", b"shipment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShipmentCancelled: _TypeAlias = ShipmentCancelled  # noqa: Y015
+
+@_typing.final
+class ShipmentLabelVoided(_message.Message):
+    """ShipmentLabelVoided says the carrier voided the label of a cancelled shipment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_FIELD_NUMBER: _builtins.int
+    LABEL_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    label_id: _builtins.str
+    """label_id is the voided label in carrier-adapter."""
+    @_builtins.property
+    def shipment(self) -> Global___ShipmentRef:
+        """shipment identifies the shipment and the voided tracking number."""
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is when the void was confirmed."""
+
+    def __init__(
+        self,
+        *,
+        shipment: Global___ShipmentRef | None = ...,
+        label_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label_id", b"label_id", "occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShipmentLabelVoided: _TypeAlias = ShipmentLabelVoided  # noqa: Y015
+
+@_typing.final
+class ShipmentLabelVoidFailed(_message.Message):
+    """ShipmentLabelVoidFailed says voiding a cancelled shipment's label failed past its retries:
+    the carrier may still charge for it, and an operator must act (RetryLabelVoid).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_FIELD_NUMBER: _builtins.int
+    LABEL_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    label_id: _builtins.str
+    """label_id is the label still booked in carrier-adapter."""
+    reason: _builtins.str
+    """reason is the carrier's last answer."""
+    @_builtins.property
+    def shipment(self) -> Global___ShipmentRef:
+        """shipment identifies the shipment and the label's tracking number."""
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is when the void was given up."""
+
+    def __init__(
+        self,
+        *,
+        shipment: Global___ShipmentRef | None = ...,
+        label_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label_id", b"label_id", "occur_time", b"occur_time", "reason", b"reason", "shipment", b"shipment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShipmentLabelVoidFailed: _TypeAlias = ShipmentLabelVoidFailed  # noqa: Y015

@@ -27,7 +27,7 @@ from crossdock.common.v1 import common_pb2 as crossdock_dot_common_dot_v1_dot_co
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&crossdock/inventory/v1/inventory.proto\x12\x16\x63rossdock.inventory.v1\x1a\x1b\x62uf/validate/validate.proto\x1a crossdock/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x03\n\x04Item\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12>\n\x0funit_of_measure\x18\x03 \x01(\x0e\x32%.crossdock.inventory.v1.UnitOfMeasure\x12\x33\n\ndimensions\x18\x04 \x01(\x0b\x32\x1f.crossdock.common.v1.Dimensions\x12+\n\x06weight\x18\x05 \x01(\x0b\x32\x1b.crossdock.common.v1.Weight\x12\x0e\n\x06hazmat\x18\x06 \x01(\x08\x12\x16\n\x0elot_controlled\x18\x07 \x01(\x08\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\x08\x12.\n\nunit_price\x18\t \x01(\x0b\x32\x1a.crossdock.common.v1.Money\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9d\x01\n\x08Location\x12\x13\n\x0blocation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12-\n\x07\x61\x64\x64ress\x18\x03 \x01(\x0b\x32\x1c.crossdock.common.v1.Address\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\x11InventoryPosition\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x18\n\x10quantity_on_hand\x18\x03 \x01(\x03\x12\x19\n\x11quantity_reserved\x18\x04 \x01(\x03\x12\x1a\n\x12quantity_available\x18\x05 \x01(\x03\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x01\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\x39\n\x06status\x18\x04 \x01(\x0e\x32).crossdock.inventory.v1.ReservationStatus\x12\x36\n\x05lines\x18\x05 \x03(\x0b\x32\'.crossdock.inventory.v1.ReservationLine\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x0fReservationLine\x12\x19\n\x11order_line_number\x18\x01 \x01(\x05\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\"\xf7\x01\n\x08PickTask\x12\x0f\n\x07pick_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x13\n\x0blocation_id\x18\x04 \x01(\t\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".crossdock.inventory.v1.PickStatus\x12\x36\n\x05lines\x18\x06 \x03(\x0b\x32\'.crossdock.inventory.v1.ReservationLine\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x01\n\x14PickConfirmationLine\x12\x19\n\x11order_line_number\x18\x01 \x01(\x05\x12\'\n\x03sku\x18\x02 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x17\n\x0fquantity_picked\x18\x03 \x01(\x03\x12\x16\n\x0equantity_short\x18\x04 \x01(\x03\x12\'\n\x03lot\x18\x05 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[^\\x00-\\x1F\\x7F]*$\"\xd6\x01\n\nAdjustment\x12\x15\n\radjustment_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\x16\n\x0equantity_delta\x18\x04 \x01(\x03\x12\x38\n\x06reason\x18\x05 \x01(\x0e\x32(.crossdock.inventory.v1.AdjustmentReason\x12\x0c\n\x04note\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x0bReceiptLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x0b\n\x03lot\x18\x03 \x01(\t\"\xe8\x01\n\x07Receipt\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x35\n\x06source\x18\x03 \x01(\x0e\x32%.crossdock.inventory.v1.ReceiptSource\x12\x18\n\x10source_reference\x18\x04 \x01(\t\x12\x32\n\x05lines\x18\x05 \x03(\x0b\x32#.crossdock.inventory.v1.ReceiptLine\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x9a\x01\n\rUnitOfMeasure\x12\x1f\n\x1bUNIT_OF_MEASURE_UNSPECIFIED\x10\x00\x12\x18\n\x14UNIT_OF_MEASURE_EACH\x10\x01\x12\x18\n\x14UNIT_OF_MEASURE_PACK\x10\x02\x12\x18\n\x14UNIT_OF_MEASURE_CASE\x10\x03\x12\x1a\n\x16UNIT_OF_MEASURE_PALLET\x10\x04*~\n\x11ReservationPolicy\x12\"\n\x1eRESERVATION_POLICY_UNSPECIFIED\x10\x00\x12%\n!RESERVATION_POLICY_ALL_OR_NOTHING\x10\x01\x12\x1e\n\x1aRESERVATION_POLICY_PARTIAL\x10\x02*\x98\x01\n\x11ReservationStatus\x12\"\n\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESERVATION_STATUS_ACTIVE\x10\x01\x12\x1f\n\x1bRESERVATION_STATUS_RELEASED\x10\x02\x12\x1f\n\x1bRESERVATION_STATUS_CONSUMED\x10\x03*u\n\nPickStatus\x12\x1b\n\x17PICK_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10PICK_STATUS_OPEN\x10\x01\x12\x19\n\x15PICK_STATUS_COMPLETED\x10\x02\x12\x19\n\x15PICK_STATUS_CANCELLED\x10\x03*\xb4\x01\n\x10\x41\x64justmentReason\x12!\n\x1d\x41\x44JUSTMENT_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x41\x44JUSTMENT_REASON_CYCLE_COUNT\x10\x01\x12\x1c\n\x18\x41\x44JUSTMENT_REASON_DAMAGE\x10\x02\x12\x1b\n\x17\x41\x44JUSTMENT_REASON_FOUND\x10\x03\x12\x1f\n\x1b\x41\x44JUSTMENT_REASON_SHRINKAGE\x10\x04*\x8a\x01\n\rReceiptSource\x12\x1e\n\x1aRECEIPT_SOURCE_UNSPECIFIED\x10\x00\x12!\n\x1dRECEIPT_SOURCE_PURCHASE_ORDER\x10\x01\x12\x1b\n\x17RECEIPT_SOURCE_TRANSFER\x10\x02\x12\x19\n\x15RECEIPT_SOURCE_RETURN\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&crossdock/inventory/v1/inventory.proto\x12\x16\x63rossdock.inventory.v1\x1a\x1b\x62uf/validate/validate.proto\x1a crossdock/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x03\n\x04Item\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12>\n\x0funit_of_measure\x18\x03 \x01(\x0e\x32%.crossdock.inventory.v1.UnitOfMeasure\x12\x33\n\ndimensions\x18\x04 \x01(\x0b\x32\x1f.crossdock.common.v1.Dimensions\x12+\n\x06weight\x18\x05 \x01(\x0b\x32\x1b.crossdock.common.v1.Weight\x12\x0e\n\x06hazmat\x18\x06 \x01(\x08\x12\x16\n\x0elot_controlled\x18\x07 \x01(\x08\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\x08\x12.\n\nunit_price\x18\t \x01(\x0b\x32\x1a.crossdock.common.v1.Money\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9d\x01\n\x08Location\x12\x13\n\x0blocation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12-\n\x07\x61\x64\x64ress\x18\x03 \x01(\x0b\x32\x1c.crossdock.common.v1.Address\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x01\n\x11InventoryPosition\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x18\n\x10quantity_on_hand\x18\x03 \x01(\x03\x12\x19\n\x11quantity_reserved\x18\x04 \x01(\x03\x12\x1a\n\x12quantity_available\x18\x05 \x01(\x03\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15quantity_non_sellable\x18\x07 \x01(\x03\"\xf0\x01\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\x39\n\x06status\x18\x04 \x01(\x0e\x32).crossdock.inventory.v1.ReservationStatus\x12\x36\n\x05lines\x18\x05 \x03(\x0b\x32\'.crossdock.inventory.v1.ReservationLine\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x0fReservationLine\x12\x19\n\x11order_line_number\x18\x01 \x01(\x05\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\"\xf7\x01\n\x08PickTask\x12\x0f\n\x07pick_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x13\n\x0blocation_id\x18\x04 \x01(\t\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".crossdock.inventory.v1.PickStatus\x12\x36\n\x05lines\x18\x06 \x03(\x0b\x32\'.crossdock.inventory.v1.ReservationLine\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x01\n\x14PickConfirmationLine\x12\x19\n\x11order_line_number\x18\x01 \x01(\x05\x12\'\n\x03sku\x18\x02 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x17\n\x0fquantity_picked\x18\x03 \x01(\x03\x12\x16\n\x0equantity_short\x18\x04 \x01(\x03\x12\'\n\x03lot\x18\x05 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[^\\x00-\\x1F\\x7F]*$\"\xd6\x01\n\nAdjustment\x12\x15\n\radjustment_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\x16\n\x0equantity_delta\x18\x04 \x01(\x03\x12\x38\n\x06reason\x18\x05 \x01(\x0e\x32(.crossdock.inventory.v1.AdjustmentReason\x12\x0c\n\x04note\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x01\n\x0bReceiptLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x0b\n\x03lot\x18\x03 \x01(\t\x12\x39\n\tcondition\x18\x04 \x01(\x0e\x32&.crossdock.inventory.v1.StockCondition\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xe8\x01\n\x07Receipt\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x13\n\x0blocation_id\x18\x02 \x01(\t\x12\x35\n\x06source\x18\x03 \x01(\x0e\x32%.crossdock.inventory.v1.ReceiptSource\x12\x18\n\x10source_reference\x18\x04 \x01(\t\x12\x32\n\x05lines\x18\x05 \x03(\x0b\x32#.crossdock.inventory.v1.ReceiptLine\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x9a\x01\n\rUnitOfMeasure\x12\x1f\n\x1bUNIT_OF_MEASURE_UNSPECIFIED\x10\x00\x12\x18\n\x14UNIT_OF_MEASURE_EACH\x10\x01\x12\x18\n\x14UNIT_OF_MEASURE_PACK\x10\x02\x12\x18\n\x14UNIT_OF_MEASURE_CASE\x10\x03\x12\x1a\n\x16UNIT_OF_MEASURE_PALLET\x10\x04*\xa7\x01\n\x0eStockCondition\x12\x1f\n\x1bSTOCK_CONDITION_UNSPECIFIED\x10\x00\x12\x1c\n\x18STOCK_CONDITION_SELLABLE\x10\x01\x12\x1b\n\x17STOCK_CONDITION_DAMAGED\x10\x02\x12\x19\n\x15STOCK_CONDITION_SCRAP\x10\x03\x12\x1e\n\x1aSTOCK_CONDITION_QUARANTINE\x10\x04*~\n\x11ReservationPolicy\x12\"\n\x1eRESERVATION_POLICY_UNSPECIFIED\x10\x00\x12%\n!RESERVATION_POLICY_ALL_OR_NOTHING\x10\x01\x12\x1e\n\x1aRESERVATION_POLICY_PARTIAL\x10\x02*\x98\x01\n\x11ReservationStatus\x12\"\n\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESERVATION_STATUS_ACTIVE\x10\x01\x12\x1f\n\x1bRESERVATION_STATUS_RELEASED\x10\x02\x12\x1f\n\x1bRESERVATION_STATUS_CONSUMED\x10\x03*u\n\nPickStatus\x12\x1b\n\x17PICK_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10PICK_STATUS_OPEN\x10\x01\x12\x19\n\x15PICK_STATUS_COMPLETED\x10\x02\x12\x19\n\x15PICK_STATUS_CANCELLED\x10\x03*\xb4\x01\n\x10\x41\x64justmentReason\x12!\n\x1d\x41\x44JUSTMENT_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x41\x44JUSTMENT_REASON_CYCLE_COUNT\x10\x01\x12\x1c\n\x18\x41\x44JUSTMENT_REASON_DAMAGE\x10\x02\x12\x1b\n\x17\x41\x44JUSTMENT_REASON_FOUND\x10\x03\x12\x1f\n\x1b\x41\x44JUSTMENT_REASON_SHRINKAGE\x10\x04*\xd2\x01\n\rReceiptSource\x12\x1e\n\x1aRECEIPT_SOURCE_UNSPECIFIED\x10\x00\x12!\n\x1dRECEIPT_SOURCE_PURCHASE_ORDER\x10\x01\x12\x1b\n\x17RECEIPT_SOURCE_TRANSFER\x10\x02\x12\x19\n\x15RECEIPT_SOURCE_RETURN\x10\x03\x12\x1f\n\x1bRECEIPT_SOURCE_CANCELLATION\x10\x04\x12%\n!RECEIPT_SOURCE_RETURNED_TO_SENDER\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,36 +38,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PICKCONFIRMATIONLINE'].fields_by_name['sku']._serialized_options = b'\272H\027r\0252\023^[^\\x00-\\x1F\\x7F]*$'
   _globals['_PICKCONFIRMATIONLINE'].fields_by_name['lot']._loaded_options = None
   _globals['_PICKCONFIRMATIONLINE'].fields_by_name['lot']._serialized_options = b'\272H\027r\0252\023^[^\\x00-\\x1F\\x7F]*$'
-  _globals['_UNITOFMEASURE']._serialized_start=2180
-  _globals['_UNITOFMEASURE']._serialized_end=2334
-  _globals['_RESERVATIONPOLICY']._serialized_start=2336
-  _globals['_RESERVATIONPOLICY']._serialized_end=2462
-  _globals['_RESERVATIONSTATUS']._serialized_start=2465
-  _globals['_RESERVATIONSTATUS']._serialized_end=2617
-  _globals['_PICKSTATUS']._serialized_start=2619
-  _globals['_PICKSTATUS']._serialized_end=2736
-  _globals['_ADJUSTMENTREASON']._serialized_start=2739
-  _globals['_ADJUSTMENTREASON']._serialized_end=2919
-  _globals['_RECEIPTSOURCE']._serialized_start=2922
-  _globals['_RECEIPTSOURCE']._serialized_end=3060
+  _globals['_UNITOFMEASURE']._serialized_start=2287
+  _globals['_UNITOFMEASURE']._serialized_end=2441
+  _globals['_STOCKCONDITION']._serialized_start=2444
+  _globals['_STOCKCONDITION']._serialized_end=2611
+  _globals['_RESERVATIONPOLICY']._serialized_start=2613
+  _globals['_RESERVATIONPOLICY']._serialized_end=2739
+  _globals['_RESERVATIONSTATUS']._serialized_start=2742
+  _globals['_RESERVATIONSTATUS']._serialized_end=2894
+  _globals['_PICKSTATUS']._serialized_start=2896
+  _globals['_PICKSTATUS']._serialized_end=3013
+  _globals['_ADJUSTMENTREASON']._serialized_start=3016
+  _globals['_ADJUSTMENTREASON']._serialized_end=3196
+  _globals['_RECEIPTSOURCE']._serialized_start=3199
+  _globals['_RECEIPTSOURCE']._serialized_end=3409
   _globals['_ITEM']._serialized_start=163
   _globals['_ITEM']._serialized_end=567
   _globals['_LOCATION']._serialized_start=570
   _globals['_LOCATION']._serialized_end=727
   _globals['_INVENTORYPOSITION']._serialized_start=730
-  _globals['_INVENTORYPOSITION']._serialized_end=913
-  _globals['_RESERVATION']._serialized_start=916
-  _globals['_RESERVATION']._serialized_end=1156
-  _globals['_RESERVATIONLINE']._serialized_start=1158
-  _globals['_RESERVATIONLINE']._serialized_end=1233
-  _globals['_PICKTASK']._serialized_start=1236
-  _globals['_PICKTASK']._serialized_end=1483
-  _globals['_PICKCONFIRMATIONLINE']._serialized_start=1486
-  _globals['_PICKCONFIRMATIONLINE']._serialized_end=1666
-  _globals['_ADJUSTMENT']._serialized_start=1669
-  _globals['_ADJUSTMENT']._serialized_end=1883
-  _globals['_RECEIPTLINE']._serialized_start=1885
-  _globals['_RECEIPTLINE']._serialized_end=1942
-  _globals['_RECEIPT']._serialized_start=1945
-  _globals['_RECEIPT']._serialized_end=2177
+  _globals['_INVENTORYPOSITION']._serialized_end=944
+  _globals['_RESERVATION']._serialized_start=947
+  _globals['_RESERVATION']._serialized_end=1187
+  _globals['_RESERVATIONLINE']._serialized_start=1189
+  _globals['_RESERVATIONLINE']._serialized_end=1264
+  _globals['_PICKTASK']._serialized_start=1267
+  _globals['_PICKTASK']._serialized_end=1514
+  _globals['_PICKCONFIRMATIONLINE']._serialized_start=1517
+  _globals['_PICKCONFIRMATIONLINE']._serialized_end=1697
+  _globals['_ADJUSTMENT']._serialized_start=1700
+  _globals['_ADJUSTMENT']._serialized_end=1914
+  _globals['_RECEIPTLINE']._serialized_start=1917
+  _globals['_RECEIPTLINE']._serialized_end=2049
+  _globals['_RECEIPT']._serialized_start=2052
+  _globals['_RECEIPT']._serialized_end=2284
 # @@protoc_insertion_point(module_scope)

@@ -53,6 +53,38 @@ UNIT_OF_MEASURE_PALLET: UnitOfMeasure.ValueType  # 4
 """UNIT_OF_MEASURE_PALLET is a full pallet."""
 Global___UnitOfMeasure: _TypeAlias = UnitOfMeasure  # noqa: Y015
 
+class _StockCondition:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StockConditionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StockCondition.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STOCK_CONDITION_UNSPECIFIED: _StockCondition.ValueType  # 0
+    """STOCK_CONDITION_UNSPECIFIED means sellable (receipts that predate conditions)."""
+    STOCK_CONDITION_SELLABLE: _StockCondition.ValueType  # 1
+    """STOCK_CONDITION_SELLABLE puts the units into on hand."""
+    STOCK_CONDITION_DAMAGED: _StockCondition.ValueType  # 2
+    """STOCK_CONDITION_DAMAGED holds the units as non-sellable."""
+    STOCK_CONDITION_SCRAP: _StockCondition.ValueType  # 3
+    """STOCK_CONDITION_SCRAP holds the units as non-sellable, to be destroyed."""
+    STOCK_CONDITION_QUARANTINE: _StockCondition.ValueType  # 4
+    """STOCK_CONDITION_QUARANTINE holds the units as non-sellable until inspected."""
+
+class StockCondition(_StockCondition, metaclass=_StockConditionEnumTypeWrapper):
+    """StockCondition says whether received units can be sold again."""
+
+STOCK_CONDITION_UNSPECIFIED: StockCondition.ValueType  # 0
+"""STOCK_CONDITION_UNSPECIFIED means sellable (receipts that predate conditions)."""
+STOCK_CONDITION_SELLABLE: StockCondition.ValueType  # 1
+"""STOCK_CONDITION_SELLABLE puts the units into on hand."""
+STOCK_CONDITION_DAMAGED: StockCondition.ValueType  # 2
+"""STOCK_CONDITION_DAMAGED holds the units as non-sellable."""
+STOCK_CONDITION_SCRAP: StockCondition.ValueType  # 3
+"""STOCK_CONDITION_SCRAP holds the units as non-sellable, to be destroyed."""
+STOCK_CONDITION_QUARANTINE: StockCondition.ValueType  # 4
+"""STOCK_CONDITION_QUARANTINE holds the units as non-sellable until inspected."""
+Global___StockCondition: _TypeAlias = StockCondition  # noqa: Y015
+
 class _ReservationPolicy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -179,6 +211,10 @@ class _ReceiptSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Receipt
     """RECEIPT_SOURCE_TRANSFER is goods moved from another location."""
     RECEIPT_SOURCE_RETURN: _ReceiptSource.ValueType  # 3
     """RECEIPT_SOURCE_RETURN is goods sent back by a customer against a return."""
+    RECEIPT_SOURCE_CANCELLATION: _ReceiptSource.ValueType  # 4
+    """RECEIPT_SOURCE_CANCELLATION is picked units put back because their shipment was cancelled."""
+    RECEIPT_SOURCE_RETURNED_TO_SENDER: _ReceiptSource.ValueType  # 5
+    """RECEIPT_SOURCE_RETURNED_TO_SENDER is a parcel the carrier brought back undelivered."""
 
 class ReceiptSource(_ReceiptSource, metaclass=_ReceiptSourceEnumTypeWrapper):
     """ReceiptSource is what a receipt of stock is against."""
@@ -191,6 +227,10 @@ RECEIPT_SOURCE_TRANSFER: ReceiptSource.ValueType  # 2
 """RECEIPT_SOURCE_TRANSFER is goods moved from another location."""
 RECEIPT_SOURCE_RETURN: ReceiptSource.ValueType  # 3
 """RECEIPT_SOURCE_RETURN is goods sent back by a customer against a return."""
+RECEIPT_SOURCE_CANCELLATION: ReceiptSource.ValueType  # 4
+"""RECEIPT_SOURCE_CANCELLATION is picked units put back because their shipment was cancelled."""
+RECEIPT_SOURCE_RETURNED_TO_SENDER: ReceiptSource.ValueType  # 5
+"""RECEIPT_SOURCE_RETURNED_TO_SENDER is a parcel the carrier brought back undelivered."""
 Global___ReceiptSource: _TypeAlias = ReceiptSource  # noqa: Y015
 
 @_typing.final
@@ -319,6 +359,7 @@ class InventoryPosition(_message.Message):
     QUANTITY_RESERVED_FIELD_NUMBER: _builtins.int
     QUANTITY_AVAILABLE_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    QUANTITY_NON_SELLABLE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     """sku is the item."""
     location_id: _builtins.str
@@ -329,6 +370,10 @@ class InventoryPosition(_message.Message):
     """quantity_reserved is the part of on hand promised to orders and not yet picked."""
     quantity_available: _builtins.int
     """quantity_available is on hand minus reserved: what new orders may take."""
+    quantity_non_sellable: _builtins.int
+    """quantity_non_sellable is held apart from on hand: damaged, scrapped or quarantined units
+    (returns, parcels back from the carrier). No order can take them.
+    """
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """update_time is when the position last changed."""
@@ -342,10 +387,11 @@ class InventoryPosition(_message.Message):
         quantity_reserved: _builtins.int = ...,
         quantity_available: _builtins.int = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        quantity_non_sellable: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "quantity_available", b"quantity_available", "quantity_on_hand", b"quantity_on_hand", "quantity_reserved", b"quantity_reserved", "sku", b"sku", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "quantity_available", b"quantity_available", "quantity_non_sellable", b"quantity_non_sellable", "quantity_on_hand", b"quantity_on_hand", "quantity_reserved", b"quantity_reserved", "sku", b"sku", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -572,22 +618,30 @@ class ReceiptLine(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     LOT_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     """sku is the item received."""
     quantity: _builtins.int
     """quantity is how many units were received."""
     lot: _builtins.str
     """lot is the lot of the units, for lot-controlled items."""
+    condition: Global___StockCondition.ValueType
+    """condition says whether the units went to sellable or non-sellable stock."""
+    reason: _builtins.str
+    """reason says why units are non-sellable (e.g. "damaged in transit")."""
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
         lot: _builtins.str = ...,
+        condition: Global___StockCondition.ValueType = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lot", b"lot", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "lot", b"lot", "quantity", b"quantity", "reason", b"reason", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -706,19 +706,34 @@ class ReleaseReservationRequest(_message.Message):
 
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     """reservation_id is the reservation to release."""
     reason: _builtins.str
     """reason is a short explanation kept for audit, e.g. "order cancelled"."""
+    idempotency_key: _builtins.str
+    """idempotency_key makes a partial release safe to retry: the same key releases once.
+    Required with lines.
+    """
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReserveLine]:
+        """lines releases only these quantities (a partial release, e.g. part of an order cancelled):
+        the reservation stays ACTIVE with the rest, and its open pick task is amended to match.
+        Empty releases the whole reservation.
+        """
+
     def __init__(
         self,
         *,
         reservation_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReserveLine] | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "reservation_id", b"reservation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "lines", b"lines", "reason", b"reason", "reservation_id", b"reservation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -989,22 +1004,30 @@ class ReceiptLineInput(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     LOT_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     """sku is the item received."""
     quantity: _builtins.int
     """quantity is how many units arrived."""
     lot: _builtins.str
     """lot is the lot of the units, for lot-controlled items."""
+    condition: _inventory_pb2.StockCondition.ValueType
+    """condition says where the units go: sellable (the default) or non-sellable stock."""
+    reason: _builtins.str
+    """reason says why units are non-sellable; required unless sellable."""
     def __init__(
         self,
         *,
         sku: _builtins.str = ...,
         quantity: _builtins.int = ...,
         lot: _builtins.str = ...,
+        condition: _inventory_pb2.StockCondition.ValueType = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lot", b"lot", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "lot", b"lot", "quantity", b"quantity", "reason", b"reason", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

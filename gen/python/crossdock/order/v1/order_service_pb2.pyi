@@ -286,26 +286,60 @@ class CancelOrderRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     PARTNER_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     """order_id is the order to cancel."""
     partner_id: _builtins.str
     """partner_id scopes the request to one partner's orders; empty for internal callers."""
     reason: _builtins.str
     """reason is why the order is cancelled, kept on the order and its timeline."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelLine]:
+        """lines cancels only these quantities (a partial cancel); empty cancels the whole order. Only
+        units not yet picked can be cancelled this way; the rest of the order ships.
+        """
+
     def __init__(
         self,
         *,
         order_id: _builtins.str = ...,
         partner_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        lines: _abc.Iterable[Global___CancelLine] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "partner_id", b"partner_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "order_id", b"order_id", "partner_id", b"partner_id", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelOrderRequest: _TypeAlias = CancelOrderRequest  # noqa: Y015
+
+@_typing.final
+class CancelLine(_message.Message):
+    """CancelLine is a quantity of one order line to cancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_NUMBER_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    line_number: _builtins.int
+    """line_number is the order line."""
+    quantity: _builtins.int
+    """quantity is how many of its units to cancel."""
+    def __init__(
+        self,
+        *,
+        line_number: _builtins.int = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_number", b"line_number", "quantity", b"quantity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelLine: _TypeAlias = CancelLine  # noqa: Y015
 
 @_typing.final
 class CancelOrderResponse(_message.Message):

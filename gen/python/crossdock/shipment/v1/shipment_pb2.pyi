@@ -79,6 +79,34 @@ SHIPMENT_STATUS_CANCELLED: ShipmentStatus.ValueType  # 10
 """SHIPMENT_STATUS_CANCELLED means the shipment was voided before pickup; terminal."""
 Global___ShipmentStatus: _TypeAlias = ShipmentStatus  # noqa: Y015
 
+class _LabelVoidStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LabelVoidStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LabelVoidStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LABEL_VOID_STATUS_UNSPECIFIED: _LabelVoidStatus.ValueType  # 0
+    """LABEL_VOID_STATUS_UNSPECIFIED means there is no label to void."""
+    LABEL_VOID_STATUS_PENDING: _LabelVoidStatus.ValueType  # 1
+    """LABEL_VOID_STATUS_PENDING means the label is being voided at the carrier (retried)."""
+    LABEL_VOID_STATUS_VOIDED: _LabelVoidStatus.ValueType  # 2
+    """LABEL_VOID_STATUS_VOIDED means the carrier voided the label (or never charges for it)."""
+    LABEL_VOID_STATUS_FAILED: _LabelVoidStatus.ValueType  # 3
+    """LABEL_VOID_STATUS_FAILED means voiding failed past its retries; an operator must act."""
+
+class LabelVoidStatus(_LabelVoidStatus, metaclass=_LabelVoidStatusEnumTypeWrapper):
+    """LabelVoidStatus is where voiding a cancelled shipment's label stands."""
+
+LABEL_VOID_STATUS_UNSPECIFIED: LabelVoidStatus.ValueType  # 0
+"""LABEL_VOID_STATUS_UNSPECIFIED means there is no label to void."""
+LABEL_VOID_STATUS_PENDING: LabelVoidStatus.ValueType  # 1
+"""LABEL_VOID_STATUS_PENDING means the label is being voided at the carrier (retried)."""
+LABEL_VOID_STATUS_VOIDED: LabelVoidStatus.ValueType  # 2
+"""LABEL_VOID_STATUS_VOIDED means the carrier voided the label (or never charges for it)."""
+LABEL_VOID_STATUS_FAILED: LabelVoidStatus.ValueType  # 3
+"""LABEL_VOID_STATUS_FAILED means voiding failed past its retries; an operator must act."""
+Global___LabelVoidStatus: _TypeAlias = LabelVoidStatus  # noqa: Y015
+
 @_typing.final
 class PackageItem(_message.Message):
     """PackageItem is a quantity of one order line inside a package."""
@@ -214,6 +242,8 @@ class Shipment(_message.Message):
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CANCEL_REASON_FIELD_NUMBER: _builtins.int
+    LABEL_VOID_FIELD_NUMBER: _builtins.int
     shipment_id: _builtins.str
     """shipment_id identifies the shipment."""
     order_id: _builtins.str
@@ -238,6 +268,10 @@ class Shipment(_message.Message):
     """last_tracking_status is the canonical status of the latest scan, milestone or not."""
     failure_reason: _builtins.str
     """failure_reason explains a label failure or exception."""
+    cancel_reason: _builtins.str
+    """cancel_reason says why a CANCELLED shipment was cancelled."""
+    label_void: Global___LabelVoidStatus.ValueType
+    """label_void is where voiding the label of a cancelled shipment stands."""
     @_builtins.property
     def ship_from(self) -> _common_pb2.Address:
         """ship_from is the warehouse address."""
@@ -288,10 +322,12 @@ class Shipment(_message.Message):
         failure_reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        cancel_reason: _builtins.str = ...,
+        label_void: Global___LabelVoidStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "ship_from", b"ship_from", "ship_to", b"ship_to", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "create_time", b"create_time", "failure_reason", b"failure_reason", "label_id", b"label_id", "last_tracking_status", b"last_tracking_status", "location_id", b"location_id", "order_id", b"order_id", "packages", b"packages", "partner_id", b"partner_id", "pick_id", b"pick_id", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "service_level", b"service_level", "ship_from", b"ship_from", "ship_to", b"ship_to", "shipment_id", b"shipment_id", "status", b"status", "tracking_number", b"tracking_number", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "carrier", b"carrier", "create_time", b"create_time", "failure_reason", b"failure_reason", "label_id", b"label_id", "label_void", b"label_void", "last_tracking_status", b"last_tracking_status", "location_id", b"location_id", "order_id", b"order_id", "packages", b"packages", "partner_id", b"partner_id", "pick_id", b"pick_id", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "service_level", b"service_level", "ship_from", b"ship_from", "ship_to", b"ship_to", "shipment_id", b"shipment_id", "status", b"status", "tracking_number", b"tracking_number", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -239,3 +239,99 @@ class RetryLabelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryLabelResponse: _TypeAlias = RetryLabelResponse  # noqa: Y015
+
+@_typing.final
+class CancelOrderShipmentsRequest(_message.Message):
+    """CancelOrderShipmentsRequest names the order whose shipments to cancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """order_id is the order being cancelled."""
+    reason: _builtins.str
+    """reason is why, kept on each shipment."""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderShipmentsRequest: _TypeAlias = CancelOrderShipmentsRequest  # noqa: Y015
+
+@_typing.final
+class CancelOrderShipmentsResponse(_message.Message):
+    """CancelOrderShipmentsResponse carries the order's shipments, now cancelled."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def shipments(self) -> _containers.RepeatedCompositeFieldContainer[_shipment_pb2.Shipment]:
+        """shipments are every shipment of the order, each CANCELLED."""
+
+    def __init__(
+        self,
+        *,
+        shipments: _abc.Iterable[_shipment_pb2.Shipment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shipments", b"shipments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderShipmentsResponse: _TypeAlias = CancelOrderShipmentsResponse  # noqa: Y015
+
+@_typing.final
+class RetryLabelVoidRequest(_message.Message):
+    """RetryLabelVoidRequest names a cancelled shipment whose label void failed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_ID_FIELD_NUMBER: _builtins.int
+    shipment_id: _builtins.str
+    """shipment_id is the shipment."""
+    def __init__(
+        self,
+        *,
+        shipment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shipment_id", b"shipment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryLabelVoidRequest: _TypeAlias = RetryLabelVoidRequest  # noqa: Y015
+
+@_typing.final
+class RetryLabelVoidResponse(_message.Message):
+    """RetryLabelVoidResponse carries the shipment, its void due now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def shipment(self) -> _shipment_pb2.Shipment:
+        """shipment is the shipment."""
+
+    def __init__(
+        self,
+        *,
+        shipment: _shipment_pb2.Shipment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shipment", b"shipment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shipment", b"shipment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryLabelVoidResponse: _TypeAlias = RetryLabelVoidResponse  # noqa: Y015

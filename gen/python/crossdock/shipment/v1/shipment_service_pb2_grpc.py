@@ -57,6 +57,16 @@ class ShipmentServiceStub:
                 request_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelRequest.SerializeToString,
                 response_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelResponse.FromString,
                 _registered_method=True)
+        self.CancelOrderShipments = channel.unary_unary(
+                '/crossdock.shipment.v1.ShipmentService/CancelOrderShipments',
+                request_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.CancelOrderShipmentsRequest.SerializeToString,
+                response_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.CancelOrderShipmentsResponse.FromString,
+                _registered_method=True)
+        self.RetryLabelVoid = channel.unary_unary(
+                '/crossdock.shipment.v1.ShipmentService/RetryLabelVoid',
+                request_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidRequest.SerializeToString,
+                response_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidResponse.FromString,
+                _registered_method=True)
 
 
 class ShipmentServiceServicer:
@@ -94,6 +104,24 @@ class ShipmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelOrderShipments(self, request, context):
+        """CancelOrderShipments cancels every shipment of an order that the carrier has not picked up;
+        internal, called by the order service before it commits a cancellation. It answers
+        FAILED_PRECONDITION, changing nothing, when any shipment of the order is picked up or later.
+        Picks of the order that arrive afterwards become CANCELLED shipments at once. Cancelling
+        twice changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryLabelVoid(self, request, context):
+        """RetryLabelVoid voids again the label of a cancelled shipment whose void failed; internal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShipmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +144,16 @@ def add_ShipmentServiceServicer_to_server(servicer, server):
                     servicer.RetryLabel,
                     request_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelRequest.FromString,
                     response_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelResponse.SerializeToString,
+            ),
+            'CancelOrderShipments': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOrderShipments,
+                    request_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.CancelOrderShipmentsRequest.FromString,
+                    response_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.CancelOrderShipmentsResponse.SerializeToString,
+            ),
+            'RetryLabelVoid': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryLabelVoid,
+                    request_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidRequest.FromString,
+                    response_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +267,60 @@ class ShipmentService:
             '/crossdock.shipment.v1.ShipmentService/RetryLabel',
             crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelRequest.SerializeToString,
             crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOrderShipments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.shipment.v1.ShipmentService/CancelOrderShipments',
+            crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.CancelOrderShipmentsRequest.SerializeToString,
+            crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.CancelOrderShipmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryLabelVoid(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.shipment.v1.ShipmentService/RetryLabelVoid',
+            crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidRequest.SerializeToString,
+            crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidResponse.FromString,
             options,
             channel_credentials,
             insecure,

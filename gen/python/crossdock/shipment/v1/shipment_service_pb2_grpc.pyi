@@ -46,6 +46,15 @@ class ShipmentServiceStub:
     """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
     by the order saga's retry. Booking reuses the shipment id as its idempotency key.
     """
+    CancelOrderShipments: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.CancelOrderShipmentsRequest, _shipment_service_pb2.CancelOrderShipmentsResponse]
+    """CancelOrderShipments cancels every shipment of an order that the carrier has not picked up;
+    internal, called by the order service before it commits a cancellation. It answers
+    FAILED_PRECONDITION, changing nothing, when any shipment of the order is picked up or later.
+    Picks of the order that arrive afterwards become CANCELLED shipments at once. Cancelling
+    twice changes nothing.
+    """
+    RetryLabelVoid: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.RetryLabelVoidRequest, _shipment_service_pb2.RetryLabelVoidResponse]
+    """RetryLabelVoid voids again the label of a cancelled shipment whose void failed; internal."""
 
 @_typing.type_check_only
 class ShipmentServiceAsyncStub(ShipmentServiceStub):
@@ -65,6 +74,15 @@ class ShipmentServiceAsyncStub(ShipmentServiceStub):
     """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
     by the order saga's retry. Booking reuses the shipment id as its idempotency key.
     """
+    CancelOrderShipments: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.CancelOrderShipmentsRequest, _shipment_service_pb2.CancelOrderShipmentsResponse]  # type: ignore[assignment]
+    """CancelOrderShipments cancels every shipment of an order that the carrier has not picked up;
+    internal, called by the order service before it commits a cancellation. It answers
+    FAILED_PRECONDITION, changing nothing, when any shipment of the order is picked up or later.
+    Picks of the order that arrive afterwards become CANCELLED shipments at once. Cancelling
+    twice changes nothing.
+    """
+    RetryLabelVoid: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.RetryLabelVoidRequest, _shipment_service_pb2.RetryLabelVoidResponse]  # type: ignore[assignment]
+    """RetryLabelVoid voids again the label of a cancelled shipment whose void failed; internal."""
 
 class ShipmentServiceServicer(metaclass=_abc_1.ABCMeta):
     """ShipmentService owns shipments, their packages and every carrier scan.
@@ -105,5 +123,26 @@ class ShipmentServiceServicer(metaclass=_abc_1.ABCMeta):
         """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
         by the order saga's retry. Booking reuses the shipment id as its idempotency key.
         """
+
+    @_abc_1.abstractmethod
+    def CancelOrderShipments(
+        self,
+        request: _shipment_service_pb2.CancelOrderShipmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shipment_service_pb2.CancelOrderShipmentsResponse, _abc.Awaitable[_shipment_service_pb2.CancelOrderShipmentsResponse]]:
+        """CancelOrderShipments cancels every shipment of an order that the carrier has not picked up;
+        internal, called by the order service before it commits a cancellation. It answers
+        FAILED_PRECONDITION, changing nothing, when any shipment of the order is picked up or later.
+        Picks of the order that arrive afterwards become CANCELLED shipments at once. Cancelling
+        twice changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryLabelVoid(
+        self,
+        request: _shipment_service_pb2.RetryLabelVoidRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shipment_service_pb2.RetryLabelVoidResponse, _abc.Awaitable[_shipment_service_pb2.RetryLabelVoidResponse]]:
+        """RetryLabelVoid voids again the label of a cancelled shipment whose void failed; internal."""
 
 def add_ShipmentServiceServicer_to_server(servicer: ShipmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
