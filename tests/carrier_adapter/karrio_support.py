@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import PyPDF2
 
+from services.carrier_adapter.adapters.carriers.guarded import CallPolicy, GuardedConnector
 from services.carrier_adapter.adapters.carriers.karrio_base import KarrioConnector
 from services.carrier_adapter.adapters.carriers.karrio_http import HttpRequest, HttpResponse
 from services.carrier_adapter.adapters.carriers.tables import load_service_table, load_status_table
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
+from services.carrier_adapter.adapters.reliability.retry import RetryPolicy
 from services.carrier_adapter.config import CARRIER_FIELDS, CarrierAccount
 from services.carrier_adapter.domain.payload_log import PayloadRecorder
 from tests.carrier_adapter.fakes import ManualClock, Recorder
@@ -46,6 +49,12 @@ def build(
         clock=clock,
     )
     return Harness(connector, payloads, clock)
+
+
+def guarded(harness: Harness) -> GuardedConnector:
+    """The harness's connector behind the production reliability guard, retrying at once."""
+    policy = CallPolicy(retry=RetryPolicy(max_attempts=3, base_delay=0.0))
+    return GuardedConnector(harness.connector, policy, harness.clock, random.Random(0))
 
 
 def account(carrier: str, account_id: str, **settings: str) -> CarrierAccount:

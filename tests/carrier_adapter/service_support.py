@@ -56,6 +56,26 @@ def book_request(key: str, rate_id: str) -> carrier_service_pb2.BookLabelRequest
     )
 
 
+def return_rates_request(**fields: Any) -> carrier_service_pb2.GetRatesRequest:
+    """Quotes for a return: the customer (DESTINATION) sends the box back to the warehouse."""
+    return carrier_service_pb2.GetRatesRequest(
+        ship_from=DESTINATION, ship_to=ORIGIN, parcels=[BOX], is_return=True, **fields
+    )
+
+
+def return_request(key: str, rate_id: str) -> carrier_service_pb2.BookLabelRequest:
+    return carrier_service_pb2.BookLabelRequest(
+        idempotency_key=key,
+        rate_id=rate_id,
+        ship_from=DESTINATION,
+        ship_to=ORIGIN,
+        parcels=[BOX],
+        label_format=carrier_pb2.LABEL_FORMAT_PDF,
+        reference="RMA-1",
+        is_return=True,
+    )
+
+
 def scan(code: str, minutes: int, reason: str = "") -> RawScan:
     at = datetime(2026, 1, 5, 15, 0, tzinfo=UTC) + timedelta(minutes=minutes)
     return RawScan(code, f"scan {code}", at, incident_code=reason)

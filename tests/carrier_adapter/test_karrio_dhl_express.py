@@ -26,6 +26,7 @@ from services.carrier_adapter.domain.model import (
     ServiceLevel,
     TrackingStatus,
 )
+from services.kit.errors import ErrorCode
 from services.kit.values import Address, Weight, WeightUnit
 from tests.carrier_adapter.karrio_support import Harness, account, assert_pdf, build
 from tests.carrier_adapter.stub_transport import StubTransport, payload
@@ -142,6 +143,23 @@ async def test_cancel_is_unsupported_and_sends_nothing(stub: StubTransport, dhl:
     assert dhl.connector.capabilities.cancel_label is False
     with pytest.raises(UnsupportedOperation):
         await dhl.connector.cancel_label(CancelRequest(AWB))
+    assert stub.requests == []
+
+
+async def test_return_labels_are_refused_and_nothing_is_sent(
+    stub: StubTransport, dhl: Harness, bonn: Address, berlin: Address, box: Parcel
+) -> None:
+    assert dhl.connector.capabilities.return_label is False
+    customer, warehouse = berlin, bonn
+
+    with pytest.raises(UnsupportedOperation, match="does not support return labels") as caught:
+        await dhl.connector.book_label(
+            LabelRequest("rma_dhl_00001", "dhl_express_domestic", customer, warehouse, (box,),
+                         is_return=True)
+        )  # fmt: skip
+
+    assert caught.value.code is ErrorCode.FAILED_PRECONDITION
+    assert caught.value.reason == "CARRIER_OPERATION_UNSUPPORTED"
     assert stub.requests == []
 
 

@@ -9,8 +9,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from services.carrier_adapter.adapters.carriers.fedex.connector import FedexConnector
+from services.carrier_adapter.adapters.carriers.karrio_http import HttpResponse
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
-from services.carrier_adapter.domain.errors import CarrierRejected
+from services.carrier_adapter.domain.errors import CarrierRejected, CarrierUnavailable
 from services.carrier_adapter.domain.model import (
     CancelRequest,
     IncidentReason,
@@ -29,12 +30,14 @@ from tests.carrier_adapter.karrio_support import (
     assert_pdf,
     body_json,
     build,
+    guarded,
     json_answer,
 )
 from tests.carrier_adapter.stub_transport import StubTransport
 
 BASE = "https://apis-sandbox.fedex.com"
 TRACKING_NUMBER = "794698570123"
+RETURN_TRACKING_NUMBER = "794612349650"
 
 
 @pytest.fixture
@@ -131,10 +134,47 @@ async def test_book_label(
     assert shipment["shippingChargesPayment"]["paymentType"] == "SENDER"
     assert shipment["labelSpecification"]["imageType"] == "PDF"
     assert shipment["recipients"][0]["contact"]["personName"] == "Jane Doe"
+    assert "returnShipmentDetail" not in shipment.get("shipmentSpecialServices", {})
     assert label.tracking_number == TRACKING_NUMBER
+    assert label.is_return is False
     assert label.service_code == "fedex_ground"
     reader = assert_pdf(label.document)
     assert "794698570123" in reader.pages[0].extract_text()
+
+
+async def test_return_label_is_a_fedex_print_return_label_from_the_customer(
+    fedex_stub: StubTransport,
+    fedex: Harness,
+    us_origin: Address,
+    us_destination: Address,
+    box: Parcel,
+) -> None:
+    fedex_stub.route("POST", r"/ship/v1/shipments$", json_answer("fedex", "ship_return.json"))
+    customer, warehouse = us_destination, us_origin
+
+    label = await fedex.connector.book_label(
+        LabelRequest("rma_fedex_0001", "fedex_ground", customer, warehouse, (box,),
+                     reference="RMA-1042", is_return=True)
+    )  # fmt: skip
+
+    [ship_call] = fedex_stub.sent("POST", "/ship/v1/shipments")
+    shipment = body_json(ship_call)["requestedShipment"]
+    special = shipment["shipmentSpecialServices"]
+    assert special["specialServiceTypes"] == ["RETURN_SHIPMENT"]
+    assert special["returnShipmentDetail"] == {"returnType": "PRINT_RETURN_LABEL"}
+    assert shipment["shipper"]["contact"]["personName"] == "Jane Doe"
+    assert shipment["shipper"]["address"]["postalCode"] == "90210"
+    assert shipment["recipients"][0]["contact"]["companyName"] == "Crossdock Inc"
+    assert shipment["recipients"][0]["address"]["postalCode"] == "30301"
+    # Our account pays, not the customer.
+    payment = shipment["shippingChargesPayment"]
+    assert payment["paymentType"] == "SENDER"
+    assert payment["payor"]["responsibleParty"]["accountNumber"] == {"value": "740561073"}
+    assert label.is_return is True
+    assert label.tracking_number == RETURN_TRACKING_NUMBER
+    assert label.carrier_shipment_id == RETURN_TRACKING_NUMBER
+    reader = assert_pdf(label.document)
+    assert RETURN_TRACKING_NUMBER in reader.pages[0].extract_text()
 
 
 async def test_cancel(fedex_stub: StubTransport, fedex: Harness) -> None:
@@ -145,6 +185,37 @@ async def test_cancel(fedex_stub: StubTransport, fedex: Harness) -> None:
     [cancel_call] = fedex_stub.sent("PUT", "/ship/v1/shipments/cancel")
     assert body_json(cancel_call)["trackingNumber"] == TRACKING_NUMBER
     assert body_json(cancel_call)["deletionControl"] == "DELETE_ALL_PACKAGES"
+
+
+async def test_a_cancel_fedex_refuses_is_final_and_not_retried(
+    fedex_stub: StubTransport, fedex: Harness
+) -> None:
+    fedex_stub.route(
+        "PUT", r"/ship/v1/shipments/cancel$", json_answer("fedex", "cancel_refused.json", 400)
+    )
+
+    with pytest.raises(CarrierRejected, match=r"SHIPMENT\.CANCELLATION\.NOTALLOWED") as caught:
+        await guarded(fedex).cancel_label(CancelRequest(TRACKING_NUMBER))
+
+    assert not caught.value.retryable and not caught.value.maybe_committed
+    assert len(fedex_stub.sent("PUT", "/ship/v1/shipments/cancel")) == 1
+
+
+async def test_a_cancel_during_a_fedex_outage_is_retryable(
+    fedex_stub: StubTransport, fedex: Harness
+) -> None:
+    outage = HttpResponse(503, b'{"errors": [{"code": "SERVICE.UNAVAILABLE.ERROR"}]}')
+    fedex_stub.route(
+        "PUT", r"/ship/v1/shipments/cancel$", outage, outage, json_answer("fedex", "cancel.json")
+    )
+
+    with pytest.raises(CarrierUnavailable) as caught:
+        await fedex.connector.cancel_label(CancelRequest(TRACKING_NUMBER))
+    assert caught.value.retryable and not caught.value.maybe_committed
+
+    # Behind the guard the next outage is retried, and the cancel goes through.
+    await guarded(fedex).cancel_label(CancelRequest(TRACKING_NUMBER))
+    assert len(fedex_stub.sent("PUT", "/ship/v1/shipments/cancel")) == 3
 
 
 async def test_track_uses_track_credentials_and_maps_exception_codes(

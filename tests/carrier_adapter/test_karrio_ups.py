@@ -35,6 +35,7 @@ from tests.carrier_adapter.karrio_support import (
     body_json,
     build,
     fresh_ups_token,
+    guarded,
     json_answer,
 )
 from tests.carrier_adapter.stub_transport import StubTransport
@@ -42,6 +43,7 @@ from tests.carrier_adapter.stub_transport import StubTransport
 BASE = "https://wwwcie.ups.com"
 TOKEN = r"/security/v1/oauth/token$"
 TRACKING_NUMBER = "1Z5R89390357567127"
+RETURN_TRACKING_NUMBER = "1Z5R89390384201372"
 SECRET = "s3cr3t-ups-client-secret"
 
 
@@ -125,12 +127,47 @@ async def test_book_label_sends_the_service_and_returns_a_pdf(
     assert shipment["Shipper"]["ShipperNumber"] == "5R8939"
     assert shipment["ShipTo"]["Name"] == "Jane Doe"
     assert shipment["ShipTo"]["Address"]["AddressLine"][0] == "2 Elm St"
+    assert "ReturnService" not in shipment
+    assert label.is_return is False
     assert label.tracking_number == TRACKING_NUMBER
     assert label.package_tracking_numbers == (TRACKING_NUMBER,)
     assert label.carrier_shipment_id == TRACKING_NUMBER
     assert label.idempotency_key == request.idempotency_key
     assert label.created_at == ups.clock.now()
     assert_pdf(label.document)  # UPS sends a GIF; karrio turns it into a PDF page
+
+
+async def test_return_label_is_a_print_return_label_from_the_customer_to_the_warehouse(
+    stub: StubTransport, ups: Harness, us_origin: Address, us_destination: Address, box: Parcel
+) -> None:
+    stub.route("POST", TOKEN, fresh_ups_token())
+    stub.route("POST", r"/api/shipments/v2409/ship$", json_answer("ups", "ship_return.json"))
+    customer, warehouse = us_destination, us_origin
+    request = LabelRequest(
+        "rma_01JD9B7K2M4P6R8T0V2X4Z6A8C", "ups_ground", customer, warehouse, (box,),
+        reference="RMA-1042", is_return=True,
+    )  # fmt: skip
+
+    label = await ups.connector.book_label(request)
+
+    [ship_call] = stub.sent("POST", "/api/shipments/v2409/ship")
+    shipment = body_json(ship_call)["ShipmentRequest"]["Shipment"]
+    assert shipment["ReturnService"]["Code"] == "9"  # UPS Print Return Label
+    assert shipment["ShipFrom"]["Name"] == "Jane Doe"
+    assert shipment["ShipFrom"]["Address"]["PostalCode"] == "90210"
+    assert shipment["ShipTo"]["Name"] == "Crossdock Inc"
+    assert shipment["ShipTo"]["Address"]["PostalCode"] == "30301"
+    # Our account pays, not the customer.
+    assert shipment["Shipper"]["ShipperNumber"] == "5R8939"
+    charges = shipment["PaymentInformation"]["ShipmentCharge"]
+    assert {charge["BillShipper"]["AccountNumber"] for charge in charges} == {"5R8939"}
+    assert shipment["Package"][0]["Description"] == "Returned merchandise"
+    assert label.is_return is True
+    assert label.tracking_number == RETURN_TRACKING_NUMBER
+    assert label.package_tracking_numbers == (RETURN_TRACKING_NUMBER,)
+    assert label.carrier_shipment_id == RETURN_TRACKING_NUMBER
+    assert label.idempotency_key == request.idempotency_key
+    assert_pdf(label.document)
 
 
 async def test_cancel_voids_by_shipment_id(stub: StubTransport, ups: Harness) -> None:
@@ -141,6 +178,33 @@ async def test_cancel_voids_by_shipment_id(stub: StubTransport, ups: Harness) ->
 
     [void_call] = stub.sent("DELETE", "/void/cancel/")
     assert void_call.url == f"{BASE}/api/shipments/v2409/void/cancel/{TRACKING_NUMBER}"
+
+
+async def test_a_void_ups_refuses_is_final_and_not_retried(
+    stub: StubTransport, ups: Harness
+) -> None:
+    stub.route("POST", TOKEN, fresh_ups_token())
+    stub.route("DELETE", r"/void/cancel/", json_answer("ups", "void_refused.json", 400))
+
+    with pytest.raises(CarrierRejected, match="190102: No shipment found") as caught:
+        await guarded(ups).cancel_label(CancelRequest(TRACKING_NUMBER))
+
+    assert not caught.value.retryable and not caught.value.maybe_committed
+    assert len(stub.sent("DELETE", "/void/cancel/")) == 1
+
+
+async def test_a_void_during_a_ups_outage_is_retryable(stub: StubTransport, ups: Harness) -> None:
+    stub.route("POST", TOKEN, fresh_ups_token())
+    outage = HttpResponse(503, b"<html>Service Unavailable</html>")
+    stub.route("DELETE", r"/void/cancel/", outage, outage, json_answer("ups", "void.json"))
+
+    with pytest.raises(CarrierUnavailable) as caught:
+        await ups.connector.cancel_label(CancelRequest(TRACKING_NUMBER))
+    assert caught.value.retryable and not caught.value.maybe_committed
+
+    # Behind the guard the next outage is retried, and the void goes through.
+    await guarded(ups).cancel_label(CancelRequest(TRACKING_NUMBER))
+    assert len(stub.sent("DELETE", "/void/cancel/")) == 3
 
 
 async def test_track_maps_every_ups_activity(

@@ -10,7 +10,11 @@ import pytest
 from services.carrier_adapter.adapters.carriers.karrio_http import HttpResponse
 from services.carrier_adapter.adapters.carriers.usps.connector import UspsConnector
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
-from services.carrier_adapter.domain.errors import CarrierRejected
+from services.carrier_adapter.domain.errors import (
+    CarrierRejected,
+    CarrierUnavailable,
+    UnsupportedOperation,
+)
 from services.carrier_adapter.domain.model import (
     CancelRequest,
     LabelRequest,
@@ -20,6 +24,7 @@ from services.carrier_adapter.domain.model import (
     ServiceLevel,
     TrackingStatus,
 )
+from services.kit.errors import ErrorCode
 from services.kit.values import Address
 from tests.carrier_adapter.karrio_support import (
     Harness,
@@ -27,6 +32,7 @@ from tests.carrier_adapter.karrio_support import (
     assert_pdf,
     body_json,
     build,
+    guarded,
     json_answer,
 )
 from tests.carrier_adapter.stub_transport import StubTransport, payload
@@ -125,9 +131,28 @@ async def test_book_label_pays_with_the_payment_token_and_reads_the_multipart_an
     assert sent["packageDescription"]["mailClass"] == "USPS_GROUND_ADVANTAGE"
     assert sent["toAddress"]["ZIPCode"] == "90210"
     assert sent["imageInfo"]["imageType"] == "PDF"
+    assert sent["imageInfo"].get("returnLabel") is None
     assert label.tracking_number == TRACKING_NUMBER
     assert label.quoted_charge is not None and label.quoted_charge.amount == Decimal("11.38")
     assert_pdf(label.document)
+
+
+async def test_return_labels_are_refused_and_nothing_is_sent(
+    stub: StubTransport, usps: Harness, us_origin: Address, us_destination: Address, box: Parcel
+) -> None:
+    assert usps.connector.capabilities.return_label is False
+    customer, warehouse = us_destination, us_origin
+
+    with pytest.raises(UnsupportedOperation, match="usps does not support return labels") as caught:
+        await usps.connector.book_label(
+            LabelRequest("rma_usps_0001", "usps_ground_advantage", customer, warehouse, (box,),
+                         is_return=True)
+        )  # fmt: skip
+
+    assert caught.value.code is ErrorCode.FAILED_PRECONDITION
+    assert caught.value.reason == "CARRIER_OPERATION_UNSUPPORTED"
+    assert not caught.value.retryable
+    assert stub.requests == []
 
 
 async def test_cancel_deletes_the_label(usps_stub: StubTransport, usps: Harness) -> None:
@@ -138,6 +163,37 @@ async def test_cancel_deletes_the_label(usps_stub: StubTransport, usps: Harness)
     [delete] = usps_stub.sent("DELETE", "/labels/v3/label/")
     assert delete.url == f"{BASE}/labels/v3/label/{TRACKING_NUMBER}"
     assert delete.header("x-payment-authorization-token") == PAYMENT_TOKEN
+
+
+async def test_a_cancel_usps_refuses_is_final_and_not_retried(
+    usps_stub: StubTransport, usps: Harness
+) -> None:
+    usps_stub.route(
+        "DELETE", r"/labels/v3/label/", json_answer("usps", "label_cancel_refused.json", 400)
+    )
+
+    with pytest.raises(CarrierRejected, match="020007: The package has been scanned") as caught:
+        await guarded(usps).cancel_label(CancelRequest(TRACKING_NUMBER))
+
+    assert not caught.value.retryable and not caught.value.maybe_committed
+    assert len(usps_stub.sent("DELETE", "/labels/v3/label/")) == 1
+
+
+async def test_a_cancel_during_a_usps_outage_is_retryable(
+    usps_stub: StubTransport, usps: Harness
+) -> None:
+    outage = HttpResponse(503, b"<html>Service Unavailable</html>")
+    usps_stub.route(
+        "DELETE", r"/labels/v3/label/", outage, outage, json_answer("usps", "label_cancel.json")
+    )
+
+    with pytest.raises(CarrierUnavailable) as caught:
+        await usps.connector.cancel_label(CancelRequest(TRACKING_NUMBER))
+    assert caught.value.retryable and not caught.value.maybe_committed
+
+    # Behind the guard the next outage is retried, and the cancel goes through.
+    await guarded(usps).cancel_label(CancelRequest(TRACKING_NUMBER))
+    assert len(usps_stub.sent("DELETE", "/labels/v3/label/")) == 3
 
 
 async def test_track_maps_usps_event_codes(usps_stub: StubTransport, usps: Harness) -> None:

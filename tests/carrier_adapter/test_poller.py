@@ -120,7 +120,7 @@ async def book(db: Database, account_id: str, number: str, at: datetime = START)
     def store(conn: Connection) -> str:
         stored_quote = StoredQuote(f"rte_{number}", quote, at + timedelta(days=1))
         lease = timedelta(minutes=5)
-        claim = claim_booking(conn, key, stored_quote, LabelFormat.PDF, b"", at, lease, True)
+        claim = claim_booking(conn, key, stored_quote, LabelFormat.PDF, False, b"", at, lease, True)
         stored = complete_booking(conn, key, claim.stored.claim_token, label, at)
         assert stored is not None
         return stored.label_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -121,6 +122,15 @@ def test_requests_from_proto() -> None:
         "ups_ground",
     )  # fmt: skip
     assert (label.label_format, label.service_code) == (LabelFormat.ZPL, "ups_ground")
+    assert label.is_return is False
+    return_label = pm.label_request_from_proto(
+        carrier_service_pb2.BookLabelRequest(
+            idempotency_key="rma_123456", ship_from=address, ship_to=address, parcels=[parcel],
+            is_return=True,
+        ),
+        "ups_ground",
+    )  # fmt: skip
+    assert return_label.is_return is True
 
     booked = BookedLabel(
         "sandbox", "sandbox", "sandbox_standard", "SBX1", ("SBX1",), LabelFormat.ZPL, b"^XA^XZ",
@@ -129,6 +139,8 @@ def test_requests_from_proto() -> None:
     proto_label = pm.label_to_proto(booked, "lbl_1")
     assert proto_label.format == carrier_pb2.LABEL_FORMAT_ZPL
     assert proto_label.document == b"^XA^XZ"
+    assert proto_label.is_return is False
+    assert pm.label_to_proto(replace(booked, is_return=True), "lbl_2").is_return is True
 
 
 def test_webhook_from_proto_keeps_the_body_byte_exact() -> None:

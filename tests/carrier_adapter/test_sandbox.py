@@ -123,6 +123,7 @@ async def test_pdf_label_is_a_real_pdf_with_the_tracking_number(
     text = reader.pages[0].extract_text()
     assert label.tracking_number in text
     assert "Jane Doe" in text and "ord-9" in text
+    assert "RETURN" not in text and label.is_return is False
     assert label.tracking_number.startswith("SBX") and len(label.tracking_number) == 15
     assert label.quoted_charge is not None and label.quoted_charge.amount == Decimal("13.71")
 
@@ -202,6 +203,52 @@ async def test_tracking_shows_only_scans_whose_time_has_come(
 
     assert early.scans == ()
     assert [s.status for s in pending.scans] == [TrackingStatus.PENDING]
+
+
+async def test_return_label_travels_from_the_customer_to_the_warehouse(
+    us_origin: Address, us_destination: Address, box: Parcel
+) -> None:
+    clock = ManualClock()
+    connector = sandbox(clock)
+    customer, warehouse = us_destination, us_origin
+
+    label = await connector.book_label(
+        label_request(customer, warehouse, box, key="rma_0001", is_return=True)
+    )
+    clock.advance(LIFECYCLE_END)
+    scans = (await connector.track(label.tracking_number)).scans
+    again = (await connector.track(label.tracking_number)).scans
+
+    assert label.is_return is True
+    text = PyPDF2.PdfReader(io.BytesIO(label.document)).pages[0].extract_text()
+    assert "RETURN" in text and label.tracking_number in text
+    statuses = [s.status for s in scans]
+    assert statuses[:2] == [TrackingStatus.PENDING, TrackingStatus.PICKED_UP]
+    assert statuses[-1] is TrackingStatus.DELIVERED
+    assert [s.location.city for s in scans[:2] if s.location] == ["Beverly Hills"] * 2
+    assert scans[-1].location is not None and scans[-1].location.city == "Atlanta"
+    assert scans[-1].signed_by == "DC"  # the warehouse signs for it
+    # The same tracking path as any parcel: oldest first, and stable dedupe keys.
+    assert [s.occurred_at for s in scans] == sorted(s.occurred_at for s in scans)
+    assert [s.dedupe_key for s in again] == [s.dedupe_key for s in scans]
+    assert len({s.dedupe_key for s in scans}) == len(scans)
+
+
+async def test_return_label_zpl_is_marked_and_a_key_books_one_kind_of_label(
+    us_origin: Address, us_destination: Address, box: Parcel
+) -> None:
+    connector = sandbox(ManualClock())
+    customer, warehouse = us_destination, us_origin
+    request = label_request(
+        customer, warehouse, box, key="rma_0002", is_return=True, label_format=LabelFormat.ZPL
+    )
+
+    label = await connector.book_label(request)
+
+    assert "RETURN^FS" in label.document.decode()
+    assert await connector.book_label(request) == label
+    with pytest.raises(CarrierRejected, match="idempotency key"):
+        await connector.book_label(replace(request, is_return=False))
 
 
 async def test_exception_then_delivered_path(

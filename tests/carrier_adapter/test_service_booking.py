@@ -16,14 +16,20 @@ import grpc
 import pytest
 from crossdock.carrier.v1 import carrier_pb2
 from crossdock.carrier.v1 import carrier_service_pb2 as svc
+from google.rpc import error_details_pb2
 from nats.aio.client import Client as NATS
 
 from services.carrier_adapter.adapters.store.payloads import count_payloads
 from services.kit.db import Database
+from services.kit.grpc_errors import details_of, status_from_error
+from tests.carrier_adapter.karrio_support import json_answer
 from tests.carrier_adapter.service_support import (
     book_request,
     rates_request,
+    return_rates_request,
+    return_request,
 )
+from tests.carrier_adapter.stub_transport import StubTransport
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.running import CarrierAdapter, carrier_env, running_carrier_adapter
 from tests.fixtures.waiting import wait_for
@@ -172,6 +178,77 @@ async def test_cancel_label_voids_it_once(adapter: CarrierAdapter) -> None:
         svc.TrackRequest(carrier="sandbox", tracking_number=booked.label.tracking_number)
     )
     assert tracked.events[-1].carrier_status_code == "CXL"
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    status = status_from_error(error)
+    assert status is not None
+    (info,) = details_of(status, error_details_pb2.ErrorInfo)
+    return info.reason
+
+
+async def test_a_return_label_is_booked_once_and_its_key_names_one_label(
+    adapter: CarrierAdapter,
+) -> None:
+    quotes = await adapter.stub.GetRates(return_rates_request())
+    assert quotes.rates and not quotes.carrier_errors
+    rate = quotes.rates[0]
+
+    first = await adapter.stub.BookLabel(return_request("rma_return_001", rate.rate_id))
+    again = await adapter.stub.BookLabel(return_request("rma_return_001", rate.rate_id))
+
+    assert first.label.is_return and LABEL_ID.match(first.label.label_id)
+    assert first.label.document.startswith(b"%PDF")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.label == first.label
+    assert adapter.label_bookings() == 1
+    # The key booked a return label: asking it for an outbound one is refused, not answered
+    # with the return label.
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await adapter.stub.BookLabel(book_request("rma_return_001", rate.rate_id))
+    assert reused.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    assert error_reason(reused.value) == "IDEMPOTENCY_KEY_REUSED"
+    assert adapter.label_bookings() == 1
+
+    cancelled = await adapter.stub.CancelLabel(
+        svc.CancelLabelRequest(label_id=first.label.label_id)
+    )
+    assert cancelled.label.is_return and cancelled.label.cancelled
+
+
+async def test_a_carrier_without_return_labels_quotes_none_and_books_none(
+    stub: StubTransport, sqlite_url: str, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    # A USPS account beside the sandbox; its HTTP goes to the stub, which fails the test on any
+    # request it was not told about (so no return label call can slip through).
+    stub.route("POST", r"/oauth2/v3/token$", json_answer("usps", "oauth_token.json"))
+    stub.route("POST", r"/shipments/v3/options/search$", json_answer("usps", "options_search.json"))
+    env = carrier_env(
+        sqlite_url,
+        nats_server.url,
+        CARRIER_ACCOUNTS="sandbox,usps",
+        ACCOUNT_USPS_CARRIER="usps",
+        ACCOUNT_USPS_CLIENT_ID="usps-client-id-test",
+        ACCOUNT_USPS_CLIENT_SECRET="usps-client-secret",
+        ACCOUNT_USPS_TEST_MODE="true",
+    )
+    async with running_carrier_adapter(env) as service:
+        returns = await service.stub.GetRates(return_rates_request(carriers=["sandbox", "usps"]))
+        assert {rate.carrier for rate in returns.rates} == {"sandbox"}
+        assert [(e.carrier, e.message, e.retryable) for e in returns.carrier_errors] == [
+            ("usps", "usps does not support return labels", False)
+        ]
+        assert stub.requests == []
+
+        outbound = await service.stub.GetRates(rates_request(carriers=["usps"]))
+        usps_rate = outbound.rates[0].rate_id
+        for _ in range(2):  # the refusal left no claim behind: the same answer again
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await service.stub.BookLabel(return_request("rma_usps_0001", usps_rate))
+            assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+            assert error_reason(refused.value) == "CARRIER_OPERATION_UNSUPPORTED"
+        assert stub.sent("POST", "/labels/") == []
+        assert stub.sent("POST", "/payments/") == []
 
 
 async def test_labels_survive_a_restart(

@@ -19,6 +19,8 @@ from tests.carrier_adapter.service_support import (
     TRACKING_UPDATED,
     book_request,
     rates_request,
+    return_rates_request,
+    return_request,
     scan,
 )
 from tests.fixtures.events import stream_messages
@@ -157,3 +159,49 @@ async def test_the_sandbox_pusher_delivers_into_the_ingest_path(
         first = (await updates(nats_client, 1))[0]
         assert first.tracking_number == number
         assert first.events[0].carrier_status_code == "LBL"
+
+
+async def test_a_return_parcel_is_tracked_like_any_parcel_to_the_warehouse(
+    tmp_path: Path, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    env = carrier_env(
+        f"sqlite:///{tmp_path / 'carrier_adapter.db'}",
+        nats_server.url,
+        SANDBOX_PUSH="direct",
+        SANDBOX_PUSH_INTERVAL_SECONDS="0.1",
+        # Days of transit in about a second, every push sent twice and some held back.
+        ACCOUNT_SANDBOX_TIME_SCALE="1000000",
+        ACCOUNT_SANDBOX_DUPLICATE_WEBHOOK_RATE="1",
+        ACCOUNT_SANDBOX_LATE_WEBHOOK_RATE="0.3",
+    )
+    async with running_carrier_adapter(env) as service:
+        rates = await service.stub.GetRates(return_rates_request())
+        booked = await service.stub.BookLabel(
+            return_request("rma_track_0001", rates.rates[0].rate_id)
+        )
+        number = booked.label.tracking_number
+        assert booked.label.is_return
+
+        def picked_up_and_delivered(found: list[Any]) -> bool:
+            # Pushes may arrive out of order (held back), so wait for both ends of the story.
+            scans = [e for m in found for e in _decode(events.TrackingUpdated, m).events]
+            return {"LBL", "PKP", "DLV"} <= {e.carrier_status_code for e in scans}
+
+        found = await wait_for(
+            lambda: stream_messages(nats_client.jetstream(), "CARRIER", TRACKING_UPDATED),
+            picked_up_and_delivered,
+        )
+        published = [_decode(events.TrackingUpdated, m) for m in found]
+
+    assert {update.tracking_number for update in published} == {number}
+    scans = [e for update in published for e in update.events]
+    # Duplicate pushes published nothing twice, and every push is oldest first.
+    assert len({e.dedupe_key for e in scans}) == len(scans)
+    for update in published:
+        times = [e.occur_time.ToDatetime() for e in update.events]
+        assert times == sorted(times)
+    story = sorted(scans, key=lambda e: e.occur_time.ToDatetime())
+    assert [e.carrier_status_code for e in story[:2]] == ["LBL", "PKP"]
+    assert story[0].location.city == "Beverly Hills"  # picked up from the customer
+    assert story[-1].status == tracking_pb2.TRACKING_STATUS_DELIVERED
+    assert story[-1].location.city == "Atlanta"  # delivered to the warehouse

@@ -109,6 +109,7 @@ def label_request_from_proto(
         parcels=tuple(_parcel_from_proto(p) for p in request.parcels),
         label_format=label_format,
         reference=request.reference,
+        is_return=request.is_return,
     )
 
 
@@ -140,6 +141,7 @@ def label_to_proto(label: BookedLabel, label_id: str, cancelled: bool = False) -
         idempotency_key=label.idempotency_key,
         create_time=_timestamp(label.created_at),
         cancelled=cancelled,
+        is_return=label.is_return,
     )
 
 

@@ -4,6 +4,8 @@ The carrier call runs in a task of its own, not in the RPC's: a caller whose dea
 (or who disconnects) cancels only its wait, so the booking still completes and is stored, and the
 caller's retry gets that label back. Callers with the same key in this process join the running
 task; callers in another replica see the `booking` row and poll the store until it is booked.
+Return labels book the same way; a key names one label, so a replay asking for the other kind
+(outbound vs return) is refused instead of answered with a label the caller did not ask for.
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ from services.carrier_adapter.adapters.store.labels import ClaimOutcome, StoredL
 from services.carrier_adapter.adapters.store.quotes import StoredQuote, get_quote
 from services.carrier_adapter.domain.connector import CarrierConnector
 from services.carrier_adapter.domain.errors import maybe_committed
-from services.carrier_adapter.domain.model import CancelRequest, LabelFormat, LabelRequest
+from services.carrier_adapter.domain.model import (
+    BookedLabel,
+    CancelRequest,
+    LabelFormat,
+    LabelRequest,
+)
 from services.kit.db import Database
-from services.kit.errors import Conflict, FailedPrecondition, NotFound
+from services.kit.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound
 
 __all__ = ["BookingSettings", "LabelBooker", "cancel_label"]
 
@@ -67,10 +74,27 @@ class LabelBooker:
         key: str,
         rate_id: str,
         label_format: LabelFormat,
+        is_return: bool,
         build: RequestBuilder,
         request_record: bytes,
     ) -> tuple[StoredLabel, bool]:
         """The label for `key` and whether it was booked by an earlier call (replayed)."""
+        stored, replayed = await self._book_or_replay(
+            key, rate_id, label_format, is_return, build, request_record
+        )
+        if replayed and stored.label is not None and stored.label.is_return != is_return:
+            raise _key_reused(stored.label_id, stored.label)
+        return stored, replayed
+
+    async def _book_or_replay(
+        self,
+        key: str,
+        rate_id: str,
+        label_format: LabelFormat,
+        is_return: bool,
+        build: RequestBuilder,
+        request_record: bytes,
+    ) -> tuple[StoredLabel, bool]:
         running = self._running.get(key)
         if running is not None:
             return await asyncio.shield(running), True
@@ -85,6 +109,7 @@ class LabelBooker:
             key,
             quote,
             label_format,
+            is_return,
             request_record,
             self._clock.now(),
             self._settings.lease,
@@ -171,6 +196,16 @@ class LabelBooker:
         if not task.cancelled() and task.exception() is not None:
             # Retrieved here so a booking nobody waits for any more still gets logged.
             log.warning("label booking %s failed: %s", key, task.exception())
+
+
+def _key_reused(label_id: str, booked: BookedLabel) -> AlreadyExists:
+    kind = "a return" if booked.is_return else "an outbound"
+    return AlreadyExists(
+        f"idempotency key {booked.idempotency_key} already booked {kind} label {label_id}",
+        resource_type="label",
+        resource_name=label_id,
+        reason="IDEMPOTENCY_KEY_REUSED",
+    )
 
 
 def _outcome_unknown(key: str) -> FailedPrecondition:

@@ -1,5 +1,6 @@
 """GetRates: every wanted carrier account quotes at once; the quotes are stored under new rate
-ids, so BookLabel books exactly what was quoted (account, service and price)."""
+ids, so BookLabel books exactly what was quoted (account, service and price). Quotes for a
+return label come only from accounts that can book one, so the cheapest quote is bookable."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegis
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store.quotes import save_quotes
 from services.carrier_adapter.domain.connector import CarrierConnector
-from services.carrier_adapter.domain.errors import is_retryable
+from services.carrier_adapter.domain.errors import UnsupportedOperation, is_retryable
 from services.carrier_adapter.domain.model import RateQuote, RateRequest
 from services.kit.errors import DomainError
 from services.kit.ids import resource_id
@@ -46,16 +47,24 @@ async def get_rates(
     request: RateRequest,
     carriers: Sequence[str],
     quote_ttl: timedelta,
+    *,
+    is_return: bool = False,
 ) -> Rates:
-    """Quotes of every account of `carriers` (every account when empty), stored, cheapest first."""
+    """Quotes of every account of `carriers` (every account when empty), stored, cheapest first;
+    for a return label, only of accounts that can book one."""
     wanted = set(carriers)
     connectors = [c for c in registry if not wanted or c.carrier in wanted]
+    unable = [c for c in connectors if is_return and not c.capabilities.return_label]
+    connectors = [c for c in connectors if c not in unable]
     # Concurrently: the answer takes as long as the slowest carrier, not their sum.
     answers = await asyncio.gather(*(c.rate(request) for c in connectors), return_exceptions=True)
     quotes: list[RateQuote] = []
     failures = [
         CarrierFailure(name, "no account is configured for this carrier")
-        for name in sorted(wanted - {c.carrier for c in connectors})
+        for name in sorted(wanted - {c.carrier for c in connectors + unable})
+    ] + [
+        CarrierFailure(name, UnsupportedOperation(name, "return labels").message)
+        for name in sorted({c.carrier for c in unable})
     ]
     for connector, answer in zip(connectors, answers, strict=True):
         if isinstance(answer, BaseException):

@@ -31,6 +31,9 @@ class Capabilities:
     # timeout; otherwise a maybe-committed booking must be reconciled, never blindly re-sent.
     idempotent_booking: bool = False
     cancel_label: bool = True
+    # The carrier books return labels (customer → warehouse, billed to our account); a connector
+    # without it refuses them with UnsupportedOperation before sending anything.
+    return_label: bool = False
 
 
 @runtime_checkable

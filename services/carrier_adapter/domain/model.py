@@ -132,6 +132,8 @@ class LabelRequest:
     parcels: tuple[Parcel, ...]
     label_format: LabelFormat = LabelFormat.PDF
     reference: str = ""
+    # A return label: ship_from is the customer sending goods back, ship_to the warehouse.
+    is_return: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class BookedLabel:
     quoted_charge: Money | None = None
     # The carrier's own id for voiding (often the tracking number).
     carrier_shipment_id: str = ""
+    is_return: bool = False
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
             pm.rate_request_from_proto(request),
             list(request.carriers),
             self._quote_ttl,
+            is_return=request.is_return,
         )
         return svc.GetRatesResponse(
             rates=[pm.rate_to_proto(quote, rate_id) for rate_id, quote in rates.quoted],
@@ -73,6 +74,7 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
             request.idempotency_key,
             request.rate_id,
             pm.label_request_from_proto(request, "").label_format,
+            request.is_return,
             build,
             request.SerializeToString(deterministic=True),
         )

@@ -11,6 +11,10 @@ become the raw payload log; the token cache is shared per account so OAuth token
 A carrier subclass supplies its karrio settings, its units, and `raw_scans`: karrio's unified
 TrackingEvent drops fields we need (UPS gmt time, FedEx exceptionCode, structured locations),
 so the subclass reads those from the same answer through karrio's own schema types.
+
+A return label goes through karrio's return-shipment steps (`create_return_shipment_request`
+…), only for carriers whose capabilities say `return_label`; see each carrier's module for why
+it does or does not.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ class KarrioConnector:
     capabilities: ClassVar[Capabilities] = Capabilities(
         push_tracking=False, idempotent_booking=False
     )
+    # karrio shipment options a return label needs at this carrier, on top of karrio's own.
+    return_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(
         self,
@@ -148,6 +154,8 @@ class KarrioConnector:
         return sorted(quotes, key=lambda q: q.total_charge.amount)
 
     async def book_label(self, request: LabelRequest) -> BookedLabel:
+        if request.is_return and not self.capabilities.return_label:
+            raise UnsupportedOperation(self.carrier, "return labels")
         if request.service_code not in self.services.services:
             raise UnknownService(self.carrier, request.service_code)
         label_type = self.label_types.get(request.label_format)
@@ -157,21 +165,21 @@ class KarrioConnector:
             service=request.service_code,
             shipper=to_karrio_address(request.ship_from),
             recipient=to_karrio_address(request.ship_to),
-            parcels=[to_karrio_parcel(p, self.units) for p in request.parcels],
+            parcels=[
+                to_karrio_parcel(p, self.units, _RETURN_CONTENTS if request.is_return else None)
+                for p in request.parcels
+            ],
             label_type=label_type,
             reference=request.reference,
             # Bill the configured account; karrio needs it spelled out for some carriers.
             payment=karrio_models.Payment(
                 paid_by="sender", account_number=self.account.get("account_number") or None
             ),
+            options=dict(self.return_options) if request.is_return else {},
         )
 
         shipment, messages = await self._run(
-            "book_label",
-            request.idempotency_key,
-            lambda gw: gw.mapper.create_shipment_request(payload),
-            lambda gw, shipment_request: gw.proxy.create_shipment(shipment_request),
-            lambda gw, answer: gw.mapper.parse_shipment_response(answer),
+            "book_label", request.idempotency_key, *_shipment_steps(payload, request.is_return)
         )
         if shipment is None or not shipment.tracking_number or not shipment.docs.label:
             raise CarrierRejected(self.carrier, _texts(messages) or ["no label in the answer"])
@@ -194,6 +202,7 @@ class KarrioConnector:
                 else None
             ),
             carrier_shipment_id=shipment.shipment_identifier or shipment.tracking_number,
+            is_return=request.is_return,
         )
 
     async def cancel_label(self, request: CancelRequest) -> None:
@@ -337,6 +346,33 @@ class KarrioConnector:
                 body=text,
                 reference=reference,
             )
+
+
+# UPS refuses a return package without a description of its goods; we do not know the items.
+_RETURN_CONTENTS = "Returned merchandise"
+
+_ShipmentSteps = tuple[
+    Callable[[Gateway], Any], Callable[[Gateway, Any], Any], Callable[[Gateway, Any], Any]
+]
+
+
+def _shipment_steps(payload: karrio_models.ShipmentRequest, is_return: bool) -> _ShipmentSteps:
+    """karrio's build → send → parse for an outbound or a return shipment.
+
+    karrio's return builders take the parties as the parcel travels (shipper = the customer,
+    recipient = the warehouse), which is already how a return LabelRequest names them.
+    """
+    if is_return:
+        return (
+            lambda gw: gw.mapper.create_return_shipment_request(payload),
+            lambda gw, shipment_request: gw.proxy.create_return_shipment(shipment_request),
+            lambda gw, answer: gw.mapper.parse_return_shipment_response(answer),
+        )
+    return (
+        lambda gw: gw.mapper.create_shipment_request(payload),
+        lambda gw, shipment_request: gw.proxy.create_shipment(shipment_request),
+        lambda gw, answer: gw.mapper.parse_shipment_response(answer),
+    )
 
 
 class _PhaseError(Exception):

@@ -51,7 +51,9 @@ def to_karrio_address(address: Address) -> karrio_models.Address:
     )
 
 
-def to_karrio_parcel(parcel: Parcel, units: UnitSystem) -> karrio_models.Parcel:
+def to_karrio_parcel(
+    parcel: Parcel, units: UnitSystem, description: str | None = None
+) -> karrio_models.Parcel:
     weight_unit, dim_unit = (
         (WeightUnit.POUND, DimensionUnit.INCH)
         if units == "imperial"
@@ -66,6 +68,7 @@ def to_karrio_parcel(parcel: Parcel, units: UnitSystem) -> karrio_models.Parcel:
         height=_number(dims[2]) if dims else None,
         dimension_unit=("IN" if units == "imperial" else "CM") if dims else None,
         reference_number=parcel.reference or None,
+        description=description,
     )
 
 

@@ -90,6 +90,7 @@ def claim_booking(
     key: str,
     quote: StoredQuote,
     label_format: LabelFormat,
+    is_return: bool,
     request: bytes,
     now: datetime,
     lease: timedelta,
@@ -111,6 +112,7 @@ def claim_booking(
             "service_code": quote.quote.service_code,
             "package_tracking_numbers": "[]",
             "label_format": label_format.value,
+            "is_return": is_return,
             "carrier_shipment_id": "",
             "request": request,
             "created_at": epoch(now),
@@ -165,6 +167,7 @@ def complete_booking(
             quoted_amount=str(label.quoted_charge.amount) if label.quoted_charge else None,
             quoted_currency=label.quoted_charge.currency_code if label.quoted_charge else None,
             carrier_shipment_id=label.carrier_shipment_id,
+            is_return=label.is_return,
             booked_at=epoch(label.created_at or now),
         )
     ).rowcount
@@ -243,6 +246,7 @@ def _one(conn: Connection, where: object) -> StoredLabel | None:
             created_at=booked_at,
             quoted_charge=money_or_none(row["quoted_amount"], row["quoted_currency"]),
             carrier_shipment_id=row["carrier_shipment_id"],
+            is_return=bool(row["is_return"]),
         )
     return StoredLabel(
         label_id=row["label_id"],

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -71,6 +72,8 @@ labels = Table(
     Column("quoted_amount", String(40), nullable=True),
     Column("quoted_currency", String(3), nullable=True),
     Column("carrier_shipment_id", String(64), nullable=False),
+    # A return label (customer → warehouse); set at claim, so an idempotency key names one kind.
+    Column("is_return", Boolean, nullable=False, server_default=false()),
     # The BookLabelRequest as received: the sandbox carrier's simulation is rebuilt from it after
     # a restart (a real carrier keeps its own state).
     Column("request", LargeBinary, nullable=False),

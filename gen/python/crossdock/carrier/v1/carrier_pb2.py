@@ -27,7 +27,7 @@ from crossdock.common.v1 import common_pb2 as crossdock_dot_common_dot_v1_dot_co
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"crossdock/carrier/v1/carrier.proto\x12\x14\x63rossdock.carrier.v1\x1a\x1b\x62uf/validate/validate.proto\x1a crossdock/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\x06Parcel\x12+\n\x06weight\x18\x01 \x01(\x0b\x32\x1b.crossdock.common.v1.Weight\x12\x33\n\ndimensions\x18\x02 \x01(\x0b\x32\x1f.crossdock.common.v1.Dimensions\x12-\n\treference\x18\x03 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[^\\x00-\\x1F\\x7F]*$\"\xeb\x02\n\x04Rate\x12\x0f\n\x07rate_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x61rrier_account_id\x18\x03 \x01(\t\x12\x14\n\x0cservice_code\x18\x04 \x01(\t\x12\x14\n\x0cservice_name\x18\x05 \x01(\t\x12\x39\n\rservice_level\x18\x06 \x01(\x0e\x32\".crossdock.carrier.v1.ServiceLevel\x12\x30\n\x0ctotal_charge\x18\x07 \x01(\x0b\x32\x1a.crossdock.common.v1.Money\x12\x1e\n\x16\x65stimated_transit_days\x18\x08 \x01(\x05\x12;\n\x17\x65stimated_delivery_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd0\x02\n\x05Label\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x02 \x01(\t\x12\x14\n\x0cservice_code\x18\x03 \x01(\t\x12\x17\n\x0ftracking_number\x18\x04 \x01(\t\x12 \n\x18package_tracking_numbers\x18\x05 \x03(\t\x12\x31\n\x06\x66ormat\x18\x06 \x01(\x0e\x32!.crossdock.carrier.v1.LabelFormat\x12\x10\n\x08\x64ocument\x18\x07 \x01(\x0c\x12\x31\n\rquoted_charge\x18\x08 \x01(\x0b\x32\x1a.crossdock.common.v1.Money\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcancelled\x18\x0b \x01(\x08*\x9e\x01\n\x0cServiceLevel\x12\x1d\n\x19SERVICE_LEVEL_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVICE_LEVEL_ECONOMY\x10\x01\x12\x1a\n\x16SERVICE_LEVEL_STANDARD\x10\x02\x12\x1b\n\x17SERVICE_LEVEL_EXPEDITED\x10\x03\x12\x1b\n\x17SERVICE_LEVEL_OVERNIGHT\x10\x04*m\n\x0bLabelFormat\x12\x1c\n\x18LABEL_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10LABEL_FORMAT_PDF\x10\x01\x12\x14\n\x10LABEL_FORMAT_ZPL\x10\x02\x12\x14\n\x10LABEL_FORMAT_PNG\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"crossdock/carrier/v1/carrier.proto\x12\x14\x63rossdock.carrier.v1\x1a\x1b\x62uf/validate/validate.proto\x1a crossdock/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\x06Parcel\x12+\n\x06weight\x18\x01 \x01(\x0b\x32\x1b.crossdock.common.v1.Weight\x12\x33\n\ndimensions\x18\x02 \x01(\x0b\x32\x1f.crossdock.common.v1.Dimensions\x12-\n\treference\x18\x03 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[^\\x00-\\x1F\\x7F]*$\"\xeb\x02\n\x04Rate\x12\x0f\n\x07rate_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x61rrier_account_id\x18\x03 \x01(\t\x12\x14\n\x0cservice_code\x18\x04 \x01(\t\x12\x14\n\x0cservice_name\x18\x05 \x01(\t\x12\x39\n\rservice_level\x18\x06 \x01(\x0e\x32\".crossdock.carrier.v1.ServiceLevel\x12\x30\n\x0ctotal_charge\x18\x07 \x01(\x0b\x32\x1a.crossdock.common.v1.Money\x12\x1e\n\x16\x65stimated_transit_days\x18\x08 \x01(\x05\x12;\n\x17\x65stimated_delivery_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe3\x02\n\x05Label\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x02 \x01(\t\x12\x14\n\x0cservice_code\x18\x03 \x01(\t\x12\x17\n\x0ftracking_number\x18\x04 \x01(\t\x12 \n\x18package_tracking_numbers\x18\x05 \x03(\t\x12\x31\n\x06\x66ormat\x18\x06 \x01(\x0e\x32!.crossdock.carrier.v1.LabelFormat\x12\x10\n\x08\x64ocument\x18\x07 \x01(\x0c\x12\x31\n\rquoted_charge\x18\x08 \x01(\x0b\x32\x1a.crossdock.common.v1.Money\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcancelled\x18\x0b \x01(\x08\x12\x11\n\tis_return\x18\x0c \x01(\x08*\x9e\x01\n\x0cServiceLevel\x12\x1d\n\x19SERVICE_LEVEL_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVICE_LEVEL_ECONOMY\x10\x01\x12\x1a\n\x16SERVICE_LEVEL_STANDARD\x10\x02\x12\x1b\n\x17SERVICE_LEVEL_EXPEDITED\x10\x03\x12\x1b\n\x17SERVICE_LEVEL_OVERNIGHT\x10\x04*m\n\x0bLabelFormat\x12\x1c\n\x18LABEL_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10LABEL_FORMAT_PDF\x10\x01\x12\x14\n\x10LABEL_FORMAT_ZPL\x10\x02\x12\x14\n\x10LABEL_FORMAT_PNG\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,14 +36,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PARCEL'].fields_by_name['reference']._loaded_options = None
   _globals['_PARCEL'].fields_by_name['reference']._serialized_options = b'\272H\027r\0252\023^[^\\x00-\\x1F\\x7F]*$'
-  _globals['_SERVICELEVEL']._serialized_start=1018
-  _globals['_SERVICELEVEL']._serialized_end=1176
-  _globals['_LABELFORMAT']._serialized_start=1178
-  _globals['_LABELFORMAT']._serialized_end=1287
+  _globals['_SERVICELEVEL']._serialized_start=1037
+  _globals['_SERVICELEVEL']._serialized_end=1195
+  _globals['_LABELFORMAT']._serialized_start=1197
+  _globals['_LABELFORMAT']._serialized_end=1306
   _globals['_PARCEL']._serialized_start=157
   _globals['_PARCEL']._serialized_end=310
   _globals['_RATE']._serialized_start=313
   _globals['_RATE']._serialized_end=676
   _globals['_LABEL']._serialized_start=679
-  _globals['_LABEL']._serialized_end=1015
+  _globals['_LABEL']._serialized_end=1034
 # @@protoc_insertion_point(module_scope)

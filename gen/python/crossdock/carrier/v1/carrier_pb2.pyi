@@ -196,6 +196,7 @@ class Label(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CANCELLED_FIELD_NUMBER: _builtins.int
+    IS_RETURN_FIELD_NUMBER: _builtins.int
     label_id: _builtins.str
     """label_id identifies the booking within crossdock."""
     carrier: _builtins.str
@@ -212,6 +213,8 @@ class Label(_message.Message):
     """idempotency_key is the caller's key that made this booking; rebooking with it returns this label."""
     cancelled: _builtins.bool
     """cancelled is true once the label has been voided with the carrier."""
+    is_return: _builtins.bool
+    """is_return is true for a return label: the customer sends goods back to the warehouse on it."""
     @_builtins.property
     def package_tracking_numbers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """package_tracking_numbers are the per-package tracking numbers, in package order."""
@@ -238,10 +241,11 @@ class Label(_message.Message):
         idempotency_key: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         cancelled: _builtins.bool = ...,
+        is_return: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "quoted_charge", b"quoted_charge"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "carrier", b"carrier", "create_time", b"create_time", "document", b"document", "format", b"format", "idempotency_key", b"idempotency_key", "label_id", b"label_id", "package_tracking_numbers", b"package_tracking_numbers", "quoted_charge", b"quoted_charge", "service_code", b"service_code", "tracking_number", b"tracking_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "carrier", b"carrier", "create_time", b"create_time", "document", b"document", "format", b"format", "idempotency_key", b"idempotency_key", "is_return", b"is_return", "label_id", b"label_id", "package_tracking_numbers", b"package_tracking_numbers", "quoted_charge", b"quoted_charge", "service_code", b"service_code", "tracking_number", b"tracking_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

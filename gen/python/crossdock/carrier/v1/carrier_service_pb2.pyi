@@ -33,15 +33,20 @@ class GetRatesRequest(_message.Message):
     PARCELS_FIELD_NUMBER: _builtins.int
     SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
     CARRIERS_FIELD_NUMBER: _builtins.int
+    IS_RETURN_FIELD_NUMBER: _builtins.int
     service_level: _carrier_pb2.ServiceLevel.ValueType
     """service_level limits the quotes to services that meet it; unspecified quotes all levels."""
+    is_return: _builtins.bool
+    """is_return quotes only carriers that can book return labels (ship_from is then the customer);
+    the others are listed in carrier_errors.
+    """
     @_builtins.property
     def ship_from(self) -> _common_pb2.Address:
-        """ship_from is the warehouse address the parcels leave from."""
+        """ship_from is the address the parcels leave from: the warehouse, or the customer for a return."""
 
     @_builtins.property
     def ship_to(self) -> _common_pb2.Address:
-        """ship_to is the delivery address."""
+        """ship_to is the delivery address: the customer, or the warehouse for a return."""
 
     @_builtins.property
     def parcels(self) -> _containers.RepeatedCompositeFieldContainer[_carrier_pb2.Parcel]:
@@ -59,10 +64,11 @@ class GetRatesRequest(_message.Message):
         parcels: _abc.Iterable[_carrier_pb2.Parcel] | None = ...,
         service_level: _carrier_pb2.ServiceLevel.ValueType = ...,
         carriers: _abc.Iterable[_builtins.str] | None = ...,
+        is_return: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ship_from", b"ship_from", "ship_to", b"ship_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["carriers", b"carriers", "parcels", b"parcels", "service_level", b"service_level", "ship_from", b"ship_from", "ship_to", b"ship_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carriers", b"carriers", "is_return", b"is_return", "parcels", b"parcels", "service_level", b"service_level", "ship_from", b"ship_from", "ship_to", b"ship_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -130,7 +136,7 @@ Global___CarrierError: _TypeAlias = CarrierError  # noqa: Y015
 
 @_typing.final
 class BookLabelRequest(_message.Message):
-    """BookLabelRequest asks for a label for one shipment."""
+    """BookLabelRequest asks for a label for one shipment, outbound or (is_return) coming back."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -141,6 +147,7 @@ class BookLabelRequest(_message.Message):
     PARCELS_FIELD_NUMBER: _builtins.int
     LABEL_FORMAT_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
+    IS_RETURN_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """idempotency_key makes booking exactly-once; shipment uses its shipment id."""
     rate_id: _builtins.str
@@ -149,13 +156,19 @@ class BookLabelRequest(_message.Message):
     """label_format is the document format wanted."""
     reference: _builtins.str
     """reference is printed on the label, e.g. the order's external id."""
+    is_return: _builtins.bool
+    """is_return asks for a return label: the customer (ship_from) sends the parcels back to the
+    warehouse (ship_to). A carrier that cannot book return labels answers FAILED_PRECONDITION
+    (reason CARRIER_OPERATION_UNSUPPORTED) and books nothing; a key that already booked a label
+    of the other kind answers ALREADY_EXISTS (reason IDEMPOTENCY_KEY_REUSED).
+    """
     @_builtins.property
     def ship_from(self) -> _common_pb2.Address:
-        """ship_from is the warehouse address the parcels leave from."""
+        """ship_from is the address the parcels leave from: the warehouse, or the customer for a return."""
 
     @_builtins.property
     def ship_to(self) -> _common_pb2.Address:
-        """ship_to is the delivery address."""
+        """ship_to is the delivery address: the customer, or the warehouse for a return."""
 
     @_builtins.property
     def parcels(self) -> _containers.RepeatedCompositeFieldContainer[_carrier_pb2.Parcel]:
@@ -171,10 +184,11 @@ class BookLabelRequest(_message.Message):
         parcels: _abc.Iterable[_carrier_pb2.Parcel] | None = ...,
         label_format: _carrier_pb2.LabelFormat.ValueType = ...,
         reference: _builtins.str = ...,
+        is_return: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ship_from", b"ship_from", "ship_to", b"ship_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "label_format", b"label_format", "parcels", b"parcels", "rate_id", b"rate_id", "reference", b"reference", "ship_from", b"ship_from", "ship_to", b"ship_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "is_return", b"is_return", "label_format", b"label_format", "parcels", b"parcels", "rate_id", b"rate_id", "reference", b"reference", "ship_from", b"ship_from", "ship_to", b"ship_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

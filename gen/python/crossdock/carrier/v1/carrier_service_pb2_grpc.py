@@ -75,6 +75,9 @@ class CarrierAdapterServiceServicer:
 
     def BookLabel(self, request, context):
         """BookLabel buys a label; the same idempotency_key always returns the same label.
+        A return label (RMA) is a BookLabel with is_return set, not an RPC of its own: it is the
+        same booking (quote, idempotency key, replay, unknown outcome) with the addresses' roles
+        swapped, so one RPC keeps one exactly-once path.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,7 +36,11 @@ class CarrierAdapterServiceStub:
     GetRates: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.GetRatesRequest, _carrier_service_pb2.GetRatesResponse]
     """GetRates quotes every configured carrier service that can move the parcels."""
     BookLabel: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.BookLabelRequest, _carrier_service_pb2.BookLabelResponse]
-    """BookLabel buys a label; the same idempotency_key always returns the same label."""
+    """BookLabel buys a label; the same idempotency_key always returns the same label.
+    A return label (RMA) is a BookLabel with is_return set, not an RPC of its own: it is the
+    same booking (quote, idempotency key, replay, unknown outcome) with the addresses' roles
+    swapped, so one RPC keeps one exactly-once path.
+    """
     CancelLabel: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.CancelLabelRequest, _carrier_service_pb2.CancelLabelResponse]
     """CancelLabel voids a label that has not moved yet."""
     Track: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.TrackRequest, _carrier_service_pb2.TrackResponse]
@@ -52,7 +56,11 @@ class CarrierAdapterServiceAsyncStub(CarrierAdapterServiceStub):
     GetRates: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.GetRatesRequest, _carrier_service_pb2.GetRatesResponse]  # type: ignore[assignment]
     """GetRates quotes every configured carrier service that can move the parcels."""
     BookLabel: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.BookLabelRequest, _carrier_service_pb2.BookLabelResponse]  # type: ignore[assignment]
-    """BookLabel buys a label; the same idempotency_key always returns the same label."""
+    """BookLabel buys a label; the same idempotency_key always returns the same label.
+    A return label (RMA) is a BookLabel with is_return set, not an RPC of its own: it is the
+    same booking (quote, idempotency key, replay, unknown outcome) with the addresses' roles
+    swapped, so one RPC keeps one exactly-once path.
+    """
     CancelLabel: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.CancelLabelRequest, _carrier_service_pb2.CancelLabelResponse]  # type: ignore[assignment]
     """CancelLabel voids a label that has not moved yet."""
     Track: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.TrackRequest, _carrier_service_pb2.TrackResponse]  # type: ignore[assignment]
@@ -77,7 +85,11 @@ class CarrierAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _carrier_service_pb2.BookLabelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_carrier_service_pb2.BookLabelResponse, _abc.Awaitable[_carrier_service_pb2.BookLabelResponse]]:
-        """BookLabel buys a label; the same idempotency_key always returns the same label."""
+        """BookLabel buys a label; the same idempotency_key always returns the same label.
+        A return label (RMA) is a BookLabel with is_return set, not an RPC of its own: it is the
+        same booking (quote, idempotency key, replay, unknown outcome) with the addresses' roles
+        swapped, so one RPC keeps one exactly-once path.
+        """
 
     @_abc_1.abstractmethod
     def CancelLabel(

@@ -2,6 +2,11 @@
 
 DHL Express does not void waybills through this API (an unscanned waybill is not billed), so
 cancel is unsupported and the service keeps the label as void on its side.
+
+No return labels either: karrio-dhl-express's "return shipment" books an ordinary waybill from
+the customer's address on our shipper account, plus special service TG (in karrio: return of
+undeliverable shipments). That is not a DHL Express return product, so the connector refuses
+return labels (Capabilities.return_label is False) rather than book one under a wrong name.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ __all__ = ["DhlExpressConnector"]
 class DhlExpressConnector(KarrioConnector):
     carrier = "dhl_express"
     units = "metric"
-    capabilities = Capabilities(push_tracking=False, idempotent_booking=False, cancel_label=False)
+    capabilities = Capabilities(
+        push_tracking=False, idempotent_booking=False, cancel_label=False, return_label=False
+    )
 
     def karrio_settings(self) -> dict[str, Any]:
         return {

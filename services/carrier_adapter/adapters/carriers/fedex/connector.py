@@ -1,4 +1,8 @@
-"""FedEx through karrio-fedex (OAuth; Rate, Ship, Cancel and Track APIs)."""
+"""FedEx through karrio-fedex (OAuth; Rate, Ship, Cancel and Track APIs).
+
+Return labels are FedEx return shipments: the Ship API with the RETURN_SHIPMENT special service
+and a PRINT_RETURN_LABEL return detail (karrio sets both), billed to our account.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import karrio.lib as karrio_lib
 import karrio.schemas.fedex.tracking_response as fedex_tracking
 
 from services.carrier_adapter.adapters.carriers.karrio_base import KarrioConnector
+from services.carrier_adapter.domain.connector import Capabilities
 from services.carrier_adapter.domain.model import ScanLocation
 from services.carrier_adapter.domain.normalize import RawScan
 
@@ -19,6 +24,7 @@ __all__ = ["FedexConnector"]
 class FedexConnector(KarrioConnector):
     carrier = "fedex"
     units = "imperial"
+    capabilities = Capabilities(push_tracking=False, idempotent_booking=False, return_label=True)
 
     def karrio_settings(self) -> dict[str, Any]:
         return {

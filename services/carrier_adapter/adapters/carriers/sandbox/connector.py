@@ -3,8 +3,10 @@ and signed webhooks, with no network. Local runs and e2e tests book with it.
 
 It behaves like a well-run carrier: booking is idempotent by our key (the same key returns the
 same label), voiding works until pickup, tracking shows the scans whose time has come, and the
-pusher (carriers.sandbox.pusher) sends them as signed webhooks. State is in memory, like a real
-carrier's own database; after a restart the service hands its live labels back with `restore`.
+pusher (carriers.sandbox.pusher) sends them as signed webhooks. Return labels are ordinary
+parcels travelling from the customer to the warehouse, with "RETURN" printed on the label.
+State is in memory, like a real carrier's own database; after a restart the service hands its
+live labels back with `restore`.
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ class _Parcel:
 
 class SandboxConnector:
     carrier = CARRIER
-    capabilities = Capabilities(push_tracking=True, idempotent_booking=True, cancel_label=True)
+    capabilities = Capabilities(
+        push_tracking=True, idempotent_booking=True, cancel_label=True, return_label=True
+    )
 
     def __init__(
         self,
@@ -188,6 +192,7 @@ class SandboxConnector:
             weight_text=_weight_text(request),
             reference=request.reference,
             package_text=f"1 of {len(request.parcels)}",
+            is_return=request.is_return,
         )
         render = (
             documents.render_pdf
@@ -209,6 +214,7 @@ class SandboxConnector:
             created_at=self._clock.now(),
             quoted_charge=Money(self.settings.currency, amount),
             carrier_shipment_id=tracking_number,
+            is_return=request.is_return,
         )
         self._adopt(label, request)
         self._log("book_label", PayloadDirection.RESPONSE, tracking_number, request.idempotency_key)

@@ -38,12 +38,15 @@ class LabelContent:
     weight_text: str
     reference: str = ""
     package_text: str = "1 of 1"
+    # Printed as a banner, as real carriers mark return labels, so a dock sees it at a glance.
+    is_return: bool = False
 
 
 def render_pdf(label: LabelContent) -> bytes:
     lines = [
         (10, 16, label.carrier_name.upper()),
         (10, 10, label.service_name),
+        *([(12, 12, "RETURN")] if label.is_return else []),
         (8, 8, "FROM:"),
         *[(8, 8, text) for text in label.ship_from],
         (8, 12, "SHIP TO:"),
@@ -89,6 +92,7 @@ def render_zpl(label: LabelContent) -> bytes:
     fields = [
         ("^FO30,30^A0N,50,50", label.carrier_name.upper()),
         ("^FO30,90^A0N,30,30", label.service_name),
+        ("^FO560,30^A0N,50,50", "RETURN" if label.is_return else ""),
         *[(f"^FO30,{140 + i * 28}^A0N,24,24", text) for i, text in enumerate(label.ship_from)],
         *[(f"^FO30,{320 + i * 40}^A0N,36,36", text) for i, text in enumerate(label.ship_to)],
         ("^FO30,600^A0N,26,26", f"WEIGHT {label.weight_text}  PKG {label.package_text}"),

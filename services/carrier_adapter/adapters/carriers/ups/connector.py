@@ -1,9 +1,15 @@
-"""UPS through karrio-ups (OAuth client credentials; Rating, Shipping, Void and Track APIs)."""
+"""UPS through karrio-ups (OAuth client credentials; Rating, Shipping, Void and Track APIs).
+
+Return labels are UPS Return Service shipments: the same Shipping API call with a ReturnService
+code, billed to our account. We ask for Print Return Label (code 9), which answers the label
+document for us to hand the customer.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import karrio.core.models as karrio_models
 import karrio.lib as karrio_lib
@@ -11,6 +17,7 @@ import karrio.schemas.ups.tracking_response as ups_tracking
 
 from services.carrier_adapter.adapters.carriers.karrio_base import KarrioConnector
 from services.carrier_adapter.adapters.carriers.karrio_mapping import utc_offset
+from services.carrier_adapter.domain.connector import Capabilities
 from services.carrier_adapter.domain.model import ScanLocation
 from services.carrier_adapter.domain.normalize import RawScan
 
@@ -20,6 +27,10 @@ __all__ = ["UpsConnector"]
 class UpsConnector(KarrioConnector):
     carrier = "ups"
     units = "imperial"
+    capabilities = Capabilities(push_tracking=False, idempotent_booking=False, return_label=True)
+    # karrio defaults to Return Service 3-Attempt, whose label the UPS driver brings to the
+    # customer; Print Return Label answers the label for us to hand over.
+    return_options: ClassVar[Mapping[str, Any]] = {"ups_return_service": "ups_print_return_label"}
 
     def karrio_settings(self) -> dict[str, Any]:
         return {

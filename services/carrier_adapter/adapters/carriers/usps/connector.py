@@ -1,4 +1,10 @@
-"""USPS through karrio-usps (OAuth; Prices/Labels v3, label void, Tracking v3)."""
+"""USPS through karrio-usps (OAuth; Prices/Labels v3, label void, Tracking v3).
+
+No return labels: karrio-usps has no USPS returns-label call. Its "return shipment" sets
+`imageInfo.returnLabel` on an ordinary outbound label, which buys that outbound label plus a
+return label for it, so booking one return would pay for two labels, one of them in the wrong
+direction. The connector refuses return labels (Capabilities.return_label is False).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import karrio.schemas.usps.tracking_response as usps_tracking
 
 from services.carrier_adapter.adapters.carriers.karrio_base import KarrioConnector
 from services.carrier_adapter.adapters.carriers.karrio_mapping import utc_offset
+from services.carrier_adapter.domain.connector import Capabilities
 from services.carrier_adapter.domain.model import ScanLocation
 from services.carrier_adapter.domain.normalize import RawScan
 
@@ -20,6 +27,7 @@ __all__ = ["UspsConnector"]
 class UspsConnector(KarrioConnector):
     carrier = "usps"
     units = "imperial"
+    capabilities = Capabilities(push_tracking=False, idempotent_booking=False, return_label=False)
 
     def karrio_settings(self) -> dict[str, Any]:
         return {
