@@ -140,8 +140,12 @@ def test_every_tracking_status_has_a_rule_and_only_milestone_events_are_publishe
     milestones = {e.subject for e in load_catalog() if e.producer == "shipment" and e.milestone}
     published = {rule.event for rule in rules.values() if rule.event}
     assert published <= milestones
-    # manifested comes from the label booking, not from a scan.
-    assert milestones - published == {"crossdock.shipment.manifested.v1"}
+    # manifested comes from the label booking, cancelled and label_void_failed from a cancel.
+    assert milestones - published == {
+        "crossdock.shipment.manifested.v1",
+        "crossdock.shipment.cancelled.v1",
+        "crossdock.shipment.label_void_failed.v1",
+    }
     assert rules[TrackingStatus.IN_TRANSIT].event is None  # kept in the timeline only
     assert rules[TrackingStatus.DELIVERY_FAILED].kind is Kind.EXCEPTION
 

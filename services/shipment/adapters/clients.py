@@ -131,6 +131,15 @@ class CarrierClient:
             raise CarrierCallFailed(error) from error
         return label_of(answer.label)
 
+    async def cancel_label(self, label_id: str, *, timeout: float) -> None:
+        """Void a label; voiding one already voided succeeds again (carrier-adapter voids once)."""
+        try:
+            await self._stub.CancelLabel(
+                carrier_svc.CancelLabelRequest(label_id=label_id), timeout=timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            raise CarrierCallFailed(error) from error
+
 
 def _address(address: Address | None) -> common_pb2.Address | None:
     return None if address is None else address_to_proto(address)

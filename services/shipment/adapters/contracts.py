@@ -34,9 +34,12 @@ from services.kit.uow import EventMapper, Mapped
 from services.kit.values import Money, to_decimal
 from services.shipment.adapters.store import SERVICE
 from services.shipment.domain.events import (
+    ShipmentCancelled,
     ShipmentCreated,
     ShipmentDelivered,
     ShipmentDeliveryException,
+    ShipmentLabelVoided,
+    ShipmentLabelVoidFailed,
     ShipmentManifested,
     ShipmentOutForDelivery,
     ShipmentPickedUp,
@@ -45,6 +48,7 @@ from services.shipment.domain.events import (
 )
 from services.shipment.domain.model import (
     IncidentReason,
+    LabelVoid,
     ServiceLevel,
     ShipmentStatus,
     TrackingStatus,
@@ -225,18 +229,22 @@ def parcels_of(shipment: Shipment) -> list[carrier_pb2.Parcel]:
 # -- the shipment <-> crossdock.shipment.v1.Shipment ------------------------------------------
 
 
+def items_to_proto(items: tuple[PickedUnits, ...]) -> list[shipment_pb2.PackageItem]:
+    return [
+        shipment_pb2.PackageItem(
+            order_line_number=u.order_line_number, sku=u.sku, quantity=u.quantity, lot=u.lot
+        )
+        for u in items
+    ]
+
+
 def package_to_proto(package: Package) -> shipment_pb2.Package:
     return shipment_pb2.Package(
         package_id=package.package_id,
         tracking_number=package.tracking_number,
         weight=weight_to_proto(package.weight),
         dimensions=dimensions_to_proto(package.dimensions),
-        items=[
-            shipment_pb2.PackageItem(
-                order_line_number=u.order_line_number, sku=u.sku, quantity=u.quantity, lot=u.lot
-            )
-            for u in package.items
-        ],
+        items=items_to_proto(package.items),
     )
 
 
@@ -272,6 +280,8 @@ def shipment_to_proto(shipment: Shipment) -> shipment_pb2.Shipment:
         failure_reason=shipment.failure_reason,
         create_time=timestamp(shipment.create_time),
         update_time=timestamp(shipment.update_time),
+        cancel_reason=shipment.cancel_reason,
+        label_void=int(shipment.label_void),  # type: ignore[arg-type]
     )
     pod = shipment.proof_of_delivery
     if pod is not None:
@@ -327,6 +337,8 @@ def shipment_to_domain(
         update_time=_moment(message.update_time) if message.HasField("update_time") else None,
         label_attempts=label_attempts,
         final_charge=final_charge,
+        cancel_reason=message.cancel_reason,
+        label_void=LabelVoid(message.label_void),
         version=version,
     )
 
@@ -406,6 +418,40 @@ def _returned_to_sender(event: ShipmentReturnedToSender) -> Mapped:
     message = events_pb.ShipmentReturnedToSender(
         shipment=ref_to_proto(event.shipment),
         incident_reason=int(event.incident_reason),  # type: ignore[arg-type]
+        occur_time=timestamp(event.occurred_at),
+        location_id=event.location_id,
+        items=items_to_proto(event.items),
+    )
+    return message, event.shipment.shipment_id
+
+
+@mapper.maps(ShipmentCancelled)
+def _cancelled(event: ShipmentCancelled) -> Mapped:
+    message = events_pb.ShipmentCancelled(
+        shipment=shipment_to_proto(event.shipment),
+        items=items_to_proto(event.items),
+        reason=event.reason,
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.shipment.shipment_id
+
+
+@mapper.maps(ShipmentLabelVoided)
+def _label_voided(event: ShipmentLabelVoided) -> Mapped:
+    message = events_pb.ShipmentLabelVoided(
+        shipment=ref_to_proto(event.shipment),
+        label_id=event.label_id,
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.shipment.shipment_id
+
+
+@mapper.maps(ShipmentLabelVoidFailed)
+def _label_void_failed(event: ShipmentLabelVoidFailed) -> Mapped:
+    message = events_pb.ShipmentLabelVoidFailed(
+        shipment=ref_to_proto(event.shipment),
+        label_id=event.label_id,
+        reason=event.reason,
         occur_time=timestamp(event.occurred_at),
     )
     return message, event.shipment.shipment_id

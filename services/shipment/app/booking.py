@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from services.kit.clock import Clock
 from services.kit.uow import UnitsOfWork
 from services.shipment.adapters.clients import CarrierCallFailed, CarrierClient, InventoryClient
-from services.shipment.app import shipments
+from services.shipment.app import cancellation, shipments
 from services.shipment.domain.rating import choose
 from services.shipment.domain.shipment import PendingPick, Rate, Shipment
 
@@ -140,3 +140,33 @@ async def _retry_later(booking: Booking, shipment: Shipment, reason: str) -> Non
     await booking.units.run(
         shipments.reschedule_label, shipment.shipment_id, attempts, due, reason, now.timestamp()
     )
+
+
+# -- voids -----------------------------------------------------------------------------------
+
+
+async def void_label(booking: Booking, shipment: Shipment) -> None:
+    """Void a cancelled shipment's label: VOIDED, retried later, or FAILED when the carrier
+    refuses for good (e.g. the parcel was scanned after all) or the attempts are spent."""
+    now = booking.clock()
+    try:
+        await booking.carriers.cancel_label(
+            shipment.label_id, timeout=booking.settings.label_timeout_seconds
+        )
+    except CarrierCallFailed as error:
+        attempts = shipment.label_attempts + 1
+        if not error.transient or attempts >= booking.settings.label_max_attempts:
+            await booking.units.run(cancellation.fail_void, shipment.shipment_id, error.reason, now)
+            return
+        log.warning("void of %s failed (attempt %d): %s", shipment.label_id, attempts, error)
+        due = now.timestamp() + booking.settings.retry_delay(attempts)
+        await booking.units.run(
+            cancellation.reschedule_void,
+            shipment.shipment_id,
+            attempts,
+            due,
+            error.reason,
+            now.timestamp(),
+        )
+        return
+    await booking.units.run(cancellation.label_voided, shipment.shipment_id, booking.clock())

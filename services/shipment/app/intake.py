@@ -6,6 +6,7 @@ from datetime import datetime
 
 from services.kit.uow import UnitOfWork
 from services.shipment.adapters.store import shipments as store
+from services.shipment.app import cancellation
 from services.shipment.app.errors import OrderNotPlacedYet
 from services.shipment.domain.shipment import OrderRef, PendingPick
 
@@ -16,9 +17,14 @@ def record_order(uow: UnitOfWork, order: OrderRef) -> None:
 
 
 def record_pick(uow: UnitOfWork, pick: PendingPick, now: datetime) -> bool:
-    """Queue a completed pick for packing; False when nothing was picked or it is known."""
-    if store.get_order_ref(uow.conn, pick.order_id) is None:
-        raise OrderNotPlacedYet(f"order {pick.order_id} not placed yet (pick {pick.pick_id})")
+    """Queue a completed pick for packing; False when nothing was picked or it is known.
+
+    A pick of an order already cancelled is not queued: it becomes a CANCELLED shipment.
+    """
     if not pick.lines:
         return False  # everything was short: nothing leaves the warehouse
+    if cancellation.cancel_if_order_cancelled(uow, pick, now):
+        return False
+    if store.get_order_ref(uow.conn, pick.order_id) is None:
+        raise OrderNotPlacedYet(f"order {pick.order_id} not placed yet (pick {pick.pick_id})")
     return store.add_pending_pick(uow.conn, pick, now=now.timestamp())

@@ -20,7 +20,9 @@ from services.kit.uow import UnitOfWork
 from services.kit.values import Address
 from services.shipment.adapters.store import scans
 from services.shipment.adapters.store import shipments as store
+from services.shipment.app import cancellation
 from services.shipment.app.errors import OrderNotPlacedYet
+from services.shipment.domain.model import LabelVoid
 from services.shipment.domain.packing import ItemSpec, pack
 from services.shipment.domain.shipment import Label, Package, PendingPick, Rate, Shipment
 
@@ -54,7 +56,18 @@ def create_shipment(
     max_box_weight_kg: float,
     now: datetime,
 ) -> Shipment:
-    """Pack the pick into a new shipment (CREATED) and announce it; the label is due now."""
+    """Pack the pick into a new shipment (CREATED) and announce it; the label is due now.
+
+    The order may have been cancelled while the pick was packed: then the pick becomes a
+    CANCELLED shipment instead (and a pick already turned into one is left as it is).
+    """
+    done = store.shipment_of_pick(uow.conn, pick.pick_id)
+    if done is not None:
+        return done
+    if cancellation.cancel_if_order_cancelled(uow, pick, now):
+        cancelled = store.shipment_of_pick(uow.conn, pick.pick_id)
+        assert cancelled is not None
+        return cancelled
     order = store.get_order_ref(uow.conn, pick.order_id)
     if order is None:
         raise OrderNotPlacedYet(f"order {pick.order_id} not placed yet (pick {pick.pick_id})")
@@ -89,8 +102,10 @@ def manifest(uow: UnitOfWork, shipment_id: str, label: Label, now: datetime) -> 
     shipment = _require(uow, shipment_id)
     if not shipment.manifest(label, now):
         return False
+    # Booked after the shipment was cancelled: the label's void is due at once.
+    void_due = now.timestamp() if shipment.label_void is LabelVoid.PENDING else None
     store.save_shipment(
-        uow.conn, shipment, now=now.timestamp(), label_due_at=None, release_lease=True
+        uow.conn, shipment, now=now.timestamp(), label_due_at=void_due, release_lease=True
     )
     numbers = [label.tracking_number, *label.package_tracking_numbers]
     scans.add_tracking_numbers(uow.conn, label.carrier, numbers, shipment_id)

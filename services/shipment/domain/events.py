@@ -14,6 +14,7 @@ from services.kit.values import Money
 from services.shipment.domain.model import IncidentReason, ServiceLevel, TrackingStatus
 
 if TYPE_CHECKING:
+    from services.shipment.domain.packing import PickedUnits
     from services.shipment.domain.shipment import Shipment
 
 
@@ -74,6 +75,35 @@ class ShipmentDeliveryException:
 
 @dataclass(frozen=True)
 class ShipmentReturnedToSender:
+    """The carrier brought the parcels back: `items` return to stock at `location_id`."""
+
     shipment: ShipmentRef
     incident_reason: IncidentReason
+    occurred_at: datetime
+    location_id: str = ""
+    items: tuple[PickedUnits, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShipmentCancelled:
+    """The shipment will not leave: `items` go back to stock at its location."""
+
+    shipment: Shipment
+    items: tuple[PickedUnits, ...]
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ShipmentLabelVoided:
+    shipment: ShipmentRef
+    label_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ShipmentLabelVoidFailed:
+    shipment: ShipmentRef
+    label_id: str
+    reason: str
     occurred_at: datetime

@@ -24,6 +24,15 @@ class ShipmentStatus(enum.IntEnum):
     CANCELLED = 10
 
 
+class LabelVoid(enum.IntEnum):
+    """Where voiding a cancelled shipment's label stands (crossdock.shipment.v1.LabelVoidStatus)."""
+
+    UNSPECIFIED = 0  # no label to void
+    PENDING = 1
+    VOIDED = 2
+    FAILED = 3
+
+
 class TrackingStatus(enum.IntEnum):
     UNSPECIFIED = 0
     PENDING = 1
@@ -70,6 +79,12 @@ TERMINAL = frozenset(
         ShipmentStatus.CANCELLED,
         ShipmentStatus.LABEL_FAILED,
     }
+)
+
+# A shipment can be cancelled until the carrier has the parcels: before its label, with a
+# booked label (voided), or after booking failed. Every other status is on the road or done.
+CANCELLABLE = frozenset(
+    {ShipmentStatus.CREATED, ShipmentStatus.MANIFESTED, ShipmentStatus.LABEL_FAILED}
 )
 
 # How far along the journey each progress milestone is; a scan may only move this forwards.

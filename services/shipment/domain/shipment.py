@@ -4,6 +4,8 @@ tracked to the door.
 Its transitions are methods that check the current status, change the shipment and record the
 domain events they raise (`pull_events`). Label booking: CREATED → MANIFESTED, or LABEL_FAILED
 (retryable back to CREATED). Tracking: scans move the journey through `tracking.apply_scan`.
+Cancellation: CREATED, MANIFESTED or LABEL_FAILED → CANCELLED (model.CANCELLABLE); a booked
+label is then voided (label_void PENDING → VOIDED, or FAILED for an operator to retry).
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from decimal import Decimal
 from services.kit.errors import FailedPrecondition
 from services.kit.values import Address, Dimensions, DimensionUnit, Money, Weight, WeightUnit
 from services.shipment.domain.events import (
+    ShipmentCancelled,
     ShipmentCreated,
     ShipmentDelivered,
     ShipmentDeliveryException,
+    ShipmentLabelVoided,
+    ShipmentLabelVoidFailed,
     ShipmentManifested,
     ShipmentOutForDelivery,
     ShipmentPickedUp,
@@ -26,7 +31,9 @@ from services.shipment.domain.events import (
     ShipmentReturnedToSender,
 )
 from services.shipment.domain.model import (
+    CANCELLABLE,
     IncidentReason,
+    LabelVoid,
     ServiceLevel,
     ShipmentStatus,
     TrackingStatus,
@@ -42,6 +49,12 @@ from services.shipment.domain.tracking import (
 )
 
 FAILURE_REASON_MAX = 500
+
+
+class ShipmentNotCancellable(FailedPrecondition):
+    """The carrier has the parcels (or delivered them): only a return can bring them back."""
+
+    default_reason = "SHIPMENT_NOT_CANCELLABLE"
 
 
 @dataclass(frozen=True)
@@ -176,6 +189,8 @@ class Shipment:
     update_time: datetime | None = None
     label_attempts: int = 0
     final_charge: Money | None = None
+    cancel_reason: str = ""
+    label_void: LabelVoid = LabelVoid.UNSPECIFIED
     version: int = 1
     events: list[object] = field(default_factory=list, repr=False, compare=False)
 
@@ -211,6 +226,112 @@ class Shipment:
         shipment.events.append(ShipmentCreated(shipment.snapshot(), now))
         return shipment
 
+    @classmethod
+    def cancelled_pick(
+        cls, shipment_id: str, pick: PendingPick, partner_id: str, reason: str, now: datetime
+    ) -> Shipment:
+        """A pick of an order cancelled before it was packed: a CANCELLED shipment at once.
+
+        It is never packed or booked; one unmeasured package records the picked units, so the
+        shipment says what went back to stock. Raises ShipmentCancelled (no ShipmentCreated).
+        """
+        package = Package(
+            package_id=f"pkg_{shipment_id[4:]}",
+            weight=Weight(Decimal(0), WeightUnit.KILOGRAM),
+            dimensions=Dimensions(Decimal(0), Decimal(0), Decimal(0), DimensionUnit.CENTIMETER),
+            items=pick.lines,
+        )
+        shipment = cls(
+            shipment_id=shipment_id,
+            order_id=pick.order_id,
+            partner_id=partner_id,
+            pick_id=pick.pick_id,
+            location_id=pick.location_id,
+            status=ShipmentStatus.CANCELLED,
+            progress=Progress(ShipmentStatus.CANCELLED, ShipmentStatus.CREATED),
+            correlation_id=pick.correlation_id,
+            packages=[package],
+            cancel_reason=reason[:FAILURE_REASON_MAX],
+            create_time=now,
+            update_time=now,
+        )
+        shipment.events.append(ShipmentCancelled(shipment.snapshot(), pick.lines, reason, now))
+        return shipment
+
+    # -- cancellation --------------------------------------------------------------------------
+
+    def cancel(self, reason: str, now: datetime) -> bool:
+        """CANCELLED before the carrier has the parcels; a booked label is to be voided.
+
+        False when it already was cancelled; ShipmentNotCancellable once picked up or later.
+        """
+        self.ensure_cancellable()
+        if self.status == ShipmentStatus.CANCELLED:
+            return False
+        self.status = ShipmentStatus.CANCELLED
+        self.cancel_reason = reason[:FAILURE_REASON_MAX]
+        self.progress = replace(self.progress, status=ShipmentStatus.CANCELLED)
+        if self.label_id:
+            self.label_void = LabelVoid.PENDING
+            self.label_attempts = 0  # the attempts now count voids
+        self.touch(now)
+        self.events.append(ShipmentCancelled(self.snapshot(), self.items(), reason, now))
+        return True
+
+    def ensure_cancellable(self) -> None:
+        """Raise ShipmentNotCancellable once the carrier has the parcels."""
+        if self.status in CANCELLABLE or self.status == ShipmentStatus.CANCELLED:
+            return
+        state = f"SHIPMENT_STATUS_{self.status.name}"
+        raise ShipmentNotCancellable(
+            f"shipment {self.shipment_id} is {state}: the carrier has the parcels; "
+            "create a return instead",
+            metadata={"shipment_id": self.shipment_id, "status": state},
+        )
+
+    def label_voided(self, now: datetime) -> bool:
+        """The carrier voided the label; False unless a void was pending or had failed."""
+        if self.label_void not in (LabelVoid.PENDING, LabelVoid.FAILED):
+            return False
+        self.label_void = LabelVoid.VOIDED
+        self.failure_reason = ""
+        self.touch(now)
+        self.events.append(ShipmentLabelVoided(self.ref(), self.label_id, now))
+        return True
+
+    def void_attempt_failed(self, attempts: int, reason: str) -> bool:
+        """A void failed and will be tried again; False unless one is pending."""
+        if self.label_void is not LabelVoid.PENDING:
+            return False
+        self.failure_reason = reason[:FAILURE_REASON_MAX]
+        self.label_attempts = attempts
+        return True
+
+    def fail_void(self, reason: str, now: datetime) -> bool:
+        """Voiding failed for good: the carrier may charge for the label, an operator must act."""
+        if self.label_void is not LabelVoid.PENDING:
+            return False
+        self.label_void = LabelVoid.FAILED
+        self.failure_reason = reason[:FAILURE_REASON_MAX]
+        self.touch(now)
+        self.events.append(ShipmentLabelVoidFailed(self.ref(), self.label_id, reason, now))
+        return True
+
+    def retry_void(self, now: datetime) -> bool:
+        """FAILED → PENDING with a fresh attempt budget; True when reset, False when the void is
+        already pending or done. A shipment with no label to void is FAILED_PRECONDITION."""
+        if self.label_void is LabelVoid.FAILED:
+            self.label_void = LabelVoid.PENDING
+            self.label_attempts = 0
+            self.touch(now)
+            return True
+        if self.label_void is LabelVoid.UNSPECIFIED:
+            raise FailedPrecondition(
+                f"shipment {self.shipment_id} has no label to void",
+                metadata={"shipment_id": self.shipment_id},
+            )
+        return False
+
     # -- label booking -----------------------------------------------------------------------
 
     def choose_rate(self, rate: Rate, now: datetime) -> None:
@@ -224,19 +345,22 @@ class Shipment:
         self.touch(now)
 
     def manifest(self, label: Label, now: datetime) -> bool:
-        """The label is booked: MANIFESTED with its tracking numbers; False if it already was."""
+        """The label is booked: MANIFESTED with its tracking numbers; False if it already was.
+
+        A booking that was in flight when the shipment was cancelled still ends here: the label
+        is recorded and its void becomes pending, so no label is left booked unnoticed.
+        """
+        if self.status == ShipmentStatus.CANCELLED and not self.label_id:
+            self._record_label(label)
+            self.label_void = LabelVoid.PENDING
+            self.label_attempts = 0
+            self.touch(now)
+            return True
         if self.status != ShipmentStatus.CREATED:
             return False
         self.status = ShipmentStatus.MANIFESTED
-        self.carrier = label.carrier
-        self.tracking_number = label.tracking_number
-        self.label_id = label.label_id
+        self._record_label(label)
         self.failure_reason = ""
-        numbers = label.package_tracking_numbers
-        self.packages = [
-            replace(package, tracking_number=number)
-            for package, number in zip(self.packages, numbers, strict=False)
-        ] + self.packages[len(numbers) :]
         self.touch(now)
         self.progress = Progress(
             ShipmentStatus.MANIFESTED, ShipmentStatus.MANIFESTED, reached_at=now
@@ -335,13 +459,29 @@ class Shipment:
         if target is ShipmentStatus.DELIVERED:
             return ShipmentDelivered(self.snapshot(), final_charge, at)
         if target is ShipmentStatus.RETURNED_TO_SENDER:
-            return ShipmentReturnedToSender(self.ref(), scan.incident_reason, at)
+            return ShipmentReturnedToSender(
+                self.ref(), scan.incident_reason, at, self.location_id, self.items()
+            )
         raise ValueError(f"propagation rule names an event shipment cannot build: {rule.event}")
+
+    def _record_label(self, label: Label) -> None:
+        self.carrier = label.carrier
+        self.tracking_number = label.tracking_number
+        self.label_id = label.label_id
+        numbers = label.package_tracking_numbers
+        self.packages = [
+            replace(package, tracking_number=number)
+            for package, number in zip(self.packages, numbers, strict=False)
+        ] + self.packages[len(numbers) :]
 
     # -- helpers -----------------------------------------------------------------------------
 
     def touch(self, now: datetime) -> None:
         self.update_time = now
+
+    def items(self) -> tuple[PickedUnits, ...]:
+        """Every unit in the shipment's packages."""
+        return tuple(item for package in self.packages for item in package.items)
 
     def ref(self) -> ShipmentRef:
         return ShipmentRef(

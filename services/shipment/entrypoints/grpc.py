@@ -1,5 +1,7 @@
-"""ShipmentService over gRPC: read-only views of shipments and their tracking timeline, and the
-operator's label retry. Request translation only; the rules live in app.shipments.
+"""ShipmentService over gRPC: read-only views of shipments and their tracking timeline, the
+operator's label retry, and the order service's cancellation of an order's shipments (with the
+retry of a failed label void). Request translation only; the rules live in app.shipments and
+app.cancellation.
 
 partner_id scopes a request: another partner's shipment answers NOT_FOUND, exactly like a
 missing one. Lists are newest first and keyset-paged on the row sequence (services.kit.paging).
@@ -17,7 +19,7 @@ from services.kit.clock import Clock
 from services.kit.paging import page_size
 from services.kit.uow import UnitsOfWork
 from services.shipment.adapters.contracts import scan_to_proto, shipment_to_proto
-from services.shipment.app import shipments
+from services.shipment.app import cancellation, shipments
 
 
 class ShipmentApi(svc_grpc.ShipmentServiceServicer):
@@ -26,7 +28,7 @@ class ShipmentApi(svc_grpc.ShipmentServiceServicer):
     ) -> None:
         self._units = units
         self._clock = clock
-        self._on_retry = on_retry  # wakes the worker: the label is due now
+        self._on_retry = on_retry  # wakes the worker: a label or a void is due now
 
     async def GetShipment(self, request: svc.GetShipmentRequest, context: Any) -> Any:
         shipment = await self._units.run(
@@ -61,6 +63,26 @@ class ShipmentApi(svc_grpc.ShipmentServiceServicer):
         shipment = await self._units.run(shipments.retry_label, request.shipment_id, self._clock())
         self._on_retry()
         return svc.RetryLabelResponse(shipment=shipment_to_proto(shipment))
+
+    async def CancelOrderShipments(
+        self, request: svc.CancelOrderShipmentsRequest, context: Any
+    ) -> Any:
+        cancelled = await self._units.run(
+            cancellation.cancel_order_shipments,
+            request.order_id,
+            request.partner_id,
+            request.reason or "order cancelled",
+            self._clock(),
+        )
+        self._on_retry()
+        return svc.CancelOrderShipmentsResponse(shipments=[shipment_to_proto(s) for s in cancelled])
+
+    async def RetryLabelVoid(self, request: svc.RetryLabelVoidRequest, context: Any) -> Any:
+        shipment = await self._units.run(
+            cancellation.retry_void, request.shipment_id, self._clock()
+        )
+        self._on_retry()
+        return svc.RetryLabelVoidResponse(shipment=shipment_to_proto(shipment))
 
 
 def add_to_server(server: Any, api: ShipmentApi) -> None:

@@ -1,4 +1,5 @@
-"""The shipment worker: packs queued picks into shipments and books their labels.
+"""The shipment worker: packs queued picks into shipments, books their labels, and voids the
+labels of cancelled shipments.
 
 One kit PollingWorker runs both steps: it takes due picks and due label bookings with a lease
 (services.kit.leases), so several replicas never pack or book the same thing at once and a
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 from services.kit.workers import PollingWorker
 from services.shipment.app import booking as steps
-from services.shipment.app import shipments
+from services.shipment.app import cancellation, shipments
 
 T = TypeVar("T")
 
@@ -57,7 +58,9 @@ class ShipmentWorker:
             self.wake()  # their labels are due now
         due = await units.run(shipments.take_due_labels, now, s.batch_size, s.lease_seconds)
         await self._each(steps.book_label(self._booking, shipment) for shipment in due)
-        return len(picks) + len(due)
+        voids = await units.run(cancellation.take_due_voids, now, s.batch_size, s.lease_seconds)
+        await self._each(steps.void_label(self._booking, shipment) for shipment in voids)
+        return len(picks) + len(due) + len(voids)
 
     async def _each(self, jobs: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
         async def bounded(job: Coroutine[Any, Any, T]) -> T:

@@ -39,6 +39,55 @@ def get_order_ref(conn: Connection, order_id: str) -> OrderRef | None:
     )
 
 
+# -- cancelled orders ------------------------------------------------------------------------
+
+
+def mark_order_cancelled(
+    conn: Connection, order_id: str, partner_id: str, reason: str, *, now: float
+) -> None:
+    """Remember the cancellation (the first reason wins); picks arriving later are cancelled."""
+    if order_cancellation(conn, order_id) is not None:
+        return
+    conn.execute(
+        t.cancelled_orders.insert().values(
+            order_id=order_id, partner_id=partner_id, reason=reason[:500], cancelled_at=now
+        )
+    )
+
+
+def order_cancellation(conn: Connection, order_id: str) -> tuple[str, str] | None:
+    """(partner_id, reason) of a cancelled order, or None."""
+    row = conn.execute(
+        select(t.cancelled_orders.c.partner_id, t.cancelled_orders.c.reason).where(
+            t.cancelled_orders.c.order_id == order_id
+        )
+    ).first()
+    return None if row is None else (row.partner_id, row.reason)
+
+
+def pending_picks_of(conn: Connection, order_id: str) -> list[PendingPick]:
+    rows = conn.execute(select(t.pending_picks).where(t.pending_picks.c.order_id == order_id)).all()
+    return [_pending(r) for r in rows]
+
+
+def shipments_of(conn: Connection, order_id: str) -> list[Shipment]:
+    rows = conn.execute(
+        select(t.shipments).where(t.shipments.c.order_id == order_id).order_by(t.shipments.c.seq)
+    ).all()
+    return [codecs.parse_shipment(r) for r in rows]
+
+
+def _pending(r: object) -> PendingPick:
+    return PendingPick(
+        r.pick_id,  # type: ignore[attr-defined]
+        r.order_id,  # type: ignore[attr-defined]
+        r.location_id,  # type: ignore[attr-defined]
+        codecs.parse_lines(r.lines),  # type: ignore[attr-defined]
+        r.correlation_id,  # type: ignore[attr-defined]
+        r.attempts,  # type: ignore[attr-defined]
+    )
+
+
 # -- pending picks -------------------------------------------------------------------------
 
 
@@ -83,17 +132,7 @@ def lease_due_picks(
         lease_column=t.pending_picks.c.next_attempt_at,
         lease_until=now + lease_seconds,
     )
-    return [
-        PendingPick(
-            r.pick_id,
-            r.order_id,
-            r.location_id,
-            codecs.parse_lines(r.lines),
-            r.correlation_id,
-            r.attempts,
-        )
-        for r in rows
-    ]
+    return [_pending(r) for r in rows]
 
 
 def reschedule_pick(conn: Connection, pick_id: str, attempts: int, due: float, error: str) -> None:
@@ -107,8 +146,13 @@ def reschedule_pick(conn: Connection, pick_id: str, attempts: int, due: float, e
 # -- shipments -----------------------------------------------------------------------------
 
 
+def shipment_of_pick(conn: Connection, pick_id: str) -> Shipment | None:
+    row = conn.execute(select(t.shipments).where(t.shipments.c.pick_id == pick_id)).first()
+    return None if row is None else codecs.parse_shipment(row)
+
+
 def insert_shipment(
-    conn: Connection, shipment: Shipment, *, label_due_at: float, now: float
+    conn: Connection, shipment: Shipment, *, label_due_at: float | None, now: float
 ) -> None:
     """Insert a new shipment and drop its pick from the queue, in the caller's transaction."""
     conn.execute(
@@ -192,6 +236,36 @@ def lease_due_labels(
         .where(
             and_(
                 t.shipments.c.status == int(ShipmentStatus.CREATED),
+                t.shipments.c.label_due_at <= now,
+                or_(
+                    t.shipments.c.label_lease_until.is_(None),
+                    t.shipments.c.label_lease_until < now,
+                ),
+            )
+        )
+        .order_by(t.shipments.c.label_due_at)
+        .limit(limit),
+        table=t.shipments,
+        key=t.shipments.c.shipment_id,
+        lease_column=t.shipments.c.label_lease_until,
+        lease_until=now + lease_seconds,
+    )
+    return [codecs.parse_shipment(r) for r in rows]
+
+
+def lease_due_voids(
+    conn: Connection, now: float, limit: int, lease_seconds: float
+) -> list[Shipment]:
+    """Cancelled shipments whose label void is due and free, leased to the caller.
+
+    A cancelled shipment reuses the label schedule columns: its label work is now the void.
+    """
+    rows = lease_due(
+        conn,
+        select(t.shipments)
+        .where(
+            and_(
+                t.shipments.c.status == int(ShipmentStatus.CANCELLED),
                 t.shipments.c.label_due_at <= now,
                 or_(
                     t.shipments.c.label_lease_until.is_(None),

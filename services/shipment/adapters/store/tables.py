@@ -40,6 +40,16 @@ order_refs = Table(
     Column("ship_to", LargeBinary, nullable=False),
 )
 
+# An order cancelled through shipment: its picks that arrive later are cancelled at once.
+cancelled_orders = Table(
+    "cancelled_orders",
+    metadata,
+    Column("order_id", String(40), primary_key=True),
+    Column("partner_id", String(40), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("cancelled_at", Float, nullable=False),
+)
+
 pending_picks = Table(
     "pending_picks",
     metadata,

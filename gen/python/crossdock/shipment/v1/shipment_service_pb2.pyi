@@ -248,19 +248,23 @@ class CancelOrderShipmentsRequest(_message.Message):
 
     ORDER_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     """order_id is the order being cancelled."""
     reason: _builtins.str
     """reason is why, kept on each shipment."""
+    partner_id: _builtins.str
+    """partner_id is the order's partner, kept for shipments of picks that arrive later."""
     def __init__(
         self,
         *,
         order_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "partner_id", b"partner_id", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
