@@ -10,6 +10,10 @@ like an external warehouse system would. Local runs and e2e tests start it next 
 Each open task is confirmed once, `delay` seconds after the simulator first saw it. With
 probability `short_rate` per line, a random 1..quantity units are reported short. A seeded
 `random.Random` makes a run reproducible.
+
+Inventory may change a task between listing and confirming, as it would under a real floor: a
+withdrawn (cancelled) task is dropped and never confirmed; an amended one (part of its
+reservation released) is re-read and its current lines are confirmed instead.
 """
 
 from __future__ import annotations
@@ -86,7 +90,8 @@ class WarehouseSimulator:
             )
             now = time.monotonic()
             for task in answer.pick_tasks:
-                if task.pick_id in self._done:
+                # Only open tasks are asked for; a withdrawn one is never confirmed regardless.
+                if task.pick_id in self._done or task.status != inv.PICK_STATUS_OPEN:
                     continue
                 seen = self._first_seen.setdefault(task.pick_id, now)
                 if now - seen < self.settings.delay_seconds:
@@ -98,21 +103,54 @@ class WarehouseSimulator:
                 return confirmed
 
     async def _confirm(self, task: inv.PickTask) -> bool:
-        request = svc.ConfirmPickRequest(pick_id=task.pick_id, lines=self.plan(task))
-        try:
-            response = await self._stub.ConfirmPick(
-                request, timeout=self.settings.call_timeout_seconds
+        """Confirm `task` as it is now; False when it was withdrawn before we could."""
+        # Each re-read follows an amendment, which only ever shrinks a task, so this ends.
+        while True:
+            request = svc.ConfirmPickRequest(pick_id=task.pick_id, lines=self.plan(task))
+            try:
+                response = await self._stub.ConfirmPick(
+                    request, timeout=self.settings.call_timeout_seconds
+                )
+            except grpc.aio.AioRpcError as error:
+                # Cancelled meanwhile (order cancelled): a real floor would just drop the task.
+                if error.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                    self._done.add(task.pick_id)
+                    return False
+                if error.code() is not grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                current = await self._open_task(task)
+                if current is None:
+                    self._done.add(task.pick_id)
+                    return False
+                if list(current.lines) == list(task.lines):
+                    raise  # not a stale task: the confirmation itself is wrong
+                log.info("pick %s was amended; confirming its current lines", task.pick_id)
+                task = current
+                continue
+            self._done.add(task.pick_id)
+            self.confirmed.append(response)
+            log.info("confirmed pick %s for order %s", task.pick_id, task.order_id)
+            return True
+
+    async def _open_task(self, task: inv.PickTask) -> inv.PickTask | None:
+        """The task as inventory has it now, if it is still open (there is no GetPickTask)."""
+        token = ""
+        while True:
+            answer = await self._stub.ListPickTasks(
+                svc.ListPickTasksRequest(
+                    location_id=task.location_id,
+                    status=inv.PICK_STATUS_OPEN,
+                    page_size=100,
+                    page_token=token,
+                ),
+                timeout=self.settings.call_timeout_seconds,
             )
-        except grpc.aio.AioRpcError as error:
-            # Cancelled meanwhile (order cancelled): a real floor would just drop the task.
-            if error.code() is grpc.StatusCode.FAILED_PRECONDITION:
-                self._done.add(task.pick_id)
-                return False
-            raise
-        self._done.add(task.pick_id)
-        self.confirmed.append(response)
-        log.info("confirmed pick %s for order %s", task.pick_id, task.order_id)
-        return True
+            for candidate in answer.pick_tasks:
+                if candidate.pick_id == task.pick_id:
+                    return candidate
+            token = answer.next_page_token
+            if not token:
+                return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; transient gRPC errors are logged and retried."""

@@ -117,9 +117,14 @@ def reserve_stock(
 
 
 def release_reservation(
-    uow: UnitOfWork, reservation_id: str, reason: str, clock: Clock
+    uow: UnitOfWork, command: domain.ReleaseStock, clock: Clock
 ) -> domain.ReleaseOutcome:
-    outcome = domain.release(SqlInventory(uow.conn), reservation_id, reason, clock())
+    """The whole reservation when the command names no lines, else only those lines."""
+    repo = SqlInventory(uow.conn)
+    if command.lines:
+        outcome = domain.release_lines(repo, command, clock())
+    else:
+        outcome = domain.release(repo, command.reservation_id, command.reason, clock())
     uow.publish_all(outcome.events)
     return outcome
 
@@ -167,7 +172,7 @@ def confirm_pick(
     return outcome
 
 
-# -- order decisions (event consumers) --------------------------------------------------------
+# -- order and shipment decisions (event consumers) --------------------------------------------
 
 
 def create_pick_tasks(
@@ -206,3 +211,56 @@ def release_order_reservations(
             continue
         outcome = domain.release(repo, reservation_id, CANCEL_REASON, clock())
         uow.publish_all(outcome.events)
+
+
+def restock_cancelled_shipment(
+    uow: UnitOfWork,
+    shipment_id: str,
+    location_id: str,
+    lines: tuple[domain.ReceiptLine, ...],
+    ids: IdSource,
+    clock: Clock,
+) -> None:
+    """A cancelled shipment's picked units go back into stock where they were picked."""
+    command = domain.ReceiveStock(
+        location_id,
+        domain.ReceiptSource.CANCELLATION,
+        shipment_id,
+        lines,
+        f"cancel/{shipment_id}",
+    )
+    _restock(uow, command, ids, clock)
+
+
+def restock_returned_to_sender(
+    uow: UnitOfWork,
+    shipment_id: str,
+    location_id: str,
+    lines: tuple[domain.ReceiptLine, ...],
+    ids: IdSource,
+    clock: Clock,
+) -> None:
+    """A parcel the carrier brought back is received at the warehouse that shipped it.
+
+    Older producers sent no location or items: there is nothing to receive then.
+    """
+    if not location_id:
+        log.info("returned-to-sender %s names no location; nothing restocked", shipment_id)
+        return
+    command = domain.ReceiveStock(
+        location_id,
+        domain.ReceiptSource.RETURNED_TO_SENDER,
+        shipment_id,
+        lines,
+        f"rts/{shipment_id}",
+    )
+    _restock(uow, command, ids, clock)
+
+
+def _restock(uow: UnitOfWork, command: domain.ReceiveStock, ids: IdSource, clock: Clock) -> None:
+    # The key names the shipment, so an event re-emitted with another event id (past the
+    # inbox) replays the receipt instead of restocking twice.
+    if not command.lines:
+        log.info("shipment %s brought nothing back; nothing restocked", command.source_reference)
+        return
+    receive_stock(uow, command, ids, clock)

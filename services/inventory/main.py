@@ -22,7 +22,7 @@ from services.kit.server import ServiceServer, run_service
 async def setup(server: ServiceServer, config: InventoryConfig) -> None:
     """Events runtime (migrate, DB, NATS, relay, `inventory-order-events`), then the api."""
     ids = UlidIds()
-    handlers = event_handlers(ids, utc_now)
+    handlers = event_handlers(ids, utc_now, returned_to_sender=config.returned_to_sender_stock)
     runtime = await start_events(config, server, handlers, event_mapper=mapper, purpose=PURPOSE)
     add_to_server(server, InventoryApi(runtime.units, ids, utc_now))
 

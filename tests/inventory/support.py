@@ -17,6 +17,7 @@ from services.inventory.domain import (
     ReserveLine,
     ReserveStock,
     SequentialIds,
+    StockCondition,
     adjust,
     receive,
 )
@@ -58,12 +59,20 @@ class World:
         self._keys += 1
         return f"{prefix}-{self._keys:06d}"
 
-    def receive(self, sku: str, location: str, quantity: int, lot: str = "") -> None:
+    def receive(
+        self,
+        sku: str,
+        location: str,
+        quantity: int,
+        lot: str = "",
+        condition: StockCondition = StockCondition.SELLABLE,
+    ) -> None:
+        reason = "" if condition is StockCondition.SELLABLE else "dented"
         request = ReceiveStock(
             location,
             ReceiptSource.PURCHASE_ORDER,
             "PO-1",
-            (ReceiptLine(sku, quantity, lot),),
+            (ReceiptLine(sku, quantity, lot, condition, reason),),
             self.key(),
         )
         receive(self.repo, self.ids, request, self.tick())

@@ -7,7 +7,6 @@ checks state through RPCs and the events that reached JetStream.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -16,55 +15,21 @@ from crossdock.events.v1 import order_events_pb2 as order_events
 from crossdock.inventory.v1 import inventory_pb2 as inv
 from crossdock.inventory.v1 import inventory_service_pb2 as svc
 from google.rpc import error_details_pb2
-from nats.aio.client import Client as NATS
 
-from services.inventory.domain.ids import encode_crockford
 from services.kit.grpc_errors import details_of, status_from_error
 from tests.fixtures.catalog import EAST, WEST, item_input, seed
 from tests.fixtures.events import publish_as_relay, stream_messages
-from tests.fixtures.nats import NatsServer
-from tests.fixtures.running import Inventory, running_inventory
+from tests.fixtures.running import Inventory
 from tests.fixtures.waiting import wait_for
-
-RESERVED = "crossdock.inventory.reserved.v1"
-RELEASED = "crossdock.inventory.reservation_released.v1"
-PICKED = "crossdock.inventory.pick_completed.v1"
-ADJUSTED = "crossdock.inventory.adjusted.v1"
-
-
-def order_id(n: int) -> str:
-    return f"ord_{encode_crockford(n)}"
-
-
-@pytest.fixture
-async def inventory(
-    db_url: str, nats_server: NatsServer, nats_client: NATS
-) -> AsyncIterator[Inventory]:
-    async with running_inventory(db_url, nats_server.url, nats_client) as service:
-        yield service
-
-
-async def position(service: Inventory, sku: str, location_id: str) -> inv.InventoryPosition:
-    answer = await service.stub.ListPositions(
-        svc.ListPositionsRequest(sku=sku, location_id=location_id)
-    )
-    (found,) = answer.positions
-    return found
-
-
-def reserve_request(
-    order: str, location_id: str, lines: list[tuple[str, int]], key: str, partial: bool = False
-) -> svc.ReserveStockRequest:
-    return svc.ReserveStockRequest(
-        order_id=order,
-        location_id=location_id,
-        lines=[
-            svc.ReserveLine(order_line_number=n, sku=sku, quantity=qty)
-            for n, (sku, qty) in enumerate(lines, start=1)
-        ],
-        policy=inv.RESERVATION_POLICY_PARTIAL if partial else inv.RESERVATION_POLICY_ALL_OR_NOTHING,
-        idempotency_key=key,
-    )
+from tests.inventory.service_support import (
+    ADJUSTED,
+    PICKED,
+    RELEASED,
+    RESERVED,
+    order_id,
+    position,
+    reserve_request,
+)
 
 
 async def test_catalog_crud_and_pagination(inventory: Inventory) -> None:
@@ -304,35 +269,3 @@ async def test_adjustments_never_go_below_reserved(inventory: Inventory) -> None
     assert first.adjustment.adjustment_id == again.adjustment.adjustment_id
     found = await position(inventory, "SKU-A", WEST)
     assert (found.quantity_on_hand, found.quantity_reserved) == (8, 4)
-
-
-async def test_warehouse_simulator_confirms_picks_with_seeded_shorts(inventory: Inventory) -> None:
-    from tools.warehouse_sim import SimulatorSettings, WarehouseSimulator
-
-    stub = inventory.stub
-    await seed(stub, ["SKU-A"], {("SKU-A", EAST): 50})
-    reservation_ids = []
-    for n in range(3):
-        answer = await stub.ReserveStock(
-            reserve_request(order_id(200 + n), EAST, [("SKU-A", 5)], f"sim-key-{n:04d}")
-        )
-        reservation_ids.append(answer.reservation.reservation_id)
-    await publish_as_relay(
-        inventory.nc.jetstream(),
-        order_events.OrderReleased(
-            order_id=order_id(200), partner_id="p1", reservation_ids=reservation_ids
-        ),
-        order_id(200),
-    )
-    await wait_for(
-        lambda: stub.ListPickTasks(svc.ListPickTasksRequest(status=inv.PICK_STATUS_OPEN)),
-        lambda answer: len(answer.pick_tasks) == 3,
-    )
-    simulator = WarehouseSimulator(stub, SimulatorSettings(short_rate=1.0, seed=7))
-    assert await simulator.step() == 3
-    assert await simulator.step() == 0  # nothing open is left, nothing is confirmed twice
-    shorts = [line.quantity_short for r in simulator.confirmed for line in r.lines]
-    assert all(1 <= short <= 5 for short in shorts)
-    found = await position(inventory, "SKU-A", EAST)
-    assert found.quantity_reserved == 0
-    assert found.quantity_on_hand == 50 - 15  # picked and written-off units both left the books

@@ -10,13 +10,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, insert
 
 from services.inventory import domain
 from services.inventory.adapters.ids import UlidIds
-from services.inventory.adapters.store import SqlInventory, migrate
+from services.inventory.adapters.store import SqlInventory, migrate, tables
 from services.kit.db import Database
 from services.kit.errors import Conflict
+from services.kit.migrations import migrate as migrate_to
+from services.kit.migrations import service_script_location
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -103,3 +105,62 @@ def test_migrations_match_the_tables_module(db: Database) -> None:
 def _is_kit_table(diff: object) -> bool:
     text = repr(diff)
     return "'outbox'" in text or "'inbox'" in text or "ix_outbox" in text or "ix_inbox" in text
+
+
+def test_upgrading_keeps_existing_stock_sellable(db_url: str) -> None:
+    """Rows written by revision 0001 read as they always meant: all sellable, nothing apart."""
+    location = service_script_location("inventory")
+    migrate_to(db_url, location, "0001")
+    database = Database(db_url, service="inventory")
+    try:
+
+        def old_rows(conn: Connection) -> None:
+            conn.execute(
+                insert(tables.positions).values(
+                    sku="SKU-A", location_id="WH-EAST", on_hand=5, reserved=0, version=1
+                )
+            )
+            conn.execute(
+                insert(tables.movements).values(
+                    sku="SKU-A",
+                    location_id="WH-EAST",
+                    quantity_delta=5,
+                    kind=domain.MovementKind.RECEIPT.value,
+                    reference_id="rcp_1",
+                    occurred_at=NOW.timestamp(),
+                )
+            )
+            conn.execute(
+                insert(tables.receipts).values(
+                    receipt_id="rcp_1",
+                    location_id="WH-EAST",
+                    source=domain.ReceiptSource.PURCHASE_ORDER.value,
+                    source_reference="PO-1",
+                    lines='[["SKU-A",5,""]]',
+                    created_at=NOW.timestamp(),
+                    idempotency_key="receipt-key-1",
+                    request_fingerprint="f",
+                )
+            )
+
+        database.run_sync(old_rows)
+        migrate_to(db_url, location, "head")
+
+        def read(conn: Connection) -> tuple[domain.Position, domain.Receipt | None, list[str]]:
+            repo = SqlInventory(conn)
+            audit = domain.invariant_violations(repo)
+            return (
+                repo.get_position("SKU-A", "WH-EAST"),
+                repo.get_receipt_by_key("receipt-key-1"),
+                audit,
+            )
+
+        found, receipt, audit = database.run_sync(read)
+    finally:
+        database.engine.dispose()
+    assert (found.on_hand, found.non_sellable) == (5, 0)
+    assert receipt is not None
+    assert receipt.lines == (
+        domain.ReceiptLine("SKU-A", 5, "", domain.StockCondition.SELLABLE, ""),
+    )
+    assert audit == []

@@ -22,16 +22,19 @@ from services.inventory.domain import (
     AdjustmentReason,
     PickConfirmationLine,
     PickStatus,
+    ReleaseStock,
     ReservationLine,
     ReservationPolicy,
     ReservationStatus,
     ReserveLine,
     ReserveStock,
+    StockCondition,
     cancel_pick_task,
     confirm_pick,
     create_pick_task,
     invariant_violations,
     release,
+    release_lines,
     reserve,
 )
 from services.inventory.domain.errors import (
@@ -54,8 +57,10 @@ class InventoryMachine(RuleBasedStateMachine):
         super().__init__()
         self.world = World()
         self.expected_on_hand: dict[tuple[str, str], int] = defaultdict(int)
+        self.expected_non_sellable: dict[tuple[str, str], int] = defaultdict(int)
         self.order_holds: dict[tuple[str, str, str], int] = defaultdict(int)  # order, sku, loc
         self.sent: list[ReserveStock] = []
+        self.partial_releases: list[ReleaseStock] = []
 
     @initialize()
     def opening_stock(self) -> None:
@@ -72,6 +77,19 @@ class InventoryMachine(RuleBasedStateMachine):
     def receive(self, sku: str, location: str, quantity: int) -> None:
         self.world.receive(sku, location, quantity, lot="LOT-1" if sku == "SERUM" else "")
         self.expected_on_hand[(sku, location)] += quantity
+
+    @rule(
+        sku=st.sampled_from(SKUS),
+        location=st.sampled_from(LOCATIONS),
+        quantity=st.integers(1, 12),
+        condition=st.sampled_from([c for c in StockCondition if c is not StockCondition.SELLABLE]),
+    )
+    def receive_non_sellable(
+        self, sku: str, location: str, quantity: int, condition: StockCondition
+    ) -> None:
+        lot = "LOT-1" if sku == "SERUM" else ""
+        self.world.receive(sku, location, quantity, lot=lot, condition=condition)
+        self.expected_non_sellable[(sku, location)] += quantity
 
     @rule(
         sku=st.sampled_from(SKUS),
@@ -188,6 +206,41 @@ class InventoryMachine(RuleBasedStateMachine):
         if not outcome.replayed:
             self._forget(reservation.order_id, reservation.location_id, reservation.lines)
 
+    @precondition(lambda self: self.world.repo.reservations(status=ReservationStatus.ACTIVE))
+    @rule(data=st.data())
+    def release_part(self, data: st.DataObject) -> None:
+        reservation = data.draw(
+            st.sampled_from(self.world.repo.reservations(status=ReservationStatus.ACTIVE))
+        )
+        chosen = data.draw(
+            st.lists(st.sampled_from(reservation.lines), min_size=1, unique=True), label="lines"
+        )
+        lines = tuple(
+            ReserveLine(ln.order_line_number, ln.sku, data.draw(st.integers(1, ln.quantity)))
+            for ln in chosen
+        )
+        request = ReleaseStock(reservation.reservation_id, "test", lines, self.world.key("release"))
+        outcome = release_lines(self.world.repo, request, self.world.tick())
+        self.partial_releases.append(request)
+        emptied = outcome.reservation.status is ReservationStatus.RELEASED
+        event(f"release part: {'emptied' if emptied else 'kept the rest'}")
+        # Whatever was released stops being held; an announcement only when nothing is left.
+        assert len(outcome.events) == (1 if emptied else 0)
+        self._forget(
+            reservation.order_id,
+            reservation.location_id,
+            tuple(ReservationLine(ln.order_line_number, ln.sku, ln.quantity) for ln in lines),
+        )
+
+    @precondition(lambda self: self.partial_releases)
+    @rule(data=st.data())
+    def replay_release_part(self, data: st.DataObject) -> None:
+        request = data.draw(st.sampled_from(self.partial_releases))
+        positions = self.world.repo.positions()
+        outcome = release_lines(self.world.repo, request, self.world.tick())
+        assert outcome.replayed and outcome.events == ()
+        assert self.world.repo.positions() == positions
+
     # -- picking --------------------------------------------------------------------------
 
     @precondition(lambda self: self.world.repo.reservations(status=ReservationStatus.ACTIVE))
@@ -257,7 +310,9 @@ class InventoryMachine(RuleBasedStateMachine):
     @invariant()
     def stock_is_conserved(self) -> None:
         for position in self.world.repo.positions():
-            assert position.on_hand == self.expected_on_hand[(position.sku, position.location_id)]
+            key = (position.sku, position.location_id)
+            assert position.on_hand == self.expected_on_hand[key]
+            assert position.non_sellable == self.expected_non_sellable[key]
 
     @invariant()
     def orders_hold_exactly_their_active_reservation_lines(self) -> None:

@@ -1,7 +1,8 @@
 """Proto ↔ domain translation for inventory, and the service's one event mapper (no I/O).
 
-Enum numbers are shared by design (see domain.model), so enums convert by value. Money, weights,
-dimensions and addresses go through the kit's one conversion (services.kit.proto_values).
+Enum numbers are shared by design (see domain.model), so enums convert by value; an UNSPECIFIED
+stock condition means sellable (receipts that predate conditions). Money, weights, dimensions
+and addresses go through the kit's one conversion (services.kit.proto_values).
 
 `mapper` turns each domain event into its `crossdock.events.v1` message and aggregate id (the
 CloudEvents subject); `uow.publish(event)` appends it to the outbox in the caller's transaction,
@@ -10,9 +11,12 @@ so an event exists if and only if its change committed (the transactional outbox
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from crossdock.events.v1 import inventory_events_pb2 as events_pb
 from crossdock.inventory.v1 import inventory_pb2 as pb
 from crossdock.inventory.v1 import inventory_service_pb2 as svc
+from crossdock.shipment.v1 import shipment_pb2
 
 from services.inventory.domain.events import (
     PickCompleted,
@@ -29,8 +33,10 @@ from services.inventory.domain.model import (
     PickTask,
     Position,
     Receipt,
+    ReceiptLine,
     Reservation,
     ReservationLine,
+    StockCondition,
     UnitOfMeasure,
 )
 from services.kit.proto_values import (
@@ -104,6 +110,7 @@ def position_to_proto(position: Position) -> pb.InventoryPosition:
         quantity_reserved=position.reserved,
         quantity_available=position.available,
         update_time=timestamp(position.updated_at),
+        quantity_non_sellable=position.non_sellable,
     )
 
 
@@ -165,13 +172,34 @@ def adjustment_to_proto(adjustment: Adjustment) -> pb.Adjustment:
     )
 
 
+def receipt_line_to_domain(line: svc.ReceiptLineInput) -> ReceiptLine:
+    condition = StockCondition(line.condition or StockCondition.SELLABLE.value)
+    return ReceiptLine(line.sku, line.quantity, line.lot, condition, line.reason)
+
+
+def package_items_to_receipt_lines(
+    items: Iterable[shipment_pb2.PackageItem], condition: StockCondition, reason: str
+) -> tuple[ReceiptLine, ...]:
+    """Units coming back from a shipment, as receipt lines of one condition."""
+    return tuple(ReceiptLine(x.sku, x.quantity, x.lot, condition, reason) for x in items)
+
+
 def receipt_to_proto(receipt: Receipt) -> pb.Receipt:
     return pb.Receipt(
         receipt_id=receipt.receipt_id,
         location_id=receipt.location_id,
         source=pb.ReceiptSource.ValueType(receipt.source.value),
         source_reference=receipt.source_reference,
-        lines=[pb.ReceiptLine(sku=x.sku, quantity=x.quantity, lot=x.lot) for x in receipt.lines],
+        lines=[
+            pb.ReceiptLine(
+                sku=x.sku,
+                quantity=x.quantity,
+                lot=x.lot,
+                condition=pb.StockCondition.ValueType(x.condition.value),
+                reason=x.reason,
+            )
+            for x in receipt.lines
+        ],
         create_time=timestamp(receipt.created_at),
     )
 

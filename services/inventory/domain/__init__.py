@@ -40,11 +40,13 @@ from services.inventory.domain.model import (
     Receipt,
     ReceiptLine,
     ReceiptSource,
+    ReleaseAttempt,
     Reservation,
     ReservationLine,
     ReservationPolicy,
     ReservationStatus,
     Shortfall,
+    StockCondition,
     UnitOfMeasure,
     Weight,
     WeightUnit,
@@ -56,13 +58,17 @@ from services.inventory.domain.picking import (
     confirm_pick,
     create_pick_task,
 )
+from services.inventory.domain.releases import (
+    ReleaseOutcome,
+    ReleaseStock,
+    release,
+    release_lines,
+)
 from services.inventory.domain.repository import InMemoryInventory, InventoryRepository
 from services.inventory.domain.reservations import (
-    ReleaseOutcome,
     ReserveLine,
     ReserveOutcome,
     ReserveStock,
-    release,
     reserve,
 )
 from services.inventory.domain.stock import (
@@ -105,7 +111,9 @@ __all__ = [
     "ReceiptSource",
     "ReceiveOutcome",
     "ReceiveStock",
+    "ReleaseAttempt",
     "ReleaseOutcome",
+    "ReleaseStock",
     "Reservation",
     "ReservationLine",
     "ReservationPolicy",
@@ -118,6 +126,7 @@ __all__ = [
     "Shortfall",
     "SkuAvailability",
     "StockAdjusted",
+    "StockCondition",
     "StockReceived",
     "StockReserved",
     "UnitOfMeasure",
@@ -133,6 +142,7 @@ __all__ = [
     "invariant_violations",
     "receive",
     "release",
+    "release_lines",
     "reserve",
     "update_item",
     "update_location",

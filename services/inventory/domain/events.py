@@ -29,7 +29,8 @@ class StockReserved:
 
 @dataclass(frozen=True)
 class ReservationReleased:
-    """Held stock was given back."""
+    """A whole reservation was given back (a partial release that leaves stock held emits
+    none: consumers read this event as "the reservation is gone")."""
 
     reservation: Reservation
     reason: str

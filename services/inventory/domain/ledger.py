@@ -1,7 +1,8 @@
 """The one place positions change: every on-hand change also writes a stock-ledger movement.
 
 Funnelling all writes through `PositionChanges` keeps the invariants in one spot:
-on hand ≥ reserved ≥ 0 after every change, and Σ movements of a position = its on hand.
+on hand ≥ reserved ≥ 0 and non-sellable ≥ 0 after every change, Σ sellable movements of a
+position = its on hand, and Σ its non-sellable movements = its non-sellable quantity.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from services.inventory.domain.repository import InventoryRepository
 
 
 class StockInvariantBroken(AssertionError):
-    """A change would break on hand ≥ reserved ≥ 0. Operations validate first, so this is a bug."""
+    """A change would break on hand ≥ reserved ≥ 0 or non-sellable ≥ 0. Operations validate
+    first, so this is a bug."""
 
 
 @dataclass
@@ -24,7 +26,9 @@ class _Pending:
     before: Position
     on_hand_delta: int = 0
     reserved_delta: int = 0
-    movements: list[tuple[int, MovementKind, str]] = field(default_factory=list)
+    non_sellable_delta: int = 0
+    # (quantity_delta, kind, reference, sellable) per ledger row to write
+    movements: list[tuple[int, MovementKind, str, bool]] = field(default_factory=list)
 
 
 class PositionChanges:
@@ -45,6 +49,7 @@ class PositionChanges:
             pending.before,
             on_hand=pending.before.on_hand + pending.on_hand_delta,
             reserved=pending.before.reserved + pending.reserved_delta,
+            non_sellable=pending.before.non_sellable + pending.non_sellable_delta,
         )
 
     def reserve(self, sku: str, location_id: str, quantity: int) -> None:
@@ -57,7 +62,15 @@ class PositionChanges:
         """Change on hand by `quantity_delta`, recording why in the ledger."""
         pending = self._entry(sku, location_id)
         pending.on_hand_delta += quantity_delta
-        pending.movements.append((quantity_delta, kind, ref))
+        pending.movements.append((quantity_delta, kind, ref, True))
+
+    def move_non_sellable(
+        self, sku: str, location_id: str, quantity_delta: int, kind: MovementKind, ref: str
+    ) -> None:
+        """Change the units held apart as non-sellable, recording why in the ledger."""
+        pending = self._entry(sku, location_id)
+        pending.non_sellable_delta += quantity_delta
+        pending.movements.append((quantity_delta, kind, ref, False))
 
     def write(self, now: datetime) -> dict[tuple[str, str], Position]:
         """Check the invariants on every touched position, then save positions and movements."""
@@ -66,16 +79,17 @@ class PositionChanges:
             position = replace(
                 self.position(*key), version=pending.before.version + 1, updated_at=now
             )
-            if not 0 <= position.reserved <= position.on_hand:
+            if not (0 <= position.reserved <= position.on_hand and position.non_sellable >= 0):
                 raise StockInvariantBroken(
-                    f"{key[0]}@{key[1]}: on hand {position.on_hand}, reserved {position.reserved}"
+                    f"{key[0]}@{key[1]}: on hand {position.on_hand}, reserved {position.reserved}, "
+                    f"non-sellable {position.non_sellable}"
                 )
             after[key] = position
         for key, position in after.items():
             self._repo.save_position(position)
-            for quantity_delta, kind, ref in self._pending[key].movements:
+            for quantity_delta, kind, ref, sellable in self._pending[key].movements:
                 self._repo.add_movement(
-                    Movement(key[0], key[1], quantity_delta, kind, ref, occurred_at=now)
+                    Movement(key[0], key[1], quantity_delta, kind, ref, now, sellable)
                 )
         return after
 

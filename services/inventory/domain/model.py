@@ -70,10 +70,21 @@ class ReceiptSource(enum.Enum):
     PURCHASE_ORDER = 1
     TRANSFER = 2
     RETURN = 3
+    CANCELLATION = 4
+    RETURNED_TO_SENDER = 5
+
+
+class StockCondition(enum.Enum):
+    """Whether received units can be sold again; only SELLABLE units count as on hand."""
+
+    SELLABLE = 1
+    DAMAGED = 2
+    SCRAP = 3
+    QUARANTINE = 4
 
 
 class MovementKind(enum.Enum):
-    """The only three ways on hand may change; the stock ledger records which one did."""
+    """The only three ways stock may change; the stock ledger records which one did."""
 
     RECEIPT = 1
     ADJUSTMENT = 2
@@ -111,6 +122,8 @@ class Position:
 
     `version` counts saves; a SQL store turns it into a compare-and-set so two writers racing for
     the last unit cannot both win (the loser gets kit `Conflict` and retries the whole operation).
+    `non_sellable` units (damaged, scrap, quarantine) are held apart: they are not on hand, so
+    they are never available and never reserved.
     """
 
     sku: str
@@ -119,6 +132,7 @@ class Position:
     reserved: int = 0
     version: int = 0
     updated_at: datetime | None = None
+    non_sellable: int = 0
 
     @property
     def available(self) -> int:
@@ -228,11 +242,21 @@ class Adjustment:
 
 @dataclass(frozen=True)
 class ReceiptLine:
-    """The quantity of one SKU received, with its lot for lot-controlled items."""
+    """The quantity of one SKU received, with its lot for lot-controlled items.
+
+    `condition` says whether the units go to on hand or are held apart as non-sellable;
+    `reason` says why they are non-sellable.
+    """
 
     sku: str
     quantity: int
     lot: str = ""
+    condition: StockCondition = StockCondition.SELLABLE
+    reason: str = ""
+
+    @property
+    def sellable(self) -> bool:
+        return self.condition is StockCondition.SELLABLE
 
 
 @dataclass(frozen=True)
@@ -251,7 +275,8 @@ class Receipt:
 
 @dataclass(frozen=True)
 class Movement:
-    """One row of the stock ledger: Σ quantity_delta per position always equals its on hand."""
+    """One row of the stock ledger. Per position, Σ quantity_delta of the sellable movements
+    always equals its on hand, and of the others its non-sellable quantity."""
 
     sku: str
     location_id: str
@@ -259,3 +284,18 @@ class Movement:
     kind: MovementKind
     reference_id: str
     occurred_at: datetime
+    sellable: bool = True
+
+
+@dataclass(frozen=True)
+class ReleaseAttempt:
+    """The remembered answer to one partial-release idempotency key: the reservation's status
+    and lines right after that release, so a retry gets the same answer and changes nothing."""
+
+    idempotency_key: str
+    request_fingerprint: str
+    reservation_id: str
+    status: ReservationStatus
+    lines: tuple[ReservationLine, ...]
+    reason: str
+    created_at: datetime

@@ -26,6 +26,7 @@ from services.inventory.domain.model import (
     PickTask,
     Position,
     Receipt,
+    ReleaseAttempt,
     Reservation,
     ReservationStatus,
     ReserveAttempt,
@@ -61,6 +62,9 @@ class InventoryRepository(Protocol):
     def get_reserve_attempt(self, idempotency_key: str) -> ReserveAttempt | None: ...
     def add_reserve_attempt(self, attempt: ReserveAttempt) -> None: ...
 
+    def get_release_attempt(self, idempotency_key: str) -> ReleaseAttempt | None: ...
+    def add_release_attempt(self, attempt: ReleaseAttempt) -> None: ...
+
     def get_pick_task(self, pick_id: str) -> PickTask | None: ...
     def save_pick_task(self, task: PickTask) -> None: ...
     # creation order (oldest first)
@@ -93,6 +97,7 @@ class InMemoryInventory:
         self._positions: dict[tuple[str, str], Position] = {}
         self._reservations: dict[str, Reservation] = {}
         self._attempts: dict[str, ReserveAttempt] = {}
+        self._release_attempts: dict[str, ReleaseAttempt] = {}
         self._picks: dict[str, PickTask] = {}
         self._adjustments: list[Adjustment] = []
         self._adjustments_by_key: dict[str, Adjustment] = {}
@@ -166,6 +171,12 @@ class InMemoryInventory:
 
     def add_reserve_attempt(self, attempt: ReserveAttempt) -> None:
         self._attempts[attempt.idempotency_key] = attempt
+
+    def get_release_attempt(self, idempotency_key: str) -> ReleaseAttempt | None:
+        return self._release_attempts.get(idempotency_key)
+
+    def add_release_attempt(self, attempt: ReleaseAttempt) -> None:
+        self._release_attempts[attempt.idempotency_key] = attempt
 
     # -- picks -----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Reserve and release: holding stock for orders.
+"""Reserving: holding stock for orders (releasing it is `releases`).
 
 A reservation holds stock at ONE location for one order; an order split across warehouses holds
 one reservation per warehouse. Reserving only moves `reserved`, never `on_hand`: the units are
@@ -8,7 +8,7 @@ still on the shelf until a pick confirms they left.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.inventory.domain import ids as id_kinds
@@ -16,16 +16,13 @@ from services.inventory.domain.errors import (
     FieldViolation,
     IdempotencyKeyReused,
     LocationInactive,
-    ReservationNotActive,
     invalid,
     not_found,
 )
-from services.inventory.domain.events import InventoryEvent, ReservationReleased, StockReserved
+from services.inventory.domain.events import InventoryEvent, StockReserved
 from services.inventory.domain.ids import IdSource
 from services.inventory.domain.ledger import PositionChanges, fingerprint
 from services.inventory.domain.model import (
-    PickStatus,
-    PickTask,
     Reservation,
     ReservationLine,
     ReservationPolicy,
@@ -66,16 +63,6 @@ class ReserveOutcome:
 
     reservation: Reservation | None
     shortfalls: tuple[Shortfall, ...]
-    events: tuple[InventoryEvent, ...]
-    replayed: bool = False
-
-
-@dataclass(frozen=True)
-class ReleaseOutcome:
-    """The reservation after release, and the open pick tasks the release cancelled."""
-
-    reservation: Reservation
-    cancelled_pick_tasks: tuple[PickTask, ...]
     events: tuple[InventoryEvent, ...]
     replayed: bool = False
 
@@ -161,42 +148,6 @@ def reserve(
         )
     )
     return ReserveOutcome(reservation, shortfalls, events)
-
-
-def release(
-    repo: InventoryRepository, reservation_id: str, reason: str, now: datetime
-) -> ReleaseOutcome:
-    """Give a reservation's stock back and cancel its open pick task.
-
-    Releasing twice is harmless (the second call changes nothing and emits nothing). A consumed
-    reservation cannot be released: its units already left the shelf.
-    """
-    reservation = repo.get_reservation(reservation_id)
-    if reservation is None:
-        raise not_found("reservation", reservation_id)
-    if reservation.status is ReservationStatus.RELEASED:
-        return ReleaseOutcome(reservation, (), (), replayed=True)
-    if reservation.status is ReservationStatus.CONSUMED:
-        raise ReservationNotActive(
-            f"reservation {reservation_id} was already picked and cannot be released",
-            metadata={"reservation_id": reservation_id, "status": reservation.status.name},
-        )
-
-    changes = PositionChanges(repo)
-    for line in reservation.lines:
-        changes.reserve(line.sku, reservation.location_id, -line.quantity)
-    changes.write(now)
-    released = replace(
-        reservation, status=ReservationStatus.RELEASED, release_reason=reason, updated_at=now
-    )
-    repo.save_reservation(released)
-    cancelled = []
-    for task in repo.pick_tasks(reservation_id=reservation_id, status=PickStatus.OPEN):
-        # The stock is no longer held, so the warehouse must not pick it.
-        cancelled_task = replace(task, status=PickStatus.CANCELLED, completed_at=now)
-        repo.save_pick_task(cancelled_task)
-        cancelled.append(cancelled_task)
-    return ReleaseOutcome(released, tuple(cancelled), (ReservationReleased(released, reason, now),))
 
 
 def _check_reserve_request(request: ReserveStock) -> None:

@@ -2,6 +2,10 @@
 
 Receipts and adjustments record physical truth, so they are accepted at inactive locations and
 for inactive items too; only new reservations respect the active flags.
+
+A receipt line's condition says where its units go: SELLABLE into on hand, anything else
+(damaged, scrap, quarantine) into the position's non-sellable quantity, which is never
+available and never reserved.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ class AdjustOutcome:
 
 @dataclass(frozen=True)
 class ReceiveStock:
-    """Stock arriving at a location against a purchase order, transfer or return."""
+    """Stock arriving at a location against a purchase order, transfer, return, cancelled
+    shipment or parcel returned to sender."""
 
     location_id: str
     source: ReceiptSource
@@ -169,7 +174,8 @@ def adjust(
 def receive(
     repo: InventoryRepository, ids: IdSource, request: ReceiveStock, now: datetime
 ) -> ReceiveOutcome:
-    """Raise on hand by what arrived; lot-controlled SKUs must say which lot."""
+    """Raise on hand (or non-sellable) by what arrived; lot-controlled SKUs must say which lot,
+    and non-sellable lines why they are."""
     violations: list[FieldViolation] = []
     if not request.source_reference:
         violations.append(FieldViolation("source_reference", "required", "required"))
@@ -181,6 +187,14 @@ def receive(
         if line.quantity <= 0:
             violations.append(
                 FieldViolation(f"lines[{index}].quantity", "gt", "quantity must be positive")
+            )
+        if not line.sellable and not line.reason:
+            violations.append(
+                FieldViolation(
+                    f"lines[{index}].reason",
+                    "reason_required",
+                    f"say why {line.condition.name.lower()} units are not sellable",
+                )
             )
         item = repo.get_item(line.sku)
         if item is None:
@@ -201,7 +215,7 @@ def receive(
             request.location_id,
             request.source.name,
             request.source_reference,
-            [[line.sku, line.quantity, line.lot] for line in request.lines],
+            [_line_fingerprint(line) for line in request.lines],
         ]
     )
     existing = repo.get_receipt_by_key(request.idempotency_key)
@@ -230,9 +244,8 @@ def receive(
     )
     changes = PositionChanges(repo)
     for line in request.lines:
-        changes.move(
-            line.sku, request.location_id, line.quantity, MovementKind.RECEIPT, receipt.receipt_id
-        )
+        move = changes.move if line.sellable else changes.move_non_sellable
+        move(line.sku, request.location_id, line.quantity, MovementKind.RECEIPT, receipt.receipt_id)
     after = changes.write(now)
     repo.add_receipt(receipt)
     positions = tuple(after[key] for key in sorted(after))
@@ -255,6 +268,14 @@ def availability(
         total = sum(max(0, p.available) for p in positions)
         answer.append(SkuAvailability(sku, total, positions))
     return tuple(answer)
+
+
+def _line_fingerprint(line: ReceiptLine) -> list[object]:
+    # A plain sellable line keeps the digest it had before conditions existed, so retrying a
+    # receipt recorded by an older version still replays instead of "key reused".
+    if line.sellable and not line.reason:
+        return [line.sku, line.quantity, line.lot]
+    return [line.sku, line.quantity, line.lot, line.condition.name, line.reason]
 
 
 def _below_reserved(before: Position, delta: int) -> InsufficientStockForAdjustment:

@@ -117,10 +117,15 @@ class InventoryApi(svc_grpc.InventoryServiceServicer):
         return response
 
     async def ReleaseReservation(self, request: svc.ReleaseReservationRequest, context: Any) -> Any:
-        reason = request.reason or "released by request"
-        outcome = await self._units.run(
-            app.release_reservation, request.reservation_id, reason, self._clock
+        command = domain.ReleaseStock(
+            reservation_id=request.reservation_id,
+            reason=request.reason or "released by request",
+            lines=tuple(
+                domain.ReserveLine(x.order_line_number, x.sku, x.quantity) for x in request.lines
+            ),
+            idempotency_key=request.idempotency_key,
         )
+        outcome = await self._units.run(app.release_reservation, command, self._clock)
         return svc.ReleaseReservationResponse(
             reservation=contracts.reservation_to_proto(outcome.reservation)
         )
@@ -145,7 +150,7 @@ class InventoryApi(svc_grpc.InventoryServiceServicer):
             location_id=request.location_id,
             source=domain.ReceiptSource(request.source),
             source_reference=request.source_reference,
-            lines=tuple(domain.ReceiptLine(x.sku, x.quantity, x.lot) for x in request.lines),
+            lines=tuple(contracts.receipt_line_to_domain(x) for x in request.lines),
             idempotency_key=request.idempotency_key,
         )
         outcome = await self._units.run(app.receive_stock, command, self._ids, self._clock)

@@ -22,6 +22,7 @@ from services.inventory.domain.model import (
     ReceiptLine,
     ReservationLine,
     Shortfall,
+    StockCondition,
     UnitOfMeasure,
     Weight,
     WeightUnit,
@@ -163,8 +164,13 @@ def load_confirmations(text: str) -> tuple[PickConfirmationLine, ...]:
 
 
 def dump_receipt_lines(lines: tuple[ReceiptLine, ...]) -> str:
-    return dump([[x.sku, x.quantity, x.lot] for x in lines])
+    return dump([[x.sku, x.quantity, x.lot, x.condition.value, x.reason] for x in lines])
 
 
 def load_receipt_lines(text: str) -> tuple[ReceiptLine, ...]:
-    return tuple(ReceiptLine(*fields) for fields in json.loads(text))
+    """Receipt lines; rows written before conditions existed have three fields (sellable)."""
+    lines = []
+    for sku, quantity, lot, *rest in json.loads(text):
+        condition, reason = rest or (StockCondition.SELLABLE.value, "")
+        lines.append(ReceiptLine(sku, quantity, lot, StockCondition(condition), reason))
+    return tuple(lines)

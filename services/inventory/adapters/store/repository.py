@@ -33,6 +33,7 @@ from services.inventory.domain.model import (
     Position,
     Receipt,
     ReceiptSource,
+    ReleaseAttempt,
     Reservation,
     ReservationStatus,
     ReserveAttempt,
@@ -130,6 +131,7 @@ class SqlInventory:
             "reserved": position.reserved,
             "version": position.version,
             "updated_at": codec.to_epoch(position.updated_at),
+            "non_sellable": position.non_sellable,
         }
         where = f"position {position.sku}@{position.location_id}"
         if position.version == 1:
@@ -257,6 +259,35 @@ class SqlInventory:
             "created_at": codec.to_epoch(attempt.created_at),
         }
         self._insert(t.reserve_attempts, values, f"idempotency key {attempt.idempotency_key}")
+
+    def get_release_attempt(self, idempotency_key: str) -> ReleaseAttempt | None:
+        table = t.release_attempts
+        row = self._conn.execute(
+            select(table).where(table.c.idempotency_key == idempotency_key)
+        ).first()
+        if row is None:
+            return None
+        return ReleaseAttempt(
+            idempotency_key=row.idempotency_key,
+            request_fingerprint=row.request_fingerprint,
+            reservation_id=row.reservation_id,
+            status=ReservationStatus(row.status),
+            lines=codec.load_reservation_lines(row.lines),
+            reason=row.reason,
+            created_at=codec.required_time(row.created_at),
+        )
+
+    def add_release_attempt(self, attempt: ReleaseAttempt) -> None:
+        values = {
+            "idempotency_key": attempt.idempotency_key,
+            "request_fingerprint": attempt.request_fingerprint,
+            "reservation_id": attempt.reservation_id,
+            "status": attempt.status.value,
+            "lines": codec.dump_reservation_lines(attempt.lines),
+            "reason": attempt.reason,
+            "created_at": codec.to_epoch(attempt.created_at),
+        }
+        self._insert(t.release_attempts, values, f"idempotency key {attempt.idempotency_key}")
 
     # -- picks -----------------------------------------------------------------------------
 
@@ -391,6 +422,7 @@ class SqlInventory:
                 kind=movement.kind.value,
                 reference_id=movement.reference_id,
                 occurred_at=codec.to_epoch(movement.occurred_at),
+                sellable=movement.sellable,
             )
         )
 
@@ -409,6 +441,7 @@ class SqlInventory:
                 MovementKind(row.kind),
                 row.reference_id,
                 codec.required_time(row.occurred_at),
+                bool(row.sellable),
             )
             for row in self._conn.execute(query)
         ]
@@ -422,6 +455,7 @@ def _position(row: Any) -> Position:
         int(row.reserved),
         int(row.version),
         codec.from_epoch(row.updated_at),
+        int(row.non_sellable),
     )
 
 

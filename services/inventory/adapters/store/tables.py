@@ -5,9 +5,11 @@ way, with no timezone surprises. Small nested values (address, dimensions, reser
 are JSON text: they are always read and written whole with their row, never queried inside.
 
 - positions: one row per (sku, location); `version` is the optimistic-concurrency counter the
-  repository compare-and-sets on, which decides races for the last unit.
-- reserve_attempts / adjustments / receipts: idempotency keys are UNIQUE, so two racing
-  requests with one key cannot both be recorded.
+  repository compare-and-sets on, which decides races for the last unit. `non_sellable` units
+  are held apart from `on_hand`.
+- reserve_attempts / release_attempts / adjustments / receipts: idempotency keys are UNIQUE, so
+  two racing requests with one key cannot both be recorded.
+- movements: the stock ledger; `sellable` says which quantity of the position a row moved.
 - `seq` columns give lists a stable creation order independent of clocks.
 """
 
@@ -23,6 +25,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
+    true,
 )
 
 metadata = MetaData()
@@ -61,6 +65,7 @@ positions = Table(
     Column("reserved", BigInteger, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=True),
+    Column("non_sellable", BigInteger, nullable=False, server_default=text("0")),
 )
 
 reservations = Table(
@@ -88,6 +93,18 @@ reserve_attempts = Table(
     Column("location_id", String(32), nullable=False),
     Column("reservation_id", String(40), nullable=True),
     Column("shortfalls", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+release_attempts = Table(
+    "release_attempts",
+    metadata,
+    Column("idempotency_key", String(128), primary_key=True),
+    Column("request_fingerprint", String(64), nullable=False),
+    Column("reservation_id", String(40), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("lines", Text, nullable=False),
+    Column("reason", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
 )
 
@@ -150,5 +167,6 @@ movements = Table(
     Column("kind", Integer, nullable=False),
     Column("reference_id", String(40), nullable=False),
     Column("occurred_at", Float, nullable=False),
+    Column("sellable", Boolean, nullable=False, server_default=true()),
     sqlite_autoincrement=True,
 )
