@@ -38,6 +38,18 @@ HTTP_STATUS_OF_GRPC: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 
+# Backend errors answered with another status than their code's, by google.rpc.ErrorInfo reason
+# (e.g. a well-formed request that breaks a business rule with a stated limit is 422, not the
+# generic 400 of FAILED_PRECONDITION); their PreconditionFailure violations (each field and its
+# limit) become the problem's violations.
+HTTP_STATUS_OF_REASON: dict[tuple[grpc.StatusCode, str], int] = {
+    # CreateReturn: more units than are returnable, not delivered, or past the return window.
+    (grpc.StatusCode.FAILED_PRECONDITION, "RETURN_NOT_ALLOWED"): 422,
+    # CancelOrder once a carrier has the parcels (or the units were picked, for a partial
+    # cancel): the order's state conflicts with the request; the detail says a return is the way.
+    (grpc.StatusCode.FAILED_PRECONDITION, "ORDER_NOT_CANCELLABLE"): 409,
+}
+
 TITLES: dict[int, str] = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -75,7 +87,8 @@ def bad_request(detail: str, violations: Sequence[Violation] = ()) -> Problem:
 
 
 def problem_of_rpc_error(error: grpc.aio.AioRpcError) -> Problem:
-    """The problem for a backend's gRPC error, with its BadRequest violations if it sent any."""
+    """The problem for a backend's gRPC error, with its BadRequest violations if it sent any
+    (and its PreconditionFailure violations when HTTP_STATUS_OF_REASON remaps it)."""
     code = error.code()
     status = HTTP_STATUS_OF_GRPC.get(code, 500)
     violations: list[Violation] = []
@@ -83,6 +96,13 @@ def problem_of_rpc_error(error: grpc.aio.AioRpcError) -> Problem:
     if rich is not None:
         for bad in details_of(rich, error_details_pb2.BadRequest):
             violations += [Violation(v.field, v.description) for v in bad.field_violations]
+        for info in details_of(rich, error_details_pb2.ErrorInfo):
+            reason_status = HTTP_STATUS_OF_REASON.get((code, info.reason))
+            if reason_status is not None:
+                status = reason_status
+                for failure in details_of(rich, error_details_pb2.PreconditionFailure):
+                    violations += [Violation(v.subject, v.description) for v in failure.violations]
+                break
     detail = error.details() or code.name
     if status == 500:
         # Unmapped codes (INTERNAL, UNKNOWN, DATA_LOSS...) may carry internals: say nothing.

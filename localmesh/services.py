@@ -47,7 +47,10 @@ CARRIER_ADAPTER = ServiceSpec(
 )
 BILLING = ServiceSpec("billing", "services.billing.main", wave=1)
 ORDER = ServiceSpec(
-    "order", "services.order.main", wave=2, targets={"INVENTORY_TARGET": "inventory"}
+    "order",
+    "services.order.main",
+    wave=2,
+    targets={"INVENTORY_TARGET": "inventory", "SHIPMENT_TARGET": "shipment"},
 )
 SHIPMENT = ServiceSpec(
     "shipment",

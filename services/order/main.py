@@ -37,30 +37,24 @@ async def setup(server: ServiceServer, config: OrderConfig) -> None:
 
     server.add_shutdown_hook(stop_background, name="stop saga command worker and sweeper")
     saga = FulfillmentSaga(config.step_timeouts())
+    return_policy = config.return_policy()  # reads the reason codes: a bad file stops here
     runtime = await start_events(
         config, server, event_handlers(saga, utc_now), event_mapper=event_mapper, purpose=PURPOSE
     )
     timeout = config.grpc_client_timeout_seconds
     inventory_channel = open_channel(config.inventory_target, default_timeout_seconds=timeout)
-    shipment_channel = (
-        open_channel(config.shipment_target, default_timeout_seconds=timeout)
-        if config.shipment_target
-        else None
-    )
+    shipment_channel = open_channel(config.shipment_target, default_timeout_seconds=timeout)
 
     async def close_inventory_channel() -> None:
         await inventory_channel.close(None)
 
     async def close_shipment_channel() -> None:
-        if shipment_channel is not None:
-            await shipment_channel.close(None)
+        await shipment_channel.close(None)
 
     server.add_shutdown_hook(close_inventory_channel, name="close inventory channel")
     server.add_shutdown_hook(close_shipment_channel, name="close shipment channel")
     inventory = InventoryClient(inv_grpc.InventoryServiceStub(inventory_channel))
-    shipments = ShipmentClient(
-        shp_grpc.ShipmentServiceStub(shipment_channel) if shipment_channel else None
-    )
+    shipments = ShipmentClient(shp_grpc.ShipmentServiceStub(shipment_channel))
     units = runtime.units
     worker = CommandWorker(
         units,
@@ -70,7 +64,17 @@ async def setup(server: ServiceServer, config: OrderConfig) -> None:
         poll_interval=config.command_poll_interval_seconds,
     )
     sweeper = DeadlineSweeper(units, saga, utc_now, interval=config.sweep_interval_seconds)
-    add_to_server(server, OrderApi(units, saga, inventory, on_commands=worker.wake))
+    add_to_server(
+        server,
+        OrderApi(
+            units,
+            saga,
+            inventory,
+            shipments=shipments,
+            on_commands=worker.wake,
+            returns=return_policy,
+        ),
+    )
     background += [worker, sweeper]
     worker.start()
     sweeper.start()

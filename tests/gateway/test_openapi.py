@@ -60,7 +60,7 @@ async def test_schemas_carry_proto_comments_and_protovalidate_rules(stack: Stack
     assert "partner_id" not in names  # server-owned fields are not offered to clients
     cancel = spec["paths"]["/v1/orders/{order_id}:cancel"]["post"]
     body = cancel["requestBody"]["content"]["application/json"]["schema"]
-    assert set(body["properties"]) == {"reason"}
+    assert set(body["properties"]) == {"reason", "lines"}
     assert cancel["security"] == [{"bearerAuth": ["orders:write"]}]
     create_responses = spec["paths"]["/v1/orders"]["post"]["responses"]
     assert "201" in create_responses

@@ -40,10 +40,12 @@ from services.order.domain import (
     SagaCommand,
     SagaInput,
     SagaResult,
+    ShipmentCancelledObserved,
     ShipmentDelivered,
     ShipmentManifested,
     StepTimeouts,
     StockAvailable,
+    cancellation,
     wants_stock,
 )
 from tests.order.support import CATALOG, EAST, NORTH, PARTNER, WEST, Clock
@@ -57,8 +59,11 @@ class ShipmentState:
     order_id: str
     location_id: str
     lines: tuple[LineQuantity, ...]
+    skus: tuple[str, ...] = ()
+    picked_up: bool = False
     delivered: bool = False
     invoiced: bool = False
+    cancelled: bool = False
 
 
 @dataclass
@@ -84,6 +89,8 @@ class Mesh:
         self.history: list[tuple[str, SagaInput]] = []
         self.picked: list[inv.PickCompleted] = []
         self.shipments: dict[str, ShipmentState] = {}
+        self.cancelled_orders: set[str] = set()  # what the shipment service was told
+        self.units_brought_in = 0  # purchase-order receipts and adjustments, for conservation
         self._keys = 0
 
     # -- the order service --------------------------------------------------------------
@@ -111,7 +118,14 @@ class Mesh:
         return result
 
     def cancel(self, order_id: str, reason: str = "customer asked") -> SagaResult:
-        result = self.saga.cancel(self.orders[order_id], reason, self.clock.ctx())
+        """The order service's CancelOrder: shipment acts first when the warehouse may have
+        picked (refusing once a parcel is picked up), then the saga commits."""
+        order = self.orders[order_id]
+        if order.status is not OrderStatus.CANCELLED:
+            cancellation.ensure_cancellable(order)
+            if cancellation.needs_shipment_cancel(order):
+                self.cancel_shipments(order_id, reason)
+        result = self.saga.cancel(order, reason, self.clock.ctx())
         self._absorb(result)
         return result
 
@@ -209,6 +223,8 @@ class Mesh:
                 )
             elif isinstance(event, inv.PickCompleted):
                 self.picked.append(event)
+                if event.order_id in self.cancelled_orders:
+                    self._cancel_pick(event, "order cancelled")
                 lines = tuple(
                     PickedLine(ln.order_line_number, ln.sku, ln.quantity_picked, ln.quantity_short)
                     for ln in event.lines
@@ -272,6 +288,7 @@ class Mesh:
         }
 
     def receive(self, sku: str, location_id: str, quantity: int) -> None:
+        self.units_brought_in += quantity
         self._keys += 1
         request = inv.ReceiveStock(
             location_id,
@@ -310,22 +327,83 @@ class Mesh:
             for p in self.picked
             if f"shp_{p.pick_id}" not in self.shipments
             and any(ln.quantity_picked for ln in p.lines)
-            and self.orders[p.order_id].status is not OrderStatus.CANCELLED
+            and p.order_id not in self.cancelled_orders
         ]
+
+    def cancel_shipments(self, order_id: str, reason: str) -> None:
+        """Shipment's CancelOrderShipments: all or none, refused once the carrier has one."""
+        mine = {sid: s for sid, s in self.shipments.items() if s.order_id == order_id}
+        if any(s.picked_up or s.delivered for s in mine.values() if not s.cancelled):
+            order = self.orders[order_id]
+            cancellation.refuse(order, "the carrier has the parcels", "picked up", "SHIPMENT")
+        self.cancelled_orders.add(order_id)
+        for shipment_id, shipment in mine.items():
+            if not shipment.cancelled:
+                self._cancel_shipment(shipment_id, shipment, reason)
+        for pick in self.picked:
+            if pick.order_id == order_id and f"shp_{pick.pick_id}" not in self.shipments:
+                self._cancel_pick(pick, reason)
+
+    def _cancel_pick(self, pick: inv.PickCompleted, reason: str) -> None:
+        """A pick of a cancelled order: a CANCELLED shipment at once (if anything was picked)."""
+        shipment_id = f"shp_{pick.pick_id}"
+        if shipment_id in self.shipments or not any(ln.quantity_picked for ln in pick.lines):
+            return
+        shipment = self._shipment_of(pick)
+        self.shipments[shipment_id] = shipment
+        self._cancel_shipment(shipment_id, shipment, reason)
+
+    def _cancel_shipment(self, shipment_id: str, shipment: ShipmentState, reason: str) -> None:
+        """CANCELLED; inventory puts the units back (keyed on the shipment), order hears of it."""
+        shipment.cancelled = True
+        lines = tuple(
+            inv.ReceiptLine(sku, q.quantity)
+            for sku, q in zip(shipment.skus, shipment.lines, strict=True)
+        )
+        request = inv.ReceiveStock(
+            shipment.location_id,
+            inv.ReceiptSource.CANCELLATION,
+            shipment_id,
+            lines,
+            f"cancel/{shipment_id}",
+        )
+        self.consume_inventory_events(
+            inv.receive(self.repo, self.ids, request, self.clock.now).events
+        )
+        self.inbox.append(
+            (
+                shipment.order_id,
+                ShipmentCancelledObserved(
+                    shipment_id, shipment.location_id, shipment.lines, reason
+                ),
+            )
+        )
+
+    def _shipment_of(self, pick: inv.PickCompleted) -> ShipmentState:
+        picked = [ln for ln in pick.lines if ln.quantity_picked]
+        return ShipmentState(
+            pick.order_id,
+            pick.location_id,
+            tuple(LineQuantity(ln.order_line_number, ln.quantity_picked) for ln in picked),
+            tuple(ln.sku for ln in picked),
+        )
+
+    def pick_up(self, shipment_id: str) -> None:
+        """The carrier takes the parcels (the order hears nothing until delivery)."""
+        self.shipments[shipment_id].picked_up = True
 
     def ship(self, pick: inv.PickCompleted) -> str:
         shipment_id = f"shp_{pick.pick_id}"
-        lines = tuple(
-            LineQuantity(ln.order_line_number, ln.quantity_picked)
-            for ln in pick.lines
-            if ln.quantity_picked
+        shipment = self._shipment_of(pick)
+        self.shipments[shipment_id] = shipment
+        self.inbox.append(
+            (pick.order_id, ShipmentManifested(shipment_id, pick.location_id, shipment.lines))
         )
-        self.shipments[shipment_id] = ShipmentState(pick.order_id, pick.location_id, lines)
-        self.inbox.append((pick.order_id, ShipmentManifested(shipment_id, pick.location_id, lines)))
         return shipment_id
 
     def deliver_shipment(self, shipment_id: str) -> None:
         shipment = self.shipments[shipment_id]
+        shipment.picked_up = True
         shipment.delivered = True
         self.inbox.append(
             (
@@ -356,8 +434,18 @@ class Mesh:
                 self.invoice(shipment_id)
             self.drain()
 
+    def units_out(self) -> int:
+        """Units that left the books and are not back: picked onto a shipment that was not
+        cancelled, or written off as short (they were never on the shelf)."""
+        out = 0
+        for pick in self.picked:
+            shipment = self.shipments.get(f"shp_{pick.pick_id}")
+            back = shipment is not None and shipment.cancelled
+            out += sum(ln.quantity_short + (0 if back else ln.quantity_picked) for ln in pick.lines)
+        return out
+
     def _undelivered(self) -> list[str]:
-        return [sid for sid, s in self.shipments.items() if not s.delivered]
+        return [sid for sid, s in self.shipments.items() if not s.delivered and not s.cancelled]
 
     def _uninvoiced(self) -> list[str]:
         return [sid for sid, s in self.shipments.items() if s.delivered and not s.invoiced]

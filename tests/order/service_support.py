@@ -19,7 +19,8 @@ from crossdock.order.v1 import order_service_pb2 as svc
 from crossdock.order.v1 import order_service_pb2_grpc as svc_grpc
 from nats.aio.client import Client as NATS
 
-from tests.fixtures.running import running_inventory, running_order
+from tests.fixtures.ports import free_port
+from tests.fixtures.running import running_inventory, running_order, running_shipment
 from tools.warehouse_sim import SimulatorSettings, WarehouseSimulator
 
 PARTNER = "ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8P"
@@ -40,12 +41,23 @@ async def running_mesh(
     order_settings: dict[str, str] | None = None,
     short_rate: float = 0.0,
 ) -> AsyncIterator[Mesh]:
-    """`order_settings` override order's settings (names without the CROSSDOCK_ORDER_ prefix)."""
+    """Inventory, shipment and order; `order_settings` override order's settings (names
+    without the CROSSDOCK_ORDER_ prefix)."""
     async with running_inventory(db_urls["inventory"], nats_url, nc) as inventory:
         inventory_target = f"127.0.0.1:{inventory.server.port}"
-        async with running_order(
-            db_urls["order"], nats_url, inventory_target, **(order_settings or {})
-        ) as orders:
+        # Shipment runs too: a cancel asks it first. No carrier answers here (labels wait).
+        async with (
+            running_shipment(
+                db_urls["shipment"], nats_url, inventory_target, f"127.0.0.1:{free_port()}"
+            ) as shipments,
+            running_order(
+                db_urls["order"],
+                nats_url,
+                inventory_target,
+                SHIPMENT_TARGET=shipments.target,
+                **(order_settings or {}),
+            ) as orders,
+        ):
             simulator = WarehouseSimulator(
                 inventory.stub, SimulatorSettings(short_rate=short_rate, seed=11)
             )

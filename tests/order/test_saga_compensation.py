@@ -58,24 +58,67 @@ def test_cancel_before_pick_releases_the_stock_and_withdraws_the_pick() -> None:
     assert not again.changed and again.commands == () and again.events == ()
 
 
-def test_cancel_after_shipping_is_rejected_and_changes_nothing() -> None:
+def test_cancel_after_pickup_is_rejected_and_changes_nothing() -> None:
     mesh = Mesh()
     mesh.receive("WIDGET", EAST, 5)
     order = mesh.place("ord_1", order_input(("WIDGET", 3)))
     mesh.drain()
     mesh.confirm_pick(mesh.open_picks()[0])
     mesh.drain()
-    mesh.ship(mesh.shippable()[0])
+    shipment_id = mesh.ship(mesh.shippable()[0])
     mesh.drain()
+    mesh.pick_up(shipment_id)
     before = copy.deepcopy(order)
 
     with pytest.raises(OrderNotCancellable) as caught:
         mesh.cancel("ord_1")
-    assert caught.value.violations[0].type == "ORDER_STATUS"
+    assert caught.value.violations[0].type == "SHIPMENT"
     assert order == before
+    assert not mesh.shipments[shipment_id].cancelled
+    assert mesh.repo.get_position("WIDGET", EAST).on_hand == 2
 
 
-def test_cancel_after_pick_puts_the_picked_units_back() -> None:
+def test_cancel_after_delivery_is_rejected_before_asking_shipment() -> None:
+    mesh = Mesh()
+    mesh.receive("WIDGET", EAST, 5)
+    order = mesh.place("ord_1", order_input(("WIDGET", 3)))
+    mesh.drain()
+    mesh.confirm_pick(mesh.open_picks()[0])
+    mesh.drain()
+    mesh.deliver_shipment(mesh.ship(mesh.shippable()[0]))
+    mesh.drain()
+
+    with pytest.raises(OrderNotCancellable) as caught:
+        mesh.cancel("ord_1")
+    assert caught.value.violations[0].type == "ORDER_STATUS"
+    assert "create a return" in caught.value.message
+    assert mesh.cancelled_orders == set()
+    assert order.status is OrderStatus.DELIVERED
+
+
+def test_cancel_after_the_label_cancels_the_shipment_and_puts_the_units_back() -> None:
+    mesh = Mesh()
+    mesh.receive("WIDGET", EAST, 5)
+    order = mesh.place("ord_1", order_input(("WIDGET", 3)))
+    mesh.drain()
+    mesh.confirm_pick(mesh.open_picks()[0])
+    mesh.drain()
+    shipment_id = mesh.ship(mesh.shippable()[0])
+    mesh.drain()
+    assert order.status is OrderStatus.SHIPPED
+
+    mesh.cancel("ord_1")
+    mesh.drain()
+    assert order.status is OrderStatus.CANCELLED
+    assert mesh.shipments[shipment_id].cancelled
+    assert mesh.repo.get_position("WIDGET", EAST).on_hand == 5
+    # The cancelled shipment's units count as neither shipped nor delivered.
+    assert order.lines[0].quantity_shipped == 0 and order.lines[0].quantity_cancelled == 3
+    assert any("cancelled; 3 units back to stock" in e.detail for e in order.timeline)
+    assert inv.invariant_violations(mesh.repo) == []
+
+
+def test_cancel_after_pick_puts_the_picked_units_back_through_the_shipment() -> None:
     mesh = Mesh()
     mesh.receive("WIDGET", EAST, 5)
     mesh.place("ord_1", order_input(("WIDGET", 3)))
@@ -85,7 +128,12 @@ def test_cancel_after_pick_puts_the_picked_units_back() -> None:
     assert mesh.repo.get_position("WIDGET", EAST).on_hand == 2
 
     result = mesh.cancel("ord_1")
-    assert [type(c) for c in result.commands] == [RestockPicked]
+    # The order itself restocks nothing: the cancelled shipment does, once.
+    assert not any(isinstance(c, RestockPicked) for c in result.commands)
+    mesh.drain()
+    assert mesh.repo.get_position("WIDGET", EAST).on_hand == 5
+    assert [s.cancelled for s in mesh.shipments.values()] == [True]
+    mesh.cancel("ord_1")  # a second cancel restocks nothing more
     mesh.drain()
     assert mesh.repo.get_position("WIDGET", EAST).on_hand == 5
 

@@ -1,5 +1,7 @@
-"""Random interleavings of orders, commands, events, warehouse work, carriers, billing, clock
-ticks, cancellations and retries never break an invariant of the order saga or of the stock.
+"""Random interleavings of orders, commands, events, warehouse work, carriers (pickups,
+deliveries, failures), billing, clock ticks, cancellations at any stage and retries never break
+an invariant of the order saga or of the stock: stock is conserved and never negative, nothing
+cancelled is invoiced, and a cancel is refused exactly when a carrier has the parcels.
 
 The saga runs against the real inventory domain (tests/order/mesh.py). Commands, events and
 answers wait in queues and are delivered in random order, re-run, and replayed, as a runner
@@ -14,6 +16,7 @@ from __future__ import annotations
 import copy
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import timedelta
 
 from hypothesis import HealthCheck, event, settings
@@ -35,7 +38,7 @@ from services.order.domain import (
 )
 from services.order.domain.errors import OrderNotCancellable
 from services.order.domain.progress import STEP_OF_STATUS, derive_status
-from tests.order.mesh import LOCATIONS, SKUS, Mesh
+from tests.order.mesh import LOCATIONS, SKUS, Mesh, ShipmentState
 from tests.order.support import order_input
 
 FUZZ = os.environ.get("CROSSDOCK_FUZZ") == "1"
@@ -108,6 +111,7 @@ class SagaMachine(RuleBasedStateMachine):
             outcome = inv.adjust(self.mesh.repo, self.mesh.ids, request, self.mesh.clock.now)
         except InsufficientStockForAdjustment:
             return
+        self.mesh.units_brought_in += delta
         self.mesh.consume_inventory_events(outcome.events)
 
     # -- the runner and the consumers -----------------------------------------------------
@@ -177,12 +181,15 @@ class SagaMachine(RuleBasedStateMachine):
     def ship(self, data: st.DataObject) -> None:
         self.mesh.ship(_pick(data, self.mesh.shippable()))
 
-    @precondition(lambda self: any(not s.delivered for s in self.mesh.shipments.values()))
+    @precondition(lambda self: self._on_the_road(lambda s: not s.picked_up))
+    @rule(data=st.data())
+    def pick_up(self, data: st.DataObject) -> None:
+        self.mesh.pick_up(_pick(data, self._on_the_road(lambda s: not s.picked_up)))
+
+    @precondition(lambda self: self._on_the_road(lambda s: not s.delivered))
     @rule(data=st.data(), fail=st.booleans())
     def carrier(self, data: st.DataObject, fail: bool) -> None:
-        shipment_id = _pick(
-            data, sorted(s for s, st_ in self.mesh.shipments.items() if not st_.delivered)
-        )
+        shipment_id = _pick(data, self._on_the_road(lambda s: not s.delivered))
         if fail:
             order_id = self.mesh.shipments[shipment_id].order_id
             self.mesh.inbox.append((order_id, ShipmentFailed(shipment_id, "address not found")))
@@ -199,6 +206,10 @@ class SagaMachine(RuleBasedStateMachine):
         )
         self.mesh.invoice(_pick(data, ready))
 
+    def _on_the_road(self, what: Callable[[ShipmentState], bool]) -> list[str]:
+        """Shipments (not cancelled) for which `what` holds, in a stable order."""
+        return sorted(sid for sid, s in self.mesh.shipments.items() if not s.cancelled and what(s))
+
     # -- operators and the clock ----------------------------------------------------------
 
     @precondition(lambda self: self.mesh.orders)
@@ -206,16 +217,22 @@ class SagaMachine(RuleBasedStateMachine):
     def cancel(self, data: st.DataObject) -> None:
         order_id = _pick(data, sorted(self.mesh.orders))
         order = self.mesh.orders[order_id]
-        shipped = any(s.manifested for s in order.shipments.values())
+        carrier_has = any(
+            s.order_id == order_id and (s.picked_up or s.delivered)
+            for s in self.mesh.shipments.values()
+            if not s.cancelled
+        )
+        delivered = any(s.delivered and not s.cancelled for s in order.shipments.values())
+        refusable = order.status is not OrderStatus.CANCELLED
         before = copy.deepcopy(order)
         try:
             self.mesh.cancel(order_id)
         except OrderNotCancellable:
-            assert shipped or order.status is OrderStatus.COMPLETED
+            assert refusable and (carrier_has or delivered or order.status is OrderStatus.COMPLETED)
             assert order == before
             event("cancel: refused")
             return
-        assert not shipped and order.status is OrderStatus.CANCELLED
+        assert not carrier_has and not delivered and order.status is OrderStatus.CANCELLED
         event("cancel: done")
 
     @rule(minutes=st.integers(1, 240))
@@ -266,10 +283,13 @@ class SagaMachine(RuleBasedStateMachine):
             order = self.mesh.orders[order_id]
             assert order.status is status
             # Nothing billable moves after the end; a cancelled order may only record the
-            # late picks and stray reservations it compensates.
-            assert (order.shipments, order.invoices) == frozen[:2]
+            # late picks, stray reservations and shipments its cancellation compensates.
+            assert order.invoices == frozen[1]
             if status is OrderStatus.COMPLETED:
-                assert (order.lines, order.picks, order.reservations) == frozen[2:]
+                assert (order.shipments, order.lines, order.picks, order.reservations) == (
+                    frozen[0],
+                    *frozen[2:],
+                )
         for order_id, order in self.mesh.orders.items():
             if order.is_terminal and order_id not in self.terminal:
                 frozen = copy.deepcopy(
@@ -277,6 +297,23 @@ class SagaMachine(RuleBasedStateMachine):
                 )
                 self.terminal[order_id] = (order.status, frozen)
                 event(f"reached {order.status.name}")
+
+    @invariant()
+    def stock_is_conserved(self) -> None:
+        """Σ on hand = receipts ± adjustments - units out on live shipments: a cancelled
+        shipment's units are back exactly once, and nothing is negative."""
+        positions = self.mesh.repo.positions()
+        assert all(p.on_hand >= 0 and p.reserved >= 0 for p in positions)
+        on_hand = sum(p.on_hand for p in positions)
+        assert on_hand == self.mesh.units_brought_in - self.mesh.units_out()
+
+    @invariant()
+    def nothing_cancelled_is_invoiced(self) -> None:
+        for shipment in self.mesh.shipments.values():
+            assert not (shipment.cancelled and (shipment.invoiced or shipment.delivered))
+        for order in self.mesh.orders.values():
+            if order.status is OrderStatus.CANCELLED:
+                assert not order.invoices
 
     @invariant()
     def line_figures_add_up(self) -> None:

@@ -124,6 +124,10 @@ def confirm_pick(
     task = repo.get_pick_task(pick_id)
     if task is None:
         raise not_found("pick task", pick_id)
+    # Lock the reservation first, as a release does, then read the task again: a release that
+    # committed meanwhile (withdrawing or amending the task) is seen, never half of it.
+    reservation = repo.get_reservation(task.reservation_id)
+    task = repo.get_pick_task(pick_id) or task
     if task.status is PickStatus.CANCELLED:
         raise PickNotOpen(f"pick {pick_id} was cancelled", metadata={"pick_id": pick_id})
     ordered_lines = _check_confirmation(repo, task, lines)
@@ -134,7 +138,6 @@ def confirm_pick(
             f"pick {pick_id} was already confirmed with different quantities",
             metadata={"pick_id": pick_id},
         )
-    reservation = repo.get_reservation(task.reservation_id)
     if reservation is None or reservation.status is not ReservationStatus.ACTIVE:
         raise ReservationNotActive(
             f"the reservation of pick {pick_id} is no longer active",

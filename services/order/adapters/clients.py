@@ -1,10 +1,11 @@
 """Order's gRPC clients to other services: inventory (item master, availability, reservations,
-restock) and shipment (label retries).
+partial releases) and shipment (label retries, cancelling an order's shipments).
 
 Each client speaks in domain values: requests are built from saga commands and answers come back
 as saga inputs or catalog entries, so no stub message leaves this module. Errors propagate as
 `grpc.aio.AioRpcError` (the caller decides what is transient, with kit `is_transient`), except the
-capture-time reads, whose failure is kit `Unavailable` for the caller of CreateOrder.
+capture-time reads and the cancel-time calls, whose failures are kit errors for the caller of
+CreateOrder / CancelOrder (Unavailable, or OrderNotCancellable for a refusal).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from crossdock.shipment.v1 import shipment_service_pb2_grpc as shp_grpc
 from services.kit.errors import Unavailable
 from services.order.domain import CatalogItem, HeldLine, StaticCatalog
 from services.order.domain import messages as m
+from services.order.domain.errors import OrderNotCancellable, PreconditionViolation
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,40 @@ class InventoryClient:
             )
         )
 
+    async def release_part(
+        self, reservation_id: str, lines: tuple[HeldLine, ...], reason: str, key: str
+    ) -> None:
+        """Give back part of a reservation (a partial cancel); the same key releases once.
+
+        FAILED_PRECONDITION (the warehouse picked it meanwhile) becomes OrderNotCancellable.
+        """
+        try:
+            await self._stub.ReleaseReservation(
+                inv_svc.ReleaseReservationRequest(
+                    reservation_id=reservation_id,
+                    reason=reason[:200],
+                    lines=[
+                        inv_svc.ReserveLine(
+                            order_line_number=h.line_number, sku=h.sku, quantity=h.quantity
+                        )
+                        for h in lines
+                    ],
+                    idempotency_key=key,
+                )
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ):
+                numbers = ", ".join(str(h.line_number) for h in lines)
+                raise OrderNotCancellable(
+                    f"line {numbers}: the warehouse has picked these units meanwhile; "
+                    f"cancel the whole order or create a return ({error.details()})",
+                    metadata={"reservation_id": reservation_id},
+                ) from error
+            raise _inventory_unavailable(error) from error
+
     async def restock(self, command: m.RestockPicked) -> None:
         await self._stub.ReceiveStock(
             inv_svc.ReceiveStockRequest(
@@ -114,16 +150,38 @@ class InventoryClient:
 
 
 class ShipmentClient:
-    """The shipment calls order makes: retrying a failed label booking."""
+    """The shipment calls order makes: cancelling an order's shipments, retrying a label."""
 
-    def __init__(self, stub: shp_grpc.ShipmentServiceAsyncStub | None) -> None:
-        # None when no SHIPMENT_TARGET is configured: retries are then skipped (logged).
+    def __init__(self, stub: shp_grpc.ShipmentServiceAsyncStub) -> None:
         self._stub = stub
 
+    async def cancel_order_shipments(self, order_id: str, partner_id: str, reason: str) -> None:
+        """Have shipment cancel the order's shipments (all or none) before the order commits.
+
+        Its FAILED_PRECONDITION (a shipment is picked up or later) becomes OrderNotCancellable,
+        naming the shipment and its state.
+        """
+        try:
+            await self._stub.CancelOrderShipments(
+                shp_svc.CancelOrderShipmentsRequest(
+                    order_id=order_id, partner_id=partner_id, reason=reason[:500]
+                )
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise OrderNotCancellable(
+                    f"order {order_id} can no longer be cancelled: {error.details()}",
+                    violations=[
+                        PreconditionViolation("SHIPMENT_STATUS", order_id, error.details() or "")
+                    ],
+                    metadata={"order_id": order_id},
+                ) from error
+            raise Unavailable(
+                f"shipment could not answer ({error.code().name}); retry the request",
+                reason="SHIPMENT_UNAVAILABLE",
+            ) from error
+
     async def retry_label(self, shipment_id: str) -> None:
-        if self._stub is None:
-            log.warning("no SHIPMENT_TARGET configured: RetryShipment %s skipped", shipment_id)
-            return
         await self._stub.RetryLabel(shp_svc.RetryLabelRequest(shipment_id=shipment_id))
 
 

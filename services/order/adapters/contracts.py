@@ -4,7 +4,9 @@
 - events consumed: `shipped_lines`, `invoiced_goods_lines` (other services' messages → saga
   input values);
 - events published: `event_mapper` maps every order domain event to its `crossdock.events.v1`
-  message and aggregate id (the order id); `uow.publish(event)` goes through it.
+  message and aggregate id (the order id); `uow.publish(event)` goes through it;
+- returns (RMA): `return_input_to_domain`, `return_to_proto`, `return_receipt` (a receipt
+  against a return), and the return events (aggregate id: the return id).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from crossdock.billing.v1 import billing_pb2
 from crossdock.carrier.v1 import carrier_pb2
 from crossdock.common.v1 import common_pb2
 from crossdock.events.v1 import order_events_pb2 as events_pb
+from crossdock.events.v1 import return_events_pb2 as return_events_pb
+from crossdock.inventory.v1 import inventory_pb2
 from crossdock.order.v1 import order_pb2 as pb
 from crossdock.order.v1 import order_service_pb2 as svc
 from crossdock.shipment.v1 import shipment_pb2
@@ -26,6 +30,7 @@ from services.kit.proto_values import (
 )
 from services.kit.uow import EventMapper, Mapped
 from services.order.domain import messages as m
+from services.order.domain import returns as r
 from services.order.domain.model import (
     BackorderPolicy,
     LineQuantity,
@@ -37,6 +42,7 @@ from services.order.domain.model import (
     ServiceLevel,
     TimelineEntry,
 )
+from services.order.domain.return_rules import ReturnLineRequest, ReturnRequest
 
 
 def order_input_to_domain(order: svc.OrderInput) -> OrderInput:
@@ -194,6 +200,20 @@ def _cancelled(event: m.OrderCancelled) -> Mapped:
     return message, event.order_id
 
 
+@event_mapper.maps(m.OrderLinesCancelled)
+def _lines_cancelled(event: m.OrderLinesCancelled) -> Mapped:
+    message = events_pb.OrderLinesCancelled(
+        order=order_to_proto(event.order),
+        lines=[
+            events_pb.CancelledLine(line_number=x.line_number, sku=x.sku, quantity=x.quantity)
+            for x in event.lines
+        ],
+        reason=event.reason,
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.order_id
+
+
 @event_mapper.maps(m.OrderCompleted)
 def _completed(event: m.OrderCompleted) -> Mapped:
     message = events_pb.OrderCompleted(
@@ -203,3 +223,94 @@ def _completed(event: m.OrderCompleted) -> Mapped:
         occur_time=timestamp(event.occurred_at),
     )
     return message, event.order_id
+
+
+# -- returns (RMA) -------------------------------------------------------------------------------
+
+# Inventory's stock conditions; UNSPECIFIED is sellable (receipts that predate conditions).
+_CONDITIONS = {
+    inventory_pb2.STOCK_CONDITION_UNSPECIFIED: r.ReceivedCondition.SELLABLE,
+    inventory_pb2.STOCK_CONDITION_SELLABLE: r.ReceivedCondition.SELLABLE,
+    inventory_pb2.STOCK_CONDITION_DAMAGED: r.ReceivedCondition.DAMAGED,
+    inventory_pb2.STOCK_CONDITION_SCRAP: r.ReceivedCondition.SCRAP,
+    inventory_pb2.STOCK_CONDITION_QUARANTINE: r.ReceivedCondition.QUARANTINE,
+}
+
+
+def return_input_to_domain(order_return: svc.ReturnInput) -> ReturnRequest:
+    return ReturnRequest(
+        lines=tuple(
+            ReturnLineRequest(
+                order_line_number=line.order_line_number,
+                quantity=line.quantity,
+                disposition=r.ReturnDisposition(line.disposition),
+                reason=line.reason,
+            )
+            for line in order_return.lines
+        ),
+        return_location_id=order_return.return_location_id,
+    )
+
+
+def return_to_proto(order_return: r.Return) -> pb.Return:
+    return pb.Return(
+        return_id=order_return.return_id,
+        order_id=order_return.order_id,
+        partner_id=order_return.partner_id,
+        status=pb.ReturnStatus.ValueType(order_return.status.value),
+        lines=[
+            pb.ReturnLine(
+                order_line_number=line.order_line_number,
+                sku=line.sku,
+                quantity_authorized=line.quantity_authorized,
+                quantity_received=line.quantity_received,
+                disposition=pb.ReturnDisposition.ValueType(line.disposition.value),
+                reason=line.reason,
+            )
+            for line in order_return.lines
+        ],
+        return_location_id=order_return.return_location_id,
+        create_time=timestamp(order_return.created_at),
+        update_time=timestamp(order_return.updated_at),
+        receipt_id=order_return.receipt_id,
+        credit_note_ids=list(order_return.credit_note_ids),
+    )
+
+
+def return_receipt(receipt: inventory_pb2.Receipt) -> r.ReturnReceipt | None:
+    """A receipt recorded against a return, or None for any other receipt (purchase orders,
+    transfers, restocked cancellations...)."""
+    if receipt.source != inventory_pb2.RECEIPT_SOURCE_RETURN or not receipt.source_reference:
+        return None
+    return r.ReturnReceipt(
+        receipt_id=receipt.receipt_id,
+        return_id=receipt.source_reference,
+        location_id=receipt.location_id,
+        units=tuple(
+            r.ReceivedUnits(
+                line.sku,
+                int(line.quantity),
+                # A condition newer than this code: held for inspection, the plan stands.
+                _CONDITIONS.get(line.condition, r.ReceivedCondition.QUARANTINE),
+            )
+            for line in receipt.lines
+        ),
+    )
+
+
+@event_mapper.maps(r.ReturnAuthorized)
+def _return_authorized(event: r.ReturnAuthorized) -> Mapped:
+    message = return_events_pb.ReturnAuthorized(
+        order_return=return_to_proto(event.order_return), occur_time=timestamp(event.occurred_at)
+    )
+    return message, event.order_return.return_id
+
+
+@event_mapper.maps(r.ReturnReceived)
+def _return_received(event: r.ReturnReceived) -> Mapped:
+    message = return_events_pb.ReturnReceived(
+        order_return=return_to_proto(event.order_return),
+        receipt_id=event.receipt_id,
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.order_return.return_id

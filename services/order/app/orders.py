@@ -1,22 +1,23 @@
 """Order use cases: capture, reads, and the operator's cancel and retry.
 
-Each sync function is one unit of work (`def cancel_order(uow, saga, command, ctx)`); capture is
-async because it reads the item master and availability from inventory first, outside any
-transaction (no database lock is held across a network call), then validates, places and
-persists in one unit of work.
+Each sync function is one unit of work (`def cancel_whole(uow, saga, command, ctx)`). Capture
+and cancel are async: capture reads the item master and availability from inventory first, and
+cancel has shipment or inventory act first, outside any transaction (no database lock is held
+across a network call); each then settles in one unit of work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.kit.errors import NotFound
+from services.kit.errors import Conflict, NotFound
 from services.kit.ids import resource_id
 from services.kit.paging import page_size
 from services.kit.uow import UnitOfWork, UnitsOfWork
-from services.order.adapters.clients import AvailabilitySnapshot, InventoryClient
+from services.order.adapters.clients import AvailabilitySnapshot, InventoryClient, ShipmentClient
 from services.order.adapters.store import repository as repo
 from services.order.app.transitions import commit
 from services.order.domain import (
@@ -26,8 +27,10 @@ from services.order.domain import (
     OrderInput,
     OrderStatus,
     StaticCatalog,
+    cancellation,
     ensure_same_request,
 )
+from services.order.domain.cancellation import LineCancel
 
 ORDER_ID_PREFIX = "ord"
 
@@ -45,6 +48,7 @@ class CancelOrder:
     order_id: str
     partner_id: str  # empty for internal callers; another partner's order is NOT_FOUND
     reason: str
+    lines: tuple[LineCancel, ...] = ()  # a partial cancel; empty cancels the whole order
 
 
 @dataclass(frozen=True)
@@ -148,13 +152,65 @@ def list_orders(uow: UnitOfWork, query: ListOrders) -> OrderPage:
 # -- operator actions ------------------------------------------------------------------------------
 
 
-def cancel_order(
+async def cancel_order(
+    units: UnitsOfWork,
+    inventory: InventoryClient,
+    shipments: ShipmentClient,
+    saga: FulfillmentSaga,
+    command: CancelOrder,
+    new_context: Callable[[], Context],
+) -> Order:
+    """Cancel an order, whole or in part (domain/cancellation.py).
+
+    The other services act first, outside any transaction, and their answers are authoritative:
+    shipment refuses once the carrier has a parcel; inventory refuses a partial release once the
+    warehouse picked. Both calls are idempotent, so a retry after a lost commit is safe.
+    """
+    order = await units.run(get_order, command.order_id, command.partner_id)
+    if command.lines:
+        plan = cancellation.plan_partial_cancel(order, command.lines)
+        for release in plan.releases:
+            key = _release_key(order, plan, release.reservation_id)
+            await inventory.release_part(release.reservation_id, release.lines, command.reason, key)
+        return await units.run(cancel_lines, saga, command, plan, new_context())
+    if order.status is not OrderStatus.CANCELLED:
+        cancellation.ensure_cancellable(order)
+        if cancellation.needs_shipment_cancel(order):
+            await shipments.cancel_order_shipments(order.order_id, order.partner_id, command.reason)
+    return await units.run(cancel_whole, saga, command, new_context())
+
+
+def cancel_whole(
     uow: UnitOfWork, saga: FulfillmentSaga, command: CancelOrder, ctx: Context
 ) -> Order:
     loaded = _load_owned(uow, command.order_id, command.partner_id)
     result = saga.cancel(loaded.order, command.reason, ctx)
     commit(uow, loaded, result, ctx.now)
     return result.order
+
+
+def cancel_lines(
+    uow: UnitOfWork,
+    saga: FulfillmentSaga,
+    command: CancelOrder,
+    plan: cancellation.PartialCancelPlan,
+    ctx: Context,
+) -> Order:
+    loaded = _load_owned(uow, command.order_id, command.partner_id)
+    # Planned again on the order as it is now: a change since (a pick) must not be overwritten.
+    if cancellation.plan_partial_cancel(loaded.order, command.lines) != plan:
+        raise Conflict(f"order {command.order_id} changed while its lines were cancelled")
+    result = saga.cancel_lines(loaded.order, plan, command.reason, ctx)
+    commit(uow, loaded, result, ctx.now)
+    return result.order
+
+
+def _release_key(order: Order, plan: cancellation.PartialCancelPlan, reservation_id: str) -> str:
+    """The same partial cancel of the same order state releases once, however often retried."""
+    state = ",".join(f"{line.line_number}:{line.quantity_cancelled}" for line in order.lines)
+    asked = ",".join(f"{c.line_number}:{c.quantity}" for c in plan.lines)
+    digest = hashlib.sha256(f"{order.order_id}|{state}|{asked}".encode()).hexdigest()[:32]
+    return f"cancel:{reservation_id}:{digest}"
 
 
 def retry_order_step(uow: UnitOfWork, saga: FulfillmentSaga, order_id: str, ctx: Context) -> Order:

@@ -24,6 +24,8 @@ __all__ = [
     "OrderNotRetryable",
     "OrderReplayMismatch",
     "PreconditionViolation",
+    "ReturnNotAllowed",
+    "ReturnReplayMismatch",
     "invalid_order",
 ]
 
@@ -53,6 +55,20 @@ class InconsistentInput(FailedPrecondition):
     """
 
     default_reason = "INCONSISTENT_EVENT"
+
+
+class ReturnNotAllowed(FailedPrecondition):
+    """A return asks for units that are not returnable: not delivered, already authorized on
+    another return, or past the return window. Each violation names the line and the limit; the
+    gateway answers this reason with 422."""
+
+    default_reason = "RETURN_NOT_ALLOWED"
+
+
+class ReturnReplayMismatch(AlreadyExists):
+    """A CreateReturn reused an idempotency key of the order with a different request."""
+
+    default_reason = "RETURN_IDEMPOTENCY_KEY_REUSED"
 
 
 def invalid_order(violations: Sequence[FieldViolation]) -> InvalidArgument:

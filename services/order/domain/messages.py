@@ -123,6 +123,33 @@ class ShipmentDelivered:
 
 
 @dataclass(frozen=True)
+class ShipmentCancelledObserved:
+    """Shipment cancelled one of the order's shipments; `lines` go back to stock."""
+
+    shipment_id: str
+    location_id: str
+    lines: tuple[LineQuantity, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class LabelVoided:
+    """The label of a cancelled shipment was voided at the carrier."""
+
+    shipment_id: str
+    tracking_number: str
+
+
+@dataclass(frozen=True)
+class LabelVoidFailed:
+    """Voiding the label of a cancelled shipment failed past its retries."""
+
+    shipment_id: str
+    tracking_number: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class InvoicePosted:
     """Billing posted the invoice of one shipment."""
 
@@ -154,6 +181,9 @@ SagaInput = (
     | ShipmentManifested
     | ShipmentFailed
     | ShipmentDelivered
+    | ShipmentCancelledObserved
+    | LabelVoided
+    | LabelVoidFailed
     | InvoicePosted
     | StockAvailable
 )
@@ -288,6 +318,18 @@ class OrderCancelled:
 
 
 @dataclass(frozen=True)
+class OrderLinesCancelled:
+    """Part of the order was cancelled (units not yet picked); `order` is the order after it."""
+
+    order_id: str
+    partner_id: str
+    lines: tuple[HeldLine, ...]
+    reason: str
+    occurred_at: datetime
+    order: Order = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class OrderCompleted:
     """Every line was delivered and invoiced."""
 
@@ -303,5 +345,6 @@ OrderEvent = (
     | OrderBackordered
     | OrderReleased
     | OrderCancelled
+    | OrderLinesCancelled
     | OrderCompleted
 )

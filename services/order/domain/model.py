@@ -203,6 +203,9 @@ class ShipmentRecord:
     manifested: bool = False
     delivered: bool = False
     failure_reason: str = ""
+    # Cancelled before pickup: its units went back to stock, so they count as neither shipped
+    # nor delivered.
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from services.order.domain.errors import InconsistentInput
 from services.order.domain.messages import (
     InvoicePosted,
     PickCompleted,
-    RestockPicked,
     ShipmentCreated,
     ShipmentDelivered,
     ShipmentFailed,
@@ -25,7 +24,6 @@ from services.order.domain.messages import (
 from services.order.domain.model import (
     ExceptionState,
     FulfillmentStep,
-    HeldLine,
     HoldStatus,
     InvoiceRecord,
     LineQuantity,
@@ -70,19 +68,14 @@ def on_pick_completed(order: Order, pick: PickCompleted, fx: Effects) -> None:
     picked = sum(p.quantity_picked for p in pick.lines)
     short = sum(p.quantity_short for p in pick.lines)
     if cancelled:
-        # The warehouse picked before it heard of the cancellation: put the units back.
-        back = tuple(
-            HeldLine(p.line_number, p.sku, p.quantity_picked)
-            for p in pick.lines
-            if p.quantity_picked
-        )
-        if back:
-            key = f"{order.order_id}/restock/{pick.pick_id}"
-            fx.command(RestockPicked(order.order_id, reservation.location_id, back, key))
+        # The warehouse picked before it heard of the cancellation. Shipment knows the order is
+        # cancelled (the cancel asked it first), so the pick becomes a CANCELLED shipment whose
+        # units inventory puts back: the one restock path, so units come back exactly once.
         fx.note(
             order,
             TimelineEntryKind.EXCEPTION,
-            f"pick {pick.pick_id} confirmed after cancellation; restocking {picked} units",
+            f"pick {pick.pick_id} confirmed after cancellation; its {picked} units go back "
+            "to stock with its cancelled shipment",
             event_id=fx.ctx.event_id,
         )
         return

@@ -162,13 +162,13 @@ def figures(order: Order) -> dict[int, LineFigures]:
     shipped = _sum_lines(
         (q.line_number, q.quantity)
         for s in order.shipments.values()
-        if s.manifested
+        if s.manifested and not s.cancelled
         for q in s.lines
     )
     delivered = _sum_lines(
         (q.line_number, q.quantity)
         for s in order.shipments.values()
-        if s.delivered
+        if s.delivered and not s.cancelled
         for q in s.lines
     )
     invoiced = _sum_lines(

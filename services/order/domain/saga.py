@@ -14,40 +14,37 @@ Guarantees:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.order.domain import post_release_steps, reserve_step
+from services.order.domain import cancellation, post_release_steps, reserve_step
 from services.order.domain.allocation_planner import Availability
 from services.order.domain.errors import (
     InvalidArgument,
-    OrderNotCancellable,
     OrderNotRetryable,
-    PreconditionViolation,
 )
 from services.order.domain.idempotency import order_fingerprint
 from services.order.domain.messages import (
     AvailabilityObserved,
-    CancelPickTask,
     Context,
     InvoicePosted,
-    OrderCancelled,
+    LabelVoided,
+    LabelVoidFailed,
     OrderEvent,
     OrderPlaced,
     OrderReleased,
     PickCompleted,
-    ReleaseReservation,
     RequestAvailability,
     ReservationFailed,
     ReservationMade,
     ReservationObserved,
     ReservationReleasedObserved,
     ReserveStock,
-    RestockPicked,
     RetryShipment,
     SagaCommand,
     SagaInput,
+    ShipmentCancelledObserved,
     ShipmentCreated,
     ShipmentDelivered,
     ShipmentFailed,
@@ -57,7 +54,6 @@ from services.order.domain.messages import (
 from services.order.domain.model import (
     ExceptionState,
     FulfillmentStep,
-    HeldLine,
     HoldStatus,
     Order,
     OrderInput,
@@ -81,6 +77,9 @@ _HANDLERS: dict[type[Any], Callable[[Order, Any, Effects], None]] = {
     ShipmentFailed: post_release_steps.on_shipment_failed,
     ShipmentDelivered: post_release_steps.on_shipment_delivered,
     InvoicePosted: post_release_steps.on_invoice_posted,
+    ShipmentCancelledObserved: cancellation.on_shipment_cancelled,
+    LabelVoided: cancellation.on_label_voided,
+    LabelVoidFailed: cancellation.on_label_void_failed,
     StockAvailable: post_release_steps.on_stock_available,
 }
 
@@ -165,73 +164,24 @@ class FulfillmentSaga:
         return self._finish(order, fx)
 
     def cancel(self, order: Order, reason: str, ctx: Context) -> SagaResult:
-        """Cancel an order that has not shipped; returns the compensations to run.
+        """Cancel the whole order; returns the compensations to run (cancellation.py).
 
-        Active reservations are released (and their open pick tasks withdrawn); units already
-        picked go back to stock. Cancelling a cancelled order changes nothing.
+        The caller has already had shipment cancel the order's shipments when the warehouse may
+        have picked (`cancellation.needs_shipment_cancel`). Cancelling twice changes nothing.
         """
         if order.status is OrderStatus.CANCELLED:
             return SagaResult(order, (), (), changed=False)
-        shipped = [s.shipment_id for s in order.shipments.values() if s.manifested]
-        if order.status is OrderStatus.COMPLETED or shipped:
-            what = "is completed" if order.status is OrderStatus.COMPLETED else "has shipped"
-            raise OrderNotCancellable(
-                f"order {order.order_id} {what} and can no longer be cancelled; "
-                "create a return instead",
-                violations=[
-                    PreconditionViolation(
-                        "ORDER_STATUS", order.order_id, f"the order {what}; create a return"
-                    )
-                ],
-                metadata={"order_id": order.order_id, "shipments": ",".join(sorted(shipped))},
-            )
+        cancellation.ensure_cancellable(order)
         fx = Effects(ctx, self.timeouts)
-        why = reason or "order cancelled"
-        released = []
-        for r in list(order.reservations.values()):
-            if r.status is not HoldStatus.ACTIVE:
-                continue
-            fx.command(ReleaseReservation(order.order_id, r.reservation_id, why))
-            if r.released_to_warehouse:
-                fx.command(CancelPickTask(order.order_id, r.reservation_id))
-            order.reservations[r.reservation_id] = replace(r, status=HoldStatus.RELEASED)
-            released.append(r.reservation_id)
-        for pick in order.picks.values():
-            back = tuple(
-                HeldLine(p.line_number, p.sku, p.quantity_picked)
-                for p in pick.lines
-                if p.quantity_picked
-            )
-            if back:
-                key = f"{order.order_id}/restock/{pick.pick_id}"
-                fx.command(RestockPicked(order.order_id, pick.location_id, back, key))
-        # Answers to requests still in flight are released when they arrive (reserve_step.py).
-        order.pending.clear()
-        order.availability_request = None
-        order.replan_requested = False
-        order.backordered.clear()
-        order.exception = None
-        order.cancel_reason = why
-        order.lines = [
-            replace(line, quantity_cancelled=line.quantity_ordered) for line in order.lines
-        ]
-        previous = order.status
-        order.status = OrderStatus.CANCELLED
-        order.deadline_key, order.step_deadline = "", None
-        order.timeline.append(
-            TimelineEntry(
-                occurred_at=ctx.now,
-                kind=TimelineEntryKind.STATUS_CHANGE,
-                step=order.step,
-                detail=f"cancelled: {why}",
-                from_status=previous,
-                to_status=OrderStatus.CANCELLED,
-                correlation_id=ctx.correlation_id,
-            )
-        )
-        fx.emit(
-            order, OrderCancelled(order.order_id, order.partner_id, why, tuple(released), ctx.now)
-        )
+        cancellation.cancel_whole(order, reason or "order cancelled", fx)
+        return self._finish(order, fx)
+
+    def cancel_lines(
+        self, order: Order, plan: cancellation.PartialCancelPlan, reason: str, ctx: Context
+    ) -> SagaResult:
+        """Record a partial cancel whose reservation releases inventory has made."""
+        fx = Effects(ctx, self.timeouts)
+        cancellation.apply_partial_cancel(order, plan, reason or "lines cancelled", fx)
         return self._finish(order, fx)
 
     def on_tick(self, order: Order, now: datetime) -> SagaResult:

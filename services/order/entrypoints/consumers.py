@@ -6,7 +6,11 @@
 - shipment created / manifested / delivered → the shipment's units per order line;
 - delivery exception / returned to sender → ShipmentFailed (the order shows EXCEPTION until
   the shipment moves on);
-- invoice posted → the invoiced units per order line (goods lines; freight is not a line).
+- shipment cancelled / label voided / label void failed → recorded on the order (a cancelled
+  shipment's units no longer count as shipped; a failed void shows as an exception);
+- invoice posted → the invoiced units per order line (goods lines; freight is not a line);
+- received with source RETURN → the return it names is received (app.returns);
+- credit note posted → the return it credits records it (CREDITED once received).
 
 Each handler translates the event (adapters.contracts) and runs the use case in the unit of work
 of the consumer's batch transaction (`UnitOfWork.of(conn)`): the saga transition, its outbox rows
@@ -23,6 +27,7 @@ from typing import Any
 from crossdock.events.v1 import billing_events_pb2 as bill_events
 from crossdock.events.v1 import inventory_events_pb2 as inv_events
 from crossdock.events.v1 import shipment_events_pb2 as shp_events
+from crossdock.inventory.v1 import inventory_pb2
 from crossdock.shipment.v1 import shipment_pb2
 from sqlalchemy import Connection
 
@@ -30,17 +35,26 @@ from services.kit import events as ev
 from services.kit.clock import Clock
 from services.kit.handlers import HandlerRegistry
 from services.kit.uow import UnitOfWork
-from services.order.adapters.contracts import invoiced_goods_lines, shipped_lines
+from services.order.adapters.contracts import (
+    invoiced_goods_lines,
+    return_receipt,
+    shipped_lines,
+)
+from services.order.app import returns as return_cases
 from services.order.app import transitions
 from services.order.domain import (
     Context,
     FulfillmentSaga,
     InvoicePosted,
+    LabelVoided,
+    LabelVoidFailed,
+    LineQuantity,
     PickCompleted,
     PickedLine,
     ReservationObserved,
     ReservationReleasedObserved,
     SagaInput,
+    ShipmentCancelledObserved,
     ShipmentCreated,
     ShipmentDelivered,
     ShipmentFailed,
@@ -80,6 +94,8 @@ def event_handlers(saga: FulfillmentSaga, clock: Clock) -> HandlerRegistry:
         event: inv_events.ReservationReleased, headers: Mapping[str, str], conn: Connection
     ) -> None:
         r = event.reservation
+        if r.status == inventory_pb2.RESERVATION_STATUS_ACTIVE:
+            return  # a partial release, made by the order's own partial cancel
         saga_input = ReservationReleasedObserved(r.reservation_id, event.reason)
         apply(conn, r.order_id, saga_input, context(headers))
 
@@ -102,6 +118,17 @@ def event_handlers(saga: FulfillmentSaga, clock: Clock) -> HandlerRegistry:
                 stock_arrived(
                     conn, position.sku, position.location_id, event.receipt.receipt_id, ctx
                 )
+        # Goods sent back against a return: the return is received (and its order's lines).
+        receipt = return_receipt(event.receipt)
+        if receipt is not None:
+            return_cases.receive_returned_goods(UnitOfWork.of(conn), receipt, ctx)
+
+    def on_credit_note(
+        event: bill_events.CreditNotePosted, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        note = event.credit_note
+        posted = return_cases.CreditNotePosted(note.credit_note_id, note.order_id, note.return_id)
+        return_cases.credit_return(UnitOfWork.of(conn), posted, context(headers))
 
     def on_adjusted(
         event: inv_events.StockAdjusted, headers: Mapping[str, str], conn: Connection
@@ -139,6 +166,33 @@ def event_handlers(saga: FulfillmentSaga, clock: Clock) -> HandlerRegistry:
         saga_input = ShipmentFailed(event.shipment.shipment_id, "returned to sender")
         apply(conn, event.shipment.order_id, saga_input, context(headers))
 
+    def on_shipment_cancelled(
+        event: shp_events.ShipmentCancelled, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        shipment = event.shipment
+        units: dict[int, int] = {}
+        for item in event.items:
+            units[item.order_line_number] = units.get(item.order_line_number, 0) + item.quantity
+        lines = tuple(LineQuantity(n, q) for n, q in sorted(units.items()))
+        saga_input = ShipmentCancelledObserved(
+            shipment.shipment_id, shipment.location_id, lines, event.reason
+        )
+        apply(conn, shipment.order_id, saga_input, context(headers))
+
+    def on_label_voided(
+        event: shp_events.ShipmentLabelVoided, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        ref = event.shipment
+        saga_input = LabelVoided(ref.shipment_id, ref.tracking_number)
+        apply(conn, ref.order_id, saga_input, context(headers))
+
+    def on_label_void_failed(
+        event: shp_events.ShipmentLabelVoidFailed, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        ref = event.shipment
+        saga_input = LabelVoidFailed(ref.shipment_id, ref.tracking_number, event.reason)
+        apply(conn, ref.order_id, saga_input, context(headers))
+
     def on_invoice(
         event: bill_events.InvoicePosted, headers: Mapping[str, str], conn: Connection
     ) -> None:
@@ -153,7 +207,11 @@ def event_handlers(saga: FulfillmentSaga, clock: Clock) -> HandlerRegistry:
     registry.add(shp_events.ShipmentDelivered, shipment_input(ShipmentDelivered))
     registry.add(shp_events.ShipmentDeliveryException, on_exception)
     registry.add(shp_events.ShipmentReturnedToSender, on_returned)
+    registry.add(shp_events.ShipmentCancelled, on_shipment_cancelled)
+    registry.add(shp_events.ShipmentLabelVoided, on_label_voided)
+    registry.add(shp_events.ShipmentLabelVoidFailed, on_label_void_failed)
     registry.add(bill_events.InvoicePosted, on_invoice)
+    registry.add(bill_events.CreditNotePosted, on_credit_note)
     registry.add(inv_events.StockReserved, on_reserved)
     registry.add(inv_events.ReservationReleased, on_released)
     registry.add(inv_events.PickCompleted, on_picked)

@@ -7,19 +7,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from crossdock.order.v1 import order_service_pb2 as svc
 from crossdock.order.v1 import order_service_pb2_grpc as svc_grpc
 
 from services.kit.clock import Clock, utc_now
-from services.kit.errors import NotFound
-from services.kit.paging import decode_token
 from services.kit.request_context import current_correlation_id, new_correlation_id
 from services.kit.uow import UnitsOfWork
 from services.order.adapters import contracts
-from services.order.adapters.clients import InventoryClient
-from services.order.app import orders
+from services.order.adapters.clients import InventoryClient, ShipmentClient
+from services.order.app import orders, returns
 from services.order.domain import Context, FulfillmentSaga, OrderStatus
+from services.order.domain.cancellation import LineCancel
+from services.order.domain.return_rules import ReturnPolicy, load_reason_codes
+from services.order.domain.returns import ReturnStatus
 
 
 class OrderApi(svc_grpc.OrderServiceServicer):
@@ -31,14 +31,18 @@ class OrderApi(svc_grpc.OrderServiceServicer):
         saga: FulfillmentSaga,
         inventory: InventoryClient,
         *,
+        shipments: ShipmentClient,
         clock: Clock = utc_now,
         on_commands: Callable[[], None] = lambda: None,
+        returns: ReturnPolicy | None = None,
     ) -> None:
         self._units = units
         self._saga = saga
         self._inventory = inventory
+        self._shipments = shipments
         self._clock = clock
         self._on_commands = on_commands
+        self._returns = returns or ReturnPolicy(load_reason_codes())
 
     def _context(self) -> Context:
         return Context(
@@ -88,9 +92,19 @@ class OrderApi(svc_grpc.OrderServiceServicer):
 
     async def CancelOrder(self, request: svc.CancelOrderRequest, context: Any) -> Any:
         command = orders.CancelOrder(
-            request.order_id, request.partner_id, request.reason or "cancelled by request"
+            request.order_id,
+            request.partner_id,
+            request.reason or "cancelled by request",
+            tuple(LineCancel(x.line_number, x.quantity) for x in request.lines),
         )
-        order = await self._units.run(orders.cancel_order, self._saga, command, self._context())
+        order = await orders.cancel_order(
+            self._units,
+            self._inventory,
+            self._shipments,
+            self._saga,
+            command,
+            self._context,
+        )
         self._on_commands()
         return svc.CancelOrderResponse(order=contracts.order_to_proto(order))
 
@@ -101,25 +115,39 @@ class OrderApi(svc_grpc.OrderServiceServicer):
         self._on_commands()
         return svc.RetryOrderStepResponse(order=contracts.order_to_proto(order))
 
-    # -- returns (RMA) are a later issue ----------------------------------------------------
+    # -- returns (RMA) ----------------------------------------------------------------------
 
     async def CreateReturn(self, request: svc.CreateReturnRequest, context: Any) -> Any:
-        # Ownership first, so another partner's order answers NOT_FOUND like everywhere else.
-        await self._units.run(orders.get_order, request.order_id, request.partner_id)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "returns are not implemented yet")
+        command = returns.CreateReturn(
+            request.order_id,
+            request.partner_id,
+            contracts.return_input_to_domain(request.order_return),
+            request.idempotency_key,
+        )
+        order_return, _ = await self._units.run(
+            returns.create_return, self._returns, command, self._context()
+        )
+        return svc.CreateReturnResponse(order_return=contracts.return_to_proto(order_return))
 
     async def GetReturn(self, request: svc.GetReturnRequest, context: Any) -> Any:
-        # No return can exist before returns are implemented: any id is one that is not there.
-        raise NotFound(
-            f"return {request.return_id!r} does not exist",
-            resource_type="return",
-            resource_name=request.return_id,
+        order_return = await self._units.run(
+            returns.get_return, request.return_id, request.partner_id
         )
+        return svc.GetReturnResponse(order_return=contracts.return_to_proto(order_return))
 
-    async def ListReturns(self, request: Any, context: Any) -> Any:
-        # Like GetReturn: no return can exist yet, so every page is empty (not a 500 error).
-        decode_token(request.page_token)
-        return svc.ListReturnsResponse()
+    async def ListReturns(self, request: svc.ListReturnsRequest, context: Any) -> Any:
+        query = returns.ListReturns(
+            partner_id=request.partner_id,
+            order_id=request.order_id,
+            status=ReturnStatus(request.status) if request.status else None,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        page = await self._units.run(returns.list_returns, query)
+        return svc.ListReturnsResponse(
+            returns=[contracts.return_to_proto(x) for x in page.returns],
+            next_page_token=page.next_page_token,
+        )
 
 
 def add_to_server(server: Any, api: OrderApi) -> None:

@@ -193,8 +193,10 @@ class SqlInventory:
 
     def get_reservation(self, reservation_id: str) -> Reservation | None:
         table = t.reservations
+        # Locked (PostgreSQL; SQLite has one writer): a release and a pick confirmation of the
+        # same reservation serialize on this row, so the second sees what the first decided.
         row = self._conn.execute(
-            select(table).where(table.c.reservation_id == reservation_id)
+            select(table).where(table.c.reservation_id == reservation_id).with_for_update()
         ).first()
         return _reservation(row) if row else None
 

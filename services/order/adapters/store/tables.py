@@ -7,6 +7,9 @@
   the command worker.
 - saga_commands: the saga's outgoing requests to other services, queued in the same
   transaction as the transition that issued them, executed and retried by the command worker.
+- returns: one row per return (RMA), its aggregate a JSON document like the orders', with copies
+  for queries (partner, order and status lists) and the CreateReturn idempotency key (NULL when
+  none was given, so keyless returns never collide).
 """
 
 from __future__ import annotations
@@ -67,5 +70,25 @@ saga_commands = Table(
     Column("done_at", Float, nullable=True),
     Column("last_error", Text, nullable=False),
     Index("ix_saga_commands_due", "done_at", "next_attempt_at"),
+    sqlite_autoincrement=True,
+)
+
+returns = Table(
+    "returns",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("return_id", String(40), nullable=False, unique=True),
+    Column("order_id", String(40), nullable=False),
+    Column("partner_id", String(40), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("document", Text, nullable=False),
+    # CreateReturn idempotency: one return per (order, key).
+    UniqueConstraint("order_id", "idempotency_key", name="uq_returns_order_key"),
+    Index("ix_returns_partner_seq", "partner_id", "seq"),
+    Index("ix_returns_order_seq", "order_id", "seq"),
     sqlite_autoincrement=True,
 )

@@ -217,6 +217,76 @@ class OrderCancelled(_message.Message):
 Global___OrderCancelled: _TypeAlias = OrderCancelled  # noqa: Y015
 
 @_typing.final
+class OrderLinesCancelled(_message.Message):
+    """OrderLinesCancelled says part of an order was cancelled (units not yet picked); the rest ships."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """reason is why."""
+    @_builtins.property
+    def order(self) -> _order_pb2.Order:
+        """order is the order after the cancel, its lines' quantity_cancelled raised."""
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelledLine]:
+        """lines are the quantities cancelled by this request."""
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is when the lines were cancelled."""
+
+    def __init__(
+        self,
+        *,
+        order: _order_pb2.Order | None = ...,
+        lines: _abc.Iterable[Global___CancelledLine] | None = ...,
+        reason: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "occur_time", b"occur_time", "order", b"order", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderLinesCancelled: _TypeAlias = OrderLinesCancelled  # noqa: Y015
+
+@_typing.final
+class CancelledLine(_message.Message):
+    """CancelledLine is a quantity of one order line cancelled."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_NUMBER_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    line_number: _builtins.int
+    """line_number is the order line."""
+    sku: _builtins.str
+    """sku is the line's item."""
+    quantity: _builtins.int
+    """quantity is how many units were cancelled."""
+    def __init__(
+        self,
+        *,
+        line_number: _builtins.int = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_number", b"line_number", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelledLine: _TypeAlias = CancelledLine  # noqa: Y015
+
+@_typing.final
 class OrderCompleted(_message.Message):
     """OrderCompleted says every line of an order was delivered and invoiced."""
 

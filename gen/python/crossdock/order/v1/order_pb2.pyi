@@ -512,6 +512,8 @@ class Return(_message.Message):
     RETURN_LOCATION_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    RECEIPT_ID_FIELD_NUMBER: _builtins.int
+    CREDIT_NOTE_IDS_FIELD_NUMBER: _builtins.int
     return_id: _builtins.str
     """return_id identifies the return."""
     order_id: _builtins.str
@@ -522,6 +524,8 @@ class Return(_message.Message):
     """status is where the return is in its life."""
     return_location_id: _builtins.str
     """return_location_id is the warehouse the goods go back to."""
+    receipt_id: _builtins.str
+    """receipt_id is the inventory receipt that recorded the returned goods; empty until received."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLine]:
         """lines are the quantities authorized and received."""
@@ -534,6 +538,10 @@ class Return(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """update_time is when the return last changed."""
 
+    @_builtins.property
+    def credit_note_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """credit_note_ids are the credit notes billing posted for the return, in the order posted."""
+
     def __init__(
         self,
         *,
@@ -545,10 +553,12 @@ class Return(_message.Message):
         return_location_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        receipt_id: _builtins.str = ...,
+        credit_note_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "lines", b"lines", "order_id", b"order_id", "partner_id", b"partner_id", "return_id", b"return_id", "return_location_id", b"return_location_id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "credit_note_ids", b"credit_note_ids", "lines", b"lines", "order_id", b"order_id", "partner_id", b"partner_id", "receipt_id", b"receipt_id", "return_id", b"return_id", "return_location_id", b"return_location_id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -478,7 +478,9 @@ class ReturnLineInput(_message.Message):
     disposition: _order_pb2.ReturnDisposition.ValueType
     """disposition says what happens to the units on arrival."""
     reason: _builtins.str
-    """reason is the customer's reason."""
+    """reason is the customer's reason, a return reason code: DAMAGED, DEFECTIVE, WRONG_ITEM,
+    NOT_AS_DESCRIBED, NO_LONGER_NEEDED, ARRIVED_LATE or OTHER.
+    """
     def __init__(
         self,
         *,
@@ -532,10 +534,16 @@ class CreateReturnRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     PARTNER_ID_FIELD_NUMBER: _builtins.int
     ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     """order_id is the order the goods came from."""
     partner_id: _builtins.str
     """partner_id scopes the request to one partner's orders; empty for internal callers."""
+    idempotency_key: _builtins.str
+    """idempotency_key makes retries safe: the same order and key return the same return, and a
+    different request under the same key is ALREADY_EXISTS. The gateway sets it from the
+    Idempotency-Key header; empty authorizes a new return each time.
+    """
     @_builtins.property
     def order_return(self) -> Global___ReturnInput:
         """order_return is what comes back."""
@@ -546,10 +554,11 @@ class CreateReturnRequest(_message.Message):
         order_id: _builtins.str = ...,
         partner_id: _builtins.str = ...,
         order_return: Global___ReturnInput | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_return", b"order_return"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "order_return", b"order_return", "partner_id", b"partner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "order_id", b"order_id", "order_return", b"order_return", "partner_id", b"partner_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -639,6 +648,7 @@ class ListReturnsRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     """partner_id limits the list to one partner's returns; empty for internal callers."""
     order_id: _builtins.str
@@ -647,6 +657,8 @@ class ListReturnsRequest(_message.Message):
     """page_size is the most returns to return; 0 means the default of 50."""
     page_token: _builtins.str
     """page_token is the next_page_token of the previous page."""
+    status: _order_pb2.ReturnStatus.ValueType
+    """status limits the list to returns in one status; unspecified lists every status."""
     def __init__(
         self,
         *,
@@ -654,10 +666,11 @@ class ListReturnsRequest(_message.Message):
         order_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        status: _order_pb2.ReturnStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -135,22 +135,23 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateReturn(self, request, context):
-        """CreateReturn authorizes a return of delivered units. Internal until returns are built: it has
-        no REST route, so partners are not offered an operation that answers UNIMPLEMENTED.
+        """CreateReturn authorizes a return (RMA) of delivered units within the partner's return window.
+        A line asking for more units than are still returnable, or for units not delivered or past
+        the window, is FAILED_PRECONDITION with reason RETURN_NOT_ALLOWED (REST 422) naming the line.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetReturn(self, request, context):
-        """GetReturn returns one return (internal, like CreateReturn).
+        """GetReturn returns one return.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListReturns(self, request, context):
-        """ListReturns pages through returns, newest first (internal, like CreateReturn).
+        """ListReturns pages through returns, newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

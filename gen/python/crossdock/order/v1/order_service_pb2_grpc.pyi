@@ -50,13 +50,14 @@ class OrderServiceStub:
     RetryOrderStep: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.RetryOrderStepRequest, _order_service_pb2.RetryOrderStepResponse]
     """RetryOrderStep retries the failed or timed-out saga step of an order in exception."""
     CreateReturn: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.CreateReturnRequest, _order_service_pb2.CreateReturnResponse]
-    """CreateReturn authorizes a return of delivered units. Internal until returns are built: it has
-    no REST route, so partners are not offered an operation that answers UNIMPLEMENTED.
+    """CreateReturn authorizes a return (RMA) of delivered units within the partner's return window.
+    A line asking for more units than are still returnable, or for units not delivered or past
+    the window, is FAILED_PRECONDITION with reason RETURN_NOT_ALLOWED (REST 422) naming the line.
     """
     GetReturn: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.GetReturnRequest, _order_service_pb2.GetReturnResponse]
-    """GetReturn returns one return (internal, like CreateReturn)."""
+    """GetReturn returns one return."""
     ListReturns: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.ListReturnsRequest, _order_service_pb2.ListReturnsResponse]
-    """ListReturns pages through returns, newest first (internal, like CreateReturn)."""
+    """ListReturns pages through returns, newest first."""
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -80,13 +81,14 @@ class OrderServiceAsyncStub(OrderServiceStub):
     RetryOrderStep: _aio.UnaryUnaryMultiCallable[_order_service_pb2.RetryOrderStepRequest, _order_service_pb2.RetryOrderStepResponse]  # type: ignore[assignment]
     """RetryOrderStep retries the failed or timed-out saga step of an order in exception."""
     CreateReturn: _aio.UnaryUnaryMultiCallable[_order_service_pb2.CreateReturnRequest, _order_service_pb2.CreateReturnResponse]  # type: ignore[assignment]
-    """CreateReturn authorizes a return of delivered units. Internal until returns are built: it has
-    no REST route, so partners are not offered an operation that answers UNIMPLEMENTED.
+    """CreateReturn authorizes a return (RMA) of delivered units within the partner's return window.
+    A line asking for more units than are still returnable, or for units not delivered or past
+    the window, is FAILED_PRECONDITION with reason RETURN_NOT_ALLOWED (REST 422) naming the line.
     """
     GetReturn: _aio.UnaryUnaryMultiCallable[_order_service_pb2.GetReturnRequest, _order_service_pb2.GetReturnResponse]  # type: ignore[assignment]
-    """GetReturn returns one return (internal, like CreateReturn)."""
+    """GetReturn returns one return."""
     ListReturns: _aio.UnaryUnaryMultiCallable[_order_service_pb2.ListReturnsRequest, _order_service_pb2.ListReturnsResponse]  # type: ignore[assignment]
-    """ListReturns pages through returns, newest first (internal, like CreateReturn)."""
+    """ListReturns pages through returns, newest first."""
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrderService owns orders, their fulfillment saga and returns. It is the OMS of record.
@@ -149,8 +151,9 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_service_pb2.CreateReturnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_service_pb2.CreateReturnResponse, _abc.Awaitable[_order_service_pb2.CreateReturnResponse]]:
-        """CreateReturn authorizes a return of delivered units. Internal until returns are built: it has
-        no REST route, so partners are not offered an operation that answers UNIMPLEMENTED.
+        """CreateReturn authorizes a return (RMA) of delivered units within the partner's return window.
+        A line asking for more units than are still returnable, or for units not delivered or past
+        the window, is FAILED_PRECONDITION with reason RETURN_NOT_ALLOWED (REST 422) naming the line.
         """
 
     @_abc_1.abstractmethod
@@ -159,7 +162,7 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_service_pb2.GetReturnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_service_pb2.GetReturnResponse, _abc.Awaitable[_order_service_pb2.GetReturnResponse]]:
-        """GetReturn returns one return (internal, like CreateReturn)."""
+        """GetReturn returns one return."""
 
     @_abc_1.abstractmethod
     def ListReturns(
@@ -167,6 +170,6 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_service_pb2.ListReturnsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_service_pb2.ListReturnsResponse, _abc.Awaitable[_order_service_pb2.ListReturnsResponse]]:
-        """ListReturns pages through returns, newest first (internal, like CreateReturn)."""
+        """ListReturns pages through returns, newest first."""
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
