@@ -34,7 +34,9 @@ broken rules (INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE)</td></tr>
 Idempotency-Key is still running</td></tr>
 <tr id="problem-413"><td>413</td><td>request body too large</td></tr>
 <tr id="problem-415"><td>415</td><td>body is not application/json</td></tr>
-<tr id="problem-422"><td>422</td><td>Idempotency-Key reused with a different request</td></tr>
+<tr id="problem-422"><td>422</td><td>Idempotency-Key reused with a different request, or a
+business rule with a limit broken (e.g. a return of more units than are returnable: each line and
+its limit in <code>violations</code>)</td></tr>
 <tr id="problem-429"><td>429</td><td>rate limited: see Retry-After and RateLimit-*</td></tr>
 <tr id="problem-500"><td>500</td><td>unexpected error; quote the correlation id</td></tr>
 <tr id="problem-501"><td>501</td><td>in the contract but not implemented yet</td></tr>

@@ -80,7 +80,11 @@ _ERROR_STATUSES: dict[str, str] = {
     "503": "a backend is not available; retry after Retry-After",
     "504": "a backend did not answer in time",
 }
-_IDEMPOTENCY_MISMATCH = "this Idempotency-Key was used with a different request"
+_IDEMPOTENCY_MISMATCH = (
+    "this Idempotency-Key was used with a different request; or the request is well-formed but"
+    " breaks a business rule with a limit, each broken rule naming its field and limit in"
+    " `violations` (e.g. returning more units than are still returnable)"
+)
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",

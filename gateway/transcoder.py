@@ -4,7 +4,8 @@ Mapping rules (google.api.http): path variables set the fields they name; with b
 other field comes from the JSON body and no query parameters are allowed; with body "<field>"
 that field comes from the body and the remaining fields may come from the query; with no body
 every non-path field may come from the query (repeated fields by repeating the parameter).
-Server-owned fields (partner_id, set from the API key) are rejected wherever a client sends them.
+Server-owned fields (partner_id, set from the API key; idempotency_key, set from the
+Idempotency-Key header) are rejected wherever a client sends them.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from gateway.problems import bad_request
 from gateway.templates import PathTemplate, parse_template
 from services.kit.validation import violations_of
 
-# Fields the gateway owns: a client never sets them, the gateway fills them from the API key.
+# Fields the gateway owns: a client never sets them, the gateway fills them from the API key
+# and (on a request that has one) from the Idempotency-Key header.
 PARTNER_FIELD = "partner_id"
-SERVER_OWNED_FIELDS = frozenset({PARTNER_FIELD})
+IDEMPOTENCY_FIELD = "idempotency_key"
+SERVER_OWNED_FIELDS = frozenset({PARTNER_FIELD, IDEMPOTENCY_FIELD})
 # A signed push's signature headers (IngestWebhookRequest) come from the HTTP headers.
 SIGNATURE_HEADERS_FIELD = "signature_headers"
 HTTP_BODY = "google.api.HttpBody"
@@ -179,6 +182,13 @@ def build_request(
             [Violation(v.field, v.description) for v in invalid],
         )
     return message
+
+
+def set_idempotency_key(message: Message, key: str) -> None:
+    """Give a request with an `idempotency_key` field the (valid) Idempotency-Key header, so the
+    backend answers a retry with its first result even after the gateway's record is gone."""
+    if IDEMPOTENCY_FIELD in message.DESCRIPTOR.fields_by_name:
+        setattr(message, IDEMPOTENCY_FIELD, key)
 
 
 def _query_into(

@@ -28,7 +28,7 @@ from gateway.docs_page import DOCS_HTML
 from gateway.jsonmap import Violation
 from gateway.metrics import GatewayMetrics
 from gateway.problems import Problem, bad_request, problem_of_rpc_error, problem_response
-from gateway.transcoder import RawBody, Route, build_request, response_json
+from gateway.transcoder import RawBody, Route, build_request, response_json, set_idempotency_key
 from services.kit.db import Database
 from services.kit.request_context import (
     accept_correlation_id,
@@ -263,6 +263,7 @@ class PartnerGateway:
                 "the Idempotency-Key header is not valid",
                 [Violation("Idempotency-Key", "must be 1-255 printable ASCII characters")],
             )
+        set_idempotency_key(message, key)
         return await self._call_once(request, route, message, partner_id, key, query, body)
 
     async def _call_once(

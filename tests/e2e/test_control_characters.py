@@ -42,6 +42,22 @@ def full_order(external_id: str) -> dict[str, Any]:
     return body
 
 
+def return_body() -> dict[str, Any]:
+    """A return of every text field; the contract refuses a control character before the order
+    service looks at the order (which is not delivered here)."""
+    return {
+        "lines": [
+            {
+                "orderLineNumber": 1,
+                "quantity": "1",
+                "disposition": "RETURN_DISPOSITION_RESTOCK",
+                "reason": "DAMAGED",
+            }
+        ],
+        "returnLocationId": "WH-EAST",
+    }
+
+
 def subscription_body() -> dict[str, Any]:
     return {
         "url": "http://127.0.0.1:9/hooks",
@@ -140,6 +156,7 @@ def cases(partner: Partner) -> dict[str, tuple[str, dict[str, Any]]]:
     return {
         "/v1/orders": ("/v1/orders", full_order("CC-TEMPLATE")),
         "/v1/orders/{order_id}:cancel": (f"/v1/orders/{order_id}:cancel", {"reason": "no longer"}),
+        "/v1/orders/{order_id}/returns": (f"/v1/orders/{order_id}/returns", return_body()),
         "/v1/webhooks/subscriptions": ("/v1/webhooks/subscriptions", subscription_body()),
         "/v1/webhooks/subscriptions/{subscription_id}": (
             base,

@@ -1,6 +1,7 @@
 """The partner REST API over real HTTP against the running mesh (localmesh, every service its own
 process): an order placed with the demo key reaches invoiced, and the BOLA matrix — partner A
-tries every one of partner B's ids on every route that takes one, and gets 404 each time.
+tries every one of partner B's ids (orders, shipments, invoices, returns...) on every route that
+takes one, and gets 404 each time.
 
 The matrix is built from /openapi.json, so a new route with an id parameter that this test does
 not know how to fill fails it instead of going unchecked.
@@ -29,7 +30,12 @@ NOT_OWNED = {"sku", "carrier"}
 BODIES: dict[str, dict[str, Any]] = {
     "returns": {
         "lines": [
-            {"orderLineNumber": 1, "quantity": "1", "disposition": "RETURN_DISPOSITION_RESTOCK"}
+            {
+                "orderLineNumber": 1,
+                "quantity": "1",
+                "disposition": "RETURN_DISPOSITION_RESTOCK",
+                "reason": "DAMAGED",
+            }
         ]
     },
     "cancel": {"reason": "changed my mind"},
@@ -98,6 +104,9 @@ def partner_b(mesh: Mesh) -> dict[str, list[str]]:
         "shipment": [s["shipmentId"] for s in shipments],
         "invoice": [i["invoiceId"] for i in invoices],
     }
+    returned = b.post(f"/v1/orders/{order_id}/returns", BODIES["returns"])
+    assert returned.status_code == 201, returned.text
+    ids["return"] = [returned.json()["orderReturn"]["returnId"]]
     subscription = b.post(
         "/v1/webhooks/subscriptions",
         {"url": "http://127.0.0.1:9/hooks", "eventTypes": ["crossdock.order.completed.v1"]},
@@ -164,7 +173,7 @@ def test_partner_a_gets_404_for_every_id_of_partner_b(
                 assert answer.status_code == 404, (method, path, answer.status_code, answer.text)
                 assert answer.headers["content-type"].startswith("application/problem+json")
     kinds_tried = {_kind(p) for t in spec["paths"] for p in re.findall(r"{([^}]+)}", t)}
-    assert {"order", "shipment", "invoice"} <= kinds_tried
+    assert {"order", "shipment", "invoice", "return"} <= kinds_tried
     assert len(tried) >= 8, tried
 
     # Lists never show B's resources, even filtered by B's order.
@@ -173,11 +182,16 @@ def test_partner_a_gets_404_for_every_id_of_partner_b(
         ("/v1/orders", "orders"),
         ("/v1/shipments", "shipments"),
         ("/v1/invoices", "invoices"),
+        ("/v1/returns", "returns"),
     ):
         listed = a.get(path)
         assert listed.status_code == 200, listed.text
         assert all(item.get("orderId") != b_order for item in listed.json().get(key, [])), path
-    for path, key in (("/v1/shipments", "shipments"), ("/v1/invoices", "invoices")):
+    for path, key in (
+        ("/v1/shipments", "shipments"),
+        ("/v1/invoices", "invoices"),
+        ("/v1/returns", "returns"),
+    ):
         filtered = a.get(path, orderId=b_order)
         assert filtered.status_code == 200, filtered.text
         assert filtered.json().get(key, []) == [], path

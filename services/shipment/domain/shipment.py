@@ -232,15 +232,9 @@ class Shipment:
     ) -> Shipment:
         """A pick of an order cancelled before it was packed: a CANCELLED shipment at once.
 
-        It is never packed or booked; one unmeasured package records the picked units, so the
-        shipment says what went back to stock. Raises ShipmentCancelled (no ShipmentCreated).
+        It is never packed or booked, so it has no packages; its ShipmentCancelled event carries
+        the picked units that go back to stock. Raises ShipmentCancelled (no ShipmentCreated).
         """
-        package = Package(
-            package_id=f"pkg_{shipment_id[4:]}",
-            weight=Weight(Decimal(0), WeightUnit.KILOGRAM),
-            dimensions=Dimensions(Decimal(0), Decimal(0), Decimal(0), DimensionUnit.CENTIMETER),
-            items=pick.lines,
-        )
         shipment = cls(
             shipment_id=shipment_id,
             order_id=pick.order_id,
@@ -250,7 +244,6 @@ class Shipment:
             status=ShipmentStatus.CANCELLED,
             progress=Progress(ShipmentStatus.CANCELLED, ShipmentStatus.CREATED),
             correlation_id=pick.correlation_id,
-            packages=[package],
             cancel_reason=reason[:FAILURE_REASON_MAX],
             create_time=now,
             update_time=now,
