@@ -244,3 +244,34 @@ def test_returned_to_sender_is_terminal() -> None:
     )
     assert progress.status is ShipmentStatus.RETURNED_TO_SENDER
     assert events[1:] == ["crossdock.shipment.returned_to_sender.v1", None]
+
+
+# -- the status table is what the code obeys ---------------------------------------------------
+
+
+def test_every_move_a_scan_can_make_is_in_the_shipment_status_table() -> None:
+    from services.shipment.domain.states import SHIPMENT
+    from services.shipment.domain.tracking import Progress, Scan, apply_scan
+
+    journey = [
+        ShipmentStatus.MANIFESTED,
+        ShipmentStatus.PICKED_UP,
+        ShipmentStatus.IN_TRANSIT,
+        ShipmentStatus.OUT_FOR_DELIVERY,
+    ]
+    rules = default_rules()
+    moves = set()
+    for reached in journey:
+        for current in (reached, ShipmentStatus.EXCEPTION):
+            progress = Progress(current, reached, reached_at=T0, exception_at=T0)
+            for status in rules:
+                for later in (timedelta(hours=1), -timedelta(hours=1)):  # late scans too
+                    outcome = apply_scan(progress, Scan(status, T0 + later), rules)
+                    if outcome.progress.status != current:
+                        moves.add((current, outcome.progress.status))
+    assert moves, "the rules moved nothing"
+    for source, target in moves:
+        assert SHIPMENT.allows(source, target), (source, target)
+    # Final statuses have no way out, whatever scan comes.
+    finals = {ShipmentStatus.DELIVERED, ShipmentStatus.RETURNED_TO_SENDER, ShipmentStatus.CANCELLED}
+    assert not [m for m in SHIPMENT.transitions() if m.source in finals]

@@ -116,6 +116,7 @@ def timeline_entry_to_proto(entry: TimelineEntry) -> pb.TimelineEntry:
         event_id=entry.event_id,
         correlation_id=entry.correlation_id,
         detail=entry.detail,
+        transition=entry.transition,
     )
 
 

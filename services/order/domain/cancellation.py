@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from services.order.domain import states
 from services.order.domain.errors import OrderNotCancellable, PreconditionViolation
 from services.order.domain.messages import (
     CancelPickTask,
@@ -105,6 +106,7 @@ def cancel_whole(order: Order, reason: str, fx: Effects) -> None:
             from_status=previous,
             to_status=OrderStatus.CANCELLED,
             correlation_id=fx.ctx.correlation_id,
+            transition=states.ORDER.transition(previous, OrderStatus.CANCELLED),
         )
     )
     fx.emit(

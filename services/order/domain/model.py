@@ -244,6 +244,8 @@ class TimelineEntry:
     event_type: str = ""
     event_id: str = ""
     correlation_id: str = ""
+    # For a status change: the name of the transition in the status table (domain/states.py).
+    transition: str = ""
 
 
 @dataclass

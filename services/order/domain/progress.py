@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from services.order.domain import states
 from services.order.domain.messages import Context, OrderCompleted, OrderEvent, SagaCommand
 from services.order.domain.model import (
     FulfillmentStep,
@@ -331,6 +332,9 @@ def _move(
     if (status, step) == (order.status, order.step):
         return
     previous = order.status
+    # The status table (states.py) must allow the move; the timeline records its name. A step
+    # change within EXCEPTION is no status transition.
+    name = states.ORDER.transition(previous, status) if status is not previous else ""
     order.status, order.step = status, step
     order.timeline.append(
         TimelineEntry(
@@ -341,6 +345,7 @@ def _move(
             from_status=previous,
             to_status=status,
             correlation_id=fx.ctx.correlation_id,
+            transition=name,
         )
     )
     fx.changed = True

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from services.kit.states import StateMachine
 from services.order.domain.model import Order, TimelineEntry, TimelineEntryKind
 
 
@@ -27,6 +28,19 @@ class ReturnStatus(enum.Enum):
     RECEIVED = 2
     CREDITED = 3
     CANCELLED = 4
+
+
+# Allowed status moves (services.kit.states); `receive` and `credit` check theirs.
+RETURN_TRANSITIONS = StateMachine(
+    "return",
+    [
+        ("receive", {ReturnStatus.AUTHORIZED}, ReturnStatus.RECEIVED),
+        ("credit", {ReturnStatus.RECEIVED}, ReturnStatus.CREDITED),
+        # A credit note that overtook its receipt: the receipt completes both at once.
+        ("receive and credit", {ReturnStatus.AUTHORIZED}, ReturnStatus.CREDITED),
+        ("cancel", {ReturnStatus.AUTHORIZED}, ReturnStatus.CANCELLED),
+    ],
+)
 
 
 class ReturnDisposition(enum.Enum):
@@ -177,6 +191,7 @@ def receive(order_return: Return, receipt: ReturnReceipt, now: datetime) -> Retu
     received = replace(
         order_return, lines=lines, receipt_id=receipt.receipt_id, received_at=now, updated_at=now
     )
+    RETURN_TRANSITIONS.transition(order_return.status, received.status)
     return ReturnChange(received, True, (ReturnReceived(received, receipt.receipt_id, now),))
 
 
@@ -185,7 +200,10 @@ def credit(order_return: Return, credit_note_id: str, now: datetime) -> ReturnCh
     if order_return.cancelled or credit_note_id in order_return.credit_note_ids:
         return ReturnChange(order_return)
     notes = (*order_return.credit_note_ids, credit_note_id)
-    return ReturnChange(replace(order_return, credit_note_ids=notes, updated_at=now), True)
+    credited = replace(order_return, credit_note_ids=notes, updated_at=now)
+    if credited.status is not order_return.status:
+        RETURN_TRANSITIONS.transition(order_return.status, credited.status)
+    return ReturnChange(credited, True)
 
 
 def disposition_for(

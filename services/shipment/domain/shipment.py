@@ -39,6 +39,7 @@ from services.shipment.domain.model import (
     TrackingStatus,
 )
 from services.shipment.domain.packing import Box, PickedUnits
+from services.shipment.domain.states import SHIPMENT
 from services.shipment.domain.tracking import (
     Kind,
     Progress,
@@ -261,7 +262,7 @@ class Shipment:
         self.ensure_cancellable()
         if self.status == ShipmentStatus.CANCELLED:
             return False
-        self.status = ShipmentStatus.CANCELLED
+        self._move(ShipmentStatus.CANCELLED)
         self.cancel_reason = reason[:FAILURE_REASON_MAX]
         self.progress = replace(self.progress, status=ShipmentStatus.CANCELLED)
         if self.label_id:
@@ -351,7 +352,7 @@ class Shipment:
             return True
         if self.status != ShipmentStatus.CREATED:
             return False
-        self.status = ShipmentStatus.MANIFESTED
+        self._move(ShipmentStatus.MANIFESTED)
         self._record_label(label)
         self.failure_reason = ""
         self.touch(now)
@@ -378,7 +379,7 @@ class Shipment:
         shows it (a label failure is visible and retryable). False unless CREATED."""
         if self.status != ShipmentStatus.CREATED:
             return False
-        self.status = ShipmentStatus.LABEL_FAILED
+        self._move(ShipmentStatus.LABEL_FAILED)
         self.failure_reason = reason[:FAILURE_REASON_MAX]
         self.touch(now)
         self.progress = replace(self.progress, status=ShipmentStatus.LABEL_FAILED)
@@ -396,7 +397,7 @@ class Shipment:
         """LABEL_FAILED → CREATED with a fresh attempt budget (no event: the booking's outcome
         is the news); True when it was reset. A shipment booking or booked stays as it is."""
         if self.status == ShipmentStatus.LABEL_FAILED:
-            self.status = ShipmentStatus.CREATED
+            self._move(ShipmentStatus.CREATED)
             self.rate = None  # shop again: the old quote may have expired
             self.progress = replace(self.progress, status=ShipmentStatus.CREATED)
             self.label_attempts = 0
@@ -420,8 +421,8 @@ class Shipment:
         """Move the journey by one new (already de-duplicated) scan; raise its milestone."""
         rules = default_rules() if rules is None else rules
         outcome = apply_scan(self.progress, Scan(scan.status, scan.occur_time), rules)
+        self._move(outcome.progress.status)  # first: a refused move changes nothing
         self.progress = outcome.progress
-        self.status = outcome.progress.status
         self.last_tracking_status = outcome.progress.latest_tracking_status
         if not outcome.event:
             return
@@ -471,6 +472,12 @@ class Shipment:
 
     def touch(self, now: datetime) -> None:
         self.update_time = now
+
+    def _move(self, target: ShipmentStatus) -> None:
+        """Change status as the status table (states.py) allows; IllegalTransition otherwise."""
+        if target != self.status:
+            SHIPMENT.transition(self.status, target)
+            self.status = target
 
     def items(self) -> tuple[PickedUnits, ...]:
         """Every unit in the shipment's packages."""

@@ -415,6 +415,7 @@ class TimelineEntry(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    TRANSITION_FIELD_NUMBER: _builtins.int
     kind: Global___TimelineEntryKind.ValueType
     """kind says what the entry records."""
     from_status: Global___OrderStatus.ValueType
@@ -431,6 +432,10 @@ class TimelineEntry(_message.Message):
     """correlation_id ties the entry to the request or event chain that caused it."""
     detail: _builtins.str
     """detail is a human-readable description."""
+    transition: _builtins.str
+    """transition names a status change's move in the order's status table, e.g. "allocate",
+    "ship", "recover", "cancel"; empty for other entries.
+    """
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
         """occur_time is when it happened."""
@@ -447,10 +452,11 @@ class TimelineEntry(_message.Message):
         event_id: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
         detail: _builtins.str = ...,
+        transition: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "detail", b"detail", "event_id", b"event_id", "event_type", b"event_type", "from_status", b"from_status", "fulfillment_step", b"fulfillment_step", "kind", b"kind", "occur_time", b"occur_time", "to_status", b"to_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "detail", b"detail", "event_id", b"event_id", "event_type", b"event_type", "from_status", b"from_status", "fulfillment_step", b"fulfillment_step", "kind", b"kind", "occur_time", b"occur_time", "to_status", b"to_status", "transition", b"transition"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
