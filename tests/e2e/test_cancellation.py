@@ -13,6 +13,8 @@ voided where one was booked.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import uuid
@@ -28,6 +30,7 @@ from crossdock.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
 
 from localmesh import Mesh, MeshOptions, start_mesh
 from localmesh.demo import sample_order
+from tests.fixtures.receiver import Receiver, running_receiver
 from tests.fixtures.waiting import wait_until
 
 EAST = "WH-EAST"
@@ -65,8 +68,10 @@ class Partner:
         )
         self.channel = grpc.insecure_channel(mesh.grpc_targets["inventory"])
         self.inventory = inv_grpc.InventoryServiceStub(self.channel)
+        self._stack = contextlib.ExitStack()
 
     def close(self) -> None:
+        self._stack.close()
         self.http.close()
         self.channel.close()
 
@@ -129,6 +134,23 @@ class Partner:
         )
         assert len(found) == 1 and done(found[0]), found
         return found[0]
+
+    def subscribe(self, event_types: list[str]) -> Receiver:
+        receiver = self._stack.enter_context(running_receiver())
+        created = self.post(
+            "/v1/webhooks/subscriptions", {"url": receiver.url, "eventTypes": event_types}
+        )
+        assert created.status_code == 201, created.text
+        return receiver
+
+    @staticmethod
+    def delivered_types(receiver: Receiver, order_id: str) -> set[str]:
+        """The event types delivered about this order (its id anywhere in the payload)."""
+        return {
+            json.loads(r.body)["type"]
+            for r in list(receiver.received)
+            if order_id.encode() in r.body
+        }
 
     # -- the warehouse floor -------------------------------------------------------------
 
@@ -235,6 +257,9 @@ def test_picked_while_the_label_is_being_booked(partner: Partner) -> None:
 
 
 def test_labelled_not_picked_up_the_label_is_voided(partner: Partner) -> None:
+    receiver = partner.subscribe(
+        ["crossdock.order.cancelled.v1", "crossdock.shipment.cancelled.v1"]
+    )
     before = partner.stock("BOOK-ATLAS")
     order_id = partner.place([("BOOK-ATLAS", 2)])
     partner.confirm(partner.open_task(order_id))
@@ -259,6 +284,14 @@ def test_labelled_not_picked_up_the_label_is_voided(partner: Partner) -> None:
     again = partner.cancel(order_id)
     assert again.status_code == 200, again.text
     assert partner.stock("BOOK-ATLAS") == before
+    # The partner heard of both by webhook.
+    types = wait_until(
+        lambda: partner.delivered_types(receiver, order_id),
+        lambda t: len(t) >= 2,
+        timeout=30,
+        interval=0.5,
+    )
+    assert types == {"crossdock.order.cancelled.v1", "crossdock.shipment.cancelled.v1"}
 
 
 def test_a_partial_cancel_takes_unpicked_units_and_the_rest_ships(partner: Partner) -> None:

@@ -19,7 +19,7 @@ from localmesh.procs import dying_with_parent
 from tests.fixtures.events import publish_as_relay
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.ports import free_port
-from tests.gateway.receiver import Receiver, running_receiver
+from tests.fixtures.receiver import Receiver, running_receiver
 from tests.gateway.webhook_helpers import PLACED, consumed, eventually, order_placed
 
 ADMIN = "main-admin-token"
