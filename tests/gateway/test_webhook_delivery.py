@@ -15,8 +15,8 @@ from gateway.webhooks.payload import signature_header
 from services.kit.ids import new_event_id
 from tests.fixtures.events import publish_as_relay
 from tests.fixtures.nats import NatsServer
-from tests.gateway.conftest import Stack, StackFactory, bearer
 from tests.fixtures.receiver import Receiver, running_receiver
+from tests.gateway.conftest import Stack, StackFactory, bearer
 from tests.gateway.webhook_helpers import (
     PLACED,
     as_json,
