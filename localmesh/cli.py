@@ -1,6 +1,7 @@
 """`crossdock run` and `crossdock demo`, mounted on the kit's CLI by `crossdock.cli` entry points.
 
 crossdock run [--db sqlite|postgres] [--data-dir DIR] [--ports fixed|free] [--slow]
+              [--return-damage-rate R]
 crossdock demo [--orders N] [--timeout S] [--gateway-url URL] [--api-key KEY]
 """
 
@@ -47,6 +48,12 @@ def add_run_command(commands: Any) -> None:
     parser.add_argument("--slow", action="store_true", help="run the sandbox carrier in real time")
     parser.add_argument("--no-seed", action="store_true", help="do not seed demo data")
     parser.add_argument("--no-warehouse-sim", action="store_true", help="confirm no picks")
+    parser.add_argument(
+        "--return-damage-rate",
+        type=float,
+        default=0.0,
+        help="chance (0..1) the warehouse finds a returned SKU damaged (default 0)",
+    )
     parser.set_defaults(run=cmd_run)
 
 
@@ -83,6 +90,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"ports": args.ports, "fast": not args.slow}
     overrides |= {"seed_demo_data": not args.no_seed}
     overrides |= {"warehouse_simulator": not args.no_warehouse_sim}
+    if not 0.0 <= args.return_damage_rate <= 1.0:
+        print("crossdock run: --return-damage-rate must be within 0..1", file=sys.stderr)
+        return 2
+    overrides |= {"return_damage_rate": args.return_damage_rate}
     if args.db:
         overrides["db"] = args.db
     if args.data_dir:

@@ -133,15 +133,25 @@ def service_command(spec: ServiceSpec) -> list[str]:
 
 
 def warehouse_sim_command(ctx: MeshContext) -> list[str]:
-    delay = "0.5" if ctx.options.fast else "5"
+    """The simulator confirms picks and, once a return parcel is delivered, receives its goods
+    (after a short dock delay; damaged at the mesh's return damage rate)."""
+    fast = ctx.options.fast
     return [
         sys.executable,
         "-m",
         "tools.warehouse_sim",
         "--inventory",
         ctx.grpc_target("inventory"),
+        "--order",
+        ctx.grpc_target("order"),
+        "--shipment",
+        ctx.grpc_target("shipment"),
         "--delay",
-        delay,
+        "0.5" if fast else "5",
+        "--return-delay",
+        "0.5" if fast else "30",
+        "--damage-rate",
+        str(ctx.options.return_damage_rate),
         "--poll",
         "0.5",
     ]

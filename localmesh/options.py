@@ -33,6 +33,9 @@ class MeshOptions:
     fast: bool = True
     seed_demo_data: bool = True
     warehouse_simulator: bool = True
+    # The chance the warehouse simulator finds a returned SKU damaged (0..1; returns are
+    # received sellable unless set).
+    return_damage_rate: float = 0.0
     # Per-service database URL overrides (service name → SQLAlchemy URL).
     db_urls: Mapping[str, str] = field(default_factory=dict)
     # The demo partner's key; None: $CROSSDOCK_DEMO_API_KEY, else generated once and kept.

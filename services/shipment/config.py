@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from services.kit.config import setting
 from services.kit.consumer import ConsumerSettings
 from services.kit.runtime import ConsumingServiceConfig
 from services.shipment.adapters.store import SERVICE
 from services.shipment.app.booking import BookingSettings
+from services.shipment.domain.model import ServiceLevel
 from services.shipment.entrypoints.workers import WorkerSettings
+
+ReturnServiceLevel = Literal["economy", "standard", "expedited", "overnight"]
 
 
 class ShipmentConfig(ConsumingServiceConfig, service=SERVICE):
@@ -23,6 +27,11 @@ class ShipmentConfig(ConsumingServiceConfig, service=SERVICE):
     carrier_preference: str = setting(
         default="",
         description="comma-separated carrier codes preferred, in order, among equally cheap rates",
+    )
+    return_service_level: ReturnServiceLevel = setting(
+        default="standard",
+        description="service level return labels (return parcels, customer to warehouse) are "
+        "booked at: the cheapest rate that meets it wins",
     )
     label_timeout_seconds: float = setting(
         default=10.0, minimum=0.05, description="deadline of one rate or label call"
@@ -73,6 +82,7 @@ class ShipmentConfig(ConsumingServiceConfig, service=SERVICE):
             label_max_attempts=self.label_max_attempts,
             retry_base_delay_seconds=self.retry_base_delay_seconds,
             retry_max_delay_seconds=self.retry_max_delay_seconds,
+            return_service_level=ServiceLevel[self.return_service_level.upper()],
         )
 
     def worker_settings(self) -> WorkerSettings:

@@ -10,10 +10,27 @@ import pytest
 from crossdock.carrier.v1 import carrier_pb2, tracking_pb2
 from crossdock.shipment.v1 import shipment_pb2
 
+from services.kit import events as ev
 from services.kit.catalog import load_catalog
-from services.shipment.domain.model import ServiceLevel, ShipmentStatus, TrackingStatus
+from services.kit.values import Address
+from services.shipment.adapters.contracts import mapper
+from services.shipment.domain.model import (
+    ServiceLevel,
+    ShipmentKind,
+    ShipmentStatus,
+    TrackingStatus,
+)
 from services.shipment.domain.packing import ItemSpec, PickedUnits, UnknownItem, pack
 from services.shipment.domain.rating import Quote, choose
+from services.shipment.domain.returns import with_shipped_lots
+from services.shipment.domain.shipment import (
+    Label,
+    OrderRef,
+    PendingPick,
+    ScanReport,
+    Shipment,
+    ShipmentNotCancellable,
+)
 from services.shipment.domain.tracking import (
     RULES_FILE,
     Kind,
@@ -39,6 +56,7 @@ def at(hours: float) -> datetime:
     ("mirror", "enum", "prefix"),
     [
         (ShipmentStatus, shipment_pb2.ShipmentStatus, "SHIPMENT_STATUS_"),
+        (ShipmentKind, shipment_pb2.ShipmentKind, "SHIPMENT_KIND_"),
         (TrackingStatus, tracking_pb2.TrackingStatus, "TRACKING_STATUS_"),
         (ServiceLevel, carrier_pb2.ServiceLevel, "SERVICE_LEVEL_"),
     ],
@@ -137,7 +155,11 @@ def test_carrier_preference_breaks_ties_then_the_shorter_promise() -> None:
 def test_every_tracking_status_has_a_rule_and_only_milestone_events_are_published() -> None:
     rules = default_rules()
     assert set(rules) == set(TrackingStatus) - {TrackingStatus.UNSPECIFIED}
-    milestones = {e.subject for e in load_catalog() if e.producer == "shipment" and e.milestone}
+    milestones = {
+        e.subject
+        for e in load_catalog()
+        if e.producer == "shipment" and e.milestone and ".return_parcel_" not in e.subject
+    }
     published = {rule.event for rule in rules.values() if rule.event}
     assert published <= milestones
     # manifested comes from the label booking, cancelled and label_void_failed from a cancel.
@@ -275,3 +297,120 @@ def test_every_move_a_scan_can_make_is_in_the_shipment_status_table() -> None:
     # Final statuses have no way out, whatever scan comes.
     finals = {ShipmentStatus.DELIVERED, ShipmentStatus.RETURNED_TO_SENDER, ShipmentStatus.CANCELLED}
     assert not [m for m in SHIPMENT.transitions() if m.source in finals]
+
+
+# -- return parcels -----------------------------------------------------------------------------
+
+
+def test_return_parcels_publish_only_their_own_subjects() -> None:
+    rules = default_rules()
+    own = {e.subject for e in load_catalog() if ".return_parcel_" in e.subject}
+    published = {rule.return_event for rule in rules.values() if rule.return_event}
+    # manifested comes from the label booking; out for delivery (to a dock) stays internal.
+    assert own - published == {"crossdock.shipment.return_parcel_manifested.v1"}
+    assert published <= own
+    assert rules[TrackingStatus.OUT_FOR_DELIVERY].return_event is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda rules: rules[2].update(return_event="crossdock.x.y.v1"), "only outbound"),
+        (
+            lambda rules: rules[1].update(return_event="crossdock.shipment.delivered.v1"),
+            "never publishes an outbound subject",
+        ),
+    ],
+)
+def test_a_rules_file_mixing_return_and_outbound_subjects_is_refused(
+    mutate: object, message: str
+) -> None:
+    document = json.loads(RULES_FILE.read_text())
+    mutate(document["rules"])  # type: ignore[operator]
+    with pytest.raises(RulesError, match=message):
+        parse_rules(document)
+
+
+def test_returned_units_take_the_lots_their_line_shipped_in() -> None:
+    shipped = [
+        PickedUnits(1, "WINE", 1, "L1"),
+        PickedUnits(2, "MUG", 4),
+        PickedUnits(1, "WINE", 5, "L2"),
+    ]
+    returned = [PickedUnits(1, "WINE", 3), PickedUnits(2, "MUG", 2), PickedUnits(3, "BOOK", 1)]
+    assert with_shipped_lots(returned, shipped) == (
+        PickedUnits(1, "WINE", 1, "L1"),
+        PickedUnits(1, "WINE", 2, "L2"),
+        PickedUnits(2, "MUG", 2),
+        PickedUnits(3, "BOOK", 1),
+    )
+    # More units than were shipped in lots: the rest keeps no lot (the warehouse decides).
+    assert with_shipped_lots([PickedUnits(1, "WINE", 7)], shipped) == (
+        PickedUnits(1, "WINE", 1, "L1"),
+        PickedUnits(1, "WINE", 5, "L2"),
+        PickedUnits(1, "WINE", 1),
+    )
+
+
+HOME = Address("Ada", ("1 Rodeo Dr",), "Beverly Hills", "90210", "US")
+DOCK = Address("DC", ("100 Dock Rd",), "Atlanta", "30301", "US")
+
+
+def return_parcel() -> Shipment:
+    units = PendingPick(
+        "rma_1", "ord_1", "EAST", (PickedUnits(1, "MUG", 2),), "corr", return_id="rma_1"
+    )
+    order = OrderRef("ord_1", "ptn_1", int(ServiceLevel.OVERNIGHT), HOME)
+    parcel = Shipment.create_return("shp_1", units, order, [], DOCK, ServiceLevel.STANDARD, T0)
+    assert parcel.pull_events() == []  # its label is the news
+    parcel.manifest(Label("lbl_1", "sandbox", "1Z1"), T0)
+    return parcel
+
+
+def subjects(events: list[object]) -> list[str]:
+    return [ev.event_spec(type(mapper.to_message(e)[0])).subject for e in events]
+
+
+def test_a_return_parcel_announces_its_journey_under_its_own_subjects() -> None:
+    parcel = return_parcel()
+    assert (parcel.ship_from, parcel.ship_to, parcel.kind) == (HOME, DOCK, ShipmentKind.RETURN)
+    for status, hours in (
+        (TrackingStatus.PICKED_UP, 1),
+        (TrackingStatus.OUT_FOR_DELIVERY, 8),
+        (TrackingStatus.DELIVERY_FAILED, 9),
+        (TrackingStatus.DELIVERED, 30),
+        (TrackingStatus.IN_TRANSIT, 5),  # late: history only
+    ):
+        parcel.record_scan(ScanReport(status, at(hours), b""), None)
+    assert parcel.status is ShipmentStatus.DELIVERED
+    events = parcel.pull_events()
+    assert subjects(events) == [
+        "crossdock.shipment.return_parcel_manifested.v1",
+        "crossdock.shipment.return_parcel_picked_up.v1",
+        "crossdock.shipment.return_parcel_exception.v1",
+        "crossdock.shipment.return_parcel_delivered.v1",
+    ]
+    message, aggregate_id = mapper.to_message(events[-1])
+    assert aggregate_id == "shp_1"
+    assert message.shipment.return_id == "rma_1"  # type: ignore[attr-defined]
+    assert message.shipment.kind == shipment_pb2.SHIPMENT_KIND_RETURN  # type: ignore[attr-defined]
+
+
+def test_a_return_parcel_carried_back_or_unlabelled_is_an_exception_never_cancelled() -> None:
+    parcel = return_parcel()
+    parcel.record_scan(ScanReport(TrackingStatus.RETURNED_TO_SENDER, at(40), b""), None)
+    assert subjects(parcel.pull_events())[1:] == ["crossdock.shipment.return_parcel_exception.v1"]
+    unlabelled = Shipment.create_return(
+        "shp_2",
+        PendingPick("rma_2", "ord_1", "EAST", (), "corr", return_id="rma_2"),
+        OrderRef("ord_1", "ptn_1", 2, HOME),
+        [],
+        DOCK,
+        ServiceLevel.STANDARD,
+        T0,
+    )
+    assert unlabelled.fail_label("no rate", T0)
+    (failed,) = unlabelled.pull_events()
+    assert subjects([failed]) == ["crossdock.shipment.return_parcel_exception.v1"]
+    with pytest.raises(ShipmentNotCancellable):
+        unlabelled.cancel("order cancelled", T0)

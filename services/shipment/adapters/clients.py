@@ -98,6 +98,7 @@ class CarrierClient:
                     ship_from=_address(shipment.ship_from),
                     ship_to=_address(shipment.ship_to),
                     parcels=parcels_of(shipment),
+                    is_return=shipment.is_return,
                 ),
                 timeout=timeout,
             )
@@ -113,7 +114,8 @@ class CarrierClient:
 
     async def book_label(self, shipment: Shipment, rate: Rate, *, timeout: float) -> Label:
         """Book under the shipment id as idempotency key: a call made again after a timeout
-        gets the label the first one booked."""
+        gets the label the first one booked. A return parcel books a return label (customer →
+        warehouse) with its return id printed as the reference."""
         try:
             answer = await self._stub.BookLabel(
                 carrier_svc.BookLabelRequest(
@@ -123,7 +125,8 @@ class CarrierClient:
                     ship_to=_address(shipment.ship_to),
                     parcels=parcels_of(shipment),
                     label_format=carrier_pb2.LABEL_FORMAT_PDF,
-                    reference=shipment.order_id[:64],
+                    reference=(shipment.return_id or shipment.order_id)[:64],
+                    is_return=shipment.is_return,
                 ),
                 timeout=timeout,
             )

@@ -3,8 +3,8 @@
 - Outbound: the Shipment aggregate -> crossdock.shipment.v1.Shipment (RPC answers, event
   payloads and the stored `document`), domain events -> crossdock.events.v1 (`mapper`, which
   `uow.publish` goes through), packages -> carrier parcels.
-- Inbound: the events shipment consumes, inventory's item master and carrier-adapter's rates and
-  labels -> domain values.
+- Inbound: the events shipment consumes (a ReturnAuthorized becomes the return parcel's units
+  to pack), inventory's item master and carrier-adapter's rates and labels -> domain values.
 """
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ from datetime import UTC, datetime
 
 from crossdock.carrier.v1 import carrier_pb2, tracking_pb2
 from crossdock.common.v1 import common_pb2
-from crossdock.events.v1 import carrier_events_pb2, inventory_events_pb2, order_events_pb2
+from crossdock.events.v1 import (
+    carrier_events_pb2,
+    inventory_events_pb2,
+    order_events_pb2,
+    return_events_pb2,
+)
 from crossdock.events.v1 import shipment_events_pb2 as events_pb
 from crossdock.inventory.v1 import inventory_pb2
 from crossdock.shipment.v1 import shipment_pb2
@@ -34,6 +39,10 @@ from services.kit.uow import EventMapper, Mapped
 from services.kit.values import Money, to_decimal
 from services.shipment.adapters.store import SERVICE
 from services.shipment.domain.events import (
+    ReturnParcelDelivered,
+    ReturnParcelException,
+    ReturnParcelManifested,
+    ReturnParcelPickedUp,
     ShipmentCancelled,
     ShipmentCreated,
     ShipmentDelivered,
@@ -50,6 +59,7 @@ from services.shipment.domain.model import (
     IncidentReason,
     LabelVoid,
     ServiceLevel,
+    ShipmentKind,
     ShipmentStatus,
     TrackingStatus,
 )
@@ -59,6 +69,7 @@ from services.shipment.domain.shipment import (
     Label,
     OrderRef,
     Package,
+    PendingPick,
     ProofOfDelivery,
     Rate,
     ScanReport,
@@ -114,6 +125,24 @@ def picked_lines_of(event: inventory_events_pb2.PickCompleted) -> tuple[PickedUn
         PickedUnits(ln.order_line_number, ln.sku, ln.quantity_picked, ln.lot)
         for ln in event.lines
         if ln.quantity_picked > 0
+    )
+
+
+def return_parcel_of(event: return_events_pb2.ReturnAuthorized, correlation_id: str) -> PendingPick:
+    """The units of an authorized return to pack into its return parcel, keyed by the return id
+    (one parcel per return), going back to the return's location."""
+    order_return = event.order_return
+    return PendingPick(
+        pick_id=order_return.return_id,
+        order_id=order_return.order_id,
+        location_id=order_return.return_location_id,
+        lines=tuple(
+            PickedUnits(line.order_line_number, line.sku, line.quantity_authorized)
+            for line in order_return.lines
+            if line.quantity_authorized > 0
+        ),
+        correlation_id=correlation_id,
+        return_id=order_return.return_id,
     )
 
 
@@ -282,6 +311,8 @@ def shipment_to_proto(shipment: Shipment) -> shipment_pb2.Shipment:
         update_time=timestamp(shipment.update_time),
         cancel_reason=shipment.cancel_reason,
         label_void=int(shipment.label_void),  # type: ignore[arg-type]
+        kind=int(shipment.kind),  # type: ignore[arg-type]
+        return_id=shipment.return_id,
     )
     pod = shipment.proof_of_delivery
     if pod is not None:
@@ -339,6 +370,9 @@ def shipment_to_domain(
         final_charge=final_charge,
         cancel_reason=message.cancel_reason,
         label_void=LabelVoid(message.label_void),
+        # Documents stored before kinds existed have none: they are all outbound.
+        kind=ShipmentKind(message.kind or ShipmentKind.OUTBOUND),
+        return_id=message.return_id,
         version=version,
     )
 
@@ -350,6 +384,7 @@ def ref_to_proto(ref: ShipmentRef) -> events_pb.ShipmentRef:
         partner_id=ref.partner_id,
         carrier=ref.carrier,
         tracking_number=ref.tracking_number,
+        return_id=ref.return_id,
     )
 
 
@@ -452,6 +487,50 @@ def _label_void_failed(event: ShipmentLabelVoidFailed) -> Mapped:
         shipment=ref_to_proto(event.shipment),
         label_id=event.label_id,
         reason=event.reason,
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.shipment.shipment_id
+
+
+# -- return parcels: their own subjects ------------------------------------------------------
+
+
+@mapper.maps(ReturnParcelManifested)
+def _return_manifested(event: ReturnParcelManifested) -> Mapped:
+    message = events_pb.ReturnParcelManifested(
+        shipment=shipment_to_proto(event.shipment),
+        quoted_charge=money_to_proto(event.quoted_charge) if event.quoted_charge else None,
+        service_level=int(event.service_level),  # type: ignore[arg-type]
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.shipment.shipment_id
+
+
+@mapper.maps(ReturnParcelPickedUp)
+def _return_picked_up(event: ReturnParcelPickedUp) -> Mapped:
+    message = events_pb.ReturnParcelPickedUp(
+        shipment=ref_to_proto(event.shipment), occur_time=timestamp(event.occurred_at)
+    )
+    return message, event.shipment.shipment_id
+
+
+@mapper.maps(ReturnParcelDelivered)
+def _return_delivered(event: ReturnParcelDelivered) -> Mapped:
+    message = events_pb.ReturnParcelDelivered(
+        shipment=shipment_to_proto(event.shipment),
+        final_charge=money_to_proto(event.final_charge) if event.final_charge else None,
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.shipment.shipment_id
+
+
+@mapper.maps(ReturnParcelException)
+def _return_exception(event: ReturnParcelException) -> Mapped:
+    message = events_pb.ReturnParcelException(
+        shipment=ref_to_proto(event.shipment),
+        status=int(event.status),  # type: ignore[arg-type]
+        incident_reason=int(event.incident_reason),  # type: ignore[arg-type]
+        description=event.description,
         occur_time=timestamp(event.occurred_at),
     )
     return message, event.shipment.shipment_id

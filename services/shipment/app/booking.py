@@ -4,6 +4,8 @@ Both call inventory or carrier-adapter outside any transaction, then settle the 
 unit of work. Exactly one label per shipment: the shipment id is the booking's idempotency key,
 so a call that timed out (and may have booked) is simply made again and carrier-adapter returns
 the same label. The chosen quote is stored before booking so every retry books the same one.
+Return parcels take exactly this path: packed from the returned units, shopped and booked with
+`is_return` (a return label, customer → warehouse) under their own shipment id.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from services.kit.clock import Clock
 from services.kit.uow import UnitsOfWork
 from services.shipment.adapters.clients import CarrierCallFailed, CarrierClient, InventoryClient
 from services.shipment.app import cancellation, shipments
+from services.shipment.domain.model import ServiceLevel
 from services.shipment.domain.rating import choose
 from services.shipment.domain.shipment import PendingPick, Rate, Shipment
 
@@ -30,6 +33,8 @@ class BookingSettings:
     label_max_attempts: int = 8
     retry_base_delay_seconds: float = 0.5
     retry_max_delay_seconds: float = 60.0
+    # The level return labels are booked at (a return is rarely worth the order's overnight).
+    return_service_level: ServiceLevel = ServiceLevel.STANDARD
 
     def retry_delay(self, attempts: int) -> float:
         """Exponential, capped, jittered in its upper half (so a retry is never made at once)."""
@@ -52,18 +57,20 @@ class Booking:
 
 
 async def pack_pick(booking: Booking, pick: PendingPick) -> bool:
-    """Pack a pick into a shipment (its label is due at once); on failure pack it again later.
-    True when a shipment was created."""
+    """Pack a pick into a shipment, or a return's units into its return parcel (its label is due
+    at once); on failure pack it again later. True when a shipment was created."""
     try:
         items = await booking.inventory.item_specs(units.sku for units in pick.lines)
-        ship_from = await booking.inventory.address(pick.location_id)
+        # Where the pick leaves from, or where the return parcel goes back to.
+        warehouse = await booking.inventory.address(pick.location_id)
         await booking.units.run(
             shipments.create_shipment,
             pick,
             items,
-            ship_from,
+            warehouse,
             booking.settings.max_box_weight_kg,
             booking.clock(),
+            booking.settings.return_service_level,
         )
         return True
     except Exception as error:
@@ -84,10 +91,11 @@ async def book_label(booking: Booking, shipment: Shipment) -> None:
         rate = shipment.rate if shipment.rate is not None else await _shop(booking, shipment)
         if rate is None:
             level = shipment.service_level.name
+            wanted = "rate for a return label" if shipment.is_return else "rate"
             await booking.units.run(
                 shipments.fail_label,
                 shipment.shipment_id,
-                f"no carrier rate meets service level {level}",
+                f"no carrier {wanted} meets service level {level}",
                 booking.clock(),
             )
             return

@@ -1,4 +1,5 @@
-"""What shipment keeps from the events it consumes before a shipment exists."""
+"""What shipment keeps from the events it consumes before a shipment exists: order refs, picks to
+pack, and the units of authorized returns to pack into return parcels."""
 
 from __future__ import annotations
 
@@ -28,3 +29,16 @@ def record_pick(uow: UnitOfWork, pick: PendingPick, now: datetime) -> bool:
     if store.get_order_ref(uow.conn, pick.order_id) is None:
         raise OrderNotPlacedYet(f"order {pick.order_id} not placed yet (pick {pick.pick_id})")
     return store.add_pending_pick(uow.conn, pick, now=now.timestamp())
+
+
+def record_return(uow: UnitOfWork, parcel: PendingPick, now: datetime) -> bool:
+    """Queue an authorized return's units for packing into its return parcel (once per return:
+    the return id keys the queue and the parcel); False when there is nothing to send back or
+    it is known. Needs the order's delivery address, which is where the parcel is picked up."""
+    if not parcel.lines:
+        return False
+    if store.get_order_ref(uow.conn, parcel.order_id) is None:
+        raise OrderNotPlacedYet(
+            f"order {parcel.order_id} not placed yet (return {parcel.return_id})"
+        )
+    return store.add_pending_pick(uow.conn, parcel, now=now.timestamp())

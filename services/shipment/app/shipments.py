@@ -1,7 +1,8 @@
 """Shipment's use cases on one shipment: each runs in one unit of work, so the state change and
 the events it raises (outbox rows) commit together or not at all.
 
-- create_shipment: a pending pick packed into a shipment (ShipmentCreated);
+- create_shipment: a pending pick packed into a shipment (ShipmentCreated), or a return's units
+  packed into its return parcel (no event until its label is booked);
 - choose_rate / clear_rate / manifest / fail_label / reschedule_label: the label booking's
   steps and outcomes (ShipmentManifested, or a delivery exception when it fails for good);
 - retry_label: an operator's retry of a failed booking;
@@ -22,8 +23,9 @@ from services.shipment.adapters.store import scans
 from services.shipment.adapters.store import shipments as store
 from services.shipment.app import cancellation
 from services.shipment.app.errors import OrderNotPlacedYet
-from services.shipment.domain.model import LabelVoid
+from services.shipment.domain.model import LabelVoid, ServiceLevel
 from services.shipment.domain.packing import ItemSpec, pack
+from services.shipment.domain.returns import with_shipped_lots
 from services.shipment.domain.shipment import Label, Package, PendingPick, Rate, Shipment
 
 
@@ -52,18 +54,25 @@ def create_shipment(
     uow: UnitOfWork,
     pick: PendingPick,
     items: Mapping[str, ItemSpec],
-    ship_from: Address,
+    warehouse: Address,
     max_box_weight_kg: float,
     now: datetime,
+    return_service_level: ServiceLevel = ServiceLevel.STANDARD,
 ) -> Shipment:
     """Pack the pick into a new shipment (CREATED) and announce it; the label is due now.
 
     The order may have been cancelled while the pick was packed: then the pick becomes a
     CANCELLED shipment instead (and a pick already turned into one is left as it is).
+    A return's units (`pick.return_id`) become its return parcel instead, from the customer to
+    `warehouse`, booked at `return_service_level`.
     """
     done = store.shipment_of_pick(uow.conn, pick.pick_id)
     if done is not None:
         return done
+    if pick.return_id:
+        return _create_return_parcel(
+            uow, pick, items, warehouse, max_box_weight_kg, now, return_service_level
+        )
     if cancellation.cancel_if_order_cancelled(uow, pick, now):
         cancelled = store.shipment_of_pick(uow.conn, pick.pick_id)
         assert cancelled is not None
@@ -74,7 +83,33 @@ def create_shipment(
     boxes = pack(pick.lines, items, max_box_weight_kg)
     shipment_id = resource_id("shp")
     packages = [Package.of_box(resource_id("pkg"), box) for box in boxes]
-    shipment = Shipment.create(shipment_id, pick, order, packages, ship_from, now)
+    shipment = Shipment.create(shipment_id, pick, order, packages, warehouse, now)
+    store.insert_shipment(uow.conn, shipment, label_due_at=now.timestamp(), now=now.timestamp())
+    _publish(uow, shipment)
+    return shipment
+
+
+def _create_return_parcel(
+    uow: UnitOfWork,
+    parcel: PendingPick,
+    items: Mapping[str, ItemSpec],
+    warehouse: Address,
+    max_box_weight_kg: float,
+    now: datetime,
+    service_level: ServiceLevel,
+) -> Shipment:
+    """The return's units packed (with the lots they left in) into a return parcel whose label
+    is due now. A return is never cancelled with its order: its goods are at the customer's."""
+    order = store.get_order_ref(uow.conn, parcel.order_id)
+    if order is None:
+        raise OrderNotPlacedYet(f"order {parcel.order_id} not placed yet (return {parcel.pick_id})")
+    units = with_shipped_lots(parcel.lines, store.delivered_units_of(uow.conn, parcel.order_id))
+    packages = [
+        Package.of_box(resource_id("pkg"), box) for box in pack(units, items, max_box_weight_kg)
+    ]
+    shipment = Shipment.create_return(
+        resource_id("shp"), parcel, order, packages, warehouse, service_level, now
+    )
     store.insert_shipment(uow.conn, shipment, label_due_at=now.timestamp(), now=now.timestamp())
     _publish(uow, shipment)
     return shipment
@@ -187,10 +222,28 @@ def get_shipment(uow: UnitOfWork, shipment_id: str, partner_id: str) -> Shipment
 
 
 def list_shipments(
-    uow: UnitOfWork, partner_id: str, order_id: str, status: int, page_token: str, size: int
+    uow: UnitOfWork,
+    partner_id: str,
+    order_id: str,
+    status: int,
+    page_token: str,
+    size: int,
+    *,
+    kind: int = 0,
+    return_id: str = "",
 ) -> tuple[list[Shipment], str]:
-    """One page of shipments, newest first, and the next page's token ("" on the last)."""
-    return store.list_shipments(uow.conn, partner_id, order_id, status, page_token, size)
+    """One page of shipments (outbound, return parcels or both: `kind`), newest first, and the
+    next page's token ("" on the last)."""
+    return store.list_shipments(
+        uow.conn,
+        partner_id,
+        order_id,
+        status,
+        page_token,
+        size,
+        kind=kind,
+        return_id=return_id,
+    )
 
 
 def get_tracking(

@@ -27,6 +27,7 @@ class ShipmentRef:
     partner_id: str
     carrier: str
     tracking_number: str
+    return_id: str = ""  # set for a return parcel
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,39 @@ class ShipmentLabelVoidFailed:
     label_id: str
     reason: str
     occurred_at: datetime
+
+
+# -- return parcels: their own events, never the outbound ones above (see
+# proto/crossdock/events/v1/shipment_events.proto for why) ------------------------------------
+
+
+@dataclass(frozen=True)
+class ReturnParcelManifested:
+    shipment: Shipment
+    quoted_charge: Money | None
+    service_level: ServiceLevel
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ReturnParcelPickedUp:
+    shipment: ShipmentRef
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ReturnParcelDelivered:
+    shipment: Shipment
+    final_charge: Money | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ReturnParcelException:
+    """A carrier exception scan, the parcel taken back to the customer, or a failed label."""
+
+    shipment: ShipmentRef
+    incident_reason: IncidentReason
+    description: str
+    occurred_at: datetime
+    status: TrackingStatus = TrackingStatus.UNSPECIFIED

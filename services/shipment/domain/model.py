@@ -1,6 +1,6 @@
 """Canonical statuses, mirrored from the contracts so the domain needs no generated code.
 
-A test pins every value to crossdock.shipment.v1.ShipmentStatus and
+A test pins every value to crossdock.shipment.v1.ShipmentStatus / ShipmentKind and
 crossdock.carrier.v1.TrackingStatus / ServiceLevel; IncidentReason mirrors
 crossdock.carrier.v1.IncidentReason.
 """
@@ -22,6 +22,15 @@ class ShipmentStatus(enum.IntEnum):
     RETURNED_TO_SENDER = 8
     LABEL_FAILED = 9
     CANCELLED = 10
+
+
+class ShipmentKind(enum.IntEnum):
+    """Which way the goods travel (crossdock.shipment.v1.ShipmentKind); UNSPECIFIED is only ever
+    read (documents stored before kinds existed) and means OUTBOUND."""
+
+    UNSPECIFIED = 0
+    OUTBOUND = 1
+    RETURN = 2
 
 
 class LabelVoid(enum.IntEnum):

@@ -1,11 +1,14 @@
 """The shipment aggregate: one warehouse pick packed into packages, booked with a carrier and
-tracked to the door.
+tracked to the door; or a return parcel (kind RETURN): the units of one authorized return
+packed for the trip from the customer back to a warehouse, on a return label.
 
 Its transitions are methods that check the current status, change the shipment and record the
 domain events they raise (`pull_events`). Label booking: CREATED → MANIFESTED, or LABEL_FAILED
 (retryable back to CREATED). Tracking: scans move the journey through `tracking.apply_scan`.
 Cancellation: CREATED, MANIFESTED or LABEL_FAILED → CANCELLED (model.CANCELLABLE); a booked
 label is then voided (label_void PENDING → VOIDED, or FAILED for an operator to retry).
+Return parcels book and track the same way but raise their own events (domain/returns.py), and
+are never cancelled with their order.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from decimal import Decimal
 from services.kit.errors import FailedPrecondition
 from services.kit.values import Address, Dimensions, DimensionUnit, Money, Weight, WeightUnit
 from services.shipment.domain.events import (
+    ReturnParcelException,
+    ReturnParcelManifested,
     ShipmentCancelled,
     ShipmentCreated,
     ShipmentDelivered,
@@ -35,10 +40,12 @@ from services.shipment.domain.model import (
     IncidentReason,
     LabelVoid,
     ServiceLevel,
+    ShipmentKind,
     ShipmentStatus,
     TrackingStatus,
 )
 from services.shipment.domain.packing import Box, PickedUnits
+from services.shipment.domain.returns import return_milestone
 from services.shipment.domain.states import SHIPMENT
 from services.shipment.domain.tracking import (
     Kind,
@@ -70,7 +77,9 @@ class OrderRef:
 
 @dataclass(frozen=True)
 class PendingPick:
-    """A completed warehouse pick waiting to be packed."""
+    """Units waiting to be packed: a completed warehouse pick or, with `return_id`, the units a
+    customer sends back against an authorized return (then `pick_id` is the return id, the
+    queue's key, and `location_id` the warehouse the goods go back to)."""
 
     pick_id: str
     order_id: str
@@ -78,6 +87,7 @@ class PendingPick:
     lines: tuple[PickedUnits, ...]
     correlation_id: str
     attempts: int = 0
+    return_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,6 +202,8 @@ class Shipment:
     final_charge: Money | None = None
     cancel_reason: str = ""
     label_void: LabelVoid = LabelVoid.UNSPECIFIED
+    kind: ShipmentKind = ShipmentKind.OUTBOUND
+    return_id: str = ""  # the return a return parcel carries goods back for
     version: int = 1
     events: list[object] = field(default_factory=list, repr=False, compare=False)
 
@@ -226,6 +238,39 @@ class Shipment:
         )
         shipment.events.append(ShipmentCreated(shipment.snapshot(), now))
         return shipment
+
+    @classmethod
+    def create_return(
+        cls,
+        shipment_id: str,
+        parcel: PendingPick,
+        order: OrderRef,
+        packages: list[Package],
+        warehouse: Address,
+        service_level: ServiceLevel,
+        now: datetime,
+    ) -> Shipment:
+        """A return parcel (CREATED): the returned units packed for the trip from the customer
+        (the order's delivery address) back to `warehouse`. No event yet: its label is the news
+        (ReturnParcelManifested)."""
+        return cls(
+            shipment_id=shipment_id,
+            order_id=parcel.order_id,
+            partner_id=order.partner_id,
+            pick_id="",
+            location_id=parcel.location_id,
+            status=ShipmentStatus.CREATED,
+            progress=Progress(ShipmentStatus.CREATED, ShipmentStatus.CREATED),
+            correlation_id=parcel.correlation_id,
+            ship_from=order.ship_to,
+            ship_to=warehouse,
+            packages=packages,
+            service_level=service_level,
+            create_time=now,
+            update_time=now,
+            kind=ShipmentKind.RETURN,
+            return_id=parcel.return_id,
+        )
 
     @classmethod
     def cancelled_pick(
@@ -273,7 +318,13 @@ class Shipment:
         return True
 
     def ensure_cancellable(self) -> None:
-        """Raise ShipmentNotCancellable once the carrier has the parcels."""
+        """Raise ShipmentNotCancellable once the carrier has the parcels, and for a return parcel
+        (its ShipmentCancelled would put goods still at the customer's back into stock)."""
+        if self.is_return:
+            raise ShipmentNotCancellable(
+                f"shipment {self.shipment_id} is the return parcel of {self.return_id}",
+                metadata={"shipment_id": self.shipment_id, "return_id": self.return_id},
+            )
         if self.status in CANCELLABLE or self.status == ShipmentStatus.CANCELLED:
             return
         state = f"SHIPMENT_STATUS_{self.status.name}"
@@ -363,7 +414,8 @@ class Shipment:
         if quoted is None and self.rate is not None:
             quoted = self.rate.total_charge
         level = self.rate.service_level if self.rate is not None else ServiceLevel.UNSPECIFIED
-        self.events.append(ShipmentManifested(self.snapshot(), quoted, level, now))
+        announce = ReturnParcelManifested if self.is_return else ShipmentManifested
+        self.events.append(announce(self.snapshot(), quoted, level, now))
         return True
 
     def label_attempt_failed(self, attempts: int, reason: str) -> bool:
@@ -383,8 +435,9 @@ class Shipment:
         self.failure_reason = reason[:FAILURE_REASON_MAX]
         self.touch(now)
         self.progress = replace(self.progress, status=ShipmentStatus.LABEL_FAILED)
+        announce = ReturnParcelException if self.is_return else ShipmentDeliveryException
         self.events.append(
-            ShipmentDeliveryException(
+            announce(
                 self.ref(),
                 IncidentReason.OTHER,
                 f"label booking failed: {reason}"[:FAILURE_REASON_MAX],
@@ -418,7 +471,8 @@ class Shipment:
         final_charge: Money | None,
         rules: Mapping[TrackingStatus, Rule] | None = None,
     ) -> None:
-        """Move the journey by one new (already de-duplicated) scan; raise its milestone."""
+        """Move the journey by one new (already de-duplicated) scan; raise its milestone (a
+        return parcel's own, or none where its rule names no return_event)."""
         rules = default_rules() if rules is None else rules
         outcome = apply_scan(self.progress, Scan(scan.status, scan.occur_time), rules)
         self._move(outcome.progress.status)  # first: a refused move changes nothing
@@ -432,6 +486,10 @@ class Shipment:
             self.proof_of_delivery = ProofOfDelivery(
                 scan.occur_time, signed_by=scan.signed_by, location=scan.description
             )
+        if self.is_return:
+            if rule.return_event:
+                self.events.append(return_milestone(self, rule, scan, final_charge))
+            return
         self.events.append(self._milestone(rule, scan, final_charge))
 
     def record_final_charge(self, charge: Money) -> None:
@@ -470,6 +528,11 @@ class Shipment:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    @property
+    def is_return(self) -> bool:
+        """Whether this is a return parcel (customer → warehouse) rather than goods leaving."""
+        return self.kind is ShipmentKind.RETURN
+
     def touch(self, now: datetime) -> None:
         self.update_time = now
 
@@ -485,7 +548,12 @@ class Shipment:
 
     def ref(self) -> ShipmentRef:
         return ShipmentRef(
-            self.shipment_id, self.order_id, self.partner_id, self.carrier, self.tracking_number
+            self.shipment_id,
+            self.order_id,
+            self.partner_id,
+            self.carrier,
+            self.tracking_number,
+            self.return_id,
         )
 
     def snapshot(self) -> Shipment:

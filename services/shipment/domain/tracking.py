@@ -3,7 +3,8 @@
 The rules are data (propagation.json): every scan is stored, progress scans move the journey
 forwards only (a late in-transit scan after delivered is kept in the timeline and changes
 nothing), exception scans open an exception that a later progress scan resolves, and only rules
-that name an event are published. Terminal statuses never change.
+that name an event are published. Terminal statuses never change. Return parcels move the same
+way but publish `return_event` (their own subjects) where outbound shipments publish `event`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Rule:
     # The event to publish (its subject; Shipment.record_scan raises the matching domain event);
     # None keeps the scan internal.
     event: str | None = None
+    # What a return parcel publishes for the same milestone instead (a subject of its own, never
+    # an outbound one); None keeps the scan internal for return parcels.
+    return_event: str | None = None
 
 
 class RulesError(ValueError):
@@ -62,6 +66,7 @@ def parse_rules(document: Mapping[str, object]) -> dict[TrackingStatus, Rule]:
                 kind,
                 ShipmentStatus[target] if target else None,
                 raw.get("event"),
+                raw.get("return_event"),
             )
         except (KeyError, ValueError, TypeError) as error:
             raise RulesError(f"bad rule {raw!r}: {error}") from error
@@ -73,7 +78,14 @@ def parse_rules(document: Mapping[str, object]) -> dict[TrackingStatus, Rule]:
             raise RulesError(f"{status.name}: {rule.shipment_status.name} is not a milestone")
         if kind is Kind.EXCEPTION and not rule.event:
             raise RulesError(f"{status.name}: an exception must be published")
+        if rule.return_event and not rule.event:
+            raise RulesError(f"{status.name}: a return parcel publishes only outbound milestones")
         rules[status] = rule
+    outbound = {rule.event for rule in rules.values() if rule.event}
+    for rule in rules.values():
+        if rule.return_event in outbound:
+            name = rule.tracking_status.name
+            raise RulesError(f"{name}: a return parcel never publishes an outbound subject")
     missing = set(TrackingStatus) - {TrackingStatus.UNSPECIFIED} - set(rules)
     if missing:
         raise RulesError(f"no rule for {sorted(s.name for s in missing)}")

@@ -2,24 +2,32 @@
 
 - OrderPlaced → who the order belongs to, where it goes and how fast (order_refs);
 - PickCompleted → the pick queued for packing (the worker packs it: it needs the item master);
+- ReturnAuthorized → the return's units queued for packing into its return parcel (one per
+  return, keyed by the return id), booked as a return label by the same worker;
 - TrackingUpdated → scans stored, de-duplicated, milestones moved and published.
 
-Out-of-order arrival across streams (a pick before its OrderPlaced, scans before the label's
-commit) raises an ordinary exception: the kit NAKs with backoff and the redelivery finds the
-data. Duplicates are stopped by the kit's inbox (same event id) and by the pick and scan keys
-(the same fact under another event id).
+Out-of-order arrival across streams (a pick or a return before its OrderPlaced, scans before
+the label's commit) raises an ordinary exception: the kit NAKs with backoff and the redelivery
+finds the data. Duplicates are stopped by the kit's inbox (same event id) and by the pick,
+return and scan keys (the same fact under another event id). A return without a location can
+never be shipped: it is dead-lettered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from crossdock.events.v1 import carrier_events_pb2, inventory_events_pb2, order_events_pb2
+from crossdock.events.v1 import (
+    carrier_events_pb2,
+    inventory_events_pb2,
+    order_events_pb2,
+    return_events_pb2,
+)
 from sqlalchemy import Connection
 
 from services.kit import events as ev
 from services.kit.clock import Clock
-from services.kit.handlers import HandlerRegistry
+from services.kit.handlers import HandlerRegistry, PermanentError
 from services.kit.uow import UnitOfWork
 from services.shipment.adapters import contracts
 from services.shipment.app import intake, tracking
@@ -29,7 +37,8 @@ PURPOSE = "events"
 
 
 def event_handlers(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerRegistry:
-    """`on_pick_queued` wakes the packing worker after the commit that queued a pick."""
+    """`on_pick_queued` wakes the packing worker after the commit that queued a pick (or a
+    return's units)."""
     registry = HandlerRegistry()
 
     def on_placed(
@@ -51,6 +60,16 @@ def event_handlers(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerR
         if intake.record_pick(uow, pick, clock()):
             uow.after_commit(on_pick_queued)
 
+    def on_return_authorized(
+        event: return_events_pb2.ReturnAuthorized, headers: Mapping[str, str], conn: Connection
+    ) -> None:
+        uow = UnitOfWork.of(conn)
+        parcel = contracts.return_parcel_of(event, headers.get(ev.CORRELATION_ID, ""))
+        if not parcel.location_id:
+            raise PermanentError(f"return {parcel.return_id} names no return location")
+        if intake.record_return(uow, parcel, clock()):
+            uow.after_commit(on_pick_queued)
+
     def on_tracking(
         event: carrier_events_pb2.TrackingUpdated, headers: Mapping[str, str], conn: Connection
     ) -> None:
@@ -64,5 +83,6 @@ def event_handlers(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerR
 
     registry.add(order_events_pb2.OrderPlaced, on_placed)
     registry.add(inventory_events_pb2.PickCompleted, on_pick_completed)
+    registry.add(return_events_pb2.ReturnAuthorized, on_return_authorized)
     registry.add(carrier_events_pb2.TrackingUpdated, on_tracking)
     return registry

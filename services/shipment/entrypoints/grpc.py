@@ -44,6 +44,8 @@ class ShipmentApi(svc_grpc.ShipmentServiceServicer):
             int(request.status),
             request.page_token,
             page_size(request.page_size),
+            kind=int(request.kind),
+            return_id=request.return_id,
         )
         return svc.ListShipmentsResponse(
             shipments=[shipment_to_proto(s) for s in page], next_page_token=token

@@ -1,5 +1,9 @@
 """Shipment's queries, on the unit of work's connection (SQLAlchemy Core): order refs, the
-pending-pick queue, and shipments with their label schedule and lease."""
+pending-pick queue, and shipments with their label schedule and lease.
+
+A return parcel and its queued units are keyed by their return id where an outbound shipment
+and its pick use the pick id (the `pick_id` columns: the source), told apart by `kind`.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,12 @@ from services.kit.leases import lease_due
 from services.kit.paging import keyset, next_page
 from services.shipment.adapters.store import codecs
 from services.shipment.adapters.store import tables as t
-from services.shipment.domain.model import ShipmentStatus
+from services.shipment.domain.model import ShipmentKind, ShipmentStatus
+from services.shipment.domain.packing import PickedUnits
 from services.shipment.domain.shipment import OrderRef, PendingPick, Shipment
+
+_OUTBOUND = int(ShipmentKind.OUTBOUND)
+_RETURN = int(ShipmentKind.RETURN)
 
 # -- order refs ----------------------------------------------------------------------------
 
@@ -66,18 +74,37 @@ def order_cancellation(conn: Connection, order_id: str) -> tuple[str, str] | Non
 
 
 def pending_picks_of(conn: Connection, order_id: str) -> list[PendingPick]:
-    rows = conn.execute(select(t.pending_picks).where(t.pending_picks.c.order_id == order_id)).all()
+    """The order's queued picks (not its queued return parcels)."""
+    rows = conn.execute(
+        select(t.pending_picks).where(
+            and_(t.pending_picks.c.order_id == order_id, t.pending_picks.c.kind == _OUTBOUND)
+        )
+    ).all()
     return [_pending(r) for r in rows]
 
 
 def shipments_of(conn: Connection, order_id: str) -> list[Shipment]:
+    """The order's outbound shipments, oldest first (never its return parcels)."""
     rows = conn.execute(
-        select(t.shipments).where(t.shipments.c.order_id == order_id).order_by(t.shipments.c.seq)
+        select(t.shipments)
+        .where(and_(t.shipments.c.order_id == order_id, t.shipments.c.kind == _OUTBOUND))
+        .order_by(t.shipments.c.seq)
     ).all()
     return [codecs.parse_shipment(r) for r in rows]
 
 
+def delivered_units_of(conn: Connection, order_id: str) -> list[PickedUnits]:
+    """The units of the order's delivered outbound shipments, in shipping order."""
+    return [
+        units
+        for shipment in shipments_of(conn, order_id)
+        if shipment.status is ShipmentStatus.DELIVERED
+        for units in shipment.items()
+    ]
+
+
 def _pending(r: object) -> PendingPick:
+    returning = r.kind == _RETURN  # type: ignore[attr-defined]
     return PendingPick(
         r.pick_id,  # type: ignore[attr-defined]
         r.order_id,  # type: ignore[attr-defined]
@@ -85,6 +112,7 @@ def _pending(r: object) -> PendingPick:
         codecs.parse_lines(r.lines),  # type: ignore[attr-defined]
         r.correlation_id,  # type: ignore[attr-defined]
         r.attempts,  # type: ignore[attr-defined]
+        return_id=r.pick_id if returning else "",  # type: ignore[attr-defined]
     )
 
 
@@ -92,7 +120,8 @@ def _pending(r: object) -> PendingPick:
 
 
 def add_pending_pick(conn: Connection, pick: PendingPick, *, now: float) -> bool:
-    """Queue a completed pick for packing; False when it is queued or shipped already."""
+    """Queue a completed pick (or a return's units) for packing; False when it is queued or
+    shipped already."""
     queued = conn.execute(
         select(t.pending_picks.c.pick_id).where(t.pending_picks.c.pick_id == pick.pick_id)
     ).first()
@@ -111,6 +140,7 @@ def add_pending_pick(conn: Connection, pick: PendingPick, *, now: float) -> bool
             attempts=0,
             next_attempt_at=now,
             last_error="",
+            kind=_RETURN if pick.return_id else _OUTBOUND,
         )
     )
     return True
@@ -147,6 +177,7 @@ def reschedule_pick(conn: Connection, pick_id: str, attempts: int, due: float, e
 
 
 def shipment_of_pick(conn: Connection, pick_id: str) -> Shipment | None:
+    """The shipment of a pick, or the return parcel of a return (`pick_id` = the return id)."""
     row = conn.execute(select(t.shipments).where(t.shipments.c.pick_id == pick_id)).first()
     return None if row is None else codecs.parse_shipment(row)
 
@@ -154,13 +185,16 @@ def shipment_of_pick(conn: Connection, pick_id: str) -> Shipment | None:
 def insert_shipment(
     conn: Connection, shipment: Shipment, *, label_due_at: float | None, now: float
 ) -> None:
-    """Insert a new shipment and drop its pick from the queue, in the caller's transaction."""
+    """Insert a new shipment and drop its pick (or return) from the queue, in the caller's
+    transaction."""
+    source = shipment.return_id if shipment.is_return else shipment.pick_id
     conn.execute(
         t.shipments.insert().values(
             shipment_id=shipment.shipment_id,
             order_id=shipment.order_id,
             partner_id=shipment.partner_id,
-            pick_id=shipment.pick_id,
+            pick_id=source,
+            kind=int(shipment.kind),
             status=int(shipment.status),
             document=codecs.shipment_document(shipment),
             progress=codecs.progress_json(shipment.progress),
@@ -173,7 +207,7 @@ def insert_shipment(
             updated_at=now,
         )
     )
-    conn.execute(delete(t.pending_picks).where(t.pending_picks.c.pick_id == shipment.pick_id))
+    conn.execute(delete(t.pending_picks).where(t.pending_picks.c.pick_id == source))
 
 
 def get_shipment(conn: Connection, shipment_id: str) -> Shipment | None:
@@ -284,7 +318,15 @@ def lease_due_voids(
 
 
 def list_shipments(
-    conn: Connection, partner_id: str, order_id: str, status: int, page_token: str, size: int
+    conn: Connection,
+    partner_id: str,
+    order_id: str,
+    status: int,
+    page_token: str,
+    size: int,
+    *,
+    kind: int = 0,
+    return_id: str = "",
 ) -> tuple[list[Shipment], str]:
     """One page, newest first (keyset on the row sequence), and the next page's token."""
     query = select(t.shipments)
@@ -294,6 +336,10 @@ def list_shipments(
         query = query.where(t.shipments.c.order_id == order_id)
     if status:
         query = query.where(t.shipments.c.status == status)
+    if kind:
+        query = query.where(t.shipments.c.kind == kind)
+    if return_id:
+        query = query.where(and_(t.shipments.c.pick_id == return_id, t.shipments.c.kind == _RETURN))
     rows = conn.execute(keyset(query, t.shipments.c.seq, page_token, size, descending=True)).all()
     page, token = next_page(rows, size, key=lambda row: int(row.seq))
     return [codecs.parse_shipment(row) for row in page], token

@@ -5,10 +5,15 @@ with the row; adapters/contracts.py converts the aggregate), with the columns qu
 worker need beside it. Instants are epoch seconds (Float).
 
 - shipments.pick_id is UNIQUE: one shipment per warehouse pick, however often it is delivered.
+  It is the shipment's source: for a return parcel (kind 2, RETURN) it holds the return id, so
+  there is one return parcel per return too (the contract's pick_id is empty for those).
 - tracking_numbers maps every master and package number to its shipment, for incoming scans.
 - scans holds every distinct scan; (shipment_id, dedupe_key) is UNIQUE, so duplicates vanish.
 - pending_picks are completed picks waiting for the worker to pack them (it needs the item
-  master, a gRPC call, which must not run inside the consumer's transaction).
+  master, a gRPC call, which must not run inside the consumer's transaction); with kind RETURN
+  a row is an authorized return's units waiting to be packed into its return parcel, keyed by
+  the return id.
+- kind (services.shipment.domain.model.ShipmentKind): 1 outbound, 2 return parcel.
 - order_refs caches what OrderPlaced says about delivery (who, where, how fast).
 """
 
@@ -61,6 +66,7 @@ pending_picks = Table(
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", Float, nullable=False, index=True),
     Column("last_error", String(500), nullable=False),
+    Column("kind", Integer, nullable=False, server_default="1"),
 )
 
 shipments = Table(
@@ -83,6 +89,7 @@ shipments = Table(
     Column("final_charge", Text, nullable=True),
     Column("version", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("kind", Integer, nullable=False, server_default="1"),
     sqlite_autoincrement=True,
 )
 

@@ -27,7 +27,7 @@ from crossdock.order.v1 import order_pb2 as crossdock_dot_order_dot_v1_dot_order
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'crossdock/events/v1/return_events.proto\x12\x13\x63rossdock.events.v1\x1a!crossdock/events/v1/options.proto\x1a\x1e\x63rossdock/order/v1/order.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x01\n\x10ReturnAuthorized\x12\x30\n\x0corder_return\x18\x01 \x01(\x0b\x32\x1a.crossdock.order.v1.Return\x12.\n\noccur_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:I\xca\xf3\x18\x45\n\x1e\x63rossdock.return.authorized.v1\x12\x05order\x1a\tinventory\x1a\x07gateway\"\x06return(\x01\"\xcd\x01\n\x0eReturnReceived\x12\x30\n\x0corder_return\x18\x01 \x01(\x0b\x32\x1a.crossdock.order.v1.Return\x12\x12\n\nreceipt_id\x18\x02 \x01(\t\x12.\n\noccur_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:E\xca\xf3\x18\x41\n\x1c\x63rossdock.return.received.v1\x12\x05order\x1a\x07\x62illing\x1a\x07gateway\"\x06return(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'crossdock/events/v1/return_events.proto\x12\x13\x63rossdock.events.v1\x1a!crossdock/events/v1/options.proto\x1a\x1e\x63rossdock/order/v1/order.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x01\n\x10ReturnAuthorized\x12\x30\n\x0corder_return\x18\x01 \x01(\x0b\x32\x1a.crossdock.order.v1.Return\x12.\n\noccur_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:S\xca\xf3\x18O\n\x1e\x63rossdock.return.authorized.v1\x12\x05order\x1a\tinventory\x1a\x08shipment\x1a\x07gateway\"\x06return(\x01\"\xcd\x01\n\x0eReturnReceived\x12\x30\n\x0corder_return\x18\x01 \x01(\x0b\x32\x1a.crossdock.order.v1.Return\x12\x12\n\nreceipt_id\x18\x02 \x01(\t\x12.\n\noccur_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:E\xca\xf3\x18\x41\n\x1c\x63rossdock.return.received.v1\x12\x05order\x1a\x07\x62illing\x1a\x07gateway\"\x06return(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'crossdock.events.v1.return_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RETURNAUTHORIZED']._loaded_options = None
-  _globals['_RETURNAUTHORIZED']._serialized_options = b'\312\363\030E\n\036crossdock.return.authorized.v1\022\005order\032\tinventory\032\007gateway\"\006return(\001'
+  _globals['_RETURNAUTHORIZED']._serialized_options = b'\312\363\030O\n\036crossdock.return.authorized.v1\022\005order\032\tinventory\032\010shipment\032\007gateway\"\006return(\001'
   _globals['_RETURNRECEIVED']._loaded_options = None
   _globals['_RETURNRECEIVED']._serialized_options = b'\312\363\030A\n\034crossdock.return.received.v1\022\005order\032\007billing\032\007gateway\"\006return(\001'
   _globals['_RETURNAUTHORIZED']._serialized_start=165
-  _globals['_RETURNAUTHORIZED']._serialized_end=356
-  _globals['_RETURNRECEIVED']._serialized_start=359
-  _globals['_RETURNRECEIVED']._serialized_end=564
+  _globals['_RETURNAUTHORIZED']._serialized_end=366
+  _globals['_RETURNRECEIVED']._serialized_start=369
+  _globals['_RETURNRECEIVED']._serialized_end=574
 # @@protoc_insertion_point(module_scope)

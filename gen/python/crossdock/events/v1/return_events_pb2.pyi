@@ -20,7 +20,10 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ReturnAuthorized(_message.Message):
-    """ReturnAuthorized says a customer may send goods back."""
+    """ReturnAuthorized says a customer may send goods back. shipment books the return parcel for
+    it (one per return, keyed by the return id: a return label from the customer to
+    return_location_id).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -58,10 +61,16 @@ class ReturnReceived(_message.Message):
     RECEIPT_ID_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
     receipt_id: _builtins.str
-    """receipt_id is the inventory receipt that recorded the goods."""
+    """receipt_id is the inventory receipt that recorded the goods; empty for a shipment returned to
+    sender (inventory received it under the key rts/<shipment id>).
+    """
     @_builtins.property
     def order_return(self) -> _order_pb2.Return:
-        """order_return is the return with its received quantities."""
+        """order_return is the return with its received quantities. For a shipment the carrier returned
+        to sender that had been invoiced (billed on ship), order publishes one too, so billing credits
+        its goods: return_id is then the shipment's id (shp_…) and each line's reason
+        "returned to sender".
+        """
 
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:

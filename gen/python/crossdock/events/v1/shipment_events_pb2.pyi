@@ -34,6 +34,7 @@ class ShipmentRef(_message.Message):
     PARTNER_ID_FIELD_NUMBER: _builtins.int
     CARRIER_FIELD_NUMBER: _builtins.int
     TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
     shipment_id: _builtins.str
     """shipment_id is the shipment."""
     order_id: _builtins.str
@@ -44,6 +45,8 @@ class ShipmentRef(_message.Message):
     """carrier is the carrier code, once a label is booked."""
     tracking_number: _builtins.str
     """tracking_number is the master tracking number, once a label is booked."""
+    return_id: _builtins.str
+    """return_id is the return (RMA) a return parcel carries goods back for; empty for outbound."""
     def __init__(
         self,
         *,
@@ -52,10 +55,11 @@ class ShipmentRef(_message.Message):
         partner_id: _builtins.str = ...,
         carrier: _builtins.str = ...,
         tracking_number: _builtins.str = ...,
+        return_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "order_id", b"order_id", "partner_id", b"partner_id", "shipment_id", b"shipment_id", "tracking_number", b"tracking_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "order_id", b"order_id", "partner_id", b"partner_id", "return_id", b"return_id", "shipment_id", b"shipment_id", "tracking_number", b"tracking_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -428,3 +432,176 @@ class ShipmentLabelVoidFailed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShipmentLabelVoidFailed: _TypeAlias = ShipmentLabelVoidFailed  # noqa: Y015
+
+@_typing.final
+class ReturnParcelManifested(_message.Message):
+    """---- return parcels ---------------------------------------------------------------------------
+
+    A return parcel is a shipment of kind SHIPMENT_KIND_RETURN: the goods of one authorized return
+    (crossdock.return.authorized.v1) travelling from the customer back to a warehouse under a
+    return label. Its milestones are published under subjects of their own,
+    crossdock.shipment.return_parcel_*.v1, and never under the outbound subjects above.
+
+    Why own subjects rather than the outbound ones with a flag every consumer must check: the
+    outbound subjects mean "goods left for the customer" to their consumers: order counts them
+    as shipped and delivered units, billing invoices a delivered shipment, inventory restocks a
+    cancelled or returned-to-sender one. A return parcel on those subjects would be invoiced
+    again, move the order's line figures or put stock back twice in any consumer that forgot the
+    check (or an older one that predates it). With own subjects those consumers never receive
+    return parcels at all, and a service that wants them subscribes on purpose. The goods
+    themselves are booked by the warehouse's receipt against the return (inventory
+    ReceiveStock, source RETURN), not by any of these events.
+
+    ReturnParcelManifested says a return label was booked: the customer can send the goods back.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_FIELD_NUMBER: _builtins.int
+    QUOTED_CHARGE_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    service_level: _carrier_pb2.ServiceLevel.ValueType
+    """service_level is the level the booked service meets."""
+    @_builtins.property
+    def shipment(self) -> _shipment_pb2.Shipment:
+        """shipment is the return parcel (kind RETURN, return_id set) with its label details."""
+
+    @_builtins.property
+    def quoted_charge(self) -> _common_pb2.Money:
+        """quoted_charge is the freight the carrier quoted for the return label."""
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is when the label was booked."""
+
+    def __init__(
+        self,
+        *,
+        shipment: _shipment_pb2.Shipment | None = ...,
+        quoted_charge: _common_pb2.Money | None = ...,
+        service_level: _carrier_pb2.ServiceLevel.ValueType = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "quoted_charge", b"quoted_charge", "shipment", b"shipment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "quoted_charge", b"quoted_charge", "service_level", b"service_level", "shipment", b"shipment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnParcelManifested: _TypeAlias = ReturnParcelManifested  # noqa: Y015
+
+@_typing.final
+class ReturnParcelPickedUp(_message.Message):
+    """ReturnParcelPickedUp says the carrier took the return parcel from the customer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def shipment(self) -> Global___ShipmentRef:
+        """shipment identifies the return parcel and its return."""
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is the carrier's pickup scan time."""
+
+    def __init__(
+        self,
+        *,
+        shipment: Global___ShipmentRef | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnParcelPickedUp: _TypeAlias = ReturnParcelPickedUp  # noqa: Y015
+
+@_typing.final
+class ReturnParcelDelivered(_message.Message):
+    """ReturnParcelDelivered says the return parcel reached the return warehouse's dock; the
+    warehouse then receives its goods against the return.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_FIELD_NUMBER: _builtins.int
+    FINAL_CHARGE_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def shipment(self) -> _shipment_pb2.Shipment:
+        """shipment is the delivered return parcel, with its packages and proof of delivery."""
+
+    @_builtins.property
+    def final_charge(self) -> _common_pb2.Money:
+        """final_charge is the carrier's final freight charge, when the carrier reported one."""
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is the carrier's delivery scan time."""
+
+    def __init__(
+        self,
+        *,
+        shipment: _shipment_pb2.Shipment | None = ...,
+        final_charge: _common_pb2.Money | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["final_charge", b"final_charge", "occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final_charge", b"final_charge", "occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnParcelDelivered: _TypeAlias = ReturnParcelDelivered  # noqa: Y015
+
+@_typing.final
+class ReturnParcelException(_message.Message):
+    """ReturnParcelException says the return parcel is not on its way as planned: its label could
+    not be booked (status unspecified), delivery failed or is held, or the carrier took it back
+    to the customer (status RETURNED_TO_SENDER, terminal).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    INCIDENT_REASON_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    status: _tracking_pb2.TrackingStatus.ValueType
+    """status is the canonical tracking status that raised the exception; unspecified for a
+    label booking that failed.
+    """
+    incident_reason: _tracking_pb2.IncidentReason.ValueType
+    """incident_reason is the canonical reason."""
+    description: _builtins.str
+    """description is the carrier's text, or why booking the label failed."""
+    @_builtins.property
+    def shipment(self) -> Global___ShipmentRef:
+        """shipment identifies the return parcel and its return."""
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is the carrier's scan time, or when booking failed."""
+
+    def __init__(
+        self,
+        *,
+        shipment: Global___ShipmentRef | None = ...,
+        status: _tracking_pb2.TrackingStatus.ValueType = ...,
+        incident_reason: _tracking_pb2.IncidentReason.ValueType = ...,
+        description: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "incident_reason", b"incident_reason", "occur_time", b"occur_time", "shipment", b"shipment", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnParcelException: _TypeAlias = ReturnParcelException  # noqa: Y015

@@ -79,6 +79,40 @@ SHIPMENT_STATUS_CANCELLED: ShipmentStatus.ValueType  # 10
 """SHIPMENT_STATUS_CANCELLED means the shipment was voided before pickup; terminal."""
 Global___ShipmentStatus: _TypeAlias = ShipmentStatus  # noqa: Y015
 
+class _ShipmentKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ShipmentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ShipmentKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SHIPMENT_KIND_UNSPECIFIED: _ShipmentKind.ValueType  # 0
+    """SHIPMENT_KIND_UNSPECIFIED means no kind was recorded; read it as OUTBOUND (shipments stored
+    before kinds existed were all outbound).
+    """
+    SHIPMENT_KIND_OUTBOUND: _ShipmentKind.ValueType  # 1
+    """SHIPMENT_KIND_OUTBOUND is goods of an order leaving a warehouse for the customer."""
+    SHIPMENT_KIND_RETURN: _ShipmentKind.ValueType  # 2
+    """SHIPMENT_KIND_RETURN is a return parcel: goods of an authorized return (RMA) travelling from
+    the customer back to a warehouse under a return label. Its milestones have subjects of their
+    own (crossdock.shipment.return_parcel_*.v1), never the outbound ones.
+    """
+
+class ShipmentKind(_ShipmentKind, metaclass=_ShipmentKindEnumTypeWrapper):
+    """ShipmentKind says which way a shipment's goods travel."""
+
+SHIPMENT_KIND_UNSPECIFIED: ShipmentKind.ValueType  # 0
+"""SHIPMENT_KIND_UNSPECIFIED means no kind was recorded; read it as OUTBOUND (shipments stored
+before kinds existed were all outbound).
+"""
+SHIPMENT_KIND_OUTBOUND: ShipmentKind.ValueType  # 1
+"""SHIPMENT_KIND_OUTBOUND is goods of an order leaving a warehouse for the customer."""
+SHIPMENT_KIND_RETURN: ShipmentKind.ValueType  # 2
+"""SHIPMENT_KIND_RETURN is a return parcel: goods of an authorized return (RMA) travelling from
+the customer back to a warehouse under a return label. Its milestones have subjects of their
+own (crossdock.shipment.return_parcel_*.v1), never the outbound ones.
+"""
+Global___ShipmentKind: _TypeAlias = ShipmentKind  # noqa: Y015
+
 class _LabelVoidStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -219,7 +253,9 @@ Global___ProofOfDelivery: _TypeAlias = ProofOfDelivery  # noqa: Y015
 
 @_typing.final
 class Shipment(_message.Message):
-    """Shipment is the goods of one order leaving one warehouse under one label."""
+    """Shipment is the goods of one order leaving one warehouse under one label or, for a return
+    parcel (kind RETURN), the goods of one return coming back from the customer to a warehouse.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -244,6 +280,8 @@ class Shipment(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     CANCEL_REASON_FIELD_NUMBER: _builtins.int
     LABEL_VOID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
     shipment_id: _builtins.str
     """shipment_id identifies the shipment."""
     order_id: _builtins.str
@@ -251,13 +289,17 @@ class Shipment(_message.Message):
     partner_id: _builtins.str
     """partner_id is the partner that owns the order."""
     pick_id: _builtins.str
-    """pick_id is the warehouse pick the shipment was built from."""
+    """pick_id is the warehouse pick the shipment was built from; empty for a return parcel."""
     location_id: _builtins.str
-    """location_id is the warehouse the shipment leaves from."""
+    """location_id is the warehouse the shipment leaves from; for a return parcel, the warehouse
+    the goods go back to.
+    """
     status: Global___ShipmentStatus.ValueType
     """status is the milestone reached."""
     service_level: _carrier_pb2.ServiceLevel.ValueType
-    """service_level is the delivery speed the order asked for."""
+    """service_level is the delivery speed the order asked for; for a return parcel, the level
+    shipment books return labels at (its RETURN_SERVICE_LEVEL setting).
+    """
     carrier: _builtins.str
     """carrier is the carrier code of the booked label."""
     tracking_number: _builtins.str
@@ -272,13 +314,19 @@ class Shipment(_message.Message):
     """cancel_reason says why a CANCELLED shipment was cancelled."""
     label_void: Global___LabelVoidStatus.ValueType
     """label_void is where voiding the label of a cancelled shipment stands."""
+    kind: Global___ShipmentKind.ValueType
+    """kind says whether the goods leave for the customer (OUTBOUND) or come back (RETURN)."""
+    return_id: _builtins.str
+    """return_id is the return (RMA) whose goods a return parcel carries; empty for outbound."""
     @_builtins.property
     def ship_from(self) -> _common_pb2.Address:
-        """ship_from is the warehouse address."""
+        """ship_from is the warehouse address; for a return parcel, the customer's (the order's
+        delivery address).
+        """
 
     @_builtins.property
     def ship_to(self) -> _common_pb2.Address:
-        """ship_to is the delivery address."""
+        """ship_to is the delivery address; for a return parcel, the return warehouse's address."""
 
     @_builtins.property
     def packages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Package]:
@@ -324,10 +372,12 @@ class Shipment(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         cancel_reason: _builtins.str = ...,
         label_void: Global___LabelVoidStatus.ValueType = ...,
+        kind: Global___ShipmentKind.ValueType = ...,
+        return_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "ship_from", b"ship_from", "ship_to", b"ship_to", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "carrier", b"carrier", "create_time", b"create_time", "failure_reason", b"failure_reason", "label_id", b"label_id", "label_void", b"label_void", "last_tracking_status", b"last_tracking_status", "location_id", b"location_id", "order_id", b"order_id", "packages", b"packages", "partner_id", b"partner_id", "pick_id", b"pick_id", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "service_level", b"service_level", "ship_from", b"ship_from", "ship_to", b"ship_to", "shipment_id", b"shipment_id", "status", b"status", "tracking_number", b"tracking_number", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "carrier", b"carrier", "create_time", b"create_time", "failure_reason", b"failure_reason", "kind", b"kind", "label_id", b"label_id", "label_void", b"label_void", "last_tracking_status", b"last_tracking_status", "location_id", b"location_id", "order_id", b"order_id", "packages", b"packages", "partner_id", b"partner_id", "pick_id", b"pick_id", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "return_id", b"return_id", "service_level", b"service_level", "ship_from", b"ship_from", "ship_to", b"ship_to", "shipment_id", b"shipment_id", "status", b"status", "tracking_number", b"tracking_number", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

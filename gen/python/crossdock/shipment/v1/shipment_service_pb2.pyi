@@ -81,6 +81,8 @@ class ListShipmentsRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     """partner_id limits the list to one partner's shipments; empty for internal callers."""
     order_id: _builtins.str
@@ -91,6 +93,10 @@ class ListShipmentsRequest(_message.Message):
     """page_size is the most shipments to return; 0 means the default of 50."""
     page_token: _builtins.str
     """page_token is the next_page_token of the previous page."""
+    kind: _shipment_pb2.ShipmentKind.ValueType
+    """kind limits the list to outbound shipments or to return parcels; unspecified lists both."""
+    return_id: _builtins.str
+    """return_id limits the list to the return parcel of one return (RMA); empty lists all."""
     def __init__(
         self,
         *,
@@ -99,10 +105,12 @@ class ListShipmentsRequest(_message.Message):
         status: _shipment_pb2.ShipmentStatus.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        kind: _shipment_pb2.ShipmentKind.ValueType = ...,
+        return_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "return_id", b"return_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -279,7 +287,7 @@ class CancelOrderShipmentsResponse(_message.Message):
     SHIPMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def shipments(self) -> _containers.RepeatedCompositeFieldContainer[_shipment_pb2.Shipment]:
-        """shipments are every shipment of the order, each CANCELLED."""
+        """shipments are every outbound shipment of the order, each CANCELLED."""
 
     def __init__(
         self,

@@ -83,7 +83,8 @@ class ShipmentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListShipments(self, request, context):
-        """ListShipments pages through shipments, newest first.
+        """ListShipments pages through shipments, outbound and return parcels (see `kind`), newest
+        first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,15 +99,17 @@ class ShipmentServiceServicer:
 
     def RetryLabel(self, request, context):
         """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
-        by the order saga's retry. Booking reuses the shipment id as its idempotency key.
+        by the order saga's retry (and by operators for a return parcel). Booking reuses the
+        shipment id as its idempotency key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrderShipments(self, request, context):
-        """CancelOrderShipments cancels every shipment of an order that the carrier has not picked up;
-        internal, called by the order service before it commits a cancellation. It answers
+        """CancelOrderShipments cancels every outbound shipment of an order that the carrier has not
+        picked up; internal, called by the order service before it commits a cancellation. Return
+        parcels are not the order's shipments here: never cancelled, never answered. It answers
         FAILED_PRECONDITION, changing nothing, when any shipment of the order is picked up or later.
         Picks of the order that arrive afterwards become CANCELLED shipments at once. Cancelling
         twice changes nothing.

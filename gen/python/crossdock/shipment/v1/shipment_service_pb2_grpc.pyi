@@ -39,16 +39,20 @@ class ShipmentServiceStub:
     GetShipment: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.GetShipmentRequest, _shipment_service_pb2.GetShipmentResponse]
     """GetShipment returns one shipment."""
     ListShipments: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.ListShipmentsRequest, _shipment_service_pb2.ListShipmentsResponse]
-    """ListShipments pages through shipments, newest first."""
+    """ListShipments pages through shipments, outbound and return parcels (see `kind`), newest
+    first.
+    """
     GetTracking: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.GetTrackingRequest, _shipment_service_pb2.GetTrackingResponse]
     """GetTracking returns every stored scan of a shipment, oldest first."""
     RetryLabel: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.RetryLabelRequest, _shipment_service_pb2.RetryLabelResponse]
     """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
-    by the order saga's retry. Booking reuses the shipment id as its idempotency key.
+    by the order saga's retry (and by operators for a return parcel). Booking reuses the
+    shipment id as its idempotency key.
     """
     CancelOrderShipments: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.CancelOrderShipmentsRequest, _shipment_service_pb2.CancelOrderShipmentsResponse]
-    """CancelOrderShipments cancels every shipment of an order that the carrier has not picked up;
-    internal, called by the order service before it commits a cancellation. It answers
+    """CancelOrderShipments cancels every outbound shipment of an order that the carrier has not
+    picked up; internal, called by the order service before it commits a cancellation. Return
+    parcels are not the order's shipments here: never cancelled, never answered. It answers
     FAILED_PRECONDITION, changing nothing, when any shipment of the order is picked up or later.
     Picks of the order that arrive afterwards become CANCELLED shipments at once. Cancelling
     twice changes nothing.
@@ -67,16 +71,20 @@ class ShipmentServiceAsyncStub(ShipmentServiceStub):
     GetShipment: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.GetShipmentRequest, _shipment_service_pb2.GetShipmentResponse]  # type: ignore[assignment]
     """GetShipment returns one shipment."""
     ListShipments: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.ListShipmentsRequest, _shipment_service_pb2.ListShipmentsResponse]  # type: ignore[assignment]
-    """ListShipments pages through shipments, newest first."""
+    """ListShipments pages through shipments, outbound and return parcels (see `kind`), newest
+    first.
+    """
     GetTracking: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.GetTrackingRequest, _shipment_service_pb2.GetTrackingResponse]  # type: ignore[assignment]
     """GetTracking returns every stored scan of a shipment, oldest first."""
     RetryLabel: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.RetryLabelRequest, _shipment_service_pb2.RetryLabelResponse]  # type: ignore[assignment]
     """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
-    by the order saga's retry. Booking reuses the shipment id as its idempotency key.
+    by the order saga's retry (and by operators for a return parcel). Booking reuses the
+    shipment id as its idempotency key.
     """
     CancelOrderShipments: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.CancelOrderShipmentsRequest, _shipment_service_pb2.CancelOrderShipmentsResponse]  # type: ignore[assignment]
-    """CancelOrderShipments cancels every shipment of an order that the carrier has not picked up;
-    internal, called by the order service before it commits a cancellation. It answers
+    """CancelOrderShipments cancels every outbound shipment of an order that the carrier has not
+    picked up; internal, called by the order service before it commits a cancellation. Return
+    parcels are not the order's shipments here: never cancelled, never answered. It answers
     FAILED_PRECONDITION, changing nothing, when any shipment of the order is picked up or later.
     Picks of the order that arrive afterwards become CANCELLED shipments at once. Cancelling
     twice changes nothing.
@@ -104,7 +112,9 @@ class ShipmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shipment_service_pb2.ListShipmentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_shipment_service_pb2.ListShipmentsResponse, _abc.Awaitable[_shipment_service_pb2.ListShipmentsResponse]]:
-        """ListShipments pages through shipments, newest first."""
+        """ListShipments pages through shipments, outbound and return parcels (see `kind`), newest
+        first.
+        """
 
     @_abc_1.abstractmethod
     def GetTracking(
@@ -121,7 +131,8 @@ class ShipmentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_shipment_service_pb2.RetryLabelResponse, _abc.Awaitable[_shipment_service_pb2.RetryLabelResponse]]:
         """RetryLabel books again a shipment whose label booking failed (LABEL_FAILED); internal, used
-        by the order saga's retry. Booking reuses the shipment id as its idempotency key.
+        by the order saga's retry (and by operators for a return parcel). Booking reuses the
+        shipment id as its idempotency key.
         """
 
     @_abc_1.abstractmethod
@@ -130,8 +141,9 @@ class ShipmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shipment_service_pb2.CancelOrderShipmentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_shipment_service_pb2.CancelOrderShipmentsResponse, _abc.Awaitable[_shipment_service_pb2.CancelOrderShipmentsResponse]]:
-        """CancelOrderShipments cancels every shipment of an order that the carrier has not picked up;
-        internal, called by the order service before it commits a cancellation. It answers
+        """CancelOrderShipments cancels every outbound shipment of an order that the carrier has not
+        picked up; internal, called by the order service before it commits a cancellation. Return
+        parcels are not the order's shipments here: never cancelled, never answered. It answers
         FAILED_PRECONDITION, changing nothing, when any shipment of the order is picked up or later.
         Picks of the order that arrive afterwards become CANCELLED shipments at once. Cancelling
         twice changes nothing.
