@@ -48,6 +48,10 @@ HTTP_STATUS_OF_REASON: dict[tuple[grpc.StatusCode, str], int] = {
     # CancelOrder once a carrier has the parcels (or the units were picked, for a partial
     # cancel): the order's state conflicts with the request; the detail says a return is the way.
     (grpc.StatusCode.FAILED_PRECONDITION, "ORDER_NOT_CANCELLABLE"): 409,
+    # Reship / cancel-and-credit a shipment the carrier did not return to sender, or one already
+    # decided the other way: the shipment's state conflicts with the request.
+    (grpc.StatusCode.FAILED_PRECONDITION, "SHIPMENT_NOT_RETURNED_TO_SENDER"): 409,
+    (grpc.StatusCode.FAILED_PRECONDITION, "RETURNED_SHIPMENT_ALREADY_RESOLVED"): 409,
 }
 
 TITLES: dict[int, str] = {

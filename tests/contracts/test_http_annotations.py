@@ -25,6 +25,8 @@ PARTNER_ROUTES = {
     ("get", "/v1/orders/{order_id}"),
     ("post", "/v1/orders/{order_id}:cancel"),
     ("get", "/v1/orders/{order_id}/timeline"),
+    ("post", "/v1/orders/{order_id}/shipments/{shipment_id}:reship"),
+    ("post", "/v1/orders/{order_id}/shipments/{shipment_id}:cancelAndCredit"),
     ("post", "/v1/orders/{order_id}/returns"),
     ("get", "/v1/returns/{return_id}"),
     ("get", "/v1/returns"),

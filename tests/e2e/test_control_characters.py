@@ -31,6 +31,8 @@ EXEMPT_FIELDS = {"page_token", "partner_id"}
 # The carrier push route carries the carrier's raw bytes, verified by signature, not JSON text.
 EXEMPT_ROUTES = {"/v1/carriers/{carrier}/webhooks"}
 CONTROL_CHARACTERS = ["\u0000", "\u0007", "\n", "\u001f", "\u007f"]
+# A well-formed shipment id nobody has (reship and cancel-and-credit name one in their path).
+NO_SHIPMENT = "shp_" + "0" * 26
 
 
 def full_order(external_id: str) -> dict[str, Any]:
@@ -157,6 +159,15 @@ def cases(partner: Partner) -> dict[str, tuple[str, dict[str, Any]]]:
         "/v1/orders": ("/v1/orders", full_order("CC-TEMPLATE")),
         "/v1/orders/{order_id}:cancel": (f"/v1/orders/{order_id}:cancel", {"reason": "no longer"}),
         "/v1/orders/{order_id}/returns": (f"/v1/orders/{order_id}/returns", return_body()),
+        # The contract refuses the text before the order service looks for the shipment.
+        "/v1/orders/{order_id}/shipments/{shipment_id}:reship": (
+            f"/v1/orders/{order_id}/shipments/{NO_SHIPMENT}:reship",
+            {"reason": "new address"},
+        ),
+        "/v1/orders/{order_id}/shipments/{shipment_id}:cancelAndCredit": (
+            f"/v1/orders/{order_id}/shipments/{NO_SHIPMENT}:cancelAndCredit",
+            {"reason": "undeliverable"},
+        ),
         "/v1/webhooks/subscriptions": ("/v1/webhooks/subscriptions", subscription_body()),
         "/v1/webhooks/subscriptions/{subscription_id}": (
             base,

@@ -9,6 +9,7 @@ not know how to fill fails it instead of going unchecked.
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import uuid
@@ -155,10 +156,12 @@ def test_partner_a_gets_404_for_every_id_of_partner_b(
         owned = [p for p in parameters if p not in NOT_OWNED]
         if not owned:
             continue
-        (parameter,) = owned  # one resource id per route
-        kind = _kind(parameter)
-        for b_id in partner_b.get(kind) or [_unknown_id(operations, parameter)]:
-            path = template.replace("{" + parameter + "}", b_id)
+        # Every id in the path is partner B's (e.g. B's order and B's shipment of it).
+        choices = [partner_b.get(_kind(p)) or [_unknown_id(operations, p)] for p in owned]
+        for b_ids in itertools.product(*choices):
+            path = template
+            for parameter, b_id in zip(owned, b_ids, strict=True):
+                path = path.replace("{" + parameter + "}", b_id)
             for method in operations:
                 if method not in {"get", "post", "patch", "delete", "put"}:
                     continue

@@ -4,12 +4,19 @@ consumers, warehouse, shipment and billing, all in memory and driven step by ste
 Nothing runs on its own: commands, order events and saga inputs wait in queues until a test
 (or the stateful machine) delivers them, in any order it likes. `drain()` delivers everything
 first-in first-out until the mesh is quiet.
+
+Billing keeps a ledger of invoice and credit note values: invoices on delivery (or at pickup for
+orders billed on ship, `on_ship_orders`), credit notes for the returned-to-sender credits the
+order asks for. It credits the invoice the order names; the real billing credits each line
+against the first invoice that billed it, which is the same money unless a line was split over
+several invoices (see services/order/README.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from services.inventory import domain as inv
 from services.inventory.domain.errors import LocationInactive, ReservationNotActive
@@ -18,6 +25,7 @@ from services.order.domain import (
     AvailabilityObserved,
     CancelPickTask,
     Context,
+    CreditNoteObserved,
     FulfillmentSaga,
     HeldLine,
     InvoicePosted,
@@ -37,12 +45,15 @@ from services.order.domain import (
     ReservationReleasedObserved,
     ReserveStock,
     RestockPicked,
+    ReturnedShipmentCreditRequested,
+    ReturnedShipmentResolution,
     SagaCommand,
     SagaInput,
     SagaResult,
     ShipmentCancelledObserved,
     ShipmentDelivered,
     ShipmentManifested,
+    ShipmentReturnedToSender,
     StepTimeouts,
     StockAvailable,
     cancellation,
@@ -64,6 +75,17 @@ class ShipmentState:
     delivered: bool = False
     invoiced: bool = False
     cancelled: bool = False
+    returned: bool = False  # the carrier brought it back to sender
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """A posted invoice or credit note, as billing's ledger has it."""
+
+    order_id: str
+    shipment_id: str
+    invoice_id: str
+    value: Decimal
 
 
 @dataclass
@@ -91,6 +113,9 @@ class Mesh:
         self.shipments: dict[str, ShipmentState] = {}
         self.cancelled_orders: set[str] = set()  # what the shipment service was told
         self.units_brought_in = 0  # purchase-order receipts and adjustments, for conservation
+        self.on_ship_orders: set[str] = set()  # billed when the carrier takes the parcel
+        self.invoices: dict[str, LedgerEntry] = {}  # billing's ledger, by invoice id
+        self.credit_notes: dict[str, LedgerEntry] = {}  # by billing's source key
         self._keys = 0
 
     # -- the order service --------------------------------------------------------------
@@ -136,6 +161,20 @@ class Mesh:
 
     def retry(self, order_id: str) -> SagaResult:
         result = self.saga.retry(self.orders[order_id], self.clock.ctx())
+        self._absorb(result)
+        return result
+
+    def resolve(
+        self,
+        order_id: str,
+        shipment_id: str,
+        resolution: ReturnedShipmentResolution,
+        reason: str = "operator decided",
+    ) -> SagaResult:
+        """ReshipReturnedShipment / CancelAndCreditReturnedShipment: one unit of work."""
+        result = self.saga.resolve_returned_shipment(
+            self.orders[order_id], shipment_id, resolution, reason, self.clock.ctx()
+        )
         self._absorb(result)
         return result
 
@@ -262,6 +301,26 @@ class Mesh:
                 # A reservation released meanwhile (cancel) has nothing to pick.
                 with contextlib.suppress(ReservationNotActive):
                     inv.create_pick_task(self.repo, self.ids, reservation_id, self.clock.now)
+        elif isinstance(event, ReturnedShipmentCreditRequested):
+            self._credit(event)
+
+    def _credit(self, event: ReturnedShipmentCreditRequested) -> None:
+        """Billing's consumer of return.received: one credit note per (return, invoice), at the
+        invoiced unit prices; its CreditNotePosted comes back to the order."""
+        key = f"{event.shipment_id}:{event.invoice_id}"
+        note_id = f"crn_{event.invoice_id}"
+        if key not in self.credit_notes:
+            value = self._value(event.order_id, {h.line_number: h.quantity for h in event.lines})
+            self.credit_notes[key] = LedgerEntry(
+                event.order_id, event.shipment_id, event.invoice_id, value
+            )
+        self.inbox.append(
+            (event.order_id, CreditNoteObserved(note_id, event.invoice_id, event.shipment_id))
+        )
+
+    def _value(self, order_id: str, units: dict[int, int]) -> Decimal:
+        order = self.orders[order_id]
+        return sum((order.line(n).unit_price.amount * q for n, q in units.items()), Decimal(0))
 
     @property
     def quiet(self) -> bool:
@@ -413,10 +472,71 @@ class Mesh:
         )
 
     def invoice(self, shipment_id: str) -> None:
+        """Billing posts the shipment's invoice (once: on delivery, or at pickup when billed on
+        ship) and the order hears of it."""
         shipment = self.shipments[shipment_id]
         shipment.invoiced = True
+        invoice_id = f"inv_{shipment_id}"
+        value = self._value(shipment.order_id, {q.line_number: q.quantity for q in shipment.lines})
+        self.invoices[invoice_id] = LedgerEntry(shipment.order_id, shipment_id, invoice_id, value)
         self.inbox.append(
-            (shipment.order_id, InvoicePosted(f"inv_{shipment_id}", shipment_id, shipment.lines))
+            (shipment.order_id, InvoicePosted(invoice_id, shipment_id, shipment.lines))
+        )
+
+    def return_to_sender(self, shipment_id: str, *, sellable: bool = False) -> None:
+        """The carrier brings the parcel back: inventory receives its units at the warehouse it
+        left from (keyed on the shipment, sellable or in quarantine) and the order hears of it."""
+        shipment = self.shipments[shipment_id]
+        shipment.picked_up = True
+        shipment.returned = True
+        condition = inv.StockCondition.SELLABLE if sellable else inv.StockCondition.QUARANTINE
+        lines = tuple(
+            inv.ReceiptLine(
+                sku,
+                q.quantity,
+                condition=condition,
+                reason="" if sellable else "returned to sender",
+            )
+            for sku, q in zip(shipment.skus, shipment.lines, strict=True)
+        )
+        request = inv.ReceiveStock(
+            shipment.location_id,
+            inv.ReceiptSource.RETURNED_TO_SENDER,
+            shipment_id,
+            lines,
+            f"rts/{shipment_id}",
+        )
+        self.consume_inventory_events(
+            inv.receive(self.repo, self.ids, request, self.clock.now).events
+        )
+        self.inbox.append(
+            (
+                shipment.order_id,
+                ShipmentReturnedToSender(
+                    shipment_id, shipment.location_id, shipment.lines, "recipient absent"
+                ),
+            )
+        )
+
+    def ledger(self, order_id: str) -> tuple[Decimal, Decimal]:
+        """(Σ invoiced, Σ credited) of an order in billing's ledger."""
+        invoiced = sum(
+            (x.value for x in self.invoices.values() if x.order_id == order_id), Decimal(0)
+        )
+        credited = sum(
+            (x.value for x in self.credit_notes.values() if x.order_id == order_id), Decimal(0)
+        )
+        return invoiced, credited
+
+    def delivered_value(self, order_id: str) -> Decimal:
+        """The value of the order's units the carrier delivered (and the customer kept)."""
+        return sum(
+            (
+                self._value(order_id, {q.line_number: q.quantity for q in s.lines})
+                for s in self.shipments.values()
+                if s.order_id == order_id and s.delivered
+            ),
+            Decimal(0),
         )
 
     def fulfil_everything(self) -> None:
@@ -436,16 +556,20 @@ class Mesh:
 
     def units_out(self) -> int:
         """Units that left the books and are not back: picked onto a shipment that was not
-        cancelled, or written off as short (they were never on the shelf)."""
+        cancelled or returned to sender, or written off as short (never on the shelf)."""
         out = 0
         for pick in self.picked:
             shipment = self.shipments.get(f"shp_{pick.pick_id}")
-            back = shipment is not None and shipment.cancelled
+            back = shipment is not None and (shipment.cancelled or shipment.returned)
             out += sum(ln.quantity_short + (0 if back else ln.quantity_picked) for ln in pick.lines)
         return out
 
     def _undelivered(self) -> list[str]:
-        return [sid for sid, s in self.shipments.items() if not s.delivered and not s.cancelled]
+        return [
+            sid
+            for sid, s in self.shipments.items()
+            if not (s.delivered or s.cancelled or s.returned)
+        ]
 
     def _uninvoiced(self) -> list[str]:
         return [sid for sid, s in self.shipments.items() if s.delivered and not s.invoiced]

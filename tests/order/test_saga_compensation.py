@@ -22,6 +22,7 @@ from services.order.domain import (
     RestockPicked,
     StepTimeouts,
     TimelineEntryKind,
+    cancellation,
 )
 from services.order.domain.errors import OrderNotCancellable, OrderNotRetryable
 from tests.order.mesh import Mesh
@@ -260,3 +261,53 @@ def test_a_reservation_answer_arriving_after_cancel_is_released() -> None:
     assert mesh.orders["ord_1"].timeline[-1].kind is TimelineEntryKind.EXCEPTION
     mesh.drain()
     assert _reserved(mesh, "WIDGET", EAST) == 0
+
+
+def test_a_partial_cancel_of_unpicked_units_keeps_the_rest_and_cancelling_all_cancels() -> None:
+    mesh = Mesh()
+    mesh.receive("WIDGET", EAST, 5)
+    mesh.receive("GADGET", EAST, 5)
+    order = mesh.place("ord_1", order_input(("WIDGET", 3), ("GADGET", 2)))
+    mesh.drain()
+    plan = cancellation.plan_partial_cancel(order, (cancellation.LineCancel(1, 2),))
+    assert [(r.lines[0].line_number, r.lines[0].quantity) for r in plan.releases] == [(1, 2)]
+
+    with pytest.raises(OrderNotCancellable, match="3 units not yet picked; 4 asked"):
+        cancellation.plan_partial_cancel(order, (cancellation.LineCancel(1, 4),))
+    result = mesh.saga.cancel_lines(order, plan, "budget", mesh.context())
+    assert [type(e).__name__ for e in result.events] == ["OrderLinesCancelled"]
+    assert order.lines[0].quantity_cancelled == 2 and order.lines[0].quantity_allocated == 1
+    assert order.status is not OrderStatus.CANCELLED
+
+    rest = cancellation.plan_partial_cancel(
+        order, (cancellation.LineCancel(1, 1), cancellation.LineCancel(2, 2))
+    )
+    result = mesh.saga.cancel_lines(order, rest, "all of it", mesh.context())
+    assert order.status is OrderStatus.CANCELLED
+    assert [type(e).__name__ for e in result.events] == ["OrderLinesCancelled", "OrderCancelled"]
+
+
+def test_an_invoice_billed_on_ship_is_credited_when_its_shipment_is_cancelled() -> None:
+    mesh = Mesh()
+    mesh.receive("WIDGET", EAST, 5)
+    order = mesh.place("ord_1", order_input(("WIDGET", 2)))
+    mesh.drain()
+    mesh.confirm_pick(mesh.open_picks()[0])
+    mesh.drain()
+    shipment_id = mesh.ship(mesh.shippable()[0])
+    mesh.drain()
+    mesh.invoice(shipment_id)  # a partner billed on ship: invoiced at the label
+    mesh.drain()
+
+    mesh.cancel("ord_1")
+    mesh.drain()
+    asked = [e for e in mesh.published if type(e).__name__ == "ReturnedShipmentCreditRequested"]
+    assert [(e.shipment_id, e.invoice_id) for e in asked] == [(shipment_id, f"inv_{shipment_id}")]
+    assert order.status is OrderStatus.CANCELLED
+    assert order.lines[0].quantity_invoiced == 0  # a cancelled shipment's invoice never counts
+    mesh.cancel("ord_1")
+    mesh.drain()  # asked once
+    assert (
+        len([e for e in mesh.published if type(e).__name__ == "ReturnedShipmentCreditRequested"])
+        == 1
+    )

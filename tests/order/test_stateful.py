@@ -1,7 +1,10 @@
 """Random interleavings of orders, commands, events, warehouse work, carriers (pickups,
-deliveries, failures), billing, clock ticks, cancellations at any stage and retries never break
-an invariant of the order saga or of the stock: stock is conserved and never negative, nothing
-cancelled is invoiced, and a cancel is refused exactly when a carrier has the parcels.
+deliveries, failures, parcels returned to sender), billing (on delivery, or on ship), clock ticks,
+cancellations at any stage, retries and operators' decisions on returned parcels (reship, or
+cancel and credit) never break an invariant of the order saga, of the stock or of the money:
+stock is conserved counting what came back and nothing is negative, nothing cancelled is
+invoiced, one invoice per delivered shipment, Σ invoiced - Σ credited of an order is the value of
+the units it delivered, and a cancel is refused exactly when a carrier has the parcels.
 
 The saga runs against the real inventory domain (tests/order/mesh.py). Commands, events and
 answers wait in queues and are delivered in random order, re-run, and replayed, as a runner
@@ -25,19 +28,34 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from services.inventory import domain as inv
 from services.inventory.domain.errors import InsufficientStockForAdjustment
+from services.kit.errors import Conflict
 from services.order.domain import (
     BackorderPolicy,
     HoldStatus,
+    Order,
     OrderStatus,
     PickCompleted,
     ReleaseReservation,
     RequestAvailability,
+    ReturnedShipmentResolution,
     ShipmentFailed,
     StepTimeouts,
     figures,
 )
-from services.order.domain.errors import OrderNotCancellable
-from services.order.domain.progress import STEP_OF_STATUS, derive_status
+from services.order.domain.errors import (
+    NotFound,
+    OrderNotCancellable,
+    ReturnedShipmentAlreadyResolved,
+    ReturnedShipmentAwaitsDecision,
+    ShipmentNotReturnedToSender,
+)
+from services.order.domain.model import InvoiceRecord
+from services.order.domain.progress import (
+    STEP_OF_STATUS,
+    billed_invoices,
+    derive_status,
+    undecided_returns,
+)
 from tests.order.mesh import LOCATIONS, SKUS, Mesh, ShipmentState
 from tests.order.support import order_input
 
@@ -82,11 +100,18 @@ class SagaMachine(RuleBasedStateMachine):
         ),
         policy=st.sampled_from(BackorderPolicy),
         with_availability=st.booleans(),
+        on_ship=st.booleans(),
     )
     def place(
-        self, lines: list[tuple[str, int]], policy: BackorderPolicy, with_availability: bool
+        self,
+        lines: list[tuple[str, int]],
+        policy: BackorderPolicy,
+        with_availability: bool,
+        on_ship: bool,
     ) -> None:
         order_id = f"ord_{len(self.mesh.orders) + 1}"
+        if on_ship:
+            self.mesh.on_ship_orders.add(order_id)
         self.mesh.place(
             order_id, order_input(*lines, policy=policy), with_availability=with_availability
         )
@@ -163,6 +188,18 @@ class SagaMachine(RuleBasedStateMachine):
         """Warehouse, carriers and billing finish all open work: lets runs reach COMPLETED."""
         self.mesh.fulfil_everything()
 
+    @rule()
+    def warehouse_ships_everything(self) -> None:
+        """The warehouse picks and ships all open work; the parcels are then on the road (where
+        carriers deliver, fail or bring them back)."""
+        self.mesh.drain()
+        for task in self.mesh.open_picks():
+            self.mesh.confirm_pick(task)
+        self.mesh.drain()
+        for pick in self.mesh.shippable():
+            self.mesh.ship(pick)
+        self.mesh.drain()
+
     # -- warehouse, carriers, billing ---------------------------------------------------------
 
     @precondition(lambda self: self.mesh.open_picks())
@@ -206,9 +243,37 @@ class SagaMachine(RuleBasedStateMachine):
         )
         self.mesh.invoice(_pick(data, ready))
 
+    @precondition(lambda self: self._on_the_road(lambda s: not s.delivered))
+    @rule(data=st.data(), sellable=st.booleans())
+    def return_to_sender(self, data: st.DataObject, sellable: bool) -> None:
+        """The carrier cannot deliver and brings the parcel back; inventory receives it."""
+        shipment_id = _pick(data, self._on_the_road(lambda s: not s.delivered))
+        self.mesh.return_to_sender(shipment_id, sellable=sellable)
+        event("returned to sender")
+
+    @precondition(lambda self: self._billable_on_ship())
+    @rule(data=st.data())
+    def invoice_on_ship(self, data: st.DataObject) -> None:
+        """Billing invoices the shipment of an order billed on ship (the parcel left)."""
+        self.mesh.invoice(_pick(data, self._billable_on_ship()))
+        event("invoice on ship")
+
     def _on_the_road(self, what: Callable[[ShipmentState], bool]) -> list[str]:
-        """Shipments (not cancelled) for which `what` holds, in a stable order."""
-        return sorted(sid for sid, s in self.mesh.shipments.items() if not s.cancelled and what(s))
+        """Shipments (not cancelled, not returned) for which `what` holds, in a stable order."""
+        return sorted(
+            sid
+            for sid, s in self.mesh.shipments.items()
+            if not s.cancelled and not s.returned and what(s)
+        )
+
+    def _billable_on_ship(self) -> list[str]:
+        return sorted(
+            sid
+            for sid, s in self.mesh.shipments.items()
+            if s.order_id in self.mesh.on_ship_orders
+            and s.picked_up
+            and not (s.invoiced or s.cancelled)
+        )
 
     # -- operators and the clock ----------------------------------------------------------
 
@@ -220,19 +285,25 @@ class SagaMachine(RuleBasedStateMachine):
         carrier_has = any(
             s.order_id == order_id and (s.picked_up or s.delivered)
             for s in self.mesh.shipments.values()
-            if not s.cancelled
+            if not (s.cancelled or s.returned)
         )
+        # A parcel the carrier brought back is not cancellable either (shipment refuses):
+        # cancel-and-credit is its way out.
+        came_back = any(s.order_id == order_id and s.returned for s in self.mesh.shipments.values())
         delivered = any(s.delivered and not s.cancelled for s in order.shipments.values())
         refusable = order.status is not OrderStatus.CANCELLED
         before = copy.deepcopy(order)
         try:
             self.mesh.cancel(order_id)
         except OrderNotCancellable:
-            assert refusable and (carrier_has or delivered or order.status is OrderStatus.COMPLETED)
+            assert refusable and (
+                carrier_has or came_back or delivered or order.status is OrderStatus.COMPLETED
+            )
             assert order == before
             event("cancel: refused")
             return
         assert not carrier_has and not delivered and order.status is OrderStatus.CANCELLED
+        assert not (refusable and came_back)
         event("cancel: done")
 
     @rule(minutes=st.integers(1, 240))
@@ -251,8 +322,80 @@ class SagaMachine(RuleBasedStateMachine):
             data,
             sorted(o for o, x in self.mesh.orders.items() if x.status is OrderStatus.EXCEPTION),
         )
-        self.mesh.retry(order_id)
+        order = self.mesh.orders[order_id]
+        before = copy.deepcopy(order)
+        try:
+            self.mesh.retry(order_id)
+        except ReturnedShipmentAwaitsDecision:
+            # A retry cannot bring a parcel back: only a decision on it can.
+            assert order.exception is not None
+            assert order.exception.shipment_id in {s.shipment_id for s in undecided_returns(order)}
+            assert order == before
+            event("retry: refused, a returned parcel awaits a decision")
+            return
         event("retry")
+
+    @precondition(lambda self: any(s.returned for s in self.mesh.shipments.values()))
+    @rule(data=st.data(), resolution=st.sampled_from(ReturnedShipmentResolution))
+    def decide(self, data: st.DataObject, resolution: ReturnedShipmentResolution) -> None:
+        """An operator reships, or cancels and credits, a returned parcel: at any time, twice,
+        or the other way after the first decision."""
+        shipment_id = _pick(
+            data, sorted(sid for sid, s in self.mesh.shipments.items() if s.returned)
+        )
+        order_id = self.mesh.shipments[shipment_id].order_id
+        order = self.mesh.orders[order_id]
+        known = order.shipments.get(shipment_id)
+        before = copy.deepcopy(order)
+        try:
+            result = self.mesh.resolve(order_id, shipment_id, resolution)
+        except (NotFound, ShipmentNotReturnedToSender):
+            # The order has not heard of the shipment, or of its return, yet.
+            assert known is None or not known.returned
+            assert order == before
+            event("decide: return not known yet")
+            return
+        except ReturnedShipmentAlreadyResolved:
+            assert known is not None and known.resolution not in (None, resolution)
+            assert order == before
+            event("decide: refused, decided the other way")
+            return
+        except Conflict:
+            assert order == before  # a pick of the parcel is still on its way to the order
+            event("decide: a pick is still on its way")
+            return
+        assert known is not None and known.returned
+        if known.resolution is resolution:
+            assert not result.changed and result.events == () and result.commands == ()
+            assert order == before
+            event("decide: same decision again")
+            return
+        assert order.shipments[shipment_id].resolution is resolution
+        event(f"decide: {resolution.name}")
+
+    @precondition(lambda self: self._live_shipments_known())
+    @rule(data=st.data(), resolution=st.sampled_from(ReturnedShipmentResolution))
+    def decide_on_a_parcel_not_returned(
+        self, data: st.DataObject, resolution: ReturnedShipmentResolution
+    ) -> None:
+        order_id, shipment_id = _pick(data, self._live_shipments_known())
+        order = self.mesh.orders[order_id]
+        before = copy.deepcopy(order)
+        try:
+            self.mesh.resolve(order_id, shipment_id, resolution)
+        except ShipmentNotReturnedToSender as refused:
+            assert shipment_id in str(refused) and "not returned to sender" in str(refused)
+            assert order == before
+            return
+        raise AssertionError("a shipment that was not returned to sender was decided on")
+
+    def _live_shipments_known(self) -> list[tuple[str, str]]:
+        return sorted(
+            (order_id, shipment_id)
+            for order_id, order in self.mesh.orders.items()
+            for shipment_id, s in order.shipments.items()
+            if not s.returned and not self.mesh.shipments[shipment_id].returned
+        )
 
     def teardown(self) -> None:
         """Liveness: once the world cooperates (stock everywhere, operators retry, warehouse,
@@ -260,9 +403,15 @@ class SagaMachine(RuleBasedStateMachine):
         for sku in SKUS:
             for location in LOCATIONS:
                 self.mesh.receive(sku, location, 50)
+        decisions = 0
         for _ in range(5):
             self.mesh.fulfil_everything()
             for order_id, order in sorted(self.mesh.orders.items()):
+                # Returned parcels get a decision, alternately reship and cancel-and-credit.
+                for returned in undecided_returns(order):
+                    decisions += 1
+                    resolution = list(ReturnedShipmentResolution)[decisions % 2]
+                    self.mesh.resolve(order_id, returned.shipment_id, resolution)
                 if order.status is OrderStatus.EXCEPTION:
                     self.mesh.retry(order_id)
         self.mesh.fulfil_everything()
@@ -270,6 +419,8 @@ class SagaMachine(RuleBasedStateMachine):
         assert not stuck, stuck
         self.stock_books_balance()
         self.orders_and_inventory_agree_on_reservations()
+        for order_id in self.mesh.orders:
+            self._money_nets_to_the_delivered_value(order_id)
 
     # -- invariants ---------------------------------------------------------------------------
 
@@ -283,8 +434,9 @@ class SagaMachine(RuleBasedStateMachine):
             order = self.mesh.orders[order_id]
             assert order.status is status
             # Nothing billable moves after the end; a cancelled order may only record the
-            # late picks, stray reservations and shipments its cancellation compensates.
-            assert order.invoices == frozen[1]
+            # late picks, stray reservations and shipments its cancellation compensates (and
+            # a returned parcel's invoice arriving late, which is credited, never billed).
+            assert _billed(order) == frozen[1]
             if status is OrderStatus.COMPLETED:
                 assert (order.shipments, order.lines, order.picks, order.reservations) == (
                     frozen[0],
@@ -293,19 +445,20 @@ class SagaMachine(RuleBasedStateMachine):
         for order_id, order in self.mesh.orders.items():
             if order.is_terminal and order_id not in self.terminal:
                 frozen = copy.deepcopy(
-                    (order.shipments, order.invoices, order.lines, order.picks, order.reservations)
+                    (order.shipments, _billed(order), order.lines, order.picks, order.reservations)
                 )
                 self.terminal[order_id] = (order.status, frozen)
                 event(f"reached {order.status.name}")
 
     @invariant()
     def stock_is_conserved(self) -> None:
-        """Σ on hand = receipts ± adjustments - units out on live shipments: a cancelled
-        shipment's units are back exactly once, and nothing is negative."""
+        """Σ on hand + Σ held apart = receipts ± adjustments - units out on live shipments: a
+        cancelled shipment's units are back exactly once, and so are a returned parcel's (on
+        hand if sellable, held apart in quarantine otherwise); nothing is negative."""
         positions = self.mesh.repo.positions()
-        assert all(p.on_hand >= 0 and p.reserved >= 0 for p in positions)
-        on_hand = sum(p.on_hand for p in positions)
-        assert on_hand == self.mesh.units_brought_in - self.mesh.units_out()
+        assert all(p.on_hand >= 0 and p.reserved >= 0 and p.non_sellable >= 0 for p in positions)
+        on_books = sum(p.on_hand + p.non_sellable for p in positions)
+        assert on_books == self.mesh.units_brought_in - self.mesh.units_out()
 
     @invariant()
     def nothing_cancelled_is_invoiced(self) -> None:
@@ -313,7 +466,60 @@ class SagaMachine(RuleBasedStateMachine):
             assert not (shipment.cancelled and (shipment.invoiced or shipment.delivered))
         for order in self.mesh.orders.values():
             if order.status is OrderStatus.CANCELLED:
-                assert not order.invoices
+                # Only a returned parcel's invoice (billed on ship) may be there: credited.
+                assert not billed_invoices(order)
+
+    @invariant()
+    def nothing_is_negative(self) -> None:
+        for order_id, order in self.mesh.orders.items():
+            for line in order.lines:
+                assert all(v >= 0 for k, v in vars(line).items() if k.startswith("quantity_"))
+                assert line.quantity_cancelled <= line.quantity_ordered
+            invoiced, credited = self.mesh.ledger(order_id)
+            assert invoiced >= 0 and credited >= 0 and invoiced - credited >= 0
+
+    @invariant()
+    def one_invoice_per_delivered_shipment(self) -> None:
+        """Billing and the order agree: at most one invoice per shipment, none for a cancelled
+        one, never one counted for a parcel returned to sender; a completed order has exactly
+        one per delivered shipment."""
+        for order_id, order in self.mesh.orders.items():
+            shipments = [i.shipment_id for i in order.invoices.values()]
+            assert len(shipments) == len(set(shipments))
+            for invoice_id, invoice in order.invoices.items():
+                posted = self.mesh.invoices[invoice_id]
+                assert (posted.order_id, posted.shipment_id) == (order_id, invoice.shipment_id)
+                assert not self.mesh.shipments[invoice.shipment_id].cancelled
+            if self.mesh.quiet:  # the order has heard of every return
+                returned = {sid for sid, s in self.mesh.shipments.items() if s.returned}
+                assert not set(_billed(order)) & {f"inv_{sid}" for sid in returned}
+            if order.status is OrderStatus.COMPLETED:
+                delivered = sorted(
+                    sid
+                    for sid, s in self.mesh.shipments.items()
+                    if s.order_id == order_id and s.delivered
+                )
+                assert sorted(i.shipment_id for i in _billed(order).values()) == delivered
+
+    @invariant()
+    def money_nets_to_the_delivered_value(self) -> None:
+        """Once an order is closed and the mesh quiet: Σ invoiced - Σ credited is the value of
+        the units it delivered (a returned parcel billed on ship is credited in full)."""
+        if not self.mesh.quiet:
+            return
+        for order_id, order in self.mesh.orders.items():
+            if order.is_terminal:
+                self._money_nets_to_the_delivered_value(order_id)
+
+    def _money_nets_to_the_delivered_value(self, order_id: str) -> None:
+        invoiced, credited = self.mesh.ledger(order_id)
+        assert invoiced - credited == self.mesh.delivered_value(order_id), (
+            order_id,
+            invoiced,
+            credited,
+        )
+        if credited:
+            event("money: a returned parcel's invoice credited")
 
     @invariant()
     def line_figures_add_up(self) -> None:
@@ -336,7 +542,10 @@ class SagaMachine(RuleBasedStateMachine):
                 assert line.quantity_allocated == held
                 assert line.quantity_backordered <= f.open_demand and f.pending <= f.open_demand
                 if order.status is not OrderStatus.CANCELLED:
-                    assert line.quantity_ordered == f.open_demand + held + line.quantity_picked
+                    # Units cancelled (a returned parcel's, cancelled and credited) are out.
+                    assert line.quantity_ordered == (
+                        f.open_demand + held + line.quantity_picked + line.quantity_cancelled
+                    )
 
     @invariant()
     def status_follows_from_the_records(self) -> None:
@@ -354,7 +563,7 @@ class SagaMachine(RuleBasedStateMachine):
         for order in self.mesh.orders.values():
             if order.status is OrderStatus.COMPLETED:
                 assert all(
-                    line.quantity_invoiced == line.quantity_ordered
+                    line.quantity_invoiced == line.quantity_ordered - line.quantity_cancelled
                     and line.quantity_allocated == line.quantity_backordered == 0
                     for line in order.lines
                 )
@@ -400,6 +609,11 @@ class SagaMachine(RuleBasedStateMachine):
         for task in self.mesh.open_picks():
             reservation = self.mesh.repo.get_reservation(task.reservation_id)
             assert reservation is not None and reservation.status is inv.ReservationStatus.ACTIVE
+
+
+def _billed(order: Order) -> dict[str, InvoiceRecord]:
+    """The invoices that bill the order (a returned parcel's, being credited, do not)."""
+    return {i: order.invoices[i] for i in billed_invoices(order)}
 
 
 SagaMachine.TestCase.settings = settings(

@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from crossdock.billing.v1 import billing_pb2
-from crossdock.carrier.v1 import carrier_pb2
+from crossdock.carrier.v1 import carrier_pb2, tracking_pb2
 from crossdock.common.v1 import common_pb2
 from crossdock.events.v1 import order_events_pb2 as events_pb
 from crossdock.events.v1 import return_events_pb2 as return_events_pb
@@ -132,6 +134,22 @@ def shipped_lines(shipment: shipment_pb2.Shipment) -> tuple[LineQuantity, ...]:
     return tuple(LineQuantity(n, q) for n, q in sorted(units.items()))
 
 
+def package_item_lines(items: Iterable[shipment_pb2.PackageItem]) -> tuple[LineQuantity, ...]:
+    """Units per order line of package items (a returned or cancelled shipment's `items`)."""
+    units: dict[int, int] = {}
+    for item in items:
+        units[item.order_line_number] = units.get(item.order_line_number, 0) + item.quantity
+    return tuple(LineQuantity(n, q) for n, q in sorted(units.items()))
+
+
+def incident_text(incident_reason: int) -> str:
+    """A carrier incident reason as words ("refused"); empty when unspecified or unknown."""
+    known = tracking_pb2.IncidentReason.DESCRIPTOR.values_by_number.get(incident_reason)
+    if not incident_reason or known is None:
+        return ""
+    return known.name.removeprefix("INCIDENT_REASON_").lower().replace("_", " ")
+
+
 def invoiced_goods_lines(invoice: billing_pb2.Invoice) -> tuple[LineQuantity, ...]:
     """The invoice's goods units per order line (freight is not an order line)."""
     goods: dict[int, int] = {}
@@ -224,6 +242,58 @@ def _completed(event: m.OrderCompleted) -> Mapped:
         occur_time=timestamp(event.occurred_at),
     )
     return message, event.order_id
+
+
+# -- shipments returned to sender ----------------------------------------------------------------
+
+# The reason on the lines of a returned shipment's credit request; billing puts it on the note.
+RETURNED_TO_SENDER_REASON = "returned to sender"
+
+
+@event_mapper.maps(m.ReturnedShipmentResolved)
+def _returned_shipment_resolved(event: m.ReturnedShipmentResolved) -> Mapped:
+    message = events_pb.OrderReturnedShipmentResolved(
+        order=order_to_proto(event.order),
+        shipment_id=event.shipment_id,
+        resolution=pb.ReturnedShipmentResolution.ValueType(event.resolution.value),
+        lines=[
+            events_pb.ReturnedShipmentLine(
+                line_number=x.line_number, sku=x.sku, quantity=x.quantity
+            )
+            for x in event.lines
+        ],
+        reason=event.reason,
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.order_id
+
+
+@event_mapper.maps(m.ReturnedShipmentCreditRequested)
+def _returned_shipment_credit(event: m.ReturnedShipmentCreditRequested) -> Mapped:
+    """Billing credits received returns at their invoiced prices (crossdock.return.received.v1);
+    a returned shipment's credit goes the same way, the shipment's id standing for the return's."""
+    at = timestamp(event.occurred_at)
+    order_return = pb.Return(
+        return_id=event.shipment_id,
+        order_id=event.order_id,
+        partner_id=event.partner_id,
+        status=pb.RETURN_STATUS_RECEIVED,
+        lines=[
+            pb.ReturnLine(
+                order_line_number=x.line_number,
+                sku=x.sku,
+                quantity_authorized=x.quantity,
+                quantity_received=x.quantity,
+                reason=RETURNED_TO_SENDER_REASON,
+            )
+            for x in event.lines
+        ],
+        return_location_id=event.location_id,
+        create_time=at,
+        update_time=at,
+    )
+    message = return_events_pb.ReturnReceived(order_return=order_return, occur_time=at)
+    return message, event.shipment_id
 
 
 # -- returns (RMA) -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Order use cases: capture, reads, and the operator's cancel and retry.
+"""Order use cases: capture, reads, and the operator's cancel, retry and decision on a shipment
+returned to sender (reship, or cancel and credit).
 
 Each sync function is one unit of work (`def cancel_whole(uow, saga, command, ctx)`). Capture
 and cancel are async: capture reads the item master and availability from inventory first, and
@@ -26,6 +27,7 @@ from services.order.domain import (
     Order,
     OrderInput,
     OrderStatus,
+    ReturnedShipmentResolution,
     StaticCatalog,
     cancellation,
     ensure_same_request,
@@ -49,6 +51,18 @@ class CancelOrder:
     partner_id: str  # empty for internal callers; another partner's order is NOT_FOUND
     reason: str
     lines: tuple[LineCancel, ...] = ()  # a partial cancel; empty cancels the whole order
+
+
+@dataclass(frozen=True)
+class ResolveReturnedShipment:
+    """ReshipReturnedShipment / CancelAndCreditReturnedShipment: an operator's decision for a
+    shipment the carrier returned to sender."""
+
+    order_id: str
+    partner_id: str  # empty for internal callers; another partner's order is NOT_FOUND
+    shipment_id: str
+    resolution: ReturnedShipmentResolution
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -216,6 +230,22 @@ def _release_key(order: Order, plan: cancellation.PartialCancelPlan, reservation
 def retry_order_step(uow: UnitOfWork, saga: FulfillmentSaga, order_id: str, ctx: Context) -> Order:
     loaded = _load_owned(uow, order_id, "")
     result = saga.retry(loaded.order, ctx)
+    commit(uow, loaded, result, ctx.now)
+    return result.order
+
+
+def resolve_returned_shipment(
+    uow: UnitOfWork, saga: FulfillmentSaga, command: ResolveReturnedShipment, ctx: Context
+) -> Order:
+    """Reship, or cancel and credit, a shipment returned to sender (domain/returned_to_sender.py).
+
+    One unit of work and no call out: the re-plan is queued as saga commands, and the credit, if
+    the shipment was invoiced, is an event to billing written with the order.
+    """
+    loaded = _load_owned(uow, command.order_id, command.partner_id)
+    result = saga.resolve_returned_shipment(
+        loaded.order, command.shipment_id, command.resolution, command.reason, ctx
+    )
     commit(uow, loaded, result, ctx.now)
     return result.order
 

@@ -5,7 +5,9 @@
 - `allocation_planner`: which warehouse reserves which units (single warehouse first, then split);
 - `saga`: `FulfillmentSaga` with place / apply / cancel / on_tick / retry, whose transitions live in
   `reserve_step` (availability, reservations, backorders) and `post_release_steps` (picks,
-  shipments, delivery, invoices, backorder fills), with `progress` deriving status and deadlines;
+  shipments, delivery, invoices, backorder fills) and `returned_to_sender` (parcels the carrier
+  brought back, and the operator's reship / cancel-and-credit), with `progress` deriving status
+  and deadlines;
 - `messages`: the saga's inputs, commands and events;
 - `model`: the Order aggregate and its value types.
 """
@@ -26,6 +28,7 @@ from services.order.domain.messages import (
     AvailabilityObserved,
     CancelPickTask,
     Context,
+    CreditNoteObserved,
     InvoicePosted,
     LabelVoided,
     LabelVoidFailed,
@@ -47,6 +50,8 @@ from services.order.domain.messages import (
     ReserveStock,
     RestockPicked,
     RetryShipment,
+    ReturnedShipmentCreditRequested,
+    ReturnedShipmentResolved,
     SagaCommand,
     SagaInput,
     ShipmentCancelledObserved,
@@ -54,6 +59,7 @@ from services.order.domain.messages import (
     ShipmentDelivered,
     ShipmentFailed,
     ShipmentManifested,
+    ShipmentReturnedToSender,
     StockAvailable,
 )
 from services.order.domain.model import (
@@ -74,6 +80,7 @@ from services.order.domain.model import (
     OrderStatus,
     PartyRef,
     PickedLine,
+    ReturnedShipmentResolution,
     ServiceLevel,
     TimelineEntry,
     TimelineEntryKind,
@@ -100,6 +107,7 @@ __all__ = [
     "Catalog",
     "CatalogItem",
     "Context",
+    "CreditNoteObserved",
     "ExceptionState",
     "FulfillmentSaga",
     "FulfillmentStep",
@@ -138,6 +146,9 @@ __all__ = [
     "ReserveStock",
     "RestockPicked",
     "RetryShipment",
+    "ReturnedShipmentCreditRequested",
+    "ReturnedShipmentResolution",
+    "ReturnedShipmentResolved",
     "SagaCommand",
     "SagaInput",
     "SagaResult",
@@ -147,6 +158,7 @@ __all__ = [
     "ShipmentDelivered",
     "ShipmentFailed",
     "ShipmentManifested",
+    "ShipmentReturnedToSender",
     "StaticCatalog",
     "StepTimeouts",
     "StockAvailable",

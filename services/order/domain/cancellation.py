@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from services.order.domain import states
+from services.order.domain.credits import request_credits
 from services.order.domain.errors import OrderNotCancellable, PreconditionViolation
 from services.order.domain.messages import (
     CancelPickTask,
@@ -235,6 +236,7 @@ def on_shipment_cancelled(order: Order, event: ShipmentCancelledObserved, fx: Ef
         event_type=fx.ctx.event_type or "ShipmentCancelled",
         event_id=fx.ctx.event_id,
     )
+    request_credits(order, fx)  # an invoice billed on ship is credited
     if not order.is_terminal:
         # Only an order's own cancel cancels its shipments; the order's commit was lost after
         # shipment acted (a crash between the two), so finish the cancellation here.

@@ -26,6 +26,9 @@ __all__ = [
     "PreconditionViolation",
     "ReturnNotAllowed",
     "ReturnReplayMismatch",
+    "ReturnedShipmentAlreadyResolved",
+    "ReturnedShipmentAwaitsDecision",
+    "ShipmentNotReturnedToSender",
     "invalid_order",
 ]
 
@@ -46,6 +49,27 @@ class OrderNotRetryable(FailedPrecondition):
     """Retry was asked for an order that is not in EXCEPTION."""
 
     default_reason = "ORDER_NOT_IN_EXCEPTION"
+
+
+class ShipmentNotReturnedToSender(FailedPrecondition):
+    """Reship or cancel-and-credit asked for a shipment the carrier did not return to sender (it
+    is on its way, delivered or cancelled). The gateway answers this reason with 409."""
+
+    default_reason = "SHIPMENT_NOT_RETURNED_TO_SENDER"
+
+
+class ReturnedShipmentAlreadyResolved(FailedPrecondition):
+    """A returned shipment was already reshipped (or cancelled and credited) and the other action
+    was asked for. The same action again is no error: it changes nothing. REST 409."""
+
+    default_reason = "RETURNED_SHIPMENT_ALREADY_RESOLVED"
+
+
+class ReturnedShipmentAwaitsDecision(FailedPrecondition):
+    """RetryOrderStep on an order whose exception is a shipment returned to sender: retrying
+    cannot bring the parcel back; reship it or cancel and credit it."""
+
+    default_reason = "RETURNED_SHIPMENT_AWAITS_DECISION"
 
 
 class InconsistentInput(FailedPrecondition):

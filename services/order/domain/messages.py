@@ -21,6 +21,7 @@ from services.order.domain.model import (
     Order,
     OrderLine,
     PickedLine,
+    ReturnedShipmentResolution,
 )
 
 
@@ -133,6 +134,17 @@ class ShipmentCancelledObserved:
 
 
 @dataclass(frozen=True)
+class ShipmentReturnedToSender:
+    """The carrier brought a shipment back to the warehouse it left from; inventory receives its
+    units there. `lines` are the shipment's units per order line (from the event's items)."""
+
+    shipment_id: str
+    location_id: str
+    lines: tuple[LineQuantity, ...]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class LabelVoided:
     """The label of a cancelled shipment was voided at the carrier."""
 
@@ -159,6 +171,16 @@ class InvoicePosted:
 
 
 @dataclass(frozen=True)
+class CreditNoteObserved:
+    """Billing posted a credit note against one of the order's invoices; `return_id` names what
+    caused it: a return (RMA), or a shipment returned to sender whose credit the order asked for."""
+
+    credit_note_id: str
+    invoice_id: str
+    return_id: str
+
+
+@dataclass(frozen=True)
 class StockAvailable:
     """Availability of a SKU rose at a location (`inventory.received` or a positive adjustment).
 
@@ -182,9 +204,11 @@ SagaInput = (
     | ShipmentFailed
     | ShipmentDelivered
     | ShipmentCancelledObserved
+    | ShipmentReturnedToSender
     | LabelVoided
     | LabelVoidFailed
     | InvoicePosted
+    | CreditNoteObserved
     | StockAvailable
 )
 
@@ -330,6 +354,38 @@ class OrderLinesCancelled:
 
 
 @dataclass(frozen=True)
+class ReturnedShipmentResolved:
+    """An operator decided what happens to a shipment returned to sender: its units are planned
+    again (RESHIP) or cancelled (CANCEL_AND_CREDIT); `order` is the order after it."""
+
+    order_id: str
+    partner_id: str
+    shipment_id: str
+    resolution: ReturnedShipmentResolution
+    lines: tuple[HeldLine, ...]
+    reason: str
+    occurred_at: datetime
+    order: Order = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ReturnedShipmentCreditRequested:
+    """Billing is asked to credit the goods of an invoice whose shipment came back to sender.
+
+    Published as `crossdock.return.received.v1`, the event billing credits goods on, with the
+    shipment's id as the return's: billing credits the lines at their invoiced prices, once.
+    """
+
+    order_id: str
+    partner_id: str
+    shipment_id: str
+    location_id: str
+    invoice_id: str
+    lines: tuple[HeldLine, ...]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
 class OrderCompleted:
     """Every line was delivered and invoiced."""
 
@@ -346,5 +402,7 @@ OrderEvent = (
     | OrderReleased
     | OrderCancelled
     | OrderLinesCancelled
+    | ReturnedShipmentResolved
+    | ReturnedShipmentCreditRequested
     | OrderCompleted
 )

@@ -82,6 +82,13 @@ class HoldStatus(enum.Enum):
     CONSUMED = 3
 
 
+class ReturnedShipmentResolution(enum.Enum):
+    """What an operator decided for a shipment the carrier returned to sender."""
+
+    RESHIP = 1
+    CANCEL_AND_CREDIT = 2
+
+
 @dataclass(frozen=True)
 class PartyRef:
     """The customer, as the partner's own systems know it."""
@@ -206,6 +213,11 @@ class ShipmentRecord:
     # Cancelled before pickup: its units went back to stock, so they count as neither shipped
     # nor delivered.
     cancelled: bool = False
+    # Returned to sender by the carrier: its units are back at the warehouse, so they count as
+    # neither shipped nor delivered, and wait for an operator's `resolution` (reship them, or
+    # cancel and credit them); until then they stay picked.
+    returned: bool = False
+    resolution: ReturnedShipmentResolution | None = None
 
 
 @dataclass(frozen=True)

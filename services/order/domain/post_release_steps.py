@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from services.order.domain.credits import request_credits
 from services.order.domain.errors import InconsistentInput
 from services.order.domain.messages import (
     InvoicePosted,
@@ -124,7 +125,7 @@ def on_shipment_failed(order: Order, failed: ShipmentFailed, fx: Effects) -> Non
     # failure must not reopen a recovered shipment, but a new failure after a retry must count
     # even when its reason reads the same.
     key = f"shipment-failed:{failed.shipment_id}:{fx.ctx.event_id or failed.reason}"
-    if key in order.applied or shipment.delivered:
+    if key in order.applied or shipment.delivered or shipment.returned:
         return
     order.applied.add(key)
     order.shipments[failed.shipment_id] = replace(shipment, failure_reason=failed.reason)
@@ -139,6 +140,8 @@ def on_shipment_delivered(order: Order, delivered: ShipmentDelivered, fx: Effect
     shipment = order.shipments.get(delivered.shipment_id)
     if shipment is not None and shipment.delivered:
         return
+    if shipment is not None and shipment.returned:
+        raise _inconsistent(order, f"shipment {delivered.shipment_id} was returned to sender")
     if _closed_after_the_fact(order, fx, f"shipment {delivered.shipment_id} delivered"):
         return
     not_counted_yet = shipment is None or not shipment.manifested
@@ -154,24 +157,33 @@ def on_shipment_delivered(order: Order, delivered: ShipmentDelivered, fx: Effect
 
 
 def on_invoice_posted(order: Order, invoice: InvoicePosted, fx: Effects) -> None:
-    """Billing invoiced a shipment's units."""
-    if order.is_terminal or invoice.invoice_id in order.invoices:
+    """Billing invoiced a shipment's units.
+
+    The invoice of a shipment returned to sender (billed on ship) never counts as invoiced, and
+    is credited once an operator decides, even if it arrives after the order closed.
+    """
+    if invoice.invoice_id in order.invoices:
+        return
+    shipment = order.shipments.get(invoice.shipment_id)
+    # Returned to sender or cancelled: it will not count, it will be credited (credits.py).
+    returned = shipment is not None and (shipment.returned or shipment.cancelled)
+    if order.is_terminal and not returned:
         return
     figs = figures(order)
     for q in invoice.lines:
         fig = figs.get(q.line_number)
-        if (
-            fig is None
-            or q.quantity <= 0
-            or fig.invoiced + q.quantity > fig.ordered - fig.cancelled
-        ):
+        limit = 0 if fig is None else fig.ordered if returned else fig.ordered - fig.cancelled
+        already = 0 if fig is None or returned else fig.invoiced
+        if fig is None or q.quantity <= 0 or already + q.quantity > limit:
             raise _inconsistent(
                 order, f"invoice {invoice.invoice_id} bills line {q.line_number} beyond the order"
             )
     order.invoices[invoice.invoice_id] = InvoiceRecord(
         invoice.invoice_id, invoice.shipment_id, invoice.lines
     )
-    _note_event(order, fx, f"invoice {invoice.invoice_id} posted", "InvoicePosted")
+    what = f" (shipment {invoice.shipment_id}, not delivered: credited)" if returned else ""
+    _note_event(order, fx, f"invoice {invoice.invoice_id} posted{what}", "InvoicePosted")
+    request_credits(order, fx)
 
 
 def on_stock_available(order: Order, available: StockAvailable, fx: Effects) -> None:

@@ -19,11 +19,13 @@ from datetime import timedelta
 from services.order.domain import states
 from services.order.domain.messages import Context, OrderCompleted, OrderEvent, SagaCommand
 from services.order.domain.model import (
+    ExceptionState,
     FulfillmentStep,
     HoldStatus,
     Order,
     OrderLine,
     OrderStatus,
+    ShipmentRecord,
     TimelineEntry,
     TimelineEntryKind,
 )
@@ -160,30 +162,47 @@ def figures(order: Order) -> dict[int, LineFigures]:
     picked = _sum_lines(
         (p.line_number, p.quantity_picked) for pick in order.picks.values() for p in pick.lines
     )
+    # Units back from the carrier that an operator decided on are no longer the order's picked
+    # units: reshipped ones are open demand again, cancelled ones are cancelled.
+    decided = _sum_lines(
+        (q.line_number, q.quantity)
+        for s in order.shipments.values()
+        if s.returned and s.resolution is not None
+        for q in s.lines
+    )
     shipped = _sum_lines(
         (q.line_number, q.quantity)
         for s in order.shipments.values()
-        if s.manifested and not s.cancelled
+        if s.manifested and not s.cancelled and not s.returned
         for q in s.lines
     )
     delivered = _sum_lines(
         (q.line_number, q.quantity)
         for s in order.shipments.values()
-        if s.delivered and not s.cancelled
+        if s.delivered and not s.cancelled and not s.returned
         for q in s.lines
     )
+    # A returned shipment's invoice (billed on ship) is credited once an operator decides, so
+    # its units never count as invoiced.
+    returned_ids = {s.shipment_id for s in order.shipments.values() if s.returned or s.cancelled}
     invoiced = _sum_lines(
-        (q.line_number, q.quantity) for i in order.invoices.values() for q in i.lines
+        (q.line_number, q.quantity)
+        for i in order.invoices.values()
+        if i.shipment_id not in returned_ids
+        for q in i.lines
     )
     result = {}
     cancelled_order = order.status is OrderStatus.CANCELLED
     for line in order.lines:
         n = line.line_number
         allocated = held.get(n, 0) + released.get(n, 0)
+        # A decision waits for the returned units' picks (returned_to_sender.resolve), so this
+        # never goes below zero; the floor only guards hand-made records.
+        kept_picked = max(0, picked.get(n, 0) - decided.get(n, 0))
         open_demand = 0
         if not cancelled_order:
             open_demand = max(
-                0, line.quantity_ordered - line.quantity_cancelled - allocated - picked.get(n, 0)
+                0, line.quantity_ordered - line.quantity_cancelled - allocated - kept_picked
             )
         result[n] = LineFigures(
             ordered=line.quantity_ordered,
@@ -193,7 +212,7 @@ def figures(order: Order) -> dict[int, LineFigures]:
             backordered=min(order.backordered.get(n, 0), open_demand),
             held=held.get(n, 0),
             released=released.get(n, 0),
-            picked=picked.get(n, 0),
+            picked=kept_picked,
             shipped=shipped.get(n, 0),
             delivered=delivered.get(n, 0),
             invoiced=invoiced.get(n, 0),
@@ -281,9 +300,7 @@ def refresh(order: Order, fx: Effects) -> None:
         )
         fx.emit(
             order,
-            OrderCompleted(
-                order.order_id, order.partner_id, tuple(sorted(order.invoices)), fx.ctx.now
-            ),
+            OrderCompleted(order.order_id, order.partner_id, billed_invoices(order), fx.ctx.now),
         )
         _set_deadline(order, fx, "")
         stamp_steps(order, fx)
@@ -291,6 +308,8 @@ def refresh(order: Order, fx: Effects) -> None:
     if order.exception is not None and _exception_resolved(order):
         fx.note(order, TimelineEntryKind.EXCEPTION, f"resolved: {order.exception.reason}")
         order.exception = None
+    if order.exception is None:
+        _await_decision(order, fx)
     if order.exception is not None:
         _move(order, fx, OrderStatus.EXCEPTION, order.exception.step, order.exception.reason)
     else:
@@ -320,10 +339,48 @@ def _exception_resolved(order: Order) -> bool:
         shipment = order.shipments.get(exc.shipment_id)
         if shipment is None:
             return False
+        if shipment.returned:
+            return shipment.resolution is not None
         if exc.step is FulfillmentStep.AWAIT_DELIVERY:
             return shipment.delivered
         return shipment.manifested
     return STEP_OF_STATUS[derive_status(order)] is not exc.step
+
+
+def undecided_returns(order: Order) -> list[ShipmentRecord]:
+    """Shipments returned to sender that wait for an operator's decision, by shipment id."""
+    return sorted(
+        (s for s in order.shipments.values() if s.returned and s.resolution is None),
+        key=lambda s: s.shipment_id,
+    )
+
+
+def awaiting_decision_reason(shipment: ShipmentRecord) -> str:
+    """The exception reason of a shipment returned to sender: what came back, and the way on."""
+    units = sum(q.quantity for q in shipment.lines)
+    return (
+        f"shipment {shipment.shipment_id} returned to sender ({units} units back at "
+        f"{shipment.location_id or 'the warehouse'}): reship it or cancel and credit it"
+    )
+
+
+def billed_invoices(order: Order) -> tuple[str, ...]:
+    """The invoices that bill the order: not those of shipments returned to sender (credited)."""
+    gone = {s.shipment_id for s in order.shipments.values() if s.returned or s.cancelled}
+    return tuple(sorted(i for i, inv in order.invoices.items() if inv.shipment_id not in gone))
+
+
+def _await_decision(order: Order, fx: Effects) -> None:
+    """A shipment returned to sender makes an order with no other exception show EXCEPTION,
+    naming the shipment (the oldest id first, one at a time) and the two operator actions."""
+    undecided = undecided_returns(order)
+    if not undecided:
+        return
+    reason = awaiting_decision_reason(undecided[0])
+    order.exception = ExceptionState(
+        FulfillmentStep.AWAIT_DELIVERY, reason, fx.ctx.now, shipment_id=undecided[0].shipment_id
+    )
+    fx.note(order, TimelineEntryKind.EXCEPTION, reason)
 
 
 def _move(

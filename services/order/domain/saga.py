@@ -18,16 +18,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.order.domain import cancellation, post_release_steps, reserve_step
+from services.order.domain import (
+    cancellation,
+    post_release_steps,
+    reserve_step,
+    returned_to_sender,
+)
 from services.order.domain.allocation_planner import Availability
 from services.order.domain.errors import (
     InvalidArgument,
     OrderNotRetryable,
+    ReturnedShipmentAwaitsDecision,
 )
 from services.order.domain.idempotency import order_fingerprint
 from services.order.domain.messages import (
     AvailabilityObserved,
     Context,
+    CreditNoteObserved,
     InvoicePosted,
     LabelVoided,
     LabelVoidFailed,
@@ -49,6 +56,7 @@ from services.order.domain.messages import (
     ShipmentDelivered,
     ShipmentFailed,
     ShipmentManifested,
+    ShipmentReturnedToSender,
     StockAvailable,
 )
 from services.order.domain.model import (
@@ -59,10 +67,16 @@ from services.order.domain.model import (
     OrderInput,
     OrderLine,
     OrderStatus,
+    ReturnedShipmentResolution,
     TimelineEntry,
     TimelineEntryKind,
 )
-from services.order.domain.progress import Effects, StepTimeouts, refresh
+from services.order.domain.progress import (
+    Effects,
+    StepTimeouts,
+    awaiting_decision_reason,
+    refresh,
+)
 from services.order.domain.validation import Catalog, validate_order
 
 _HANDLERS: dict[type[Any], Callable[[Order, Any, Effects], None]] = {
@@ -80,6 +94,8 @@ _HANDLERS: dict[type[Any], Callable[[Order, Any, Effects], None]] = {
     ShipmentCancelledObserved: cancellation.on_shipment_cancelled,
     LabelVoided: cancellation.on_label_voided,
     LabelVoidFailed: cancellation.on_label_void_failed,
+    ShipmentReturnedToSender: returned_to_sender.on_shipment_returned,
+    CreditNoteObserved: returned_to_sender.on_credit_note,
     StockAvailable: post_release_steps.on_stock_available,
 }
 
@@ -182,6 +198,9 @@ class FulfillmentSaga:
         """Record a partial cancel whose reservation releases inventory has made."""
         fx = Effects(ctx, self.timeouts)
         cancellation.apply_partial_cancel(order, plan, reason or "lines cancelled", fx)
+        if all(line.quantity_cancelled >= line.quantity_ordered for line in order.lines):
+            # Nothing of the order is left: it is cancelled, not "completed" with nothing sent.
+            cancellation.cancel_whole(order, reason or "every line cancelled", fx)
         return self._finish(order, fx)
 
     def on_tick(self, order: Order, now: datetime) -> SagaResult:
@@ -209,6 +228,14 @@ class FulfillmentSaga:
                 metadata={"order_id": order.order_id, "status": order.status.name},
             )
         failed = order.exception
+        returned = order.shipments.get(failed.shipment_id)
+        if returned is not None and returned.returned and returned.resolution is None:
+            raise ReturnedShipmentAwaitsDecision(
+                f"order {order.order_id}: {awaiting_decision_reason(returned)} "
+                "(ReshipReturnedShipment or CancelAndCreditReturnedShipment); a retry cannot "
+                "bring the parcel back",
+                metadata={"order_id": order.order_id, "shipment_id": returned.shipment_id},
+            )
         fx = Effects(ctx, self.timeouts)
         order.exception = None
         order.deadline_key = ""  # a fresh deadline for the retried step
@@ -234,6 +261,20 @@ class FulfillmentSaga:
             if unpicked:
                 # Pick-task creation is idempotent per reservation, so re-releasing is safe.
                 fx.emit(order, OrderReleased(order.order_id, order.partner_id, unpicked, ctx.now))
+        return self._finish(order, fx)
+
+    def resolve_returned_shipment(
+        self,
+        order: Order,
+        shipment_id: str,
+        resolution: ReturnedShipmentResolution,
+        reason: str,
+        ctx: Context,
+    ) -> SagaResult:
+        """An operator's decision for a shipment returned to sender (returned_to_sender.py):
+        reship its units, or cancel and credit them. The same decision twice changes nothing."""
+        fx = Effects(ctx, self.timeouts)
+        returned_to_sender.resolve(order, shipment_id, resolution, reason, fx)
         return self._finish(order, fx)
 
     def _finish(self, order: Order, fx: Effects) -> SagaResult:

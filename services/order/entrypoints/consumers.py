@@ -4,13 +4,15 @@
 - received / adjusted (positive) → StockAvailable for every open order that wants the SKU
   (oldest first), which is how backorders fill;
 - shipment created / manifested / delivered → the shipment's units per order line;
-- delivery exception / returned to sender → ShipmentFailed (the order shows EXCEPTION until
-  the shipment moves on);
+- delivery exception → ShipmentFailed (the order shows EXCEPTION until the shipment moves on);
+- returned to sender → ShipmentReturnedToSender (the units came back; the order shows EXCEPTION
+  until an operator reships them or cancels and credits them);
 - shipment cancelled / label voided / label void failed → recorded on the order (a cancelled
   shipment's units no longer count as shipped; a failed void shows as an exception);
 - invoice posted → the invoiced units per order line (goods lines; freight is not a line);
 - received with source RETURN → the return it names is received (app.returns);
-- credit note posted → the return it credits records it (CREDITED once received).
+- credit note posted → the return it credits records it (CREDITED once received); one that
+  credits a shipment returned to sender is noted on its order (CreditNoteObserved).
 
 Each handler translates the event (adapters.contracts) and runs the use case in the unit of work
 of the consumer's batch transaction (`UnitOfWork.of(conn)`): the saga transition, its outbox rows
@@ -36,7 +38,9 @@ from services.kit.clock import Clock
 from services.kit.handlers import HandlerRegistry
 from services.kit.uow import UnitOfWork
 from services.order.adapters.contracts import (
+    incident_text,
     invoiced_goods_lines,
+    package_item_lines,
     return_receipt,
     shipped_lines,
 )
@@ -44,11 +48,11 @@ from services.order.app import returns as return_cases
 from services.order.app import transitions
 from services.order.domain import (
     Context,
+    CreditNoteObserved,
     FulfillmentSaga,
     InvoicePosted,
     LabelVoided,
     LabelVoidFailed,
-    LineQuantity,
     PickCompleted,
     PickedLine,
     ReservationObserved,
@@ -59,6 +63,7 @@ from services.order.domain import (
     ShipmentDelivered,
     ShipmentFailed,
     ShipmentManifested,
+    ShipmentReturnedToSender,
 )
 
 PURPOSE = "events"
@@ -127,8 +132,13 @@ def event_handlers(saga: FulfillmentSaga, clock: Clock) -> HandlerRegistry:
         event: bill_events.CreditNotePosted, headers: Mapping[str, str], conn: Connection
     ) -> None:
         note = event.credit_note
+        ctx = context(headers)
+        # A shipment returned to sender that the order asked billing to credit (its id stands
+        # for the return's); the order ignores any other credit note.
+        observed = CreditNoteObserved(note.credit_note_id, note.invoice_id, note.return_id)
+        apply(conn, note.order_id, observed, ctx)
         posted = return_cases.CreditNotePosted(note.credit_note_id, note.order_id, note.return_id)
-        return_cases.credit_return(UnitOfWork.of(conn), posted, context(headers))
+        return_cases.credit_return(UnitOfWork.of(conn), posted, ctx)
 
     def on_adjusted(
         event: inv_events.StockAdjusted, headers: Mapping[str, str], conn: Connection
@@ -163,17 +173,19 @@ def event_handlers(saga: FulfillmentSaga, clock: Clock) -> HandlerRegistry:
     def on_returned(
         event: shp_events.ShipmentReturnedToSender, headers: Mapping[str, str], conn: Connection
     ) -> None:
-        saga_input = ShipmentFailed(event.shipment.shipment_id, "returned to sender")
+        saga_input = ShipmentReturnedToSender(
+            event.shipment.shipment_id,
+            event.location_id,
+            package_item_lines(event.items),
+            incident_text(event.incident_reason),
+        )
         apply(conn, event.shipment.order_id, saga_input, context(headers))
 
     def on_shipment_cancelled(
         event: shp_events.ShipmentCancelled, headers: Mapping[str, str], conn: Connection
     ) -> None:
         shipment = event.shipment
-        units: dict[int, int] = {}
-        for item in event.items:
-            units[item.order_line_number] = units.get(item.order_line_number, 0) + item.quantity
-        lines = tuple(LineQuantity(n, q) for n, q in sorted(units.items()))
+        lines = package_item_lines(event.items)
         saga_input = ShipmentCancelledObserved(
             shipment.shipment_id, shipment.location_id, lines, event.reason
         )

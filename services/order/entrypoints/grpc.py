@@ -16,7 +16,13 @@ from services.kit.uow import UnitsOfWork
 from services.order.adapters import contracts
 from services.order.adapters.clients import InventoryClient, ShipmentClient
 from services.order.app import orders, returns
-from services.order.domain import Context, FulfillmentSaga, OrderStatus
+from services.order.domain import (
+    Context,
+    FulfillmentSaga,
+    Order,
+    OrderStatus,
+    ReturnedShipmentResolution,
+)
 from services.order.domain.cancellation import LineCancel
 from services.order.domain.return_rules import ReturnPolicy, load_reason_codes
 from services.order.domain.returns import ReturnStatus
@@ -114,6 +120,28 @@ class OrderApi(svc_grpc.OrderServiceServicer):
         )
         self._on_commands()
         return svc.RetryOrderStepResponse(order=contracts.order_to_proto(order))
+
+    async def ReshipReturnedShipment(
+        self, request: svc.ReshipReturnedShipmentRequest, context: Any
+    ) -> Any:
+        order = await self._resolve(request, ReturnedShipmentResolution.RESHIP)
+        return svc.ReshipReturnedShipmentResponse(order=contracts.order_to_proto(order))
+
+    async def CancelAndCreditReturnedShipment(
+        self, request: svc.CancelAndCreditReturnedShipmentRequest, context: Any
+    ) -> Any:
+        order = await self._resolve(request, ReturnedShipmentResolution.CANCEL_AND_CREDIT)
+        return svc.CancelAndCreditReturnedShipmentResponse(order=contracts.order_to_proto(order))
+
+    async def _resolve(self, request: Any, resolution: ReturnedShipmentResolution) -> Order:
+        command = orders.ResolveReturnedShipment(
+            request.order_id, request.partner_id, request.shipment_id, resolution, request.reason
+        )
+        order = await self._units.run(
+            orders.resolve_returned_shipment, self._saga, command, self._context()
+        )
+        self._on_commands()
+        return order
 
     # -- returns (RMA) ----------------------------------------------------------------------
 

@@ -287,6 +287,86 @@ class CancelledLine(_message.Message):
 Global___CancelledLine: _TypeAlias = CancelledLine  # noqa: Y015
 
 @_typing.final
+class OrderReturnedShipmentResolved(_message.Message):
+    """OrderReturnedShipmentResolved says an operator decided what happens to a shipment the carrier
+    returned to sender: its units are shipped again (reship) or cancelled and credited.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    SHIPMENT_ID_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    shipment_id: _builtins.str
+    """shipment_id is the shipment the carrier returned to sender."""
+    resolution: _order_pb2.ReturnedShipmentResolution.ValueType
+    """resolution is what was decided."""
+    reason: _builtins.str
+    """reason is the operator's note."""
+    @_builtins.property
+    def order(self) -> _order_pb2.Order:
+        """order is the order after the decision."""
+
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnedShipmentLine]:
+        """lines are the shipment's units per order line, now planned again or cancelled."""
+
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is when the decision was recorded."""
+
+    def __init__(
+        self,
+        *,
+        order: _order_pb2.Order | None = ...,
+        shipment_id: _builtins.str = ...,
+        resolution: _order_pb2.ReturnedShipmentResolution.ValueType = ...,
+        lines: _abc.Iterable[Global___ReturnedShipmentLine] | None = ...,
+        reason: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "occur_time", b"occur_time", "order", b"order", "reason", b"reason", "resolution", b"resolution", "shipment_id", b"shipment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderReturnedShipmentResolved: _TypeAlias = OrderReturnedShipmentResolved  # noqa: Y015
+
+@_typing.final
+class ReturnedShipmentLine(_message.Message):
+    """ReturnedShipmentLine is a quantity of one order line that came back on a returned shipment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_NUMBER_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    line_number: _builtins.int
+    """line_number is the order line."""
+    sku: _builtins.str
+    """sku is the line's item."""
+    quantity: _builtins.int
+    """quantity is how many units came back."""
+    def __init__(
+        self,
+        *,
+        line_number: _builtins.int = ...,
+        sku: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_number", b"line_number", "quantity", b"quantity", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnedShipmentLine: _TypeAlias = ReturnedShipmentLine  # noqa: Y015
+
+@_typing.final
 class OrderCompleted(_message.Message):
     """OrderCompleted says every line of an order was delivered and invoiced."""
 

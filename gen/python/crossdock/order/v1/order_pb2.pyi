@@ -238,6 +238,36 @@ RETURN_DISPOSITION_RETURN_TO_VENDOR: ReturnDisposition.ValueType  # 4
 """RETURN_DISPOSITION_RETURN_TO_VENDOR sends the units to the supplier."""
 Global___ReturnDisposition: _TypeAlias = ReturnDisposition  # noqa: Y015
 
+class _ReturnedShipmentResolution:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReturnedShipmentResolutionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReturnedShipmentResolution.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RETURNED_SHIPMENT_RESOLUTION_UNSPECIFIED: _ReturnedShipmentResolution.ValueType  # 0
+    """RETURNED_SHIPMENT_RESOLUTION_UNSPECIFIED means no decision was made."""
+    RETURNED_SHIPMENT_RESOLUTION_RESHIP: _ReturnedShipmentResolution.ValueType  # 1
+    """RETURNED_SHIPMENT_RESOLUTION_RESHIP means the units are planned, picked and shipped again."""
+    RETURNED_SHIPMENT_RESOLUTION_CANCEL_AND_CREDIT: _ReturnedShipmentResolution.ValueType  # 2
+    """RETURNED_SHIPMENT_RESOLUTION_CANCEL_AND_CREDIT means the units are cancelled and anything
+    invoiced for them is credited.
+    """
+
+class ReturnedShipmentResolution(_ReturnedShipmentResolution, metaclass=_ReturnedShipmentResolutionEnumTypeWrapper):
+    """ReturnedShipmentResolution is what an operator decided for a shipment the carrier returned to
+    sender.
+    """
+
+RETURNED_SHIPMENT_RESOLUTION_UNSPECIFIED: ReturnedShipmentResolution.ValueType  # 0
+"""RETURNED_SHIPMENT_RESOLUTION_UNSPECIFIED means no decision was made."""
+RETURNED_SHIPMENT_RESOLUTION_RESHIP: ReturnedShipmentResolution.ValueType  # 1
+"""RETURNED_SHIPMENT_RESOLUTION_RESHIP means the units are planned, picked and shipped again."""
+RETURNED_SHIPMENT_RESOLUTION_CANCEL_AND_CREDIT: ReturnedShipmentResolution.ValueType  # 2
+"""RETURNED_SHIPMENT_RESOLUTION_CANCEL_AND_CREDIT means the units are cancelled and anything
+invoiced for them is credited.
+"""
+Global___ReturnedShipmentResolution: _TypeAlias = ReturnedShipmentResolution  # noqa: Y015
+
 @_typing.final
 class OrderLine(_message.Message):
     """OrderLine is one SKU and quantity of an order, with its fulfillment progress."""

@@ -462,6 +462,124 @@ class RetryOrderStepResponse(_message.Message):
 Global___RetryOrderStepResponse: _TypeAlias = RetryOrderStepResponse  # noqa: Y015
 
 @_typing.final
+class ReshipReturnedShipmentRequest(_message.Message):
+    """ReshipReturnedShipmentRequest asks to ship the units of a shipment returned to sender again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    SHIPMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """order_id is the order the shipment belongs to."""
+    partner_id: _builtins.str
+    """partner_id scopes the request to one partner's orders; empty for internal callers."""
+    shipment_id: _builtins.str
+    """shipment_id is the shipment the carrier returned to sender."""
+    reason: _builtins.str
+    """reason is the operator's note, kept on the order's timeline."""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        shipment_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "partner_id", b"partner_id", "reason", b"reason", "shipment_id", b"shipment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReshipReturnedShipmentRequest: _TypeAlias = ReshipReturnedShipmentRequest  # noqa: Y015
+
+@_typing.final
+class ReshipReturnedShipmentResponse(_message.Message):
+    """ReshipReturnedShipmentResponse carries the order after the decision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> _order_pb2.Order:
+        """order is the order, its returned units planned again."""
+
+    def __init__(
+        self,
+        *,
+        order: _order_pb2.Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReshipReturnedShipmentResponse: _TypeAlias = ReshipReturnedShipmentResponse  # noqa: Y015
+
+@_typing.final
+class CancelAndCreditReturnedShipmentRequest(_message.Message):
+    """CancelAndCreditReturnedShipmentRequest asks to cancel and credit the units of a shipment
+    returned to sender.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    SHIPMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """order_id is the order the shipment belongs to."""
+    partner_id: _builtins.str
+    """partner_id scopes the request to one partner's orders; empty for internal callers."""
+    shipment_id: _builtins.str
+    """shipment_id is the shipment the carrier returned to sender."""
+    reason: _builtins.str
+    """reason is the operator's note, kept on the order's timeline."""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        shipment_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "partner_id", b"partner_id", "reason", b"reason", "shipment_id", b"shipment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelAndCreditReturnedShipmentRequest: _TypeAlias = CancelAndCreditReturnedShipmentRequest  # noqa: Y015
+
+@_typing.final
+class CancelAndCreditReturnedShipmentResponse(_message.Message):
+    """CancelAndCreditReturnedShipmentResponse carries the order after the decision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> _order_pb2.Order:
+        """order is the order, its returned units cancelled."""
+
+    def __init__(
+        self,
+        *,
+        order: _order_pb2.Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelAndCreditReturnedShipmentResponse: _TypeAlias = CancelAndCreditReturnedShipmentResponse  # noqa: Y015
+
+@_typing.final
 class ReturnLineInput(_message.Message):
     """ReturnLineInput is one line of a return request."""
 

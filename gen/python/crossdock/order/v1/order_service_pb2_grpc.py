@@ -68,6 +68,16 @@ class OrderServiceStub:
                 request_serializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.RetryOrderStepRequest.SerializeToString,
                 response_deserializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.RetryOrderStepResponse.FromString,
                 _registered_method=True)
+        self.ReshipReturnedShipment = channel.unary_unary(
+                '/crossdock.order.v1.OrderService/ReshipReturnedShipment',
+                request_serializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.ReshipReturnedShipmentRequest.SerializeToString,
+                response_deserializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.ReshipReturnedShipmentResponse.FromString,
+                _registered_method=True)
+        self.CancelAndCreditReturnedShipment = channel.unary_unary(
+                '/crossdock.order.v1.OrderService/CancelAndCreditReturnedShipment',
+                request_serializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.CancelAndCreditReturnedShipmentRequest.SerializeToString,
+                response_deserializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.CancelAndCreditReturnedShipmentResponse.FromString,
+                _registered_method=True)
         self.CreateReturn = channel.unary_unary(
                 '/crossdock.order.v1.OrderService/CreateReturn',
                 request_serializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.CreateReturnRequest.SerializeToString,
@@ -134,6 +144,27 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReshipReturnedShipment(self, request, context):
+        """ReshipReturnedShipment re-plans the units of a shipment the carrier returned to sender: they
+        are reserved, picked and shipped again under a new shipment and label, and the order goes on
+        to complete. Asking again changes nothing. A shipment that was not returned to sender, or was
+        cancelled and credited, is FAILED_PRECONDITION (REST 409) naming its state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelAndCreditReturnedShipment(self, request, context):
+        """CancelAndCreditReturnedShipment cancels the units of a shipment the carrier returned to sender
+        and has billing credit anything invoiced for them (a parcel billed on ship). The order then
+        completes if the rest is delivered and invoiced, or ends CANCELLED if nothing else remains.
+        Asking again changes nothing. A shipment that was not returned to sender, or was reshipped,
+        is FAILED_PRECONDITION (REST 409) naming its state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateReturn(self, request, context):
         """CreateReturn authorizes a return (RMA) of delivered units within the partner's return window.
         A line asking for more units than are still returnable, or for units not delivered or past
@@ -189,6 +220,16 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.RetryOrderStep,
                     request_deserializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.RetryOrderStepRequest.FromString,
                     response_serializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.RetryOrderStepResponse.SerializeToString,
+            ),
+            'ReshipReturnedShipment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReshipReturnedShipment,
+                    request_deserializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.ReshipReturnedShipmentRequest.FromString,
+                    response_serializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.ReshipReturnedShipmentResponse.SerializeToString,
+            ),
+            'CancelAndCreditReturnedShipment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAndCreditReturnedShipment,
+                    request_deserializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.CancelAndCreditReturnedShipmentRequest.FromString,
+                    response_serializer=crossdock_dot_order_dot_v1_dot_order__service__pb2.CancelAndCreditReturnedShipmentResponse.SerializeToString,
             ),
             'CreateReturn': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateReturn,
@@ -372,6 +413,60 @@ class OrderService:
             '/crossdock.order.v1.OrderService/RetryOrderStep',
             crossdock_dot_order_dot_v1_dot_order__service__pb2.RetryOrderStepRequest.SerializeToString,
             crossdock_dot_order_dot_v1_dot_order__service__pb2.RetryOrderStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReshipReturnedShipment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.order.v1.OrderService/ReshipReturnedShipment',
+            crossdock_dot_order_dot_v1_dot_order__service__pb2.ReshipReturnedShipmentRequest.SerializeToString,
+            crossdock_dot_order_dot_v1_dot_order__service__pb2.ReshipReturnedShipmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelAndCreditReturnedShipment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.order.v1.OrderService/CancelAndCreditReturnedShipment',
+            crossdock_dot_order_dot_v1_dot_order__service__pb2.CancelAndCreditReturnedShipmentRequest.SerializeToString,
+            crossdock_dot_order_dot_v1_dot_order__service__pb2.CancelAndCreditReturnedShipmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,19 @@ class OrderServiceStub:
     """GetOrderTimeline returns every status change and event of an order, oldest first."""
     RetryOrderStep: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.RetryOrderStepRequest, _order_service_pb2.RetryOrderStepResponse]
     """RetryOrderStep retries the failed or timed-out saga step of an order in exception."""
+    ReshipReturnedShipment: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.ReshipReturnedShipmentRequest, _order_service_pb2.ReshipReturnedShipmentResponse]
+    """ReshipReturnedShipment re-plans the units of a shipment the carrier returned to sender: they
+    are reserved, picked and shipped again under a new shipment and label, and the order goes on
+    to complete. Asking again changes nothing. A shipment that was not returned to sender, or was
+    cancelled and credited, is FAILED_PRECONDITION (REST 409) naming its state.
+    """
+    CancelAndCreditReturnedShipment: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.CancelAndCreditReturnedShipmentRequest, _order_service_pb2.CancelAndCreditReturnedShipmentResponse]
+    """CancelAndCreditReturnedShipment cancels the units of a shipment the carrier returned to sender
+    and has billing credit anything invoiced for them (a parcel billed on ship). The order then
+    completes if the rest is delivered and invoiced, or ends CANCELLED if nothing else remains.
+    Asking again changes nothing. A shipment that was not returned to sender, or was reshipped,
+    is FAILED_PRECONDITION (REST 409) naming its state.
+    """
     CreateReturn: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.CreateReturnRequest, _order_service_pb2.CreateReturnResponse]
     """CreateReturn authorizes a return (RMA) of delivered units within the partner's return window.
     A line asking for more units than are still returnable, or for units not delivered or past
@@ -80,6 +93,19 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """GetOrderTimeline returns every status change and event of an order, oldest first."""
     RetryOrderStep: _aio.UnaryUnaryMultiCallable[_order_service_pb2.RetryOrderStepRequest, _order_service_pb2.RetryOrderStepResponse]  # type: ignore[assignment]
     """RetryOrderStep retries the failed or timed-out saga step of an order in exception."""
+    ReshipReturnedShipment: _aio.UnaryUnaryMultiCallable[_order_service_pb2.ReshipReturnedShipmentRequest, _order_service_pb2.ReshipReturnedShipmentResponse]  # type: ignore[assignment]
+    """ReshipReturnedShipment re-plans the units of a shipment the carrier returned to sender: they
+    are reserved, picked and shipped again under a new shipment and label, and the order goes on
+    to complete. Asking again changes nothing. A shipment that was not returned to sender, or was
+    cancelled and credited, is FAILED_PRECONDITION (REST 409) naming its state.
+    """
+    CancelAndCreditReturnedShipment: _aio.UnaryUnaryMultiCallable[_order_service_pb2.CancelAndCreditReturnedShipmentRequest, _order_service_pb2.CancelAndCreditReturnedShipmentResponse]  # type: ignore[assignment]
+    """CancelAndCreditReturnedShipment cancels the units of a shipment the carrier returned to sender
+    and has billing credit anything invoiced for them (a parcel billed on ship). The order then
+    completes if the rest is delivered and invoiced, or ends CANCELLED if nothing else remains.
+    Asking again changes nothing. A shipment that was not returned to sender, or was reshipped,
+    is FAILED_PRECONDITION (REST 409) naming its state.
+    """
     CreateReturn: _aio.UnaryUnaryMultiCallable[_order_service_pb2.CreateReturnRequest, _order_service_pb2.CreateReturnResponse]  # type: ignore[assignment]
     """CreateReturn authorizes a return (RMA) of delivered units within the partner's return window.
     A line asking for more units than are still returnable, or for units not delivered or past
@@ -144,6 +170,31 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_service_pb2.RetryOrderStepResponse, _abc.Awaitable[_order_service_pb2.RetryOrderStepResponse]]:
         """RetryOrderStep retries the failed or timed-out saga step of an order in exception."""
+
+    @_abc_1.abstractmethod
+    def ReshipReturnedShipment(
+        self,
+        request: _order_service_pb2.ReshipReturnedShipmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_service_pb2.ReshipReturnedShipmentResponse, _abc.Awaitable[_order_service_pb2.ReshipReturnedShipmentResponse]]:
+        """ReshipReturnedShipment re-plans the units of a shipment the carrier returned to sender: they
+        are reserved, picked and shipped again under a new shipment and label, and the order goes on
+        to complete. Asking again changes nothing. A shipment that was not returned to sender, or was
+        cancelled and credited, is FAILED_PRECONDITION (REST 409) naming its state.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelAndCreditReturnedShipment(
+        self,
+        request: _order_service_pb2.CancelAndCreditReturnedShipmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_service_pb2.CancelAndCreditReturnedShipmentResponse, _abc.Awaitable[_order_service_pb2.CancelAndCreditReturnedShipmentResponse]]:
+        """CancelAndCreditReturnedShipment cancels the units of a shipment the carrier returned to sender
+        and has billing credit anything invoiced for them (a parcel billed on ship). The order then
+        completes if the rest is delivered and invoiced, or ends CANCELLED if nothing else remains.
+        Asking again changes nothing. A shipment that was not returned to sender, or was reshipped,
+        is FAILED_PRECONDITION (REST 409) naming its state.
+        """
 
     @_abc_1.abstractmethod
     def CreateReturn(
