@@ -13,13 +13,13 @@ UNIQUE keys plus existence checks (the same fact under another event id).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
 from services.billing.adapters.store import repository as repo
-from services.billing.domain import invoicing
+from services.billing.domain import freight_refund, invoicing
 from services.billing.domain.documents import CreditNote, Freight, Invoice, OrderPrices
 from services.billing.domain.events import CreditNotePosted, FreightChargeFinalized, InvoicePosted
 from services.kit.errors import NotFound
@@ -33,6 +33,11 @@ class BillingSettings:
     credit_note_series: str = "CRN"
     on_ship_partners: frozenset[str] = frozenset()
     on_ship_customers: frozenset[str] = frozenset()
+    return_freight_refund: freight_refund.FreightRefund = freight_refund.FreightRefund.NONE
+    # Partner id -> its own policy, overriding return_freight_refund.
+    return_freight_refund_by_partner: Mapping[str, freight_refund.FreightRefund] = field(
+        default_factory=dict
+    )
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -245,11 +250,15 @@ def post_credit_notes(
     reason: str,
     now: datetime,
 ) -> list[CreditNote]:
-    """One credit note per invoice the returned lines were billed on; raises PricesMissing."""
+    """One credit note per invoice the returned lines were billed on; raises PricesMissing.
+
+    Each note credits the returned units at their invoiced prices and, by the partner's freight
+    refund policy, part or all of the invoice's freight on a line of its own.
+    """
     conn = uow.conn
     invoices = repo.invoices_for_order(conn, order_id)
     # Each returned order line is credited against the first invoice that billed it.
-    groups: dict[str, tuple[Invoice, list[invoicing.ShippedItem]]] = {}
+    groups: dict[str, list[invoicing.ShippedItem]] = {}
     for item in returned:
         if item.quantity <= 0:
             continue
@@ -263,20 +272,37 @@ def post_credit_notes(
         )
         if owner is None:
             raise invoicing.PricesMissing(f"order line {item.order_line_number} not invoiced yet")
-        groups.setdefault(owner.invoice_id, (owner, []))[1].append(item)
+        groups.setdefault(owner.invoice_id, []).append(item)
     notes: list[CreditNote] = []
-    for invoice, items in groups.values():
+    # In invoice order, so concurrent returns lock the invoices they share in the same order.
+    for invoice in (inv for inv in invoices if inv.invoice_id in groups):
+        # Credits of one invoice serialize here, so each sees what the previous one credited.
+        repo.lock_invoice(conn, invoice.invoice_id)
         source_key = f"{return_id}:{receipt_id}:{invoice.invoice_id}"
         if repo.credit_note_exists(conn, source_key):
             continue
+        earlier = [
+            line
+            for note in repo.credit_notes_for_invoice(conn, invoice.invoice_id)
+            for line in note.lines
+        ]
         credited: dict[int, int] = {}
-        for earlier in repo.credit_notes_for_invoice(conn, invoice.invoice_id):
-            for line in earlier.lines:
+        for line in earlier:
+            if line.kind is invoicing.LineKind.GOODS:
                 number = line.order_line_number
                 credited[number] = credited.get(number, 0) + line.quantity
-        lines = invoicing.credit_lines(invoice.lines, items, credited)
+        lines = invoicing.credit_lines(invoice.lines, groups[invoice.invoice_id], credited)
         if not lines:
             continue  # everything returned here was credited already
+        policy = freight_refund.refund_policy_for(
+            invoice.partner_id,
+            settings.return_freight_refund,
+            settings.return_freight_refund_by_partner,
+        )
+        refund = freight_refund.freight_refund(
+            policy, invoice.lines, earlier, lines, invoice.currency
+        )
+        lines = freight_refund.with_freight_refund(lines, refund)
         counter = f"{settings.credit_note_series}-{now.year}"
         number = repo.next_number(conn, counter)
         note = CreditNote(

@@ -3,16 +3,46 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from typing import Literal
 
 from services.billing.adapters.store import SERVICE
 from services.billing.app import BillingSettings
+from services.billing.domain.freight_refund import FreightRefund
 from services.kit.config import setting
 from services.kit.consumer import ConsumerSettings
 from services.kit.runtime import ConsumingServiceConfig
 
+_PARTNER_ID = re.compile(r"^ptn_[0-9A-HJKMNP-TV-Z]{26}$")
+_REFUNDS = {policy.value: policy for policy in FreightRefund}
+
 
 def _ids(csv: str) -> frozenset[str]:
     return frozenset(part.strip() for part in csv.split(",") if part.strip())
+
+
+def partner_freight_refunds(text: str) -> dict[str, FreightRefund]:
+    """`ptn_A=full,ptn_B=none` → {partner id: policy}; ValueError("<the form expected>") else."""
+    policies: dict[str, FreightRefund] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        partner_id, _, policy = (piece.strip() for piece in item.partition("="))
+        if (
+            not _PARTNER_ID.fullmatch(partner_id)
+            or policy not in _REFUNDS
+            or partner_id in policies
+        ):
+            raise ValueError(
+                "comma-separated <partner id>=<none|proportional|full> pairs, each partner "
+                "once, e.g. ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8P=full"
+            )
+        policies[partner_id] = _REFUNDS[policy]
+    return policies
+
+
+def _check_partner_freight_refunds(text: str) -> None:
+    partner_freight_refunds(text)
 
 
 class BillingConfig(ConsumingServiceConfig, service=SERVICE):
@@ -30,6 +60,19 @@ class BillingConfig(ConsumingServiceConfig, service=SERVICE):
         default="",
         description="comma-separated customer party ids (the order's customer) invoiced at "
         "manifest instead of at delivery, whatever their partner's policy",
+    )
+    return_freight_refund: Literal["none", "proportional", "full"] = setting(
+        default="none",
+        description="freight refunded on the credit notes of returned units: none; proportional "
+        "(the invoice's freight in proportion to the goods units credited, rounded down to the "
+        "currency's minor unit, the remainder on the note that credits the last unit); full (all "
+        "of it, on the note that credits the invoice's last unit)",
+    )
+    return_freight_refund_by_partner: str = setting(
+        default="",
+        check=_check_partner_freight_refunds,
+        description="per-partner policies overriding RETURN_FREIGHT_REFUND, as comma-separated "
+        "PARTNER_ID=POLICY pairs (e.g. ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8P=full)",
     )
     consumer_ack_wait_seconds: float = setting(
         default=30.0, minimum=1, description="redelivery delay of an event a crashed worker held"
@@ -53,4 +96,6 @@ class BillingConfig(ConsumingServiceConfig, service=SERVICE):
             self.credit_note_series,
             _ids(self.on_ship_partners),
             _ids(self.on_ship_customers),
+            FreightRefund(self.return_freight_refund),
+            partner_freight_refunds(self.return_freight_refund_by_partner),
         )

@@ -1,6 +1,6 @@
 """Billing's test data: the events it consumes (an order placed, a shipment manifested and
-delivered), and the environment of billing as a real process. The in-process billing is
-`tests.fixtures.running.running_billing`.
+delivered, a return received), and the environment of billing as a real process. The in-process
+billing is `tests.fixtures.running.running_billing`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from crossdock.common.v1 import common_pb2
-from crossdock.events.v1 import order_events_pb2, shipment_events_pb2
+from crossdock.events.v1 import order_events_pb2, return_events_pb2, shipment_events_pb2
 from crossdock.order.v1 import order_pb2
 from crossdock.shipment.v1 import shipment_pb2
 
@@ -76,6 +76,25 @@ def delivered(ship: shipment_pb2.Shipment, final: common_pb2.Money | None) -> An
     if final is not None:
         event.final_charge.CopyFrom(final)
     return event
+
+
+def return_received(
+    return_id: str, order_id: str, partner_id: str, received: dict[int, int]
+) -> Any:
+    """The order's ReturnReceived: {order line number: units received} (SKU-A is line 1)."""
+    skus = {1: "SKU-A", 2: "SKU-B"}
+    order_return = order_pb2.Return(
+        return_id=return_id,
+        order_id=order_id,
+        partner_id=partner_id,
+        lines=[
+            order_pb2.ReturnLine(order_line_number=n, sku=skus[n], quantity_received=quantity)
+            for n, quantity in received.items()
+        ],
+    )
+    return return_events_pb2.ReturnReceived(
+        order_return=order_return, receipt_id=f"rcpt-{return_id}"
+    )
 
 
 def ids(prefix: str) -> str:

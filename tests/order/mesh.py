@@ -59,9 +59,28 @@ from services.order.domain import (
     cancellation,
     wants_stock,
 )
+from services.order.domain.return_rules import (
+    ReturnLineRequest,
+    ReturnPolicy,
+    ReturnRequest,
+    authorize,
+)
+from services.order.domain.returns import (
+    ReceivedCondition,
+    ReceivedUnits,
+    Return,
+    ReturnDisposition,
+    ReturnReceipt,
+    ReturnStatus,
+    credit,
+    receive,
+    record_returned_units,
+    returned_units,
+)
 from tests.order.support import CATALOG, EAST, NORTH, PARTNER, WEST, Clock
 
 SKUS = ("WIDGET", "GADGET", "GIZMO")
+RETURN_POLICY = ReturnPolicy(frozenset({"NO_LONGER_NEEDED"}))
 LOCATIONS = (EAST, WEST, NORTH)
 
 
@@ -116,6 +135,7 @@ class Mesh:
         self.on_ship_orders: set[str] = set()  # billed when the carrier takes the parcel
         self.invoices: dict[str, LedgerEntry] = {}  # billing's ledger, by invoice id
         self.credit_notes: dict[str, LedgerEntry] = {}  # by billing's source key
+        self.returns: dict[str, Return] = {}  # RMAs, as the order service stores them
         self._keys = 0
 
     # -- the order service --------------------------------------------------------------
@@ -335,6 +355,7 @@ class Mesh:
             elif self.inbox:
                 self.deliver()
             else:
+                self.credit_received_returns()
                 return
         raise AssertionError("the mesh did not settle")
 
@@ -518,6 +539,104 @@ class Mesh:
             )
         )
 
+    # -- returns (RMA): authorized by the order, received by the warehouse, credited ---------
+
+    def authorize_return(self, order_id: str, units: dict[int, int]) -> Return:
+        """CreateReturn; ReturnNotAllowed (or InvalidArgument) exactly as the service answers."""
+        order = self.orders[order_id]
+        request = ReturnRequest(
+            tuple(
+                ReturnLineRequest(n, q, ReturnDisposition.RESTOCK, "NO_LONGER_NEEDED")
+                for n, q in sorted(units.items())
+            )
+        )
+        mine = [r for r in self.returns.values() if r.order_id == order_id]
+        authorized, _ = authorize(
+            order,
+            mine,
+            request,
+            RETURN_POLICY,
+            return_id=f"ret_{len(self.returns) + 1}",
+            now=self.clock.now,
+        )
+        self.returns[authorized.return_id] = authorized
+        return authorized
+
+    def receive_return(self, return_id: str, *, damaged: bool = False) -> None:
+        """The warehouse receives the goods (keyed on the return): inventory books them, the
+        order marks the return received, billing credits the received units at the invoiced
+        prices, and the order marks it credited and counts the units returned."""
+        authorized = self.returns[return_id]
+        order = self.orders[authorized.order_id]
+        skus = {line.line_number: line.sku for line in order.lines}
+        condition = inv.StockCondition.DAMAGED if damaged else inv.StockCondition.SELLABLE
+        lines = tuple(
+            inv.ReceiptLine(
+                line.sku,
+                line.quantity_authorized,
+                condition=condition,
+                reason="damaged in transit" if damaged else "",
+            )
+            for line in authorized.lines
+        )
+        request = inv.ReceiveStock(
+            authorized.return_location_id,
+            inv.ReceiptSource.RETURN,
+            return_id,
+            lines,
+            f"return/{return_id}",
+        )
+        outcome = inv.receive(self.repo, self.ids, request, self.clock.now)
+        if not outcome.replayed:
+            self.units_brought_in += sum(line.quantity for line in lines)
+        self.consume_inventory_events(outcome.events)
+        receipt = ReturnReceipt(
+            outcome.receipt.receipt_id,
+            return_id,
+            authorized.return_location_id,
+            tuple(
+                ReceivedUnits(line.sku, line.quantity, ReceivedCondition[condition.name])
+                for line in lines
+            ),
+        )
+        current = receive(authorized, receipt, self.clock.now).order_return
+        self.returns[return_id] = current
+        mine = [r for r in self.returns.values() if r.order_id == current.order_id]
+        record_returned_units(order, returned_units(mine), self.clock.now)
+        assert all(skus[line.order_line_number] == line.sku for line in current.lines)
+        self.credit_received_returns()
+
+    def credit_received_returns(self) -> None:
+        """Billing's side of return.received: a credit note at the invoiced prices, once per
+        return, as soon as the returned units are invoiced (billing waits for the invoice)."""
+        for return_id, received in sorted(self.returns.items()):
+            key = f"return:{return_id}"
+            if received.status is not ReturnStatus.RECEIVED or key in self.credit_notes:
+                continue
+            order = self.orders[received.order_id]
+            units = {
+                line.order_line_number: line.quantity_received
+                for line in received.lines
+                if line.quantity_received
+            }
+            if any(order.line(n).quantity_invoiced < q for n, q in units.items()):
+                continue
+            value = self._value(received.order_id, units)
+            self.credit_notes[key] = LedgerEntry(received.order_id, return_id, "", value)
+            credited = credit(received, f"crn_{return_id}", self.clock.now).order_return
+            self.returns[return_id] = credited
+
+    def returned_value(self, order_id: str) -> Decimal:
+        """The value of the units the customer sent back and the warehouse received."""
+        units: dict[int, int] = {}
+        for r in self.returns.values():
+            if r.order_id == order_id:
+                for line in r.lines:
+                    units[line.order_line_number] = (
+                        units.get(line.order_line_number, 0) + line.quantity_received
+                    )
+        return self._value(order_id, units)
+
     def ledger(self, order_id: str) -> tuple[Decimal, Decimal]:
         """(Σ invoiced, Σ credited) of an order in billing's ledger."""
         invoiced = sum(
@@ -529,8 +648,8 @@ class Mesh:
         return invoiced, credited
 
     def delivered_value(self, order_id: str) -> Decimal:
-        """The value of the order's units the carrier delivered (and the customer kept)."""
-        return sum(
+        """The value of the order's units the carrier delivered and the customer kept."""
+        return -self.returned_value(order_id) + sum(
             (
                 self._value(order_id, {q.line_number: q.quantity for q in s.lines})
                 for s in self.shipments.values()

@@ -20,6 +20,7 @@ import copy
 import os
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from hypothesis import HealthCheck, event, settings
@@ -47,6 +48,7 @@ from services.order.domain.errors import (
     OrderNotCancellable,
     ReturnedShipmentAlreadyResolved,
     ReturnedShipmentAwaitsDecision,
+    ReturnNotAllowed,
     ShipmentNotReturnedToSender,
 )
 from services.order.domain.model import InvoiceRecord
@@ -56,6 +58,7 @@ from services.order.domain.progress import (
     derive_status,
     undecided_returns,
 )
+from services.order.domain.returns import ReturnStatus
 from tests.order.mesh import LOCATIONS, SKUS, Mesh, ShipmentState
 from tests.order.support import order_input
 
@@ -275,6 +278,82 @@ class SagaMachine(RuleBasedStateMachine):
             and not (s.invoiced or s.cancelled)
         )
 
+    # -- returns (RMA) ----------------------------------------------------------------------
+
+    def _returnable_orders(self) -> list[str]:
+        return sorted(
+            o
+            for o, x in self.mesh.orders.items()
+            if any(line.quantity_delivered for line in x.lines)
+        )
+
+    def _authorized(self, order_id: str, line_number: int) -> int:
+        return sum(
+            line.quantity_authorized
+            for r in self.mesh.returns.values()
+            if r.order_id == order_id and r.counts_against_order
+            for line in r.lines
+            if line.order_line_number == line_number
+        )
+
+    @precondition(lambda self: self._returnable_orders())
+    @rule(data=st.data(), quantity=st.integers(1, 4))
+    def authorize_return(self, data: st.DataObject, quantity: int) -> None:
+        """Any amount may be asked: the rules must refuse exactly what exceeds the delivered
+        units not already authorized on another return."""
+        order_id = _pick(data, self._returnable_orders())
+        order = self.mesh.orders[order_id]
+        line = _pick(data, [x for x in order.lines if x.quantity_delivered])
+        returnable = line.quantity_delivered - self._authorized(order_id, line.line_number)
+        try:
+            self.mesh.authorize_return(order_id, {line.line_number: quantity})
+        except ReturnNotAllowed as refused:
+            assert quantity > returnable, refused.message
+            assert f"{max(returnable, 0)} returnable" in refused.message
+            event("return: refused")
+            return
+        assert quantity <= returnable
+        event("return: authorized")
+
+    @precondition(
+        lambda self: any(r.status is ReturnStatus.AUTHORIZED for r in self.mesh.returns.values())
+    )
+    @rule(data=st.data(), damaged=st.booleans(), twice=st.booleans())
+    def receive_return(self, data: st.DataObject, damaged: bool, twice: bool) -> None:
+        waiting = sorted(
+            r for r, x in self.mesh.returns.items() if x.status is ReturnStatus.AUTHORIZED
+        )
+        return_id = _pick(data, waiting)
+        self.mesh.receive_return(return_id, damaged=damaged)
+        if twice:  # the warehouse sends the same receipt again: nothing moves twice
+            before = (
+                copy.deepcopy(self.mesh.returns),
+                self.mesh.ledger(self.mesh.returns[return_id].order_id),
+            )
+            self.mesh.receive_return(return_id, damaged=damaged)
+            after = (self.mesh.returns, self.mesh.ledger(self.mesh.returns[return_id].order_id))
+            assert after == before
+        assert self.mesh.returns[return_id].status in (
+            ReturnStatus.RECEIVED,  # credited once its units are invoiced
+            ReturnStatus.CREDITED,
+        )
+        event("return: received")
+
+    @invariant()
+    def returns_never_exceed_what_was_delivered(self) -> None:
+        for order_id, order in self.mesh.orders.items():
+            for line in order.lines:
+                authorized = self._authorized(order_id, line.line_number)
+                assert line.quantity_returned <= authorized
+                assert (
+                    authorized <= max(line.quantity_delivered, 0)
+                    or authorized == 0
+                    or (
+                        # Delivered units never go down, so what was authorized stays covered.
+                        authorized <= line.quantity_delivered
+                    )
+                )
+
     # -- operators and the clock ----------------------------------------------------------
 
     @precondition(lambda self: self.mesh.orders)
@@ -438,9 +517,13 @@ class SagaMachine(RuleBasedStateMachine):
             # a returned parcel's invoice arriving late, which is credited, never billed).
             assert _billed(order) == frozen[1]
             if status is OrderStatus.COMPLETED:
-                assert (order.shipments, order.lines, order.picks, order.reservations) == (
+                # Returns come after completion: only the lines' returned units may move.
+                lines = [replace(line, quantity_returned=0) for line in order.lines]
+                then = [replace(line, quantity_returned=0) for line in frozen[2]]
+                assert (order.shipments, lines, order.picks, order.reservations) == (
                     frozen[0],
-                    *frozen[2:],
+                    then,
+                    *frozen[3:],
                 )
         for order_id, order in self.mesh.orders.items():
             if order.is_terminal and order_id not in self.terminal:

@@ -196,6 +196,12 @@ def get_invoice(conn: Connection, invoice_id: str) -> Invoice | None:
     return None if row is None else _invoice(row)
 
 
+def lock_invoice(conn: Connection, invoice_id: str) -> None:
+    """Hold the invoice's row until commit (PostgreSQL; SQLite has a single writer anyway)."""
+    c = t.invoices.c
+    conn.execute(select(c.seq).where(c.invoice_id == invoice_id).with_for_update()).first()
+
+
 def invoices_for_order(conn: Connection, order_id: str) -> list[Invoice]:
     c = t.invoices.c
     rows = conn.execute(select(t.invoices).where(c.order_id == order_id).order_by(c.seq)).all()
