@@ -129,8 +129,12 @@ bench-kit: venv ## Event pipeline vs raw NATS: relay and consumer events/s on SQ
 BENCH_LIFECYCLE_ARGS ?=
 
 .PHONY: bench-lifecycle
-bench-lifecycle: venv system-deps ## Full order lifecycles/s through the local mesh vs raw NATS and SQLite
-	$(BIN)/python bench/bench_lifecycle.py $(BENCH_LIFECYCLE_ARGS)
+bench-lifecycle: venv system-deps ## Open-loop REST orders swept over offered rates (SQLite): table, JSON, docs/bench-lifecycle.png
+	$(BIN)/python bench/bench_lifecycle.py --plot $(BENCH_LIFECYCLE_ARGS)
+
+.PHONY: bench-lifecycle-postgres
+bench-lifecycle-postgres: venv system-deps ## The same sweep on PostgreSQL: docs/bench-lifecycle-postgres.png
+	$(BIN)/python bench/bench_lifecycle.py --db postgres --plot $(BENCH_LIFECYCLE_ARGS)
 
 .PHONY: bench
 bench: bench-kit bench-lifecycle ## Every benchmark

@@ -1,7 +1,7 @@
 """`crossdock run` and `crossdock demo`, mounted on the kit's CLI by `crossdock.cli` entry points.
 
 crossdock run [--db sqlite|postgres] [--data-dir DIR] [--ports fixed|free] [--slow]
-              [--return-damage-rate R]
+              [--return-damage-rate R] [--sandbox-process]
 crossdock demo [--orders N] [--timeout S] [--gateway-url URL] [--api-key KEY]
 """
 
@@ -46,6 +46,11 @@ def add_run_command(commands: Any) -> None:
         "--ports", choices=["fixed", "free"], default="fixed", help="free: pick unused ports"
     )
     parser.add_argument("--slow", action="store_true", help="run the sandbox carrier in real time")
+    parser.add_argument(
+        "--sandbox-process",
+        action="store_true",
+        help="run the sandbox carrier as its own process, called over HTTP like a real carrier",
+    )
     parser.add_argument("--no-seed", action="store_true", help="do not seed demo data")
     parser.add_argument("--no-warehouse-sim", action="store_true", help="confirm no picks")
     parser.add_argument(
@@ -90,6 +95,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"ports": args.ports, "fast": not args.slow}
     overrides |= {"seed_demo_data": not args.no_seed}
     overrides |= {"warehouse_simulator": not args.no_warehouse_sim}
+    overrides |= {"sandbox_process": args.sandbox_process}
     if not 0.0 <= args.return_damage_rate <= 1.0:
         print("crossdock run: --return-damage-rate must be within 0..1", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from localmesh.credentials import Credentials
 from localmesh.natsconf import ADMIN_USER, user_url
 from localmesh.options import DEMO_KEY_ENV, MeshOptions
 from localmesh.ports import PortPlan
-from localmesh.services import ServiceSpec
+from localmesh.services import SANDBOX_CARRIER, ServiceSpec
 from services.kit.config import env_prefix_for
 
 # The sandbox carrier in fast mode: 4 simulated hours per real second, so a 2-day delivery
@@ -26,6 +26,8 @@ FAST_SANDBOX = {
     "ACCOUNT_SANDBOX_RETURN_RATE": "0",
     "SANDBOX_PUSH_INTERVAL_SECONDS": "0.5",
 }
+# tools.sandbox_carrier reads the webhook secret it signs with from here.
+SANDBOX_SECRET_ENV = "CROSSDOCK_SANDBOX_CARRIER_WEBHOOK_SECRET"
 # A local mesh should stop within seconds on Ctrl-C, not a cluster's 20 s drain.
 LOCAL_SHUTDOWN = {"SHUTDOWN_GRACE_SECONDS": "3", "SHUTDOWN_HOOK_TIMEOUT_SECONDS": "4"}
 
@@ -52,6 +54,10 @@ class MeshContext:
     @property
     def admin_nats_url(self) -> str:
         return self.nats_url(ADMIN_USER)
+
+    @property
+    def sandbox_carrier_url(self) -> str:
+        return f"http://{self.host}:{self.plan.of(SANDBOX_CARRIER, 'http')}"
 
 
 def sqlite_url(data_dir: Path, spec: ServiceSpec) -> str:
@@ -114,7 +120,10 @@ def service_settings(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
             "ACCOUNT_SANDBOX_WEBHOOK_SECRET": ctx.credentials.sandbox_webhook_secret,
             "SANDBOX_PUSH": "direct",
         }
-        if ctx.options.fast:
+        if ctx.options.sandbox_process:
+            # The simulation, its clock and its pushes are the sandbox process's.
+            values |= {"ACCOUNT_SANDBOX_ENDPOINT": ctx.sandbox_carrier_url, "SANDBOX_PUSH": "off"}
+        elif ctx.options.fast:
             values |= FAST_SANDBOX
     return values
 
@@ -155,6 +164,45 @@ def warehouse_sim_command(ctx: MeshContext) -> list[str]:
         "--poll",
         "0.5",
     ]
+
+
+def sandbox_carrier_command(ctx: MeshContext) -> list[str]:
+    """The sandbox carrier process (MeshOptions.sandbox_process): in fast mode with the same
+    clock and rates FAST_SANDBOX gives the in-process one; it pushes to the gateway's carrier
+    route, the way a real carrier's webhooks arrive."""
+    plan, host = ctx.plan, ctx.host
+    command = [
+        sys.executable,
+        "-m",
+        "tools.sandbox_carrier",
+        "--host",
+        host,
+        "--port",
+        str(plan.of(SANDBOX_CARRIER, "http")),
+        "--push-url",
+        f"http://{host}:{plan.of('gateway', 'http')}/v1/carriers/sandbox/webhooks",
+        "--journal",
+        str(ctx.options.data_dir.resolve() / "sandbox-carrier.jsonl"),
+        "--log-level",
+        ctx.options.log_level,
+    ]
+    if ctx.options.fast:
+        command += [
+            "--time-scale",
+            FAST_SANDBOX["ACCOUNT_SANDBOX_TIME_SCALE"],
+            "--exception-rate",
+            FAST_SANDBOX["ACCOUNT_SANDBOX_EXCEPTION_RATE"],
+            "--return-rate",
+            FAST_SANDBOX["ACCOUNT_SANDBOX_RETURN_RATE"],
+            "--push-interval",
+            FAST_SANDBOX["SANDBOX_PUSH_INTERVAL_SECONDS"],
+        ]
+    return command
+
+
+def sandbox_carrier_env(ctx: MeshContext) -> dict[str, str]:
+    """Its secret travels in the environment, never on a command line `ps` shows."""
+    return {SANDBOX_SECRET_ENV: ctx.credentials.sandbox_webhook_secret}
 
 
 def child_environ(

@@ -3,9 +3,10 @@
 Before anything starts, every setting each service will get is checked by that service's own
 config class (localmesh.preflight): a bad one stops the launch with ConfigError and no process
 started. Start order (each wave starts once the previous one is ready): PostgreSQL, nats-server,
-the schema registry, inventory + carrier-adapter + billing, order + shipment, the gateway; then
-the demo data and the warehouse simulator. Stop is the reverse, wave by wave, each with a bounded
-wait before SIGKILL. One thread owns the children (their death signal is tied to it).
+the sandbox carrier (when it runs as its own process), the schema registry, inventory +
+carrier-adapter + billing, order + shipment, the gateway; then the demo data and the warehouse
+simulator. Stop is the reverse, wave by wave, each with a bounded wait before SIGKILL. One thread
+owns the children (their death signal is tied to it).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from localmesh.preflight import check_settings
 from localmesh.probes import StartFailed, grpc_serving, http_ready, up_for, wait_ready
 from localmesh.procs import Child, spawn, stop_together
 from localmesh.seed import seed_demo_data
-from localmesh.services import REPO_ROOT, ServiceSpec
+from localmesh.services import REPO_ROOT, SANDBOX_CARRIER, ServiceSpec
 from services.kit.config import env_prefix_for
 
 Report = Callable[[str], None]
@@ -61,6 +62,8 @@ class Mesh:
     pids: Mapping[str, int]
     log_dir: Path
     services: tuple[str, ...] = field(default=())
+    # The sandbox carrier's API when it runs as its own process (MeshOptions.sandbox_process).
+    sandbox_carrier_url: str = ""
 
     @property
     def docs_url(self) -> str:
@@ -139,6 +142,8 @@ class MeshRunner:
         if cluster is not None:
             self._start_postgres(cluster, services, deadline)
         self._start_nats(ctx, deadline)
+        if options.sandbox_process:
+            self._start_sandbox_carrier(ctx, deadline)
         for wave in sorted({spec.wave for spec in services}):
             self._start_wave([spec for spec in services if spec.wave == wave], ctx, deadline)
         if options.seed_demo_data:
@@ -172,7 +177,9 @@ class MeshRunner:
         self._lock_file = descriptor
 
     def _plan(self, services: tuple[ServiceSpec, ...], postgres: bool) -> PortPlan:
-        keys = port_keys(services, with_postgres=postgres)
+        keys = port_keys(
+            services, with_postgres=postgres, with_sandbox_carrier=self.options.sandbox_process
+        )
         if self.options.ports == "free":
             return free_plan(keys, self.options.host)
         plan = fixed_plan(keys)
@@ -230,6 +237,15 @@ class MeshRunner:
         ready = http_ready(monitor + "/healthz?js-enabled-only=true")
         wait_ready(child, ready, deadline=deadline, abort=self.abort)
 
+    def _start_sandbox_carrier(self, ctx: envs.MeshContext, deadline: float) -> None:
+        """Before carrier-adapter, which books with it; its pushes wait for the gateway (a
+        failed push is retried on its next tick)."""
+        environ = envs.child_environ(os.environ, envs.sandbox_carrier_env(ctx))
+        child = self._spawn(SANDBOX_CARRIER, envs.sandbox_carrier_command(ctx), environ)
+        self.groups.append([child])
+        ready = http_ready(ctx.sandbox_carrier_url + "/healthz")
+        wait_ready(child, ready, deadline=deadline, abort=self.abort)
+
     def _start_wave(self, wave: list[ServiceSpec], ctx: envs.MeshContext, deadline: float) -> None:
         group: list[Child] = []
         self.groups.append(group)
@@ -265,6 +281,7 @@ class MeshRunner:
             pids={child.name: child.pid for group in self.groups for child in group},
             log_dir=self.log_dir,
             services=tuple(spec.name for spec in services),
+            sandbox_carrier_url=ctx.sandbox_carrier_url if self.options.sandbox_process else "",
         )
 
     # -- while running and stop -------------------------------------------------------------

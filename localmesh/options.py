@@ -31,6 +31,10 @@ class MeshOptions:
     db: DbKind = "sqlite"
     # Fast mode: the sandbox carrier's simulated clock runs ~4 hours per real second.
     fast: bool = True
+    # Run the sandbox carrier as its own process (tools/sandbox_carrier.py) that carrier-adapter
+    # calls over HTTP and that pushes through the gateway's carrier route, like a remote
+    # carrier; off, it is simulated inside carrier-adapter and pushes straight into its ingest.
+    sandbox_process: bool = False
     seed_demo_data: bool = True
     warehouse_simulator: bool = True
     # The chance the warehouse simulator finds a returned SKU damaged (0..1; returns are

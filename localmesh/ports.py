@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from localmesh.services import FIXED_PORTS, ServiceSpec, port_names
+from localmesh.services import FIXED_PORTS, SANDBOX_CARRIER, ServiceSpec, port_names
 
 PortKey = tuple[str, str]  # (owner, port name), e.g. ("gateway", "http")
 
@@ -24,10 +24,14 @@ class PortPlan:
         return self.ports[(owner, name)]
 
 
-def port_keys(services: Iterable[ServiceSpec], *, with_postgres: bool) -> list[PortKey]:
+def port_keys(
+    services: Iterable[ServiceSpec], *, with_postgres: bool, with_sandbox_carrier: bool = False
+) -> list[PortKey]:
     keys: list[PortKey] = [("nats", "client"), ("nats", "monitor")]
     if with_postgres:
         keys.append(("postgres", "sql"))
+    if with_sandbox_carrier:
+        keys.append((SANDBOX_CARRIER, "http"))
     for spec in services:
         keys += [(spec.name, name) for name in port_names(spec)]
     return keys

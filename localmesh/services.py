@@ -71,6 +71,9 @@ GATEWAY = ServiceSpec(
         "CARRIER_TARGET": "carrier-adapter",
     },
 )
+# Not a crossdock service: the stand-in for a remote carrier (tools/sandbox_carrier.py).
+SANDBOX_CARRIER = "sandbox-carrier"
+
 ALL_SERVICES = (SCHEMA_REGISTRY, INVENTORY, CARRIER_ADAPTER, BILLING, ORDER, SHIPMENT, GATEWAY)
 
 # `make run`'s ports: stable, so bookmarks and the README keep working across runs.
@@ -94,6 +97,8 @@ FIXED_PORTS: Mapping[tuple[str, str], int] = {
     ("gateway", "http"): 8080,
     ("gateway", "admin"): 8081,
     ("gateway", "metrics"): 9106,
+    # The sandbox carrier as its own process (MeshOptions.sandbox_process).
+    (SANDBOX_CARRIER, "http"): 8086,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from localmesh.mesh import Mesh
+from localmesh.services import SANDBOX_CARRIER
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -35,6 +36,10 @@ def mesh_table(mesh: Mesh) -> str:
         rows.append([service, pid, endpoint, mesh.metrics_urls.get(service, "")])
         if service == "schema-registry":
             rows.append(["schema-registry REST", pid, mesh.registry_url + "/subjects", ""])
+    if SANDBOX_CARRIER in mesh.pids:
+        rows.append(
+            [SANDBOX_CARRIER, str(mesh.pids[SANDBOX_CARRIER]), mesh.sandbox_carrier_url, ""]
+        )
     if "warehouse-sim" in mesh.pids:
         rows.append(["warehouse-sim", str(mesh.pids["warehouse-sim"]), "confirms picks", ""])
     table = render(["process", "pid", "listens on", "metrics / docs"], rows)

@@ -56,7 +56,7 @@ class FieldSpec:
     name: str
     required: bool = True
     secret: bool = False
-    kind: str = "str"  # str, float, int
+    kind: str = "str"  # str, url, float, int
     minimum: float | None = None
     maximum: float | None = None
 
@@ -103,6 +103,10 @@ CARRIER_FIELDS: Mapping[str, tuple[FieldSpec, ...]] = {
         _rate("late_webhook_rate"),
         # Real seconds a label booking takes, to rehearse slow carriers and caller timeouts.
         FieldSpec("label_delay_seconds", required=False, kind="float", minimum=0.0, maximum=600.0),
+        # The base URL of a sandbox carrier running as its own process (tools/sandbox_carrier.py):
+        # set, the account calls it over HTTP and the simulation settings above are that
+        # process's (only WEBHOOK_SECRET is read here); unset, the sandbox runs in this service.
+        FieldSpec("endpoint", required=False, kind="url"),
     ),
 }
 
@@ -185,6 +189,8 @@ def _flag(env: Mapping[str, str], variable: str, problems: list[str]) -> bool:
 def _check(spec: FieldSpec, raw: str) -> str:
     if spec.kind == "str":
         return ""
+    if spec.kind == "url":
+        return "" if raw.startswith(("http://", "https://")) else "must be an http(s) URL"
     try:
         number = float(raw) if spec.kind == "float" else int(raw)
     except ValueError:

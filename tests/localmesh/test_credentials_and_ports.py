@@ -31,7 +31,7 @@ def test_a_chosen_demo_key_wins(tmp_path: Path) -> None:
 
 
 def test_fixed_ports_cover_every_process_without_clashes() -> None:
-    keys = port_keys(ALL_SERVICES, with_postgres=True)
+    keys = port_keys(ALL_SERVICES, with_postgres=True, with_sandbox_carrier=True)
     plan = fixed_plan(keys)
     assert plan.of("gateway", "http") == 8080 and plan.of("gateway", "admin") == 8081
     assert len(set(plan.ports.values())) == len(keys)

@@ -9,9 +9,12 @@ import pytest
 
 from localmesh.credentials import Credentials
 from localmesh.environment import (
+    SANDBOX_SECRET_ENV,
     MeshContext,
     child_environ,
     resolve_db_urls,
+    sandbox_carrier_command,
+    sandbox_carrier_env,
     service_env,
     sqlite_url,
 )
@@ -41,7 +44,9 @@ def config_class(spec: ServiceSpec) -> type[ServiceConfig]:
 
 def context(services: tuple[ServiceSpec, ...] = ALL_SERVICES, **options: object) -> MeshContext:
     mesh_options = MeshOptions(data_dir=Path("/data/mesh"), **options)  # type: ignore[arg-type]
-    plan = fixed_plan(port_keys(services, with_postgres=False))
+    plan = fixed_plan(
+        port_keys(services, with_postgres=False, with_sandbox_carrier=mesh_options.sandbox_process)
+    )
     users = [spec.name for spec in services] + [ADMIN_USER]
     credentials = Credentials(
         nats_passwords={user: f"pw-{user}" for user in users},
@@ -137,3 +142,24 @@ def test_child_environment_keeps_only_its_own_crossdock_settings() -> None:
     assert env["CROSSDOCK_ORDER_GRPC_PORT"] == "1"
     assert "CROSSDOCK_BILLING_DB_URL" not in env
     assert "CROSSDOCK_NATS_URL" not in env
+
+
+def test_sandbox_process_mode_points_carrier_adapter_at_it_and_pushes_via_the_gateway() -> None:
+    services = ALL_SERVICES
+    ctx = context(services, sandbox_process=True)
+    carrier = next(spec for spec in services if spec.name == "carrier-adapter")
+    env = service_env(carrier, ctx)
+    assert env["CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_SANDBOX_ENDPOINT"] == "http://127.0.0.1:8086"
+    assert env["CROSSDOCK_CARRIER_ADAPTER_SANDBOX_PUSH"] == "off"  # the process pushes
+    assert "CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_SANDBOX_TIME_SCALE" not in env
+    config_class(carrier).from_env(env)
+    (sandbox,) = load_accounts(env)
+    assert sandbox.get("endpoint") == "http://127.0.0.1:8086"
+
+    command = sandbox_carrier_command(ctx)
+    assert command[1:3] == ["-m", "tools.sandbox_carrier"]
+    push_url = command[command.index("--push-url") + 1]
+    assert push_url == "http://127.0.0.1:8080/v1/carriers/sandbox/webhooks"
+    assert command[command.index("--time-scale") + 1] == "14400"  # fast, as in-process
+    assert "webhook-secret" not in " ".join(command)  # the secret travels in the environment
+    assert sandbox_carrier_env(ctx) == {SANDBOX_SECRET_ENV: "webhook-secret"}

@@ -20,6 +20,7 @@ from services.carrier_adapter.adapters.carriers.sandbox.connector import (
     SandboxConnector,
     SandboxSettings,
 )
+from services.carrier_adapter.adapters.carriers.sandbox.remote import RemoteSandboxConnector
 from services.carrier_adapter.adapters.carriers.tables import load_service_table, load_status_table
 from services.carrier_adapter.adapters.carriers.ups.connector import UpsConnector
 from services.carrier_adapter.adapters.carriers.usps.connector import UspsConnector
@@ -125,6 +126,18 @@ def build_connector(account: CarrierAccount, deps: ConnectorDeps) -> CarrierConn
     )
     status_table = load_status_table(account.carrier)
     service_table = load_service_table(account.carrier)
+    if account.carrier == "sandbox" and account.get("endpoint"):
+        return RemoteSandboxConnector(
+            account.account_id,
+            account.get("endpoint"),
+            SandboxSettings.from_account(account),
+            status_table=status_table,
+            service_table=service_table,
+            clock=deps.clock,
+            on_unmapped=on_unmapped,
+            payloads=recorder,
+            timeout_seconds=deps.http_timeout_seconds,
+        )
     if account.carrier == "sandbox":
         return SandboxConnector(
             account.account_id,

@@ -49,7 +49,7 @@ from services.carrier_adapter.domain.service_table import ServiceTable
 from services.carrier_adapter.domain.status_table import StatusTable
 from services.kit.values import Address, Money, WeightUnit
 
-__all__ = ["SandboxConnector", "SandboxSettings"]
+__all__ = ["SandboxConnector", "SandboxSettings", "parse_push"]
 
 CARRIER = "sandbox"
 
@@ -236,34 +236,30 @@ class SandboxConnector:
         return self.normalizer.normalize(parcel.label.tracking_number, raw)
 
     def parse_webhook(self, webhook: InboundWebhook) -> WebhookBatch:
-        webhooks.verify(
-            webhook.body,
-            webhook.headers,
-            self.settings.webhook_secrets,
-            self._clock.now(),
-            self.settings.webhook_tolerance,
-        )
-        push = webhooks.decode_push(webhook.body)
-        if self._payloads is not None:
-            self._payloads.record(
-                operation="webhook",
-                direction=PayloadDirection.INBOUND,
-                body=webhook.body.decode("utf-8", "replace"),
-                reference=push.tracking_number,
-            )
-        result = self.normalizer.normalize(push.tracking_number, push.scans)
-        charges = {push.tracking_number: push.final_charge} if push.final_charge else {}
-        return WebhookBatch(CARRIER, push.event_id, (result,), charges)
+        return parse_push(webhook, self.settings, self._clock, self.normalizer, self._payloads)
 
     # ---- simulator -----------------------------------------------------------------------
 
-    def restore(self, label: BookedLabel, request: LabelRequest) -> None:
-        """Re-register a label booked before a restart (the service keeps them in its store)."""
+    def restore(
+        self, label: BookedLabel, request: LabelRequest, cancelled_at: datetime | None = None
+    ) -> None:
+        """Re-register a label booked before a restart (the service keeps them in its store;
+        the sandbox process, in its journal), voided at `cancelled_at` if it was."""
         if label.tracking_number not in self._parcels:
             self._adopt(label, request)
+        if cancelled_at is not None:
+            self._parcels[label.tracking_number].cancelled_at = cancelled_at
 
     def live_tracking_numbers(self) -> list[str]:
         return sorted(self._parcels)
+
+    def settled(self, tracking_number: str, now: datetime) -> bool:
+        """True once nothing more will ever happen to the parcel: voided, or its last planned
+        scan is due. scans_due answers the same from then on."""
+        parcel = self._parcel(tracking_number)
+        if parcel.cancelled_at is not None:
+            return True
+        return not parcel.plan or self._wall_time(parcel, parcel.plan[-1]) <= now
 
     def scans_due(self, tracking_number: str, now: datetime) -> list[RawScan]:
         """The scans that have happened by `now`, oldest first, with wall-clock times."""
@@ -333,6 +329,35 @@ class SandboxConnector:
             self._payloads.record(
                 operation=operation, direction=direction, body=body, reference=ref
             )
+
+
+def parse_push(
+    webhook: InboundWebhook,
+    settings: SandboxSettings,
+    clock: Clock,
+    normalizer: ScanNormalizer,
+    payloads: PayloadRecorder | None,
+) -> WebhookBatch:
+    """Verify a sandbox push, log it, normalize its scans: the same whether the sandbox runs
+    in this process or as its own (sandbox.remote)."""
+    webhooks.verify(
+        webhook.body,
+        webhook.headers,
+        settings.webhook_secrets,
+        clock.now(),
+        settings.webhook_tolerance,
+    )
+    push = webhooks.decode_push(webhook.body)
+    if payloads is not None:
+        payloads.record(
+            operation="webhook",
+            direction=PayloadDirection.INBOUND,
+            body=webhook.body.decode("utf-8", "replace"),
+            reference=push.tracking_number,
+        )
+    result = normalizer.normalize(push.tracking_number, push.scans)
+    charges = {push.tracking_number: push.final_charge} if push.final_charge else {}
+    return WebhookBatch(CARRIER, push.event_id, (result,), charges)
 
 
 def _lines(address: Address) -> tuple[str, ...]:

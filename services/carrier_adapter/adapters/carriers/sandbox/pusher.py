@@ -10,6 +10,7 @@ held back behind the parcel's next push (out of order).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
@@ -36,12 +37,26 @@ class Push:
 
 
 class SandboxPusher:
-    def __init__(self, connector: SandboxConnector, deliver: PushDelivery, clock: Clock) -> None:
+    def __init__(
+        self,
+        connector: SandboxConnector,
+        deliver: PushDelivery,
+        clock: Clock,
+        *,
+        concurrency: int = 1,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self._connector = connector
         self._deliver = deliver
         self._clock = clock
+        # Deliveries in flight at once; 1 sends in order, one after another.
+        self._concurrency = concurrency
         self._rng = random.Random(f"{connector.settings.seed}:pusher")
         self._pushed_count: dict[str, int] = {}
+        # Parcels whose whole story is pushed: skipped, so a tick costs what is still moving,
+        # not every parcel ever booked.
+        self._finished: set[str] = set()
         self._outbox: list[Push] = []
         self._held: list[Push] = []
 
@@ -50,8 +65,13 @@ class SandboxPusher:
         now = self._clock.now()
         pushes = []
         for number in self._connector.live_tracking_numbers():
+            if number in self._finished:
+                continue
+            settled = self._connector.settled(number, now)
             scans = self._connector.scans_due(number, now)
             already = self._pushed_count.get(number, 0)
+            if settled:
+                self._finished.add(number)  # this collect pushes its last scans, if any
             if len(scans) <= already:
                 continue
             fresh = scans[already:]
@@ -82,15 +102,28 @@ class SandboxPusher:
                 self._outbox.append(push)
         self._outbox.extend(released)
         pending, self._outbox = self._outbox, []
-        delivered = 0
-        for push in pending:
-            headers = webhooks.sign(
-                push.body, settings.webhook_secrets[:1], push.event_id, self._clock.now()
-            )
-            try:
-                await self._deliver(headers, push.body)
-                delivered += 1
-            except Exception:
-                log.warning("sandbox push %s failed; retrying next tick", push.event_id)
-                self._outbox.append(push)
-        return delivered
+        if self._concurrency == 1:
+            return sum([await self._send(push) for push in pending])
+        slots = asyncio.Semaphore(self._concurrency)
+
+        async def send(push: Push) -> int:
+            async with slots:
+                return await self._send(push)
+
+        return sum(await asyncio.gather(*(send(push) for push in pending)))
+
+    async def _send(self, push: Push) -> int:
+        """Sign at send time and deliver; 1 if delivered, else 0 and kept for the next tick."""
+        headers = webhooks.sign(
+            push.body,
+            self._connector.settings.webhook_secrets[:1],
+            push.event_id,
+            self._clock.now(),
+        )
+        try:
+            await self._deliver(headers, push.body)
+        except Exception:
+            log.warning("sandbox push %s failed; retrying next tick", push.event_id)
+            self._outbox.append(push)
+            return 0
+        return 1

@@ -45,6 +45,8 @@ __all__ = [
     "DecodedPush",
     "decode_push",
     "encode_push",
+    "scans_from_json",
+    "scans_to_json",
     "sign",
     "verify",
 ]
@@ -117,20 +119,7 @@ def encode_push(
     created_at: datetime,
     final_charge: Money | None = None,
 ) -> bytes:
-    data: dict[str, Any] = {
-        "tracking_number": tracking_number,
-        "scans": [
-            {
-                "code": scan.status_code,
-                "reason": scan.incident_code,
-                "description": scan.description,
-                "occurred_at": _iso(scan.occurred_at),
-                "signed_by": scan.signed_by,
-                "location": _location_json(scan.location),
-            }
-            for scan in scans
-        ],
-    }
+    data: dict[str, Any] = {"tracking_number": tracking_number, "scans": scans_to_json(scans)}
     if final_charge is not None:
         data["final_charge"] = {
             "amount": str(final_charge.amount),
@@ -152,17 +141,7 @@ def decode_push(body: bytes) -> DecodedPush:
         if envelope["type"] != "tracking.updated":
             raise WebhookMalformed(_CARRIER, f"unknown type {envelope['type']!r}")
         data = envelope["data"]
-        scans = tuple(
-            RawScan(
-                status_code=str(scan["code"]),
-                incident_code=str(scan.get("reason") or ""),
-                description=str(scan.get("description") or ""),
-                occurred_at=_parse_instant(scan["occurred_at"]),
-                location=_location(scan.get("location")),
-                signed_by=str(scan.get("signed_by") or ""),
-            )
-            for scan in data["scans"]
-        )
+        scans = scans_from_json(data["scans"])
         charge = data.get("final_charge")
         return DecodedPush(
             event_id=str(envelope["id"]),
@@ -174,6 +153,36 @@ def decode_push(body: bytes) -> DecodedPush:
         raise
     except (ValueError, KeyError, TypeError, ArithmeticError) as error:
         raise WebhookMalformed(_CARRIER, f"{type(error).__name__}: {error}") from None
+
+
+def scans_to_json(scans: Sequence[RawScan]) -> list[dict[str, Any]]:
+    """Scans in the sandbox's wire shape (pushes, and its tracking API's answers)."""
+    return [
+        {
+            "code": scan.status_code,
+            "reason": scan.incident_code,
+            "description": scan.description,
+            "occurred_at": _iso(scan.occurred_at),
+            "signed_by": scan.signed_by,
+            "location": _location_json(scan.location),
+        }
+        for scan in scans
+    ]
+
+
+def scans_from_json(raw: Sequence[Any]) -> tuple[RawScan, ...]:
+    """Parse scans_to_json's shape; a missing or bad field raises KeyError/ValueError/TypeError."""
+    return tuple(
+        RawScan(
+            status_code=str(scan["code"]),
+            incident_code=str(scan.get("reason") or ""),
+            description=str(scan.get("description") or ""),
+            occurred_at=_parse_instant(scan["occurred_at"]),
+            location=_location(scan.get("location")),
+            signed_by=str(scan.get("signed_by") or ""),
+        )
+        for scan in raw
+    )
 
 
 def _iso(instant: datetime) -> str:
