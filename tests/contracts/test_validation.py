@@ -161,14 +161,14 @@ INVALID: list[tuple[str, Callable[[], Message], set[str]]] = [
         {"order_id"},
     ),
     (
-        "order: return line with no disposition",
+        "order: return line with no disposition or reason",
         lambda: order.CreateReturnRequest(
             order_id=f"ord_{ULID}",
             order_return=order.ReturnInput(
                 lines=[order.ReturnLineInput(order_line_number=1, quantity=1)]
             ),
         ),
-        {"order_return.lines[0].disposition"},
+        {"order_return.lines[0].disposition", "order_return.lines[0].reason"},
     ),
     (
         "inventory: negative quantity and bad location",

@@ -597,7 +597,8 @@ class ReturnLineInput(_message.Message):
     """disposition says what happens to the units on arrival."""
     reason: _builtins.str
     """reason is the customer's reason, a return reason code: DAMAGED, DEFECTIVE, WRONG_ITEM,
-    NOT_AS_DESCRIBED, NO_LONGER_NEEDED, ARRIVED_LATE or OTHER.
+    NOT_AS_DESCRIBED, NO_LONGER_NEEDED, ARRIVED_LATE or OTHER. Required; the codes are data
+    (the order service's reason list), so an unknown one is refused by the service.
     """
     def __init__(
         self,
