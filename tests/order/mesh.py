@@ -95,6 +95,8 @@ class ShipmentState:
     invoiced: bool = False
     cancelled: bool = False
     returned: bool = False  # the carrier brought it back to sender
+    labels: int = 0  # labels booked at the carrier for it
+    voided: int = 0  # of those, voided
 
 
 @dataclass(frozen=True)
@@ -434,8 +436,10 @@ class Mesh:
         self._cancel_shipment(shipment_id, shipment, reason)
 
     def _cancel_shipment(self, shipment_id: str, shipment: ShipmentState, reason: str) -> None:
-        """CANCELLED; inventory puts the units back (keyed on the shipment), order hears of it."""
+        """CANCELLED; its label, if it has one, voided; inventory puts the units back (keyed on
+        the shipment), order hears of it."""
         shipment.cancelled = True
+        shipment.voided = shipment.labels
         lines = tuple(
             inv.ReceiptLine(sku, q.quantity)
             for sku, q in zip(shipment.skus, shipment.lines, strict=True)
@@ -475,6 +479,7 @@ class Mesh:
     def ship(self, pick: inv.PickCompleted) -> str:
         shipment_id = f"shp_{pick.pick_id}"
         shipment = self._shipment_of(pick)
+        shipment.labels = 1  # booked under the shipment id as idempotency key: once
         self.shipments[shipment_id] = shipment
         self.inbox.append(
             (pick.order_id, ShipmentManifested(shipment_id, pick.location_id, shipment.lines))

@@ -544,6 +544,15 @@ class SagaMachine(RuleBasedStateMachine):
         assert on_books == self.mesh.units_brought_in - self.mesh.units_out()
 
     @invariant()
+    def one_label_per_shipment_voided_labels_excluded(self) -> None:
+        for shipment in self.mesh.shipments.values():
+            assert 0 <= shipment.voided <= shipment.labels <= 1
+            live = shipment.labels - shipment.voided
+            assert live == (0 if shipment.cancelled else shipment.labels)
+            if shipment.picked_up and not shipment.cancelled:
+                assert live == 1  # nothing leaves without exactly one label
+
+    @invariant()
     def nothing_cancelled_is_invoiced(self) -> None:
         for shipment in self.mesh.shipments.values():
             assert not (shipment.cancelled and (shipment.invoiced or shipment.delivered))
