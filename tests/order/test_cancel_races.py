@@ -61,15 +61,22 @@ async def _confirm(spine: Spine, task: inv.PickTask) -> bool:
         )
         for x in task.lines
     ]
-    try:
-        await spine.inventory.ConfirmPick(
-            inv_svc.ConfirmPickRequest(pick_id=task.pick_id, lines=lines)
-        )
-    except grpc.aio.AioRpcError as error:
-        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
-        assert "cancelled" in (error.details() or ""), error.details()
-        return False
-    return True
+    for _ in range(20):
+        try:
+            await spine.inventory.ConfirmPick(
+                inv_svc.ConfirmPickRequest(pick_id=task.pick_id, lines=lines)
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.ABORTED:
+                # Ten floors confirm picks of one SKU at once: a lost optimistic race on the
+                # stock position is ABORTED, which a WMS retries (the kit's transient codes).
+                await asyncio.sleep(random.uniform(0.01, 0.05))
+                continue
+            assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
+            assert "cancelled" in (error.details() or ""), error.details()
+            return False
+        return True
+    raise AssertionError(f"pick {task.pick_id} lost its race 20 times")
 
 
 async def _cancel(spine: Spine, order_id: str) -> None:
