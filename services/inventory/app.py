@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from services.inventory import domain
 from services.inventory.adapters.store import SqlInventory
-from services.inventory.domain.errors import ReservationNotActive, not_found
+from services.inventory.domain.errors import NotFound, ReservationNotActive, not_found
 from services.inventory.domain.ids import IdSource
 from services.kit.clock import Clock
 from services.kit.paging import page_size
@@ -206,10 +206,12 @@ def release_order_reservations(
         for r in repo.reservations(order_id=order_id, status=domain.ReservationStatus.ACTIVE)
     )
     for reservation_id in sorted(wanted):
-        reservation = repo.get_reservation(reservation_id)
-        if reservation is None or reservation.status is not domain.ReservationStatus.ACTIVE:
+        # release reads (and locks) the reservation itself: an unknown one raises NotFound, a
+        # picked one ReservationNotActive, a released one is a replay with no events.
+        try:
+            outcome = domain.release(repo, reservation_id, CANCEL_REASON, clock())
+        except (NotFound, ReservationNotActive):
             continue
-        outcome = domain.release(repo, reservation_id, CANCEL_REASON, clock())
         uow.publish_all(outcome.events)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -41,6 +42,14 @@ class PositionChanges:
     def __init__(self, repo: InventoryRepository) -> None:
         self._repo = repo
         self._pending: dict[tuple[str, str], _Pending] = {}
+
+    def load(self, skus: Iterable[str], location_id: str) -> None:
+        """Read, in one go, the positions of `skus` at `location_id` not read yet: the reads
+        `position`, `reserve` and the moves would otherwise make one by one, in the same order."""
+        missing = [sku for sku in dict.fromkeys(skus) if (sku, location_id) not in self._pending]
+        if missing:
+            for sku, before in self._repo.get_positions(missing, location_id).items():
+                self._pending[(sku, location_id)] = _Pending(before=before)
 
     def position(self, sku: str, location_id: str) -> Position:
         """The position as it will be after the changes collected so far."""
@@ -85,12 +94,14 @@ class PositionChanges:
                     f"non-sellable {position.non_sellable}"
                 )
             after[key] = position
+        movements: list[Movement] = []
         for key, position in after.items():
             self._repo.save_position(position)
-            for quantity_delta, kind, ref, sellable in self._pending[key].movements:
-                self._repo.add_movement(
-                    Movement(key[0], key[1], quantity_delta, kind, ref, now, sellable)
-                )
+            movements += [
+                Movement(key[0], key[1], quantity_delta, kind, ref, now, sellable)
+                for quantity_delta, kind, ref, sellable in self._pending[key].movements
+            ]
+        self._repo.add_movements(movements)
         return after
 
     def _entry(self, sku: str, location_id: str) -> _Pending:

@@ -87,7 +87,7 @@ def create_pick_task(
         lines=reservation.lines,
         created_at=now,
     )
-    repo.save_pick_task(task)
+    repo.add_pick_task(task)
     return PickTaskOutcome(task, created=True)
 
 
@@ -145,6 +145,7 @@ def confirm_pick(
         )
 
     changes = PositionChanges(repo)
+    changes.load((line.sku for line in ordered_lines), task.location_id)
     write_offs: list[Adjustment] = []
     for line in ordered_lines:
         changes.reserve(line.sku, task.location_id, -(line.quantity_picked + line.quantity_short))
@@ -184,6 +185,7 @@ def _check_confirmation(
 ) -> tuple[PickConfirmationLine, ...]:
     """Validate a confirmation; return its lines in the task's line order."""
     expected = {line.order_line_number: line for line in task.lines}
+    items = repo.get_items({line.sku for line in lines})
     by_number: dict[int, PickConfirmationLine] = {}
     violations: list[FieldViolation] = []
     for index, line in enumerate(lines):
@@ -216,7 +218,7 @@ def _check_confirmation(
                     f"picked + short must equal the {wanted.quantity} units reserved",
                 )
             )
-        item = repo.get_item(line.sku)
+        item = items.get(line.sku)
         if line.quantity_picked > 0 and item is not None and item.lot_controlled and not line.lot:
             violations.append(
                 FieldViolation(f"{path}.lot", "lot_required", f"SKU {line.sku!r} is lot-controlled")

@@ -136,6 +136,7 @@ def _release_whole(
     repo: InventoryRepository, reservation: Reservation, reason: str, now: datetime
 ) -> ReleaseOutcome:
     changes = PositionChanges(repo)
+    changes.load((line.sku for line in reservation.lines), reservation.location_id)
     for line in reservation.lines:
         changes.reserve(line.sku, reservation.location_id, -line.quantity)
     changes.write(now)
@@ -160,6 +161,7 @@ def _release_part(
     now: datetime,
 ) -> ReleaseOutcome:
     changes = PositionChanges(repo)
+    changes.load((line.sku for line in lines), reservation.location_id)
     for line in lines:
         changes.reserve(line.sku, reservation.location_id, -line.quantity)
     changes.write(now)

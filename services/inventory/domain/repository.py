@@ -5,16 +5,19 @@ never commit. `InMemoryInventory` is the fake the unit and stateful tests use (c
 FakeRepository) and is complete enough for the warehouse simulator.
 
 Contract every implementation keeps:
-- `get_position` returns a zero position (version 0) for a (sku, location) never stocked;
+- `get_position` returns a zero position (version 0) for a (sku, location) never stocked, and so
+  does `get_positions`, which reads several SKUs of one location at once;
 - `save_position` is a compare-and-set on `version`: it accepts `version == stored + 1` only and
   raises kit `Conflict` otherwise, which is how two reservations racing for the last unit end
   with exactly one winner;
+- `add_*` records a new row and raises kit `Conflict` when its key is already there (it lost a
+  race to a concurrent insert); `save_*` updates, or records a row it does not find;
 - lists come back in a stable order (documented per method) so results are deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 from services.inventory.domain.model import (
@@ -38,6 +41,8 @@ class InventoryRepository(Protocol):
     """Reads and writes the inventory aggregates; see the module docstring for the contract."""
 
     def get_item(self, sku: str) -> Item | None: ...
+    # the known ones among `skus`, by SKU
+    def get_items(self, skus: Collection[str]) -> dict[str, Item]: ...
     def save_item(self, item: Item) -> None: ...
     def items(self) -> list[Item]: ...  # SKU order
 
@@ -46,13 +51,18 @@ class InventoryRepository(Protocol):
     def locations(self) -> list[Location]: ...  # id order
 
     def get_position(self, sku: str, location_id: str) -> Position: ...
+    # every one of `skus` at `location_id`, by SKU
+    def get_positions(self, skus: Collection[str], location_id: str) -> dict[str, Position]: ...
     def save_position(self, position: Position) -> None: ...
     # SKU then location order; either filter may be None for "all".
     def positions(
         self, sku: str | None = None, location_id: str | None = None
     ) -> list[Position]: ...
+    # the stocked positions of `skus` at every location, SKU then location order
+    def positions_of_skus(self, skus: Collection[str]) -> list[Position]: ...
 
     def get_reservation(self, reservation_id: str) -> Reservation | None: ...
+    def add_reservation(self, reservation: Reservation) -> None: ...
     def save_reservation(self, reservation: Reservation) -> None: ...
     # creation order
     def reservations(
@@ -66,6 +76,7 @@ class InventoryRepository(Protocol):
     def add_release_attempt(self, attempt: ReleaseAttempt) -> None: ...
 
     def get_pick_task(self, pick_id: str) -> PickTask | None: ...
+    def add_pick_task(self, task: PickTask) -> None: ...
     def save_pick_task(self, task: PickTask) -> None: ...
     # creation order (oldest first)
     def pick_tasks(
@@ -81,7 +92,8 @@ class InventoryRepository(Protocol):
     def get_receipt_by_key(self, idempotency_key: str) -> Receipt | None: ...
     def add_receipt(self, receipt: Receipt) -> None: ...
 
-    def add_movement(self, movement: Movement) -> None: ...
+    # appended in the order given
+    def add_movements(self, movements: Sequence[Movement]) -> None: ...
     # ledger order
     def movements(
         self, sku: str | None = None, location_id: str | None = None
@@ -110,6 +122,10 @@ class InMemoryInventory:
     def get_item(self, sku: str) -> Item | None:
         return self._items.get(sku)
 
+    def get_items(self, skus: Collection[str]) -> dict[str, Item]:
+        found = {sku: self.get_item(sku) for sku in skus}
+        return {sku: item for sku, item in found.items() if item is not None}
+
     def save_item(self, item: Item) -> None:
         self._items[item.sku] = item
 
@@ -130,6 +146,10 @@ class InMemoryInventory:
     def get_position(self, sku: str, location_id: str) -> Position:
         return self._positions.get((sku, location_id)) or Position(sku, location_id)
 
+    def get_positions(self, skus: Collection[str], location_id: str) -> dict[str, Position]:
+        # One get_position per SKU, so a test that hooks get_position sees every read.
+        return {sku: self.get_position(sku, location_id) for sku in skus}
+
     def save_position(self, position: Position) -> None:
         key = (position.sku, position.location_id)
         stored_version = self._positions[key].version if key in self._positions else 0
@@ -147,10 +167,19 @@ class InMemoryInventory:
             if (sku is None or key[0] == sku) and (location_id is None or key[1] == location_id)
         ]
 
+    def positions_of_skus(self, skus: Collection[str]) -> list[Position]:
+        wanted = set(skus)
+        return [self._positions[key] for key in sorted(self._positions) if key[0] in wanted]
+
     # -- reservations ----------------------------------------------------------------------
 
     def get_reservation(self, reservation_id: str) -> Reservation | None:
         return self._reservations.get(reservation_id)
+
+    def add_reservation(self, reservation: Reservation) -> None:
+        if reservation.reservation_id in self._reservations:
+            raise Conflict(f"reservation {reservation.reservation_id} was written concurrently")
+        self._reservations[reservation.reservation_id] = reservation
 
     def save_reservation(self, reservation: Reservation) -> None:
         # dicts keep insertion order, and replacing a key keeps its slot: creation order holds.
@@ -182,6 +211,11 @@ class InMemoryInventory:
 
     def get_pick_task(self, pick_id: str) -> PickTask | None:
         return self._picks.get(pick_id)
+
+    def add_pick_task(self, task: PickTask) -> None:
+        if task.pick_id in self._picks:
+            raise Conflict(f"pick {task.pick_id} was written concurrently")
+        self._picks[task.pick_id] = task
 
     def save_pick_task(self, task: PickTask) -> None:
         self._picks[task.pick_id] = task
@@ -226,8 +260,8 @@ class InMemoryInventory:
         """Every receipt in the order it was recorded (a test and audit helper)."""
         return list(self._receipts)
 
-    def add_movement(self, movement: Movement) -> None:
-        self._movements.append(movement)
+    def add_movements(self, movements: Sequence[Movement]) -> None:
+        self._movements.extend(movements)
 
     def movements(self, sku: str | None = None, location_id: str | None = None) -> list[Movement]:
         return [

@@ -91,10 +91,11 @@ def reserve(
             f"location {request.location_id} takes no new reservations",
             metadata={"location_id": request.location_id},
         )
+    known = repo.get_items({line.sku for line in request.lines})
     unknown = [
         FieldViolation(f"lines[{index}].sku", "unknown_sku", f"SKU {line.sku!r} does not exist")
         for index, line in enumerate(request.lines)
-        if repo.get_item(line.sku) is None
+        if line.sku not in known
     ]
     if unknown:
         raise invalid(unknown)
@@ -134,7 +135,7 @@ def reserve(
             idempotency_key=request.idempotency_key,
             updated_at=now,
         )
-        repo.save_reservation(reservation)
+        repo.add_reservation(reservation)
         events = (StockReserved(reservation, now),)
     repo.add_reserve_attempt(
         ReserveAttempt(
@@ -206,7 +207,9 @@ def _replay(
 def _grant(changes: PositionChanges, request: ReserveStock) -> list[int]:
     """Units grantable per line, serving lines in order against each SKU's availability."""
     left: dict[str, int] = defaultdict(int)
-    for sku in sorted({line.sku for line in request.lines}):
+    skus = sorted({line.sku for line in request.lines})
+    changes.load(skus, request.location_id)
+    for sku in skus:
         left[sku] = max(0, changes.position(sku, request.location_id).available)
     granted = []
     for line in request.lines:

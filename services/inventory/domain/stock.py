@@ -183,6 +183,7 @@ def receive(
         violations.append(FieldViolation("idempotency_key", "required", "required"))
     if not request.lines:
         violations.append(FieldViolation("lines", "min_items", "at least one line is required"))
+    items = repo.get_items({line.sku for line in request.lines})
     for index, line in enumerate(request.lines):
         if line.quantity <= 0:
             violations.append(
@@ -196,7 +197,7 @@ def receive(
                     f"say why {line.condition.name.lower()} units are not sellable",
                 )
             )
-        item = repo.get_item(line.sku)
+        item = items.get(line.sku)
         if item is None:
             violations.append(
                 FieldViolation(f"lines[{index}].sku", "unknown_sku", f"SKU {line.sku!r} unknown")
@@ -227,7 +228,8 @@ def receive(
                 resource_name=existing.receipt_id,
             )
         skus = sorted({line.sku for line in existing.lines})
-        positions = tuple(repo.get_position(sku, existing.location_id) for sku in skus)
+        stocked = repo.get_positions(skus, existing.location_id)
+        positions = tuple(stocked[sku] for sku in skus)
         return ReceiveOutcome(existing, positions, (), replayed=True)
     if repo.get_location(request.location_id) is None:
         raise not_found("location", request.location_id)
@@ -243,6 +245,7 @@ def receive(
         request_fingerprint=request_fingerprint,
     )
     changes = PositionChanges(repo)
+    changes.load((line.sku for line in request.lines), request.location_id)
     for line in request.lines:
         move = changes.move if line.sellable else changes.move_non_sellable
         move(line.sku, request.location_id, line.quantity, MovementKind.RECEIPT, receipt.receipt_id)
@@ -262,9 +265,13 @@ def availability(
     """
     active = {loc.location_id for loc in repo.locations() if loc.active}
     wanted = active & set(location_ids) if location_ids else active
+    by_sku: dict[str, list[Position]] = {sku: [] for sku in skus}
+    for position in repo.positions_of_skus(by_sku):
+        if position.location_id in wanted:
+            by_sku[position.sku].append(position)
     answer = []
     for sku in skus:
-        positions = tuple(p for p in repo.positions(sku=sku) if p.location_id in wanted)
+        positions = tuple(by_sku[sku])
         total = sum(max(0, p.available) for p in positions)
         answer.append(SkuAvailability(sku, total, positions))
     return tuple(answer)

@@ -1,25 +1,30 @@
 """`SqlInventory`: the domain's InventoryRepository over SQLAlchemy Core, inside one unit of work.
 
 It also serves the List RPCs' pages, keyset-paged in SQL (services.kit.paging): one indexed
-range read per page however deep the caller pages.
+range read per page however deep the caller pages. Its statements are built once, in
+`statements`; batched reads (`get_items`, `get_positions`, `positions_of_skus`) are one IN query.
 
 It never commits: `Database.run` owns the transaction. Races are settled by the database:
 - `save_position` compare-and-sets on `version` (UPDATE ... WHERE version = expected). On
   PostgreSQL the second of two racing updates waits for the first's row lock, then re-checks the
   WHERE and matches nothing; on SQLite BEGIN IMMEDIATE serialises writers outright. Either way
   the loser gets kit `Conflict` and the caller retries the whole unit of work;
-- a first INSERT of a position or of an idempotency key that loses to a concurrent one hits a
-  unique constraint, which is reported as `Conflict` too (the retry then sees the winner's row).
+- a first INSERT of a position, of an idempotency key or of any other row with a unique key is
+  INSERT ... ON CONFLICT DO NOTHING: one that loses to a concurrent insert of the same key (on
+  PostgreSQL it waits for the winner to commit) inserts nothing, and that is reported as
+  `Conflict` too, so the retry then sees the winner's row. Losing raises no database error, so
+  no savepoint is needed and a PostgreSQL transaction stays usable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Select, tuple_
 
 from services.inventory.adapters.store import codec
+from services.inventory.adapters.store import statements as sql
 from services.inventory.adapters.store import tables as t
 from services.inventory.domain.model import (
     Adjustment,
@@ -53,64 +58,63 @@ class SqlInventory:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._dialect = conn.dialect.name
 
-    def _insert(self, table: Any, values: dict[str, Any], what: str) -> None:
-        # A savepoint keeps the transaction usable on PostgreSQL after a unique violation,
-        # so the Conflict can propagate cleanly and the caller's retry starts fresh.
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(insert(table).values(**values))
-        except IntegrityError as exc:
-            raise Conflict(f"{what} was written concurrently") from exc
+    def _insert(self, statement: sql.NewRow, values: dict[str, Any], what: str) -> None:
+        # ON CONFLICT DO NOTHING: a row already there (a concurrent first insert that won)
+        # leaves rowcount 0 and no error, so the transaction stays usable for the Conflict.
+        if self._conn.execute(statement[self._dialect], values).rowcount == 0:
+            raise Conflict(f"{what} was written concurrently")
+
+    def _one(self, statement: Select[Any], params: dict[str, Any]) -> Any:
+        return self._conn.execute(statement, params).first()
 
     # -- item master and locations ---------------------------------------------------------
 
     def get_item(self, sku: str) -> Item | None:
-        row = self._conn.execute(select(t.items).where(t.items.c.sku == sku)).first()
+        row = self._one(sql.ITEM, {"sku": sku})
         return codec.item_from(row) if row else None
+
+    def get_items(self, skus: Collection[str]) -> dict[str, Item]:
+        if not skus:
+            return {}
+        rows = self._conn.execute(sql.ITEMS_IN, {"skus": list(skus)})
+        return {row.sku: codec.item_from(row) for row in rows}
 
     def save_item(self, item: Item) -> None:
         values = codec.item_row(item)
-        done = self._conn.execute(update(t.items).where(t.items.c.sku == item.sku).values(values))
+        done = self._conn.execute(sql.UPDATE_ITEM, {**values, "match_sku": item.sku})
         if done.rowcount == 0:
-            self._insert(t.items, values, f"item {item.sku}")
+            self._insert(sql.NEW_ITEM, values, f"item {item.sku}")
 
     def items(self) -> list[Item]:
-        rows = self._conn.execute(select(t.items).order_by(t.items.c.sku))
-        return [codec.item_from(row) for row in rows]
+        return [codec.item_from(row) for row in self._conn.execute(sql.ITEMS)]
 
     def items_page(self, *, include_inactive: bool, size: int, token: str) -> Page:
         """Items in SKU order (active only unless `include_inactive`), one page past `token`."""
-        table = t.items
-        query = select(table)
-        if not include_inactive:
-            query = query.where(table.c.active.is_(True))
-        rows = self._conn.execute(keyset(query, table.c.sku, token, size, key_type=str)).all()
+        query = sql.ITEMS_FOR_PAGE if include_inactive else sql.ACTIVE_ITEMS_FOR_PAGE
+        rows = self._conn.execute(keyset(query, t.items.c.sku, token, size, key_type=str)).all()
         page, next_token = next_page(rows, size, key=lambda row: row.sku)
         return [codec.item_from(row) for row in page], next_token
 
     def get_location(self, location_id: str) -> Location | None:
-        table = t.locations
-        row = self._conn.execute(select(table).where(table.c.location_id == location_id)).first()
+        row = self._one(sql.LOCATION, {"location_id": location_id})
         return codec.location_from(row) if row else None
 
     def save_location(self, location: Location) -> None:
-        table = t.locations
         values = codec.location_row(location)
         done = self._conn.execute(
-            update(table).where(table.c.location_id == location.location_id).values(values)
+            sql.UPDATE_LOCATION, {**values, "match_location_id": location.location_id}
         )
         if done.rowcount == 0:
-            self._insert(table, values, f"location {location.location_id}")
+            self._insert(sql.NEW_LOCATION, values, f"location {location.location_id}")
 
     def locations(self) -> list[Location]:
-        rows = self._conn.execute(select(t.locations).order_by(t.locations.c.location_id))
-        return [codec.location_from(row) for row in rows]
+        return [codec.location_from(row) for row in self._conn.execute(sql.LOCATIONS)]
 
     def locations_page(self, *, size: int, token: str) -> Page:
         """Locations in id order, one page past `token`."""
-        table = t.locations
-        query = keyset(select(table), table.c.location_id, token, size, key_type=str)
+        query = keyset(sql.LOCATIONS_FOR_PAGE, t.locations.c.location_id, token, size, key_type=str)
         rows = self._conn.execute(query).all()
         page, next_token = next_page(rows, size, key=lambda row: row.location_id)
         return [codec.location_from(row) for row in page], next_token
@@ -118,14 +122,19 @@ class SqlInventory:
     # -- positions -------------------------------------------------------------------------
 
     def get_position(self, sku: str, location_id: str) -> Position:
-        table = t.positions
-        row = self._conn.execute(
-            select(table).where(and_(table.c.sku == sku, table.c.location_id == location_id))
-        ).first()
+        row = self._one(sql.POSITION, {"sku": sku, "location_id": location_id})
         return _position(row) if row else Position(sku, location_id)
 
+    def get_positions(self, skus: Collection[str], location_id: str) -> dict[str, Position]:
+        if not skus:
+            return {}
+        rows = self._conn.execute(
+            sql.POSITIONS_AT, {"location_id": location_id, "skus": list(skus)}
+        )
+        found = {row.sku: _position(row) for row in rows}
+        return {sku: found[sku] if sku in found else Position(sku, location_id) for sku in skus}
+
     def save_position(self, position: Position) -> None:
-        table = t.positions
         values = {
             "on_hand": position.on_hand,
             "reserved": position.reserved,
@@ -136,31 +145,33 @@ class SqlInventory:
         where = f"position {position.sku}@{position.location_id}"
         if position.version == 1:
             self._insert(
-                table, {"sku": position.sku, "location_id": position.location_id, **values}, where
+                sql.NEW_POSITION,
+                {"sku": position.sku, "location_id": position.location_id, **values},
+                where,
             )
             return
         done = self._conn.execute(
-            update(table)
-            .where(
-                and_(
-                    table.c.sku == position.sku,
-                    table.c.location_id == position.location_id,
-                    table.c.version == position.version - 1,
-                )
-            )
-            .values(values)
+            sql.UPDATE_POSITION,
+            {
+                **values,
+                "match_sku": position.sku,
+                "match_location_id": position.location_id,
+                "match_version": position.version - 1,
+            },
         )
         if done.rowcount != 1:
             raise Conflict(f"{where} changed concurrently")
 
     def positions(self, sku: str | None = None, location_id: str | None = None) -> list[Position]:
-        table = t.positions
-        query = select(table).order_by(table.c.sku, table.c.location_id)
-        if sku is not None:
-            query = query.where(table.c.sku == sku)
-        if location_id is not None:
-            query = query.where(table.c.location_id == location_id)
-        return [_position(row) for row in self._conn.execute(query)]
+        query = sql.positions(sku is not None, location_id is not None)
+        rows = self._conn.execute(query, _given(sku=sku, location_id=location_id))
+        return [_position(row) for row in rows]
+
+    def positions_of_skus(self, skus: Collection[str]) -> list[Position]:
+        if not skus:
+            return []
+        rows = self._conn.execute(sql.POSITIONS_OF_SKUS, {"skus": list(skus)})
+        return [_position(row) for row in rows]
 
     def positions_page(
         self, *, sku: str | None, location_id: str | None, size: int, token: str
@@ -171,7 +182,7 @@ class SqlInventory:
         a row-value comparison here, with the kit's token codec and page split.
         """
         table = t.positions
-        query = select(table)
+        query = sql.POSITIONS_FOR_PAGE
         if sku is not None:
             query = query.where(table.c.sku == sku)
         if location_id is not None:
@@ -192,52 +203,32 @@ class SqlInventory:
     # -- reservations ----------------------------------------------------------------------
 
     def get_reservation(self, reservation_id: str) -> Reservation | None:
-        table = t.reservations
         # Locked (PostgreSQL; SQLite has one writer): a release and a pick confirmation of the
         # same reservation serialize on this row, so the second sees what the first decided.
-        row = self._conn.execute(
-            select(table).where(table.c.reservation_id == reservation_id).with_for_update()
-        ).first()
+        row = self._one(sql.RESERVATION_FOR_UPDATE, {"reservation_id": reservation_id})
         return _reservation(row) if row else None
 
+    def add_reservation(self, reservation: Reservation) -> None:
+        values = {"reservation_id": reservation.reservation_id, **_reservation_values(reservation)}
+        self._insert(sql.NEW_RESERVATION, values, f"reservation {reservation.reservation_id}")
+
     def save_reservation(self, reservation: Reservation) -> None:
-        table = t.reservations
-        values = {
-            "order_id": reservation.order_id,
-            "location_id": reservation.location_id,
-            "status": reservation.status.value,
-            "lines": codec.dump_reservation_lines(reservation.lines),
-            "created_at": codec.to_epoch(reservation.created_at),
-            "idempotency_key": reservation.idempotency_key,
-            "release_reason": reservation.release_reason,
-            "updated_at": codec.to_epoch(reservation.updated_at),
-        }
+        values = _reservation_values(reservation)
         done = self._conn.execute(
-            update(table).where(table.c.reservation_id == reservation.reservation_id).values(values)
+            sql.UPDATE_RESERVATION, {**values, "match_reservation_id": reservation.reservation_id}
         )
         if done.rowcount == 0:
-            self._insert(
-                table,
-                {"reservation_id": reservation.reservation_id, **values},
-                f"reservation {reservation.reservation_id}",
-            )
+            self.add_reservation(reservation)
 
     def reservations(
         self, order_id: str | None = None, status: ReservationStatus | None = None
     ) -> list[Reservation]:
-        table = t.reservations
-        query = select(table).order_by(table.c.seq)
-        if order_id is not None:
-            query = query.where(table.c.order_id == order_id)
-        if status is not None:
-            query = query.where(table.c.status == status.value)
-        return [_reservation(row) for row in self._conn.execute(query)]
+        query = sql.reservations(order_id is not None, status is not None)
+        params = _given(order_id=order_id, status=status.value if status is not None else None)
+        return [_reservation(row) for row in self._conn.execute(query, params)]
 
     def get_reserve_attempt(self, idempotency_key: str) -> ReserveAttempt | None:
-        table = t.reserve_attempts
-        row = self._conn.execute(
-            select(table).where(table.c.idempotency_key == idempotency_key)
-        ).first()
+        row = self._one(sql.RESERVE_ATTEMPT, {"idempotency_key": idempotency_key})
         if row is None:
             return None
         return ReserveAttempt(
@@ -260,13 +251,10 @@ class SqlInventory:
             "shortfalls": codec.dump_shortfalls(attempt.shortfalls),
             "created_at": codec.to_epoch(attempt.created_at),
         }
-        self._insert(t.reserve_attempts, values, f"idempotency key {attempt.idempotency_key}")
+        self._insert(sql.NEW_RESERVE_ATTEMPT, values, f"idempotency key {attempt.idempotency_key}")
 
     def get_release_attempt(self, idempotency_key: str) -> ReleaseAttempt | None:
-        table = t.release_attempts
-        row = self._conn.execute(
-            select(table).where(table.c.idempotency_key == idempotency_key)
-        ).first()
+        row = self._one(sql.RELEASE_ATTEMPT, {"idempotency_key": idempotency_key})
         if row is None:
             return None
         return ReleaseAttempt(
@@ -289,32 +277,23 @@ class SqlInventory:
             "reason": attempt.reason,
             "created_at": codec.to_epoch(attempt.created_at),
         }
-        self._insert(t.release_attempts, values, f"idempotency key {attempt.idempotency_key}")
+        self._insert(sql.NEW_RELEASE_ATTEMPT, values, f"idempotency key {attempt.idempotency_key}")
 
     # -- picks -----------------------------------------------------------------------------
 
     def get_pick_task(self, pick_id: str) -> PickTask | None:
-        table = t.pick_tasks
-        row = self._conn.execute(select(table).where(table.c.pick_id == pick_id)).first()
+        row = self._one(sql.PICK_TASK, {"pick_id": pick_id})
         return _pick_task(row) if row else None
 
+    def add_pick_task(self, task: PickTask) -> None:
+        values = {"pick_id": task.pick_id, **_pick_task_values(task)}
+        self._insert(sql.NEW_PICK_TASK, values, f"pick {task.pick_id}")
+
     def save_pick_task(self, task: PickTask) -> None:
-        table = t.pick_tasks
-        values = {
-            "reservation_id": task.reservation_id,
-            "order_id": task.order_id,
-            "location_id": task.location_id,
-            "status": task.status.value,
-            "lines": codec.dump_reservation_lines(task.lines),
-            "created_at": codec.to_epoch(task.created_at),
-            "confirmed_lines": codec.dump_confirmations(task.confirmed_lines),
-            "completed_at": codec.to_epoch(task.completed_at),
-        }
-        done = self._conn.execute(
-            update(table).where(table.c.pick_id == task.pick_id).values(values)
-        )
+        values = _pick_task_values(task)
+        done = self._conn.execute(sql.UPDATE_PICK_TASK, {**values, "match_pick_id": task.pick_id})
         if done.rowcount == 0:
-            self._insert(table, {"pick_id": task.pick_id, **values}, f"pick {task.pick_id}")
+            self.add_pick_task(task)
 
     def pick_tasks(
         self,
@@ -322,22 +301,22 @@ class SqlInventory:
         location_id: str | None = None,
         status: PickStatus | None = None,
     ) -> list[PickTask]:
-        table = t.pick_tasks
-        query = select(table).order_by(table.c.seq)
-        if reservation_id is not None:
-            query = query.where(table.c.reservation_id == reservation_id)
-        if location_id is not None:
-            query = query.where(table.c.location_id == location_id)
-        if status is not None:
-            query = query.where(table.c.status == status.value)
-        return [_pick_task(row) for row in self._conn.execute(query)]
+        query = sql.pick_tasks(
+            reservation_id is not None, location_id is not None, status is not None
+        )
+        params = _given(
+            reservation_id=reservation_id,
+            location_id=location_id,
+            status=status.value if status is not None else None,
+        )
+        return [_pick_task(row) for row in self._conn.execute(query, params)]
 
     def pick_tasks_page(
         self, *, location_id: str | None, status: PickStatus | None, size: int, token: str
     ) -> Page:
         """Pick tasks oldest first (by `seq`, creation order), one page past `token`."""
         table = t.pick_tasks
-        query = select(table)
+        query = sql.PICK_TASKS_FOR_PAGE
         if location_id is not None:
             query = query.where(table.c.location_id == location_id)
         if status is not None:
@@ -349,10 +328,7 @@ class SqlInventory:
     # -- adjustments, receipts and the ledger ----------------------------------------------
 
     def get_adjustment_by_key(self, idempotency_key: str) -> Adjustment | None:
-        table = t.adjustments
-        row = self._conn.execute(
-            select(table).where(table.c.idempotency_key == idempotency_key)
-        ).first()
+        row = self._one(sql.ADJUSTMENT_BY_KEY, {"idempotency_key": idempotency_key})
         if row is None:
             return None
         return Adjustment(
@@ -381,13 +357,10 @@ class SqlInventory:
             "request_fingerprint": adjustment.request_fingerprint,
             "pick_id": adjustment.pick_id,
         }
-        self._insert(t.adjustments, values, f"adjustment {adjustment.adjustment_id}")
+        self._insert(sql.NEW_ADJUSTMENT, values, f"adjustment {adjustment.adjustment_id}")
 
     def get_receipt_by_key(self, idempotency_key: str) -> Receipt | None:
-        table = t.receipts
-        row = self._conn.execute(
-            select(table).where(table.c.idempotency_key == idempotency_key)
-        ).first()
+        row = self._one(sql.RECEIPT_BY_KEY, {"idempotency_key": idempotency_key})
         if row is None:
             return None
         return Receipt(
@@ -412,29 +385,31 @@ class SqlInventory:
             "idempotency_key": receipt.idempotency_key or None,
             "request_fingerprint": receipt.request_fingerprint,
         }
-        self._insert(t.receipts, values, f"receipt {receipt.receipt_id}")
+        self._insert(sql.NEW_RECEIPT, values, f"receipt {receipt.receipt_id}")
 
-    def add_movement(self, movement: Movement) -> None:
-        # Plain insert: the ledger has no unique key to race on.
+    def add_movements(self, movements: Sequence[Movement]) -> None:
+        # One executemany, in order: `seq` keeps the ledger order the domain wrote them in.
+        if not movements:
+            return
         self._conn.execute(
-            insert(t.movements).values(
-                sku=movement.sku,
-                location_id=movement.location_id,
-                quantity_delta=movement.quantity_delta,
-                kind=movement.kind.value,
-                reference_id=movement.reference_id,
-                occurred_at=codec.to_epoch(movement.occurred_at),
-                sellable=movement.sellable,
-            )
+            sql.INSERT_MOVEMENT,
+            [
+                {
+                    "sku": movement.sku,
+                    "location_id": movement.location_id,
+                    "quantity_delta": movement.quantity_delta,
+                    "kind": movement.kind.value,
+                    "reference_id": movement.reference_id,
+                    "occurred_at": codec.to_epoch(movement.occurred_at),
+                    "sellable": movement.sellable,
+                }
+                for movement in movements
+            ],
         )
 
     def movements(self, sku: str | None = None, location_id: str | None = None) -> list[Movement]:
-        table = t.movements
-        query = select(table).order_by(table.c.seq)
-        if sku is not None:
-            query = query.where(table.c.sku == sku)
-        if location_id is not None:
-            query = query.where(table.c.location_id == location_id)
+        query = sql.movements(sku is not None, location_id is not None)
+        rows = self._conn.execute(query, _given(sku=sku, location_id=location_id))
         return [
             Movement(
                 row.sku,
@@ -445,8 +420,39 @@ class SqlInventory:
                 codec.required_time(row.occurred_at),
                 bool(row.sellable),
             )
-            for row in self._conn.execute(query)
+            for row in rows
         ]
+
+
+def _given(**filters: Any) -> dict[str, Any]:
+    """The filters a caller gave (None = not filtered), as the bind values of their statement."""
+    return {name: value for name, value in filters.items() if value is not None}
+
+
+def _reservation_values(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "order_id": reservation.order_id,
+        "location_id": reservation.location_id,
+        "status": reservation.status.value,
+        "lines": codec.dump_reservation_lines(reservation.lines),
+        "created_at": codec.to_epoch(reservation.created_at),
+        "idempotency_key": reservation.idempotency_key,
+        "release_reason": reservation.release_reason,
+        "updated_at": codec.to_epoch(reservation.updated_at),
+    }
+
+
+def _pick_task_values(task: PickTask) -> dict[str, Any]:
+    return {
+        "reservation_id": task.reservation_id,
+        "order_id": task.order_id,
+        "location_id": task.location_id,
+        "status": task.status.value,
+        "lines": codec.dump_reservation_lines(task.lines),
+        "created_at": codec.to_epoch(task.created_at),
+        "confirmed_lines": codec.dump_confirmations(task.confirmed_lines),
+        "completed_at": codec.to_epoch(task.completed_at),
+    }
 
 
 def _position(row: Any) -> Position:
