@@ -8,7 +8,12 @@ statement) keeps the event loop free and the cost low.
 
 - SQLite (embedded default): WAL, synchronous=FULL, busy_timeout, `BEGIN IMMEDIATE`, and exactly
   one worker thread, so this process is a single writer and never deadlocks on lock upgrades.
-- PostgreSQL (psycopg 3): a few worker threads, each checking out its own pooled connection.
+- PostgreSQL (psycopg 3): a few worker threads, each with its own connection.
+
+Each worker thread keeps one SQLAlchemy Connection open across units of work and only begins and
+commits on it: checking a connection out of the pool and back in (reset-on-return ROLLBACK,
+pool events) cost ~100 µs per unit of work, about as much as the commit itself. A connection
+the driver reports dead is invalidated by SQLAlchemy, and its next `begin()` reconnects.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -106,6 +112,9 @@ class Database:
         workers = 1 if self.is_sqlite else pool_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"db-{service}")
         self._commit_listeners: list[Callable[[], None]] = []
+        self._local = threading.local()  # the calling thread's long-lived Connection
+        self._connections: list[Connection] = []
+        self._connections_lock = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -149,8 +158,18 @@ class Database:
             callback()
         return result
 
+    def _connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self.engine.connect()
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
     def _run_tx(self, fn: Callable[..., T], *args: Any) -> tuple[T, bool, list[Callable[[], None]]]:
-        with self.engine.begin() as conn:
+        conn = self._connection()
+        with conn.begin():
             conn.info[SERVICE_KEY] = self.service
             conn.info[OUTBOX_APPENDED_KEY] = False
             conn.info[AFTER_COMMIT_KEY] = []
@@ -164,6 +183,10 @@ class Database:
     async def close(self) -> None:
         """Finish queued units of work, then release the pool."""
         await asyncio.to_thread(self._executor.shutdown, wait=True)
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
         self.engine.dispose()
 
 

@@ -160,3 +160,24 @@ async def test_a_real_contract_event_appends_for_its_producer(sqlite_url: str) -
     assert row.headers["ce-source"] == "crossdock/order"
     assert row.headers["ce-dataschema"].endswith("crossdock.events.v1.OrderCancelled")
     await order.close()
+
+
+async def test_units_of_work_reuse_one_connection_per_worker_and_survive_its_loss(
+    postgres_url: str,
+) -> None:
+    """Each DB worker keeps its connection across units of work; when the server drops it, the
+    unit of work in hand fails (callers retry) and the next one reconnects."""
+    db = Database(postgres_url, service="kittest", pool_size=1)
+    pid = await db.run(lambda c: c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    assert await db.run(lambda c: c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()) == pid
+
+    killer = make_engine(postgres_url)
+    with killer.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    killer.dispose()
+
+    with pytest.raises(Exception, match="(?i)terminat|closed|connection"):
+        await db.run(lambda c: c.exec_driver_sql("SELECT 1").scalar_one())
+    new_pid = await db.run(lambda c: c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    assert new_pid != pid
+    await db.close()
