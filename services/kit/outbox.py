@@ -223,6 +223,13 @@ def mark_sent(conn: Connection, seqs: Sequence[int], sent_at: float | None = Non
     return int(cursor.rowcount)
 
 
+def mark_sent_and_fetch(conn: Connection, seqs: Sequence[int], limit: int) -> list[OutboxRow]:
+    """Mark `seqs` sent and read the next pending rows, in one unit of work (the relay's loop:
+    one transaction per batch instead of two)."""
+    mark_sent(conn, seqs)
+    return fetch_pending(conn, limit)
+
+
 def backlog(conn: Connection) -> tuple[int, float | None]:
     """(pending rows, created_at of the oldest pending row): cheap, via the partial index."""
     cursor = dbapi_cursor(conn)

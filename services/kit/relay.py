@@ -65,6 +65,12 @@ class BatchResult:
     sent: int
     failed: int
     disconnected: bool = False
+    # The read made while marking this batch sent found nothing pending: the loop may sleep.
+    drained: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return self.fetched == 0 or self.drained
 
 
 class OutboxRelay:
@@ -98,6 +104,7 @@ class OutboxRelay:
         self._next_leader_check = 0.0
         self._next_stats = 0.0
         self._next_purge = 0.0
+        self._prefetched: list[outbox.OutboxRow] = []  # read by the last mark-sent transaction
         self._remove_listener = db.add_outbox_listener(self.wake)
 
     @property
@@ -148,7 +155,7 @@ class OutboxRelay:
                 log.exception("relay flush batch failed")
                 await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
                 continue
-            if result.fetched == 0 and not result.disconnected:
+            if result.idle and not result.disconnected:
                 return True
             if result.sent == 0:
                 await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
@@ -175,34 +182,44 @@ class OutboxRelay:
                 backoff = min(backoff * 2, self.settings.backoff_max)
                 continue
             backoff = self.settings.backoff_initial
-            if result.fetched == 0:
+            if result.idle:
                 await self._idle(self.settings.poll_interval)
 
     async def publish_batch(self) -> BatchResult:
-        """Publish one batch (at most one row per aggregate) and mark the acked rows sent."""
+        """Publish one batch (at most one row per aggregate) and mark the acked rows sent.
+
+        The transaction that marks the batch sent also reads the next pending rows, which the
+        next call publishes without a read of its own: one transaction per batch, not two.
+        """
         async with self._batch_lock:
-            # Clear before reading: a commit landing during the read sets it again, so the loop
-            # can never sleep on rows it did not see.
-            self._wake.clear()
+            rows, self._prefetched = self._prefetched, []
             if not self._nc.is_connected:
                 # Publishing now would only fill the client's reconnect buffer: wait for NATS.
                 return BatchResult(0, 0, 0, disconnected=True)
-            rows = await self._db.run(outbox.fetch_pending, self.settings.batch_size)
+            if not rows:
+                # Clear before reading: a commit landing during the read sets it again, so the
+                # loop can never sleep on rows it did not see.
+                self._wake.clear()
+                rows = await self._db.run(outbox.fetch_pending, self.settings.batch_size)
             if not rows:
                 return BatchResult(0, 0, 0)
             batch = outbox.first_per_aggregate(rows)
             fault_point("relay.before_publish")
             acked = await self._publish(batch)
-            if acked:
-                fault_point("relay.before_mark_sent")
-                await self._db.run(outbox.mark_sent, [row.seq for row in acked])
-                if self._metrics is not None:
-                    for subject, count in Tally(row.subject for row in acked).items():
-                        self._metrics.events_published.labels(subject).inc(count)
             failed = len(batch) - len(acked)
             if failed and self._metrics is not None:
                 self._metrics.publish_failures.labels("not_acked").inc(failed)
-            return BatchResult(len(rows), len(acked), failed)
+            if not acked:
+                return BatchResult(len(rows), 0, failed)
+            fault_point("relay.before_mark_sent")
+            self._wake.clear()  # as above: the read below decides whether the loop sleeps
+            self._prefetched = await self._db.run(
+                outbox.mark_sent_and_fetch, [row.seq for row in acked], self.settings.batch_size
+            )
+            if self._metrics is not None:
+                for subject, count in Tally(row.subject for row in acked).items():
+                    self._metrics.events_published.labels(subject).inc(count)
+            return BatchResult(len(rows), len(acked), failed, drained=not self._prefetched)
 
     async def _publish(self, batch: list[outbox.OutboxRow]) -> list[outbox.OutboxRow]:
         """Pipeline the batch and await every ack together; returns the rows JetStream acked."""
@@ -263,6 +280,8 @@ class OutboxRelay:
         except Exception:
             log.exception("relay leadership check failed")
             self._is_leader = False
+        if not self._is_leader:
+            self._prefetched = []  # another replica publishes them now
         return self._is_leader
 
     async def _housekeeping(self) -> None:

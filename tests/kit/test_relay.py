@@ -146,3 +146,37 @@ async def test_sent_rows_are_purged_after_retention(sqlite_url: str, pb: ModuleT
     remaining = await db.run(lambda c: c.execute(text("SELECT COUNT(*) FROM outbox")).scalar())
     assert remaining == 1  # the pending row is never purged
     await db.close()
+
+
+async def test_each_batch_costs_one_transaction_marking_it_and_reading_the_next(
+    sqlite_url: str, pb: ModuleType, nats_client: NATS
+) -> None:
+    """Marking a batch sent and reading the next pending rows share one transaction, so a
+    backlog of N batches takes N + 1 transactions, and the relay knows when it may sleep."""
+    from sqlalchemy import event
+
+    js = nats_client.jetstream()
+    await ensure_streams(js)
+    db = open_db(sqlite_url)
+    # Three events of one aggregate: three batches (one row per aggregate per batch).
+    ids = await db.run(produce, pb, [("t-1", 1), ("t-1", 2), ("t-1", 3), ("t-2", 1)])
+    relay = OutboxRelay(db, nats_client, settings=FAST)
+    assert await relay._ensure_leader()
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+
+    results = [await relay.publish_batch() for _ in range(3)]
+
+    assert [(r.sent, r.drained) for r in results] == [(2, False), (1, False), (1, True)]
+    assert len(commits) == 4  # the first read, then one per batch
+    messages = await stream_messages(js, "ORDER")
+    assert sorted(m.headers["ce-id"] for m in messages) == sorted(ids)
+    t1 = [
+        m.headers["ce-id"]
+        for m in messages
+        if pb.ThingHappened.FromString(m.data).thing_id == "t-1"
+    ]
+    assert t1 == ids[:3]  # per-aggregate order kept
+    assert (await db.run(outbox.backlog))[0] == 0
+    await relay.stop()
+    await db.close()
