@@ -55,6 +55,7 @@ from services.carrier_adapter.domain.errors import (
     UnsupportedOperation,
 )
 from services.carrier_adapter.domain.model import CancelRequest
+from services.kit import event_loop
 from services.kit.http_server import HttpServer
 
 log = logging.getLogger("sandbox_carrier")
@@ -249,7 +250,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper())
-    asyncio.run(_main(args))
+    event_loop.run(_main(args))
 
 
 if __name__ == "__main__":

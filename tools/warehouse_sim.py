@@ -51,6 +51,7 @@ from crossdock.shipment.v1 import shipment_pb2
 from crossdock.shipment.v1 import shipment_service_pb2 as shipment_svc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 
+from services.kit import event_loop
 from services.kit.client import open_channel
 
 log = logging.getLogger("warehouse_sim")
@@ -386,7 +387,7 @@ def main() -> None:
     if bool(args.order) != bool(args.shipment):
         parser.error("--order and --shipment go together (both are needed to receive returns)")
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(_main(args))
+    event_loop.run(_main(args))
 
 
 if __name__ == "__main__":

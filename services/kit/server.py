@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import Histogram
 
+from services.kit import event_loop
 from services.kit.config import ConfigError, ServiceConfig
 from services.kit.health import NOT_SERVING, SERVING, DrainingHealthServicer
 from services.kit.interceptors import ServiceInterceptor, grpc_latency_histogram
@@ -258,7 +259,7 @@ def run_service(
             sys.exit(2)
     configure_logging(config.service, config.log_level)
     try:
-        code = asyncio.run(_serve(config, setup))
+        code = event_loop.run(_serve(config, setup))
     except Exception:
         log.exception("service %s failed", config.service)
         code = 1
