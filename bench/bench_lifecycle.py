@@ -69,6 +69,7 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -173,6 +174,37 @@ class Sweep:
         spent = cpu_delta(before, self.meter.cpu_seconds())
         return {name: 1000.0 * seconds / IDLE_SECONDS for name, seconds in spent.items()}
 
+    def start_profilers(self, rate: float) -> list[subprocess.Popen[bytes]]:
+        """py-spy on every crossdock process for the window (`--profile DIR`): where CPU goes."""
+        if not self.args.profile:
+            return []
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        suffix = "svg" if self.args.profile_format == "flamegraph" else "txt"
+        return [
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--pid",
+                    str(self.mesh.pids[name]),
+                    "--duration",
+                    str(int(self.args.window)),
+                    "--rate",
+                    "67",
+                    "--nonblocking",  # sampling never pauses the service
+                    "--gil",  # only the thread holding the GIL: Python CPU, not waits
+                    "--format",
+                    self.args.profile_format,
+                    "--output",
+                    str(self.args.profile / f"{name}-{rate:g}.{suffix}"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name in self.crossdock
+            if name not in ("nats-server", "postgres")
+        ]
+
     async def one_rate(self, rate: float) -> dict[str, Any]:
         args = self.args
         accepted: list[str] = []
@@ -206,12 +238,15 @@ class Sweep:
 
         sampler = asyncio.create_task(sample_forever())
         await sleep_until(window[0])
+        profilers = self.start_profilers(rate)
         cpu_before, (_, messages_before) = self.meter.cpu_seconds(), await self.probe.jetstream()
         await sleep_until(window[1])
         cpu_after, (_, messages_after) = self.meter.cpu_seconds(), await self.probe.jetstream()
         in_flight = sum(1 for order in accepted if order not in events.completed)
         samples.append((await self.probe.sample(in_flight))[0])
         sampler.cancel()
+        for profiler in profilers:
+            await asyncio.to_thread(profiler.wait)
         await offering
         window_orders = [
             a["order_id"]
@@ -366,6 +401,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=512, help="HTTP connections at most")
     parser.add_argument("--log-level", default="INFO", help="the mesh processes' log level")
     parser.add_argument("--data-dir", help="where the mesh runs (default: a temporary dir)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy each Python process over each window into this directory",
+    )
+    parser.add_argument(
+        "--profile-format",
+        choices=["flamegraph", "raw"],
+        default="flamegraph",
+        help="SVG flame graphs, or collapsed stacks (text) to rank functions",
+    )
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dir")
     return parser.parse_args(argv)
 
