@@ -210,7 +210,7 @@ def post_invoice(
 ) -> Invoice | None:
     """Post the shipment's invoice unless it exists; raises PricesMissing (transient)."""
     conn = uow.conn
-    if repo.invoice_for_shipment(conn, shipment_id) is not None:
+    if repo.has_invoice_for_shipment(conn, shipment_id):
         return None  # one invoice per shipment: a redelivery or a second trigger is a no-op
     lines = invoicing.invoice_lines(prices.lines, shipped, freight)
     counter = f"{settings.invoice_series}-{now.year}"

@@ -26,7 +26,7 @@ def record_pick(uow: UnitOfWork, pick: PendingPick, now: datetime) -> bool:
         return False  # everything was short: nothing leaves the warehouse
     if cancellation.cancel_if_order_cancelled(uow, pick, now):
         return False
-    if store.get_order_ref(uow.conn, pick.order_id) is None:
+    if not store.order_ref_exists(uow.conn, pick.order_id):
         raise OrderNotPlacedYet(f"order {pick.order_id} not placed yet (pick {pick.pick_id})")
     return store.add_pending_pick(uow.conn, pick, now=now.timestamp())
 
@@ -37,7 +37,7 @@ def record_return(uow: UnitOfWork, parcel: PendingPick, now: datetime) -> bool:
     it is known. Needs the order's delivery address, which is where the parcel is picked up."""
     if not parcel.lines:
         return False
-    if store.get_order_ref(uow.conn, parcel.order_id) is None:
+    if not store.order_ref_exists(uow.conn, parcel.order_id):
         raise OrderNotPlacedYet(
             f"order {parcel.order_id} not placed yet (return {parcel.return_id})"
         )

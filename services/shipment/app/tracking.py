@@ -34,12 +34,10 @@ def apply_tracking(
 ) -> int:
     """Store the new scans, move the milestone, publish what the rules say; returns how many
     scans were new. Duplicates (same dedupe key) are dropped here whatever the carrier resent."""
-    shipment_id = scans.shipment_of_tracking_number(
-        uow.conn, update.carrier, update.tracking_number
-    )
-    if shipment_id is None:
+    tracked = scans.tracked_shipment(uow.conn, update.carrier, update.tracking_number)
+    if tracked is None:
         raise TrackingNumberUnknown(f"{update.carrier} {update.tracking_number}")
-    shipment = store.get_shipment(uow.conn, shipment_id)
+    shipment_id, shipment = tracked
     if shipment is None:
         raise LookupError(f"shipment {shipment_id} vanished")
     fresh = 0

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, text, update
+from sqlalchemy import Connection, Row, select
 
+from services.billing.adapters.store import statements as sql
 from services.billing.adapters.store import tables as t
 from services.billing.domain.documents import CreditNote, Freight, Invoice, OrderPrices
 from services.billing.domain.invoicing import Line, LineKind, OrderLinePrice
@@ -53,22 +54,21 @@ def _lines(raw: str) -> tuple[Line, ...]:
 
 def save_prices(conn: Connection, prices: OrderPrices) -> None:
     """First OrderPlaced wins; a redelivery finds the row and changes nothing."""
-    if get_prices(conn, prices.order_id) is not None:
-        return
     lines = {n: [p.sku, str(p.unit_price)] for n, p in prices.lines.items()}
     conn.execute(
-        t.order_prices.insert().values(
-            order_id=prices.order_id,
-            partner_id=prices.partner_id,
-            customer=json.dumps(prices.customer),
-            currency=prices.currency,
-            lines=json.dumps(lines),
-        )
+        sql.NEW_PRICES[conn.dialect.name],
+        {
+            "order_id": prices.order_id,
+            "partner_id": prices.partner_id,
+            "customer": json.dumps(prices.customer),
+            "currency": prices.currency,
+            "lines": json.dumps(lines),
+        },
     )
 
 
 def get_prices(conn: Connection, order_id: str) -> OrderPrices | None:
-    row = conn.execute(select(t.order_prices).where(t.order_prices.c.order_id == order_id)).first()
+    row = conn.execute(sql.PRICES, {"order_id": order_id}).first()
     if row is None:
         return None
     lines = {
@@ -82,8 +82,7 @@ def get_prices(conn: Connection, order_id: str) -> OrderPrices | None:
 
 
 def get_freight(conn: Connection, shipment_id: str) -> Freight | None:
-    c = t.freight_charges.c
-    row = conn.execute(select(t.freight_charges).where(c.shipment_id == shipment_id)).first()
+    row = conn.execute(sql.FREIGHT, {"shipment_id": shipment_id}).first()
     if row is None:
         return None
     return Freight(
@@ -102,6 +101,7 @@ def get_freight(conn: Connection, shipment_id: str) -> Freight | None:
 def save_freight(conn: Connection, freight: Freight) -> None:
     """Insert or overwrite the shipment's freight row (quote first, final later)."""
     values: dict[str, Any] = {
+        "shipment_id": freight.shipment_id,
         "freight_charge_id": freight.freight_charge_id,
         "order_id": freight.order_id,
         "partner_id": freight.partner_id,
@@ -111,13 +111,7 @@ def save_freight(conn: Connection, freight: Freight) -> None:
         "final_amount": None if freight.final is None else str(freight.final),
         "finalized_at": None if freight.finalized_at is None else freight.finalized_at.timestamp(),
     }
-    c = t.freight_charges.c
-    if get_freight(conn, freight.shipment_id) is None:
-        conn.execute(t.freight_charges.insert().values(shipment_id=freight.shipment_id, **values))
-    else:
-        conn.execute(
-            update(t.freight_charges).where(c.shipment_id == freight.shipment_id).values(**values)
-        )
+    conn.execute(sql.UPSERT_FREIGHT[conn.dialect.name], values)
 
 
 # -- gapless number series -----------------------------------------------------------------
@@ -126,25 +120,12 @@ def save_freight(conn: Connection, freight: Freight) -> None:
 def next_number(conn: Connection, series: str) -> int:
     """Take the next value of `series` inside the caller's transaction.
 
-    The UPDATE locks the counter row on PostgreSQL until commit, so concurrent postings queue
-    on it; on SQLite the single writer (BEGIN IMMEDIATE) serialises them. A rolled-back or
-    crashed transaction rolls the increment back with the document: no gaps, no duplicates.
+    The upsert creates the series at 1 or bumps it, locking the counter row on PostgreSQL until
+    commit, so concurrent postings queue on it; on SQLite the single writer (BEGIN IMMEDIATE)
+    serialises them. A rolled-back or crashed transaction rolls the increment back with the
+    document: no gaps, no duplicates.
     """
-    conn.execute(
-        text(
-            "INSERT INTO number_series (series, last_value) VALUES (:s, 0) "
-            "ON CONFLICT (series) DO NOTHING"
-        ),
-        {"s": series},
-    )
-    value = conn.execute(
-        text(
-            "UPDATE number_series SET last_value = last_value + 1 WHERE series = :s "
-            "RETURNING last_value"
-        ),
-        {"s": series},
-    ).scalar_one()
-    return int(value)
+    return int(conn.execute(sql.NEXT_NUMBER, {"s": series}).scalar_one())
 
 
 # -- invoices ------------------------------------------------------------------------------
@@ -152,20 +133,21 @@ def next_number(conn: Connection, series: str) -> int:
 
 def insert_invoice(conn: Connection, invoice: Invoice) -> None:
     conn.execute(
-        t.invoices.insert().values(
-            invoice_id=invoice.invoice_id,
-            invoice_number=invoice.invoice_number,
-            series=invoice.series,
-            order_id=invoice.order_id,
-            shipment_id=invoice.shipment_id,
-            partner_id=invoice.partner_id,
-            customer=json.dumps(invoice.customer),
-            currency=invoice.currency,
-            status=POSTED,
-            lines=_lines_json(invoice.lines),
-            total=str(invoice.total),
-            posted_at=invoice.posted_at.timestamp(),
-        )
+        sql.INSERT_INVOICE,
+        {
+            "invoice_id": invoice.invoice_id,
+            "invoice_number": invoice.invoice_number,
+            "series": invoice.series,
+            "order_id": invoice.order_id,
+            "shipment_id": invoice.shipment_id,
+            "partner_id": invoice.partner_id,
+            "customer": json.dumps(invoice.customer),
+            "currency": invoice.currency,
+            "status": POSTED,
+            "lines": _lines_json(invoice.lines),
+            "total": str(invoice.total),
+            "posted_at": invoice.posted_at.timestamp(),
+        },
     )
 
 
@@ -186,9 +168,9 @@ def _invoice(row: Row[Any]) -> Invoice:
     )
 
 
-def invoice_for_shipment(conn: Connection, shipment_id: str) -> Invoice | None:
-    row = conn.execute(select(t.invoices).where(t.invoices.c.shipment_id == shipment_id)).first()
-    return None if row is None else _invoice(row)
+def has_invoice_for_shipment(conn: Connection, shipment_id: str) -> bool:
+    """Whether the shipment is invoiced (without reading the invoice)."""
+    return conn.execute(sql.INVOICE_OF_SHIPMENT, {"shipment_id": shipment_id}).first() is not None
 
 
 def get_invoice(conn: Connection, invoice_id: str) -> Invoice | None:

@@ -7,12 +7,13 @@ and its pick use the pick id (the `pick_id` columns: the source), told apart by 
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, delete, or_, select, update
+from sqlalchemy import Connection, and_, or_, select
 
 from services.kit.errors import Conflict
 from services.kit.leases import lease_due
 from services.kit.paging import keyset, next_page
 from services.shipment.adapters.store import codecs
+from services.shipment.adapters.store import statements as sql
 from services.shipment.adapters.store import tables as t
 from services.shipment.domain.model import ShipmentKind, ShipmentStatus
 from services.shipment.domain.packing import PickedUnits
@@ -25,26 +26,30 @@ _RETURN = int(ShipmentKind.RETURN)
 
 
 def save_order_ref(conn: Connection, ref: OrderRef) -> None:
-    """First OrderPlaced wins; a redelivery changes nothing."""
-    if get_order_ref(conn, ref.order_id) is not None:
-        return
+    """First OrderPlaced wins; a redelivery changes nothing (ON CONFLICT DO NOTHING)."""
     conn.execute(
-        t.order_refs.insert().values(
-            order_id=ref.order_id,
-            partner_id=ref.partner_id,
-            service_level=ref.service_level,
-            ship_to=codecs.address_bytes(ref.ship_to),
-        )
+        sql.NEW_ORDER_REF[conn.dialect.name],
+        {
+            "order_id": ref.order_id,
+            "partner_id": ref.partner_id,
+            "service_level": ref.service_level,
+            "ship_to": codecs.address_bytes(ref.ship_to),
+        },
     )
 
 
 def get_order_ref(conn: Connection, order_id: str) -> OrderRef | None:
-    row = conn.execute(select(t.order_refs).where(t.order_refs.c.order_id == order_id)).first()
+    row = conn.execute(sql.ORDER_REF, {"order_id": order_id}).first()
     if row is None:
         return None
     return OrderRef(
         row.order_id, row.partner_id, row.service_level, codecs.parse_address(row.ship_to)
     )
+
+
+def order_ref_exists(conn: Connection, order_id: str) -> bool:
+    """Whether OrderPlaced is known for the order (without decoding its address)."""
+    return conn.execute(sql.ORDER_REF_EXISTS, {"order_id": order_id}).first() is not None
 
 
 # -- cancelled orders ------------------------------------------------------------------------
@@ -54,22 +59,20 @@ def mark_order_cancelled(
     conn: Connection, order_id: str, partner_id: str, reason: str, *, now: float
 ) -> None:
     """Remember the cancellation (the first reason wins); picks arriving later are cancelled."""
-    if order_cancellation(conn, order_id) is not None:
-        return
     conn.execute(
-        t.cancelled_orders.insert().values(
-            order_id=order_id, partner_id=partner_id, reason=reason[:500], cancelled_at=now
-        )
+        sql.NEW_CANCELLED_ORDER[conn.dialect.name],
+        {
+            "order_id": order_id,
+            "partner_id": partner_id,
+            "reason": reason[:500],
+            "cancelled_at": now,
+        },
     )
 
 
 def order_cancellation(conn: Connection, order_id: str) -> tuple[str, str] | None:
     """(partner_id, reason) of a cancelled order, or None."""
-    row = conn.execute(
-        select(t.cancelled_orders.c.partner_id, t.cancelled_orders.c.reason).where(
-            t.cancelled_orders.c.order_id == order_id
-        )
-    ).first()
+    row = conn.execute(sql.CANCELLATION, {"order_id": order_id}).first()
     return None if row is None else (row.partner_id, row.reason)
 
 
@@ -122,26 +125,21 @@ def _pending(r: object) -> PendingPick:
 def add_pending_pick(conn: Connection, pick: PendingPick, *, now: float) -> bool:
     """Queue a completed pick (or a return's units) for packing; False when it is queued or
     shipped already."""
-    queued = conn.execute(
-        select(t.pending_picks.c.pick_id).where(t.pending_picks.c.pick_id == pick.pick_id)
-    ).first()
-    shipped = conn.execute(
-        select(t.shipments.c.shipment_id).where(t.shipments.c.pick_id == pick.pick_id)
-    ).first()
-    if queued is not None or shipped is not None:
+    if conn.execute(sql.PICK_KNOWN, {"pick_id": pick.pick_id}).first() is not None:
         return False
     conn.execute(
-        t.pending_picks.insert().values(
-            pick_id=pick.pick_id,
-            order_id=pick.order_id,
-            location_id=pick.location_id,
-            lines=codecs.lines_json(pick.lines),
-            correlation_id=pick.correlation_id,
-            attempts=0,
-            next_attempt_at=now,
-            last_error="",
-            kind=_RETURN if pick.return_id else _OUTBOUND,
-        )
+        sql.INSERT_PENDING_PICK,
+        {
+            "pick_id": pick.pick_id,
+            "order_id": pick.order_id,
+            "location_id": pick.location_id,
+            "lines": codecs.lines_json(pick.lines),
+            "correlation_id": pick.correlation_id,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": "",
+            "kind": _RETURN if pick.return_id else _OUTBOUND,
+        },
     )
     return True
 
@@ -167,9 +165,13 @@ def lease_due_picks(
 
 def reschedule_pick(conn: Connection, pick_id: str, attempts: int, due: float, error: str) -> None:
     conn.execute(
-        update(t.pending_picks)
-        .where(t.pending_picks.c.pick_id == pick_id)
-        .values(attempts=attempts, next_attempt_at=due, last_error=error[:500])
+        sql.RESCHEDULE_PICK,
+        {
+            "match_pick_id": pick_id,
+            "attempts": attempts,
+            "next_attempt_at": due,
+            "last_error": error[:500],
+        },
     )
 
 
@@ -178,7 +180,7 @@ def reschedule_pick(conn: Connection, pick_id: str, attempts: int, due: float, e
 
 def shipment_of_pick(conn: Connection, pick_id: str) -> Shipment | None:
     """The shipment of a pick, or the return parcel of a return (`pick_id` = the return id)."""
-    row = conn.execute(select(t.shipments).where(t.shipments.c.pick_id == pick_id)).first()
+    row = conn.execute(sql.SHIPMENT_OF_PICK, {"pick_id": pick_id}).first()
     return None if row is None else codecs.parse_shipment(row)
 
 
@@ -189,29 +191,30 @@ def insert_shipment(
     transaction."""
     source = shipment.return_id if shipment.is_return else shipment.pick_id
     conn.execute(
-        t.shipments.insert().values(
-            shipment_id=shipment.shipment_id,
-            order_id=shipment.order_id,
-            partner_id=shipment.partner_id,
-            pick_id=source,
-            kind=int(shipment.kind),
-            status=int(shipment.status),
-            document=codecs.shipment_document(shipment),
-            progress=codecs.progress_json(shipment.progress),
-            correlation_id=shipment.correlation_id,
-            label_attempts=0,
-            label_due_at=label_due_at,
-            label_lease_until=None,
-            final_charge=None,
-            version=1,
-            updated_at=now,
-        )
+        sql.INSERT_SHIPMENT,
+        {
+            "shipment_id": shipment.shipment_id,
+            "order_id": shipment.order_id,
+            "partner_id": shipment.partner_id,
+            "pick_id": source,
+            "kind": int(shipment.kind),
+            "status": int(shipment.status),
+            "document": codecs.shipment_document(shipment),
+            "progress": codecs.progress_json(shipment.progress),
+            "correlation_id": shipment.correlation_id,
+            "label_attempts": 0,
+            "label_due_at": label_due_at,
+            "label_lease_until": None,
+            "final_charge": None,
+            "version": 1,
+            "updated_at": now,
+        },
     )
-    conn.execute(delete(t.pending_picks).where(t.pending_picks.c.pick_id == source))
+    conn.execute(sql.DELETE_PENDING_PICK, {"pick_id": source})
 
 
 def get_shipment(conn: Connection, shipment_id: str) -> Shipment | None:
-    row = conn.execute(select(t.shipments).where(t.shipments.c.shipment_id == shipment_id)).first()
+    row = conn.execute(sql.SHIPMENT, {"shipment_id": shipment_id}).first()
     return None if row is None else codecs.parse_shipment(row)
 
 
@@ -231,30 +234,22 @@ def save_shipment(
     The label schedule and lease stay as they are unless given: saving the chosen rate mid-
     booking must not free the shipment for another worker.
     """
-    schedule: dict[str, object] = {}
+    values: dict[str, object] = {
+        "match_shipment_id": shipment.shipment_id,
+        "match_version": shipment.version,
+        "status": int(shipment.status),
+        "document": codecs.shipment_document(shipment),
+        "progress": codecs.progress_json(shipment.progress),
+        "label_attempts": shipment.label_attempts,
+        "final_charge": codecs.final_charge_json(shipment.final_charge),
+        "version": shipment.version + 1,
+        "updated_at": now,
+    }
     if label_due_at is not _KEEP:
-        schedule["label_due_at"] = label_due_at
+        values["label_due_at"] = label_due_at
     if release_lease:
-        schedule["label_lease_until"] = None
-    result = conn.execute(
-        update(t.shipments)
-        .where(
-            and_(
-                t.shipments.c.shipment_id == shipment.shipment_id,
-                t.shipments.c.version == shipment.version,
-            )
-        )
-        .values(
-            status=int(shipment.status),
-            document=codecs.shipment_document(shipment),
-            progress=codecs.progress_json(shipment.progress),
-            label_attempts=shipment.label_attempts,
-            final_charge=codecs.final_charge_json(shipment.final_charge),
-            version=shipment.version + 1,
-            updated_at=now,
-            **schedule,
-        )
-    )
+        values["label_lease_until"] = None
+    result = conn.execute(sql.SAVE_SHIPMENT, values)
     if result.rowcount != 1:
         raise Conflict(f"shipment {shipment.shipment_id} changed concurrently")
     shipment.version += 1

@@ -1,0 +1,64 @@
+"""Billing's hot-path SQL statements, each built once (SQLAlchemy Core with `bindparam()`).
+
+Building a select()/insert() per call cost more CPU than running it on SQLite (coercions, bind
+parameters, cache-key generation); a statement built once keeps its memoized cache key, so a
+call only binds its values. Statements are plain objects: nothing connects here.
+
+- `NEW_*` are first-writer-wins inserts and `UPSERT_*` insert-or-overwrite ones, ON CONFLICT per
+  dialect, keyed by `conn.dialect.name`: one statement where a read used to decide.
+- Inserts are `inline()`: no RETURNING of the generated `seq` on PostgreSQL, nothing reads it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Insert, bindparam, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.billing.adapters.store import tables as t
+
+# -- order price cache -----------------------------------------------------------------------
+
+PRICES = select(t.order_prices).where(t.order_prices.c.order_id == bindparam("order_id"))
+# First OrderPlaced wins: a second insert of the order finds its row and does nothing.
+NEW_PRICES: dict[str, Insert] = {
+    name: dialect_insert(t.order_prices).on_conflict_do_nothing().inline()
+    for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
+
+# -- freight ---------------------------------------------------------------------------------
+
+FREIGHT = select(t.freight_charges).where(
+    t.freight_charges.c.shipment_id == bindparam("shipment_id")
+)
+
+
+def _upsert_freight(statement: sqlite.Insert | postgresql.Insert) -> Insert:
+    """Insert the shipment's freight row, or overwrite every column of the one it has."""
+    overwrite = {
+        column.name: statement.excluded[column.name]
+        for column in t.freight_charges.columns
+        if column.name != "shipment_id"
+    }
+    return statement.on_conflict_do_update(index_elements=["shipment_id"], set_=overwrite).inline()
+
+
+UPSERT_FREIGHT: dict[str, Insert] = {
+    "sqlite": _upsert_freight(sqlite.insert(t.freight_charges)),
+    "postgresql": _upsert_freight(postgresql.insert(t.freight_charges)),
+}
+
+# -- gapless number series -------------------------------------------------------------------
+
+# Creates the series at 1 or bumps it, and returns the value taken: one statement, one row lock.
+NEXT_NUMBER = text(
+    "INSERT INTO number_series (series, last_value) VALUES (:s, 1) "
+    "ON CONFLICT (series) DO UPDATE SET last_value = number_series.last_value + 1 "
+    "RETURNING last_value"
+)
+
+# -- invoices --------------------------------------------------------------------------------
+
+INVOICE_OF_SHIPMENT = select(t.invoices.c.seq).where(
+    t.invoices.c.shipment_id == bindparam("shipment_id")
+)
+INSERT_INVOICE = t.invoices.insert().inline()

@@ -1,0 +1,110 @@
+"""Shipment's hot-path SQL statements, each built once (SQLAlchemy Core with `bindparam()`).
+
+Building a select()/update()/insert() per call cost more CPU than running it on SQLite
+(coercions, bind parameters, cache-key generation); a statement built once keeps its memoized
+cache key, so a call only binds its values. Statements are plain objects: nothing connects here.
+
+- SELECTs bind their filters by name.
+- UPDATEs take their SET columns from the parameters they are run with; their WHERE binds are
+  named `match_*` so they never collide with a column name.
+- `NEW_*` are first-writer-wins inserts: INSERT ... ON CONFLICT DO NOTHING per dialect, keyed by
+  `conn.dialect.name`. The caller reads `rowcount` (0 = the row was already there) instead of
+  reading first, and a PostgreSQL transaction that loses a race stays usable.
+- Inserts are `inline()`: no RETURNING of the generated `seq` on PostgreSQL, nothing reads it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Insert, Table, Update, and_, bindparam, delete, select, union_all, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.shipment.adapters.store import tables as t
+
+# An INSERT ... ON CONFLICT DO NOTHING per dialect name ("sqlite", "postgresql").
+NewRow = dict[str, Insert]
+
+
+def _insert_new(table: Table) -> NewRow:
+    # preserve_rowcount: SQLAlchemy only promises rowcount for UPDATE and DELETE otherwise.
+    return {
+        name: dialect_insert(table)
+        .on_conflict_do_nothing()
+        .inline()
+        .execution_options(preserve_rowcount=True)
+        for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+    }
+
+
+def _update(table: Table, *keys: str) -> Update:
+    """UPDATE `table` WHERE each key column = :match_<key>; SET comes from the parameters."""
+    return update(table).where(and_(*(table.c[key] == bindparam(f"match_{key}") for key in keys)))
+
+
+# -- order refs and cancelled orders ---------------------------------------------------------
+
+ORDER_REF = select(t.order_refs).where(t.order_refs.c.order_id == bindparam("order_id"))
+ORDER_REF_EXISTS = select(t.order_refs.c.order_id).where(
+    t.order_refs.c.order_id == bindparam("order_id")
+)
+NEW_ORDER_REF = _insert_new(t.order_refs)
+
+CANCELLATION = select(t.cancelled_orders.c.partner_id, t.cancelled_orders.c.reason).where(
+    t.cancelled_orders.c.order_id == bindparam("order_id")
+)
+NEW_CANCELLED_ORDER = _insert_new(t.cancelled_orders)
+
+# -- pending picks ---------------------------------------------------------------------------
+
+# A pick (or return) that is queued, or already shipped: the source of a shipment.
+PICK_KNOWN = union_all(
+    select(t.pending_picks.c.pick_id).where(t.pending_picks.c.pick_id == bindparam("pick_id")),
+    select(t.shipments.c.pick_id).where(t.shipments.c.pick_id == bindparam("pick_id")),
+)
+INSERT_PENDING_PICK = t.pending_picks.insert().inline()
+DELETE_PENDING_PICK = delete(t.pending_picks).where(
+    t.pending_picks.c.pick_id == bindparam("pick_id")
+)
+RESCHEDULE_PICK = _update(t.pending_picks, "pick_id")
+
+# -- shipments -------------------------------------------------------------------------------
+
+SHIPMENT = select(t.shipments).where(t.shipments.c.shipment_id == bindparam("shipment_id"))
+SHIPMENT_OF_PICK = select(t.shipments).where(t.shipments.c.pick_id == bindparam("pick_id"))
+INSERT_SHIPMENT = t.shipments.insert().inline()
+# Optimistic: matches only the version that was read.
+SAVE_SHIPMENT = _update(t.shipments, "shipment_id", "version")
+
+# -- tracking --------------------------------------------------------------------------------
+
+# The shipment a tracking number belongs to, read with the number in one round trip; the outer
+# join tells a number whose shipment vanished from an unknown one.
+TRACKED_SHIPMENT = (
+    select(
+        t.tracking_numbers.c.shipment_id.label("tracked_shipment_id"),
+        t.shipments.c.document,
+        t.shipments.c.progress,
+        t.shipments.c.correlation_id,
+        t.shipments.c.label_attempts,
+        t.shipments.c.final_charge,
+        t.shipments.c.version,
+    )
+    .select_from(
+        t.tracking_numbers.outerjoin(
+            t.shipments, t.shipments.c.shipment_id == t.tracking_numbers.c.shipment_id
+        )
+    )
+    .where(
+        and_(
+            t.tracking_numbers.c.carrier == bindparam("carrier"),
+            t.tracking_numbers.c.tracking_number == bindparam("tracking_number"),
+        )
+    )
+)
+NEW_TRACKING_NUMBER = _insert_new(t.tracking_numbers)
+# A scan the shipment has not got yet ((shipment_id, dedupe_key) is UNIQUE).
+NEW_SCAN = _insert_new(t.scans)
+SCANS_OF = (
+    select(t.scans.c.event)
+    .where(t.scans.c.shipment_id == bindparam("shipment_id"))
+    .order_by(t.scans.c.occur_time, t.scans.c.seq)
+)
