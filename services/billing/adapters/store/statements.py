@@ -15,15 +15,13 @@ from sqlalchemy import Insert, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.billing.adapters.store import tables as t
+from services.kit.statements import insert_new
 
 # -- order price cache -----------------------------------------------------------------------
 
 PRICES = select(t.order_prices).where(t.order_prices.c.order_id == bindparam("order_id"))
 # First OrderPlaced wins: a second insert of the order finds its row and does nothing.
-NEW_PRICES: dict[str, Insert] = {
-    name: dialect_insert(t.order_prices).on_conflict_do_nothing().inline()
-    for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
-}
+NEW_PRICES = insert_new(t.order_prices)
 
 # -- freight ---------------------------------------------------------------------------------
 

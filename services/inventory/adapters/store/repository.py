@@ -45,6 +45,7 @@ from services.inventory.domain.model import (
 )
 from services.kit.errors import Conflict
 from services.kit.paging import decode_token, keyset, next_page
+from services.kit.statements import NewRow
 
 # One page of a list and the token of the next one ("" on the last page).
 Page = tuple[list[Any], str]
@@ -60,7 +61,7 @@ class SqlInventory:
         self._conn = conn
         self._dialect = conn.dialect.name
 
-    def _insert(self, statement: sql.NewRow, values: dict[str, Any], what: str) -> None:
+    def _insert(self, statement: NewRow, values: dict[str, Any], what: str) -> None:
         # ON CONFLICT DO NOTHING: a row already there (a concurrent first insert that won)
         # leaves rowcount 0 and no error, so the transaction stays usable for the Conflict.
         if self._conn.execute(statement[self._dialect], values).rowcount == 0:

@@ -1,18 +1,10 @@
-"""The inventory store's SQL statements, each built once (SQLAlchemy Core with `bindparam()`).
-
-Building a select()/update()/insert() per call cost more CPU than running it on SQLite
-(coercions, bind parameters, cache-key generation). A statement built once keeps its memoized
-cache key, so a call only binds its values. Statements are plain objects: nothing connects here.
+"""The inventory store's SQL statements, each built once (why: services/kit/statements.py).
 
 - SELECTs bind their filters by name; optional filters get one statement per combination of
   filters given, built on first use (`functools.cache`).
-- UPDATEs take their SET columns from the parameters they are run with; their WHERE binds are
-  named `match_*` so they never collide with a column name.
-- `NEW_*` are the inserts that may lose a race on a unique key: INSERT ... ON CONFLICT DO NOTHING
-  per dialect, keyed by `conn.dialect.name`. The caller reads `rowcount` (0 = the row was
-  already there) instead of catching a unique violation, so no savepoint is needed and a
-  PostgreSQL transaction stays usable after losing. `inline()` leaves out the RETURNING of the
-  generated `seq` that SQLAlchemy would otherwise add on PostgreSQL: nothing reads it.
+- UPDATEs are the kit's `update_where` (SET from the parameters, WHERE on `match_*` binds).
+- `NEW_*` are the inserts that may lose a race on a unique key: the kit's `insert_new` (ON
+  CONFLICT DO NOTHING per dialect); the repository turns rowcount 0 into `Conflict`.
 """
 
 from __future__ import annotations
@@ -20,30 +12,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Insert, Select, Table, Update, and_, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, bindparam, insert, select
 
 from services.inventory.adapters.store import tables as t
-
-# An INSERT ... ON CONFLICT DO NOTHING per dialect name ("sqlite", "postgresql").
-NewRow = dict[str, Insert]
-
-
-def _insert_new(table: Table) -> NewRow:
-    # preserve_rowcount: SQLAlchemy only promises rowcount for UPDATE and DELETE otherwise.
-    return {
-        name: dialect_insert(table)
-        .on_conflict_do_nothing()
-        .inline()
-        .execution_options(preserve_rowcount=True)
-        for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
-    }
-
-
-def _update(table: Table, *keys: str) -> Update:
-    """UPDATE `table` WHERE each key column = :match_<key>; SET comes from the parameters."""
-    return update(table).where(and_(*(table.c[key] == bindparam(f"match_{key}") for key in keys)))
-
+from services.kit.statements import insert_new, update_where
 
 # -- items and locations -----------------------------------------------------------------------
 
@@ -52,14 +24,14 @@ ITEMS_IN = select(t.items).where(t.items.c.sku.in_(bindparam("skus", expanding=T
 ITEMS = select(t.items).order_by(t.items.c.sku)
 ITEMS_FOR_PAGE = select(t.items)
 ACTIVE_ITEMS_FOR_PAGE = select(t.items).where(t.items.c.active.is_(True))
-UPDATE_ITEM = _update(t.items, "sku")
-NEW_ITEM = _insert_new(t.items)
+UPDATE_ITEM = update_where(t.items, "sku")
+NEW_ITEM = insert_new(t.items)
 
 LOCATION = select(t.locations).where(t.locations.c.location_id == bindparam("location_id"))
 LOCATIONS = select(t.locations).order_by(t.locations.c.location_id)
 LOCATIONS_FOR_PAGE = select(t.locations)
-UPDATE_LOCATION = _update(t.locations, "location_id")
-NEW_LOCATION = _insert_new(t.locations)
+UPDATE_LOCATION = update_where(t.locations, "location_id")
+NEW_LOCATION = insert_new(t.locations)
 
 # -- positions ---------------------------------------------------------------------------------
 
@@ -78,8 +50,8 @@ POSITIONS_OF_SKUS = (
 )
 POSITIONS_FOR_PAGE = select(t.positions)
 # The compare-and-set: matches only the version the new one was computed from.
-UPDATE_POSITION = _update(t.positions, "sku", "location_id", "version")
-NEW_POSITION = _insert_new(t.positions)
+UPDATE_POSITION = update_where(t.positions, "sku", "location_id", "version")
+NEW_POSITION = insert_new(t.positions)
 
 
 @functools.cache
@@ -101,8 +73,8 @@ RESERVATION_FOR_UPDATE = (
     .where(t.reservations.c.reservation_id == bindparam("reservation_id"))
     .with_for_update()
 )
-UPDATE_RESERVATION = _update(t.reservations, "reservation_id")
-NEW_RESERVATION = _insert_new(t.reservations)
+UPDATE_RESERVATION = update_where(t.reservations, "reservation_id")
+NEW_RESERVATION = insert_new(t.reservations)
 
 
 @functools.cache
@@ -119,18 +91,18 @@ def reservations(by_order: bool, by_status: bool) -> Select[Any]:
 RESERVE_ATTEMPT = select(t.reserve_attempts).where(
     t.reserve_attempts.c.idempotency_key == bindparam("idempotency_key")
 )
-NEW_RESERVE_ATTEMPT = _insert_new(t.reserve_attempts)
+NEW_RESERVE_ATTEMPT = insert_new(t.reserve_attempts)
 RELEASE_ATTEMPT = select(t.release_attempts).where(
     t.release_attempts.c.idempotency_key == bindparam("idempotency_key")
 )
-NEW_RELEASE_ATTEMPT = _insert_new(t.release_attempts)
+NEW_RELEASE_ATTEMPT = insert_new(t.release_attempts)
 
 # -- picks -------------------------------------------------------------------------------------
 
 PICK_TASK = select(t.pick_tasks).where(t.pick_tasks.c.pick_id == bindparam("pick_id"))
 PICK_TASKS_FOR_PAGE = select(t.pick_tasks)
-UPDATE_PICK_TASK = _update(t.pick_tasks, "pick_id")
-NEW_PICK_TASK = _insert_new(t.pick_tasks)
+UPDATE_PICK_TASK = update_where(t.pick_tasks, "pick_id")
+NEW_PICK_TASK = insert_new(t.pick_tasks)
 
 
 @functools.cache
@@ -151,11 +123,11 @@ def pick_tasks(by_reservation: bool, by_location: bool, by_status: bool) -> Sele
 ADJUSTMENT_BY_KEY = select(t.adjustments).where(
     t.adjustments.c.idempotency_key == bindparam("idempotency_key")
 )
-NEW_ADJUSTMENT = _insert_new(t.adjustments)
+NEW_ADJUSTMENT = insert_new(t.adjustments)
 RECEIPT_BY_KEY = select(t.receipts).where(
     t.receipts.c.idempotency_key == bindparam("idempotency_key")
 )
-NEW_RECEIPT = _insert_new(t.receipts)
+NEW_RECEIPT = insert_new(t.receipts)
 
 # A plain insert: the ledger has no unique key to race on.
 INSERT_MOVEMENT = insert(t.movements).inline()

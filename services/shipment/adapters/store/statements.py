@@ -1,44 +1,17 @@
-"""Shipment's hot-path SQL statements, each built once (SQLAlchemy Core with `bindparam()`).
-
-Building a select()/update()/insert() per call cost more CPU than running it on SQLite
-(coercions, bind parameters, cache-key generation); a statement built once keeps its memoized
-cache key, so a call only binds its values. Statements are plain objects: nothing connects here.
+"""Shipment's hot-path SQL statements, each built once (why: services/kit/statements.py).
 
 - SELECTs bind their filters by name.
-- UPDATEs take their SET columns from the parameters they are run with; their WHERE binds are
-  named `match_*` so they never collide with a column name.
-- `NEW_*` are first-writer-wins inserts: INSERT ... ON CONFLICT DO NOTHING per dialect, keyed by
-  `conn.dialect.name`. The caller reads `rowcount` (0 = the row was already there) instead of
-  reading first, and a PostgreSQL transaction that loses a race stays usable.
-- Inserts are `inline()`: no RETURNING of the generated `seq` on PostgreSQL, nothing reads it.
+- UPDATEs are the kit's `update_where` (SET from the parameters, WHERE on `match_*` binds).
+- `NEW_*` are first-writer-wins inserts, the kit's `insert_new` (ON CONFLICT DO NOTHING per
+  dialect): the caller reads `rowcount` (0 = the row was already there) instead of reading first.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Insert, Table, Update, and_, bindparam, delete, select, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, delete, select, union_all
 
+from services.kit.statements import insert_new, update_where
 from services.shipment.adapters.store import tables as t
-
-# An INSERT ... ON CONFLICT DO NOTHING per dialect name ("sqlite", "postgresql").
-NewRow = dict[str, Insert]
-
-
-def _insert_new(table: Table) -> NewRow:
-    # preserve_rowcount: SQLAlchemy only promises rowcount for UPDATE and DELETE otherwise.
-    return {
-        name: dialect_insert(table)
-        .on_conflict_do_nothing()
-        .inline()
-        .execution_options(preserve_rowcount=True)
-        for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
-    }
-
-
-def _update(table: Table, *keys: str) -> Update:
-    """UPDATE `table` WHERE each key column = :match_<key>; SET comes from the parameters."""
-    return update(table).where(and_(*(table.c[key] == bindparam(f"match_{key}") for key in keys)))
-
 
 # -- order refs and cancelled orders ---------------------------------------------------------
 
@@ -46,12 +19,12 @@ ORDER_REF = select(t.order_refs).where(t.order_refs.c.order_id == bindparam("ord
 ORDER_REF_EXISTS = select(t.order_refs.c.order_id).where(
     t.order_refs.c.order_id == bindparam("order_id")
 )
-NEW_ORDER_REF = _insert_new(t.order_refs)
+NEW_ORDER_REF = insert_new(t.order_refs)
 
 CANCELLATION = select(t.cancelled_orders.c.partner_id, t.cancelled_orders.c.reason).where(
     t.cancelled_orders.c.order_id == bindparam("order_id")
 )
-NEW_CANCELLED_ORDER = _insert_new(t.cancelled_orders)
+NEW_CANCELLED_ORDER = insert_new(t.cancelled_orders)
 
 # -- pending picks ---------------------------------------------------------------------------
 
@@ -64,7 +37,7 @@ INSERT_PENDING_PICK = t.pending_picks.insert().inline()
 DELETE_PENDING_PICK = delete(t.pending_picks).where(
     t.pending_picks.c.pick_id == bindparam("pick_id")
 )
-RESCHEDULE_PICK = _update(t.pending_picks, "pick_id")
+RESCHEDULE_PICK = update_where(t.pending_picks, "pick_id")
 
 # -- shipments -------------------------------------------------------------------------------
 
@@ -72,7 +45,7 @@ SHIPMENT = select(t.shipments).where(t.shipments.c.shipment_id == bindparam("shi
 SHIPMENT_OF_PICK = select(t.shipments).where(t.shipments.c.pick_id == bindparam("pick_id"))
 INSERT_SHIPMENT = t.shipments.insert().inline()
 # Optimistic: matches only the version that was read.
-SAVE_SHIPMENT = _update(t.shipments, "shipment_id", "version")
+SAVE_SHIPMENT = update_where(t.shipments, "shipment_id", "version")
 
 # -- tracking --------------------------------------------------------------------------------
 
@@ -100,9 +73,9 @@ TRACKED_SHIPMENT = (
         )
     )
 )
-NEW_TRACKING_NUMBER = _insert_new(t.tracking_numbers)
+NEW_TRACKING_NUMBER = insert_new(t.tracking_numbers)
 # A scan the shipment has not got yet ((shipment_id, dedupe_key) is UNIQUE).
-NEW_SCAN = _insert_new(t.scans)
+NEW_SCAN = insert_new(t.scans)
 SCANS_OF = (
     select(t.scans.c.event)
     .where(t.scans.c.shipment_id == bindparam("shipment_id"))
