@@ -1,14 +1,16 @@
 """Order's background loops, each a kit PollingWorker.
 
-- the saga command worker: leases due saga commands (kit `lease_due`, through the store) and
-  sends them one by one, in queue order (app.saga_commands); woken after a commit that queued
-  commands;
+- the saga command worker: leases due saga commands (kit `lease_due`, through the store), sends
+  them (different orders' concurrently, one order's in queue order) and settles every answer in
+  one transaction (app.saga_commands); woken after a commit that queued commands;
 - the deadline sweeper: moves orders past their step deadline to EXCEPTION. Deadlines live in an
   indexed column (orders.step_deadline), so one cheap query per interval finds the overdue
   orders; each is ticked in its own unit of work.
 """
 
 from __future__ import annotations
+
+import logging
 
 from services.kit.clock import Clock
 from services.kit.uow import UnitsOfWork
@@ -17,9 +19,15 @@ from services.order.app import saga_commands, transitions
 from services.order.app.saga_commands import SagaClients
 from services.order.domain import FulfillmentSaga
 
+log = logging.getLogger(__name__)
+
 
 class CommandWorker:
-    """One worker per process: claim (lease) due commands, execute them in order, settle each."""
+    """One worker per process: claim (lease) due commands, send them, settle the answers.
+
+    A round is one transaction to claim, the sends (up to `send_concurrency` orders at once, one
+    order's commands in queue order), and one transaction to settle every answer.
+    """
 
     def __init__(
         self,
@@ -32,7 +40,10 @@ class CommandWorker:
         batch_size: int = 50,
         max_backoff: float = 30.0,
         lease_seconds: float = 60.0,
+        send_concurrency: int = 32,
     ) -> None:
+        if send_concurrency < 1:
+            raise ValueError("send_concurrency must be at least 1")
         self._units = units
         self._saga = saga
         self._clients = clients
@@ -40,7 +51,8 @@ class CommandWorker:
         self._batch_size = batch_size
         self._max_backoff = max_backoff
         self._lease_seconds = lease_seconds
-        # No drain timeout: the command in hand finishes, so its answer is not left unsettled.
+        self._send_concurrency = send_concurrency
+        # No drain timeout: the sends in hand finish and are settled, so no answer is left behind.
         self.worker = PollingWorker(
             "order-saga-commands", self.run_once, interval=poll_interval, max_backoff=max_backoff
         )
@@ -53,25 +65,44 @@ class CommandWorker:
         self.worker.wake()
 
     async def stop(self) -> None:
-        """Finish the command in hand, then stop."""
+        """Send nothing new, settle the answers in hand, then stop."""
         await self.worker.stop()
 
     async def run_once(self) -> int:
-        """Execute every due command once; returns how many were claimed."""
+        """Send every due command once and settle the answers; returns how many were claimed.
+
+        A command not sent (stopping, or behind an unexpected failure of its order) stays leased
+        and goes again when its lease runs out. An unexpected send failure is raised after the
+        answers in hand are settled, so the worker backs off as before.
+        """
         due = await self._units.run(
             saga_commands.claim_due_commands, self._clock(), self._batch_size, self._lease_seconds
         )
-        for queued in due:
-            if self.worker.stopping:
-                break
-            await saga_commands.execute_command(
-                self._units,
-                self._clients,
-                self._saga,
-                queued,
-                self._clock,
-                max_backoff=self._max_backoff,
-            )
+        if not due:
+            return 0
+        sends = await saga_commands.send_commands(
+            self._clients,
+            due,
+            concurrency=self._send_concurrency,
+            stopping=lambda: self.worker.stopping,
+            max_backoff=self._max_backoff,
+        )
+        if sends.sent:
+            settle = saga_commands.settle_round(self._saga, self._clock, sends.sent)
+            for result in await self._units.run_batch(settle, sends.sent):
+                if not result.ok:
+                    # Rolled back alone; the command stays leased and is sent again later.
+                    log.error(
+                        "settling saga command %s (%s) of order %s failed",
+                        result.item.queued.id,
+                        type(result.item.queued.command).__name__,
+                        result.item.queued.order_id,
+                        exc_info=result.error,
+                    )
+        if len(sends.errors) == 1:
+            raise sends.errors[0]
+        if sends.errors:
+            raise ExceptionGroup("saga commands failed to send", sends.errors)
         return len(due)
 
 
