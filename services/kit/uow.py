@@ -26,6 +26,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from services.kit import outbox
 from services.kit.db import (
@@ -146,6 +147,26 @@ class ItemResult(Generic[I, T]):
         return self.error is None
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: the database chose this transaction
+# as the victim of a race with another one. Like a lost compare-and-set, re-running it is right.
+_RACE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def lost_a_race(error: BaseException) -> bool:
+    """A `Conflict`, or a database error that means the same (deadlock, serialization failure)."""
+    if isinstance(error, Conflict):
+        return True
+    return (
+        isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in _RACE_SQLSTATES
+    )
+
+
+def _as_conflict(error: BaseException) -> Conflict:
+    if isinstance(error, Conflict):
+        return error
+    return Conflict(f"the database aborted a racing transaction: {error.orig}")  # type: ignore[attr-defined]
+
+
 class UnitsOfWork:
     """Runs a service's use cases in units of work on its database."""
 
@@ -156,13 +177,16 @@ class UnitsOfWork:
     async def run(
         self, use_case: Callable[Concatenate[UnitOfWork, P], T], *args: Any, **kwargs: Any
     ) -> T:
-        """`use_case(uow, *args)` in one transaction; re-run whole on `Conflict` (jittered)."""
+        """`use_case(uow, *args)` in one transaction; re-run whole on `Conflict` (jittered), or on
+        a deadlock or serialization failure, which end as `Conflict` (ABORTED) if they persist."""
         for attempt in range(1, self.conflict_attempts + 1):
             try:
                 return await self.db.run(_with_uow, use_case, args, kwargs)
-            except Conflict:
-                if attempt == self.conflict_attempts:
+            except Exception as error:
+                if not lost_a_race(error):
                     raise
+                if attempt == self.conflict_attempts:
+                    raise _as_conflict(error) from error
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
         raise AssertionError("unreachable")
 
@@ -188,10 +212,13 @@ class UnitsOfWork:
             )
             pending = []
             for index, result in done:
-                if isinstance(result.error, Conflict) and attempt < self.conflict_attempts:
-                    pending.append(index)
-                else:
-                    results[index] = result
+                error = result.error
+                if error is not None and lost_a_race(error):
+                    if attempt < self.conflict_attempts:
+                        pending.append(index)
+                        continue
+                    result = ItemResult(result.item, error=_as_conflict(error))
+                results[index] = result
             if not pending:
                 break
             await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))

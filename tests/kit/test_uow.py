@@ -190,3 +190,33 @@ def test_a_mapper_refuses_two_mappings_for_one_event() -> None:
     mapper.register(ThingCounted, lambda e: (None, e.thing_id))  # type: ignore[arg-type,return-value]
     with pytest.raises(ValueError, match="already mapped"):
         mapper.register(ThingCounted, lambda e: (None, e.thing_id))  # type: ignore[arg-type,return-value]
+
+
+async def test_a_deadlock_victim_is_re_run_like_a_lost_compare_and_set(postgres_url: str) -> None:
+    """Two units of work lock two rows in opposite orders: PostgreSQL aborts one with
+    deadlock_detected, and `UnitsOfWork.run` re-runs it instead of failing the caller."""
+    import asyncio
+    import threading
+
+    from services.kit.db import Database
+
+    db = Database(postgres_url, service="kittest", pool_size=2)
+    await db.run(lambda c: c.exec_driver_sql("CREATE TABLE pair (k int PRIMARY KEY, v int)"))
+    await db.run(lambda c: c.exec_driver_sql("INSERT INTO pair VALUES (1, 0), (2, 0)"))
+    both_hold_one = threading.Barrier(2, timeout=10)
+    runs: list[str] = []
+
+    def bump(uow: UnitOfWork, first: int, second: int) -> None:
+        runs.append(f"{first}->{second}")
+        uow.conn.execute(text("UPDATE pair SET v = v + 1 WHERE k = :k"), {"k": first})
+        if runs.count(f"{first}->{second}") == 1:  # the first attempt meets the other one
+            both_hold_one.wait()
+        uow.conn.execute(text("UPDATE pair SET v = v + 1 WHERE k = :k"), {"k": second})
+
+    units = UnitsOfWork(db)
+    await asyncio.gather(units.run(bump, 1, 2), units.run(bump, 2, 1))
+
+    values = await db.run(lambda c: c.exec_driver_sql("SELECT v FROM pair ORDER BY k").all())
+    assert [v for (v,) in values] == [2, 2]  # each unit of work applied exactly once
+    assert len(runs) == 3  # one of the two was the victim and ran again
+    await db.close()

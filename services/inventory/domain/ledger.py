@@ -94,9 +94,12 @@ class PositionChanges:
                     f"non-sellable {position.non_sellable}"
                 )
             after[key] = position
+        # Saved in key order: two transactions touching the same positions then lock their rows
+        # in the same order (on PostgreSQL), so they queue instead of deadlocking.
+        for key in sorted(after):
+            self._repo.save_position(after[key])
         movements: list[Movement] = []
-        for key, position in after.items():
-            self._repo.save_position(position)
+        for key in after:
             movements += [
                 Movement(key[0], key[1], quantity_delta, kind, ref, now, sellable)
                 for quantity_delta, kind, ref, sellable in self._pending[key].movements
