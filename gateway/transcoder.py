@@ -150,6 +150,16 @@ def build_request(
 
     `signature_headers` fill the request's `signature_headers` map (signed pushes), if it has one.
     """
+    message = decode_request(route, path_values, query, body)
+    return finish_request(route, message, partner_id, signature_headers)
+
+
+def decode_request(
+    route: Route, path_values: dict[str, str], query: Sequence[tuple[str, str]], body: Any | None
+) -> Message:
+    """The first half of `build_request`: the message the client sent, server-owned fields
+    unset and the contract's rules not yet checked; raises a 400 Problem naming each bad field.
+    """
     descriptor = route.binding.method.input_type
     data: dict[str, Any] = {}
     problems: list[Violation] = []
@@ -171,9 +181,21 @@ def build_request(
     problems = parse_into(data, message)
     if problems:
         raise bad_request("the request could not be read", problems)
-    if partner_id is not None and PARTNER_FIELD in descriptor.fields_by_name:
+    return message
+
+
+def finish_request(
+    route: Route,
+    message: Message,
+    partner_id: str | None,
+    signature_headers: Mapping[str, str] | None = None,
+) -> Message:
+    """The second half of `build_request`: set the server-owned fields on a decoded message and
+    check the contract's rules (which may read them); raises a 400 Problem if any is broken."""
+    fields = route.binding.method.input_type.fields_by_name
+    if partner_id is not None and PARTNER_FIELD in fields:
         setattr(message, PARTNER_FIELD, partner_id)
-    if signature_headers and SIGNATURE_HEADERS_FIELD in descriptor.fields_by_name:
+    if signature_headers and SIGNATURE_HEADERS_FIELD in fields:
         getattr(message, SIGNATURE_HEADERS_FIELD).update(signature_headers)
     invalid = violations_of(message)
     if invalid:

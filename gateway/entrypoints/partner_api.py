@@ -1,5 +1,8 @@
 """The partner-facing ASGI app: route → authenticate → limit → transcode → call → respond.
 
+A POST with an Idempotency-Key is read ahead and its key claimed in the admission's transaction
+(gateway.entrypoints.idempotent_posts), so every request takes one unit of work before its call.
+
 Every response, errors included, carries X-Correlation-Id; the same id travels to the backends in
 gRPC metadata (the kit's client interceptor reads it from the contextvar set here).
 """
@@ -25,10 +28,11 @@ from gateway.adapters.store.queries import Admission, BucketPolicy, admit, take_
 from gateway.auth import bearer_token, is_signed_push, route_class_of, scope_for
 from gateway.carrier_push import PUSH_ROUTE_CLASS, bucket_key, signature_headers
 from gateway.docs_page import DOCS_HTML
+from gateway.entrypoints.idempotent_posts import Claimed, ReadAhead, admit_and_claim
 from gateway.jsonmap import Violation
 from gateway.metrics import GatewayMetrics
 from gateway.problems import Problem, bad_request, problem_of_rpc_error, problem_response
-from gateway.transcoder import RawBody, Route, build_request, response_json, set_idempotency_key
+from gateway.transcoder import RawBody, Route, build_request, decode_request, response_json
 from services.kit.db import Database
 from services.kit.request_context import (
     accept_correlation_id,
@@ -39,7 +43,9 @@ from services.kit.request_context import (
 log = logging.getLogger(__name__)
 
 CORRELATION_HEADER = "X-Correlation-Id"
+IDEMPOTENCY_HEADER = "idempotency-key"
 _JSON_TYPES = ("application/json",)
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="crossdock"'}
 
 
 @dataclass(frozen=True)
@@ -122,10 +128,15 @@ class PartnerGateway:
             return JSONResponse({"status": "ok"})
         route, path_values = self._match(request)
         signed_push = is_signed_push(route.binding)
+        ahead: ReadAhead | None = None
+        claimed: Claimed | None = None
         if signed_push:
             admission = await self._admit_push(request, path_values)
         else:
-            admission = await self._admit(request, route)
+            token = self._api_key(request)
+            if request.method == "POST" and IDEMPOTENCY_HEADER in request.headers:
+                ahead = await self._read_ahead(request, route, path_values)
+            admission, claimed = await self._admit(route, token, ahead)
         rate_headers = {
             "RateLimit-Limit": str(admission.limit),
             "RateLimit-Remaining": str(admission.remaining),
@@ -142,6 +153,8 @@ class PartnerGateway:
             if signed_push:  # no partner: the backend verifies the forwarded signature
                 pushed = signature_headers(request.headers.items())
                 response = await self._transcode(request, route, path_values, None, pushed)
+            elif ahead is not None:
+                response = await self._call_once(route, admission.partner_id, ahead, claimed)
             else:
                 response = await self._transcode(request, route, path_values, admission.partner_id)
         except Problem as problem:
@@ -172,26 +185,45 @@ class PartnerGateway:
             )
         raise Problem(404, "no such resource", grpc.StatusCode.NOT_FOUND)
 
-    async def _admit(self, request: Request, route: Route) -> Admission:
+    def _api_key(self, request: Request) -> str:
         token = bearer_token(request.headers.get("authorization"))
-        challenge = {"WWW-Authenticate": 'Bearer realm="crossdock"'}
         if token is None:
             raise Problem(
-                401, "an API key is required", grpc.StatusCode.UNAUTHENTICATED, (), challenge
+                401, "an API key is required", grpc.StatusCode.UNAUTHENTICATED, (), _CHALLENGE
             )
+        return token
+
+    async def _admit(
+        self, route: Route, token: str, ahead: ReadAhead | None
+    ) -> tuple[Admission, Claimed | None]:
+        """Authenticate, rate-limit and, for a POST read ahead, claim its Idempotency-Key."""
         route_class = route_class_of(route.binding)
         policy = self.limits.read_bucket if route_class == "read" else self.limits.write_bucket
         scope = scope_for(route.binding)
-        admission = await self.db.run(admit, token, scope, route_class, policy, time.time())
+        claimed: Claimed | None = None
+        if ahead is None:
+            admission = await self.db.run(admit, token, scope, route_class, policy, time.time())
+        else:
+            admission, claimed = await self.db.run(
+                admit_and_claim,
+                token,
+                scope,
+                route_class,
+                policy,
+                route,
+                ahead,
+                self.limits.idempotency_retention_seconds,
+                self.limits.idempotency_lock_seconds,
+            )
         if admission.outcome == "unauthenticated":
             raise Problem(
-                401, "the API key is not valid", grpc.StatusCode.UNAUTHENTICATED, (), challenge
+                401, "the API key is not valid", grpc.StatusCode.UNAUTHENTICATED, (), _CHALLENGE
             )
         if admission.outcome == "forbidden":
             raise Problem(
                 403, f"the API key lacks the {scope} scope", grpc.StatusCode.PERMISSION_DENIED
             )
-        return admission
+        return admission, claimed
 
     async def _admit_push(self, request: Request, path_values: dict[str, str]) -> Admission:
         """No API key: a carrier push is rate-limited per (carrier, client address)."""
@@ -239,6 +271,11 @@ class PartnerGateway:
             raise bad_request("the request body is null", [Violation("", "must not be null")])
         return parsed
 
+    def _content(self, request: Request, route: Route, body: bytes) -> Any | None:
+        if route.raw_body:
+            return RawBody(body, request.headers.get("content-type", ""))
+        return self._parse_json(request, body)
+
     async def _transcode(
         self,
         request: Request,
@@ -249,44 +286,43 @@ class PartnerGateway:
     ) -> Response:
         body = await self._read_body(request)
         query = list(request.query_params.multi_items())
-        content: Any
-        if route.raw_body:
-            content = RawBody(body, request.headers.get("content-type", ""))
-        else:
-            content = self._parse_json(request, body)
+        content = self._content(request, route, body)
         message = build_request(route, path_values, query, content, partner_id, pushed_headers)
-        key = request.headers.get("idempotency-key")
-        if request.method != "POST" or key is None or partner_id is None:
-            return await self._call(route, message)
-        if not idempotency.valid_key(key):
-            raise bad_request(
-                "the Idempotency-Key header is not valid",
-                [Violation("Idempotency-Key", "must be 1-255 printable ASCII characters")],
+        return await self._call(route, message)
+
+    async def _read_ahead(
+        self, request: Request, route: Route, path_values: dict[str, str]
+    ) -> ReadAhead:
+        """Read and decode a POST with an Idempotency-Key before admission (`admit_and_claim`).
+
+        A problem found here is kept, not raised: it is raised after admission, so a request
+        that is also unauthenticated or rate-limited still gets 401/403/429 first.
+        """
+        key = request.headers[IDEMPOTENCY_HEADER]
+        query = list(request.query_params.multi_items())
+        try:
+            body = await self._read_body(request)
+            decoded = decode_request(route, path_values, query, self._content(request, route, body))
+        except Problem as problem:
+            return ReadAhead(key, "", None, problem)
+        request_fingerprint = ""
+        if idempotency.valid_key(key):
+            request_fingerprint = idempotency.fingerprint(
+                request.method, request.url.path, query, body
             )
-        set_idempotency_key(message, key)
-        return await self._call_once(request, route, message, partner_id, key, query, body)
+        return ReadAhead(key, request_fingerprint, decoded, None)
 
     async def _call_once(
-        self,
-        request: Request,
-        route: Route,
-        message: Message,
-        partner_id: str,
-        key: str,
-        query: list[tuple[str, str]],
-        body: bytes,
+        self, route: Route, partner_id: str, ahead: ReadAhead, claimed: Claimed | None
     ) -> Response:
-        limits = self.limits
-        request_fingerprint = idempotency.fingerprint(request.method, request.url.path, query, body)
-        claim = await self.db.run(
-            idempotency.claim,
-            partner_id,
-            key,
-            request_fingerprint,
-            time.time(),
-            limits.idempotency_retention_seconds,
-            limits.idempotency_lock_seconds,
-        )
+        """The backend call of a POST with an Idempotency-Key, at most once per key."""
+        if ahead.problem is not None:
+            raise ahead.problem
+        assert claimed is not None  # admitted: admit_and_claim decided the claim
+        if claimed.problem is not None:
+            raise claimed.problem
+        assert claimed.message is not None and claimed.claim is not None
+        message, claim, key = claimed.message, claimed.claim, ahead.key
         if claim.outcome == "replay" and claim.stored is not None:
             stored = claim.stored
             return Response(

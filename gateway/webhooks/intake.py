@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from google.protobuf.message import Message
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.adapters.store.webhook_tables import PENDING, webhook_deliveries, webhook_subscriptions
@@ -25,6 +25,20 @@ from services.kit.ids import resource_id
 from services.kit.outbox import rfc3339
 
 subs = webhook_subscriptions
+
+# The enabled subscriptions of one partner: an index probe (ix_webhook_subscriptions_partner), so
+# an event whose partner subscribes to nothing costs one cheap read and nothing else. Not cached
+# in memory: subscriptions change through every replica's API and through the sender (which
+# disables a failing one), so a per-process cache would need cross-replica invalidation, and a
+# TTL would drop events that happen just after another replica creates a subscription.
+# Statements are built once: building one per event cost more CPU than running it.
+_SUBSCRIPTIONS_OF = select(subs.c.id, subs.c.event_types, subs.c.created_at).where(
+    subs.c.partner_id == bindparam("partner_id"), subs.c.enabled.is_(True)
+)
+_NEW_DELIVERY = {
+    name: dialect.insert(webhook_deliveries).on_conflict_do_nothing()
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 
 
 def enqueue(
@@ -40,17 +54,22 @@ def enqueue(
     event_id = headers.get(ev.CE_ID, "")
     if not partner_id or not event_type or not event_id:
         return 0  # nobody to tell (internal events carry no partner)
+    wanted = [
+        (subscription_id, subscribed_at)
+        for subscription_id, event_types, subscribed_at in conn.execute(
+            _SUBSCRIPTIONS_OF, {"partner_id": partner_id}
+        )
+        if event_type in event_types.split()
+    ]
+    if not wanted:
+        return 0  # no subscription wants this type: no body to build, nothing to write
     now = time.time() if now is None else now
     created = headers.get(ev.CE_TIME) or rfc3339(now)
     occurred_at = _epoch(created, now)
-    rows = conn.execute(
-        select(subs.c.id, subs.c.event_types, subs.c.created_at).where(
-            and_(subs.c.partner_id == partner_id, subs.c.enabled.is_(True))
-        )
-    ).all()
+    new_delivery = _NEW_DELIVERY["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     new = 0
-    for subscription_id, event_types, subscribed_at in rows:
-        if event_type not in event_types.split() or occurred_at < subscribed_at:
+    for subscription_id, subscribed_at in wanted:
+        if occurred_at < subscribed_at:
             continue
         delivery_id = resource_id("whd")
         values = {
@@ -68,9 +87,7 @@ def enqueue(
             "delivered_at": None,
             "expires_at": now + retry_seconds,
         }
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(webhook_deliveries).values(**values).on_conflict_do_nothing()
-        new += int(conn.execute(statement).rowcount or 0)
+        new += int(conn.execute(new_delivery, values).rowcount or 0)
     return new
 
 

@@ -12,6 +12,7 @@ period the old secret signs too, so a receiver may verify with either.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -59,10 +60,14 @@ def partner_path(descriptor: Descriptor) -> tuple[str, ...] | None:
     return None
 
 
+# Per message type, computed once: every consumed event asks.
+_partner_path_of = functools.cache(partner_path)
+
+
 def partner_of(event: Message) -> str:
     """The partner that owns an event; "" when the event names none."""
     descriptor: Descriptor = event.DESCRIPTOR  # type: ignore[assignment]
-    path = partner_path(descriptor)
+    path = _partner_path_of(descriptor)
     if path is None:
         return ""
     value: object = event

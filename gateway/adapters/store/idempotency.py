@@ -18,8 +18,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, and_, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.adapters.store.tables import idempotency_records as records
 
@@ -55,8 +55,37 @@ def fingerprint(method: str, path: str, query: Sequence[tuple[str, str]], body: 
     return digest.hexdigest()
 
 
-def _key_filter(partner_id: str, key: str):  # type: ignore[no-untyped-def]
-    return and_(records.c.partner_id == partner_id, records.c.idempotency_key == key)
+# Built once (a statement built per call costs more CPU than running it); values bind at execute.
+_THIS_KEY = and_(
+    records.c.partner_id == bindparam("record_partner_id"),
+    records.c.idempotency_key == bindparam("record_key"),
+)
+_RECORD = select(records).where(_THIS_KEY)
+_RELOCK = update(records).where(_THIS_KEY).values(locked_until=bindparam("lock_until"))
+_DROP = delete(records).where(_THIS_KEY)
+_COMPLETE = (
+    update(records)
+    .where(_THIS_KEY)
+    .values(
+        state="done",
+        status_code=bindparam("response_status"),
+        response_body=bindparam("response_body_"),
+        content_type=bindparam("response_type"),
+    )
+)
+# The claim's INSERT: ON CONFLICT DO NOTHING, not a savepoint around a plain INSERT, so an
+# existing record (or one another replica just inserted) makes it insert nothing and return no
+# row; a savepoint would cost two more statements on every claim.
+_INSERT_NEW = {
+    name: dialect.insert(records)
+    .on_conflict_do_nothing(index_elements=[records.c.partner_id, records.c.idempotency_key])
+    .returning(records.c.partner_id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+
+
+def _key_of(partner_id: str, key: str) -> dict[str, str]:
+    return {"record_partner_id": partner_id, "record_key": key}
 
 
 def _decide(row: object, fingerprint_: str, now: float) -> Claim | None:
@@ -81,48 +110,59 @@ def claim(
     lock_seconds: float,
 ) -> Claim:
     """Decide what a request with this key does; "execute" means it now holds the record."""
-    where = _key_filter(partner_id, key)
-    row = conn.execute(select(records).where(where)).first()
+    this_key = _key_of(partner_id, key)
+    # A new key is the common case: try the insert first, so it takes one statement.
+    if _insert_new(conn, partner_id, key, fingerprint_, now, retention_seconds, lock_seconds):
+        return Claim("execute")
+    row = conn.execute(_RECORD, this_key).first()
     if row is not None and row.expires_at >= now:
         decided = _decide(row, fingerprint_, now)
         if decided is not None:
             return decided
-        conn.execute(update(records).where(where).values(locked_until=now + lock_seconds))
+        conn.execute(_RELOCK, {**this_key, "lock_until": now + lock_seconds})
         return Claim("execute")
     if row is not None:
-        conn.execute(delete(records).where(where))
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                insert(records).values(
-                    partner_id=partner_id,
-                    idempotency_key=key,
-                    fingerprint=fingerprint_,
-                    state="running",
-                    created_at=now,
-                    expires_at=now + retention_seconds,
-                    locked_until=now + lock_seconds,
-                )
-            )
-    except IntegrityError:
+        conn.execute(_DROP, this_key)
+    if not _insert_new(conn, partner_id, key, fingerprint_, now, retention_seconds, lock_seconds):
         # Another replica claimed it between our read and insert (PostgreSQL).
-        row = conn.execute(select(records).where(where)).first()
+        row = conn.execute(_RECORD, this_key).first()
         return (_decide(row, fingerprint_, now) if row else None) or Claim("running")
     return Claim("execute")
 
 
+def _insert_new(
+    conn: Connection,
+    partner_id: str,
+    key: str,
+    fingerprint_: str,
+    now: float,
+    retention_seconds: float,
+    lock_seconds: float,
+) -> bool:
+    """Insert the key's record as running; False when a record for the key exists."""
+    values = {
+        "partner_id": partner_id,
+        "idempotency_key": key,
+        "fingerprint": fingerprint_,
+        "state": "running",
+        "created_at": now,
+        "expires_at": now + retention_seconds,
+        "locked_until": now + lock_seconds,
+    }
+    return conn.execute(_INSERT_NEW[conn.dialect.name], values).first() is not None
+
+
 def complete(conn: Connection, partner_id: str, key: str, response: StoredResponse) -> None:
     conn.execute(
-        update(records)
-        .where(_key_filter(partner_id, key))
-        .values(
-            state="done",
-            status_code=response.status_code,
-            response_body=response.body,
-            content_type=response.content_type,
-        )
+        _COMPLETE,
+        {
+            **_key_of(partner_id, key),
+            "response_status": response.status_code,
+            "response_body_": response.body,
+            "response_type": response.content_type,
+        },
     )
 
 
 def release(conn: Connection, partner_id: str, key: str) -> None:
-    conn.execute(delete(records).where(_key_filter(partner_id, key)))
+    conn.execute(_DROP, _key_of(partner_id, key))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.adapters.store.tables import api_keys, partners, rate_buckets
@@ -16,6 +16,32 @@ MAX_ACTIVE_KEYS = 2  # two at once, so a partner can rotate without downtime
 
 class KeyLimitReached(Exception):
     """The partner already has MAX_ACTIVE_KEYS active keys; revoke one first."""
+
+
+# The per-request statements are built once: building one per call (and walking it for its
+# compiled-cache key) cost more CPU than running it. Parameters are bound at execute time.
+_KEY_OF_REQUEST = (
+    select(api_keys.c.salt, api_keys.c.secret_sha256, api_keys.c.scopes, api_keys.c.partner_id)
+    .select_from(api_keys.join(partners, partners.c.id == api_keys.c.partner_id))
+    .where(
+        api_keys.c.id == bindparam("key_id"),
+        api_keys.c.revoked_at.is_(None),
+        partners.c.disabled.is_(False),
+    )
+)
+_THIS_BUCKET = and_(
+    rate_buckets.c.partner_id == bindparam("bucket_id"),
+    rate_buckets.c.route_class == bindparam("bucket_class"),
+)
+_BUCKET = select(rate_buckets.c.tokens, rate_buckets.c.updated_at).where(_THIS_BUCKET)
+# SQLite's BEGIN IMMEDIATE already serializes writers; elsewhere the row is locked.
+_BUCKET_LOCKED = _BUCKET.with_for_update()
+_NEW_BUCKET = insert(rate_buckets)
+_SET_BUCKET = (
+    update(rate_buckets)
+    .where(_THIS_BUCKET)
+    .values(tokens=bindparam("tokens_left"), updated_at=bindparam("taken_at"))
+)
 
 
 @dataclass(frozen=True)
@@ -105,33 +131,31 @@ def admit(
     conn: Connection, api_key: str, scope: str, route_class: str, policy: BucketPolicy, now: float
 ) -> Admission:
     """Authenticate, authorize and take one token, in one transaction (one DB hop per request)."""
+    authenticated = authenticate(conn, api_key, scope)
+    if authenticated.outcome != "ok":
+        return authenticated
+    return take_partner_token(conn, authenticated.partner_id, route_class, policy, now)
+
+
+def authenticate(conn: Connection, api_key: str, scope: str) -> Admission:
+    """The key's partner if the key is valid and has `scope` ("ok"; no token taken yet)."""
     parts = split_api_key(api_key)
     if parts is None:
         return Admission("unauthenticated")
     key_id, secret = parts
-    row = conn.execute(
-        select(api_keys.c.salt, api_keys.c.secret_sha256, api_keys.c.scopes, api_keys.c.partner_id)
-        .select_from(api_keys.join(partners, partners.c.id == api_keys.c.partner_id))
-        .where(
-            and_(
-                api_keys.c.id == key_id,
-                api_keys.c.revoked_at.is_(None),
-                partners.c.disabled.is_(False),
-            )
-        )
-    ).first()
+    row = conn.execute(_KEY_OF_REQUEST, {"key_id": key_id}).first()
     if row is None or not secret_matches(row.salt, row.secret_sha256, secret):
         return Admission("unauthenticated")
     if scope not in row.scopes.split():
         return Admission("forbidden", partner_id=row.partner_id)
-    return _take_token(conn, row.partner_id, route_class, policy, now)
+    return Admission("ok", partner_id=row.partner_id)
 
 
 def take_token(
     conn: Connection, bucket_id: str, route_class: str, policy: BucketPolicy, now: float
 ) -> Admission:
     """Take one token from a bucket not tied to an API key (carrier pushes); no partner."""
-    admission = _take_token(conn, bucket_id, route_class, policy, now)
+    admission = take_partner_token(conn, bucket_id, route_class, policy, now)
     return Admission(
         admission.outcome,
         limit=admission.limit,
@@ -141,35 +165,35 @@ def take_token(
     )
 
 
-def _take_token(
+def take_partner_token(
     conn: Connection, partner_id: str, route_class: str, policy: BucketPolicy, now: float
 ) -> Admission:
-    where = and_(rate_buckets.c.partner_id == partner_id, rate_buckets.c.route_class == route_class)
-    query = select(rate_buckets.c.tokens, rate_buckets.c.updated_at).where(where)
-    if conn.dialect.name != "sqlite":
-        query = query.with_for_update()  # SQLite's BEGIN IMMEDIATE already serializes writers
-    row = conn.execute(query).first()
+    """Take one token from the partner's bucket of `route_class` ("ok" or "limited")."""
+    bucket = {"bucket_id": partner_id, "bucket_class": route_class}
+    query = _BUCKET if conn.dialect.name == "sqlite" else _BUCKET_LOCKED
+    row = conn.execute(query, bucket).first()
     if row is None:
         tokens = policy.capacity
         try:
             with conn.begin_nested():
                 conn.execute(
-                    insert(rate_buckets).values(
-                        partner_id=partner_id,
-                        route_class=route_class,
-                        tokens=tokens,
-                        updated_at=now,
-                    )
+                    _NEW_BUCKET,
+                    {
+                        "partner_id": partner_id,
+                        "route_class": route_class,
+                        "tokens": tokens,
+                        "updated_at": now,
+                    },
                 )
         except IntegrityError:  # another replica created it first: use its row
-            row = conn.execute(query).first()
+            row = conn.execute(query, bucket).first()
     if row is not None:
         elapsed = max(0.0, now - row.updated_at)
         tokens = min(policy.capacity, row.tokens + elapsed * policy.refill_per_second)
     allowed = tokens >= 1.0
     if allowed:
         tokens -= 1.0
-    conn.execute(update(rate_buckets).where(where).values(tokens=tokens, updated_at=now))
+    conn.execute(_SET_BUCKET, {**bucket, "tokens_left": tokens, "taken_at": now})
     rate = policy.refill_per_second
     reset = math.ceil((policy.capacity - tokens) / rate) if rate > 0 else 0
     return Admission(
