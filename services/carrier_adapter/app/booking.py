@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection
 
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store import labels as label_store
-from services.carrier_adapter.adapters.store.labels import ClaimOutcome, StoredLabel
+from services.carrier_adapter.adapters.store.labels import Claim, ClaimOutcome, StoredLabel
 from services.carrier_adapter.adapters.store.quotes import StoredQuote, get_quote
 from services.carrier_adapter.domain.connector import CarrierConnector
 from services.carrier_adapter.domain.errors import maybe_committed
@@ -98,22 +100,14 @@ class LabelBooker:
         running = self._running.get(key)
         if running is not None:
             return await asyncio.shield(running), True
-        quote = await self._db.run(get_quote, rate_id)
-        if quote is None:
-            raise NotFound(
-                f"rate {rate_id} does not exist", resource_type="rate", resource_name=rate_id
-            )
-        connector = self._connector(quote.quote.carrier_account_id)
-        claim = await self._db.run(
-            label_store.claim_booking,
+        quote, connector, claim = await self._db.run(
+            self._quote_and_claim,
             key,
-            quote,
+            rate_id,
             label_format,
             is_return,
             request_record,
             self._clock.now(),
-            self._settings.lease,
-            connector.capabilities.idempotent_booking,
         )
         if claim.outcome is ClaimOutcome.BOOKED:
             return claim.stored, True
@@ -135,6 +129,36 @@ class LabelBooker:
         self._running[key] = task
         task.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(task), False
+
+    def _quote_and_claim(
+        self,
+        conn: Connection,
+        key: str,
+        rate_id: str,
+        label_format: LabelFormat,
+        is_return: bool,
+        request_record: bytes,
+        now: datetime,
+    ) -> tuple[StoredQuote, CarrierConnector, Claim]:
+        """The quote, the connector of its account and the claim on `key`: one unit of work."""
+        quote = get_quote(conn, rate_id)
+        if quote is None:
+            raise NotFound(
+                f"rate {rate_id} does not exist", resource_type="rate", resource_name=rate_id
+            )
+        connector = self._connector(quote.quote.carrier_account_id)
+        claim = label_store.claim_booking(
+            conn,
+            key,
+            quote,
+            label_format,
+            is_return,
+            request_record,
+            now,
+            self._settings.lease,
+            connector.capabilities.idempotent_booking,
+        )
+        return quote, connector, claim
 
     async def drain(self) -> None:
         """Let running bookings finish and store their labels (called at shutdown)."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Insert, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.kit.values import Money
 
-__all__ = ["epoch", "from_epoch", "insert_ignoring_duplicates", "money", "money_or_none"]
+__all__ = ["epoch", "from_epoch", "insert_new", "money", "money_or_none"]
 
 
 def epoch(instant: datetime) -> float:
@@ -30,20 +31,24 @@ def money_or_none(amount: str | None, currency: str | None) -> Money | None:
     return None if amount is None or currency is None else money(amount, currency)
 
 
-def insert_ignoring_duplicates(
-    conn: Connection, table: Table, values: dict[str, Any], key: str
-) -> bool:
-    """INSERT … ON CONFLICT (key) DO NOTHING; True when the row was inserted.
+def insert_new(conn: Connection, table: Table, key: str, *, whole_row: bool = False) -> Insert:
+    """`INSERT … ON CONFLICT (key) DO NOTHING RETURNING key` for `conn`'s dialect, built once.
 
-    Decided by the unique index, not a prior SELECT, so two racing writers (PostgreSQL replicas)
-    cannot both win.
+    Execute it with a dict of column values (a list of dicts inserts them all in one statement);
+    it returns the keys it inserted, or with `whole_row` every column of the rows it inserted.
+    The unique index decides, not a prior SELECT, so two racing writers (PostgreSQL replicas)
+    cannot both win. RETURNING, not rowcount: psycopg reports no useful rowcount for it.
     """
-    module: Any = sqlite if conn.dialect.name == "sqlite" else postgresql
-    statement = (
-        module.insert(table)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[key])
-        .returning(table.c[key])
+    return _insert_new(conn.dialect.name == "sqlite", table, key, whole_row)
+
+
+@functools.cache
+def _insert_new(on_sqlite: bool, table: Table, key: str, whole_row: bool) -> Insert:
+    # Cached: building the statement (and walking it for its compiled-cache key) on every call
+    # cost more CPU than running it.
+    module: Any = sqlite if on_sqlite else postgresql
+    returned = list(table.c) if whole_row else [table.c[key]]
+    statement: Insert = (
+        module.insert(table).on_conflict_do_nothing(index_elements=[key]).returning(*returned)
     )
-    # RETURNING, not rowcount: psycopg reports no useful rowcount for this statement.
-    return conn.execute(statement).first() is not None
+    return statement

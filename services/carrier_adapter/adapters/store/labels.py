@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, select, update
 
 from services.carrier_adapter.adapters.store.codec import (
     epoch,
     from_epoch,
-    insert_ignoring_duplicates,
+    insert_new,
     money_or_none,
 )
 from services.carrier_adapter.adapters.store.quotes import StoredQuote
@@ -85,6 +85,46 @@ class Claim:
     stored: StoredLabel
 
 
+# Statements built once (building one per call cost more CPU than running it); values bind at
+# execute time.
+_THIS_KEY = labels.c.idempotency_key == bindparam("key")
+_HELD = _THIS_KEY & (labels.c.claim_token == bindparam("token"))
+_BY_KEY = select(labels).where(_THIS_KEY)
+_BY_ID = select(labels).where(labels.c.label_id == bindparam("label_id"))
+_BY_TRACKING = select(labels).where(labels.c.tracking_number == bindparam("tracking_number"))
+_MARK_UNKNOWN = update(labels).where(_HELD).values(status=LabelStatus.UNKNOWN.value)
+_TAKE_OVER = (
+    update(labels)
+    .where(_HELD)
+    .values(claim_token=bindparam("new_token"), claimed_at=bindparam("new_claimed_at"))
+)
+_GIVE_UP = delete(labels).where(_HELD, labels.c.status == LabelStatus.BOOKING.value)
+# The booked label comes back from the UPDATE itself: no second statement to read it.
+_COMPLETE = (
+    update(labels)
+    .where(_HELD, labels.c.status == LabelStatus.BOOKING.value)
+    .values(
+        status=LabelStatus.BOOKED.value,
+        service_code=bindparam("booked_service_code"),
+        tracking_number=bindparam("booked_tracking_number"),
+        package_tracking_numbers=bindparam("booked_package_tracking_numbers"),
+        label_format=bindparam("booked_label_format"),
+        document=bindparam("booked_document"),
+        quoted_amount=bindparam("booked_quoted_amount"),
+        quoted_currency=bindparam("booked_quoted_currency"),
+        carrier_shipment_id=bindparam("booked_carrier_shipment_id"),
+        is_return=bindparam("booked_is_return"),
+        booked_at=bindparam("booked_booked_at"),
+    )
+    .returning(*labels.c)
+)
+_MARK_CANCELLED = (
+    update(labels)
+    .where(labels.c.label_id == bindparam("cancelled_label_id"), labels.c.cancelled_at.is_(None))
+    .values(cancelled_at=bindparam("cancelled_at_"))
+)
+
+
 def claim_booking(
     conn: Connection,
     key: str,
@@ -97,49 +137,48 @@ def claim_booking(
     may_take_over: bool,
 ) -> Claim:
     token = resource_id("clm")  # who may finish this booking
-    inserted = insert_ignoring_duplicates(
-        conn,
-        labels,
-        {
-            "label_id": resource_id("lbl"),
-            "idempotency_key": key,
-            "status": LabelStatus.BOOKING.value,
-            "claim_token": token,
-            "claimed_at": epoch(now),
-            "rate_id": quote.rate_id,
-            "carrier": quote.quote.carrier,
-            "carrier_account_id": quote.quote.carrier_account_id,
-            "service_code": quote.quote.service_code,
-            "package_tracking_numbers": "[]",
-            "label_format": label_format.value,
-            "is_return": is_return,
-            "carrier_shipment_id": "",
-            "request": request,
-            "created_at": epoch(now),
-        },
-        "idempotency_key",
+    # The inserted row comes back from the INSERT (RETURNING every column): a new key, the
+    # common case, takes one statement.
+    inserted = (
+        conn.execute(
+            insert_new(conn, labels, "idempotency_key", whole_row=True),
+            {
+                "label_id": resource_id("lbl"),
+                "idempotency_key": key,
+                "status": LabelStatus.BOOKING.value,
+                "claim_token": token,
+                "claimed_at": epoch(now),
+                "rate_id": quote.rate_id,
+                "carrier": quote.quote.carrier,
+                "carrier_account_id": quote.quote.carrier_account_id,
+                "service_code": quote.quote.service_code,
+                "package_tracking_numbers": "[]",
+                "label_format": label_format.value,
+                "is_return": is_return,
+                "carrier_shipment_id": "",
+                "request": request,
+                "created_at": epoch(now),
+            },
+        )
+        .mappings()
+        .first()
     )
+    if inserted is not None:
+        return Claim(ClaimOutcome.CLAIMED, _stored(inserted))
     stored = get_label_by_key(conn, key)
     assert stored is not None
-    if inserted:
-        return Claim(ClaimOutcome.CLAIMED, stored)
     if stored.status is LabelStatus.BOOKED:
         return Claim(ClaimOutcome.BOOKED, stored)
     if stored.status is LabelStatus.UNKNOWN:
         return Claim(ClaimOutcome.UNKNOWN, stored)
     if stored.claimed_at + lease > now:
         return Claim(ClaimOutcome.IN_FLIGHT, stored)
+    held = {"key": key, "token": stored.claim_token}
     if not may_take_over:
-        conn.execute(
-            update(labels)
-            .where(labels.c.idempotency_key == key, labels.c.claim_token == stored.claim_token)
-            .values(status=LabelStatus.UNKNOWN.value)
-        )
+        conn.execute(_MARK_UNKNOWN, held)
         return Claim(ClaimOutcome.UNKNOWN, stored)
     taken = conn.execute(
-        update(labels)
-        .where(labels.c.idempotency_key == key, labels.c.claim_token == stored.claim_token)
-        .values(claim_token=token, claimed_at=epoch(now))
+        _TAKE_OVER, {**held, "new_token": token, "new_claimed_at": epoch(now)}
     ).rowcount
     refreshed = get_label_by_key(conn, key)
     assert refreshed is not None
@@ -150,44 +189,38 @@ def complete_booking(
     conn: Connection, key: str, token: str, label: BookedLabel, now: datetime
 ) -> StoredLabel | None:
     """Store the carrier's label under our claim; None when the claim was lost meanwhile."""
-    changed = conn.execute(
-        update(labels)
-        .where(
-            labels.c.idempotency_key == key,
-            labels.c.claim_token == token,
-            labels.c.status == LabelStatus.BOOKING.value,
+    charge = label.quoted_charge
+    row = (
+        conn.execute(
+            _COMPLETE,
+            {
+                "key": key,
+                "token": token,
+                "booked_service_code": label.service_code,
+                "booked_tracking_number": label.tracking_number,
+                "booked_package_tracking_numbers": json.dumps(list(label.package_tracking_numbers)),
+                "booked_label_format": label.label_format.value,
+                "booked_document": label.document,
+                "booked_quoted_amount": str(charge.amount) if charge else None,
+                "booked_quoted_currency": charge.currency_code if charge else None,
+                "booked_carrier_shipment_id": label.carrier_shipment_id,
+                "booked_is_return": label.is_return,
+                "booked_booked_at": epoch(label.created_at or now),
+            },
         )
-        .values(
-            status=LabelStatus.BOOKED.value,
-            service_code=label.service_code,
-            tracking_number=label.tracking_number,
-            package_tracking_numbers=json.dumps(list(label.package_tracking_numbers)),
-            label_format=label.label_format.value,
-            document=label.document,
-            quoted_amount=str(label.quoted_charge.amount) if label.quoted_charge else None,
-            quoted_currency=label.quoted_charge.currency_code if label.quoted_charge else None,
-            carrier_shipment_id=label.carrier_shipment_id,
-            is_return=label.is_return,
-            booked_at=epoch(label.created_at or now),
-        )
-    ).rowcount
-    return get_label_by_key(conn, key) if changed == 1 else None
+        .mappings()
+        .first()
+    )
+    return None if row is None else _stored(row)
 
 
 def release_booking(conn: Connection, key: str, token: str, outcome_unknown: bool) -> None:
-    mine = (labels.c.idempotency_key == key) & (labels.c.claim_token == token)
-    if outcome_unknown:
-        conn.execute(update(labels).where(mine).values(status=LabelStatus.UNKNOWN.value))
-    else:
-        conn.execute(delete(labels).where(mine, labels.c.status == LabelStatus.BOOKING.value))
+    held = {"key": key, "token": token}
+    conn.execute(_MARK_UNKNOWN if outcome_unknown else _GIVE_UP, held)
 
 
 def mark_cancelled(conn: Connection, label_id: str, now: datetime) -> None:
-    conn.execute(
-        update(labels)
-        .where(labels.c.label_id == label_id, labels.c.cancelled_at.is_(None))
-        .values(cancelled_at=epoch(now))
-    )
+    conn.execute(_MARK_CANCELLED, {"cancelled_label_id": label_id, "cancelled_at_": epoch(now)})
 
 
 def live_labels(
@@ -213,21 +246,23 @@ def live_labels(
 
 
 def get_label_by_key(conn: Connection, key: str) -> StoredLabel | None:
-    return _one(conn, labels.c.idempotency_key == key)
+    return _one(conn.execute(_BY_KEY, {"key": key}).mappings().first())
 
 
 def get_label(conn: Connection, label_id: str) -> StoredLabel | None:
-    return _one(conn, labels.c.label_id == label_id)
+    return _one(conn.execute(_BY_ID, {"label_id": label_id}).mappings().first())
 
 
 def get_label_by_tracking(conn: Connection, tracking_number: str) -> StoredLabel | None:
-    return _one(conn, labels.c.tracking_number == tracking_number)
+    query = conn.execute(_BY_TRACKING, {"tracking_number": tracking_number})
+    return _one(query.mappings().first())
 
 
-def _one(conn: Connection, where: object) -> StoredLabel | None:
-    row = conn.execute(select(labels).where(where)).mappings().first()  # type: ignore[arg-type]
-    if row is None:
-        return None
+def _one(row: RowMapping | None) -> StoredLabel | None:
+    return None if row is None else _stored(row)
+
+
+def _stored(row: RowMapping) -> StoredLabel:
     status = LabelStatus(row["status"])
     booked_at = from_epoch(row["booked_at"])
     claimed_at = from_epoch(row["claimed_at"])
