@@ -33,6 +33,7 @@ from gateway.transcoder import build_routes
 from gateway.webhooks.delivery_store import RetryPolicy
 from gateway.webhooks.sender import SenderSettings
 from gateway.webhooks.servicer import SERVICE as WEBHOOK_SERVICE
+from services.kit import event_loop
 from services.kit.config import ConfigError
 from services.kit.db import Database
 from services.kit.http_server import HttpServer
@@ -187,7 +188,7 @@ def main() -> None:
         print(f"gateway: {error}", file=sys.stderr)
         sys.exit(2)
     configure_logging("gateway", config.log_level)
-    asyncio.run(serve(config))
+    event_loop.run(serve(config))
 
 
 if __name__ == "__main__":
