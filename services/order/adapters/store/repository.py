@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, and_, select, update
 
 from services.kit.errors import Conflict
 from services.kit.leases import lease_due
 from services.kit.paging import keyset, next_page
+from services.kit.statements import new_row
 from services.order.adapters.store import codec
+from services.order.adapters.store import statements as sql
 from services.order.adapters.store import tables as t
 from services.order.domain import messages, wants_stock
 from services.order.domain.model import Order, OrderStatus
@@ -74,19 +75,20 @@ def insert_order(conn: Connection, order: Order) -> None:
         "version": 1,
         **_columns(order),
     }
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(t.orders).values(**values))
-    except IntegrityError as exc:
+    if conn.execute(new_row(sql.NEW_ORDER, conn), values).rowcount == 0:
         # A concurrent CreateOrder with the same external id won; the retry replays it.
-        raise Conflict(f"order {order.external_order_id!r} was created concurrently") from exc
+        raise Conflict(f"order {order.external_order_id!r} was created concurrently")
 
 
 def save_order(conn: Connection, loaded: Loaded, order: Order) -> None:
     done = conn.execute(
-        update(t.orders)
-        .where(and_(t.orders.c.order_id == order.order_id, t.orders.c.version == loaded.version))
-        .values(version=loaded.version + 1, **_columns(order))
+        sql.SAVE_ORDER,
+        {
+            "match_order_id": order.order_id,
+            "match_version": loaded.version,
+            "version": loaded.version + 1,
+            **_columns(order),
+        },
     )
     if done.rowcount != 1:
         raise Conflict(f"order {order.order_id} changed concurrently")
@@ -97,18 +99,14 @@ def _loaded(row: Any) -> Loaded:
 
 
 def get_order(conn: Connection, order_id: str) -> Loaded | None:
-    row = conn.execute(select(t.orders).where(t.orders.c.order_id == order_id)).first()
+    row = conn.execute(sql.ORDER, {"order_id": order_id}).first()
     return _loaded(row) if row else None
 
 
 def find_by_external(conn: Connection, partner_id: str, external_order_id: str) -> Loaded | None:
     row = conn.execute(
-        select(t.orders).where(
-            and_(
-                t.orders.c.partner_id == partner_id,
-                t.orders.c.external_order_id == external_order_id,
-            )
-        )
+        sql.ORDER_BY_EXTERNAL_ID,
+        {"partner_id": partner_id, "external_order_id": external_order_id},
     ).first()
     return _loaded(row) if row else None
 
@@ -164,7 +162,7 @@ def enqueue(conn: Connection, commands: tuple[messages.SagaCommand, ...], now: d
     if not commands:
         return
     conn.execute(
-        insert(t.saga_commands),
+        sql.NEW_COMMANDS,
         [
             {
                 "order_id": command.order_id,
@@ -214,11 +212,7 @@ def claim_commands(
 
 
 def finish_command(conn: Connection, command_id: int, now: datetime) -> None:
-    conn.execute(
-        update(t.saga_commands)
-        .where(t.saga_commands.c.id == command_id)
-        .values(done_at=now.timestamp())
-    )
+    conn.execute(sql.FINISH_COMMAND, {"match_id": command_id, "done_at": now.timestamp()})
 
 
 def reschedule_command(
