@@ -176,7 +176,7 @@ async def test_units_of_work_reuse_one_connection_per_worker_and_survive_its_los
         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     killer.dispose()
 
-    with pytest.raises(Exception, match="(?i)terminat|closed|connection"):
+    with pytest.raises(Exception, match=r"(?i)terminat|closed|connection"):
         await db.run(lambda c: c.exec_driver_sql("SELECT 1").scalar_one())
     new_pid = await db.run(lambda c: c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
     assert new_pid != pid
