@@ -28,7 +28,7 @@ import grpc
 from services.kit.client import is_transient
 from services.kit.clock import Clock
 from services.kit.errors import Conflict
-from services.kit.uow import UnitOfWork
+from services.kit.uow import UnitOfWork, lost_a_race
 from services.order.adapters.clients import InventoryClient, ShipmentClient
 from services.order.adapters.store import repository as repo
 from services.order.app.transitions import apply_input
@@ -151,10 +151,12 @@ def settle_round(saga: FulfillmentSaga, clock: Clock, sent: Sequence[Sent]) -> S
             raise Conflict(f"saga command {item.queued.id} waits for an earlier one of its order")
         try:
             settle_sent(uow, saga, item, clock())
-        except Conflict:
-            raise  # re-run in a further pass, still first of its order
-        except Exception:
-            waiting.popleft()  # failed for good (rolled back alone): the order's next may go
+        except Exception as error:
+            # A lost race (Conflict, or a PostgreSQL deadlock) is re-run in a further pass, still
+            # first of its order; anything else failed for good (rolled back alone), so the
+            # order's next answer may go.
+            if not lost_a_race(error):
+                waiting.popleft()
             raise
         waiting.popleft()
 
