@@ -180,6 +180,9 @@ class Sweep:
             return []
         self.args.profile.mkdir(parents=True, exist_ok=True)
         suffix = "svg" if self.args.profile_format == "flamegraph" else "txt"
+        # py-spy cannot unwind C frames without pausing the process, so --native trades the
+        # non-blocking sampler for the C stacks that Python frames alone hide.
+        sampling = ["--native"] if self.args.profile_native else ["--nonblocking"]
         return [
             subprocess.Popen(
                 [
@@ -191,7 +194,7 @@ class Sweep:
                     str(int(self.args.window)),
                     "--rate",
                     "67",
-                    "--nonblocking",  # sampling never pauses the service
+                    *sampling,
                     "--gil",  # only the thread holding the GIL: Python CPU, not waits
                     "--format",
                     self.args.profile_format,
@@ -411,6 +414,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["flamegraph", "raw"],
         default="flamegraph",
         help="SVG flame graphs, or collapsed stacks (text) to rank functions",
+    )
+    parser.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="include C frames (grpc's Cython core, uvloop, sqlite3); pauses each sample briefly",
     )
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dir")
     return parser.parse_args(argv)

@@ -2,7 +2,7 @@
 
 One `EventConsumer` is one durable pull consumer `<service>-<purpose>` on one stream. Per batch:
 
-1. fetch up to `batch_size` messages;
+1. take what has arrived on the open pull request, at most `batch_size` messages;
 2. classify each without touching the DB: not ours (ack), undecodable / invalid / unknown type
    (dead-letter), or to apply. With a schema resolver, the batch's `ce-dataschema` ids not seen
    before are first resolved through the registry (one call per new id, on the event loop): an id
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
@@ -48,6 +47,7 @@ from services.kit.handlers import (
     ProtobufDecoder,
 )
 from services.kit.metrics import ServiceMetrics
+from services.kit.pull import PullGone, PullLost, PullStream
 from services.kit.schema_ids import SchemaResolver, Unresolved
 
 log = logging.getLogger(__name__)
@@ -179,35 +179,72 @@ class EventConsumer:
             await task
 
     async def run(self) -> None:
-        """Fetch, apply, settle, until stopped.
+        """Pull, apply, settle, until stopped.
 
         Strictly one batch at a time. Measured on 2 cores: fetching the next batch while this
         one is applied, or applying parts of a batch on parallel connections, was slower (the
         work on both sides is Python under one GIL), so batches stay sequential and in order.
+        The open pull request keeps filling the buffer meanwhile (services/kit/pull.py), so
+        the next batch is whatever arrived while this one was applied.
         """
         if not await self._ensure_until_stopped():
             return
-        sub = await self._js.pull_subscribe_bind(durable=self.name, stream=self.stream)
+        s = self.settings
+        pull = PullStream(
+            self._nc, self.stream, self.name, batch=s.batch_size, expires=s.fetch_timeout
+        )
+        await pull.open()
         # Safety net for the one case the in-band path cannot see: the final delivery was never
         # answered (the process died), and JetStream gives up on the message.
         watcher = await watch_max_deliveries(
-            self._nc, self.stream, self.name, self.settings.dlq_publish_timeout
+            self._nc, self.stream, self.name, s.dlq_publish_timeout
         )
         try:
-            while True:
-                msgs = await self._fetch(sub)
+            while not self._stopping.is_set():
+                msgs = await self._next(pull)
                 if msgs is None:  # connection closed for good
-                    return
-                if self._stopping.is_set():
-                    await self.process(msgs)
                     return
                 if msgs:
                     await self.process(msgs)
                 await self._purge_inbox()
+            # Stopping: finish what the open request still delivers (at most `fetch_timeout`),
+            # so messages the server already sent are acked now rather than after `ack_wait`.
+            while msgs := await self._next(pull, request_more=False):
+                await self.process(msgs)
         finally:
-            for subscription in (sub, watcher):
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
+            with contextlib.suppress(Exception):
+                left = await pull.close()
+                for msg in left:  # arrived after the last batch: hand them back at once
+                    await msg.nak()
+            with contextlib.suppress(Exception):
+                await watcher.unsubscribe()
+
+    async def _next(self, pull: PullStream, *, request_more: bool = True) -> list[Msg] | None:
+        """The next batch; [] when there was nothing (or a recoverable error), None when closed."""
+        if self._nc.is_closed:
+            log.warning("consumer %s: NATS connection closed; stopping", self.name)
+            return None
+        try:
+            return await pull.next_batch(request_more=request_more)
+        except PullLost as exc:
+            # Usually a reconnect dropped the request: carry on at once if the durable is there.
+            log.info("consumer %s: %s", self.name, exc)
+            if not await self._durable_exists():
+                await self._recover()
+            return []
+        except PullGone as exc:
+            # The durable is gone (deleted, or being recreated by `crossdock replay`).
+            log.warning("consumer %s pull failed: %s", self.name, exc)
+            await self._recover()
+            return []
+        except nats.errors.ConnectionClosedError:
+            log.warning("consumer %s: NATS connection closed; stopping", self.name)
+            return None
+        except nats.errors.Error as exc:
+            _reraise_if_cancelled()
+            log.warning("consumer %s pull failed: %s", self.name, exc)
+            await asyncio.sleep(0.5)
+            return []
 
     async def _ensure_until_stopped(self) -> bool:
         """Create/update the durable, retrying while NATS is away; False if stopped first."""
@@ -236,26 +273,14 @@ class EventConsumer:
         except Exception:
             log.exception("consumer %s: inbox purge failed", self.name)
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg] | None:
-        """One fetch; [] when there was nothing (or a recoverable error), None when closed."""
+    async def _durable_exists(self) -> bool:
         try:
-            return await sub.fetch(self.settings.batch_size, timeout=self.settings.fetch_timeout)
-        except (TimeoutError, nats.errors.TimeoutError):
-            _reraise_if_cancelled()
-            return []
-        except nats.errors.ConnectionClosedError:
-            log.warning("consumer %s: NATS connection closed; stopping", self.name)
-            return None
-        except (APIError, nats.errors.NoRespondersError) as exc:
-            # The durable is gone (deleted, or being recreated by `crossdock replay`).
-            log.warning("consumer %s fetch failed: %s", self.name, exc)
-            await self._recover()
-            return []
-        except nats.errors.Error as exc:
-            _reraise_if_cancelled()
-            log.warning("consumer %s fetch failed: %s", self.name, exc)
-            await asyncio.sleep(0.5)
-            return []
+            await self._js.consumer_info(self.stream, self.name)
+        except NotFoundError:
+            return False
+        except Exception as exc:
+            log.warning("consumer %s: cannot check the durable: %s", self.name, exc)
+        return True
 
     async def _recover(self) -> None:
         with contextlib.suppress(TimeoutError):
