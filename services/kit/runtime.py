@@ -71,10 +71,15 @@ class ConsumingServiceConfig(EventServiceConfig):
     """The settings of a service that also consumes events (one durable consumer per stream)."""
 
     consumer_batch_size: int = setting(
-        default=100, minimum=1, maximum=1000, description="events fetched and applied per batch"
+        default=100,
+        minimum=1,
+        maximum=1000,
+        description="events asked for per pull request, and applied per batch at most",
     )
     consumer_fetch_timeout_seconds: float = setting(
-        default=1.0, minimum=0.05, description="how long one consumer fetch waits for events"
+        default=1.0,
+        minimum=0.05,
+        description="how long one pull request stays open (an idle consumer renews it this often)",
     )
     consumer_nak_base_delay_seconds: float = setting(
         default=1.0, minimum=0.01, description="first redelivery delay after a transient failure"
