@@ -1,4 +1,5 @@
-"""Billing's queries, on the unit of work's connection (SQLAlchemy Core)."""
+"""Billing's queries, on the unit of work's connection: prepared statements (`statements`) on
+the raw cursor, SQLAlchemy Core for the pages built per call."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, select
 
 from services.billing.adapters.store import statements as sql
 from services.billing.adapters.store import tables as t
@@ -55,8 +56,8 @@ def _lines(raw: str) -> tuple[Line, ...]:
 def save_prices(conn: Connection, prices: OrderPrices) -> None:
     """First OrderPlaced wins; a redelivery finds the row and changes nothing."""
     lines = {n: [p.sku, str(p.unit_price)] for n, p in prices.lines.items()}
-    conn.execute(
-        sql.NEW_PRICES[conn.dialect.name],
+    sql.NEW_PRICES.run(
+        conn,
         {
             "order_id": prices.order_id,
             "partner_id": prices.partner_id,
@@ -68,7 +69,7 @@ def save_prices(conn: Connection, prices: OrderPrices) -> None:
 
 
 def get_prices(conn: Connection, order_id: str) -> OrderPrices | None:
-    row = conn.execute(sql.PRICES, {"order_id": order_id}).first()
+    row = sql.PRICES.run(conn, {"order_id": order_id}).first()
     if row is None:
         return None
     lines = {
@@ -82,7 +83,7 @@ def get_prices(conn: Connection, order_id: str) -> OrderPrices | None:
 
 
 def get_freight(conn: Connection, shipment_id: str) -> Freight | None:
-    row = conn.execute(sql.FREIGHT, {"shipment_id": shipment_id}).first()
+    row = sql.FREIGHT.run(conn, {"shipment_id": shipment_id}).first()
     if row is None:
         return None
     return Freight(
@@ -111,7 +112,7 @@ def save_freight(conn: Connection, freight: Freight) -> None:
         "final_amount": None if freight.final is None else str(freight.final),
         "finalized_at": None if freight.finalized_at is None else freight.finalized_at.timestamp(),
     }
-    conn.execute(sql.UPSERT_FREIGHT[conn.dialect.name], values)
+    sql.UPSERT_FREIGHT.run(conn, values)
 
 
 # -- gapless number series -----------------------------------------------------------------
@@ -125,15 +126,15 @@ def next_number(conn: Connection, series: str) -> int:
     serialises them. A rolled-back or crashed transaction rolls the increment back with the
     document: no gaps, no duplicates.
     """
-    return int(conn.execute(sql.NEXT_NUMBER, {"s": series}).scalar_one())
+    return int(sql.NEXT_NUMBER.run(conn, {"s": series}).scalar_one())
 
 
 # -- invoices ------------------------------------------------------------------------------
 
 
 def insert_invoice(conn: Connection, invoice: Invoice) -> None:
-    conn.execute(
-        sql.INSERT_INVOICE,
+    sql.INSERT_INVOICE.run(
+        conn,
         {
             "invoice_id": invoice.invoice_id,
             "invoice_number": invoice.invoice_number,
@@ -151,7 +152,7 @@ def insert_invoice(conn: Connection, invoice: Invoice) -> None:
     )
 
 
-def _invoice(row: Row[Any]) -> Invoice:
+def _invoice(row: Any) -> Invoice:
     return Invoice(
         row.invoice_id,
         row.invoice_number,
@@ -170,23 +171,21 @@ def _invoice(row: Row[Any]) -> Invoice:
 
 def has_invoice_for_shipment(conn: Connection, shipment_id: str) -> bool:
     """Whether the shipment is invoiced (without reading the invoice)."""
-    return conn.execute(sql.INVOICE_OF_SHIPMENT, {"shipment_id": shipment_id}).first() is not None
+    return sql.INVOICE_OF_SHIPMENT.run(conn, {"shipment_id": shipment_id}).first() is not None
 
 
 def get_invoice(conn: Connection, invoice_id: str) -> Invoice | None:
-    row = conn.execute(select(t.invoices).where(t.invoices.c.invoice_id == invoice_id)).first()
+    row = sql.INVOICE.run(conn, {"invoice_id": invoice_id}).first()
     return None if row is None else _invoice(row)
 
 
 def lock_invoice(conn: Connection, invoice_id: str) -> None:
     """Hold the invoice's row until commit (PostgreSQL; SQLite has a single writer anyway)."""
-    c = t.invoices.c
-    conn.execute(select(c.seq).where(c.invoice_id == invoice_id).with_for_update()).first()
+    sql.LOCK_INVOICE.run(conn, {"invoice_id": invoice_id})
 
 
 def invoices_for_order(conn: Connection, order_id: str) -> list[Invoice]:
-    c = t.invoices.c
-    rows = conn.execute(select(t.invoices).where(c.order_id == order_id).order_by(c.seq)).all()
+    rows = sql.INVOICES_OF_ORDER.run(conn, {"order_id": order_id}).all()
     return [_invoice(row) for row in rows]
 
 
@@ -209,31 +208,31 @@ def list_invoices(
 
 
 def credit_note_exists(conn: Connection, source_key: str) -> bool:
-    c = t.credit_notes.c
-    found = conn.execute(select(c.seq).where(c.source_key == source_key)).first()
+    found = sql.CREDIT_NOTE_OF_SOURCE.run(conn, {"source_key": source_key}).first()
     return found is not None
 
 
 def insert_credit_note(conn: Connection, note: CreditNote, source_key: str) -> None:
-    conn.execute(
-        t.credit_notes.insert().values(
-            credit_note_id=note.credit_note_id,
-            credit_note_number=note.credit_note_number,
-            invoice_id=note.invoice_id,
-            order_id=note.order_id,
-            return_id=note.return_id,
-            source_key=source_key,
-            partner_id=note.partner_id,
-            currency=note.currency,
-            lines=_lines_json(note.lines),
-            total=str(note.total),
-            reason=note.reason,
-            posted_at=note.posted_at.timestamp(),
-        )
+    sql.INSERT_CREDIT_NOTE.run(
+        conn,
+        {
+            "credit_note_id": note.credit_note_id,
+            "credit_note_number": note.credit_note_number,
+            "invoice_id": note.invoice_id,
+            "order_id": note.order_id,
+            "return_id": note.return_id,
+            "source_key": source_key,
+            "partner_id": note.partner_id,
+            "currency": note.currency,
+            "lines": _lines_json(note.lines),
+            "total": str(note.total),
+            "reason": note.reason,
+            "posted_at": note.posted_at.timestamp(),
+        },
     )
 
 
-def _credit_note(row: Row[Any]) -> CreditNote:
+def _credit_note(row: Any) -> CreditNote:
     return CreditNote(
         row.credit_note_id,
         row.credit_note_number,
@@ -250,14 +249,12 @@ def _credit_note(row: Row[Any]) -> CreditNote:
 
 
 def credit_notes_for_invoice(conn: Connection, invoice_id: str) -> list[CreditNote]:
-    c = t.credit_notes.c
-    rows = conn.execute(select(t.credit_notes).where(c.invoice_id == invoice_id)).all()
+    rows = sql.CREDIT_NOTES_OF_INVOICE.run(conn, {"invoice_id": invoice_id}).all()
     return [_credit_note(row) for row in rows]
 
 
 def get_credit_note(conn: Connection, credit_note_id: str) -> CreditNote | None:
-    c = t.credit_notes.c
-    row = conn.execute(select(t.credit_notes).where(c.credit_note_id == credit_note_id)).first()
+    row = sql.CREDIT_NOTE.run(conn, {"credit_note_id": credit_note_id}).first()
     return None if row is None else _credit_note(row)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, tuple_
+from sqlalchemy import Connection, tuple_
 
 from services.inventory.adapters.store import codec
 from services.inventory.adapters.store import statements as sql
@@ -45,7 +45,8 @@ from services.inventory.domain.model import (
 )
 from services.kit.errors import Conflict
 from services.kit.paging import decode_token, keyset, next_page
-from services.kit.statements import NewRow
+from services.kit.raw_results import RawRow
+from services.kit.statements import Prepared
 
 # One page of a list and the token of the next one ("" on the last page).
 Page = tuple[list[Any], str]
@@ -59,16 +60,15 @@ class SqlInventory:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._dialect = conn.dialect.name
 
-    def _insert(self, statement: NewRow, values: dict[str, Any], what: str) -> None:
+    def _insert(self, statement: Prepared, values: dict[str, Any], what: str) -> None:
         # ON CONFLICT DO NOTHING: a row already there (a concurrent first insert that won)
         # leaves rowcount 0 and no error, so the transaction stays usable for the Conflict.
-        if self._conn.execute(statement[self._dialect], values).rowcount == 0:
+        if statement.run(self._conn, values).rowcount == 0:
             raise Conflict(f"{what} was written concurrently")
 
-    def _one(self, statement: Select[Any], params: dict[str, Any]) -> Any:
-        return self._conn.execute(statement, params).first()
+    def _one(self, statement: Prepared, params: dict[str, Any]) -> RawRow | None:
+        return statement.run(self._conn, params).first()
 
     # -- item master and locations ---------------------------------------------------------
 
@@ -84,12 +84,12 @@ class SqlInventory:
 
     def save_item(self, item: Item) -> None:
         values = codec.item_row(item)
-        done = self._conn.execute(sql.UPDATE_ITEM, {**values, "match_sku": item.sku})
+        done = sql.UPDATE_ITEM.run(self._conn, {**values, "match_sku": item.sku})
         if done.rowcount == 0:
             self._insert(sql.NEW_ITEM, values, f"item {item.sku}")
 
     def items(self) -> list[Item]:
-        return [codec.item_from(row) for row in self._conn.execute(sql.ITEMS)]
+        return [codec.item_from(row) for row in sql.ITEMS.run(self._conn)]
 
     def items_page(self, *, include_inactive: bool, size: int, token: str) -> Page:
         """Items in SKU order (active only unless `include_inactive`), one page past `token`."""
@@ -104,14 +104,14 @@ class SqlInventory:
 
     def save_location(self, location: Location) -> None:
         values = codec.location_row(location)
-        done = self._conn.execute(
-            sql.UPDATE_LOCATION, {**values, "match_location_id": location.location_id}
+        done = sql.UPDATE_LOCATION.run(
+            self._conn, {**values, "match_location_id": location.location_id}
         )
         if done.rowcount == 0:
             self._insert(sql.NEW_LOCATION, values, f"location {location.location_id}")
 
     def locations(self) -> list[Location]:
-        return [codec.location_from(row) for row in self._conn.execute(sql.LOCATIONS)]
+        return [codec.location_from(row) for row in sql.LOCATIONS.run(self._conn)]
 
     def locations_page(self, *, size: int, token: str) -> Page:
         """Locations in id order, one page past `token`."""
@@ -151,8 +151,8 @@ class SqlInventory:
                 where,
             )
             return
-        done = self._conn.execute(
-            sql.UPDATE_POSITION,
+        done = sql.UPDATE_POSITION.run(
+            self._conn,
             {
                 **values,
                 "match_sku": position.sku,
@@ -165,7 +165,7 @@ class SqlInventory:
 
     def positions(self, sku: str | None = None, location_id: str | None = None) -> list[Position]:
         query = sql.positions(sku is not None, location_id is not None)
-        rows = self._conn.execute(query, _given(sku=sku, location_id=location_id))
+        rows = query.run(self._conn, _given(sku=sku, location_id=location_id))
         return [_position(row) for row in rows]
 
     def positions_of_skus(self, skus: Collection[str]) -> list[Position]:
@@ -215,8 +215,8 @@ class SqlInventory:
 
     def save_reservation(self, reservation: Reservation) -> None:
         values = _reservation_values(reservation)
-        done = self._conn.execute(
-            sql.UPDATE_RESERVATION, {**values, "match_reservation_id": reservation.reservation_id}
+        done = sql.UPDATE_RESERVATION.run(
+            self._conn, {**values, "match_reservation_id": reservation.reservation_id}
         )
         if done.rowcount == 0:
             self.add_reservation(reservation)
@@ -226,7 +226,7 @@ class SqlInventory:
     ) -> list[Reservation]:
         query = sql.reservations(order_id is not None, status is not None)
         params = _given(order_id=order_id, status=status.value if status is not None else None)
-        return [_reservation(row) for row in self._conn.execute(query, params)]
+        return [_reservation(row) for row in query.run(self._conn, params)]
 
     def get_reserve_attempt(self, idempotency_key: str) -> ReserveAttempt | None:
         row = self._one(sql.RESERVE_ATTEMPT, {"idempotency_key": idempotency_key})
@@ -292,7 +292,7 @@ class SqlInventory:
 
     def save_pick_task(self, task: PickTask) -> None:
         values = _pick_task_values(task)
-        done = self._conn.execute(sql.UPDATE_PICK_TASK, {**values, "match_pick_id": task.pick_id})
+        done = sql.UPDATE_PICK_TASK.run(self._conn, {**values, "match_pick_id": task.pick_id})
         if done.rowcount == 0:
             self.add_pick_task(task)
 
@@ -310,7 +310,7 @@ class SqlInventory:
             location_id=location_id,
             status=status.value if status is not None else None,
         )
-        return [_pick_task(row) for row in self._conn.execute(query, params)]
+        return [_pick_task(row) for row in query.run(self._conn, params)]
 
     def pick_tasks_page(
         self, *, location_id: str | None, status: PickStatus | None, size: int, token: str
@@ -392,8 +392,8 @@ class SqlInventory:
         # One executemany, in order: `seq` keeps the ledger order the domain wrote them in.
         if not movements:
             return
-        self._conn.execute(
-            sql.INSERT_MOVEMENT,
+        sql.INSERT_MOVEMENT.run_many(
+            self._conn,
             [
                 {
                     "sku": movement.sku,
@@ -410,7 +410,7 @@ class SqlInventory:
 
     def movements(self, sku: str | None = None, location_id: str | None = None) -> list[Movement]:
         query = sql.movements(sku is not None, location_id is not None)
-        rows = self._conn.execute(query, _given(sku=sku, location_id=location_id))
+        rows = query.run(self._conn, _given(sku=sku, location_id=location_id))
         return [
             Movement(
                 row.sku,

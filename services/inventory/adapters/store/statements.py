@@ -1,5 +1,8 @@
 """The inventory store's SQL statements, each built once (why: services/kit/statements.py).
 
+- Each is `prepared` (run on the raw DBAPI cursor in the unit of work's transaction, skipping
+  SQLAlchemy's per-execute work; services/kit/statements.py) except the IN queries, whose SQL
+  SQLAlchemy expands per call, and the `*_FOR_PAGE` bases the pages extend per call.
 - SELECTs bind their filters by name; optional filters get one statement per combination of
   filters given, built on first use (`functools.cache`).
 - UPDATEs are the kit's `update_where` (SET from the parameters, WHERE on `match_*` binds).
@@ -10,34 +13,37 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select
+from sqlalchemy import bindparam, insert, select
 
 from services.inventory.adapters.store import tables as t
-from services.kit.statements import insert_new, update_where
+from services.kit.statements import Prepared, insert_new, prepared, update_where
 
 # -- items and locations -----------------------------------------------------------------------
 
-ITEM = select(t.items).where(t.items.c.sku == bindparam("sku"))
+ITEM = prepared(select(t.items).where(t.items.c.sku == bindparam("sku")))
 ITEMS_IN = select(t.items).where(t.items.c.sku.in_(bindparam("skus", expanding=True)))
-ITEMS = select(t.items).order_by(t.items.c.sku)
+ITEMS = prepared(select(t.items).order_by(t.items.c.sku))
 ITEMS_FOR_PAGE = select(t.items)
 ACTIVE_ITEMS_FOR_PAGE = select(t.items).where(t.items.c.active.is_(True))
-UPDATE_ITEM = update_where(t.items, "sku")
-NEW_ITEM = insert_new(t.items)
+UPDATE_ITEM = prepared(update_where(t.items, "sku"))
+NEW_ITEM = prepared(insert_new(t.items))
 
-LOCATION = select(t.locations).where(t.locations.c.location_id == bindparam("location_id"))
-LOCATIONS = select(t.locations).order_by(t.locations.c.location_id)
+LOCATION = prepared(
+    select(t.locations).where(t.locations.c.location_id == bindparam("location_id"))
+)
+LOCATIONS = prepared(select(t.locations).order_by(t.locations.c.location_id))
 LOCATIONS_FOR_PAGE = select(t.locations)
-UPDATE_LOCATION = update_where(t.locations, "location_id")
-NEW_LOCATION = insert_new(t.locations)
+UPDATE_LOCATION = prepared(update_where(t.locations, "location_id"))
+NEW_LOCATION = prepared(insert_new(t.locations))
 
 # -- positions ---------------------------------------------------------------------------------
 
-POSITION = select(t.positions).where(
-    t.positions.c.sku == bindparam("sku"),
-    t.positions.c.location_id == bindparam("location_id"),
+POSITION = prepared(
+    select(t.positions).where(
+        t.positions.c.sku == bindparam("sku"),
+        t.positions.c.location_id == bindparam("location_id"),
+    )
 )
 POSITIONS_AT = select(t.positions).where(
     t.positions.c.location_id == bindparam("location_id"),
@@ -50,63 +56,67 @@ POSITIONS_OF_SKUS = (
 )
 POSITIONS_FOR_PAGE = select(t.positions)
 # The compare-and-set: matches only the version the new one was computed from.
-UPDATE_POSITION = update_where(t.positions, "sku", "location_id", "version")
-NEW_POSITION = insert_new(t.positions)
+UPDATE_POSITION = prepared(update_where(t.positions, "sku", "location_id", "version"))
+NEW_POSITION = prepared(insert_new(t.positions))
 
 
 @functools.cache
-def positions(by_sku: bool, by_location: bool) -> Select[Any]:
+def positions(by_sku: bool, by_location: bool) -> Prepared:
     """Positions in SKU then location order, filtered by :sku and/or :location_id."""
     query = select(t.positions).order_by(t.positions.c.sku, t.positions.c.location_id)
     if by_sku:
         query = query.where(t.positions.c.sku == bindparam("sku"))
     if by_location:
         query = query.where(t.positions.c.location_id == bindparam("location_id"))
-    return query
+    return prepared(query)
 
 
 # -- reservations and idempotency keys ---------------------------------------------------------
 
 # Locked (PostgreSQL; SQLite has one writer): see SqlInventory.get_reservation.
-RESERVATION_FOR_UPDATE = (
+RESERVATION_FOR_UPDATE = prepared(
     select(t.reservations)
     .where(t.reservations.c.reservation_id == bindparam("reservation_id"))
     .with_for_update()
 )
-UPDATE_RESERVATION = update_where(t.reservations, "reservation_id")
-NEW_RESERVATION = insert_new(t.reservations)
+UPDATE_RESERVATION = prepared(update_where(t.reservations, "reservation_id"))
+NEW_RESERVATION = prepared(insert_new(t.reservations))
 
 
 @functools.cache
-def reservations(by_order: bool, by_status: bool) -> Select[Any]:
+def reservations(by_order: bool, by_status: bool) -> Prepared:
     """Reservations in creation order, filtered by :order_id and/or :status."""
     query = select(t.reservations).order_by(t.reservations.c.seq)
     if by_order:
         query = query.where(t.reservations.c.order_id == bindparam("order_id"))
     if by_status:
         query = query.where(t.reservations.c.status == bindparam("status"))
-    return query
+    return prepared(query)
 
 
-RESERVE_ATTEMPT = select(t.reserve_attempts).where(
-    t.reserve_attempts.c.idempotency_key == bindparam("idempotency_key")
+RESERVE_ATTEMPT = prepared(
+    select(t.reserve_attempts).where(
+        t.reserve_attempts.c.idempotency_key == bindparam("idempotency_key")
+    )
 )
-NEW_RESERVE_ATTEMPT = insert_new(t.reserve_attempts)
-RELEASE_ATTEMPT = select(t.release_attempts).where(
-    t.release_attempts.c.idempotency_key == bindparam("idempotency_key")
+NEW_RESERVE_ATTEMPT = prepared(insert_new(t.reserve_attempts))
+RELEASE_ATTEMPT = prepared(
+    select(t.release_attempts).where(
+        t.release_attempts.c.idempotency_key == bindparam("idempotency_key")
+    )
 )
-NEW_RELEASE_ATTEMPT = insert_new(t.release_attempts)
+NEW_RELEASE_ATTEMPT = prepared(insert_new(t.release_attempts))
 
 # -- picks -------------------------------------------------------------------------------------
 
-PICK_TASK = select(t.pick_tasks).where(t.pick_tasks.c.pick_id == bindparam("pick_id"))
+PICK_TASK = prepared(select(t.pick_tasks).where(t.pick_tasks.c.pick_id == bindparam("pick_id")))
 PICK_TASKS_FOR_PAGE = select(t.pick_tasks)
-UPDATE_PICK_TASK = update_where(t.pick_tasks, "pick_id")
-NEW_PICK_TASK = insert_new(t.pick_tasks)
+UPDATE_PICK_TASK = prepared(update_where(t.pick_tasks, "pick_id"))
+NEW_PICK_TASK = prepared(insert_new(t.pick_tasks))
 
 
 @functools.cache
-def pick_tasks(by_reservation: bool, by_location: bool, by_status: bool) -> Select[Any]:
+def pick_tasks(by_reservation: bool, by_location: bool, by_status: bool) -> Prepared:
     """Pick tasks in creation order, filtered by :reservation_id, :location_id and/or :status."""
     query = select(t.pick_tasks).order_by(t.pick_tasks.c.seq)
     if by_reservation:
@@ -115,30 +125,30 @@ def pick_tasks(by_reservation: bool, by_location: bool, by_status: bool) -> Sele
         query = query.where(t.pick_tasks.c.location_id == bindparam("location_id"))
     if by_status:
         query = query.where(t.pick_tasks.c.status == bindparam("status"))
-    return query
+    return prepared(query)
 
 
 # -- adjustments, receipts and the ledger ------------------------------------------------------
 
-ADJUSTMENT_BY_KEY = select(t.adjustments).where(
-    t.adjustments.c.idempotency_key == bindparam("idempotency_key")
+ADJUSTMENT_BY_KEY = prepared(
+    select(t.adjustments).where(t.adjustments.c.idempotency_key == bindparam("idempotency_key"))
 )
-NEW_ADJUSTMENT = insert_new(t.adjustments)
-RECEIPT_BY_KEY = select(t.receipts).where(
-    t.receipts.c.idempotency_key == bindparam("idempotency_key")
+NEW_ADJUSTMENT = prepared(insert_new(t.adjustments))
+RECEIPT_BY_KEY = prepared(
+    select(t.receipts).where(t.receipts.c.idempotency_key == bindparam("idempotency_key"))
 )
-NEW_RECEIPT = insert_new(t.receipts)
+NEW_RECEIPT = prepared(insert_new(t.receipts))
 
 # A plain insert: the ledger has no unique key to race on.
-INSERT_MOVEMENT = insert(t.movements).inline()
+INSERT_MOVEMENT = prepared(insert(t.movements).inline())
 
 
 @functools.cache
-def movements(by_sku: bool, by_location: bool) -> Select[Any]:
+def movements(by_sku: bool, by_location: bool) -> Prepared:
     """Ledger rows in ledger order, filtered by :sku and/or :location_id."""
     query = select(t.movements).order_by(t.movements.c.seq)
     if by_sku:
         query = query.where(t.movements.c.sku == bindparam("sku"))
     if by_location:
         query = query.where(t.movements.c.location_id == bindparam("location_id"))
-    return query
+    return prepared(query)

@@ -13,11 +13,13 @@ def add_tracking_numbers(
     conn: Connection, carrier: str, numbers: list[str], shipment_id: str
 ) -> None:
     """Map each number to the shipment; a number already mapped keeps its shipment."""
-    statement = sql.NEW_TRACKING_NUMBER[conn.dialect.name]
-    for number in dict.fromkeys(n for n in numbers if n):
-        conn.execute(
-            statement, {"carrier": carrier, "tracking_number": number, "shipment_id": shipment_id}
-        )
+    sql.NEW_TRACKING_NUMBER.run_many(
+        conn,
+        [
+            {"carrier": carrier, "tracking_number": number, "shipment_id": shipment_id}
+            for number in dict.fromkeys(n for n in numbers if n)
+        ],
+    )
 
 
 def tracked_shipment(
@@ -25,9 +27,7 @@ def tracked_shipment(
 ) -> tuple[str, Shipment | None] | None:
     """The id and the shipment a tracking number belongs to, in one query: None for an unknown
     number, (id, None) when the number's shipment is not there."""
-    row = conn.execute(
-        sql.TRACKED_SHIPMENT, {"carrier": carrier, "tracking_number": number}
-    ).first()
+    row = sql.TRACKED_SHIPMENT.run(conn, {"carrier": carrier, "tracking_number": number}).first()
     if row is None:
         return None
     shipment_id = str(row.tracked_shipment_id)
@@ -38,8 +38,8 @@ def tracked_shipment(
 
 def add_scan(conn: Connection, shipment_id: str, scan: ScanReport) -> bool:
     """Store a scan (as received); False when the shipment already has it (same dedupe key)."""
-    inserted = conn.execute(
-        sql.NEW_SCAN[conn.dialect.name],
+    inserted = sql.NEW_SCAN.run(
+        conn,
         {
             "shipment_id": shipment_id,
             "dedupe_key": scan.key,
@@ -52,5 +52,5 @@ def add_scan(conn: Connection, shipment_id: str, scan: ScanReport) -> bool:
 
 def list_scans(conn: Connection, shipment_id: str) -> list[bytes]:
     """Every stored scan as received, oldest first (by scan time, then arrival)."""
-    rows = conn.execute(sql.SCANS_OF, {"shipment_id": shipment_id}).all()
+    rows = sql.SCANS_OF.run(conn, {"shipment_id": shipment_id}).all()
     return [bytes(row.event) for row in rows]

@@ -27,8 +27,8 @@ _RETURN = int(ShipmentKind.RETURN)
 
 def save_order_ref(conn: Connection, ref: OrderRef) -> None:
     """First OrderPlaced wins; a redelivery changes nothing (ON CONFLICT DO NOTHING)."""
-    conn.execute(
-        sql.NEW_ORDER_REF[conn.dialect.name],
+    sql.NEW_ORDER_REF.run(
+        conn,
         {
             "order_id": ref.order_id,
             "partner_id": ref.partner_id,
@@ -39,7 +39,7 @@ def save_order_ref(conn: Connection, ref: OrderRef) -> None:
 
 
 def get_order_ref(conn: Connection, order_id: str) -> OrderRef | None:
-    row = conn.execute(sql.ORDER_REF, {"order_id": order_id}).first()
+    row = sql.ORDER_REF.run(conn, {"order_id": order_id}).first()
     if row is None:
         return None
     return OrderRef(
@@ -49,7 +49,7 @@ def get_order_ref(conn: Connection, order_id: str) -> OrderRef | None:
 
 def order_ref_exists(conn: Connection, order_id: str) -> bool:
     """Whether OrderPlaced is known for the order (without decoding its address)."""
-    return conn.execute(sql.ORDER_REF_EXISTS, {"order_id": order_id}).first() is not None
+    return sql.ORDER_REF_EXISTS.run(conn, {"order_id": order_id}).first() is not None
 
 
 # -- cancelled orders ------------------------------------------------------------------------
@@ -59,8 +59,8 @@ def mark_order_cancelled(
     conn: Connection, order_id: str, partner_id: str, reason: str, *, now: float
 ) -> None:
     """Remember the cancellation (the first reason wins); picks arriving later are cancelled."""
-    conn.execute(
-        sql.NEW_CANCELLED_ORDER[conn.dialect.name],
+    sql.NEW_CANCELLED_ORDER.run(
+        conn,
         {
             "order_id": order_id,
             "partner_id": partner_id,
@@ -72,27 +72,19 @@ def mark_order_cancelled(
 
 def order_cancellation(conn: Connection, order_id: str) -> tuple[str, str] | None:
     """(partner_id, reason) of a cancelled order, or None."""
-    row = conn.execute(sql.CANCELLATION, {"order_id": order_id}).first()
+    row = sql.CANCELLATION.run(conn, {"order_id": order_id}).first()
     return None if row is None else (row.partner_id, row.reason)
 
 
 def pending_picks_of(conn: Connection, order_id: str) -> list[PendingPick]:
     """The order's queued picks (not its queued return parcels)."""
-    rows = conn.execute(
-        select(t.pending_picks).where(
-            and_(t.pending_picks.c.order_id == order_id, t.pending_picks.c.kind == _OUTBOUND)
-        )
-    ).all()
+    rows = sql.PENDING_PICKS_OF.run(conn, {"order_id": order_id, "kind": _OUTBOUND}).all()
     return [_pending(r) for r in rows]
 
 
 def shipments_of(conn: Connection, order_id: str) -> list[Shipment]:
     """The order's outbound shipments, oldest first (never its return parcels)."""
-    rows = conn.execute(
-        select(t.shipments)
-        .where(and_(t.shipments.c.order_id == order_id, t.shipments.c.kind == _OUTBOUND))
-        .order_by(t.shipments.c.seq)
-    ).all()
+    rows = sql.SHIPMENTS_OF.run(conn, {"order_id": order_id, "kind": _OUTBOUND}).all()
     return [codecs.parse_shipment(r) for r in rows]
 
 
@@ -125,10 +117,10 @@ def _pending(r: object) -> PendingPick:
 def add_pending_pick(conn: Connection, pick: PendingPick, *, now: float) -> bool:
     """Queue a completed pick (or a return's units) for packing; False when it is queued or
     shipped already."""
-    if conn.execute(sql.PICK_KNOWN, {"pick_id": pick.pick_id}).first() is not None:
+    if sql.PICK_KNOWN.run(conn, {"pick_id": pick.pick_id}).first() is not None:
         return False
-    conn.execute(
-        sql.INSERT_PENDING_PICK,
+    sql.INSERT_PENDING_PICK.run(
+        conn,
         {
             "pick_id": pick.pick_id,
             "order_id": pick.order_id,
@@ -164,8 +156,8 @@ def lease_due_picks(
 
 
 def reschedule_pick(conn: Connection, pick_id: str, attempts: int, due: float, error: str) -> None:
-    conn.execute(
-        sql.RESCHEDULE_PICK,
+    sql.RESCHEDULE_PICK.run(
+        conn,
         {
             "match_pick_id": pick_id,
             "attempts": attempts,
@@ -180,7 +172,7 @@ def reschedule_pick(conn: Connection, pick_id: str, attempts: int, due: float, e
 
 def shipment_of_pick(conn: Connection, pick_id: str) -> Shipment | None:
     """The shipment of a pick, or the return parcel of a return (`pick_id` = the return id)."""
-    row = conn.execute(sql.SHIPMENT_OF_PICK, {"pick_id": pick_id}).first()
+    row = sql.SHIPMENT_OF_PICK.run(conn, {"pick_id": pick_id}).first()
     return None if row is None else codecs.parse_shipment(row)
 
 
@@ -190,8 +182,8 @@ def insert_shipment(
     """Insert a new shipment and drop its pick (or return) from the queue, in the caller's
     transaction."""
     source = shipment.return_id if shipment.is_return else shipment.pick_id
-    conn.execute(
-        sql.INSERT_SHIPMENT,
+    sql.INSERT_SHIPMENT.run(
+        conn,
         {
             "shipment_id": shipment.shipment_id,
             "order_id": shipment.order_id,
@@ -210,11 +202,11 @@ def insert_shipment(
             "updated_at": now,
         },
     )
-    conn.execute(sql.DELETE_PENDING_PICK, {"pick_id": source})
+    sql.DELETE_PENDING_PICK.run(conn, {"pick_id": source})
 
 
 def get_shipment(conn: Connection, shipment_id: str) -> Shipment | None:
-    row = conn.execute(sql.SHIPMENT, {"shipment_id": shipment_id}).first()
+    row = sql.SHIPMENT.run(conn, {"shipment_id": shipment_id}).first()
     return None if row is None else codecs.parse_shipment(row)
 
 
@@ -249,7 +241,7 @@ def save_shipment(
         values["label_due_at"] = label_due_at
     if release_lease:
         values["label_lease_until"] = None
-    result = conn.execute(sql.SAVE_SHIPMENT, values)
+    result = sql.SAVE_SHIPMENT.run(conn, values)
     if result.rowcount != 1:
         raise Conflict(f"shipment {shipment.shipment_id} changed concurrently")
     shipment.version += 1

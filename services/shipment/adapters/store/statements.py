@@ -1,5 +1,8 @@
 """Shipment's hot-path SQL statements, each built once (why: services/kit/statements.py).
 
+Every one is `prepared`: it runs on the raw DBAPI cursor (`STATEMENT.run(conn, params)`), in
+the unit of work's transaction, and answers rows read like SQLAlchemy's.
+
 - SELECTs bind their filters by name.
 - UPDATEs are the kit's `update_where` (SET from the parameters, WHERE on `match_*` binds).
 - `NEW_*` are first-writer-wins inserts, the kit's `insert_new` (ON CONFLICT DO NOTHING per
@@ -10,48 +13,69 @@ from __future__ import annotations
 
 from sqlalchemy import and_, bindparam, delete, select, union_all
 
-from services.kit.statements import insert_new, update_where
+from services.kit.statements import insert_new, prepared, update_where
 from services.shipment.adapters.store import tables as t
 
 # -- order refs and cancelled orders ---------------------------------------------------------
 
-ORDER_REF = select(t.order_refs).where(t.order_refs.c.order_id == bindparam("order_id"))
-ORDER_REF_EXISTS = select(t.order_refs.c.order_id).where(
-    t.order_refs.c.order_id == bindparam("order_id")
+ORDER_REF = prepared(select(t.order_refs).where(t.order_refs.c.order_id == bindparam("order_id")))
+ORDER_REF_EXISTS = prepared(
+    select(t.order_refs.c.order_id).where(t.order_refs.c.order_id == bindparam("order_id"))
 )
-NEW_ORDER_REF = insert_new(t.order_refs)
+NEW_ORDER_REF = prepared(insert_new(t.order_refs))
 
-CANCELLATION = select(t.cancelled_orders.c.partner_id, t.cancelled_orders.c.reason).where(
-    t.cancelled_orders.c.order_id == bindparam("order_id")
+CANCELLATION = prepared(
+    select(t.cancelled_orders.c.partner_id, t.cancelled_orders.c.reason).where(
+        t.cancelled_orders.c.order_id == bindparam("order_id")
+    )
 )
-NEW_CANCELLED_ORDER = insert_new(t.cancelled_orders)
+NEW_CANCELLED_ORDER = prepared(insert_new(t.cancelled_orders))
 
 # -- pending picks ---------------------------------------------------------------------------
 
 # A pick (or return) that is queued, or already shipped: the source of a shipment.
-PICK_KNOWN = union_all(
-    select(t.pending_picks.c.pick_id).where(t.pending_picks.c.pick_id == bindparam("pick_id")),
-    select(t.shipments.c.pick_id).where(t.shipments.c.pick_id == bindparam("pick_id")),
+PICK_KNOWN = prepared(
+    union_all(
+        select(t.pending_picks.c.pick_id).where(t.pending_picks.c.pick_id == bindparam("pick_id")),
+        select(t.shipments.c.pick_id).where(t.shipments.c.pick_id == bindparam("pick_id")),
+    )
 )
-INSERT_PENDING_PICK = t.pending_picks.insert().inline()
-DELETE_PENDING_PICK = delete(t.pending_picks).where(
-    t.pending_picks.c.pick_id == bindparam("pick_id")
+# An order's queued picks of one kind.
+PENDING_PICKS_OF = prepared(
+    select(t.pending_picks).where(
+        t.pending_picks.c.order_id == bindparam("order_id"),
+        t.pending_picks.c.kind == bindparam("kind"),
+    )
 )
-RESCHEDULE_PICK = update_where(t.pending_picks, "pick_id")
+INSERT_PENDING_PICK = prepared(t.pending_picks.insert().inline())
+DELETE_PENDING_PICK = prepared(
+    delete(t.pending_picks).where(t.pending_picks.c.pick_id == bindparam("pick_id"))
+)
+RESCHEDULE_PICK = prepared(update_where(t.pending_picks, "pick_id"))
 
 # -- shipments -------------------------------------------------------------------------------
 
-SHIPMENT = select(t.shipments).where(t.shipments.c.shipment_id == bindparam("shipment_id"))
-SHIPMENT_OF_PICK = select(t.shipments).where(t.shipments.c.pick_id == bindparam("pick_id"))
-INSERT_SHIPMENT = t.shipments.insert().inline()
+SHIPMENT = prepared(
+    select(t.shipments).where(t.shipments.c.shipment_id == bindparam("shipment_id"))
+)
+SHIPMENT_OF_PICK = prepared(
+    select(t.shipments).where(t.shipments.c.pick_id == bindparam("pick_id"))
+)
+# An order's shipments of one kind, oldest first.
+SHIPMENTS_OF = prepared(
+    select(t.shipments)
+    .where(t.shipments.c.order_id == bindparam("order_id"), t.shipments.c.kind == bindparam("kind"))
+    .order_by(t.shipments.c.seq)
+)
+INSERT_SHIPMENT = prepared(t.shipments.insert().inline())
 # Optimistic: matches only the version that was read.
-SAVE_SHIPMENT = update_where(t.shipments, "shipment_id", "version")
+SAVE_SHIPMENT = prepared(update_where(t.shipments, "shipment_id", "version"))
 
 # -- tracking --------------------------------------------------------------------------------
 
 # The shipment a tracking number belongs to, read with the number in one round trip; the outer
 # join tells a number whose shipment vanished from an unknown one.
-TRACKED_SHIPMENT = (
+TRACKED_SHIPMENT = prepared(
     select(
         t.tracking_numbers.c.shipment_id.label("tracked_shipment_id"),
         t.shipments.c.document,
@@ -73,10 +97,10 @@ TRACKED_SHIPMENT = (
         )
     )
 )
-NEW_TRACKING_NUMBER = insert_new(t.tracking_numbers)
+NEW_TRACKING_NUMBER = prepared(insert_new(t.tracking_numbers))
 # A scan the shipment has not got yet ((shipment_id, dedupe_key) is UNIQUE).
-NEW_SCAN = insert_new(t.scans)
-SCANS_OF = (
+NEW_SCAN = prepared(insert_new(t.scans))
+SCANS_OF = prepared(
     select(t.scans.c.event)
     .where(t.scans.c.shipment_id == bindparam("shipment_id"))
     .order_by(t.scans.c.occur_time, t.scans.c.seq)
