@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml gen/python/pyproject.toml
 venv: $(STAMP) ## Create the venv and install crossdock with its dev tools
 
 .PHONY: system-deps
-system-deps: ## Install nats-server and PostgreSQL from Debian if they are missing
+system-deps: ## Install PostgreSQL from Debian if it is missing (nats-server comes with the venv)
 	bash tools/install_system_deps.sh
 
 # ---- contracts -------------------------------------------------------------------------------

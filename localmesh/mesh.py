@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -26,6 +25,7 @@ from typing import Any
 
 from localmesh import credentials as kept_secrets
 from localmesh import environment as envs
+from localmesh.nats_binary import find_nats_server
 from localmesh.natsconf import ADMIN_USER, nats_users, render_nats_config
 from localmesh.options import MeshOptions
 from localmesh.ports import PortPlan, PortsBusy, busy, fixed_plan, free_plan, port_keys
@@ -39,7 +39,6 @@ from services.kit.config import env_prefix_for
 
 Report = Callable[[str], None]
 MESH_FILE = "mesh.json"
-NATS_SERVER_ENV = "CROSSDOCK_NATS_SERVER"
 
 
 @dataclass(frozen=True)
@@ -77,16 +76,6 @@ class Mesh:
         values = asdict(self)
         values["data_dir"], values["log_dir"] = str(self.data_dir), str(self.log_dir)
         return values
-
-
-def find_nats_server() -> str:
-    found = os.environ.get(NATS_SERVER_ENV) or shutil.which("nats-server")
-    for candidate in (found, "/usr/sbin/nats-server", "/usr/bin/nats-server"):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    raise RuntimeError(
-        "nats-server not found: run `make system-deps` or set $CROSSDOCK_NATS_SERVER"
-    )
 
 
 class MeshRunner:

@@ -30,7 +30,10 @@ OTHER_VARIABLES = (
     ("CROSSDOCK_DATA_DIR", "`crossdock run` / `demo`: the local data dir (default `.crossdock/`)"),
     ("CROSSDOCK_NATS_URL", "the operator CLI's NATS server (`crossdock streams`, `dlq`, `replay`)"),
     ("CROSSDOCK_DB_URL", "the operator CLI's database (`crossdock outbox status`, `migrate`)"),
-    ("CROSSDOCK_NATS_SERVER", "the nats-server binary for local runs and tests (default: PATH)"),
+    (
+        "CROSSDOCK_NATS_SERVER",
+        "the nats-server binary for local runs and tests, >= 2.10 (default: the venv's pinned one)",
+    ),
     ("CROSSDOCK_PG_BIN", "the PostgreSQL server binaries' directory (default: newest installed)"),
     ("OTEL_TRACES_EXPORTER", "turns OpenTelemetry tracing on (`console`, `otlp`, …); unset: off"),
 )

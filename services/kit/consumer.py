@@ -76,6 +76,13 @@ class ConsumerSettings:
         return min(self.nak_base_delay * 2.0 ** max(0, num_delivered - 1), self.nak_max_delay)
 
 
+def _filters(config: ConsumerConfig) -> list[str]:
+    """The subjects a consumer config filters on, whichever field holds them."""
+    return sorted(
+        config.filter_subjects or ([config.filter_subject] if config.filter_subject else [])
+    )
+
+
 def _reraise_if_cancelled() -> None:
     # nats-py turns a cancellation inside fetch() into a timeout or closed-connection error; a
     # loop that swallowed it could never be cancelled.
@@ -120,10 +127,10 @@ class EventConsumer:
         self._schemas = schema_resolver
         self._applier = BatchApplier(self.name, handler_scope)
         self._next_purge = 0.0
-        # nats-server 2.9 takes one filter subject: one event type → filter on it, several →
-        # the domain wildcard, and events we do not handle are acked and skipped.
-        domain_wildcard = f"{ev.SUBJECT_ROOT}.{ev.domain_of(subjects[0])}.>"
-        self.filter_subject = subjects[0] if len(subjects) == 1 else domain_wildcard
+        # One filter per handled event, any version: other events of the stream never reach
+        # this consumer (no delivery, no ack), and a version without a handler still arrives
+        # and is dead-lettered as unknown rather than skipped unseen.
+        self.filter_subjects = sorted({f"{ev.event_name_of(s)}.*" for s in subjects})
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -139,7 +146,9 @@ class EventConsumer:
             ack_wait=s.ack_wait,
             max_deliver=s.max_deliver,
             max_ack_pending=s.max_ack_pending,
-            filter_subject=self.filter_subject,
+            # nats-server >= 2.10 takes several filters; one goes in the classic field.
+            filter_subject=self.filter_subjects[0] if len(self.filter_subjects) == 1 else None,
+            filter_subjects=self.filter_subjects if len(self.filter_subjects) > 1 else None,
         )
 
     async def ensure(self) -> None:
@@ -151,10 +160,20 @@ class EventConsumer:
             await self._js.add_consumer(self.stream, wanted)
             return
         current = info.config
-        editable = ("ack_wait", "max_deliver", "max_ack_pending", "description")
-        if all(getattr(current, k) == getattr(wanted, k) for k in editable):
+        editable = (
+            "ack_wait",
+            "max_deliver",
+            "max_ack_pending",
+            "description",
+            "filter_subject",
+            "filter_subjects",
+        )
+        if _filters(current) == _filters(wanted) and all(
+            getattr(current, k) == getattr(wanted, k) for k in editable[:4]
+        ):
             return
-        # Keep the consumer's position settings (a replay may have changed them).
+        # Keep the consumer's position settings (a replay may have changed them). Filters are
+        # editable from nats-server 2.10: a durable of an older release narrows in place.
         for key in editable:
             setattr(current, key, getattr(wanted, key))
         try:
