@@ -61,16 +61,46 @@ def scan(dedupe_key: str) -> TrackingScan:
 
 
 def counting(db: Database) -> list[str]:
-    """The statements the database runs from now on (transaction control left out)."""
+    """The statements the database runs from now on (transaction control left out).
+
+    Seen at the driver, not through SQLAlchemy's events: the store's prepared statements
+    (services.kit.statements) run on the raw DBAPI cursor. SQLite traces every statement it runs;
+    on PostgreSQL the connection's psycopg cursor class notes what it is asked to execute.
+    """
     seen: list[str] = []
 
-    def record(*args: Any) -> None:
-        statement = str(args[2]).lstrip().split()[0].upper()
+    def record(sql: object) -> None:
+        statement = str(sql).lstrip().split()[0].upper()
         if statement not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"):
             seen.append(statement)
 
-    event.listen(db.engine, "before_cursor_execute", record)
+    def watch(conn: Connection) -> None:
+        # Every unit of work begins on the worker's long-lived connection: watch it from there.
+        driver: Any = conn.connection.driver_connection
+        if db.is_sqlite:
+            driver.set_trace_callback(record)
+        elif not getattr(driver.cursor_factory, "records_statements", False):
+            driver.cursor_factory = _recording(driver.cursor_factory, record)
+
+    event.listen(db.engine, "begin", watch)
     return seen
+
+
+def _recording(cursor_class: Any, record: Callable[[object], None]) -> Any:
+    """A subclass of the psycopg cursor class `cursor_class` that records each statement."""
+
+    class Recording(cursor_class):  # type: ignore[misc, valid-type]
+        records_statements = True
+
+        def execute(self, query: object, *args: Any, **kwargs: Any) -> Any:
+            record(query)
+            return super().execute(query, *args, **kwargs)
+
+        def executemany(self, query: object, *args: Any, **kwargs: Any) -> Any:
+            record(query)
+            return super().executemany(query, *args, **kwargs)
+
+    return Recording
 
 
 async def test_a_push_keeps_each_new_scan_once_in_one_statement(db: Database) -> None:

@@ -22,6 +22,8 @@ from sqlalchemy import Connection, and_, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.adapters.store.tables import idempotency_records as records
+from services.kit.raw_results import RawRow
+from services.kit.statements import prepared
 
 MAX_KEY_LENGTH = 255
 
@@ -56,14 +58,16 @@ def fingerprint(method: str, path: str, query: Sequence[tuple[str, str]], body: 
 
 
 # Built once (a statement built per call costs more CPU than running it); values bind at execute.
+# They run on the kit's prepared path (the raw DBAPI cursor, in the unit of work's transaction):
+# SQLAlchemy's execution path cost several times what the statement did.
 _THIS_KEY = and_(
     records.c.partner_id == bindparam("record_partner_id"),
     records.c.idempotency_key == bindparam("record_key"),
 )
-_RECORD = select(records).where(_THIS_KEY)
-_RELOCK = update(records).where(_THIS_KEY).values(locked_until=bindparam("lock_until"))
-_DROP = delete(records).where(_THIS_KEY)
-_COMPLETE = (
+_RECORD = prepared(select(records).where(_THIS_KEY))
+_RELOCK = prepared(update(records).where(_THIS_KEY).values(locked_until=bindparam("lock_until")))
+_DROP = prepared(delete(records).where(_THIS_KEY))
+_COMPLETE = prepared(
     update(records)
     .where(_THIS_KEY)
     .values(
@@ -76,26 +80,28 @@ _COMPLETE = (
 # The claim's INSERT: ON CONFLICT DO NOTHING, not a savepoint around a plain INSERT, so an
 # existing record (or one another replica just inserted) makes it insert nothing and return no
 # row; a savepoint would cost two more statements on every claim.
-_INSERT_NEW = {
-    name: dialect.insert(records)
-    .on_conflict_do_nothing(index_elements=[records.c.partner_id, records.c.idempotency_key])
-    .returning(records.c.partner_id)
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
+_INSERT_NEW = prepared(
+    {
+        name: dialect.insert(records)
+        .on_conflict_do_nothing(index_elements=[records.c.partner_id, records.c.idempotency_key])
+        .returning(records.c.partner_id)
+        for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+    }
+)
 
 
 def _key_of(partner_id: str, key: str) -> dict[str, str]:
     return {"record_partner_id": partner_id, "record_key": key}
 
 
-def _decide(row: object, fingerprint_: str, now: float) -> Claim | None:
+def _decide(row: RawRow, fingerprint_: str, now: float) -> Claim | None:
     """The claim for an existing, unexpired record; None when it may be taken over."""
-    if row.fingerprint != fingerprint_:  # type: ignore[attr-defined]
+    if row.fingerprint != fingerprint_:
         return Claim("mismatch")
-    if row.state == "done":  # type: ignore[attr-defined]
-        stored = StoredResponse(row.status_code, row.response_body, row.content_type)  # type: ignore[attr-defined]
+    if row.state == "done":
+        stored = StoredResponse(row.status_code, row.response_body, row.content_type)
         return Claim("replay", stored)
-    if row.locked_until > now:  # type: ignore[attr-defined]
+    if row.locked_until > now:
         return Claim("running")
     return None
 
@@ -114,18 +120,18 @@ def claim(
     # A new key is the common case: try the insert first, so it takes one statement.
     if _insert_new(conn, partner_id, key, fingerprint_, now, retention_seconds, lock_seconds):
         return Claim("execute")
-    row = conn.execute(_RECORD, this_key).first()
+    row = _RECORD.run(conn, this_key).first()
     if row is not None and row.expires_at >= now:
         decided = _decide(row, fingerprint_, now)
         if decided is not None:
             return decided
-        conn.execute(_RELOCK, {**this_key, "lock_until": now + lock_seconds})
+        _RELOCK.run(conn, {**this_key, "lock_until": now + lock_seconds})
         return Claim("execute")
     if row is not None:
-        conn.execute(_DROP, this_key)
+        _DROP.run(conn, this_key)
     if not _insert_new(conn, partner_id, key, fingerprint_, now, retention_seconds, lock_seconds):
         # Another replica claimed it between our read and insert (PostgreSQL).
-        row = conn.execute(_RECORD, this_key).first()
+        row = _RECORD.run(conn, this_key).first()
         return (_decide(row, fingerprint_, now) if row else None) or Claim("running")
     return Claim("execute")
 
@@ -149,12 +155,12 @@ def _insert_new(
         "expires_at": now + retention_seconds,
         "locked_until": now + lock_seconds,
     }
-    return conn.execute(_INSERT_NEW[conn.dialect.name], values).first() is not None
+    return _INSERT_NEW.run(conn, values).first() is not None
 
 
 def complete(conn: Connection, partner_id: str, key: str, response: StoredResponse) -> None:
-    conn.execute(
-        _COMPLETE,
+    _COMPLETE.run(
+        conn,
         {
             **_key_of(partner_id, key),
             "response_status": response.status_code,
@@ -165,4 +171,4 @@ def complete(conn: Connection, partner_id: str, key: str, response: StoredRespon
 
 
 def release(conn: Connection, partner_id: str, key: str) -> None:
-    conn.execute(_DROP, _key_of(partner_id, key))
+    _DROP.run(conn, _key_of(partner_id, key))

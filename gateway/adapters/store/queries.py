@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.adapters.store.tables import api_keys, partners, rate_buckets
 from gateway.auth import new_key_material, secret_matches, split_api_key
+from services.kit.statements import prepared
 
 MAX_ACTIVE_KEYS = 2  # two at once, so a partner can rotate without downtime
 
@@ -19,8 +20,10 @@ class KeyLimitReached(Exception):
 
 
 # The per-request statements are built once: building one per call (and walking it for its
-# compiled-cache key) cost more CPU than running it. Parameters are bound at execute time.
-_KEY_OF_REQUEST = (
+# compiled-cache key) cost more CPU than running it. Parameters are bound at execute time. They
+# run on the kit's prepared path (the raw DBAPI cursor, in the unit of work's transaction);
+# the admin statements, built per call, stay on conn.execute.
+_KEY_OF_REQUEST = prepared(
     select(api_keys.c.salt, api_keys.c.secret_sha256, api_keys.c.scopes, api_keys.c.partner_id)
     .select_from(api_keys.join(partners, partners.c.id == api_keys.c.partner_id))
     .where(
@@ -33,11 +36,11 @@ _THIS_BUCKET = and_(
     rate_buckets.c.partner_id == bindparam("bucket_id"),
     rate_buckets.c.route_class == bindparam("bucket_class"),
 )
-_BUCKET = select(rate_buckets.c.tokens, rate_buckets.c.updated_at).where(_THIS_BUCKET)
-# SQLite's BEGIN IMMEDIATE already serializes writers; elsewhere the row is locked.
-_BUCKET_LOCKED = _BUCKET.with_for_update()
-_NEW_BUCKET = insert(rate_buckets)
-_SET_BUCKET = (
+_READ_BUCKET = select(rate_buckets.c.tokens, rate_buckets.c.updated_at).where(_THIS_BUCKET)
+# SQLite's BEGIN IMMEDIATE already serializes writers; PostgreSQL locks the row.
+_BUCKET = prepared({"sqlite": _READ_BUCKET, "postgresql": _READ_BUCKET.with_for_update()})
+_NEW_BUCKET = prepared(insert(rate_buckets))
+_SET_BUCKET = prepared(
     update(rate_buckets)
     .where(_THIS_BUCKET)
     .values(tokens=bindparam("tokens_left"), updated_at=bindparam("taken_at"))
@@ -143,7 +146,7 @@ def authenticate(conn: Connection, api_key: str, scope: str) -> Admission:
     if parts is None:
         return Admission("unauthenticated")
     key_id, secret = parts
-    row = conn.execute(_KEY_OF_REQUEST, {"key_id": key_id}).first()
+    row = _KEY_OF_REQUEST.run(conn, {"key_id": key_id}).first()
     if row is None or not secret_matches(row.salt, row.secret_sha256, secret):
         return Admission("unauthenticated")
     if scope not in row.scopes.split():
@@ -170,14 +173,13 @@ def take_partner_token(
 ) -> Admission:
     """Take one token from the partner's bucket of `route_class` ("ok" or "limited")."""
     bucket = {"bucket_id": partner_id, "bucket_class": route_class}
-    query = _BUCKET if conn.dialect.name == "sqlite" else _BUCKET_LOCKED
-    row = conn.execute(query, bucket).first()
+    row = _BUCKET.run(conn, bucket).first()
     if row is None:
         tokens = policy.capacity
         try:
             with conn.begin_nested():
-                conn.execute(
-                    _NEW_BUCKET,
+                _NEW_BUCKET.run(
+                    conn,
                     {
                         "partner_id": partner_id,
                         "route_class": route_class,
@@ -186,14 +188,14 @@ def take_partner_token(
                     },
                 )
         except IntegrityError:  # another replica created it first: use its row
-            row = conn.execute(query, bucket).first()
+            row = _BUCKET.run(conn, bucket).first()
     if row is not None:
         elapsed = max(0.0, now - row.updated_at)
         tokens = min(policy.capacity, row.tokens + elapsed * policy.refill_per_second)
     allowed = tokens >= 1.0
     if allowed:
         tokens -= 1.0
-    conn.execute(_SET_BUCKET, {**bucket, "tokens_left": tokens, "taken_at": now})
+    _SET_BUCKET.run(conn, {**bucket, "tokens_left": tokens, "taken_at": now})
     rate = policy.refill_per_second
     reset = math.ceil((policy.capacity - tokens) / rate) if rate > 0 else 0
     return Admission(

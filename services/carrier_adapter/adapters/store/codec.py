@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from services.kit.values import Money
 
-__all__ = ["epoch", "from_epoch", "insert_new", "money", "money_or_none"]
+__all__ = ["epoch", "from_epoch", "insert_new", "insert_new_by_dialect", "money", "money_or_none"]
 
 
 def epoch(instant: datetime) -> float:
@@ -40,6 +40,15 @@ def insert_new(conn: Connection, table: Table, key: str, *, whole_row: bool = Fa
     cannot both win. RETURNING, not rowcount: psycopg reports no useful rowcount for it.
     """
     return _insert_new(conn.dialect.name == "sqlite", table, key, whole_row)
+
+
+def insert_new_by_dialect(table: Table, key: str, *, whole_row: bool = False) -> dict[str, Insert]:
+    """`insert_new` for each dialect by name, for the kit's `prepared` (one row per run: the
+    prepared path has no executemany with RETURNING, so a list of rows keeps `insert_new`)."""
+    return {
+        name: _insert_new(name == "sqlite", table, key, whole_row)
+        for name in ("sqlite", "postgresql")
+    }
 
 
 @functools.cache

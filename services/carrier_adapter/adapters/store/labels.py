@@ -18,22 +18,24 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from services.carrier_adapter.adapters.store.codec import (
     epoch,
     from_epoch,
-    insert_new,
+    insert_new_by_dialect,
     money_or_none,
 )
 from services.carrier_adapter.adapters.store.quotes import StoredQuote
 from services.carrier_adapter.adapters.store.tables import labels
 from services.carrier_adapter.domain.model import BookedLabel, LabelFormat
 from services.kit.ids import resource_id
+from services.kit.statements import prepared
 
 __all__ = [
     "Claim",
@@ -86,21 +88,26 @@ class Claim:
 
 
 # Statements built once (building one per call cost more CPU than running it); values bind at
-# execute time.
+# execute time. They run on the kit's prepared path (the raw DBAPI cursor, in the unit of work's
+# transaction): SQLAlchemy's execution path cost several times what the statement did.
 _THIS_KEY = labels.c.idempotency_key == bindparam("key")
 _HELD = _THIS_KEY & (labels.c.claim_token == bindparam("token"))
-_BY_KEY = select(labels).where(_THIS_KEY)
-_BY_ID = select(labels).where(labels.c.label_id == bindparam("label_id"))
-_BY_TRACKING = select(labels).where(labels.c.tracking_number == bindparam("tracking_number"))
-_MARK_UNKNOWN = update(labels).where(_HELD).values(status=LabelStatus.UNKNOWN.value)
-_TAKE_OVER = (
+# The claim's INSERT, returning every column of the row when it inserted one.
+_NEW_LABEL = prepared(insert_new_by_dialect(labels, "idempotency_key", whole_row=True))
+_BY_KEY = prepared(select(labels).where(_THIS_KEY))
+_BY_ID = prepared(select(labels).where(labels.c.label_id == bindparam("label_id")))
+_BY_TRACKING = prepared(
+    select(labels).where(labels.c.tracking_number == bindparam("tracking_number"))
+)
+_MARK_UNKNOWN = prepared(update(labels).where(_HELD).values(status=LabelStatus.UNKNOWN.value))
+_TAKE_OVER = prepared(
     update(labels)
     .where(_HELD)
     .values(claim_token=bindparam("new_token"), claimed_at=bindparam("new_claimed_at"))
 )
-_GIVE_UP = delete(labels).where(_HELD, labels.c.status == LabelStatus.BOOKING.value)
+_GIVE_UP = prepared(delete(labels).where(_HELD, labels.c.status == LabelStatus.BOOKING.value))
 # The booked label comes back from the UPDATE itself: no second statement to read it.
-_COMPLETE = (
+_COMPLETE = prepared(
     update(labels)
     .where(_HELD, labels.c.status == LabelStatus.BOOKING.value)
     .values(
@@ -118,7 +125,7 @@ _COMPLETE = (
     )
     .returning(*labels.c)
 )
-_MARK_CANCELLED = (
+_MARK_CANCELLED = prepared(
     update(labels)
     .where(labels.c.label_id == bindparam("cancelled_label_id"), labels.c.cancelled_at.is_(None))
     .values(cancelled_at=bindparam("cancelled_at_"))
@@ -140,8 +147,8 @@ def claim_booking(
     # The inserted row comes back from the INSERT (RETURNING every column): a new key, the
     # common case, takes one statement.
     inserted = (
-        conn.execute(
-            insert_new(conn, labels, "idempotency_key", whole_row=True),
+        _NEW_LABEL.run(
+            conn,
             {
                 "label_id": resource_id("lbl"),
                 "idempotency_key": key,
@@ -175,10 +182,10 @@ def claim_booking(
         return Claim(ClaimOutcome.IN_FLIGHT, stored)
     held = {"key": key, "token": stored.claim_token}
     if not may_take_over:
-        conn.execute(_MARK_UNKNOWN, held)
+        _MARK_UNKNOWN.run(conn, held)
         return Claim(ClaimOutcome.UNKNOWN, stored)
-    taken = conn.execute(
-        _TAKE_OVER, {**held, "new_token": token, "new_claimed_at": epoch(now)}
+    taken = _TAKE_OVER.run(
+        conn, {**held, "new_token": token, "new_claimed_at": epoch(now)}
     ).rowcount
     refreshed = get_label_by_key(conn, key)
     assert refreshed is not None
@@ -191,8 +198,8 @@ def complete_booking(
     """Store the carrier's label under our claim; None when the claim was lost meanwhile."""
     charge = label.quoted_charge
     row = (
-        conn.execute(
-            _COMPLETE,
+        _COMPLETE.run(
+            conn,
             {
                 "key": key,
                 "token": token,
@@ -216,11 +223,11 @@ def complete_booking(
 
 def release_booking(conn: Connection, key: str, token: str, outcome_unknown: bool) -> None:
     held = {"key": key, "token": token}
-    conn.execute(_MARK_UNKNOWN if outcome_unknown else _GIVE_UP, held)
+    (_MARK_UNKNOWN if outcome_unknown else _GIVE_UP).run(conn, held)
 
 
 def mark_cancelled(conn: Connection, label_id: str, now: datetime) -> None:
-    conn.execute(_MARK_CANCELLED, {"cancelled_label_id": label_id, "cancelled_at_": epoch(now)})
+    _MARK_CANCELLED.run(conn, {"cancelled_label_id": label_id, "cancelled_at_": epoch(now)})
 
 
 def live_labels(
@@ -246,23 +253,23 @@ def live_labels(
 
 
 def get_label_by_key(conn: Connection, key: str) -> StoredLabel | None:
-    return _one(conn.execute(_BY_KEY, {"key": key}).mappings().first())
+    return _one(_BY_KEY.run(conn, {"key": key}).mappings().first())
 
 
 def get_label(conn: Connection, label_id: str) -> StoredLabel | None:
-    return _one(conn.execute(_BY_ID, {"label_id": label_id}).mappings().first())
+    return _one(_BY_ID.run(conn, {"label_id": label_id}).mappings().first())
 
 
 def get_label_by_tracking(conn: Connection, tracking_number: str) -> StoredLabel | None:
-    query = conn.execute(_BY_TRACKING, {"tracking_number": tracking_number})
+    query = _BY_TRACKING.run(conn, {"tracking_number": tracking_number})
     return _one(query.mappings().first())
 
 
-def _one(row: RowMapping | None) -> StoredLabel | None:
+def _one(row: Mapping[str, Any] | None) -> StoredLabel | None:
     return None if row is None else _stored(row)
 
 
-def _stored(row: RowMapping) -> StoredLabel:
+def _stored(row: Mapping[str, Any]) -> StoredLabel:
     status = LabelStatus(row["status"])
     booked_at = from_epoch(row["booked_at"])
     claimed_at = from_epoch(row["claimed_at"])

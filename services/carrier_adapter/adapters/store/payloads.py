@@ -10,15 +10,20 @@ from sqlalchemy import Connection, delete, func, insert, select
 from services.carrier_adapter.adapters.store.codec import epoch
 from services.carrier_adapter.adapters.store.tables import payload_log
 from services.carrier_adapter.domain.payload_log import RawPayload, RetentionPolicy
+from services.kit.statements import prepared
 
 __all__ = ["append_payloads", "count_payloads", "sweep_payloads"]
+
+# Built once and run on the kit's prepared path (the raw DBAPI cursor's executemany); `inline()`:
+# the generated record ids are never read, so PostgreSQL needs no RETURNING for them.
+_APPEND = prepared(insert(payload_log).inline())
 
 
 def append_payloads(conn: Connection, records: Sequence[RawPayload]) -> None:
     if not records:
         return
-    conn.execute(
-        insert(payload_log),
+    _APPEND.run_many(
+        conn,
         [
             {
                 "carrier": r.carrier,

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, String, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.carrier_adapter.adapters.store.codec import epoch, from_epoch
@@ -22,6 +33,7 @@ from services.carrier_adapter.adapters.store.labels import LabelStatus
 from services.carrier_adapter.adapters.store.tables import labels, tracking_polls
 from services.carrier_adapter.domain.model import TERMINAL_STATUSES, TrackingStatus
 from services.carrier_adapter.domain.polling import PollState
+from services.kit.statements import Prepared, prepared, update_where
 
 __all__ = [
     "PolledLabel",
@@ -35,6 +47,32 @@ __all__ = [
 
 # tracking_polls.last_error is a String(500).
 _ERROR_LENGTH = 500
+
+# The per-label statements, built once and run on the kit's prepared path (the raw DBAPI cursor,
+# in the unit of work's transaction). The sweeps' queries (a list of accounts: expanding IN) stay
+# on conn.execute.
+_POLL = prepared(select(tracking_polls).where(tracking_polls.c.label_id == bindparam("label_id")))
+
+
+def _claim(unchanged: ColumnElement[bool]) -> Prepared:
+    # The lease on one row, taken only if it is free and `unchanged` (nobody polled it since).
+    t = tracking_polls
+    return prepared(
+        update(t)
+        .where(
+            t.c.label_id == bindparam("claimed_label_id"),
+            unchanged,
+            or_(t.c.lease_until.is_(None), t.c.lease_until <= bindparam("now")),
+        )
+        .values(lease_token=bindparam("claim_token"), lease_until=bindparam("claim_until"))
+    )
+
+
+# A claim of a row never polled, and of a row last polled at :polled_version.
+_CLAIM_UNPOLLED = _claim(tracking_polls.c.last_polled_at.is_(None))
+_CLAIM_POLLED = _claim(tracking_polls.c.last_polled_at == bindparam("polled_version"))
+# Writes under the lease (match_label_id, match_lease_token); SET comes from the parameters.
+_HELD = prepared(update_where(tracking_polls, "label_id", "lease_token"))
 
 
 @dataclass(frozen=True)
@@ -114,11 +152,7 @@ def pollable(
 
 
 def get_poll(conn: Connection, label_id: str) -> PolledLabel | None:
-    row = (
-        conn.execute(select(tracking_polls).where(tracking_polls.c.label_id == label_id))
-        .mappings()
-        .first()
-    )
+    row = _POLL.run(conn, {"label_id": label_id}).mappings().first()
     return None if row is None else _polled(row)
 
 
@@ -131,21 +165,16 @@ def claim_poll(
     lease_until: datetime,
 ) -> bool:
     """Lease the row to `token`; False when another replica holds it or polled it meanwhile."""
-    t = tracking_polls
-    unchanged = (
-        t.c.last_polled_at.is_(None)
-        if polled_version is None
-        else t.c.last_polled_at == polled_version
-    )
-    taken = conn.execute(
-        update(t)
-        .where(
-            t.c.label_id == label_id,
-            unchanged,
-            or_(t.c.lease_until.is_(None), t.c.lease_until <= epoch(now)),
-        )
-        .values(lease_token=token, lease_until=epoch(lease_until))
-    ).rowcount
+    claim = {
+        "claimed_label_id": label_id,
+        "now": epoch(now),
+        "claim_token": token,
+        "claim_until": epoch(lease_until),
+    }
+    if polled_version is None:
+        taken = _CLAIM_UNPOLLED.run(conn, claim).rowcount
+    else:
+        taken = _CLAIM_POLLED.run(conn, {**claim, "polled_version": polled_version}).rowcount
     return bool(taken == 1)
 
 
@@ -161,6 +190,8 @@ def finish_poll(
 ) -> bool:
     """Record a poll and free the row; False when the lease was lost (lapsed and taken)."""
     values: dict[str, Any] = {
+        "match_label_id": label_id,
+        "match_lease_token": token,
         "last_polled_at": epoch(polled_at),
         "last_error": error[:_ERROR_LENGTH],
         "lease_token": None,
@@ -170,20 +201,20 @@ def finish_poll(
         values["status"] = status.value
     if news:
         values["last_scan_at"] = epoch(polled_at)
-    changed = conn.execute(
-        update(tracking_polls)
-        .where(tracking_polls.c.label_id == label_id, tracking_polls.c.lease_token == token)
-        .values(**values)
-    ).rowcount
+    changed = _HELD.run(conn, values).rowcount
     return bool(changed == 1)
 
 
 def release_poll(conn: Connection, label_id: str, token: str) -> None:
     """Give the row up without a poll (the carrier's circuit is open: try again next sweep)."""
-    conn.execute(
-        update(tracking_polls)
-        .where(tracking_polls.c.label_id == label_id, tracking_polls.c.lease_token == token)
-        .values(lease_token=None, lease_until=None)
+    _HELD.run(
+        conn,
+        {
+            "match_label_id": label_id,
+            "match_lease_token": token,
+            "lease_token": None,
+            "lease_until": None,
+        },
     )
 
 

@@ -11,8 +11,15 @@ from sqlalchemy import Connection, bindparam, delete, insert, select
 from services.carrier_adapter.adapters.store.codec import epoch, from_epoch, money
 from services.carrier_adapter.adapters.store.tables import quotes
 from services.carrier_adapter.domain.model import RateQuote, ServiceLevel
+from services.kit.statements import prepared
 
 __all__ = ["StoredQuote", "get_quote", "purge_expired_quotes", "save_quotes"]
+
+
+# Built once (building a statement per call cost more CPU than running it), and run on the kit's
+# prepared path (the raw DBAPI cursor, in the unit of work's transaction).
+_NEW_QUOTES = prepared(insert(quotes))
+_QUOTE = prepared(select(quotes).where(quotes.c.rate_id == bindparam("quoted_rate_id")))
 
 
 @dataclass(frozen=True)
@@ -30,8 +37,8 @@ def save_quotes(
 ) -> None:
     if not quoted:
         return
-    conn.execute(
-        insert(quotes),
+    _NEW_QUOTES.run_many(
+        conn,
         [
             {
                 "rate_id": rate_id,
@@ -55,12 +62,8 @@ def save_quotes(
     )
 
 
-# Built once: building the statement per booking cost more CPU than running it.
-_QUOTE = select(quotes).where(quotes.c.rate_id == bindparam("quoted_rate_id"))
-
-
 def get_quote(conn: Connection, rate_id: str) -> StoredQuote | None:
-    row = conn.execute(_QUOTE, {"quoted_rate_id": rate_id}).mappings().first()
+    row = _QUOTE.run(conn, {"quoted_rate_id": rate_id}).mappings().first()
     if row is None:
         return None
     expires_at = from_epoch(row["expires_at"])

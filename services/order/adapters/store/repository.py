@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, select
 
 from services.kit.errors import Conflict
 from services.kit.leases import lease_due
 from services.kit.paging import keyset, next_page
-from services.kit.statements import new_row
 from services.order.adapters.store import codec
 from services.order.adapters.store import statements as sql
 from services.order.adapters.store import tables as t
@@ -75,14 +74,14 @@ def insert_order(conn: Connection, order: Order) -> None:
         "version": 1,
         **_columns(order),
     }
-    if conn.execute(new_row(sql.NEW_ORDER, conn), values).rowcount == 0:
+    if sql.NEW_ORDER.run(conn, values).rowcount == 0:
         # A concurrent CreateOrder with the same external id won; the retry replays it.
         raise Conflict(f"order {order.external_order_id!r} was created concurrently")
 
 
 def save_order(conn: Connection, loaded: Loaded, order: Order) -> None:
-    done = conn.execute(
-        sql.SAVE_ORDER,
+    done = sql.SAVE_ORDER.run(
+        conn,
         {
             "match_order_id": order.order_id,
             "match_version": loaded.version,
@@ -99,13 +98,13 @@ def _loaded(row: Any) -> Loaded:
 
 
 def get_order(conn: Connection, order_id: str) -> Loaded | None:
-    row = conn.execute(sql.ORDER, {"order_id": order_id}).first()
+    row = sql.ORDER.run(conn, {"order_id": order_id}).first()
     return _loaded(row) if row else None
 
 
 def find_by_external(conn: Connection, partner_id: str, external_order_id: str) -> Loaded | None:
-    row = conn.execute(
-        sql.ORDER_BY_EXTERNAL_ID,
+    row = sql.ORDER_BY_EXTERNAL_ID.run(
+        conn,
         {"partner_id": partner_id, "external_order_id": external_order_id},
     ).first()
     return _loaded(row) if row else None
@@ -143,26 +142,15 @@ def orders_wanting(conn: Connection, sku: str) -> list[Loaded]:
 
 def overdue_order_ids(conn: Connection, now: datetime, limit: int = 100) -> list[str]:
     """Orders whose step deadline passed and that are not already in EXCEPTION."""
-    query = (
-        select(t.orders.c.order_id)
-        .where(
-            and_(
-                t.orders.c.step_deadline <= now.timestamp(),
-                t.orders.c.terminal.is_(False),
-                t.orders.c.in_exception.is_(False),
-            )
-        )
-        .order_by(t.orders.c.step_deadline)
-        .limit(limit)
-    )
-    return [row.order_id for row in conn.execute(query)]
+    rows = sql.OVERDUE_ORDER_IDS.run(conn, {"now": now.timestamp(), "limit": limit})
+    return [row.order_id for row in rows]
 
 
 def enqueue(conn: Connection, commands: tuple[messages.SagaCommand, ...], now: datetime) -> None:
     if not commands:
         return
-    conn.execute(
-        sql.NEW_COMMANDS,
+    sql.NEW_COMMANDS.run_many(
+        conn,
         [
             {
                 "order_id": command.order_id,
@@ -212,14 +200,18 @@ def claim_commands(
 
 
 def finish_command(conn: Connection, command_id: int, now: datetime) -> None:
-    conn.execute(sql.FINISH_COMMAND, {"match_id": command_id, "done_at": now.timestamp()})
+    sql.FINISH_COMMAND.run(conn, {"match_id": command_id, "done_at": now.timestamp()})
 
 
 def reschedule_command(
     conn: Connection, command_id: int, attempts: int, next_attempt_at: float, error: str
 ) -> None:
-    conn.execute(
-        update(t.saga_commands)
-        .where(t.saga_commands.c.id == command_id)
-        .values(attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:2000])
+    sql.RESCHEDULE_COMMAND.run(
+        conn,
+        {
+            "match_id": command_id,
+            "attempts": attempts,
+            "next_attempt_at": next_attempt_at,
+            "last_error": error[:2000],
+        },
     )

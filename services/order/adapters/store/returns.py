@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from services.kit.errors import Conflict
 from services.kit.paging import keyset, next_page
 from services.order.adapters.store import codec
+from services.order.adapters.store import statements as sql
 from services.order.adapters.store import tables as t
 from services.order.domain.returns import Return, ReturnStatus
 
@@ -52,48 +53,42 @@ def insert_return(conn: Connection, order_return: Return) -> None:
     }
     try:
         with conn.begin_nested():
-            conn.execute(insert(t.returns).values(**values))
+            sql.NEW_RETURN.run(conn, values)
     except IntegrityError as exc:
         # A concurrent CreateReturn with the same key won; the re-run replays it.
         raise Conflict(f"return for order {order_return.order_id} created concurrently") from exc
 
 
 def save_return(conn: Connection, loaded: LoadedReturn, order_return: Return) -> None:
-    done = conn.execute(
-        update(t.returns)
-        .where(
-            and_(
-                t.returns.c.return_id == order_return.return_id,
-                t.returns.c.version == loaded.version,
-            )
-        )
-        .values(version=loaded.version + 1, **_columns(order_return))
+    done = sql.SAVE_RETURN.run(
+        conn,
+        {
+            "match_return_id": order_return.return_id,
+            "match_version": loaded.version,
+            "version": loaded.version + 1,
+            **_columns(order_return),
+        },
     )
     if done.rowcount != 1:
         raise Conflict(f"return {order_return.return_id} changed concurrently")
 
 
 def get_return(conn: Connection, return_id: str) -> LoadedReturn | None:
-    row = conn.execute(select(t.returns).where(t.returns.c.return_id == return_id)).first()
+    row = sql.RETURN.run(conn, {"return_id": return_id}).first()
     return _loaded(row) if row else None
 
 
 def find_by_key(conn: Connection, order_id: str, idempotency_key: str) -> LoadedReturn | None:
-    row = conn.execute(
-        select(t.returns).where(
-            and_(
-                t.returns.c.order_id == order_id,
-                t.returns.c.idempotency_key == idempotency_key,
-            )
-        )
+    row = sql.RETURN_BY_KEY.run(
+        conn, {"order_id": order_id, "idempotency_key": idempotency_key}
     ).first()
     return _loaded(row) if row else None
 
 
 def returns_of_order(conn: Connection, order_id: str) -> list[Return]:
     """Every return of an order, oldest first."""
-    query = select(t.returns).where(t.returns.c.order_id == order_id).order_by(t.returns.c.seq)
-    return [_loaded(row).order_return for row in conn.execute(query)]
+    rows = sql.RETURNS_OF_ORDER.run(conn, {"order_id": order_id})
+    return [_loaded(row).order_return for row in rows]
 
 
 def list_returns(
