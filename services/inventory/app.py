@@ -99,6 +99,15 @@ def availability(
     return domain.availability(SqlInventory(uow.conn), skus, location_ids)
 
 
+def availability_with_items(
+    uow: UnitOfWork, skus: tuple[str, ...], location_ids: tuple[str, ...]
+) -> tuple[tuple[domain.SkuAvailability, ...], dict[str, domain.Item]]:
+    """Availability and the item master entries of `skus` (unknown SKUs are absent), in one
+    unit of work: capture checks both, and one batched read of the items keeps it one call."""
+    repo = SqlInventory(uow.conn)
+    return domain.availability(repo, skus, location_ids), repo.get_items(skus)
+
+
 def list_positions(
     uow: UnitOfWork, page: ListPage, sku: str | None, location_id: str | None
 ) -> tuple[list[domain.Position], str]:

@@ -127,6 +127,39 @@ async def test_availability_across_the_network_and_partial_policy(inventory: Inv
     assert [(s.sku, s.quantity) for s in partial.shortfalls] == [("SKU-A", 2)]
 
 
+async def test_availability_with_items_marks_known_active_inactive_and_unknown_skus(
+    inventory: Inventory,
+) -> None:
+    stub = inventory.stub
+    await seed(stub, ["SKU-A", "SKU-OLD"], {("SKU-A", EAST): 3, ("SKU-OLD", WEST): 2})
+    await stub.UpdateItem(svc.UpdateItemRequest(item=item_input("SKU-OLD", active=False)))
+    skus = ["SKU-OLD", "SKU-NOPE", "SKU-A"]
+
+    with_items = await stub.GetAvailability(
+        svc.GetAvailabilityRequest(skus=skus, include_items=True)
+    )
+    assert with_items.items_included
+    assert [(a.sku, a.item_known, a.item_active) for a in with_items.availability] == [
+        ("SKU-OLD", True, False),
+        ("SKU-NOPE", False, False),
+        ("SKU-A", True, True),
+    ]
+
+    # The stock figures are the same with or without items; an unknown SKU has none.
+    plain = await stub.GetAvailability(svc.GetAvailabilityRequest(skus=skus))
+    assert not plain.items_included
+    assert not any(a.item_known or a.item_active for a in plain.availability)
+
+    def stock(answer: svc.GetAvailabilityResponse) -> list[tuple[str, int, list[str]]]:
+        return [
+            (a.sku, a.quantity_available, [p.location_id for p in a.positions])
+            for a in answer.availability
+        ]
+
+    assert stock(with_items) == stock(plain)
+    assert stock(plain) == [("SKU-OLD", 2, [WEST]), ("SKU-NOPE", 0, []), ("SKU-A", 3, [EAST])]
+
+
 async def test_racing_reservations_for_the_last_unit_have_one_winner(
     inventory: Inventory,
 ) -> None:

@@ -11,7 +11,7 @@ so an event exists if and only if its change committed (the transactional outbox
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from crossdock.events.v1 import inventory_events_pb2 as events_pb
 from crossdock.inventory.v1 import inventory_pb2 as pb
@@ -39,6 +39,7 @@ from services.inventory.domain.model import (
     StockCondition,
     UnitOfMeasure,
 )
+from services.inventory.domain.stock import SkuAvailability
 from services.kit.proto_values import (
     address_to_domain,
     address_to_proto,
@@ -112,6 +113,25 @@ def position_to_proto(position: Position) -> pb.InventoryPosition:
         update_time=timestamp(position.updated_at),
         quantity_non_sellable=position.non_sellable,
     )
+
+
+def availability_to_proto(
+    answer: Iterable[SkuAvailability], items: Mapping[str, Item] | None = None
+) -> svc.GetAvailabilityResponse:
+    """The GetAvailability answer; with `items` (the known ones among its SKUs) every entry
+    says whether its SKU is known and active, and the answer says it carries item facts."""
+    response = svc.GetAvailabilityResponse(items_included=items is not None)
+    for a in answer:
+        entry = response.availability.add(
+            sku=a.sku,
+            quantity_available=a.quantity_available,
+            positions=[position_to_proto(p) for p in a.positions],
+        )
+        if items is not None:
+            item = items.get(a.sku)
+            entry.item_known = item is not None
+            entry.item_active = item is not None and item.active
+    return response
 
 
 def reservation_lines_to_proto(lines: tuple[ReservationLine, ...]) -> list[pb.ReservationLine]:

@@ -78,17 +78,11 @@ class InventoryApi(svc_grpc.InventoryServiceServicer):
 
     async def GetAvailability(self, request: svc.GetAvailabilityRequest, context: Any) -> Any:
         skus, locations = tuple(request.skus), tuple(request.location_ids)
+        if request.include_items:
+            answer, items = await self._units.run(app.availability_with_items, skus, locations)
+            return contracts.availability_to_proto(answer, items)
         answer = await self._units.run(app.availability, skus, locations)
-        return svc.GetAvailabilityResponse(
-            availability=[
-                svc.SkuAvailability(
-                    sku=a.sku,
-                    quantity_available=a.quantity_available,
-                    positions=[contracts.position_to_proto(p) for p in a.positions],
-                )
-                for a in answer
-            ]
-        )
+        return contracts.availability_to_proto(answer)
 
     async def ReserveStock(self, request: svc.ReserveStockRequest, context: Any) -> Any:
         command = domain.ReserveStock(

@@ -39,8 +39,30 @@ class InventoryClient:
 
     # -- capture-time reads (CreateOrder) --------------------------------------------------------
 
+    async def capture_reads(
+        self, skus: tuple[str, ...]
+    ) -> tuple[StaticCatalog, AvailabilitySnapshot]:
+        """The item master entries of `skus` (unknown SKUs are simply absent) and the units
+        available per SKU per location right now: one GetAvailability that asks for item facts.
+
+        An inventory that predates them answers without (`items_included` false, as during a
+        rolling deploy); the items are then read one GetItem per SKU, as before.
+        """
+        request = inv_svc.GetAvailabilityRequest(skus=list(skus), include_items=True)
+        try:
+            answer = await self._stub.GetAvailability(request)
+        except grpc.aio.AioRpcError as error:
+            raise _inventory_unavailable(error) from error
+        if not answer.items_included:
+            return await self.catalog(skus), _snapshot(answer)
+        catalog = StaticCatalog(
+            [CatalogItem(a.sku, a.item_active) for a in answer.availability if a.item_known]
+        )
+        return catalog, _snapshot(answer)
+
     async def catalog(self, skus: tuple[str, ...]) -> StaticCatalog:
-        """The item master entries of `skus` (unknown SKUs are simply absent)."""
+        """The item master entries of `skus` (unknown SKUs are simply absent), one GetItem per
+        SKU: capture's fallback against an inventory whose availability carries no items."""
 
         async def lookup(sku: str) -> CatalogItem | None:
             try:
@@ -54,21 +76,11 @@ class InventoryClient:
         found = await asyncio.gather(*(lookup(sku) for sku in skus))
         return StaticCatalog([item for item in found if item is not None])
 
-    async def current_availability(self, skus: tuple[str, ...]) -> AvailabilitySnapshot:
-        """Units available per SKU per location right now (the capture-time check)."""
-        try:
-            return await self.availability(skus)
-        except grpc.aio.AioRpcError as error:
-            raise _inventory_unavailable(error) from error
-
     # -- saga commands ---------------------------------------------------------------------------
 
     async def availability(self, skus: tuple[str, ...]) -> AvailabilitySnapshot:
         answer = await self._stub.GetAvailability(inv_svc.GetAvailabilityRequest(skus=list(skus)))
-        return {
-            a.sku: {p.location_id: int(p.quantity_available) for p in a.positions}
-            for a in answer.availability
-        }
+        return _snapshot(answer)
 
     async def reserve(self, command: m.ReserveStock) -> m.ReservationMade:
         response = await self._stub.ReserveStock(
@@ -183,6 +195,13 @@ class ShipmentClient:
 
     async def retry_label(self, shipment_id: str) -> None:
         await self._stub.RetryLabel(shp_svc.RetryLabelRequest(shipment_id=shipment_id))
+
+
+def _snapshot(answer: inv_svc.GetAvailabilityResponse) -> AvailabilitySnapshot:
+    return {
+        a.sku: {p.location_id: int(p.quantity_available) for p in a.positions}
+        for a in answer.availability
+    }
 
 
 def _inventory_unavailable(error: grpc.aio.AioRpcError) -> Unavailable:

@@ -9,7 +9,6 @@ across a network call); each then settles in one unit of work.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,9 +103,7 @@ async def place_order(
     if existing is not None:
         return existing, True
     skus = tuple(dict.fromkeys(line.sku for line in command.order.lines))
-    catalog, availability = await asyncio.gather(
-        inventory.catalog(skus), inventory.current_availability(skus)
-    )
+    catalog, availability = await inventory.capture_reads(skus)
     return await units.run(create_order, saga, command, catalog, availability, new_context())
 
 

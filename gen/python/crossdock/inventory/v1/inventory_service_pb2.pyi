@@ -520,6 +520,9 @@ class GetAvailabilityRequest(_message.Message):
 
     SKUS_FIELD_NUMBER: _builtins.int
     LOCATION_IDS_FIELD_NUMBER: _builtins.int
+    INCLUDE_ITEMS_FIELD_NUMBER: _builtins.int
+    include_items: _builtins.bool
+    """include_items asks for each SKU's item master facts (item_known, item_active) in the answer."""
     @_builtins.property
     def skus(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """skus are the items to answer for; at least one, at most 200."""
@@ -533,10 +536,11 @@ class GetAvailabilityRequest(_message.Message):
         *,
         skus: _abc.Iterable[_builtins.str] | None = ...,
         location_ids: _abc.Iterable[_builtins.str] | None = ...,
+        include_items: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_ids", b"location_ids", "skus", b"skus"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_items", b"include_items", "location_ids", b"location_ids", "skus", b"skus"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -551,10 +555,16 @@ class SkuAvailability(_message.Message):
     SKU_FIELD_NUMBER: _builtins.int
     QUANTITY_AVAILABLE_FIELD_NUMBER: _builtins.int
     POSITIONS_FIELD_NUMBER: _builtins.int
+    ITEM_KNOWN_FIELD_NUMBER: _builtins.int
+    ITEM_ACTIVE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     """sku is the item."""
     quantity_available: _builtins.int
     """quantity_available is the total across the asked locations."""
+    item_known: _builtins.bool
+    """item_known is true when the SKU is in the item master; meaningful only when items_included."""
+    item_active: _builtins.bool
+    """item_active is true when the SKU is known and may be ordered; meaningful only when items_included."""
     @_builtins.property
     def positions(self) -> _containers.RepeatedCompositeFieldContainer[_inventory_pb2.InventoryPosition]:
         """positions are the per-location figures behind the total."""
@@ -565,10 +575,12 @@ class SkuAvailability(_message.Message):
         sku: _builtins.str = ...,
         quantity_available: _builtins.int = ...,
         positions: _abc.Iterable[_inventory_pb2.InventoryPosition] | None = ...,
+        item_known: _builtins.bool = ...,
+        item_active: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["positions", b"positions", "quantity_available", b"quantity_available", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_active", b"item_active", "item_known", b"item_known", "positions", b"positions", "quantity_available", b"quantity_available", "sku", b"sku"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -581,6 +593,9 @@ class GetAvailabilityResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AVAILABILITY_FIELD_NUMBER: _builtins.int
+    ITEMS_INCLUDED_FIELD_NUMBER: _builtins.int
+    items_included: _builtins.bool
+    """items_included is true when the entries carry item facts; an older server never sets it."""
     @_builtins.property
     def availability(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkuAvailability]:
         """availability has one entry per requested SKU, in request order."""
@@ -589,10 +604,11 @@ class GetAvailabilityResponse(_message.Message):
         self,
         *,
         availability: _abc.Iterable[Global___SkuAvailability] | None = ...,
+        items_included: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability", "items_included", b"items_included"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
