@@ -199,6 +199,23 @@ def test_an_order_document_is_byte_identical_and_round_trips(
     assert codec.dumps(codec.loads(Order, text)) == text
 
 
+@pytest.mark.parametrize("build", ORDERS.values(), ids=ORDERS.keys())
+def test_a_lazily_loaded_timeline_reads_and_writes_as_the_decoded_one(
+    build: typing.Callable[[], Order],
+) -> None:
+    text = codec.dumps(build())
+    lazy = codec.loads(Order, text, lazy=("timeline",))
+    # Written back untouched, and after an append, exactly as the decoded order would be.
+    assert codec.dumps(lazy) == text
+    eager = codec.loads(Order, text)
+    extra = dataclasses.replace(eager.timeline[-1], detail="one more")
+    lazy.timeline.append(extra)
+    eager.timeline.append(extra)
+    assert codec.dumps(lazy) == codec.dumps(eager)
+    assert lazy == eager
+    assert list(reversed(lazy.timeline)) == list(reversed(eager.timeline))
+
+
 def test_saga_commands_are_byte_identical_and_round_trip() -> None:
     ran = completed_split_order()[1] + backordered_then_cancelled_order()[1]
     commands = ran + every_command_kind()

@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from services.order.adapters.store.lazy_list import LazyList
+
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
 
@@ -54,14 +56,33 @@ def dumps(value: Any) -> str:
     return orjson.dumps(to_plain(value), option=_JSON_OPTIONS).decode()
 
 
-def loads(cls: type, text: str) -> Any:
-    return from_plain(cls, orjson.loads(text))
+def loads(cls: type, text: str, *, lazy: tuple[str, ...] = ()) -> Any:
+    """Decode a document of dataclass `cls`; the list fields named in `lazy` stay plain data
+    until read (lazy_list.py: the order's timeline, which a saga step only appends to)."""
+    data = orjson.loads(text)
+    if not lazy:
+        return from_plain(cls, data)
+    kept = {name: data.pop(name) for name in lazy if data.get(name) is not None}
+    value = from_plain(cls, data)
+    for name, plain in kept.items():
+        object.__setattr__(value, name, LazyList(plain, _lazy_item_decoder(cls, name)))
+    return value
+
+
+@cache
+def _lazy_item_decoder(cls: type, name: str) -> Decoder:
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is not list:
+        raise TypeError(f"{cls.__name__}.{name} is not a list field: {hint!r}")
+    item = _decoder(typing.get_args(hint)[0])
+    return lambda data: None if data is None else item(data)
 
 
 # -- encoders, one per class of value --------------------------------------------------------
 
 # By class, filled the first time a class is seen; a plain dict so the hot path looks it up inline.
-_ENCODERS: dict[type, Encoder] = {}
+# A LazyList writes back its still-plain items as they are.
+_ENCODERS: dict[type, Encoder] = {LazyList: lambda value: value.to_plain(to_plain)}
 
 
 def _encoder(cls: type) -> Encoder:

@@ -94,7 +94,9 @@ def save_order(conn: Connection, loaded: Loaded, order: Order) -> None:
 
 
 def _loaded(row: Any) -> Loaded:
-    return Loaded(codec.loads(Order, row.document), int(row.version), int(row.seq))
+    # The timeline stays plain until read: a saga step only appends to it.
+    order = codec.loads(Order, row.document, lazy=("timeline",))
+    return Loaded(order, int(row.version), int(row.seq))
 
 
 def get_order(conn: Connection, order_id: str) -> Loaded | None:
