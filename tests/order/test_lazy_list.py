@@ -82,7 +82,7 @@ def test_every_read_path_decodes_first() -> None:
         lambda items: items.copy(),
         lambda items: copy.deepcopy(items),
         lambda items: pickle.loads(pickle.dumps(items)),
-        lambda items: items + [],
+        lambda items: items + [],  # noqa: RUF005 - list concatenation is what is tested
         lambda items: repr(items),
         lambda items: sorted(items),
     ]
