@@ -12,10 +12,11 @@ limits lifted. Then:
    synchronous=FULL), plus raw PostgreSQL commits/s with `--db postgres` (bench/ceilings.py).
 2. For each offered rate R (`--rates`), orders (the demo's 1-3 line sample orders) are POSTed to
    /v1/orders with the demo partner's key, one every 1/R s, open loop: a scheduler fires each at
-   its planned instant in its own task, whatever earlier requests are doing (httpx.AsyncClient,
-   up to `--connections` at once). `--warmup` s first (the sandbox's transit makes a lifecycle
-   take ~25-40 s in fast mode: the warm-up must exceed it for the window to be steady), then the
-   measured `--window` s, then up to `--drain` s for the rate's orders to finish.
+   its planned instant in its own task, whatever earlier requests are doing (one aiohttp
+   session, up to `--connections` at once). `--warmup` s first (the sandbox's transit makes a
+   lifecycle take ~25-40 s in fast mode: the warm-up must exceed it for the window to be
+   steady), then the measured `--window` s, then up to `--drain` s for the rate's orders to
+   finish.
 
 What each column means, and how it is computed:
 

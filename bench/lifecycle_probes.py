@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 import uuid
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import nats
 import psutil  # type: ignore[import-untyped]
 from crossdock.events.v1 import billing_events_pb2, inventory_events_pb2, shipment_events_pb2
@@ -51,18 +52,29 @@ class OrderDriver:
     def __init__(
         self, gateway_url: str, api_key: str, *, connections: int = 512, seed: int = 14
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=gateway_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            timeout=httpx.Timeout(60.0, pool=None),
-        )
+        self._orders_url = gateway_url.rstrip("/") + ORDER_ROUTE
+        self._api_key = api_key
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
         self._rng = random.Random(seed)
         self._sequence = 0
         self.attempts: list[dict[str, Any]] = []
 
     async def close(self) -> None:
-        await self._client.aclose()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        # Opened in the running loop on the first order. Up to `connections` at once, all kept
+        # alive; a request may wait for a free one without limit (that wait is part of its
+        # latency), then has 60 s to connect and 60 s per read.
+        self._session = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {self._api_key}"},
+            connector=aiohttp.TCPConnector(limit=self._connections),
+            timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=60, sock_read=60),
+        )
+        return self._session
 
     async def offer(
         self, rate: float, seconds: float, on_accepted: Callable[[str], None], start_wall: float
@@ -96,20 +108,23 @@ class OrderDriver:
     ) -> None:
         loop = asyncio.get_running_loop()
         attempt["lag"] = loop.time() - planned
-        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        headers = {"Idempotency-Key": str(uuid.uuid4()), "Content-Type": "application/json"}
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        session = self._session or self._open_session()
         try:
-            answer = await self._client.post(ORDER_ROUTE, json=body, headers=headers)
-        except httpx.HTTPError as error:
+            async with session.post(self._orders_url, data=data, headers=headers) as answer:
+                status, content = answer.status, await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
             attempt.update(status=0, latency=None, error=type(error).__name__)
             return
         attempt["latency"] = loop.time() - planned
-        attempt["status"] = answer.status_code
-        if answer.status_code == 201:
-            order_id = answer.json()["order"]["orderId"]
+        attempt["status"] = status
+        if status == 201:
+            order_id = json.loads(content)["order"]["orderId"]
             attempt["order_id"] = order_id
             on_accepted(order_id)
         else:
-            attempt["error"] = answer.text[:200]
+            attempt["error"] = content.decode("utf-8", errors="replace")[:200]
 
 
 def _ce_time(msg: Msg) -> float:
@@ -191,7 +206,8 @@ class BacklogProbe:
     and outbox backlog from each service's database (a COUNT on the pending partial index)."""
 
     def __init__(self, monitor_url: str, db_urls: Mapping[str, str]) -> None:
-        self._http = httpx.AsyncClient(base_url=monitor_url, timeout=10.0)
+        self._jsz_url = monitor_url.rstrip("/") + "/jsz"
+        self._http: aiohttp.ClientSession | None = None
         self._engines: dict[str, Engine] = {
             name: create_engine(url, poolclass=NullPool) for name, url in db_urls.items()
         }
@@ -199,16 +215,22 @@ class BacklogProbe:
         self.last_lag: dict[str, int] = {}
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
         for engine in self._engines.values():
             engine.dispose()
 
     async def jetstream(self) -> tuple[int, int]:
         """(every durable consumer's pending + ack-pending, every stream's message count)."""
-        answer = await self._http.get("/jsz", params={"accounts": "true", "consumers": "true"})
-        answer.raise_for_status()
+        if self._http is None:  # opened in the running loop, on the first sample
+            timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=10)
+            self._http = aiohttp.ClientSession(timeout=timeout)
+        params = {"accounts": "true", "consumers": "true"}
+        async with self._http.get(self._jsz_url, params=params) as answer:
+            answer.raise_for_status()
+            found = json.loads(await answer.read())
         lag, messages, per_consumer = 0, 0, {}
-        for account in answer.json().get("account_details", []):
+        for account in found.get("account_details", []):
             for stream in account.get("stream_detail", []):
                 if stream.get("name") == "DLQ":
                     continue

@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -161,12 +161,17 @@ def _problem(status: int, kind: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": kind, "detail": detail}, status_code=status)
 
 
-def _post_to(client: httpx.AsyncClient, url: str) -> Callable[[dict[str, str], bytes], Any]:
+def _post_to(session: aiohttp.ClientSession, url: str) -> Callable[[dict[str, str], bytes], Any]:
     async def deliver(headers: dict[str, str], body: bytes) -> None:
-        answer = await client.post(
-            url, content=body, headers={**headers, "content-type": "application/json"}
-        )
-        answer.raise_for_status()  # the pusher keeps a failed push for its next tick
+        async with session.post(
+            url,
+            data=body,
+            headers={**headers, "content-type": "application/json"},
+            allow_redirects=False,
+        ) as answer:
+            await answer.read()  # the whole answer, so the connection goes back to the pool
+        if not 200 <= answer.status < 300:  # kept by the pusher for its next tick
+            raise RuntimeError(f"the push answered HTTP {answer.status}")
 
     return deliver
 
@@ -211,11 +216,13 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    limits = httpx.Limits(max_connections=args.push_concurrency)
-    async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
+    # Each connect and read bounded at 10 s; at most --push-concurrency connections.
+    timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_connect=10.0, sock_read=10.0)
+    pool = aiohttp.TCPConnector(limit=args.push_concurrency)
+    async with aiohttp.ClientSession(timeout=timeout, connector=pool) as session:
         pushing = None
         if args.push_url:
-            deliver = _post_to(client, args.push_url)
+            deliver = _post_to(session, args.push_url)
             pusher = SandboxPusher(connector, deliver, clock, concurrency=args.push_concurrency)
             pushing = asyncio.create_task(_push_forever(pusher, args.push_interval, stop))
         await stop.wait()

@@ -15,7 +15,8 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from gateway.webhooks.delivery_store import AttemptResult, Due, RetryPolicy, claim_due, record
 from gateway.webhooks.payload import (
@@ -50,14 +51,20 @@ class SenderSettings:
 
 async def check_destination(url: str) -> None:
     """Raise DestinationRefused unless every address of the URL's host is public."""
-    parsed = httpx.URL(url)
-    host = parsed.host
+    try:
+        # yarl is the parser aiohttp connects with: the check sees the host the POST will.
+        parsed = URL(url)
+        host, port = parsed.host, parsed.port
+    except ValueError as error:  # e.g. a port that is not a number
+        raise DestinationRefused(f"invalid URL: {error}") from None
+    if not host:
+        raise DestinationRefused("the URL names no host")
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        port = port or (443 if parsed.scheme == "https" else 80)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+            infos = await asyncio.get_running_loop().getaddrinfo(parsed.raw_host, port)
         except OSError as error:
             raise DestinationRefused(f"cannot resolve {host}: {error.strerror}") from None
         addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
@@ -72,16 +79,11 @@ class WebhookSender:
         db: Database,
         policy: RetryPolicy,
         settings: SenderSettings | None = None,
-        client: httpx.AsyncClient | None = None,
     ) -> None:
         self._db = db
         self._policy = policy
         self._settings = settings or SenderSettings()
-        self._client = client or httpx.AsyncClient(
-            timeout=self._settings.timeout_seconds,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
+        self._session: aiohttp.ClientSession | None = None
         self._limit = asyncio.Semaphore(self._settings.concurrency)
         self.worker = PollingWorker(
             "webhook-sender", self._pass, interval=self._settings.poll_interval_seconds
@@ -91,9 +93,28 @@ class WebhookSender:
         self.worker.start()
 
     async def stop(self) -> None:
-        """Finish the batch in hand (its attempts are recorded), then close the client."""
+        """Finish the batch in hand (its attempts are recorded), then close the HTTP session."""
         await self.worker.stop()
-        await self._client.aclose()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        # Opened on the first POST, inside the running loop, and kept for the sender's life.
+        # The timeout bounds the connect (the wait for a free pooled connection included) and
+        # each read; there is no total (aiohttp's default is 300 s).
+        seconds = self._settings.timeout_seconds
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=seconds, sock_connect=seconds, sock_read=seconds
+        )
+        # No cookie jar: a partner's endpoint must not be able to set state that later POSTs
+        # carry back.
+        self._session = aiohttp.ClientSession(
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self._session
 
     async def _pass(self) -> int:
         sent = await self.run_once()
@@ -127,17 +148,20 @@ class WebhookSender:
                     DELIVERY_ID_HEADER: due.delivery_id,
                     EVENT_TYPE_HEADER: due.event_type,
                 }
-                async with self._client.stream(
-                    "POST", due.url, content=due.body, headers=headers
+                session = self._session or self._open_session()
+                # Leaving the block without reading the body closes the connection if the body
+                # has not fully arrived: only the status line and headers are waited for.
+                async with session.post(
+                    due.url, data=due.body, headers=headers, allow_redirects=False
                 ) as response:
-                    status_code = response.status_code
+                    status_code = response.status
                 if not 200 <= status_code < 300:
                     error = f"the endpoint answered HTTP {status_code}"
             except DestinationRefused as refused:
                 error = str(refused)
-            except httpx.TimeoutException:
+            except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors too
                 error = f"no answer within {self._settings.timeout_seconds:g} s"
-            except httpx.HTTPError as failure:
+            except aiohttp.ClientError as failure:
                 error = f"{type(failure).__name__}: {failure}"[:500]
             return AttemptResult(
                 due.delivery_id,

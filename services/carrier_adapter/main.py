@@ -2,7 +2,8 @@
 
 `setup` is also what the integration tests run on an in-process server. Shutdown order: gRPC
 drains; the workers stop, running bookings finish and are stored, the payload log is flushed;
-then the kit flushes the outbox and closes NATS and the database.
+the connectors' HTTP sessions close; then the kit flushes the outbox and closes NATS and the
+database.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ async def setup(
     # Added before the event runtime's hooks, so bookings and payloads are stored while the
     # database is still open and the outbox flush that follows publishes their events.
     server.add_shutdown_hook(stop_workers, name="finish bookings, flush payload log")
+    # After the workers: a booking still finishing calls its carrier.
+    server.add_shutdown_hook(registry.aclose, name="close carrier connections")
     runtime = await start_events(config, server, event_mapper=mapper)
     units = runtime.units
     booker = LabelBooker(

@@ -1,13 +1,16 @@
 """The sandbox carrier as its own process: carrier-adapter's RemoteSandboxConnector against the
-server's app (tools/sandbox_carrier.py) in memory, so the wire format, the refusals and the
-journal are checked without a socket. The answers must equal the in-process sandbox's."""
+server's app (tools/sandbox_carrier.py) served on a loopback port, so the wire format, the
+refusals and the journal are checked over a real socket. The answers must equal the in-process
+sandbox's."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
+from starlette.types import ASGIApp
 
 from services.carrier_adapter.adapters.carriers.sandbox.connector import (
     SandboxConnector,
@@ -24,9 +27,12 @@ from services.carrier_adapter.domain.model import (
     RateRequest,
     TrackingStatus,
 )
+from services.kit.http_server import HttpServer
 from services.kit.values import Address
 from tests.carrier_adapter.fakes import ManualClock
 from tools.sandbox_carrier import Journal, create_app
+
+pytestmark = pytest.mark.integration  # a socket on loopback
 
 SETTINGS = SandboxSettings(
     webhook_secrets=("whsec_test",),
@@ -46,16 +52,24 @@ def simulator(clock: ManualClock) -> SandboxConnector:
     )
 
 
-def remote(app: object, clock: ManualClock) -> RemoteSandboxConnector:
-    return RemoteSandboxConnector(
+@contextlib.asynccontextmanager
+async def remote(app: ASGIApp, clock: ManualClock) -> AsyncIterator[RemoteSandboxConnector]:
+    """The connector against `app` served on a free loopback port; closed and stopped after."""
+    server = HttpServer(app)
+    port = await server.start()
+    connector = RemoteSandboxConnector(
         "sandbox",
-        "http://sandbox.test",
+        f"http://127.0.0.1:{port}",
         SETTINGS,
         status_table=load_status_table("sandbox"),
         service_table=load_service_table("sandbox"),
         clock=clock,
-        transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
     )
+    try:
+        yield connector
+    finally:
+        await connector.aclose()
+        await server.stop()
 
 
 def label(origin: Address, destination: Address, box: Parcel, key: str = "shp_1") -> LabelRequest:
@@ -67,43 +81,42 @@ async def test_rates_and_labels_over_http_equal_the_simulation(
 ) -> None:
     clock = ManualClock()
     server_side = simulator(clock)
-    connector = remote(create_app(server_side, Journal(None), clock), clock)
     reference = simulator(ManualClock())
+    async with remote(create_app(server_side, Journal(None), clock), clock) as connector:
+        request = RateRequest(us_origin, us_destination, (box,))
+        assert await connector.rate(request) == await reference.rate(request)
 
-    request = RateRequest(us_origin, us_destination, (box,))
-    assert await connector.rate(request) == await reference.rate(request)
-
-    booked = await connector.book_label(label(us_origin, us_destination, box))
-    expected = await reference.book_label(label(us_origin, us_destination, box))
-    assert booked == expected  # the PDF document included, byte for byte
-    again = await connector.book_label(label(us_origin, us_destination, box))
-    assert again == booked  # idempotent by key, over HTTP too
-    await connector.aclose()
+        booked = await connector.book_label(label(us_origin, us_destination, box))
+        expected = await reference.book_label(label(us_origin, us_destination, box))
+        assert booked == expected  # the PDF document included, byte for byte
+        again = await connector.book_label(label(us_origin, us_destination, box))
+        assert again == booked  # idempotent by key, over HTTP too
 
 
 async def test_tracking_cancel_and_refusals(
     us_origin: Address, us_destination: Address, box: Parcel
 ) -> None:
     clock = ManualClock()
-    connector = remote(create_app(simulator(clock), Journal(None), clock), clock)
-    booked = await connector.book_label(label(us_origin, us_destination, box))
+    async with remote(create_app(simulator(clock), Journal(None), clock), clock) as connector:
+        booked = await connector.book_label(label(us_origin, us_destination, box))
 
-    clock.advance(1)  # the label scan is due (2 simulated minutes), not the pickup (3 h)
-    tracked = await connector.track(booked.tracking_number)
-    assert [s.status for s in tracked.scans] == [TrackingStatus.PENDING]
+        clock.advance(1)  # the label scan is due (2 simulated minutes), not the pickup (3 h)
+        tracked = await connector.track(booked.tracking_number)
+        assert [s.status for s in tracked.scans] == [TrackingStatus.PENDING]
 
-    await connector.cancel_label(CancelRequest(booked.tracking_number))
-    tracked = await connector.track(booked.tracking_number)
-    assert tracked.scans[-1].status is TrackingStatus.CANCELLED
+        await connector.cancel_label(CancelRequest(booked.tracking_number))
+        tracked = await connector.track(booked.tracking_number)
+        assert tracked.scans[-1].status is TrackingStatus.CANCELLED
 
-    with pytest.raises(CarrierRejected, match="unknown tracking number"):
-        await connector.track("SBX000000000000")
-    unknown = label(us_origin, us_destination, box, key="shp_2")
-    with pytest.raises(UnknownService):
-        await connector.book_label(
-            LabelRequest("shp_2", "sandbox_teleport", unknown.ship_from, unknown.ship_to, (box,))
-        )
-    await connector.aclose()
+        with pytest.raises(CarrierRejected, match="unknown tracking number"):
+            await connector.track("SBX000000000000")
+        unknown = label(us_origin, us_destination, box, key="shp_2")
+        with pytest.raises(UnknownService):
+            await connector.book_label(
+                LabelRequest(
+                    "shp_2", "sandbox_teleport", unknown.ship_from, unknown.ship_to, (box,)
+                )
+            )
 
 
 async def test_the_journal_brings_parcels_back_after_a_restart(
@@ -111,17 +124,15 @@ async def test_the_journal_brings_parcels_back_after_a_restart(
 ) -> None:
     clock = ManualClock()
     journal = Journal(tmp_path / "sandbox.jsonl")
-    first = remote(create_app(simulator(clock), journal, clock), clock)
-    kept = await first.book_label(label(us_origin, us_destination, box, key="shp_kept"))
-    voided = await first.book_label(label(us_origin, us_destination, box, key="shp_void"))
-    await first.cancel_label(CancelRequest(voided.tracking_number))
-    await first.aclose()
+    async with remote(create_app(simulator(clock), journal, clock), clock) as first:
+        kept = await first.book_label(label(us_origin, us_destination, box, key="shp_kept"))
+        voided = await first.book_label(label(us_origin, us_destination, box, key="shp_void"))
+        await first.cancel_label(CancelRequest(voided.tracking_number))
 
     restarted = simulator(clock)
     assert journal.replay(restarted) == 2
-    second = remote(create_app(restarted, journal, clock), clock)
-    assert await second.book_label(label(us_origin, us_destination, box, "shp_kept")) == kept
-    clock.advance(600)
-    tracked = await second.track(voided.tracking_number)
-    assert tracked.scans[-1].status is TrackingStatus.CANCELLED
-    await second.aclose()
+    async with remote(create_app(restarted, journal, clock), clock) as second:
+        assert await second.book_label(label(us_origin, us_destination, box, "shp_kept")) == kept
+        clock.advance(600)
+        tracked = await second.track(voided.tracking_number)
+        assert tracked.scans[-1].status is TrackingStatus.CANCELLED

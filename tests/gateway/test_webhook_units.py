@@ -102,6 +102,13 @@ async def test_private_destinations_are_refused(url: str) -> None:
         await check_destination(url)
 
 
+@pytest.mark.parametrize("url", ["https://hooks.example.com:https/x", "https:///no-host"])
+async def test_urls_without_a_usable_host_are_refused(url: str) -> None:
+    # Refused like a private address, so the attempt is recorded instead of failing the batch.
+    with pytest.raises(DestinationRefused):
+        await check_destination(url)
+
+
 async def test_a_public_ip_literal_is_allowed() -> None:
     await check_destination("https://93.184.215.14/hook")
 

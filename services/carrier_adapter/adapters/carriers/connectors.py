@@ -95,6 +95,14 @@ class ConnectorRegistry:
             if self._poll_overrides.get(c.account_id, not c.capabilities.push_tracking)
         ]
 
+    async def aclose(self) -> None:
+        """Close the transports connectors keep open (a remote carrier's HTTP session); at
+        shutdown, after the last call."""
+        for connector in self:
+            close = getattr(connector, "aclose", None)
+            if close is not None:
+                await close()
+
     def __iter__(self) -> Iterator[CarrierConnector]:
         return iter(self._by_account.values())
 

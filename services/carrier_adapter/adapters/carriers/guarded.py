@@ -109,6 +109,12 @@ class GuardedConnector:
         # Local CPU work on a body we already hold: no carrier to protect, nothing to retry.
         return self.inner.parse_webhook(webhook)
 
+    async def aclose(self) -> None:
+        """Close the inner connector's transport, when it keeps one open (an HTTP session)."""
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
     def _state_change_retryable(self, error: BaseException) -> bool:
         if not is_retryable(error):
             return False

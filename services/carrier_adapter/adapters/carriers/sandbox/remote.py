@@ -11,9 +11,10 @@ for it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import httpx
+import aiohttp
 
 from services.carrier_adapter.adapters.carriers.sandbox import api, webhooks
 from services.carrier_adapter.adapters.carriers.sandbox.connector import (
@@ -65,7 +66,6 @@ class RemoteSandboxConnector:
         on_unmapped: UnmappedSink | None = None,
         payloads: PayloadRecorder | None = None,
         timeout_seconds: float = 20.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._account_id = account_id
         self.endpoint = endpoint.rstrip("/")
@@ -75,8 +75,7 @@ class RemoteSandboxConnector:
         self._clock = clock
         self._payloads = payloads
         self._timeout = timeout_seconds
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     @property
     def account_id(self) -> str:
@@ -107,42 +106,60 @@ class RemoteSandboxConnector:
         return parse_push(webhook, self.settings, self._clock, self.normalizer, self._payloads)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the HTTP session and its keep-alive connections (a later call opens another)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     # ---- transport -----------------------------------------------------------------------
 
     async def _call(
         self, operation: str, method: str, path: str, body: dict[str, Any] | None
     ) -> dict[str, Any]:
-        if self._client is None:
-            # Created on first use, inside the service's event loop.
-            self._client = httpx.AsyncClient(
-                base_url=self.endpoint, timeout=self._timeout, transport=self._transport
-            )
+        session = self._session or self._open_session()
+        data, headers = None, None
+        if body is not None:
+            # Compact UTF-8 JSON; a NaN fails here rather than going out as invalid JSON.
+            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            data, headers = text.encode(), _JSON
         try:
-            response = await self._client.request(method, path, json=body)
-        except httpx.TimeoutException:
+            async with session.request(
+                method, self.endpoint + path, data=data, headers=headers
+            ) as response:
+                status, content, charset = response.status, await response.read(), response.charset
+        except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors too
             raise CarrierTimeout(CARRIER, operation, self._timeout) from None
-        except httpx.ConnectError as error:
+        except aiohttp.ClientConnectorError as error:  # refused, DNS, TLS: nothing was sent
             raise CarrierUnavailable(
                 CARRIER, f"{operation}: {error}", maybe_committed=False
             ) from None
-        except httpx.HTTPError as error:
+        except aiohttp.ClientError as error:
             raise CarrierUnavailable(
                 CARRIER, f"{operation}: {error}", maybe_committed=True
             ) from None
-        if response.status_code >= 500 or response.status_code == 429:
-            self._log_error(operation, path, response.text)
-            raise CarrierUnavailable(
-                CARRIER, f"{operation}: HTTP {response.status_code}", maybe_committed=True
-            )
-        if response.status_code >= 400:
-            self._log_error(operation, path, response.text)
-            raise _refusal(response)
-        answer: dict[str, Any] = response.json()
+        if status >= 500 or status == 429:
+            self._log_error(operation, path, _text(content, charset))
+            raise CarrierUnavailable(CARRIER, f"{operation}: HTTP {status}", maybe_committed=True)
+        if status >= 400:
+            self._log_error(operation, path, _text(content, charset))
+            raise _refusal(status, content)
+        answer: dict[str, Any] = json.loads(content)
         return answer
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        # Opened on first use, inside the service's event loop, and kept: calls reuse its
+        # keep-alive connections. The timeout bounds the connect (the wait for a free pooled
+        # connection included) and each read; there is no total (aiohttp's default is 300 s).
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self._timeout,
+            sock_connect=self._timeout,
+            sock_read=self._timeout,
+        )
+        # No cookie jar: the carrier's API is stateless; nothing an answer sets rides on later
+        # calls.
+        self._session = aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
+        return self._session
 
     def _log(self, operation: str, body: str, reference: str) -> None:
         # What the in-process sandbox logs too, so both modes cost carrier-adapter the same.
@@ -164,12 +181,23 @@ class RemoteSandboxConnector:
             )
 
 
-def _refusal(response: httpx.Response) -> Exception:
+_JSON = {"Content-Type": "application/json"}
+
+
+def _text(content: bytes, charset: str | None) -> str:
+    """The body as text for the payload log: its declared charset, else UTF-8, never raising."""
     try:
-        problem = response.json()
+        return content.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return content.decode("utf-8", errors="replace")
+
+
+def _refusal(status: int, content: bytes) -> Exception:
+    try:
+        problem = json.loads(content)
         kind, detail = str(problem["error"]), str(problem.get("detail") or "")
     except (ValueError, KeyError, TypeError):
-        return CarrierRejected(CARRIER, [f"HTTP {response.status_code}"])
+        return CarrierRejected(CARRIER, [f"HTTP {status}"])
     if kind == api.ERROR_UNKNOWN_SERVICE:
         return UnknownService(CARRIER, detail)
     if kind == api.ERROR_UNSUPPORTED:
