@@ -159,6 +159,33 @@ def test_no_span_means_no_trace_headers() -> None:
     assert inject_trace_headers({"a": "b"}) == {"a": "b"}
 
 
+def test_with_tracing_off_an_event_keeps_its_correlation_id_and_headers() -> None:
+    headers = {"ce-id": "ev-1", CORRELATION_ID_KEY.upper(): "corr-42"}
+    with consumer_span("handle untraced", headers) as span:
+        assert current_correlation_id() == "corr-42"
+        assert not span.get_span_context().is_valid
+        assert inject_trace_headers({}) == {}  # nothing to carry on
+    assert current_correlation_id() is None
+    with producer_span("publish untraced", headers) as outgoing:
+        assert outgoing == headers and outgoing is not headers
+
+
+def test_with_tracing_off_an_upstream_trace_still_flows_through(
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, _ = traced
+    with provider.get_tracer("upstream").start_as_current_span("upstream") as upstream:
+        headers = inject_trace_headers({"ce-id": "ev-2"})
+    # This process traces nothing, but what its handler emits continues the caller's trace.
+    with consumer_span("handle", headers):
+        emitted = inject_trace_headers({})
+    carried = trace.get_current_span(context_from_headers(emitted)).get_span_context()
+    assert carried.trace_id == upstream.get_span_context().trace_id
+    with producer_span("publish", emitted) as outgoing:
+        published = trace.get_current_span(context_from_headers(outgoing)).get_span_context()
+    assert published.trace_id == upstream.get_span_context().trace_id
+
+
 @pytest.mark.parametrize(
     "environ",
     [
