@@ -631,7 +631,7 @@ def _check_nats_cluster(objects: Any, overlay: str) -> list[str]:
         if not anti.get("requiredDuringSchedulingIgnoredDuringExecution"):
             problems.append("nats: prod needs required pod anti-affinity (one member per node)")
     elif sync_always:
-        problems.append(f"nats: {overlay} must not set sync_interval (nats-server 2.9 rejects it)")
+        problems.append(f"nats: {overlay} must not set sync_interval (only prod fsyncs each write)")
     if not anti:
         problems.append("nats: no pod anti-affinity")
     return problems

@@ -89,9 +89,11 @@ def test_permissions_follow_the_catalog() -> None:
     assert registry.publish == ()  # produces and consumes nothing
 
 
-def test_nats_server_accepts_the_base_config(tmp_path: Path) -> None:
-    """The base nats.conf + generated auth.conf parse (prod's sync_interval needs nats >= 2.10)."""
-    config = rendered("dev")
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_nats_server_accepts_the_config(tmp_path: Path, overlay: str) -> None:
+    """nats.conf (prod's adds `sync_interval: always`) + the generated auth.conf parse, on the
+    pinned nats-server the local run and the tests use."""
+    config = rendered(overlay)
     files = next(c for c in find(config, "ConfigMap") if c["metadata"]["name"].startswith("nats-"))
     for name, text in files["data"].items():
         (tmp_path / name).write_text(text)
