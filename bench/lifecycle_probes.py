@@ -71,7 +71,8 @@ class OrderDriver:
         # latency), then has 60 s to connect and 60 s per read.
         self._session = aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {self._api_key}"},
-            connector=aiohttp.TCPConnector(limit=self._connections),
+            # Idle 4 s at most: under the gateway's (uvicorn's) 5 s keep-alive.
+            connector=aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=4.0),
             timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=60, sock_read=60),
         )
         return self._session

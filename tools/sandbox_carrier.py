@@ -218,7 +218,8 @@ async def _main(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     # Each connect and read bounded at 10 s; at most --push-concurrency connections.
     timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_connect=10.0, sock_read=10.0)
-    pool = aiohttp.TCPConnector(limit=args.push_concurrency)
+    # Idle 4 s at most: under the gateway's (uvicorn's) 5 s keep-alive.
+    pool = aiohttp.TCPConnector(limit=args.push_concurrency, keepalive_timeout=4.0)
     async with aiohttp.ClientSession(timeout=timeout, connector=pool) as session:
         pushing = None
         if args.push_url:

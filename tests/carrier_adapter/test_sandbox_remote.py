@@ -27,9 +27,9 @@ from services.carrier_adapter.domain.model import (
     RateRequest,
     TrackingStatus,
 )
-from services.kit.http_server import HttpServer
 from services.kit.values import Address
 from tests.carrier_adapter.fakes import ManualClock
+from tests.fixtures.asgi_server import serving
 from tools.sandbox_carrier import Journal, create_app
 
 pytestmark = pytest.mark.integration  # a socket on loopback
@@ -55,21 +55,19 @@ def simulator(clock: ManualClock) -> SandboxConnector:
 @contextlib.asynccontextmanager
 async def remote(app: ASGIApp, clock: ManualClock) -> AsyncIterator[RemoteSandboxConnector]:
     """The connector against `app` served on a free loopback port; closed and stopped after."""
-    server = HttpServer(app)
-    port = await server.start()
-    connector = RemoteSandboxConnector(
-        "sandbox",
-        f"http://127.0.0.1:{port}",
-        SETTINGS,
-        status_table=load_status_table("sandbox"),
-        service_table=load_service_table("sandbox"),
-        clock=clock,
-    )
-    try:
-        yield connector
-    finally:
-        await connector.aclose()
-        await server.stop()
+    async with serving(app) as url:
+        connector = RemoteSandboxConnector(
+            "sandbox",
+            url,
+            SETTINGS,
+            status_table=load_status_table("sandbox"),
+            service_table=load_service_table("sandbox"),
+            clock=clock,
+        )
+        try:
+            yield connector
+        finally:
+            await connector.aclose()
 
 
 def label(origin: Address, destination: Address, box: Parcel, key: str = "shp_1") -> LabelRequest:

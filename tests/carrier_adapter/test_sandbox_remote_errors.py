@@ -4,9 +4,7 @@ status becomes, since the guard decides retries (and booking reconciliation) fro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -20,8 +18,8 @@ from services.carrier_adapter.domain.errors import (
     CarrierUnavailable,
 )
 from services.carrier_adapter.domain.payload_log import PayloadDirection, PayloadRecorder
-from services.kit.http_server import HttpServer
 from tests.carrier_adapter.fakes import ManualClock, Recorder
+from tests.fixtures.asgi_server import serving
 
 pytestmark = pytest.mark.integration  # sockets on loopback
 
@@ -50,16 +48,6 @@ def answering(status: int, body: bytes, content_type: bytes = b"application/json
         await send({"type": "http.response.body", "body": body})
 
     return app
-
-
-@contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    server = HttpServer(app)
-    port = await server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await server.stop()
 
 
 async def test_a_refused_connection_is_unavailable_and_surely_not_committed() -> None:

@@ -21,7 +21,7 @@ from gateway.webhooks.sender import USER_AGENT, SenderSettings, WebhookSender
 from gateway.webhooks.store import create_subscription, list_deliveries
 from services.kit import events as ev
 from services.kit.db import Database
-from services.kit.http_server import HttpServer
+from tests.fixtures.asgi_server import serving
 from tests.gateway.webhook_helpers import PLACED, load_verifier, order_placed
 
 pytestmark = pytest.mark.integration  # sockets on loopback
@@ -54,16 +54,6 @@ class Endpoint:
             await self.release.wait()
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": b""})
-
-
-@contextlib.asynccontextmanager
-async def serving(endpoint: Endpoint) -> AsyncIterator[str]:
-    server = HttpServer(endpoint)
-    port = await server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await server.stop()
 
 
 @contextlib.asynccontextmanager

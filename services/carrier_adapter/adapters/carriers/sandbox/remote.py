@@ -157,8 +157,13 @@ class RemoteSandboxConnector:
             sock_read=self._timeout,
         )
         # No cookie jar: the carrier's API is stateless; nothing an answer sets rides on later
-        # calls.
-        self._session = aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
+        # calls. Idle connections are dropped after 4 s, before the sandbox's server (uvicorn,
+        # 5 s) closes them, so a call never goes out on a socket the server is closing.
+        self._session = aiohttp.ClientSession(
+            timeout=timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            connector=aiohttp.TCPConnector(keepalive_timeout=4.0),
+        )
         return self._session
 
     def _log(self, operation: str, body: str, reference: str) -> None:
