@@ -188,6 +188,8 @@ def record(items: list[Item], consumer: str, metrics: ServiceMetrics | None) -> 
     if metrics is None:
         return
     # Counted per batch, not per message: label lookups are the expensive part.
+    if items:
+        metrics.consumer_batch_size.labels(consumer).observe(len(items))
     outcomes = Tally((item.outcome or Outcome.RETRY).value for item in items)
     for outcome, count in outcomes.items():
         metrics.consumer_events.labels(consumer, outcome).inc(count)

@@ -83,6 +83,15 @@ class ServiceMetrics:
             ["consumer", "outcome"],
             registry=r,
         )
+        # Small batches mean a transaction (and its fixed cost) per message or two: the first
+        # thing to look at when a consumer's CPU per event rises at low rates.
+        self.consumer_batch_size = Histogram(
+            "crossdock_consumer_batch_size",
+            "Messages per batch a consumer took and applied in one transaction.",
+            ["consumer"],
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+            registry=r,
+        )
         self.handler_latency = Histogram(
             "crossdock_handler_latency_seconds",
             "Time spent in an event handler.",

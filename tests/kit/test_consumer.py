@@ -85,6 +85,11 @@ async def test_duplicate_deliveries_apply_once(
         )
         == 2
     )
+    # Three messages in (at least) two batches: the first two together at most.
+    batches = {"consumer": "kittest-effects"}
+    sample = metrics.registry.get_sample_value
+    assert sample("crossdock_consumer_batch_size_sum", batches) == 3
+    assert 2 <= (sample("crossdock_consumer_batch_size_count", batches) or 0) <= 3
     info = await js.consumer_info("ORDER", "kittest-effects")
     assert info.num_ack_pending == 0 and info.num_pending == 0  # everything acked
     await db.close()
