@@ -123,9 +123,13 @@ class PullStream:
                 self._request = None
                 raise PullLost(f"no answer to a pull on {self._api_subject}") from None
 
-    def _take(self) -> list[Msg]:
-        count = min(len(self._buffer), self._batch)
+    def take_ready(self, limit: int) -> list[Msg]:
+        """What has arrived since, at most `limit` messages; never waits."""
+        count = min(len(self._buffer), limit)
         return [self._buffer.popleft() for _ in range(count)]
+
+    def _take(self) -> list[Msg]:
+        return self.take_ready(self._batch)
 
     async def _send_request(self) -> None:
         self._sent += 1

@@ -48,6 +48,9 @@ PublishScope = Callable[[str, dict[str, str]], AbstractContextManager[dict[str, 
 @dataclass(frozen=True)
 class RelaySettings:
     batch_size: int = 500
+    # Seconds to wait after a commit woke an idle relay, so that the rows other units of work
+    # commit meanwhile go out in the same batch (one read, one publish flush, one mark) (0: none).
+    linger: float = 0.0
     # Fallback wake-up when no commit in this process signalled (other replicas, the CLI, crashes).
     poll_interval: float = 1.0
     ack_timeout: float = 5.0
@@ -184,6 +187,8 @@ class OutboxRelay:
             backoff = self.settings.backoff_initial
             if result.idle:
                 await self._idle(self.settings.poll_interval)
+                if self.settings.linger > 0 and not self._stopping.is_set():
+                    await asyncio.sleep(self.settings.linger)
 
     async def publish_batch(self) -> BatchResult:
         """Publish one batch (at most one row per aggregate) and mark the acked rows sent.

@@ -59,8 +59,18 @@ class EventServiceConfig(DatabaseServiceConfig):
         default=1.0, minimum=0.01, description="outbox relay fallback poll interval"
     )
 
+    relay_linger_ms: float = setting(
+        default=0.0,
+        minimum=0.0,
+        maximum=1000.0,
+        description="after a commit wakes the relay, how long it waits for more rows to publish "
+        "in the same batch (0: none)",
+    )
+
     def relay_settings(self) -> RelaySettings:
-        return RelaySettings(poll_interval=self.relay_poll_interval_seconds)
+        return RelaySettings(
+            poll_interval=self.relay_poll_interval_seconds, linger=self.relay_linger_ms / 1000
+        )
 
     def consumer_settings(self) -> ConsumerSettings | None:
         """None: this service consumes no events."""
@@ -84,12 +94,20 @@ class ConsumingServiceConfig(EventServiceConfig):
     consumer_nak_base_delay_seconds: float = setting(
         default=1.0, minimum=0.01, description="first redelivery delay after a transient failure"
     )
+    consumer_linger_ms: float = setting(
+        default=0.0,
+        minimum=0.0,
+        maximum=1000.0,
+        description="once fewer than a batch of events arrived, how long to wait for more to "
+        "apply in the same transaction (0: none)",
+    )
 
     def consumer_settings(self) -> ConsumerSettings:
         return ConsumerSettings(
             batch_size=self.consumer_batch_size,
             fetch_timeout=self.consumer_fetch_timeout_seconds,
             nak_base_delay=self.consumer_nak_base_delay_seconds,
+            linger=self.consumer_linger_ms / 1000,
         )
 
 

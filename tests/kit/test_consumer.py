@@ -272,6 +272,43 @@ async def test_running_consumer_loop_applies_and_stops_cleanly(
     await db.close()
 
 
+async def test_a_lingering_consumer_applies_events_arriving_meanwhile_in_one_batch(
+    db_url: str, pb: ModuleType, nats_client: NATS
+) -> None:
+    js = nats_client.jetstream()
+    await ensure_streams(js)
+    db = open_db(db_url)
+    metrics = ServiceMetrics("kittest")
+    consumer = EventConsumer(
+        service="kittest",
+        purpose="effects",
+        stream="ORDER",
+        registry=registry_for(pb, "kittest-effects"),
+        db=db,
+        nc=nats_client,
+        settings=ConsumerSettings(fetch_timeout=5, linger=0.5),
+        metrics=metrics,
+    )
+    consumer.start()
+    await asyncio.sleep(0.5)  # the consumer waits on its open pull request
+    await publish_event(js, pb.ThingHappened(thing_id="t-1", n=1), event_id="ev-1")
+    await asyncio.sleep(0.2)  # the first event is in hand; the consumer lingers...
+    for n in range(2, 5):
+        await publish_event(js, pb.ThingHappened(thing_id="t-1", n=n), event_id=f"ev-{n}")
+    for _ in range(100):
+        if len(await db.run(read_effects)) == 4:
+            break
+        await asyncio.sleep(0.05)
+    await consumer.stop()
+    assert len(await db.run(read_effects)) == 4
+    # ...so all four went into one transaction.
+    batches = {"consumer": "kittest-effects"}
+    sample = metrics.registry.get_sample_value
+    assert sample("crossdock_consumer_batch_size_count", batches) == 1
+    assert sample("crossdock_consumer_batch_size_sum", batches) == 4
+    await db.close()
+
+
 async def test_batch_handler_gets_runs_and_isolates_a_poison_event(
     db_url: str, pb: ModuleType, nats_client: NATS
 ) -> None:

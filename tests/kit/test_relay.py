@@ -74,6 +74,32 @@ async def test_relay_wakes_on_commit_not_on_poll(
     await db.close()
 
 
+async def test_a_lingering_relay_publishes_rows_committed_meanwhile_in_one_batch(
+    sqlite_url: str, pb: ModuleType, nats_client: NATS
+) -> None:
+    js = nats_client.jetstream()
+    await ensure_streams(js)
+    db = open_db(sqlite_url)
+    relay = OutboxRelay(db, nats_client, settings=RelaySettings(poll_interval=600, linger=0.5))
+    relay.start()
+    await wait_until(lambda: relay.is_leader)
+    await asyncio.sleep(0.3)  # let the loop reach its idle wait
+    committed = time.time()
+    await db.run(produce, pb, [("t-1", 1)])  # wakes the relay, which lingers...
+    await asyncio.sleep(0.2)
+    await db.run(produce, pb, [("t-2", 1)])  # ...so this row joins the first one's batch
+
+    async def published() -> bool:
+        return (await js.stream_info("ORDER")).state.messages == 2
+
+    await wait_until(published, timeout=10)
+    first, second = [m.time for m in await stream_messages(js, "ORDER")]
+    assert first.timestamp() - committed >= 0.4  # it waited out the linger
+    assert (second - first).total_seconds() < 0.1  # and published both together
+    await relay.stop()
+    await db.close()
+
+
 async def test_relay_preserves_per_aggregate_order(
     db_url: str, pb: ModuleType, nats_client: NATS
 ) -> None:
