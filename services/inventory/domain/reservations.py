@@ -210,7 +210,7 @@ def _grant(changes: PositionChanges, request: ReserveStock) -> list[int]:
     skus = sorted({line.sku for line in request.lines})
     changes.load(skus, request.location_id)
     for sku in skus:
-        left[sku] = max(0, changes.position(sku, request.location_id).available)
+        left[sku] = max(0, changes.available(sku, request.location_id))
     granted = []
     for line in request.lines:
         take = min(left[line.sku], line.quantity)

@@ -1,5 +1,7 @@
 """Row ↔ domain conversions for the inventory store (JSON for nested values, epoch floats).
 
+Items and locations are decoded once per distinct stored row (`DecodedByRow`).
+
 Dimensions and weights keep their stored form: measures as JSON numbers (floats) and units as
 the contracts' enum numbers (CENTIMETER = 1, GRAM = 1, …), not the kit's unit names.
 """
@@ -7,9 +9,10 @@ the contracts' enum numbers (CENTIMETER = 1, GRAM = 1, …), not the kit's unit 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from services.inventory.domain.model import (
     Address,
@@ -27,6 +30,8 @@ from services.inventory.domain.model import (
     Weight,
     WeightUnit,
 )
+
+T = TypeVar("T")
 
 
 def to_epoch(moment: datetime | None) -> float | None:
@@ -101,7 +106,33 @@ def item_row(item: Item) -> dict[str, Any]:
     }
 
 
-def item_from(row: Any) -> Item:
+class DecodedByRow(Generic[T]):
+    """The values decoded from stored rows, kept by the row's contents (bounded).
+
+    Why: every order reads the same few item and location rows, and decoding one (JSON, Decimal,
+    enums) cost more than reading it. The row is still read every time; only an unchanged row's
+    decode is reused, and the values are frozen dataclasses, so sharing one is safe. Rows of one
+    table's full SELECT only (the same scalar, hashable columns in the same order), so equal
+    rows mean equal values.
+    """
+
+    def __init__(self, decode: Callable[[Any], T], limit: int = 4096) -> None:
+        self._decode = decode
+        self._limit = limit
+        self._values: dict[tuple[Any, ...], T] = {}
+
+    def __call__(self, row: Any) -> T:
+        key = tuple(row)
+        value = self._values.get(key)
+        if value is None:
+            value = self._decode(row)
+            if len(self._values) >= self._limit:
+                self._values.clear()  # rows of outdated versions go; the live ones come back
+            self._values[key] = value
+        return value
+
+
+def _decode_item(row: Any) -> Item:
     dims = json.loads(row.dimensions) if row.dimensions else None
     weight = json.loads(row.weight) if row.weight else None
     price = json.loads(row.unit_price) if row.unit_price else None
@@ -128,13 +159,18 @@ def location_row(location: Location) -> dict[str, Any]:
     }
 
 
-def location_from(row: Any) -> Location:
+def _decode_location(row: Any) -> Location:
     address = None
     if row.address:
         fields = json.loads(row.address)
         fields["lines"] = tuple(fields["lines"])
         address = Address(**fields)
     return Location(row.location_id, row.name, address, bool(row.active))
+
+
+# An items or locations row (the full SELECT of its table) → its Item or Location.
+item_from = DecodedByRow(_decode_item)
+location_from = DecodedByRow(_decode_location)
 
 
 def dump_reservation_lines(lines: tuple[ReservationLine, ...]) -> str:

@@ -2,7 +2,8 @@
 
 It also serves the List RPCs' pages, keyset-paged in SQL (services.kit.paging): one indexed
 range read per page however deep the caller pages. Its statements are built once, in
-`statements`; batched reads (`get_items`, `get_positions`, `positions_of_skus`) are one IN query.
+`statements`; batched reads (`get_items`, `get_positions`, `positions_of_skus`) are one IN query
+(prepared per padded number of SKUs; `_rows_of_skus`).
 
 It never commits: `Database.run` owns the transaction. Races are settled by the database:
 - `save_position` compare-and-sets on `version` (UPDATE ... WHERE version = expected). On
@@ -18,10 +19,10 @@ It never commits: `Database.run` owns the transaction. Races are settled by the 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, tuple_
+from sqlalchemy import Connection, Select, tuple_
 
 from services.inventory.adapters.store import codec
 from services.inventory.adapters.store import statements as sql
@@ -70,6 +71,21 @@ class SqlInventory:
     def _one(self, statement: Prepared, params: dict[str, Any]) -> RawRow | None:
         return statement.run(self._conn, params).first()
 
+    def _rows_of_skus(
+        self,
+        skus: Collection[str],
+        prepared_of_size: Callable[[int], Prepared],
+        expanding: Select[Any],
+        **params: str,
+    ) -> Iterable[Any]:
+        """One IN read over `skus` (at least one): the prepared statement of their padded
+        count, or the expanding one for a batch too large to prepare (see `statements`)."""
+        listed = list(skus)
+        if len(listed) > sql.MAX_PREPARED_IN:
+            return self._conn.execute(expanding, {**params, "skus": listed})
+        statement = prepared_of_size(sql.in_size(len(listed)))
+        return statement.run(self._conn, {**params, **sql.sku_binds(listed)})
+
     # -- item master and locations ---------------------------------------------------------
 
     def get_item(self, sku: str) -> Item | None:
@@ -79,7 +95,7 @@ class SqlInventory:
     def get_items(self, skus: Collection[str]) -> dict[str, Item]:
         if not skus:
             return {}
-        rows = self._conn.execute(sql.ITEMS_IN, {"skus": list(skus)})
+        rows = self._rows_of_skus(skus, sql.items_in, sql.ITEMS_IN_ANY)
         return {row.sku: codec.item_from(row) for row in rows}
 
     def save_item(self, item: Item) -> None:
@@ -129,8 +145,8 @@ class SqlInventory:
     def get_positions(self, skus: Collection[str], location_id: str) -> dict[str, Position]:
         if not skus:
             return {}
-        rows = self._conn.execute(
-            sql.POSITIONS_AT, {"location_id": location_id, "skus": list(skus)}
+        rows = self._rows_of_skus(
+            skus, sql.positions_at, sql.POSITIONS_AT_ANY, location_id=location_id
         )
         found = {row.sku: _position(row) for row in rows}
         return {sku: found[sku] if sku in found else Position(sku, location_id) for sku in skus}
@@ -171,7 +187,7 @@ class SqlInventory:
     def positions_of_skus(self, skus: Collection[str]) -> list[Position]:
         if not skus:
             return []
-        rows = self._conn.execute(sql.POSITIONS_OF_SKUS, {"skus": list(skus)})
+        rows = self._rows_of_skus(skus, sql.positions_of_skus, sql.POSITIONS_OF_SKUS_ANY)
         return [_position(row) for row in rows]
 
     def positions_page(

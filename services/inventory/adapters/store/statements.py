@@ -1,8 +1,13 @@
 """The inventory store's SQL statements, each built once (why: services/kit/statements.py).
 
 - Each is `prepared` (run on the raw DBAPI cursor in the unit of work's transaction, skipping
-  SQLAlchemy's per-execute work; services/kit/statements.py) except the IN queries, whose SQL
-  SQLAlchemy expands per call, and the `*_FOR_PAGE` bases the pages extend per call.
+  SQLAlchemy's per-execute work; services/kit/statements.py) except the `*_FOR_PAGE` bases the
+  pages extend per call.
+- The IN queries of the batched reads (`items_in`, `positions_at`, `positions_of_skus`) are
+  prepared too, one statement per number of SKUs `:sku0 .. :skuN-1` (an expanding IN would be
+  rendered per call). Callers pad the SKUs to `in_size(n)` (a power of two) by repeating one,
+  which selects the same rows, so a handful of statements serve every batch; a batch larger than
+  `MAX_PREPARED_IN` runs the expanding `*_ANY` statement through `conn.execute`.
 - SELECTs bind their filters by name; optional filters get one statement per combination of
   filters given, built on first use (`functools.cache`).
 - UPDATEs are the kit's `update_where` (SET from the parameters, WHERE on `match_*` binds).
@@ -13,16 +18,66 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import ColumnElement, bindparam, insert, select
 
 from services.inventory.adapters.store import tables as t
 from services.kit.statements import Prepared, insert_new, prepared, update_where
 
+# -- IN lists of SKUs ----------------------------------------------------------------------------
+
+# The largest padded IN list that gets a prepared statement (sizes 1, 2, 4, ... up to it).
+MAX_PREPARED_IN = 256
+_SKU_BIND_NAMES = tuple(f"sku{index}" for index in range(MAX_PREPARED_IN))
+
+
+def in_size(count: int) -> int:
+    """The padded length of an IN list of `count` SKUs: the next power of two (at least 1)."""
+    return 1 << max(0, count - 1).bit_length()
+
+
+def sku_binds(skus: Sequence[str]) -> dict[str, str]:
+    """`skus` (one at least) padded to `in_size` by repeating the first, as :sku<i> binds."""
+    padded = [*skus, *[skus[0]] * (in_size(len(skus)) - len(skus))]
+    return dict(zip(_SKU_BIND_NAMES, padded, strict=False))
+
+
+def _sku_in(column: ColumnElement[str], size: int) -> ColumnElement[bool]:
+    return column.in_([bindparam(name) for name in _SKU_BIND_NAMES[:size]])
+
+
+@functools.cache
+def items_in(size: int) -> Prepared:
+    """The items whose SKU is one of :sku0 .. :sku<size-1>."""
+    return prepared(select(t.items).where(_sku_in(t.items.c.sku, size)))
+
+
+@functools.cache
+def positions_at(size: int) -> Prepared:
+    """The positions at :location_id of SKUs :sku0 .. :sku<size-1>."""
+    return prepared(
+        select(t.positions).where(
+            t.positions.c.location_id == bindparam("location_id"),
+            _sku_in(t.positions.c.sku, size),
+        )
+    )
+
+
+@functools.cache
+def positions_of_skus(size: int) -> Prepared:
+    """The positions of SKUs :sku0 .. :sku<size-1> at every location, by SKU then location."""
+    return prepared(
+        select(t.positions)
+        .where(_sku_in(t.positions.c.sku, size))
+        .order_by(t.positions.c.sku, t.positions.c.location_id)
+    )
+
+
 # -- items and locations -----------------------------------------------------------------------
 
 ITEM = prepared(select(t.items).where(t.items.c.sku == bindparam("sku")))
-ITEMS_IN = select(t.items).where(t.items.c.sku.in_(bindparam("skus", expanding=True)))
+ITEMS_IN_ANY = select(t.items).where(t.items.c.sku.in_(bindparam("skus", expanding=True)))
 ITEMS = prepared(select(t.items).order_by(t.items.c.sku))
 ITEMS_FOR_PAGE = select(t.items)
 ACTIVE_ITEMS_FOR_PAGE = select(t.items).where(t.items.c.active.is_(True))
@@ -45,11 +100,11 @@ POSITION = prepared(
         t.positions.c.location_id == bindparam("location_id"),
     )
 )
-POSITIONS_AT = select(t.positions).where(
+POSITIONS_AT_ANY = select(t.positions).where(
     t.positions.c.location_id == bindparam("location_id"),
     t.positions.c.sku.in_(bindparam("skus", expanding=True)),
 )
-POSITIONS_OF_SKUS = (
+POSITIONS_OF_SKUS_ANY = (
     select(t.positions)
     .where(t.positions.c.sku.in_(bindparam("skus", expanding=True)))
     .order_by(t.positions.c.sku, t.positions.c.location_id)
