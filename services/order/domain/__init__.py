@@ -86,7 +86,7 @@ from services.order.domain.model import (
     TimelineEntryKind,
 )
 from services.order.domain.progress import LineFigures, StepTimeouts, figures
-from services.order.domain.reserve_step import wants_stock
+from services.order.domain.reserve_step import wanted_skus, wants_stock
 from services.order.domain.saga import FulfillmentSaga, SagaResult
 from services.order.domain.validation import (
     Catalog,
@@ -172,5 +172,6 @@ __all__ = [
     "plan_allocation",
     "release_now",
     "validate_order",
+    "wanted_skus",
     "wants_stock",
 ]

@@ -21,7 +21,9 @@ from services.order.domain.messages import Context, OrderCompleted, OrderEvent, 
 from services.order.domain.model import (
     ExceptionState,
     FulfillmentStep,
+    HeldLine,
     HoldStatus,
+    LineQuantity,
     Order,
     OrderLine,
     OrderStatus,
@@ -144,53 +146,41 @@ class Effects:
 
 def figures(order: Order) -> dict[int, LineFigures]:
     """The figures of every line, computed from the saga records."""
-    pending = _sum_lines(
-        (held.line_number, held.quantity) for p in order.pending.values() for held in p.lines
-    )
-    held = _sum_lines(
-        (h.line_number, h.quantity)
-        for r in order.reservations.values()
-        if r.status is HoldStatus.ACTIVE and not r.released_to_warehouse
-        for h in r.lines
-    )
-    released = _sum_lines(
-        (h.line_number, h.quantity)
-        for r in order.reservations.values()
-        if r.status is HoldStatus.ACTIVE and r.released_to_warehouse
-        for h in r.lines
-    )
-    picked = _sum_lines(
-        (p.line_number, p.quantity_picked) for pick in order.picks.values() for p in pick.lines
-    )
+    # One pass over each kind of record (this runs a few times per saga step).
+    pending: dict[int, int] = {}
+    for request in order.pending.values():
+        _add_quantities(pending, request.lines)
+    held: dict[int, int] = {}
+    released: dict[int, int] = {}
+    for r in order.reservations.values():
+        if r.status is HoldStatus.ACTIVE:
+            _add_quantities(released if r.released_to_warehouse else held, r.lines)
+    picked: dict[int, int] = {}
+    for pick in order.picks.values():
+        for p in pick.lines:
+            picked[p.line_number] = picked.get(p.line_number, 0) + p.quantity_picked
     # Units back from the carrier that an operator decided on are no longer the order's picked
     # units: reshipped ones are open demand again, cancelled ones are cancelled.
-    decided = _sum_lines(
-        (q.line_number, q.quantity)
-        for s in order.shipments.values()
-        if s.returned and s.resolution is not None
-        for q in s.lines
-    )
-    shipped = _sum_lines(
-        (q.line_number, q.quantity)
-        for s in order.shipments.values()
-        if s.manifested and not s.cancelled and not s.returned
-        for q in s.lines
-    )
-    delivered = _sum_lines(
-        (q.line_number, q.quantity)
-        for s in order.shipments.values()
-        if s.delivered and not s.cancelled and not s.returned
-        for q in s.lines
-    )
+    decided: dict[int, int] = {}
+    shipped: dict[int, int] = {}
+    delivered: dict[int, int] = {}
     # A returned shipment's invoice (billed on ship) is credited once an operator decides, so
     # its units never count as invoiced.
-    returned_ids = {s.shipment_id for s in order.shipments.values() if s.returned or s.cancelled}
-    invoiced = _sum_lines(
-        (q.line_number, q.quantity)
-        for i in order.invoices.values()
-        if i.shipment_id not in returned_ids
-        for q in i.lines
-    )
+    returned_ids: set[str] = set()
+    for s in order.shipments.values():
+        if s.returned or s.cancelled:
+            returned_ids.add(s.shipment_id)
+            if s.returned and s.resolution is not None:
+                _add_quantities(decided, s.lines)
+            continue
+        if s.manifested:
+            _add_quantities(shipped, s.lines)
+        if s.delivered:
+            _add_quantities(delivered, s.lines)
+    invoiced: dict[int, int] = {}
+    for i in order.invoices.values():
+        if i.shipment_id not in returned_ids:
+            _add_quantities(invoiced, i.lines)
     result = {}
     cancelled_order = order.status is OrderStatus.CANCELLED
     for line in order.lines:
@@ -220,31 +210,46 @@ def figures(order: Order) -> dict[int, LineFigures]:
     return result
 
 
-def sync_lines(order: Order) -> None:
-    """Rewrite the proto-facing line figures from the records."""
+def sync_lines(order: Order) -> dict[int, LineFigures]:
+    """Rewrite the proto-facing line figures from the records; returns the figures."""
     figs = figures(order)
-    order.lines = [
-        OrderLine(
-            line_number=line.line_number,
-            sku=line.sku,
-            unit_price=line.unit_price,
-            quantity_ordered=line.quantity_ordered,
-            quantity_allocated=figs[line.line_number].allocated,
-            quantity_backordered=figs[line.line_number].backordered,
-            quantity_picked=figs[line.line_number].picked,
-            quantity_shipped=figs[line.line_number].shipped,
-            quantity_delivered=figs[line.line_number].delivered,
-            quantity_invoiced=figs[line.line_number].invoiced,
-            quantity_cancelled=line.quantity_cancelled,
-            quantity_returned=line.quantity_returned,
-        )
-        for line in order.lines
-    ]
+    order.lines = [_synced_line(line, figs[line.line_number]) for line in order.lines]
+    return figs
 
 
-def derive_status(order: Order) -> OrderStatus:
-    """The status the records imply, ignoring exception and cancellation (module docstring)."""
-    figs = list(figures(order).values())
+def _synced_line(line: OrderLine, figs: LineFigures) -> OrderLine:
+    """The line with `figs`' quantities; the same object when they did not change (the store
+    then re-encodes nothing for it)."""
+    if (
+        line.quantity_allocated == figs.allocated
+        and line.quantity_backordered == figs.backordered
+        and line.quantity_picked == figs.picked
+        and line.quantity_shipped == figs.shipped
+        and line.quantity_delivered == figs.delivered
+        and line.quantity_invoiced == figs.invoiced
+    ):
+        return line
+    return OrderLine(
+        line_number=line.line_number,
+        sku=line.sku,
+        unit_price=line.unit_price,
+        quantity_ordered=line.quantity_ordered,
+        quantity_allocated=figs.allocated,
+        quantity_backordered=figs.backordered,
+        quantity_picked=figs.picked,
+        quantity_shipped=figs.shipped,
+        quantity_delivered=figs.delivered,
+        quantity_invoiced=figs.invoiced,
+        quantity_cancelled=line.quantity_cancelled,
+        quantity_returned=line.quantity_returned,
+    )
+
+
+def derive_status(order: Order, line_figures: dict[int, LineFigures] | None = None) -> OrderStatus:
+    """The status the records imply, ignoring exception and cancellation (module docstring).
+
+    `line_figures` is `figures(order)` when the caller has it already."""
+    figs = list((line_figures if line_figures is not None else figures(order)).values())
     if any(f.backordered for f in figs):
         return OrderStatus.BACKORDERED
     stages: list[tuple[OrderStatus, Callable[[LineFigures], int]]] = [
@@ -276,7 +281,12 @@ def waiting_for(order: Order) -> str:
     that can time out (terminal, or in EXCEPTION)."""
     if order.is_terminal or order.exception is not None:
         return ""
-    step = STEP_OF_STATUS[derive_status(order)]
+    return _waiting_in(order, derive_status(order))
+
+
+def _waiting_in(order: Order, derived: OrderStatus) -> str:
+    """`waiting_for` of an open order not in EXCEPTION whose records imply `derived`."""
+    step = STEP_OF_STATUS[derived]
     if step is FulfillmentStep.RESERVE and not order.pending and order.availability_request is None:
         return BACKORDER_WAIT
     return step.name
@@ -284,11 +294,13 @@ def waiting_for(order: Order) -> str:
 
 def refresh(order: Order, fx: Effects) -> None:
     """Bring lines, status, step, exception and deadline in line with the records."""
-    sync_lines(order)
+    # Nothing below changes the records the figures (and so the derived status) come from, so
+    # they are computed once.
+    line_figures = sync_lines(order)
     if order.is_terminal:
         stamp_steps(order, fx)
         return
-    derived = derive_status(order)
+    derived = derive_status(order, line_figures)
     if derived is OrderStatus.COMPLETED:
         order.exception = None
         _move(
@@ -305,7 +317,7 @@ def refresh(order: Order, fx: Effects) -> None:
         _set_deadline(order, fx, "")
         stamp_steps(order, fx)
         return
-    if order.exception is not None and _exception_resolved(order):
+    if order.exception is not None and _exception_resolved(order, derived):
         fx.note(order, TimelineEntryKind.EXCEPTION, f"resolved: {order.exception.reason}")
         order.exception = None
     if order.exception is None:
@@ -314,7 +326,8 @@ def refresh(order: Order, fx: Effects) -> None:
         _move(order, fx, OrderStatus.EXCEPTION, order.exception.step, order.exception.reason)
     else:
         _move(order, fx, derived, STEP_OF_STATUS[derived], "")
-    _set_deadline(order, fx, waiting_for(order))
+    in_exception = order.exception is not None
+    _set_deadline(order, fx, "" if in_exception else _waiting_in(order, derived))
     if fx.changed:
         order.updated_at = fx.ctx.now
     stamp_steps(order, fx)
@@ -330,7 +343,7 @@ def stamp_steps(order: Order, fx: Effects) -> None:
             order.timeline[index] = replace(entry, step=order.step)
 
 
-def _exception_resolved(order: Order) -> bool:
+def _exception_resolved(order: Order, derived: OrderStatus) -> bool:
     """A shipment failure clears when that shipment moves on; any other exception when the
     order has left the step it was stuck in."""
     exc = order.exception
@@ -344,7 +357,7 @@ def _exception_resolved(order: Order) -> bool:
         if exc.step is FulfillmentStep.AWAIT_DELIVERY:
             return shipment.delivered
         return shipment.manifested
-    return STEP_OF_STATUS[derive_status(order)] is not exc.step
+    return STEP_OF_STATUS[derived] is not exc.step
 
 
 def undecided_returns(order: Order) -> list[ShipmentRecord]:
@@ -427,8 +440,7 @@ def _eff_picked(f: LineFigures) -> int:
     return max(f.picked, _eff_shipped(f))
 
 
-def _sum_lines(pairs: Iterable[tuple[int, int]]) -> dict[int, int]:
-    totals: dict[int, int] = {}
-    for line_number, quantity in pairs:
-        totals[line_number] = totals.get(line_number, 0) + quantity
-    return totals
+def _add_quantities(totals: dict[int, int], lines: Iterable[HeldLine | LineQuantity]) -> None:
+    """Add each line's quantity to `totals`, by line number."""
+    for line in lines:
+        totals[line.line_number] = totals.get(line.line_number, 0) + line.quantity

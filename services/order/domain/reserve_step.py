@@ -237,6 +237,15 @@ def wants_stock(order: Order, sku: str) -> bool:
     return any(line.sku == sku and figs[line.line_number].open_demand for line in order.lines)
 
 
+def wanted_skus(order: Order) -> list[str]:
+    """The SKUs `wants_stock` is true for, sorted (the store's prefilter column); the figures
+    are computed once for all of them."""
+    if order.is_terminal:
+        return []
+    figs = figures(order)
+    return sorted({line.sku for line in order.lines if figs[line.line_number].open_demand})
+
+
 def _check_answer(order: Order, pending: PendingReservation, made: ReservationMade) -> None:
     asked = {h.line_number: h for h in pending.lines}
     seen: set[int] = set()

@@ -42,7 +42,10 @@ _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def to_plain(value: Any) -> Any:
-    """A JSON-ready form of `value` (no type tags: decoding is driven by the declared types)."""
+    """A JSON-ready form of `value` (no type tags: decoding is driven by the declared types).
+
+    Parts of it may be the very data a value was decoded from (stored forms, below): read it,
+    never change it."""
     cls = type(value)
     return value if cls in _PLAIN else (_ENCODERS.get(cls) or _encoder(cls))(value)
 
@@ -62,7 +65,9 @@ def loads(cls: type, text: str, *, lazy: tuple[str, ...] = ()) -> Any:
     data = orjson.loads(text)
     if not lazy:
         return from_plain(cls, data)
-    kept = {name: data.pop(name) for name in lazy if data.get(name) is not None}
+    kept = {name: data[name] for name in lazy if data.get(name) is not None}
+    for name in kept:
+        data[name] = None  # decoded as None, then replaced (the other fields decode as usual)
     value = from_plain(cls, data)
     for name, plain in kept.items():
         object.__setattr__(value, name, LazyList(plain, _lazy_item_decoder(cls, name)))
@@ -111,8 +116,13 @@ def _compile_encoder(cls: type) -> Encoder:
 
 def _dataclass_encoder(cls: type) -> Encoder:
     names = tuple(f.name for f in dataclasses.fields(cls))
+    keeps_stored_form = _keeps_stored_form(cls)
 
     def encode(value: Any) -> dict[str, Any]:
+        if keeps_stored_form:
+            stored = value.__dict__.get(_STORED_FORM)
+            if stored is not None:
+                return stored  # type: ignore[no-any-return]
         plain = {}
         for name in names:
             item = getattr(value, name)
@@ -188,20 +198,18 @@ def _decoder(hint: Any) -> Decoder:
 
 
 def _dataclass_decoder(cls: type) -> Decoder:
-    # Each field: (its class when a primitive whose data is already the value, its decoder).
     # Built at the first decode, so a class may refer to itself and a bad hint fails only there.
     # Built whole, then published in one assignment: store threads may decode concurrently.
-    table: dict[str, tuple[type | None, Decoder]] | None = None
+    plan: _DecodePlan | None = None
 
     def decode(data: Any) -> Any:
-        nonlocal table
-        fields = table
-        if fields is None:
-            fields = {
-                name: (hint if hint in _PRIMITIVES else None, _decoder(hint))
-                for name, hint in typing.get_type_hints(cls).items()
-            }
-            table = fields
+        nonlocal plan
+        if plan is None:
+            plan = _DecodePlan(cls)
+        if plan.fills_dict and data.keys() == plan.names:
+            return plan.fill(data)
+        # A field left out (an older document: its default applies) or an unknown one (KeyError).
+        fields = plan.fields
         values: dict[str, Any] = {}
         for name, item in data.items():
             plain, decoder = fields[name]
@@ -214,6 +222,97 @@ def _dataclass_decoder(cls: type) -> Decoder:
         return cls(**values)
 
     return decode
+
+
+class _DecodePlan:
+    """How the data of one dataclass is decoded."""
+
+    def __init__(self, cls: type) -> None:
+        hints = typing.get_type_hints(cls)
+        self.cls = cls
+        # Each field: (its class when a primitive whose data is already the value, its decoder).
+        self.fields = {
+            name: (hint if hint in _PRIMITIVES else None, _decoder(hint))
+            for name, hint in hints.items()
+        }
+        self.names = frozenset(hints)
+        self.primitives = tuple((n, h) for n, h in hints.items() if h in _PRIMITIVES)
+        self.nested = tuple((n, d) for n, (p, d) in self.fields.items() if p is None)
+        # Whether a value with every field given may skip __init__, and keep its data.
+        self.fills_dict = _may_fill_dict(cls)
+        self.keeps_stored_form = _keeps_stored_form(cls)
+
+    def fill(self, data: dict[str, Any]) -> Any:
+        """The value of `data`, which names every field and nothing else: __init__ would only
+        assign them one by one (through object.__setattr__ when frozen), so its __dict__ is
+        filled at once."""
+        values = dict(data)
+        for name, kind in self.primitives:
+            item = values[name]
+            if type(item) is not kind and item is not None:
+                values[name] = kind(item)
+        for name, decoder in self.nested:
+            item = values[name]
+            if item is not None:
+                values[name] = decoder(item)
+        value: Any = object.__new__(self.cls)
+        value.__dict__.update(values)
+        if self.keeps_stored_form:
+            value.__dict__[_STORED_FORM] = data
+        return value
+
+
+# -- stored forms kept: what was decoded is not encoded again -----------------------------------
+#
+# A saga step changes a few of an order's records; the rest are the very objects decoded at
+# load. A value of a deeply immutable class (frozen, and only immutable things inside) is equal
+# to the data it was decoded from for as long as it lives, so its decoder keeps that data on it
+# (under `_STORED_FORM`, beside the fields: equality, repr and `replace` only see fields) and
+# its encoder writes it back as it is. Documents stay byte for byte the same.
+
+_STORED_FORM = "_codec_stored_form"
+_IMMUTABLE_LEAVES: frozenset[Any] = frozenset({*_PLAIN, Decimal, datetime})
+
+
+def _may_fill_dict(cls: type) -> bool:
+    """Whether a value of `cls` may be built by filling its __dict__ with every field: a plain
+    dataclass whose __init__ does nothing more (no __post_init__, no slots, no init=False).
+    A dataclass that checks its values does so in __post_init__, the dataclass way."""
+    params = getattr(cls, "__dataclass_params__", None)
+    return (
+        params is not None
+        and params.init
+        and not hasattr(cls, "__post_init__")
+        and not hasattr(cls, "__slots__")
+        and all(f.init for f in dataclasses.fields(cls))
+    )
+
+
+@cache
+def _keeps_stored_form(cls: type) -> bool:
+    try:
+        return _may_fill_dict(cls) and _deeply_immutable(cls, frozenset())
+    except (NameError, TypeError):
+        return False  # hints that do not resolve: encode it field by field, as always
+
+
+def _deeply_immutable(hint: Any, seen: frozenset[Any]) -> bool:
+    """Whether every value declared as `hint` is immutable all the way down."""
+    if hint in _IMMUTABLE_LEAVES or hint is type(None) or hint in seen:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType, tuple, frozenset):
+        inner = seen | {hint}
+        return all(a is Ellipsis or _deeply_immutable(a, inner) for a in typing.get_args(hint))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return True
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        params = getattr(hint, "__dataclass_params__", None)
+        if params is None or not params.frozen:
+            return False
+        inner = seen | {hint}
+        return all(_deeply_immutable(h, inner) for h in typing.get_type_hints(hint).values())
+    return False
 
 
 def _tuple_of(item: Decoder) -> Decoder:

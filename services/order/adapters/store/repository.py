@@ -14,7 +14,7 @@ from services.kit.paging import keyset, next_page
 from services.order.adapters.store import codec
 from services.order.adapters.store import statements as sql
 from services.order.adapters.store import tables as t
-from services.order.domain import messages, wants_stock
+from services.order.domain import messages, wanted_skus
 from services.order.domain.model import Order, OrderStatus
 
 # Command classes by stored kind; the queue stores the class name and the codec's JSON.
@@ -61,7 +61,7 @@ def _columns(order: Order) -> dict[str, Any]:
 
 
 def _wanted_skus(order: Order) -> str:
-    wanted = sorted({line.sku for line in order.lines if wants_stock(order, line.sku)})
+    wanted = wanted_skus(order)
     return f"|{'|'.join(wanted)}|" if wanted else ""
 
 
