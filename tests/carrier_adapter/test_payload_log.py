@@ -31,6 +31,30 @@ def test_redacts_known_secret_values_and_token_fields() -> None:
     assert '"keep": "1"' in cleaned
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"ACCESS_TOKEN":"abc"}', '{"ACCESS_TOKEN":"***"}'),
+        ('{"PaymentAuthorizationTOKEN" : "abc"}', '{"PaymentAuthorizationTOKEN" : "***"}'),
+        ("user=a&PASSWORD=abc&x=1", "user=a&PASSWORD=***&x=1"),
+        # Characters re.IGNORECASE equates with ASCII letters: the Kelvin sign is a "k", the
+        # long s an "s". The cheap check that skips the pattern must not skip these.
+        ('{"secret_\u212aey":"abc"}', '{"secret_\u212aey":"***"}'),
+        ("pa\u017fsword=abc", "pa\u017fsword=***"),
+        # Nothing that looks like a credential field: returned as it is.
+        ('{"tracking_number":"SBX1","scans":[]}', '{"tracking_number":"SBX1","scans":[]}'),
+        ("", ""),
+    ],
+)
+def test_token_fields_are_blanked_whatever_their_case(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_the_longest_secret_is_blanked_first() -> None:
+    # "abcd" inside "abcd-efgh": blanking the short one first would leave "-efgh" behind.
+    assert redact("key abcd-efgh", secrets=["abcd", "abcd-efgh"]) == "key ***"
+
+
 def test_short_values_are_not_treated_as_secrets() -> None:
     # Blanking "1" everywhere would wreck the record and hide nothing worth hiding.
     assert redact("weight 1 of 1", secrets=["1"]) == "weight 1 of 1"

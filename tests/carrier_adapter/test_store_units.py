@@ -115,6 +115,22 @@ async def test_a_push_keeps_each_new_scan_once_in_one_statement(db: Database) ->
     assert await db.run(keep()) == []
 
 
+async def test_a_long_answer_keeps_each_new_scan_once_across_statements(db: Database) -> None:
+    # A poll of a long journey: more scans than one INSERT takes, a repeat of a key in a later
+    # statement, and keys seen before, in order.
+    assert await db.run(lambda conn: keep_unseen(conn, [scan("k7"), scan("k150")], NOW))
+    keys = [f"k{n}" for n in range(260)] + ["k3", "k201"]
+
+    def keep_all(conn: Connection) -> list[str]:
+        return [s.dedupe_key for s in keep_unseen(conn, [scan(k) for k in keys], NOW)]
+
+    statements = counting(db)
+    fresh = await db.run(keep_all)
+    assert fresh == [f"k{n}" for n in range(260) if n not in (7, 150)]
+    assert statements == ["INSERT"] * 3
+    assert await db.run(keep_all) == []
+
+
 def label(key: str, number: str) -> BookedLabel:
     return BookedLabel(
         carrier="sandbox",

@@ -12,6 +12,7 @@ than nine decimals is refused there, never cut).
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from crossdock.carrier.v1 import carrier_pb2, carrier_service_pb2, tracking_pb2
@@ -42,6 +43,7 @@ from services.kit.values import Money
 
 __all__ = [
     "address_from_proto",
+    "label_format_from_proto",
     "label_request_from_proto",
     "label_to_proto",
     "mapper",
@@ -92,22 +94,24 @@ def rate_request_from_proto(request: carrier_service_pb2.GetRatesRequest) -> Rat
     )
 
 
+def label_format_from_proto(value: int) -> LabelFormat:
+    """The document format a BookLabelRequest asks for; PDF when it names none."""
+    if value == carrier_pb2.LABEL_FORMAT_UNSPECIFIED:
+        return LabelFormat.PDF
+    return LabelFormat(_enum_name(carrier_pb2.LabelFormat, "LABEL_FORMAT", value))
+
+
 def label_request_from_proto(
     request: carrier_service_pb2.BookLabelRequest, service_code: str
 ) -> LabelRequest:
     """`service_code` comes from the stored quote that `request.rate_id` names."""
-    label_format = (
-        LabelFormat.PDF
-        if request.label_format == carrier_pb2.LABEL_FORMAT_UNSPECIFIED
-        else LabelFormat(_enum_name(carrier_pb2.LabelFormat, "LABEL_FORMAT", request.label_format))
-    )
     return LabelRequest(
         idempotency_key=request.idempotency_key,
         service_code=service_code,
         ship_from=address_from_proto(request.ship_from),
         ship_to=address_from_proto(request.ship_to),
         parcels=tuple(_parcel_from_proto(p) for p in request.parcels),
-        label_format=label_format,
+        label_format=label_format_from_proto(request.label_format),
         reference=request.reference,
         is_return=request.is_return,
     )
@@ -156,10 +160,15 @@ def _location_to_proto(location: ScanLocation | None) -> tracking_pb2.ScanLocati
     )
 
 
+# Cached per member: scan_to_proto runs for every published scan, and the lookup by formatted
+# name cost more than building the rest of the message. A value the contract lacks still fails
+# on its first use (nothing is cached for it).
+@functools.cache
 def _status_to_proto(status: TrackingStatus) -> int:
     return _enum_value(tracking_pb2.TrackingStatus, "TRACKING_STATUS", status.value)
 
 
+@functools.cache
 def _incident_to_proto(reason: IncidentReason | None) -> int:
     if reason is None:
         return tracking_pb2.INCIDENT_REASON_UNSPECIFIED

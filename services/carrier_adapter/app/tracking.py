@@ -113,6 +113,8 @@ def record_tracking(
             ),
             correlation_id=correlation_id,
         )
+        if not result.unmapped:
+            continue
         # Unmapped codes of scans already seen were raised when they were first seen.
         fresh_scans = {(s.occurred_at, s.carrier_status_code) for s in fresh}
         for code in result.unmapped:

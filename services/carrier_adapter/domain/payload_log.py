@@ -63,20 +63,40 @@ _SECRET_FIELDS = re.compile(
     r"|(?P<fprefix>(?:^|&)(?:client_secret|password)=)[^&]*",
     re.IGNORECASE,
 )
+# Every field name above contains one of these. Why: the case-insensitive field pattern scans
+# the whole body at ~30 µs for a small webhook, while ruling it out with `in` on the casefolded
+# text costs ~2 µs. Every character re.IGNORECASE matches to a letter of these casefolds to that
+# letter, so a body the pattern would match always passes this check.
+_FIELD_HINTS = ("token", "secret", "password")
 _REDACTED = "***"
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Blank known credential values and token fields before a payload is stored."""
-    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+    return _redact(text, _longest_first(secrets))
+
+
+def _longest_first(secrets: Iterable[str]) -> tuple[str, ...]:
+    # Longest first, so a secret containing another is blanked whole; short ones are too likely
+    # to appear by chance.
+    return tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
+
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    if not text:
+        return text
+    for secret in secrets:
         text = text.replace(secret, _REDACTED)
+    folded = text.casefold()
+    if not any(hint in folded for hint in _FIELD_HINTS):
+        return text
+    return _SECRET_FIELDS.sub(_blank, text)
 
-    def blank(match: re.Match[str]) -> str:
-        if match.group("prefix") is not None:
-            return f"{match.group('prefix')}{_REDACTED}{match.group('suffix')}"
-        return f"{match.group('fprefix')}{_REDACTED}"
 
-    return _SECRET_FIELDS.sub(blank, text)
+def _blank(match: re.Match[str]) -> str:
+    if match.group("prefix") is not None:
+        return f"{match.group('prefix')}{_REDACTED}{match.group('suffix')}"
+    return f"{match.group('fprefix')}{_REDACTED}"
 
 
 @dataclass(frozen=True)
@@ -156,7 +176,7 @@ class PayloadRecorder:
         self.carrier_account_id = carrier_account_id
         self._sink = sink
         self._now = now
-        self._secrets = tuple(secrets)
+        self._secrets = _longest_first(secrets)  # ordered once, not on every record
         self._policy = policy or RetentionPolicy()
 
     def record(
@@ -168,7 +188,7 @@ class PayloadRecorder:
         url: str = "",
         reference: str = "",
     ) -> None:
-        text, truncated = self._policy.fit_body(redact(body, self._secrets))
+        text, truncated = self._policy.fit_body(_redact(body, self._secrets))
         self._sink(
             RawPayload(
                 carrier=self.carrier,
@@ -177,7 +197,7 @@ class PayloadRecorder:
                 direction=direction,
                 recorded_at=self._now(),
                 body=text,
-                url=redact(url, self._secrets),
+                url=_redact(url, self._secrets),
                 reference=reference,
                 truncated=truncated,
             )

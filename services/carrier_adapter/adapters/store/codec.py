@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table
+from sqlalchemy import Insert, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.kit.values import Money
 
-__all__ = ["epoch", "from_epoch", "insert_new", "insert_new_by_dialect", "money", "money_or_none"]
+__all__ = ["epoch", "from_epoch", "insert_new_by_dialect", "money", "money_or_none"]
 
 
 def epoch(instant: datetime) -> float:
@@ -31,20 +31,11 @@ def money_or_none(amount: str | None, currency: str | None) -> Money | None:
     return None if amount is None or currency is None else money(amount, currency)
 
 
-def insert_new(conn: Connection, table: Table, key: str, *, whole_row: bool = False) -> Insert:
-    """`INSERT … ON CONFLICT (key) DO NOTHING RETURNING key` for `conn`'s dialect, built once.
-
-    Execute it with a dict of column values (a list of dicts inserts them all in one statement);
-    it returns the keys it inserted, or with `whole_row` every column of the rows it inserted.
-    The unique index decides, not a prior SELECT, so two racing writers (PostgreSQL replicas)
-    cannot both win. RETURNING, not rowcount: psycopg reports no useful rowcount for it.
-    """
-    return _insert_new(conn.dialect.name == "sqlite", table, key, whole_row)
-
-
 def insert_new_by_dialect(table: Table, key: str, *, whole_row: bool = False) -> dict[str, Insert]:
-    """`insert_new` for each dialect by name, for the kit's `prepared` (one row per run: the
-    prepared path has no executemany with RETURNING, so a list of rows keeps `insert_new`)."""
+    """`INSERT … ON CONFLICT (key) DO NOTHING RETURNING key` for each dialect by name, for the
+    kit's `prepared`; it returns the key it inserted, or with `whole_row` every column of the
+    row. The unique index decides, not a prior SELECT, so two racing writers (PostgreSQL
+    replicas) cannot both win. RETURNING, not rowcount: psycopg reports no useful rowcount."""
     return {
         name: _insert_new(name == "sqlite", table, key, whole_row)
         for name in ("sqlite", "postgresql")
