@@ -122,6 +122,19 @@ def make_status(
     return status_pb2.Status(code=grpc_code(code), message=message, details=packed)
 
 
+def status_of_failure(
+    error: BaseException, *, domain: str, correlation_id: str
+) -> status_pb2.Status:
+    """The status a unary call failing with `error` ends with, as the server interceptor answers
+    it: a domain error's own code and details; anything else INTERNAL, naming only the
+    correlation id. For batch RPCs that answer each item with its own status."""
+    if isinstance(error, DomainError):
+        return rich_status(error, domain=domain)
+    return make_status(
+        grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation_id})"
+    )
+
+
 def status_trailer(status: status_pb2.Status) -> tuple[str, bytes]:
     """The trailing-metadata entry that carries a rich status to the client."""
     return (STATUS_DETAILS_KEY, status.SerializeToString())

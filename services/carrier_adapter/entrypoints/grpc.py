@@ -7,6 +7,7 @@ UNAUTHENTICATED, a carrier outage UNAVAILABLE). Quotes, labels and scans live in
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -18,15 +19,22 @@ from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegis
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store.quotes import StoredQuote
 from services.carrier_adapter.app.booking import LabelBooker, cancel_label
+from services.carrier_adapter.app.push_batch import PushOutcome, ingest_pushes
 from services.carrier_adapter.app.rating import get_rates
-from services.carrier_adapter.app.tracking import TrackingIngest, track
+from services.carrier_adapter.app.tracking import IngestResult, TrackingIngest, track
+from services.carrier_adapter.config import SERVICE
 from services.carrier_adapter.domain.model import LabelRequest
+from services.kit.errors import DomainError
+from services.kit.grpc_errors import status_of_failure
 from services.kit.server import ServiceServer
 from services.kit.uow import UnitsOfWork
 
 __all__ = ["CarrierAdapterApi", "add_to_server"]
 
 Context = Any  # grpc.aio.ServicerContext; the kit's interceptor owns status handling
+# The ErrorInfo domain of a batched push's own error, as the kit's interceptor names it.
+ERROR_DOMAIN = f"{SERVICE}.crossdock"
+log = logging.getLogger(__name__)
 
 
 class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
@@ -73,7 +81,7 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
         stored, replayed = await self._booker.book(
             request.idempotency_key,
             request.rate_id,
-            pm.label_request_from_proto(request, "").label_format,
+            pm.label_format_from_proto(request.label_format),
             request.is_return,
             build,
             request.SerializeToString(deterministic=True),
@@ -100,6 +108,34 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
         return svc.IngestWebhookResponse(
             accepted_events=result.accepted, duplicate_events=result.duplicates
         )
+
+    async def IngestWebhooks(self, request: svc.IngestWebhooksRequest, context: Context) -> Any:
+        pushes = [
+            (item.push.carrier, pm.webhook_from_proto(item.push), item.correlation_id)
+            for item in request.pushes
+        ]
+        outcomes = await ingest_pushes(self._units, self._registry, self._clock.now(), pushes)
+        return svc.IngestWebhooksResponse(
+            results=[
+                _push_result(outcome, item.correlation_id)
+                for outcome, item in zip(outcomes, request.pushes, strict=True)
+            ]
+        )
+
+
+def _push_result(outcome: PushOutcome, correlation_id: str) -> svc.IngestWebhookResult:
+    """One push's result: its response, or the status IngestWebhook would have failed with."""
+    if isinstance(outcome, IngestResult):
+        return svc.IngestWebhookResult(
+            ingested=svc.IngestWebhookResponse(
+                accepted_events=outcome.accepted, duplicate_events=outcome.duplicates
+            )
+        )
+    if not isinstance(outcome, DomainError):
+        log.error("a batched push failed unexpectedly", exc_info=outcome)
+    return svc.IngestWebhookResult(
+        error=status_of_failure(outcome, domain=ERROR_DOMAIN, correlation_id=correlation_id)
+    )
 
 
 def add_to_server(server: ServiceServer, api: CarrierAdapterApi) -> None:

@@ -28,9 +28,10 @@ from crossdock.carrier.v1 import tracking_pb2 as crossdock_dot_carrier_dot_v1_do
 from crossdock.common.v1 import common_pb2 as crossdock_dot_common_dot_v1_dot_common__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*crossdock/carrier/v1/carrier_service.proto\x12\x14\x63rossdock.carrier.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"crossdock/carrier/v1/carrier.proto\x1a#crossdock/carrier/v1/tracking.proto\x1a crossdock/common/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"\xca\x02\n\x0fGetRatesRequest\x12\x37\n\tship_from\x18\x01 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x35\n\x07ship_to\x18\x02 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x39\n\x07parcels\x18\x03 \x03(\x0b\x32\x1c.crossdock.carrier.v1.ParcelB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x43\n\rservice_level\x18\x04 \x01(\x0e\x32\".crossdock.carrier.v1.ServiceLevelB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x34\n\x08\x63\x61rriers\x18\x05 \x03(\tB\"\xbaH\x1f\x92\x01\x1c\"\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12\x11\n\tis_return\x18\x06 \x01(\x08\"y\n\x10GetRatesResponse\x12)\n\x05rates\x18\x01 \x03(\x0b\x32\x1a.crossdock.carrier.v1.Rate\x12:\n\x0e\x63\x61rrier_errors\x18\x02 \x03(\x0b\x32\".crossdock.carrier.v1.CarrierError\"C\n\x0c\x43\x61rrierError\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xb4\x03\n\x10\x42ookLabelRequest\x12\x38\n\x0fidempotency_key\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x08\x18\x80\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x34\n\x07rate_id\x18\x02 \x01(\tB#\xbaH r\x1e\x32\x1c^rte_[0-9A-HJKMNP-TV-Z]{26}$\x12\x37\n\tship_from\x18\x03 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x35\n\x07ship_to\x18\x04 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x39\n\x07parcels\x18\x05 \x03(\x0b\x32\x1c.crossdock.carrier.v1.ParcelB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x41\n\x0clabel_format\x18\x06 \x01(\x0e\x32!.crossdock.carrier.v1.LabelFormatB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12/\n\treference\x18\x07 \x01(\tB\x1c\xbaH\x19r\x17\x18@2\x13^[^\\x00-\\x1F\\x7F]*$\x12\x11\n\tis_return\x18\x08 \x01(\x08\"Q\n\x11\x42ookLabelResponse\x12*\n\x05label\x18\x01 \x01(\x0b\x32\x1b.crossdock.carrier.v1.Label\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"K\n\x12\x43\x61ncelLabelRequest\x12\x35\n\x08label_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^lbl_[0-9A-HJKMNP-TV-Z]{26}$\"A\n\x13\x43\x61ncelLabelResponse\x12*\n\x05label\x18\x01 \x01(\x0b\x32\x1b.crossdock.carrier.v1.Label\"w\n\x0cTrackRequest\x12.\n\x07\x63\x61rrier\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12\x37\n\x0ftracking_number\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x04\x18@2\x13^[^\\x00-\\x1F\\x7F]*$\"D\n\rTrackResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.crossdock.carrier.v1.TrackingEvent\"\x92\x02\n\x14IngestWebhookRequest\x12.\n\x07\x63\x61rrier\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12*\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\x06\xbaH\x03\xc8\x01\x01\x12\x65\n\x11signature_headers\x18\x03 \x03(\x0b\x32@.crossdock.carrier.v1.IngestWebhookRequest.SignatureHeadersEntryB\x08\xbaH\x05\x9a\x01\x02\x10\x10\x1a\x37\n\x15SignatureHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x15IngestWebhookResponse\x12\x17\n\x0f\x61\x63\x63\x65pted_events\x18\x01 \x01(\x05\x12\x18\n\x10\x64uplicate_events\x18\x02 \x01(\x05\x32\xa0\x04\n\x15\x43\x61rrierAdapterService\x12Y\n\x08GetRates\x12%.crossdock.carrier.v1.GetRatesRequest\x1a&.crossdock.carrier.v1.GetRatesResponse\x12\\\n\tBookLabel\x12&.crossdock.carrier.v1.BookLabelRequest\x1a\'.crossdock.carrier.v1.BookLabelResponse\x12\x62\n\x0b\x43\x61ncelLabel\x12(.crossdock.carrier.v1.CancelLabelRequest\x1a).crossdock.carrier.v1.CancelLabelResponse\x12P\n\x05Track\x12\".crossdock.carrier.v1.TrackRequest\x1a#.crossdock.carrier.v1.TrackResponse\x12\x97\x01\n\rIngestWebhook\x12*.crossdock.carrier.v1.IngestWebhookRequest\x1a+.crossdock.carrier.v1.IngestWebhookResponse\"-\x82\xd3\xe4\x93\x02\'\"\x1f/v1/carriers/{carrier}/webhooks:\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*crossdock/carrier/v1/carrier_service.proto\x12\x14\x63rossdock.carrier.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"crossdock/carrier/v1/carrier.proto\x1a#crossdock/carrier/v1/tracking.proto\x1a crossdock/common/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x17google/rpc/status.proto\"\xca\x02\n\x0fGetRatesRequest\x12\x37\n\tship_from\x18\x01 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x35\n\x07ship_to\x18\x02 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x39\n\x07parcels\x18\x03 \x03(\x0b\x32\x1c.crossdock.carrier.v1.ParcelB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x43\n\rservice_level\x18\x04 \x01(\x0e\x32\".crossdock.carrier.v1.ServiceLevelB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x34\n\x08\x63\x61rriers\x18\x05 \x03(\tB\"\xbaH\x1f\x92\x01\x1c\"\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12\x11\n\tis_return\x18\x06 \x01(\x08\"y\n\x10GetRatesResponse\x12)\n\x05rates\x18\x01 \x03(\x0b\x32\x1a.crossdock.carrier.v1.Rate\x12:\n\x0e\x63\x61rrier_errors\x18\x02 \x03(\x0b\x32\".crossdock.carrier.v1.CarrierError\"C\n\x0c\x43\x61rrierError\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xb4\x03\n\x10\x42ookLabelRequest\x12\x38\n\x0fidempotency_key\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x08\x18\x80\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x34\n\x07rate_id\x18\x02 \x01(\tB#\xbaH r\x1e\x32\x1c^rte_[0-9A-HJKMNP-TV-Z]{26}$\x12\x37\n\tship_from\x18\x03 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x35\n\x07ship_to\x18\x04 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x39\n\x07parcels\x18\x05 \x03(\x0b\x32\x1c.crossdock.carrier.v1.ParcelB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x41\n\x0clabel_format\x18\x06 \x01(\x0e\x32!.crossdock.carrier.v1.LabelFormatB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12/\n\treference\x18\x07 \x01(\tB\x1c\xbaH\x19r\x17\x18@2\x13^[^\\x00-\\x1F\\x7F]*$\x12\x11\n\tis_return\x18\x08 \x01(\x08\"Q\n\x11\x42ookLabelResponse\x12*\n\x05label\x18\x01 \x01(\x0b\x32\x1b.crossdock.carrier.v1.Label\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"K\n\x12\x43\x61ncelLabelRequest\x12\x35\n\x08label_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^lbl_[0-9A-HJKMNP-TV-Z]{26}$\"A\n\x13\x43\x61ncelLabelResponse\x12*\n\x05label\x18\x01 \x01(\x0b\x32\x1b.crossdock.carrier.v1.Label\"w\n\x0cTrackRequest\x12.\n\x07\x63\x61rrier\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12\x37\n\x0ftracking_number\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x04\x18@2\x13^[^\\x00-\\x1F\\x7F]*$\"D\n\rTrackResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.crossdock.carrier.v1.TrackingEvent\"\x92\x02\n\x14IngestWebhookRequest\x12.\n\x07\x63\x61rrier\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12*\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\x06\xbaH\x03\xc8\x01\x01\x12\x65\n\x11signature_headers\x18\x03 \x03(\x0b\x32@.crossdock.carrier.v1.IngestWebhookRequest.SignatureHeadersEntryB\x08\xbaH\x05\x9a\x01\x02\x10\x10\x1a\x37\n\x15SignatureHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x15IngestWebhooksRequest\x12\x43\n\x06pushes\x18\x01 \x03(\x0b\x32\'.crossdock.carrier.v1.IngestWebhookItemB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x64\"w\n\x11IngestWebhookItem\x12@\n\x04push\x18\x01 \x01(\x0b\x32*.crossdock.carrier.v1.IngestWebhookRequestB\x06\xbaH\x03\xc8\x01\x01\x12 \n\x0e\x63orrelation_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\"T\n\x16IngestWebhooksResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).crossdock.carrier.v1.IngestWebhookResult\"\x86\x01\n\x13IngestWebhookResult\x12?\n\x08ingested\x18\x01 \x01(\x0b\x32+.crossdock.carrier.v1.IngestWebhookResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\t\n\x07outcome\"J\n\x15IngestWebhookResponse\x12\x17\n\x0f\x61\x63\x63\x65pted_events\x18\x01 \x01(\x05\x12\x18\n\x10\x64uplicate_events\x18\x02 \x01(\x05\x32\x8d\x05\n\x15\x43\x61rrierAdapterService\x12Y\n\x08GetRates\x12%.crossdock.carrier.v1.GetRatesRequest\x1a&.crossdock.carrier.v1.GetRatesResponse\x12\\\n\tBookLabel\x12&.crossdock.carrier.v1.BookLabelRequest\x1a\'.crossdock.carrier.v1.BookLabelResponse\x12\x62\n\x0b\x43\x61ncelLabel\x12(.crossdock.carrier.v1.CancelLabelRequest\x1a).crossdock.carrier.v1.CancelLabelResponse\x12P\n\x05Track\x12\".crossdock.carrier.v1.TrackRequest\x1a#.crossdock.carrier.v1.TrackResponse\x12\x97\x01\n\rIngestWebhook\x12*.crossdock.carrier.v1.IngestWebhookRequest\x1a+.crossdock.carrier.v1.IngestWebhookResponse\"-\x82\xd3\xe4\x93\x02\'\"\x1f/v1/carriers/{carrier}/webhooks:\x04\x62ody\x12k\n\x0eIngestWebhooks\x12+.crossdock.carrier.v1.IngestWebhooksRequest\x1a,.crossdock.carrier.v1.IngestWebhooksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -75,32 +76,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTWEBHOOKREQUEST'].fields_by_name['body']._serialized_options = b'\272H\003\310\001\001'
   _globals['_INGESTWEBHOOKREQUEST'].fields_by_name['signature_headers']._loaded_options = None
   _globals['_INGESTWEBHOOKREQUEST'].fields_by_name['signature_headers']._serialized_options = b'\272H\005\232\001\002\020\020'
+  _globals['_INGESTWEBHOOKSREQUEST'].fields_by_name['pushes']._loaded_options = None
+  _globals['_INGESTWEBHOOKSREQUEST'].fields_by_name['pushes']._serialized_options = b'\272H\007\222\001\004\010\001\020d'
+  _globals['_INGESTWEBHOOKITEM'].fields_by_name['push']._loaded_options = None
+  _globals['_INGESTWEBHOOKITEM'].fields_by_name['push']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_INGESTWEBHOOKITEM'].fields_by_name['correlation_id']._loaded_options = None
+  _globals['_INGESTWEBHOOKITEM'].fields_by_name['correlation_id']._serialized_options = b'\272H\005r\003\030\200\001'
   _globals['_CARRIERADAPTERSERVICE'].methods_by_name['IngestWebhook']._loaded_options = None
   _globals['_CARRIERADAPTERSERVICE'].methods_by_name['IngestWebhook']._serialized_options = b'\202\323\344\223\002\'\"\037/v1/carriers/{carrier}/webhooks:\004body'
-  _globals['_GETRATESREQUEST']._serialized_start=262
-  _globals['_GETRATESREQUEST']._serialized_end=592
-  _globals['_GETRATESRESPONSE']._serialized_start=594
-  _globals['_GETRATESRESPONSE']._serialized_end=715
-  _globals['_CARRIERERROR']._serialized_start=717
-  _globals['_CARRIERERROR']._serialized_end=784
-  _globals['_BOOKLABELREQUEST']._serialized_start=787
-  _globals['_BOOKLABELREQUEST']._serialized_end=1223
-  _globals['_BOOKLABELRESPONSE']._serialized_start=1225
-  _globals['_BOOKLABELRESPONSE']._serialized_end=1306
-  _globals['_CANCELLABELREQUEST']._serialized_start=1308
-  _globals['_CANCELLABELREQUEST']._serialized_end=1383
-  _globals['_CANCELLABELRESPONSE']._serialized_start=1385
-  _globals['_CANCELLABELRESPONSE']._serialized_end=1450
-  _globals['_TRACKREQUEST']._serialized_start=1452
-  _globals['_TRACKREQUEST']._serialized_end=1571
-  _globals['_TRACKRESPONSE']._serialized_start=1573
-  _globals['_TRACKRESPONSE']._serialized_end=1641
-  _globals['_INGESTWEBHOOKREQUEST']._serialized_start=1644
-  _globals['_INGESTWEBHOOKREQUEST']._serialized_end=1918
-  _globals['_INGESTWEBHOOKREQUEST_SIGNATUREHEADERSENTRY']._serialized_start=1863
-  _globals['_INGESTWEBHOOKREQUEST_SIGNATUREHEADERSENTRY']._serialized_end=1918
-  _globals['_INGESTWEBHOOKRESPONSE']._serialized_start=1920
-  _globals['_INGESTWEBHOOKRESPONSE']._serialized_end=1994
-  _globals['_CARRIERADAPTERSERVICE']._serialized_start=1997
-  _globals['_CARRIERADAPTERSERVICE']._serialized_end=2541
+  _globals['_GETRATESREQUEST']._serialized_start=287
+  _globals['_GETRATESREQUEST']._serialized_end=617
+  _globals['_GETRATESRESPONSE']._serialized_start=619
+  _globals['_GETRATESRESPONSE']._serialized_end=740
+  _globals['_CARRIERERROR']._serialized_start=742
+  _globals['_CARRIERERROR']._serialized_end=809
+  _globals['_BOOKLABELREQUEST']._serialized_start=812
+  _globals['_BOOKLABELREQUEST']._serialized_end=1248
+  _globals['_BOOKLABELRESPONSE']._serialized_start=1250
+  _globals['_BOOKLABELRESPONSE']._serialized_end=1331
+  _globals['_CANCELLABELREQUEST']._serialized_start=1333
+  _globals['_CANCELLABELREQUEST']._serialized_end=1408
+  _globals['_CANCELLABELRESPONSE']._serialized_start=1410
+  _globals['_CANCELLABELRESPONSE']._serialized_end=1475
+  _globals['_TRACKREQUEST']._serialized_start=1477
+  _globals['_TRACKREQUEST']._serialized_end=1596
+  _globals['_TRACKRESPONSE']._serialized_start=1598
+  _globals['_TRACKRESPONSE']._serialized_end=1666
+  _globals['_INGESTWEBHOOKREQUEST']._serialized_start=1669
+  _globals['_INGESTWEBHOOKREQUEST']._serialized_end=1943
+  _globals['_INGESTWEBHOOKREQUEST_SIGNATUREHEADERSENTRY']._serialized_start=1888
+  _globals['_INGESTWEBHOOKREQUEST_SIGNATUREHEADERSENTRY']._serialized_end=1943
+  _globals['_INGESTWEBHOOKSREQUEST']._serialized_start=1945
+  _globals['_INGESTWEBHOOKSREQUEST']._serialized_end=2037
+  _globals['_INGESTWEBHOOKITEM']._serialized_start=2039
+  _globals['_INGESTWEBHOOKITEM']._serialized_end=2158
+  _globals['_INGESTWEBHOOKSRESPONSE']._serialized_start=2160
+  _globals['_INGESTWEBHOOKSRESPONSE']._serialized_end=2244
+  _globals['_INGESTWEBHOOKRESULT']._serialized_start=2247
+  _globals['_INGESTWEBHOOKRESULT']._serialized_end=2381
+  _globals['_INGESTWEBHOOKRESPONSE']._serialized_start=2383
+  _globals['_INGESTWEBHOOKRESPONSE']._serialized_end=2457
+  _globals['_CARRIERADAPTERSERVICE']._serialized_start=2460
+  _globals['_CARRIERADAPTERSERVICE']._serialized_end=3113
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,7 @@ from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -371,6 +372,116 @@ class IngestWebhookRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestWebhookRequest: _TypeAlias = IngestWebhookRequest  # noqa: Y015
+
+@_typing.final
+class IngestWebhooksRequest(_message.Message):
+    """IngestWebhooksRequest is a batch of carrier pushes, each exactly as received."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUSHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pushes(self) -> _containers.RepeatedCompositeFieldContainer[Global___IngestWebhookItem]:
+        """pushes are handled in this order; results come back in the same order."""
+
+    def __init__(
+        self,
+        *,
+        pushes: _abc.Iterable[Global___IngestWebhookItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pushes", b"pushes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestWebhooksRequest: _TypeAlias = IngestWebhooksRequest  # noqa: Y015
+
+@_typing.final
+class IngestWebhookItem(_message.Message):
+    """IngestWebhookItem is one push of a batch and the request that carried it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUSH_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.str
+    """correlation_id ties the push's events to the HTTP request that delivered it; empty means
+    a new one is made.
+    """
+    @_builtins.property
+    def push(self) -> Global___IngestWebhookRequest:
+        """push is the carrier's push, as IngestWebhook takes it."""
+
+    def __init__(
+        self,
+        *,
+        push: Global___IngestWebhookRequest | None = ...,
+        correlation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["push", b"push"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "push", b"push"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestWebhookItem: _TypeAlias = IngestWebhookItem  # noqa: Y015
+
+@_typing.final
+class IngestWebhooksResponse(_message.Message):
+    """IngestWebhooksResponse holds one result per push, in the request's order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___IngestWebhookResult]:
+        """results are the pushes' outcomes, in the order of IngestWebhooksRequest.pushes."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___IngestWebhookResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestWebhooksResponse: _TypeAlias = IngestWebhooksResponse  # noqa: Y015
+
+@_typing.final
+class IngestWebhookResult(_message.Message):
+    """IngestWebhookResult is one push's outcome: what IngestWebhook would have answered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INGESTED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ingested(self) -> Global___IngestWebhookResponse:
+        """ingested is the push's response when it was accepted."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """error is the status (with its rich details) when it was not, e.g. UNAUTHENTICATED."""
+
+    def __init__(
+        self,
+        *,
+        ingested: Global___IngestWebhookResponse | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ingested", b"ingested", "outcome", b"outcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ingested", b"ingested", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["ingested", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___IngestWebhookResult: _TypeAlias = IngestWebhookResult  # noqa: Y015
 
 @_typing.final
 class IngestWebhookResponse(_message.Message):

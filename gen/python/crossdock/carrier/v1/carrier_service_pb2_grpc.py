@@ -60,6 +60,11 @@ class CarrierAdapterServiceStub:
                 request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhookRequest.SerializeToString,
                 response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhookResponse.FromString,
                 _registered_method=True)
+        self.IngestWebhooks = channel.unary_unary(
+                '/crossdock.carrier.v1.CarrierAdapterService/IngestWebhooks',
+                request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksRequest.SerializeToString,
+                response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksResponse.FromString,
+                _registered_method=True)
 
 
 class CarrierAdapterServiceServicer:
@@ -104,6 +109,15 @@ class CarrierAdapterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestWebhooks(self, request, context):
+        """IngestWebhooks accepts several carrier pushes in one call. Each is verified and recorded on
+        its own, exactly as IngestWebhook would: one push's failure does not fail the others. The
+        gateway coalesces concurrent pushes into it, so a burst costs one call and one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CarrierAdapterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +145,11 @@ def add_CarrierAdapterServiceServicer_to_server(servicer, server):
                     servicer.IngestWebhook,
                     request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhookRequest.FromString,
                     response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhookResponse.SerializeToString,
+            ),
+            'IngestWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestWebhooks,
+                    request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksRequest.FromString,
+                    response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +288,33 @@ class CarrierAdapterService:
             '/crossdock.carrier.v1.CarrierAdapterService/IngestWebhook',
             crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhookRequest.SerializeToString,
             crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.carrier.v1.CarrierAdapterService/IngestWebhooks',
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksRequest.SerializeToString,
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksResponse.FromString,
             options,
             channel_credentials,
             insecure,

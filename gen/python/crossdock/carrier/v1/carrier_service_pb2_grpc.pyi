@@ -47,6 +47,11 @@ class CarrierAdapterServiceStub:
     """Track asks the carrier for the current scans of a tracking number."""
     IngestWebhook: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.IngestWebhookRequest, _carrier_service_pb2.IngestWebhookResponse]
     """IngestWebhook accepts a carrier push, verifies its signature and normalizes its scans."""
+    IngestWebhooks: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.IngestWebhooksRequest, _carrier_service_pb2.IngestWebhooksResponse]
+    """IngestWebhooks accepts several carrier pushes in one call. Each is verified and recorded on
+    its own, exactly as IngestWebhook would: one push's failure does not fail the others. The
+    gateway coalesces concurrent pushes into it, so a burst costs one call and one transaction.
+    """
 
 @_typing.type_check_only
 class CarrierAdapterServiceAsyncStub(CarrierAdapterServiceStub):
@@ -67,6 +72,11 @@ class CarrierAdapterServiceAsyncStub(CarrierAdapterServiceStub):
     """Track asks the carrier for the current scans of a tracking number."""
     IngestWebhook: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.IngestWebhookRequest, _carrier_service_pb2.IngestWebhookResponse]  # type: ignore[assignment]
     """IngestWebhook accepts a carrier push, verifies its signature and normalizes its scans."""
+    IngestWebhooks: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.IngestWebhooksRequest, _carrier_service_pb2.IngestWebhooksResponse]  # type: ignore[assignment]
+    """IngestWebhooks accepts several carrier pushes in one call. Each is verified and recorded on
+    its own, exactly as IngestWebhook would: one push's failure does not fail the others. The
+    gateway coalesces concurrent pushes into it, so a burst costs one call and one transaction.
+    """
 
 class CarrierAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
     """CarrierAdapterService talks to carriers: quotes, labels, tracking and their webhooks."""
@@ -114,5 +124,16 @@ class CarrierAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_carrier_service_pb2.IngestWebhookResponse, _abc.Awaitable[_carrier_service_pb2.IngestWebhookResponse]]:
         """IngestWebhook accepts a carrier push, verifies its signature and normalizes its scans."""
+
+    @_abc_1.abstractmethod
+    def IngestWebhooks(
+        self,
+        request: _carrier_service_pb2.IngestWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_carrier_service_pb2.IngestWebhooksResponse, _abc.Awaitable[_carrier_service_pb2.IngestWebhooksResponse]]:
+        """IngestWebhooks accepts several carrier pushes in one call. Each is verified and recorded on
+        its own, exactly as IngestWebhook would: one push's failure does not fail the others. The
+        gateway coalesces concurrent pushes into it, so a burst costs one call and one transaction.
+        """
 
 def add_CarrierAdapterServiceServicer_to_server(servicer: CarrierAdapterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
