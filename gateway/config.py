@@ -77,6 +77,20 @@ class GatewayConfig(DatabaseServiceConfig, service="gateway"):
     push_burst: int = setting(
         default=100, minimum=1, description="carrier webhook push bucket size"
     )
+    push_batch_max: int = setting(
+        default=100,
+        minimum=1,
+        maximum=100,
+        description="most carrier pushes forwarded in one IngestWebhooks call; pushes that "
+        "arrive while calls are in flight wait and go together",
+    )
+    push_batch_in_flight: int = setting(
+        default=2,
+        minimum=1,
+        maximum=64,
+        description="IngestWebhooks calls in flight at once; a push arriving with fewer goes "
+        "out at once",
+    )
     webhooks_enabled: bool = setting(
         default=True,
         description="run the outbound webhook worker (gateway-webhooks consumers and sender); "

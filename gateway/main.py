@@ -62,7 +62,10 @@ def build(config: GatewayConfig) -> Built:
     openapi = build_openapi(routes, comments_by_name(load_descriptor_set()))
     db = Database(config.db_url, service="gateway")
     backends = Backends(
-        config.targets_for(services), default_timeout_seconds=config.grpc_client_timeout_seconds
+        config.targets_for(services),
+        default_timeout_seconds=config.grpc_client_timeout_seconds,
+        push_batch_max=config.push_batch_max,
+        push_batch_in_flight=config.push_batch_in_flight,
     )
     limits = Limits(
         max_body_bytes=config.max_body_bytes,
