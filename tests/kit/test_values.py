@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from crossdock.common.v1 import common_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.kit.proto_values import (
     dimensions_to_domain,
     dimensions_to_proto,
     money_to_domain,
     money_to_proto,
+    timestamp,
     weight_to_domain,
     weight_to_proto,
 )
@@ -50,3 +53,20 @@ def test_weights_and_dimensions_round_trip_through_the_contract() -> None:
     assert weight_to_domain(weight_to_proto(weight)) == weight
     dims = Dimensions(Decimal("30.5"), Decimal(20), Decimal(10), DimensionUnit.CENTIMETER)
     assert dimensions_to_domain(dimensions_to_proto(dims)) == dims
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 1, 5, 10, 0, 0, 123456, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before the epoch
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=-5))),  # another offset
+        datetime(2026, 3, 29, 1, 30, 0, 7),  # naive: read as UTC
+    ],
+)
+def test_timestamps_are_what_protobuf_makes_of_the_instant(moment: datetime) -> None:
+    expected = Timestamp()
+    expected.FromDatetime(moment)
+    assert timestamp(moment) == expected
