@@ -6,12 +6,12 @@ signature with the carrier account's secret and answers UNAUTHENTICATED (401 pro
 it does not check out. Which headers are the signature's depends on the carrier, so every header
 that could be one is forwarded: names starting `x-` or containing `signature`, minus the proxy
 and tracing headers the gateway itself understands. The body limit applies as to every route,
-and pushes draw on a token bucket per (carrier, client address).
+and pushes draw on a token bucket per (carrier, client address), kept in memory by each
+replica (gateway.adapters.push_buckets: with N replicas the limit is N x the policy).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 
@@ -60,15 +60,13 @@ def signature_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return chosen
 
 
-def bucket_key(carrier: str, client_host: str) -> str:
-    """The rate bucket of pushes from one client address for one carrier (fits partner_id).
+def bucket_key(carrier: str, client_host: str) -> tuple[str, str]:
+    """The rate bucket of pushes from one client address for one carrier.
 
     Carrier names that are not carrier codes share one bucket per address (they answer 400),
     so random names cannot mint buckets.
     """
-    carrier = carrier if _CARRIER_CODE.match(carrier) else "-"
-    digest = hashlib.sha256(f"{carrier}|{client_host}".encode()).hexdigest()[:32]
-    return f"push_{digest}"
+    return (carrier if _CARRIER_CODE.match(carrier) else "-", client_host)
 
 
 def rate_limited(retry_after_seconds: int, headers: dict[str, str]) -> Problem:

@@ -72,10 +72,11 @@ class GatewayConfig(DatabaseServiceConfig, service="gateway"):
     push_rate_per_second: float = setting(
         default=50.0,
         minimum=0.001,
-        description="carrier webhook pushes refill rate, per carrier and client address",
+        description="carrier webhook pushes refill rate, per carrier and client address, per "
+        "gateway replica (kept in memory: N replicas admit N times this)",
     )
     push_burst: int = setting(
-        default=100, minimum=1, description="carrier webhook push bucket size"
+        default=100, minimum=1, description="carrier webhook push bucket size, per gateway replica"
     )
     push_batch_max: int = setting(
         default=100,

@@ -10,9 +10,9 @@ Idempotency-Key header) are rejected wherever a client sends them.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from google.protobuf import json_format, message_factory
@@ -53,23 +53,26 @@ class RawBody:
 
 @dataclass(frozen=True)
 class Route:
-    """One REST operation, derived entirely from an annotated RPC."""
+    """One REST operation, derived entirely from an annotated RPC.
+
+    Its derived facts are cached properties: they are read on every request and never change.
+    """
 
     binding: HttpBinding
     template: PathTemplate
     request_class: type[Message]
     response_class: type[Message]
 
-    @property
+    @cached_property
     def creates(self) -> bool:
         """A POST of a Create* method makes a resource: 201 (AIP-133 naming)."""
         return self.binding.http_method == "POST" and self.binding.method.name.startswith("Create")
 
-    @property
+    @cached_property
     def success_status(self) -> int:
         return 201 if self.creates else 200
 
-    @property
+    @cached_property
     def raw_body(self) -> bool:
         """The body field is a google.api.HttpBody: the bytes pass through untouched."""
         field = self.body_field
@@ -77,7 +80,7 @@ class Route:
             field.message_type is not None and message_of(field).full_name == HTTP_BODY
         )
 
-    @property
+    @cached_property
     def body_field(self) -> FieldDescriptor | None:
         body = self.binding.body
         if body in ("", "*"):
@@ -181,7 +184,20 @@ def decode_request(
     problems = parse_into(data, message)
     if problems:
         raise bad_request("the request could not be read", problems)
+    if isinstance(body, RawBody):
+        _set_raw_body(route, message, body)
     return message
+
+
+def _set_raw_body(route: Route, message: Message, body: RawBody) -> None:
+    """Put a raw body in its google.api.HttpBody field as it is (`_body_into` left it out): the
+    same message as base64 through json_format, without encoding and decoding every byte."""
+    field = route.body_field
+    assert field is not None
+    http_body = getattr(message, field.name)
+    http_body.SetInParent()  # present even when empty, as json_format made it
+    http_body.content_type = body.content_type
+    http_body.data = body.data
 
 
 def finish_request(
@@ -262,11 +278,7 @@ def _body_into(
     if body is None:
         body = {}
     if isinstance(body, RawBody):
-        field = route.body_field
-        assert field is not None
-        encoded = base64.b64encode(body.data).decode()
-        data[field.name] = {"contentType": body.content_type, "data": encoded}
-        return []
+        return []  # set on the message as bytes, after the JSON fields (`_set_raw_body`)
     problems = _server_owned_in(body, "" if rule == "*" else rule)
     if rule == "*":
         descriptor = route.binding.method.input_type

@@ -23,15 +23,17 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.adapters.backends import Backends, BackendUnavailable
+from gateway.adapters.push_buckets import DEFAULT_MAX_BUCKETS, PushBuckets
 from gateway.adapters.store import idempotency
-from gateway.adapters.store.queries import Admission, BucketPolicy, admit, take_token
+from gateway.adapters.store.queries import Admission, BucketPolicy, admit
 from gateway.auth import bearer_token, is_signed_push, route_class_of, scope_for
-from gateway.carrier_push import PUSH_ROUTE_CLASS, bucket_key, signature_headers
+from gateway.carrier_push import bucket_key, signature_headers
 from gateway.docs_page import DOCS_HTML
 from gateway.entrypoints.idempotent_posts import Claimed, ReadAhead, admit_and_claim
 from gateway.jsonmap import Violation
 from gateway.metrics import GatewayMetrics
 from gateway.problems import Problem, bad_request, problem_of_rpc_error, problem_response
+from gateway.routing import RouteTable
 from gateway.transcoder import RawBody, Route, build_request, decode_request, response_json
 from services.kit.db import Database
 from services.kit.request_context import (
@@ -50,7 +52,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="crossdock"'}
 
 @dataclass(frozen=True)
 class Limits:
-    """Request limits; every replica must use the same values (they share the buckets)."""
+    """Request limits; every replica must use the same values (they share the partner buckets)."""
 
     max_body_bytes: int = 1024 * 1024
     idempotency_retention_seconds: float = 24 * 3600
@@ -58,8 +60,10 @@ class Limits:
     idempotency_lock_seconds: float = 60.0
     read_bucket: BucketPolicy = field(default_factory=lambda: BucketPolicy(100, 50))
     write_bucket: BucketPolicy = field(default_factory=lambda: BucketPolicy(50, 20))
-    # Carrier pushes: one bucket per (carrier, client address).
+    # Carrier pushes: one bucket per (carrier, client address), in each replica's memory, so
+    # with N replicas a client gets N x this policy (gateway.adapters.push_buckets).
     push_bucket: BucketPolicy = field(default_factory=lambda: BucketPolicy(100, 50))
+    push_max_buckets: int = DEFAULT_MAX_BUCKETS
 
 
 class PartnerGateway:
@@ -75,10 +79,12 @@ class PartnerGateway:
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.routes = list(routes)
+        self._route_table = RouteTable(self.routes)
         self.metrics = metrics
         self.backends = backends
         self.db = db
         self.limits = limits or Limits()
+        self._push_buckets = PushBuckets(self.limits.push_bucket, self.limits.push_max_buckets)
         self._openapi_body = json.dumps(openapi).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,7 +137,7 @@ class PartnerGateway:
         ahead: ReadAhead | None = None
         claimed: Claimed | None = None
         if signed_push:
-            admission = await self._admit_push(request, path_values)
+            admission = self._admit_push(request, path_values)
         else:
             token = self._api_key(request)
             if request.method == "POST" and IDEMPOTENCY_HEADER in request.headers:
@@ -166,24 +172,7 @@ class PartnerGateway:
     def _match(self, request: Request) -> tuple[Route, dict[str, str]]:
         raw = request.scope.get("raw_path") or request.url.path.encode()
         raw_path = raw.decode("latin-1").split("?", 1)[0]
-        matched = [(r, v) for r in self.routes if (v := r.template.match(raw_path)) is not None]
-        if any(route.template.verb for route, _ in matched):
-            # `/v1/orders/X:cancel` names the custom method, not an order "X:cancel": a plain
-            # `{order_id}` template must not claim it (nor offer its methods in Allow).
-            matched = [(route, values) for route, values in matched if route.template.verb]
-        allowed: list[str] = []
-        for route, values in matched:
-            if route.binding.http_method == request.method:
-                return route, values
-            allowed.append(route.binding.http_method)
-        if allowed:
-            raise Problem(
-                405,
-                f"{request.method} is not allowed here",
-                grpc.StatusCode.UNIMPLEMENTED,
-                headers={"Allow": ", ".join(sorted(set(allowed)))},
-            )
-        raise Problem(404, "no such resource", grpc.StatusCode.NOT_FOUND)
+        return self._route_table.match(request.method, raw_path)
 
     def _api_key(self, request: Request) -> str:
         token = bearer_token(request.headers.get("authorization"))
@@ -225,12 +214,10 @@ class PartnerGateway:
             )
         return admission, claimed
 
-    async def _admit_push(self, request: Request, path_values: dict[str, str]) -> Admission:
-        """No API key: a carrier push is rate-limited per (carrier, client address)."""
+    def _admit_push(self, request: Request, path_values: dict[str, str]) -> Admission:
+        """No API key: a carrier push is rate-limited per (carrier, client address), in memory."""
         client_host = request.client.host if request.client else ""
-        bucket = bucket_key(path_values.get("carrier", ""), client_host)
-        policy = self.limits.push_bucket
-        return await self.db.run(take_token, bucket, PUSH_ROUTE_CLASS, policy, time.time())
+        return self._push_buckets.take(bucket_key(path_values.get("carrier", ""), client_host))
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.limits.max_body_bytes
@@ -302,13 +289,18 @@ class PartnerGateway:
         query = list(request.query_params.multi_items())
         try:
             body = await self._read_body(request)
-            decoded = decode_request(route, path_values, query, self._content(request, route, body))
+            content = self._content(request, route, body)
+            decoded = decode_request(route, path_values, query, content)
         except Problem as problem:
             return ReadAhead(key, "", None, problem)
         request_fingerprint = ""
         if idempotency.valid_key(key):
+            # The JSON body parsed above is the fingerprint's too: it need not parse it again.
+            parsed = idempotency.NOT_PARSED
+            if content is not None and not isinstance(content, RawBody):
+                parsed = content
             request_fingerprint = idempotency.fingerprint(
-                request.method, request.url.path, query, body
+                request.method, request.url.path, query, body, parsed
             )
         return ReadAhead(key, request_fingerprint, decoded, None)
 

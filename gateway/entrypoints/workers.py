@@ -1,7 +1,8 @@
 """The gateway's housekeeping worker, on the kit's PollingWorker.
 
 One purge pass every PURGE_INTERVAL_SECONDS (the first one an interval after start): expired
-Idempotency-Key records, the webhook delivery log past its retention, and idle push rate buckets.
+Idempotency-Key records, the webhook delivery log past its retention, and idle push rate bucket
+rows (push buckets are in memory now; rows come from replicas of an older version, mid-upgrade).
 A failing pass is logged by the worker and retried after the interval.
 """
 

@@ -16,13 +16,13 @@ from datetime import datetime
 
 from google.protobuf.message import Message
 from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.adapters.store.webhook_tables import PENDING, webhook_deliveries, webhook_subscriptions
 from gateway.webhooks.payload import delivery_body, partner_of
 from services.kit import events as ev
 from services.kit.ids import resource_id
 from services.kit.outbox import rfc3339
+from services.kit.statements import insert_new, new_row, prepared
 
 subs = webhook_subscriptions
 
@@ -31,14 +31,17 @@ subs = webhook_subscriptions
 # in memory: subscriptions change through every replica's API and through the sender (which
 # disables a failing one), so a per-process cache would need cross-replica invalidation, and a
 # TTL would drop events that happen just after another replica creates a subscription.
-# Statements are built once: building one per event cost more CPU than running it.
-_SUBSCRIPTIONS_OF = select(subs.c.id, subs.c.event_types, subs.c.created_at).where(
-    subs.c.partner_id == bindparam("partner_id"), subs.c.enabled.is_(True)
+# Statements are built once: building one per event cost more CPU than running it. The read runs
+# on the kit's prepared path (the raw cursor, in the consumer's transaction): SQLAlchemy's
+# execution path cost several times the read itself, which every milestone event pays.
+_SUBSCRIPTIONS_OF = prepared(
+    select(subs.c.id, subs.c.event_types, subs.c.created_at).where(
+        subs.c.partner_id == bindparam("partner_id"), subs.c.enabled.is_(True)
+    )
 )
-_NEW_DELIVERY = {
-    name: dialect.insert(webhook_deliveries).on_conflict_do_nothing()
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
+# The kit's first-writer-wins INSERT: its rowcount is the number of new rows on PostgreSQL too
+# (a plain ON CONFLICT DO NOTHING there reported -1).
+_NEW_DELIVERY = insert_new(webhook_deliveries)
 
 
 def enqueue(
@@ -54,19 +57,17 @@ def enqueue(
     event_id = headers.get(ev.CE_ID, "")
     if not partner_id or not event_type or not event_id:
         return 0  # nobody to tell (internal events carry no partner)
-    wanted = [
-        (subscription_id, subscribed_at)
-        for subscription_id, event_types, subscribed_at in conn.execute(
-            _SUBSCRIPTIONS_OF, {"partner_id": partner_id}
-        )
-        if event_type in event_types.split()
+    wanted: list[tuple[str, float]] = [
+        (row.id, row.created_at)
+        for row in _SUBSCRIPTIONS_OF.run(conn, {"partner_id": partner_id})
+        if event_type in row.event_types.split()
     ]
     if not wanted:
         return 0  # no subscription wants this type: no body to build, nothing to write
     now = time.time() if now is None else now
     created = headers.get(ev.CE_TIME) or rfc3339(now)
     occurred_at = _epoch(created, now)
-    new_delivery = _NEW_DELIVERY["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    new_delivery = new_row(_NEW_DELIVERY, conn)
     new = 0
     for subscription_id, subscribed_at in wanted:
         if occurred_at < subscribed_at:

@@ -3,19 +3,24 @@ verdict answered (a bad signature is 401 problem+json), still size- and rate-lim
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from google.protobuf import json_format
 
 from gateway.adapters.store.queries import BucketPolicy, purge_idle_buckets
 from gateway.entrypoints.partner_api import Limits
+from gateway.transcoder import RawBody, build_request
 from services.carrier_adapter.adapters.carriers.sandbox import webhooks
 from tests.gateway.backends import SANDBOX_SECRET
 from tests.gateway.conftest import Stack, StackFactory, bearer, contract_routes
 
 PUSH = "/v1/carriers/sandbox/webhooks"
+PUSH_TEMPLATE = "/v1/carriers/{carrier}/webhooks"
 
 
 def signed(body: bytes, *, secret: str = SANDBOX_SECRET, age: timedelta = timedelta(0)) -> dict:
@@ -99,10 +104,25 @@ async def test_pushes_are_size_and_rate_limited(make_stack: StackFactory) -> Non
         "/v1/carriers/ups/webhooks", content=b"{}", headers={"Content-Type": "application/json"}
     )
     assert other.status_code == 200
-    # Idle push buckets are purged (a full bucket is the same as none): the client may push again.
-    assert await stack.db.run(purge_idle_buckets, "push", time.time() + 1) == 2
-    again = await stack.client.post(PUSH, content=BODY, headers=signed(BODY))
-    assert again.status_code == 200
+    # Push buckets live in the gateway's memory (gateway.adapters.push_buckets), not the database.
+    assert await stack.db.run(purge_idle_buckets, "push", time.time() + 1) == 0
+
+
+async def test_a_push_bucket_refills_and_its_429_says_when(make_stack: StackFactory) -> None:
+    stack = await make_stack(Limits(push_bucket=BucketPolicy(1, 20)))
+    first = await stack.client.post(PUSH, content=BODY, headers=signed(BODY))
+    assert first.status_code == 200
+    assert (first.headers["RateLimit-Limit"], first.headers["RateLimit-Remaining"]) == ("1", "0")
+    limited = await stack.client.post(PUSH, content=BODY, headers=signed(BODY))
+    assert limited.status_code == 429
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert limited.json()["grpc_code"] == "RESOURCE_EXHAUSTED"
+    assert limited.headers["Retry-After"] == "1"
+    assert limited.headers["RateLimit-Limit"] == "1"
+    assert limited.headers["RateLimit-Remaining"] == "0"
+    assert limited.headers["RateLimit-Reset"] == "1"
+    await asyncio.sleep(0.1)  # 20 tokens a second: refilled
+    assert (await stack.client.post(PUSH, content=BODY, headers=signed(BODY))).status_code == 200
 
 
 @pytest.mark.integration  # runs protoc
@@ -110,3 +130,18 @@ def test_the_push_route_is_documented_without_security() -> None:
     operation = contract_routes()[1]["paths"]["/v1/carriers/{carrier}/webhooks"]["post"]
     assert operation["security"] == []
     assert "x-required-scope" not in operation
+
+
+@pytest.mark.integration  # runs protoc
+@pytest.mark.parametrize("payload", [b"", BODY, bytes(range(256)), b"\xff\xfe not utf-8"])
+def test_a_raw_body_is_the_message_proto3_json_would_make(payload: bytes) -> None:
+    route = next(r for r in contract_routes()[0] if r.template.template == PUSH_TEMPLATE)
+    message = build_request(route, {"carrier": "sandbox"}, [], RawBody(payload, "text/x"), None)
+    as_json = {
+        "carrier": "sandbox",
+        "body": {"contentType": "text/x", "data": base64.b64encode(payload).decode()},
+    }
+    expected = json_format.ParseDict(as_json, route.request_class())
+    assert message == expected
+    assert message.SerializeToString() == expected.SerializeToString()
+    assert message.HasField("body")

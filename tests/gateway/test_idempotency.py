@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 
+import pytest
+
+from gateway.adapters.store import idempotency
 from tests.gateway.conftest import Stack, bearer, order_body
 
 
@@ -133,3 +137,23 @@ async def test_an_abandoned_running_claim_can_be_taken_over(stack: Stack) -> Non
         lambda conn: idempotency.claim(conn, stack.partner_a, "k7", "other", 1062.0, 3600, 60)
     )
     assert mismatch.outcome == "mismatch"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"b": [1, 2.5, "x"], "a": {"z": null, "y": true}}', b"[]", b'"text"', b"0", b"null"],
+)
+def test_a_fingerprint_of_a_parsed_body_is_the_fingerprint_of_its_bytes(body: bytes) -> None:
+    query = [("view", "full")]
+    from_bytes = idempotency.fingerprint("POST", "/v1/orders", query, body)
+    parsed = json.loads(body)
+    assert idempotency.fingerprint("POST", "/v1/orders", query, body, parsed) == from_bytes
+    spaced = json.dumps(parsed, indent=2).encode()  # whitespace does not count
+    assert idempotency.fingerprint("POST", "/v1/orders", query, spaced) == from_bytes
+
+
+def test_a_body_that_is_not_json_is_fingerprinted_as_its_bytes() -> None:
+    first = idempotency.fingerprint("POST", "/v1/orders", [], b"<a/>")
+    assert first == idempotency.fingerprint("POST", "/v1/orders", [], b"<a/>")
+    assert first != idempotency.fingerprint("POST", "/v1/orders", [], b"<a />")
+    assert first != idempotency.fingerprint("POST", "/v1/orders", [], b"")

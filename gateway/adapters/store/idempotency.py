@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,12 +47,28 @@ def valid_key(key: str) -> bool:
     return 0 < len(key) <= MAX_KEY_LENGTH and all(" " <= c <= "~" for c in key)
 
 
-def fingerprint(method: str, path: str, query: Sequence[tuple[str, str]], body: bytes) -> str:
-    """What makes two requests "the same": whitespace and key order in the JSON do not count."""
-    try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+NOT_PARSED: Any = object()  # `fingerprint`'s parsed_json when the caller has not parsed the body
+
+
+def fingerprint(
+    method: str,
+    path: str,
+    query: Sequence[tuple[str, str]],
+    body: bytes,
+    parsed_json: Any = NOT_PARSED,
+) -> str:
+    """What makes two requests "the same": whitespace and key order in the JSON do not count.
+
+    A caller that already has `json.loads(body)` passes it as `parsed_json`, so the body is not
+    parsed twice; a body that is not JSON counts as its bytes.
+    """
+    if parsed_json is NOT_PARSED:
+        with contextlib.suppress(ValueError):  # not JSON: stays NOT_PARSED
+            parsed_json = json.loads(body)
+    if parsed_json is NOT_PARSED:
         canonical = body
+    else:
+        canonical = json.dumps(parsed_json, sort_keys=True, separators=(",", ":")).encode()
     digest = hashlib.sha256()
     for part in (method.encode(), path.encode(), json.dumps(sorted(query)).encode(), canonical):
         digest.update(len(part).to_bytes(8, "big") + part)

@@ -154,20 +154,6 @@ def authenticate(conn: Connection, api_key: str, scope: str) -> Admission:
     return Admission("ok", partner_id=row.partner_id)
 
 
-def take_token(
-    conn: Connection, bucket_id: str, route_class: str, policy: BucketPolicy, now: float
-) -> Admission:
-    """Take one token from a bucket not tied to an API key (carrier pushes); no partner."""
-    admission = take_partner_token(conn, bucket_id, route_class, policy, now)
-    return Admission(
-        admission.outcome,
-        limit=admission.limit,
-        remaining=admission.remaining,
-        reset_seconds=admission.reset_seconds,
-        retry_after_seconds=admission.retry_after_seconds,
-    )
-
-
 def take_partner_token(
     conn: Connection, partner_id: str, route_class: str, policy: BucketPolicy, now: float
 ) -> Admission:
@@ -190,15 +176,32 @@ def take_partner_token(
         except IntegrityError:  # another replica created it first: use its row
             row = _BUCKET.run(conn, bucket).first()
     if row is not None:
-        elapsed = max(0.0, now - row.updated_at)
-        tokens = min(policy.capacity, row.tokens + elapsed * policy.refill_per_second)
+        tokens = refilled(row.tokens, row.updated_at, policy, now)
+    tokens_left, admission = spend_token(tokens, policy, partner_id)
+    _SET_BUCKET.run(conn, {**bucket, "tokens_left": tokens_left, "taken_at": now})
+    return admission
+
+
+def refilled(tokens: float, updated_at: float, policy: BucketPolicy, now: float) -> float:
+    """A bucket's tokens at `now`: what it held at `updated_at` plus the refill since, capped."""
+    elapsed = max(0.0, now - updated_at)
+    return min(policy.capacity, tokens + elapsed * policy.refill_per_second)
+
+
+def spend_token(
+    tokens: float, policy: BucketPolicy, partner_id: str = ""
+) -> tuple[float, Admission]:
+    """Take one token from a bucket holding `tokens` (refilled): the tokens left and the verdict.
+
+    The one token-bucket rule, shared by the partner buckets here and the in-memory push buckets
+    (gateway.adapters.push_buckets), so both answer the same RateLimit-* numbers.
+    """
     allowed = tokens >= 1.0
     if allowed:
         tokens -= 1.0
-    _SET_BUCKET.run(conn, {**bucket, "tokens_left": tokens, "taken_at": now})
     rate = policy.refill_per_second
     reset = math.ceil((policy.capacity - tokens) / rate) if rate > 0 else 0
-    return Admission(
+    admission = Admission(
         "ok" if allowed else "limited",
         partner_id=partner_id,
         limit=int(policy.capacity),
@@ -206,6 +209,7 @@ def take_partner_token(
         reset_seconds=reset,
         retry_after_seconds=0 if allowed else max(1, math.ceil((1.0 - tokens) / rate)),
     )
+    return tokens, admission
 
 
 def purge_idempotency(conn: Connection, now: float) -> int:
@@ -265,7 +269,8 @@ def revoke_all_keys(conn: Connection, partner_id: str, now: float) -> None:
 def purge_idle_buckets(conn: Connection, route_class: str, idle_before: float) -> int:
     """Delete buckets of a class untouched since `idle_before` (refilled: same as no row).
 
-    For carrier pushes, whose buckets are keyed by client address and would otherwise pile up.
+    For carrier pushes: their buckets are in memory now (gateway.adapters.push_buckets), but
+    gateways before that kept them here, and a replica of that version may still write them.
     """
     result = conn.execute(
         delete(rate_buckets).where(
