@@ -1,6 +1,7 @@
 """Outgoing gRPC calls: every call carries the correlation id and has a deadline.
 
-`open_channel` is how a service talks to another. Its interceptors, on every call:
+`open_channel` is how a service talks to another. On every call (a thin wrapper around the
+channel's callables, or interceptors when tracing is on, since OpenTelemetry's are interceptors):
 
 - add `x-correlation-id` of the call or event being handled (unless the caller set one);
 - set the timeout to the tightest of: the caller's own timeout, what is left of the incoming
@@ -157,10 +158,86 @@ def open_channel(
     `tracer_provider` defaults to the one setup_telemetry installed (none: no trace headers).
     """
     provider = tracer_provider if tracer_provider is not None else active_tracer_provider()
-    interceptors: list[Any] = [*call_context_interceptors(default_timeout_seconds)]
-    if provider is not None:
-        interceptors += grpc_client_interceptors(provider)
+    if provider is None:
+        # Without tracing, the correlation id and deadline are added by a thin wrapper: grpc.aio
+        # runs interceptors through an extra call object and task per call (~50 µs of client
+        # CPU, a fifth of a unary call).
+        return _CallContextChannel(
+            grpc.aio.insecure_channel(target, options=list(options)), default_timeout_seconds
+        )
+    interceptors: list[Any] = [
+        *call_context_interceptors(default_timeout_seconds),
+        *grpc_client_interceptors(provider),
+    ]
     # grpc-stubs leaves ClientInterceptor as "cast or ignore".
     return grpc.aio.insecure_channel(
         target, options=list(options), interceptors=cast(Any, interceptors)
     )
+
+
+class _WithCallContext:
+    """A multi-callable that adds what CallContextInterceptor adds: the correlation id to the
+    metadata and the tightest timeout. It returns grpc's own call object, so callers can read its
+    metadata and status as with any call."""
+
+    def __init__(self, inner: Any, default_timeout_seconds: float) -> None:
+        self._inner = inner
+        self._default_timeout_seconds = default_timeout_seconds
+
+    def __call__(
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str | bytes]] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        return self._inner(
+            request,
+            timeout=outgoing_timeout(self._default_timeout_seconds, timeout),
+            metadata=outgoing_metadata(tuple(metadata) if metadata else None),
+            **kwargs,
+        )
+
+
+class _CallContextChannel(grpc.aio.Channel):
+    """A channel whose calls carry the correlation id and a deadline (see _WithCallContext)."""
+
+    def __init__(self, channel: grpc.aio.Channel, default_timeout_seconds: float) -> None:
+        if default_timeout_seconds <= 0:
+            raise ValueError("default_timeout_seconds must be positive")
+        self._channel = channel
+        self._default_timeout_seconds = default_timeout_seconds
+
+    def _wrap(self, inner: Any) -> Any:
+        return _WithCallContext(inner, self._default_timeout_seconds)
+
+    def unary_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrap(self._channel.unary_unary(*args, **kwargs))
+
+    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrap(self._channel.unary_stream(*args, **kwargs))
+
+    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrap(self._channel.stream_unary(*args, **kwargs))
+
+    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrap(self._channel.stream_stream(*args, **kwargs))
+
+    async def __aenter__(self) -> _CallContextChannel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._channel.close(None)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._channel.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._channel.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._channel.channel_ready()
