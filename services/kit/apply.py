@@ -95,23 +95,35 @@ class BatchApplier:
         assert route is not None
         started = time.perf_counter()
         try:
-            if route.handler is None:
-                assert route.batch_handler is not None
-                route.batch_handler([(item.event, item.headers)], conn)
-            elif self._scope is None:
-                route.handler(item.event, item.headers, conn)
+            if self._scope is None:
+                self._handle(route, item, conn)
             else:
                 with self._scope(route.subject, item.headers):
-                    route.handler(item.event, item.headers, conn)
+                    self._handle(route, item, conn)
         finally:
             item.latency = time.perf_counter() - started
+
+    @staticmethod
+    def _handle(route: Route, item: Item, conn: Connection) -> None:
+        if route.handler is None:
+            assert route.batch_handler is not None
+            route.batch_handler([(item.event, item.headers)], conn)
+        else:
+            route.handler(item.event, item.headers, conn)
 
     def _call_run(self, run: list[Item], conn: Connection) -> None:
         """One batch-handler call for consecutive events of one type."""
         route = run[0].route
         assert route is not None and route.batch_handler is not None
         started = time.perf_counter()
-        route.batch_handler([(item.event, item.headers) for item in run], conn)
+        events = [(item.event, item.headers) for item in run]
+        if self._scope is None:
+            route.batch_handler(events, conn)
+        else:
+            # One call, one span: it continues the first event's trace and binds its correlation
+            # id (the handler passes each event's own correlation id to what it publishes).
+            with self._scope(route.subject, run[0].headers):
+                route.batch_handler(events, conn)
         share = (time.perf_counter() - started) / len(run)
         for item in run:
             item.latency, item.outcome = share, Outcome.APPLIED

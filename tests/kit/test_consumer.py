@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -357,4 +358,50 @@ async def test_batch_handler_gets_runs_and_isolates_a_poison_event(
     # One call for the whole run; it failed, so then one call per event.
     assert calls == [5, 1, 1, 1, 1, 1]
     assert sorted(e[2] for e in await db.run(read_effects)) == [1, 2, 4, 5]
+    await db.close()
+
+
+async def test_batch_handlers_run_inside_the_handler_scope(
+    db_url: str, pb: ModuleType, nats_client: NATS
+) -> None:
+    """The scope (tracing span, correlation id) wraps batch handlers too: one scope per call,
+    entered with the first event's headers."""
+    js = nats_client.jetstream()
+    await ensure_streams(js)
+    db = open_db(db_url)
+    entered: list[tuple[str, str]] = []
+    inside: list[bool] = []
+    depth = [0]
+
+    @contextlib.contextmanager
+    def scope(subject: str, headers: Mapping[str, str]) -> Iterator[None]:
+        entered.append((subject, headers["ce-id"]))
+        depth[0] += 1
+        try:
+            yield
+        finally:
+            depth[0] -= 1
+
+    def project(events: Sequence[tuple[Any, Mapping[str, str]]], conn: Connection) -> None:
+        inside.append(depth[0] == 1)
+
+    registry = HandlerRegistry()
+    registry.add_batch(pb.ThingHappened, project)
+    consumer = EventConsumer(
+        service="kittest",
+        purpose="effects",
+        stream="ORDER",
+        registry=registry,
+        db=db,
+        nc=nats_client,
+        settings=QUICK,
+        handler_scope=scope,
+    )
+    await consumer.ensure()
+    for n in range(1, 4):
+        await publish_event(js, pb.ThingHappened(thing_id=f"t-{n}", n=n), event_id=f"ev-{n}")
+    assert await drain(consumer) == [Outcome.APPLIED] * 3
+    assert inside and all(inside)
+    assert len(entered) == len(inside)  # one scope per handler call
+    assert entered[0] == ("crossdock.order.thing_happened.v1", "ev-1")
     await db.close()

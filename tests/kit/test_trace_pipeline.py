@@ -13,6 +13,7 @@ import pytest
 from crossdock.order.v1 import order_pb2
 from crossdock.order.v1 import order_service_pb2 as order
 from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
+from nats.aio.client import Client as NATS
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -55,8 +56,10 @@ def _one(spans: tuple[ReadableSpan, ...], kind: trace.SpanKind) -> ReadableSpan:
 
 @pytest.mark.slow
 async def test_one_trace_from_grpc_call_through_outbox_to_consumer(
-    pb: ModuleType, nats_server: NatsServer, tmp_path: Path
+    pb: ModuleType, nats_server: NatsServer, nats_client: NATS, tmp_path: Path
 ) -> None:
+    # `nats_client` wiped the streams: the consumer below reads the whole ORDER stream, so an
+    # earlier test's events would count as effects.
     exporter = InMemorySpanExporter()
     provider: TracerProvider | None = setup_telemetry(SERVICE, exporter=exporter, set_global=False)
     assert provider is not None
