@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +15,7 @@ from crossdock.shipment.v1 import shipment_pb2
 from services.kit import events as ev
 from services.kit.catalog import load_catalog
 from services.kit.values import Address
-from services.shipment.adapters.contracts import mapper
+from services.shipment.adapters.contracts import mapper, shipment_to_domain, shipment_to_proto
 from services.shipment.domain.model import (
     ServiceLevel,
     ShipmentKind,
@@ -26,6 +28,7 @@ from services.shipment.domain.returns import with_shipped_lots
 from services.shipment.domain.shipment import (
     Label,
     OrderRef,
+    Package,
     PendingPick,
     ScanReport,
     Shipment,
@@ -37,6 +40,7 @@ from services.shipment.domain.tracking import (
     Progress,
     RulesError,
     Scan,
+    Timeline,
     apply_scan,
     default_rules,
     parse_rules,
@@ -414,3 +418,103 @@ def test_a_return_parcel_carried_back_or_unlabelled_is_an_exception_never_cancel
     assert subjects([failed]) == ["crossdock.shipment.return_parcel_exception.v1"]
     with pytest.raises(ShipmentNotCancellable):
         unlabelled.cancel("order cancelled", T0)
+
+
+# -- timeline scans: what a scan that moves nothing changes -------------------------------------
+
+
+def outbound() -> Shipment:
+    pick = PendingPick("pck_1", "ord_1", "EAST", (PickedUnits(1, "MUG", 2),), "corr")
+    order = OrderRef("ord_1", "ptn_1", int(ServiceLevel.STANDARD), HOME)
+    shipment = Shipment.create("shp_1", pick, order, [], DOCK, T0)
+    shipment.manifest(Label("lbl_1", "sandbox", "1Z1"), T0)
+    shipment.pull_events()
+    return shipment
+
+
+@pytest.mark.parametrize("make", [outbound, return_parcel])
+@pytest.mark.parametrize(
+    "journey",
+    [
+        (),
+        ((TrackingStatus.PICKED_UP, 1),),
+        ((TrackingStatus.PICKED_UP, 1), (TrackingStatus.DELIVERY_FAILED, 6)),
+        ((TrackingStatus.PICKED_UP, 1), (TrackingStatus.OUT_FOR_DELIVERY, 8)),
+        ((TrackingStatus.PICKED_UP, 1), (TrackingStatus.DELIVERED, 9)),
+    ],
+)
+def test_a_timeline_takes_exactly_the_scans_that_move_nothing_as_the_shipment_would(
+    make: object, journey: tuple[tuple[TrackingStatus, float], ...]
+) -> None:
+    """Timeline.record must agree with Shipment.record_scan: where it takes a scan, the shipment
+    would only have changed its progress and last tracking status."""
+    base: Shipment = make()  # type: ignore[operator]
+    for status, hours in journey:
+        base.record_scan(ScanReport(status, at(hours), b""), None)
+    base.pull_events()
+    taken = 0
+    for status in TrackingStatus:
+        if status is TrackingStatus.UNSPECIFIED:
+            continue
+        for hours in (0.5, 7, 20):  # before, amid and after the journey
+            shipment = copy.deepcopy(base)
+            timeline = Timeline(shipment.status, shipment.progress)
+            took = timeline.record([Scan(status, at(hours))])
+            shipment.record_scan(ScanReport(status, at(hours), b""), None)
+            events = shipment.pull_events()
+            if took:
+                taken += 1
+                assert (shipment.status, events) == (base.status, []), (status, hours)
+                assert timeline.progress == shipment.progress
+                assert timeline.last_tracking_status is shipment.last_tracking_status
+                assert shipment == replace(
+                    base,
+                    progress=shipment.progress,
+                    last_tracking_status=shipment.last_tracking_status,
+                )
+            else:  # refused (the shipment takes it): the timeline changed nothing
+                assert timeline.progress == base.progress
+    assert taken, "no scan was a plain timeline scan"
+
+
+def test_a_timeline_refuses_a_run_of_scans_when_one_of_them_moves_the_shipment() -> None:
+    shipment = outbound()
+    timeline = Timeline(shipment.status, shipment.progress)
+    moving = [Scan(TrackingStatus.PENDING, at(1)), Scan(TrackingStatus.PICKED_UP, at(2))]
+    assert not timeline.record(moving)
+    assert timeline.progress == shipment.progress
+    assert timeline.record([Scan(TrackingStatus.PENDING, at(1))])
+    assert timeline.progress.latest_scan_at == at(1)
+    assert timeline.last_tracking_status is TrackingStatus.PENDING
+
+
+def test_a_shipment_encodes_as_it_decodes_and_every_change_to_its_parts_is_encoded() -> None:
+    """The contract conversions share frozen parts between decodes (packages, addresses, the
+    rate); what is encoded must still be the shipment as it stands."""
+    shipment = outbound()
+    shipment.packages = [
+        Package.of_box("pkg_1", box)
+        for box in pack(
+            (PickedUnits(1, "MUG", 2), PickedUnits(2, "PAN", 1)),
+            {"MUG": ItemSpec("MUG", 0.4, 10, 10, 12), "PAN": ItemSpec("PAN", 1.1, 30, 30, 8)},
+            30.0,
+        )
+    ]
+    extra = dict(progress=shipment.progress, correlation_id="corr", label_attempts=0)
+    first = shipment_to_proto(shipment)
+    again = shipment_to_domain(
+        shipment_pb2.Shipment.FromString(first.SerializeToString()),
+        final_charge=None,
+        version=1,
+        **extra,  # type: ignore[arg-type]
+    )
+    assert again == shipment
+    assert shipment_to_proto(again) == first
+
+    moved = replace(again.packages[0], tracking_number="1Z9")
+    again.packages = [moved]
+    again.ship_to = replace(HOME, city="Pasadena")
+    encoded = shipment_to_proto(again)
+    assert [p.tracking_number for p in encoded.packages] == ["1Z9"]
+    assert encoded.ship_to.city == "Pasadena"
+    assert shipment_to_proto(shipment) == first  # the original is untouched

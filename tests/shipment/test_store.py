@@ -73,3 +73,44 @@ def test_a_returns_units_queue_once_and_become_its_one_return_parcel(db: Databas
     assert (stored.return_id, stored.pick_id, stored.ship_from) == (RETURN, "", HOME)
     assert run(db, store.shipments_of, ORDER) == []  # outbound shipments only
     assert not run(db, store.add_pending_pick, parcel, now=NOW.timestamp())  # shipped
+
+
+def test_the_worker_leases_exactly_the_label_work_and_picks_that_are_due_and_free(
+    db: Database,
+) -> None:
+    at = NOW.timestamp()
+    order = OrderRef(ORDER, "ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8P", 2, HOME)
+
+    def ids(leased: list[Shipment]) -> list[str]:
+        return [s.shipment_id for s in leased]
+
+    def shipment(name: str, due: float | None, *, cancelled: bool = False) -> None:
+        pick = PendingPick(f"pck_{name}", ORDER, "EAST", (PickedUnits(1, "KETTLE", 1),), "c")
+        if cancelled:
+            made = Shipment.cancelled_pick(f"shp_{name}", pick, order.partner_id, "gone", NOW)
+        else:
+            made = Shipment.create(f"shp_{name}", pick, order, [], DOCK, NOW)
+        run(db, store.insert_shipment, made, label_due_at=due, now=at)
+
+    # Nothing queued at all: nothing leased.
+    assert run(db, store.lease_due_labels, at, 10, 60.0) == []
+    assert run(db, store.lease_due_voids, at, 10, 60.0) == []
+    assert run(db, store.lease_due_picks, at, 10, 60.0) == []
+
+    shipment("later", at + 30)
+    shipment("unscheduled", None)
+    assert run(db, store.lease_due_labels, at, 10, 60.0) == []  # not due yet
+    shipment("due", at)
+    shipment("void", at, cancelled=True)
+    assert ids(run(db, store.lease_due_labels, at, 10, 60.0)) == ["shp_due"]
+    assert ids(run(db, store.lease_due_voids, at, 10, 60.0)) == ["shp_void"]
+    # Leased: nobody else takes them until the lease runs out.
+    assert ids(run(db, store.lease_due_labels, at + 59, 10, 60.0)) == ["shp_later"]
+    assert ids(run(db, store.lease_due_voids, at + 59, 10, 60.0)) == []
+    assert ids(run(db, store.lease_due_labels, at + 61, 10, 60.0)) == ["shp_due"]
+    assert ids(run(db, store.lease_due_voids, at + 61, 10, 60.0)) == ["shp_void"]
+
+    pick = PendingPick("pck_queued", ORDER, "EAST", (PickedUnits(1, "KETTLE", 1),), "c")
+    assert run(db, store.add_pending_pick, pick, now=at + 5)
+    assert run(db, store.lease_due_picks, at, 10, 60.0) == []  # not due yet
+    assert run(db, store.lease_due_picks, at + 5, 10, 60.0) == [pick]

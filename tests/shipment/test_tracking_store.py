@@ -5,6 +5,7 @@ refused; the first shipment to claim a tracking number keeps it."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,14 +15,15 @@ import pytest
 from sqlalchemy import Connection, text
 
 from services.kit.db import Database
+from services.kit.errors import Conflict
 from services.kit.uow import UnitOfWork
 from services.kit.values import Address, Money
-from services.shipment.adapters.contracts import mapper
+from services.shipment.adapters.contracts import mapper, shipment_to_proto
 from services.shipment.adapters.store import migrate, scans
 from services.shipment.adapters.store import shipments as store
 from services.shipment.app import shipments
 from services.shipment.app.errors import TrackingNumberUnknown
-from services.shipment.app.tracking import TrackingUpdate, apply_tracking
+from services.shipment.app.tracking import TrackingBatch, TrackingUpdate, apply_tracking
 from services.shipment.domain.model import ShipmentStatus, TrackingStatus
 from services.shipment.domain.packing import PickedUnits
 from services.shipment.domain.shipment import Label, OrderRef, PendingPick, ScanReport, Shipment
@@ -116,3 +118,128 @@ def test_scans_for_an_unknown_number_or_a_vanished_shipment_are_refused(db: Data
     found = db.run_sync(lambda conn: scans.tracked_shipment(conn, "sandbox", NUMBER))
     assert found == ("shp_gone", None)
     assert db.run_sync(lambda conn: scans.list_scans(conn, "shp_gone")) == []
+
+
+def test_a_scan_that_moves_nothing_shows_in_reads_as_if_the_shipment_had_been_rewritten(
+    db: Database,
+) -> None:
+    run(db, _manifest)
+    track(db, scan(TrackingStatus.PICKED_UP, 1, "pkp"), scan(TrackingStatus.IN_TRANSIT, 2, "dep"))
+    before = db.run_sync(lambda conn: store.get_shipment(conn, SHIPMENT))
+    events_before = db.run_sync(published)
+    assert before is not None and before.status is ShipmentStatus.IN_TRANSIT
+
+    arrived = scan(TrackingStatus.IN_TRANSIT, 4, "arr")
+    hold = scan(TrackingStatus.DELIVERY_DELAYED, 5, "dly")
+    later = NOW + timedelta(days=3)
+    assert run(db, apply_tracking, TrackingUpdate("sandbox", NUMBER, (arrived, hold)), later) == 2
+
+    # What the whole-shipment path writes: the scans recorded, the shipment touched.
+    expected = copy.deepcopy(before)
+    for report in (arrived, hold):
+        expected.record_scan(report, None)
+    expected.touch(later)
+    after = db.run_sync(lambda conn: store.get_shipment(conn, SHIPMENT))
+    assert after is not None
+    assert shipment_to_proto(after) == shipment_to_proto(expected)
+    assert after.progress == expected.progress
+    assert after.progress.latest_scan_at == hold.occur_time
+    assert after.last_tracking_status is TrackingStatus.DELIVERY_DELAYED
+    assert after.update_time == later
+    assert after.version == before.version + 1
+    assert db.run_sync(published) == events_before  # no milestone, no event
+
+    # A worker still holding the shipment as read before the scan cannot write over it.
+    with pytest.raises(Conflict):
+        db.run_sync(lambda conn: store.save_shipment(conn, before, now=NOW.timestamp()))
+
+
+def _manifest_as(uow: UnitOfWork, shipment_id: str, number: str) -> None:
+    pick = PendingPick(f"pck_{shipment_id}", "ord_1", "EAST", (PickedUnits(1, "KETTLE", 2),), "c")
+    order = OrderRef("ord_1", "ptn_1", 2, HOME)
+    shipment = Shipment.create(shipment_id, pick, order, [], HOME, NOW)
+    store.insert_shipment(uow.conn, shipment, label_due_at=NOW.timestamp(), now=NOW.timestamp())
+    label = Label(f"lbl_{shipment_id}", "sandbox", number, (number + "P",))
+    shipments.manifest(uow, shipment_id, label, NOW)
+
+
+Step = tuple[str, TrackingStatus, float, Money | None]  # number suffix ("P": a package's)
+CHARGE = Money("USD", Decimal("7.25"))
+FULL_JOURNEY: list[Step] = [
+    ("", TrackingStatus.PENDING, 0, None),
+    ("P", TrackingStatus.PICKED_UP, 1, None),
+    ("", TrackingStatus.IN_TRANSIT, 2, None),
+    ("P", TrackingStatus.IN_TRANSIT, 3, None),
+    ("", TrackingStatus.DELIVERY_DELAYED, 4, None),
+    ("P", TrackingStatus.DELIVERED, 9, CHARGE),
+    ("", TrackingStatus.IN_TRANSIT, 5, None),  # late
+]
+# Plain scans first, then a delivery whose event carries the whole shipment as they left it.
+PLAIN_THEN_DELIVERED: list[Step] = [
+    ("", TrackingStatus.PENDING, 0, None),
+    ("P", TrackingStatus.DELIVERY_DELAYED, 12, None),  # stays the latest scan
+    ("P", TrackingStatus.DELIVERED, 9, CHARGE),
+    ("", TrackingStatus.IN_TRANSIT, 5, None),  # late
+]
+
+
+@pytest.mark.parametrize("steps", [FULL_JOURNEY, PLAIN_THEN_DELIVERED])
+def test_a_batch_of_updates_ends_as_the_same_updates_applied_one_by_one(
+    db: Database, steps: list[Step]
+) -> None:
+    """Several updates of one shipment in one batch (under its master and its package number,
+    plain scans, milestones, a final charge) are read and written once, with the outcome, the
+    timeline and the events (in order) of the updates applied one at a time."""
+    run(db, _manifest_as, "shp_alone", "1ZALONE")
+    run(db, _manifest_as, "shp_batch", "1ZBATCH")
+
+    def update(number: str, step: int) -> TrackingUpdate:
+        suffix, status, hours, charge = steps[step]
+        key = f"{number}-{step}"
+        when = NOW + timedelta(hours=hours)
+        report = ScanReport(status, when, key.encode(), dedupe_key=key)
+        return TrackingUpdate("sandbox", number + suffix, (report,), charge)
+
+    def now(step: int) -> datetime:
+        return NOW + timedelta(days=2, minutes=step)
+
+    for step in range(len(steps)):
+        assert run(db, apply_tracking, update("1ZALONE", step), now(step)) == 1
+
+    def in_one_batch(uow: UnitOfWork) -> list[int]:
+        batch = TrackingBatch(uow)
+        fresh = [batch.apply(update("1ZBATCH", step), now(step)) for step in range(len(steps))]
+        batch.save()
+        return fresh
+
+    assert db.run_sync(lambda conn: in_one_batch(UnitOfWork.of(conn))) == [1] * len(steps)
+
+    def outcome(conn: Connection, shipment_id: str) -> tuple[object, ...]:
+        shipment = store.get_shipment(conn, shipment_id)
+        assert shipment is not None
+        message = shipment_to_proto(shipment)
+        rows = conn.execute(
+            text("SELECT subject, payload FROM outbox WHERE aggregate_id = :id ORDER BY seq"),
+            {"id": shipment_id},
+        ).all()
+        return (
+            message.status,
+            message.last_tracking_status,
+            message.update_time,
+            message.proof_of_delivery,
+            shipment.progress,
+            shipment.final_charge,
+            [row.subject for row in rows],
+            # The events' payloads, in the other shipment's names (as long as these).
+            [
+                bytes(row.payload).replace(b"BATCH", b"ALONE").replace(b"batch", b"alone")
+                for row in rows
+            ],
+            len(scans.list_scans(conn, shipment_id)),
+        )
+
+    alone = db.run_sync(lambda conn: outcome(conn, "shp_alone"))
+    batched = db.run_sync(lambda conn: outcome(conn, "shp_batch"))
+    assert batched == alone
+    assert alone[0] == ShipmentStatus.DELIVERED
+    assert alone[6][-1] == "crossdock.shipment.delivered.v1"

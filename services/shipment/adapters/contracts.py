@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from crossdock.carrier.v1 import carrier_pb2, tracking_pb2
 from crossdock.common.v1 import common_pb2
@@ -22,6 +24,7 @@ from crossdock.events.v1 import (
 from crossdock.events.v1 import shipment_events_pb2 as events_pb
 from crossdock.inventory.v1 import inventory_pb2
 from crossdock.shipment.v1 import shipment_pb2
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.kit.proto_values import (
@@ -78,6 +81,9 @@ from services.shipment.domain.shipment import (
 from services.shipment.domain.tracking import Progress
 
 mapper = EventMapper(SERVICE)
+
+V = TypeVar("V")
+P = TypeVar("P", bound=Message)
 
 # The item master may use any unit; the packer works in kilograms and centimetres. Plain floats,
 # as the packer's arithmetic has always been (the kit's Decimal Weight.to() rounds differently
@@ -289,6 +295,60 @@ def package_to_domain(package: shipment_pb2.Package) -> Package:
     )
 
 
+class _Interned(Generic[V, P]):
+    """Frozen parts of shipments (packages, addresses, the rate), converted once per encoding.
+
+    Why: a shipment is decoded and encoded again at every step of its life (rate, label, each
+    milestone, each lease), and these parts, which rarely change, were most of that CPU. The
+    domain values are frozen, so one instance can be shared by every shipment decoded from the
+    same bytes; and a value this map made (or encoded) is encoded again by parsing its bytes.
+    Bounded: past `limit` entries it starts over (a miss only costs the conversion).
+    """
+
+    def __init__(
+        self,
+        message_class: type[P],
+        to_domain: Callable[[P], V],
+        to_proto: Callable[[V], P],
+        limit: int = 4096,
+    ) -> None:
+        self._message_class = message_class
+        self._to_domain = to_domain
+        self._to_proto = to_proto
+        self._limit = limit
+        self._by_encoding: dict[bytes, V] = {}
+        # id(value) -> (value, its encoding); holding the value keeps its id from being reused.
+        self._encoding_of: dict[int, tuple[V, bytes]] = {}
+
+    def domain(self, message: P) -> V:
+        encoding = message.SerializeToString()
+        value = self._by_encoding.get(encoding)
+        if value is None:
+            value = self._to_domain(message)
+            self._remember(value, encoding)
+        return value
+
+    def proto(self, value: V) -> P:
+        known = self._encoding_of.get(id(value))
+        if known is not None and known[0] is value:
+            return self._message_class.FromString(known[1])
+        message = self._to_proto(value)
+        self._remember(value, message.SerializeToString())
+        return message
+
+    def _remember(self, value: V, encoding: bytes) -> None:
+        if len(self._encoding_of) >= self._limit:
+            self._by_encoding.clear()
+            self._encoding_of.clear()
+        self._by_encoding[encoding] = value
+        self._encoding_of[id(value)] = (value, encoding)
+
+
+_packages = _Interned(shipment_pb2.Package, package_to_domain, package_to_proto)
+_addresses = _Interned(common_pb2.Address, address_to_domain, address_to_proto)
+_rates = _Interned(carrier_pb2.Rate, rate_to_domain, rate_to_proto)
+
+
 def shipment_to_proto(shipment: Shipment) -> shipment_pb2.Shipment:
     message = shipment_pb2.Shipment(
         shipment_id=shipment.shipment_id,
@@ -297,11 +357,11 @@ def shipment_to_proto(shipment: Shipment) -> shipment_pb2.Shipment:
         pick_id=shipment.pick_id,
         location_id=shipment.location_id,
         status=int(shipment.status),  # type: ignore[arg-type]
-        ship_from=address_to_proto(shipment.ship_from) if shipment.ship_from else None,
-        ship_to=address_to_proto(shipment.ship_to) if shipment.ship_to else None,
-        packages=[package_to_proto(p) for p in shipment.packages],
+        ship_from=_addresses.proto(shipment.ship_from) if shipment.ship_from else None,
+        ship_to=_addresses.proto(shipment.ship_to) if shipment.ship_to else None,
+        packages=[_packages.proto(p) for p in shipment.packages],
         service_level=int(shipment.service_level),  # type: ignore[arg-type]
-        rate=rate_to_proto(shipment.rate) if shipment.rate else None,
+        rate=_rates.proto(shipment.rate) if shipment.rate else None,
         carrier=shipment.carrier,
         tracking_number=shipment.tracking_number,
         label_id=shipment.label_id,
@@ -353,11 +413,11 @@ def shipment_to_domain(
         status=ShipmentStatus(message.status),
         progress=progress,
         correlation_id=correlation_id,
-        ship_from=address_to_domain(message.ship_from) if message.HasField("ship_from") else None,
-        ship_to=address_to_domain(message.ship_to) if message.HasField("ship_to") else None,
-        packages=[package_to_domain(p) for p in message.packages],
+        ship_from=_addresses.domain(message.ship_from) if message.HasField("ship_from") else None,
+        ship_to=_addresses.domain(message.ship_to) if message.HasField("ship_to") else None,
+        packages=[_packages.domain(p) for p in message.packages],
         service_level=ServiceLevel(message.service_level),
-        rate=rate_to_domain(message.rate) if message.HasField("rate") else None,
+        rate=_rates.domain(message.rate) if message.HasField("rate") else None,
         carrier=message.carrier,
         tracking_number=message.tracking_number,
         label_id=message.label_id,

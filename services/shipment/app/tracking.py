@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.kit.uow import UnitOfWork
@@ -12,8 +12,8 @@ from services.shipment.adapters.store import scans
 from services.shipment.adapters.store import shipments as store
 from services.shipment.app.errors import TrackingNumberUnknown
 from services.shipment.domain.model import TrackingStatus
-from services.shipment.domain.shipment import ScanReport
-from services.shipment.domain.tracking import Rule
+from services.shipment.domain.shipment import ScanReport, Shipment
+from services.shipment.domain.tracking import Rule, Scan, Timeline
 
 
 @dataclass(frozen=True)
@@ -34,23 +34,108 @@ def apply_tracking(
 ) -> int:
     """Store the new scans, move the milestone, publish what the rules say; returns how many
     scans were new. Duplicates (same dedupe key) are dropped here whatever the carrier resent."""
-    tracked = scans.tracked_shipment(uow.conn, update.carrier, update.tracking_number)
-    if tracked is None:
-        raise TrackingNumberUnknown(f"{update.carrier} {update.tracking_number}")
-    shipment_id, shipment = tracked
-    if shipment is None:
-        raise LookupError(f"shipment {shipment_id} vanished")
-    fresh = 0
-    for scan in update.scans:
-        if not scans.add_scan(uow.conn, shipment_id, scan):
-            continue
-        fresh += 1
-        shipment.record_scan(scan, update.final_charge, rules)
-    if update.final_charge is not None:
-        shipment.record_final_charge(update.final_charge)
-    elif fresh == 0:
-        return 0
-    shipment.touch(now)
-    store.save_shipment(uow.conn, shipment, now=now.timestamp())
-    uow.publish_all(shipment.pull_events(), correlation_id=shipment.correlation_id)
+    batch = TrackingBatch(uow, rules)
+    fresh = batch.apply(update, now)
+    batch.save()
     return fresh
+
+
+class TrackingBatch:
+    """Carrier updates applied in one unit of work (a consumer's fetched batch): each shipment
+    is read once and written once, however many of the updates are its.
+
+    Scans that move nothing (most of them) are recorded on the shipment's Timeline alone: its
+    progress is written and its last tracking status and update time patched into the stored
+    document. The whole shipment is decoded and written back only for a milestone, an
+    exception, a status change or a final charge. Events are published as each update is
+    applied, so they keep the updates' order; `save` writes every changed shipment.
+    """
+
+    def __init__(self, uow: UnitOfWork, rules: Mapping[TrackingStatus, Rule] | None = None):
+        self._uow = uow
+        self._rules = rules
+        self._held: dict[str, _Held] = {}  # by shipment id
+        self._shipment_of: dict[tuple[str, str], str] = {}  # (carrier, number) -> shipment id
+
+    def apply(self, update: TrackingUpdate, now: datetime) -> int:
+        """Apply one update; returns how many of its scans were new."""
+        held = self._hold(update.carrier, update.tracking_number)
+        conn = self._uow.conn
+        fresh = [scan for scan in update.scans if scans.add_scan(conn, held.shipment_id, scan)]
+        if not fresh and update.final_charge is None:
+            return 0
+        journey = [Scan(scan.status, scan.occur_time) for scan in fresh]
+        if (
+            held.shipment is None
+            and update.final_charge is None
+            and held.timeline.record(journey, self._rules)
+        ):
+            held.timeline_scans.extend(fresh)
+        else:
+            shipment = held.whole(self._rules)
+            for scan in fresh:
+                shipment.record_scan(scan, update.final_charge, self._rules)
+            if update.final_charge is not None:
+                shipment.record_final_charge(update.final_charge)
+            shipment.touch(now)
+            self._uow.publish_all(shipment.pull_events(), correlation_id=shipment.correlation_id)
+        held.touched_at = now
+        return len(fresh)
+
+    def save(self) -> None:
+        """Write back every shipment an update changed (under its optimistic version check);
+        updates applied after this read their shipments again."""
+        for held in self._held.values():
+            if held.touched_at is None:
+                continue
+            if held.shipment is not None:
+                store.save_shipment(self._uow.conn, held.shipment, now=held.touched_at.timestamp())
+            else:
+                scans.save_timeline(
+                    self._uow.conn, held.tracked, held.timeline, now=held.touched_at
+                )
+        self._held.clear()
+        self._shipment_of.clear()
+
+    def _hold(self, carrier: str, number: str) -> _Held:
+        known = self._shipment_of.get((carrier, number))
+        if known is not None:
+            return self._held[known]
+        found = scans.tracked_shipment(self._uow.conn, carrier, number)
+        if found is None:
+            raise TrackingNumberUnknown(f"{carrier} {number}")
+        shipment_id, tracked = found
+        if tracked is None:
+            raise LookupError(f"shipment {shipment_id} vanished")
+        # Another number of a shipment already held (a package's): keep what was read first.
+        held = self._held.get(shipment_id)
+        if held is None:
+            held = self._held[shipment_id] = _Held(tracked, tracked.timeline())
+        self._shipment_of[(carrier, number)] = shipment_id
+        return held
+
+
+@dataclass
+class _Held:
+    """One shipment of a batch: as read, and as the batch's updates have changed it so far."""
+
+    tracked: scans.TrackedShipment
+    timeline: Timeline
+    timeline_scans: list[ScanReport] = field(default_factory=list)  # taken by the timeline
+    shipment: Shipment | None = None  # decoded once a scan moved it
+    touched_at: datetime | None = None  # the last update that changed it: to be written
+
+    @property
+    def shipment_id(self) -> str:
+        return self.tracked.shipment_id
+
+    def whole(self, rules: Mapping[TrackingStatus, Rule] | None) -> Shipment:
+        """The whole shipment, as the batch's earlier updates left it."""
+        if self.shipment is None:
+            shipment = self.tracked.shipment()
+            for scan in self.timeline_scans:  # only progress and last tracking status move
+                shipment.record_scan(scan, None, rules)
+            if self.touched_at is not None:
+                shipment.touch(self.touched_at)
+            self.shipment = shipment
+        return self.shipment

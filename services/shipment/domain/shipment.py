@@ -472,7 +472,11 @@ class Shipment:
         rules: Mapping[TrackingStatus, Rule] | None = None,
     ) -> None:
         """Move the journey by one new (already de-duplicated) scan; raise its milestone (a
-        return parcel's own, or none where its rule names no return_event)."""
+        return parcel's own, or none where its rule names no return_event).
+
+        A scan that does not move the shipment (tracking.moves_shipment) changes only progress
+        and last_tracking_status: tracking.Timeline records those alone, keep the two in step.
+        """
         rules = default_rules() if rules is None else rules
         outcome = apply_scan(self.progress, Scan(scan.status, scan.occur_time), rules)
         self._move(outcome.progress.status)  # first: a refused move changes nothing

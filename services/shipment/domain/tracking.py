@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
@@ -161,3 +161,43 @@ def apply_scan(
         # The carrier moved on after the problem (e.g. out for delivery again): resolved.
         return Outcome(replace(after, status=after.reached, exception_at=None))
     return Outcome(after)
+
+
+def moves_shipment(status: ShipmentStatus, outcome: Outcome) -> bool:
+    """Whether a scan's outcome changes a shipment at `status` beyond its timeline (the latest
+    scan): a new status, or a milestone to raise."""
+    return outcome.event is not None or outcome.progress.status != status
+
+
+@dataclass
+class Timeline:
+    """A shipment as far as scans that move nothing are concerned: its status and progress.
+
+    Most scans are plain timeline entries (in transit, arrived at a hub) that change only the
+    progress's latest scan (and so the shipment's last tracking status and update time). They
+    are recorded here, without decoding the whole shipment; Shipment.record_scan takes the
+    scans that move it, and does exactly this for the others.
+    """
+
+    status: ShipmentStatus
+    progress: Progress
+
+    def record(
+        self, scans: Iterable[Scan], rules: Mapping[TrackingStatus, Rule] | None = None
+    ) -> bool:
+        """Take new (already de-duplicated) scans that move nothing and return True; if any
+        would move the shipment, change nothing and return False: the shipment takes them all."""
+        rules = default_rules() if rules is None else rules
+        progress = self.progress
+        for scan in scans:
+            outcome = apply_scan(progress, scan, rules)
+            if moves_shipment(self.status, outcome):
+                return False
+            progress = outcome.progress
+        self.progress = progress
+        return True
+
+    @property
+    def last_tracking_status(self) -> TrackingStatus:
+        """The shipment's last tracking status once it has recorded a scan."""
+        return self.progress.latest_tracking_status

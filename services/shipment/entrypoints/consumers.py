@@ -4,7 +4,8 @@
 - PickCompleted → the pick queued for packing (the worker packs it: it needs the item master);
 - ReturnAuthorized → the return's units queued for packing into its return parcel (one per
   return, keyed by the return id), booked as a return label by the same worker;
-- TrackingUpdated → scans stored, de-duplicated, milestones moved and published.
+- TrackingUpdated → scans stored, de-duplicated, milestones moved and published; a batch
+  handler, so the updates of one fetched batch read and write each shipment once.
 
 Out-of-order arrival across streams (a pick or a return before its OrderPlaced, scans before
 the label's commit) raises an ordinary exception: the kit NAKs with backoff and the redelivery
@@ -15,7 +16,7 @@ never be shipped: it is dead-lettered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from crossdock.events.v1 import (
     carrier_events_pb2,
@@ -71,18 +72,23 @@ def event_handlers(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerR
             uow.after_commit(on_pick_queued)
 
     def on_tracking(
-        event: carrier_events_pb2.TrackingUpdated, headers: Mapping[str, str], conn: Connection
+        events: Sequence[tuple[carrier_events_pb2.TrackingUpdated, Mapping[str, str]]],
+        conn: Connection,
     ) -> None:
-        update = tracking.TrackingUpdate(
-            event.carrier,
-            event.tracking_number,
-            contracts.scans_of(event),
-            contracts.final_charge_of(event),
-        )
-        tracking.apply_tracking(UnitOfWork.of(conn), update, clock())
+        # A batch handler: the updates of one fetched batch read and write each shipment once.
+        batch = tracking.TrackingBatch(UnitOfWork.of(conn))
+        for event, _headers in events:
+            update = tracking.TrackingUpdate(
+                event.carrier,
+                event.tracking_number,
+                contracts.scans_of(event),
+                contracts.final_charge_of(event),
+            )
+            batch.apply(update, clock())
+        batch.save()
 
     registry.add(order_events_pb2.OrderPlaced, on_placed)
     registry.add(inventory_events_pb2.PickCompleted, on_pick_completed)
     registry.add(return_events_pb2.ReturnAuthorized, on_return_authorized)
-    registry.add(carrier_events_pb2.TrackingUpdated, on_tracking)
+    registry.add_batch(carrier_events_pb2.TrackingUpdated, on_tracking)
     return registry

@@ -99,6 +99,20 @@ def shipment_document(shipment: Shipment) -> bytes:
     return shipment_to_proto(shipment).SerializeToString()
 
 
+def document_with_timeline(
+    document: bytes, last_tracking_status: TrackingStatus, update_time: datetime
+) -> bytes:
+    """The stored document with only what a plain timeline scan changes set anew.
+
+    Why: patching the two fields on the protobuf message costs a few µs, where decoding the
+    whole shipment to the aggregate and encoding it back cost most of a scan's CPU.
+    """
+    message = shipment_pb2.Shipment.FromString(document)
+    message.last_tracking_status = int(last_tracking_status)  # type: ignore[assignment]
+    message.update_time.FromDatetime(update_time)
+    return message.SerializeToString()
+
+
 def parse_shipment(row: object) -> Shipment:
     """A shipments row (document and the columns beside it) as the aggregate."""
     return shipment_to_domain(

@@ -7,7 +7,7 @@ and its pick use the pick id (the `pick_id` columns: the source), told apart by 
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
 from services.kit.errors import Conflict
 from services.kit.leases import lease_due
@@ -141,6 +141,10 @@ def lease_due_picks(
 ) -> list[PendingPick]:
     """Due picks, leased to the caller (pushing next_attempt_at out) so no other worker packs
     them meanwhile; a crashed worker's lease simply runs out."""
+    # Why the probe: the lease builds its statements per call (~80 µs), and most polls find
+    # nothing due; the probe is a prebuilt statement (a few µs).
+    if sql.ANY_PICK_DUE.run(conn, {"now": now}).first() is None:
+        return []
     rows = lease_due(
         conn,
         select(t.pending_picks)
@@ -247,23 +251,30 @@ def save_shipment(
     shipment.version += 1
 
 
-def lease_due_labels(
-    conn: Connection, now: float, limit: int, lease_seconds: float
+def _label_work_due(status: ShipmentStatus, now: float) -> ColumnElement[bool]:
+    """Shipments of `status` whose label work is due and whose lease is free (the lease's
+    condition; statements.ANY_LABEL_WORK_DUE probes the same)."""
+    return and_(
+        t.shipments.c.status == int(status),
+        t.shipments.c.label_due_at <= now,
+        or_(
+            t.shipments.c.label_lease_until.is_(None),
+            t.shipments.c.label_lease_until < now,
+        ),
+    )
+
+
+def _lease_label_work(
+    conn: Connection, status: ShipmentStatus, now: float, limit: int, lease_seconds: float
 ) -> list[Shipment]:
-    """Shipments waiting for a label whose lease is free, leased to the caller."""
+    # Why the probe: the lease builds its statements per call (~140 µs), and most polls find
+    # nothing due; the probe is a prebuilt statement (a few µs).
+    if sql.ANY_LABEL_WORK_DUE.run(conn, {"status": int(status), "now": now}).first() is None:
+        return []
     rows = lease_due(
         conn,
         select(t.shipments)
-        .where(
-            and_(
-                t.shipments.c.status == int(ShipmentStatus.CREATED),
-                t.shipments.c.label_due_at <= now,
-                or_(
-                    t.shipments.c.label_lease_until.is_(None),
-                    t.shipments.c.label_lease_until < now,
-                ),
-            )
-        )
+        .where(_label_work_due(status, now))
         .order_by(t.shipments.c.label_due_at)
         .limit(limit),
         table=t.shipments,
@@ -272,6 +283,13 @@ def lease_due_labels(
         lease_until=now + lease_seconds,
     )
     return [codecs.parse_shipment(r) for r in rows]
+
+
+def lease_due_labels(
+    conn: Connection, now: float, limit: int, lease_seconds: float
+) -> list[Shipment]:
+    """Shipments waiting for a label whose lease is free, leased to the caller."""
+    return _lease_label_work(conn, ShipmentStatus.CREATED, now, limit, lease_seconds)
 
 
 def lease_due_voids(
@@ -281,27 +299,7 @@ def lease_due_voids(
 
     A cancelled shipment reuses the label schedule columns: its label work is now the void.
     """
-    rows = lease_due(
-        conn,
-        select(t.shipments)
-        .where(
-            and_(
-                t.shipments.c.status == int(ShipmentStatus.CANCELLED),
-                t.shipments.c.label_due_at <= now,
-                or_(
-                    t.shipments.c.label_lease_until.is_(None),
-                    t.shipments.c.label_lease_until < now,
-                ),
-            )
-        )
-        .order_by(t.shipments.c.label_due_at)
-        .limit(limit),
-        table=t.shipments,
-        key=t.shipments.c.shipment_id,
-        lease_column=t.shipments.c.label_lease_until,
-        lease_until=now + lease_seconds,
-    )
-    return [codecs.parse_shipment(r) for r in rows]
+    return _lease_label_work(conn, ShipmentStatus.CANCELLED, now, limit, lease_seconds)
 
 
 def list_shipments(

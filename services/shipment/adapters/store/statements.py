@@ -11,7 +11,7 @@ the unit of work's transaction, and answers rows read like SQLAlchemy's.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, delete, select, union_all
+from sqlalchemy import and_, bindparam, delete, or_, select, union_all
 
 from services.kit.statements import insert_new, prepared, update_where
 from services.shipment.adapters.store import tables as t
@@ -52,6 +52,13 @@ DELETE_PENDING_PICK = prepared(
     delete(t.pending_picks).where(t.pending_picks.c.pick_id == bindparam("pick_id"))
 )
 RESCHEDULE_PICK = prepared(update_where(t.pending_picks, "pick_id"))
+# Whether any pick is due: the worker's cheap probe before it leases (shipments.lease_due_picks;
+# same condition as the lease's query).
+ANY_PICK_DUE = prepared(
+    select(t.pending_picks.c.pick_id)
+    .where(t.pending_picks.c.next_attempt_at <= bindparam("now"))
+    .limit(1)
+)
 
 # -- shipments -------------------------------------------------------------------------------
 
@@ -70,6 +77,20 @@ SHIPMENTS_OF = prepared(
 INSERT_SHIPMENT = prepared(t.shipments.insert().inline())
 # Optimistic: matches only the version that was read.
 SAVE_SHIPMENT = prepared(update_where(t.shipments, "shipment_id", "version"))
+# Whether any shipment of `status` has label work (a booking, or a void) due with its lease
+# free: the worker's cheap probe before it leases (same condition as shipments._label_work_due).
+ANY_LABEL_WORK_DUE = prepared(
+    select(t.shipments.c.shipment_id)
+    .where(
+        t.shipments.c.status == bindparam("status"),
+        t.shipments.c.label_due_at <= bindparam("now"),
+        or_(
+            t.shipments.c.label_lease_until.is_(None),
+            t.shipments.c.label_lease_until < bindparam("now"),
+        ),
+    )
+    .limit(1)
+)
 
 # -- tracking --------------------------------------------------------------------------------
 
@@ -78,6 +99,7 @@ SAVE_SHIPMENT = prepared(update_where(t.shipments, "shipment_id", "version"))
 TRACKED_SHIPMENT = prepared(
     select(
         t.tracking_numbers.c.shipment_id.label("tracked_shipment_id"),
+        t.shipments.c.status,
         t.shipments.c.document,
         t.shipments.c.progress,
         t.shipments.c.correlation_id,

@@ -2,7 +2,9 @@
 
 A shipment is stored whole as its contract message (`document`, proto3 binary, read and written
 with the row; adapters/contracts.py converts the aggregate), with the columns queries and the
-worker need beside it. Instants are epoch seconds (Float).
+worker need beside it. A scan that moves nothing rewrites only `progress` and the document's
+last tracking status and update time (store/scans.save_timeline). Instants are epoch seconds
+(Float).
 
 - shipments.pick_id is UNIQUE: one shipment per warehouse pick, however often it is delivered.
   It is the shipment's source: for a return parcel (kind 2, RETURN) it holds the return id, so
