@@ -90,9 +90,11 @@ from bench.ceilings import raw_postgres_rate, raw_publish_rate, raw_sqlite_rate 
 from bench.lifecycle_probes import (  # noqa: E402
     BacklogProbe,
     EventRecorder,
+    OperationsProbe,
     OrderDriver,
     ProcessMeter,
     cpu_delta,
+    operations_per_lifecycle,
     stuck_stages,
 )
 from bench.lifecycle_stats import BacklogSample, render_report, summarize  # noqa: E402
@@ -159,6 +161,9 @@ class Sweep:
         self.meter = ProcessMeter({**mesh.pids, DRIVER: os.getpid()}, alone=frozenset({DRIVER}))
         self.driver = OrderDriver(mesh.gateway_url, mesh.demo_api_key, connections=args.connections)
         self.crossdock = [n for n in mesh.pids if n not in STAND_INS]
+        self.operations = OperationsProbe(
+            {n: u for n, u in mesh.metrics_urls.items() if n in self.crossdock}
+        )
 
     async def start(self) -> None:
         await self.recorder.start(self.mesh.nats_admin_url)
@@ -244,8 +249,10 @@ class Sweep:
         await sleep_until(window[0])
         profilers = self.start_profilers(rate)
         cpu_before, (_, messages_before) = self.meter.cpu_seconds(), await self.probe.jetstream()
+        operations_before = await self.operations.read()
         await sleep_until(window[1])
         cpu_after, (_, messages_after) = self.meter.cpu_seconds(), await self.probe.jetstream()
+        operations_after = await self.operations.read()
         in_flight = sum(1 for order in accepted if order not in events.completed)
         samples.append((await self.probe.sample(in_flight))[0])
         sampler.cancel()
@@ -280,6 +287,9 @@ class Sweep:
             lifecycle_p99 is not None and args.warmup * 1000.0 >= lifecycle_p99
         )
         report["carried_over_in_flight"] = carried_over
+        report["operations_per_lifecycle"] = operations_per_lifecycle(
+            operations_before, operations_after, events.completed_between(*window)
+        )
         report["drain"] = {
             "accepted": len(accepted),
             "completed": sum(1 for order in accepted if order in events.completed),

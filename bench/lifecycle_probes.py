@@ -350,3 +350,57 @@ def stuck_stages(events: EventTimes, orders: Sequence[str]) -> dict[str, int]:
                 stage = name
         stages[stage] = stages.get(stage, 0) + 1
     return stages
+
+
+# Counters read from every crossdock service's /metrics at both ends of a window, so the report
+# can say how many operations a lifecycle costs: the fixed cost of each (a gRPC call, a consumer
+# or relay transaction, an HTTP request) is what per-lifecycle CPU is mostly made of.
+OPERATION_COUNTERS = {
+    "crossdock_grpc_requests_total": "method",
+    "crossdock_consumer_batch_size_count": "consumer",
+    "crossdock_consumer_batch_size_sum": "consumer",
+    "crossdock_relay_batch_size_count": "",
+    "crossdock_relay_batch_size_sum": "",
+    "crossdock_http_requests_total": "method",
+}
+
+
+class OperationsProbe:
+    """Operation counters summed over the mesh's services, by name and one label."""
+
+    def __init__(self, metrics_urls: Mapping[str, str]) -> None:
+        self._urls = dict(metrics_urls)
+
+    async def read(self) -> dict[str, float]:
+        """`{"<service> <counter>[ <label value>]": value}` for the counters above."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        timeout = aiohttp.ClientTimeout(total=10)
+        found: dict[str, float] = {}
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            for service, url in self._urls.items():
+                try:
+                    async with http.get(url) as answer:
+                        exposition = await answer.text()
+                except aiohttp.ClientError:
+                    continue
+                for family in text_string_to_metric_families(exposition):
+                    for sample in family.samples:
+                        label = OPERATION_COUNTERS.get(sample.name)
+                        if label is None:
+                            continue
+                        key = f"{service} {sample.name}"
+                        if label:
+                            key += f" {sample.labels.get(label, '')}"
+                        found[key] = found.get(key, 0.0) + sample.value
+        return found
+
+
+def operations_per_lifecycle(
+    before: Mapping[str, float], after: Mapping[str, float], completed: int
+) -> dict[str, float]:
+    """Each counter's growth over the window, per completed lifecycle (zeros left out)."""
+    if completed <= 0:
+        return {}
+    grown = {key: after[key] - before.get(key, 0.0) for key in after}
+    return {key: round(value / completed, 2) for key, value in sorted(grown.items()) if value}

@@ -333,6 +333,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
+def _sum_of(rate: Mapping[str, Any], counter: str) -> float:
+    """One counter's total per lifecycle over every service (and label)."""
+    found: Mapping[str, float] = rate.get("operations_per_lifecycle", {})
+    return round(sum(v for k, v in found.items() if k.split(" ")[1] == counter), 2)
+
+
 def render_report(report: Mapping[str, Any]) -> str:
     """The tables the benchmark prints (markdown, so they paste into docs as they are)."""
     rates: Sequence[Mapping[str, Any]] = report["rates"]
@@ -430,6 +436,24 @@ def render_report(report: Mapping[str, Any]) -> str:
             ],
         )
     )
+    operations = sorted({k for r in rates for k in r.get("operations_per_lifecycle", {})})
+    if operations:
+        totals = [
+            ("gRPC calls served", "crossdock_grpc_requests_total"),
+            ("consumer transactions", "crossdock_consumer_batch_size_count"),
+            ("relay batches", "crossdock_relay_batch_size_count"),
+            ("HTTP requests served", "crossdock_http_requests_total"),
+        ]
+        out.append(
+            _table(
+                ["operations per lifecycle", *offered],
+                [[label, *(_ms(_sum_of(r, counter)) for r in rates)] for label, counter in totals]
+                + [
+                    [key, *(_ms(r.get("operations_per_lifecycle", {}).get(key)) for r in rates)]
+                    for key in operations
+                ],
+            )
+        )
     out.append(
         _table(
             ["peak RSS MB", *offered],

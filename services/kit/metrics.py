@@ -58,6 +58,13 @@ class ServiceMetrics:
             ["subject"],
             registry=r,
         )
+        # One batch is one publish flush and one transaction marking it sent.
+        self.relay_batch_size = Histogram(
+            "crossdock_relay_batch_size",
+            "Events the relay published and marked sent together.",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+            registry=r,
+        )
         self.publish_failures = Counter(
             "crossdock_relay_publish_failures",
             "Outbox events whose publish was not acked (retried later).",

@@ -222,6 +222,7 @@ class OutboxRelay:
                 outbox.mark_sent_and_fetch, [row.seq for row in acked], self.settings.batch_size
             )
             if self._metrics is not None:
+                self._metrics.relay_batch_size.observe(len(acked))
                 for subject, count in Tally(row.subject for row in acked).items():
                     self._metrics.events_published.labels(subject).inc(count)
             return BatchResult(len(rows), len(acked), failed, drained=not self._prefetched)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench.lifecycle_probes import operations_per_lifecycle
 from bench.lifecycle_stats import (
     GROWTH_FLOOR,
     BacklogSample,
@@ -197,3 +198,34 @@ def test_one_spike_at_the_end_is_noise_but_a_steady_climb_is_growth() -> None:
     assert spike.slope > spike.limit and not spike.grows  # within two standard errors of flat
     climb = trend(samples([0, 2, 4, 6, 9, 10, 12]), "consumer_lag", 5, 1000, 1012)
     assert climb.grows and climb.slope_error < climb.slope / 2
+
+
+def test_operations_per_lifecycle_are_counter_growth_per_completion() -> None:
+    before = {
+        "order crossdock_grpc_requests_total /crossdock.order.v1.OrderService/CreateOrder": 5.0,
+        "order crossdock_consumer_batch_size_count order-shipment-events": 10.0,
+        "billing crossdock_relay_batch_size_count": 2.0,
+    }
+    after = {
+        "order crossdock_grpc_requests_total /crossdock.order.v1.OrderService/CreateOrder": 25.0,
+        "order crossdock_consumer_batch_size_count order-shipment-events": 70.0,
+        "shipment crossdock_consumer_batch_size_count shipment-carrier-events": 30.0,
+        "billing crossdock_relay_batch_size_count": 2.0,  # did nothing in the window
+    }
+    ops = operations_per_lifecycle(before, after, completed=20)
+    assert ops == {
+        "order crossdock_consumer_batch_size_count order-shipment-events": 3.0,
+        "order crossdock_grpc_requests_total /crossdock.order.v1.OrderService/CreateOrder": 1.0,
+        "shipment crossdock_consumer_batch_size_count shipment-carrier-events": 1.5,
+    }
+    assert operations_per_lifecycle(before, after, completed=0) == {}
+
+    report = {"rates": [{**rate_report(10), "operations_per_lifecycle": ops}]}
+    rows = {
+        cells[0]: cells[1]
+        for line in render_report(report).splitlines()
+        if len(cells := [c.strip() for c in line.strip("|").split("|")]) == 2
+    }
+    assert rows["consumer transactions"] == "4.5"  # both consumers, summed
+    assert rows["gRPC calls served"] == "1.0"
+    assert rows["relay batches"] == "0.0"

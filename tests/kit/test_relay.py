@@ -49,6 +49,10 @@ async def test_relay_publishes_pending_rows_and_marks_them_sent(
         "crossdock_events_published_total", {"subject": "crossdock.order.thing_happened.v1"}
     )
     assert sample == 3
+    # One event per aggregate per batch: t-1's second event waits for a batch of its own.
+    batches = metrics.registry.get_sample_value("crossdock_relay_batch_size_count")
+    assert batches == 2
+    assert metrics.registry.get_sample_value("crossdock_relay_batch_size_sum") == 3
     await relay.stop()
     await db.close()
 
