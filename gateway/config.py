@@ -97,6 +97,13 @@ class GatewayConfig(DatabaseServiceConfig, service="gateway"):
         description="run the outbound webhook worker (gateway-webhooks consumers and sender); "
         "needs NATS",
     )
+    webhook_consumer_linger_ms: float = setting(
+        default=10.0,
+        minimum=0.0,
+        maximum=1000.0,
+        description="once fewer than a batch of milestone events arrived, how long the webhook "
+        "consumers wait for more to take in the same transaction (0: none)",
+    )
     webhook_retry_hours: float = setting(
         default=72.0,
         minimum=0.0001,

@@ -35,6 +35,7 @@ from gateway.webhooks.sender import SenderSettings
 from gateway.webhooks.servicer import SERVICE as WEBHOOK_SERVICE
 from services.kit import event_loop
 from services.kit.config import ConfigError
+from services.kit.consumer import ConsumerSettings
 from services.kit.db import Database
 from services.kit.http_server import HttpServer
 from services.kit.logging import configure_logging
@@ -102,6 +103,7 @@ def delivery_worker(
             concurrency=config.webhook_concurrency,
             allow_private_networks=config.webhook_allow_private_networks,
         ),
+        consumer_settings=ConsumerSettings(linger=config.webhook_consumer_linger_ms / 1000),
         stream_settings=StreamSettings(replicas=config.stream_replicas),
         schema_registry_target=config.schema_registry_target,
     )

@@ -60,7 +60,7 @@ class EventServiceConfig(DatabaseServiceConfig):
     )
 
     relay_linger_ms: float = setting(
-        default=0.0,
+        default=5.0,
         minimum=0.0,
         maximum=1000.0,
         description="after a commit wakes the relay, how long it waits for more rows to publish "
@@ -95,7 +95,7 @@ class ConsumingServiceConfig(EventServiceConfig):
         default=1.0, minimum=0.01, description="first redelivery delay after a transient failure"
     )
     consumer_linger_ms: float = setting(
-        default=0.0,
+        default=10.0,
         minimum=0.0,
         maximum=1000.0,
         description="once fewer than a batch of events arrived, how long to wait for more to "
