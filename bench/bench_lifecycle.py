@@ -201,7 +201,9 @@ class Sweep:
                     "--rate",
                     "67",
                     *sampling,
-                    "--gil",  # only the thread holding the GIL: Python CPU, not waits
+                    # Only the thread holding the GIL (Python CPU, not waits), or every running
+                    # thread by name (also grpc's core threads and sqlite3 work done without it).
+                    *(["--threads"] if self.args.profile_all_threads else ["--gil"]),
                     "--format",
                     self.args.profile_format,
                     "--output",
@@ -430,6 +432,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile-native",
         action="store_true",
         help="include C frames (grpc's Cython core, uvloop, sqlite3); pauses each sample briefly",
+    )
+    parser.add_argument(
+        "--profile-all-threads",
+        action="store_true",
+        help="sample every running thread, named, instead of the one holding the GIL",
     )
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dir")
     return parser.parse_args(argv)
