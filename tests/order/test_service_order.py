@@ -90,8 +90,10 @@ async def test_partial_allocation_backorders_then_fills_on_receipt(mesh: Mesh) -
     await seed(mesh.inventory, ["SKU-A"], {("SKU-A", EAST): 2})
     created = await mesh.orders.CreateOrder(order_request([("SKU-A", 5)]))
     order_id = created.order.order_id
-    partial = await until(mesh, order_id, lambda o: o.lines[0].quantity_allocated == 2)
-    assert partial.lines[0].quantity_backordered == 3
+    # The 2 units show as allocated as soon as their reservation answers; the other 3 are
+    # backordered once the planning round settles (after asking the other locations too).
+    partial = await until(mesh, order_id, lambda o: o.lines[0].quantity_backordered > 0)
+    assert (partial.lines[0].quantity_allocated, partial.lines[0].quantity_backordered) == (2, 3)
 
     await mesh.inventory.ReceiveStock(
         inv_svc.ReceiveStockRequest(
