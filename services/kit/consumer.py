@@ -227,7 +227,9 @@ class EventConsumer:
                 if msgs is None:  # connection closed for good
                     return
                 if msgs:
-                    await self.process(await self._linger(pull, msgs))
+                    if self.settings.linger > 0:
+                        msgs = await self._linger(pull, msgs)
+                    await self.process(msgs)
                 await self._purge_inbox()
             # Stopping: finish what the open request still delivers (at most `fetch_timeout`),
             # so messages the server already sent are acked now rather than after `ack_wait`.
@@ -244,7 +246,7 @@ class EventConsumer:
     async def _linger(self, pull: PullStream, msgs: list[Msg]) -> list[Msg]:
         """`msgs` plus what arrives within `linger`, up to `batch_size`."""
         room = self.settings.batch_size - len(msgs)
-        if self.settings.linger <= 0 or room <= 0 or self._stopping.is_set():
+        if room <= 0 or self._stopping.is_set():
             return msgs
         await asyncio.sleep(self.settings.linger)
         return msgs + pull.take_ready(room)
