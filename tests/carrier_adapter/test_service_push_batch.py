@@ -1,10 +1,9 @@
 """IngestWebhooks: several carrier pushes in one call, each with the outcome IngestWebhook would
-have given it. Real service over gRPC, real NATS, SQLite."""
+have given it. Real service over gRPC, real NATS, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -24,10 +23,10 @@ from tests.fixtures.waiting import wait_for
 
 @pytest.fixture
 async def adapter(
-    tmp_path: Path, nats_server: NatsServer, nats_client: NATS
+    db_url: str, nats_server: NatsServer, nats_client: NATS
 ) -> AsyncIterator[CarrierAdapter]:
-    env = carrier_env(f"sqlite:///{tmp_path / 'carrier_adapter.db'}", nats_server.url)
-    async with running_carrier_adapter(env) as service:
+    """On SQLite and on PostgreSQL: a batch is one transaction with a savepoint per push."""
+    async with running_carrier_adapter(carrier_env(db_url, nats_server.url)) as service:
         yield service
 
 
