@@ -4,20 +4,25 @@ have given it. Real service over gRPC, real NATS, SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import grpc
 import pytest
 from crossdock.carrier.v1 import carrier_service_pb2 as svc
 from crossdock.events.v1 import carrier_events_pb2 as events
+from google.api import httpbody_pb2
 from nats.aio.client import Client as NATS
 
+from services.carrier_adapter.adapters.carriers.sandbox import webhooks
+from services.carrier_adapter.domain.normalize import RawScan
 from services.kit import events as ev
+from services.kit.values import Money
 from tests.carrier_adapter.service_support import TRACKING_UPDATED, scan
 from tests.carrier_adapter.test_service_tracking import booked_tracking_number
 from tests.fixtures.events import stream_messages
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.running import CarrierAdapter, carrier_env, running_carrier_adapter
-from tests.fixtures.sandbox import sandbox_webhook
+from tests.fixtures.sandbox import WEBHOOK_SECRET, sandbox_webhook
 from tests.fixtures.waiting import wait_for
 
 
@@ -89,3 +94,59 @@ async def test_an_empty_batch_is_invalid(adapter: CarrierAdapter) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as empty:
         await adapter.stub.IngestWebhooks(svc.IngestWebhooksRequest())
     assert empty.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def charged_push(number: str, scans: list[RawScan], amount: str) -> svc.IngestWebhookRequest:
+    """A signed sandbox push whose final charge is `amount` USD."""
+    now = datetime.now(UTC)
+    event_id = f"evt_sbx_{number}_charged"
+    body = webhooks.encode_push(event_id, number, scans, now, Money.of(amount, "USD"))
+    return svc.IngestWebhookRequest(
+        carrier="sandbox",
+        body=httpbody_pb2.HttpBody(content_type="application/json", data=body),
+        signature_headers=webhooks.sign(body, [WEBHOOK_SECRET], event_id, now),
+    )
+
+
+async def test_a_push_failing_while_recorded_fails_alone_and_leaves_nothing_behind(
+    adapter: CarrierAdapter, nats_client: NATS
+) -> None:
+    """A push that passes its checks but fails while recorded (a final charge finer than a
+    nano, refused when its event is built) gets IngestWebhook's error; the others are
+    recorded and published once each, and none of its scans is kept as seen."""
+    first = await booked_tracking_number(adapter, "shp_batch_00004")
+    second = await booked_tracking_number(adapter, "shp_batch_00005")
+    refused = charged_push(second, [scan("DLV", 300)], "12.0000000001")
+    with pytest.raises(grpc.aio.AioRpcError) as alone:
+        await adapter.stub.IngestWebhook(refused)
+
+    pushes = [
+        item(sandbox_webhook(first, [scan("LBL", 0)]), "corr-first"),
+        item(refused, "corr-refused"),
+        item(sandbox_webhook(first, [scan("LBL", 0), scan("PKP", 90)]), "corr-again"),
+    ]
+    reply = await adapter.stub.IngestWebhooks(svc.IngestWebhooksRequest(pushes=pushes))
+
+    assert [result.WhichOneof("outcome") for result in reply.results] == [
+        "ingested",
+        "error",
+        "ingested",
+    ]
+    assert reply.results[1].error.code == alone.value.code().value[0]
+    ingested = [(r.ingested.accepted_events, r.ingested.duplicate_events) for r in reply.results]
+    assert [ingested[0], ingested[2]] == [(1, 0), (1, 1)]
+
+    # The refused push's scan was not kept as seen: without the odd charge it is new.
+    genuine = await adapter.stub.IngestWebhook(charged_push(second, [scan("DLV", 300)], "12.5"))
+    assert genuine.accepted_events == 1
+    found = await wait_for(
+        lambda: stream_messages(nats_client.jetstream(), "CARRIER", TRACKING_UPDATED),
+        lambda messages: len(messages) >= 3,
+    )
+    published = [
+        (events.TrackingUpdated.FromString(m.data).tracking_number, m.headers[ev.CORRELATION_ID])
+        for m in found
+    ]
+    assert len(published) == 3  # once per accepted push, in each parcel's order
+    assert [p for p in published if p[0] == first] == [(first, "corr-first"), (first, "corr-again")]
+    assert [p[0] for p in published if p[0] != first] == [second]

@@ -15,7 +15,7 @@ from services.carrier_adapter.adapters.store import SERVICE, migrate
 from services.carrier_adapter.adapters.store import labels as store
 from services.carrier_adapter.adapters.store.labels import ClaimOutcome, LabelStatus
 from services.carrier_adapter.adapters.store.quotes import StoredQuote
-from services.carrier_adapter.adapters.store.scans import keep_unseen
+from services.carrier_adapter.adapters.store.scans import keep_unseen, keep_unseen_groups
 from services.carrier_adapter.domain.model import (
     BookedLabel,
     LabelFormat,
@@ -129,6 +129,22 @@ async def test_a_long_answer_keeps_each_new_scan_once_across_statements(db: Data
     assert fresh == [f"k{n}" for n in range(260) if n not in (7, 150)]
     assert statements == ["INSERT"] * 3
     assert await db.run(keep_all) == []
+
+
+async def test_several_pushes_keep_their_new_scans_in_one_statement(db: Database) -> None:
+    """Groups (the pushes of one IngestWebhooks call) in one INSERT: each keeps its scans not
+    seen before, a key in two groups is new in the first only, as one push after another."""
+    assert await db.run(lambda conn: keep_unseen(conn, [scan("seen")], NOW))
+    groups = [["a", "b"], [], ["b", "seen", "c", "c"], ["a", "d"]]
+
+    def keep_groups(conn: Connection) -> list[list[str]]:
+        fresh = keep_unseen_groups(conn, [[scan(k) for k in keys] for keys in groups], NOW)
+        return [[s.dedupe_key for s in group] for group in fresh]
+
+    statements = counting(db)
+    assert await db.run(keep_groups) == [["a", "b"], [], ["c"], ["d"]]
+    assert statements == ["INSERT"]
+    assert await db.run(keep_groups) == [[], [], [], []]
 
 
 def label(key: str, number: str) -> BookedLabel:

@@ -243,3 +243,118 @@ def test_a_batch_of_updates_ends_as_the_same_updates_applied_one_by_one(
     assert batched == alone
     assert alone[0] == ShipmentStatus.DELIVERED
     assert alone[6][-1] == "crossdock.shipment.delivered.v1"
+
+
+def _state(conn: Connection, shipment_id: str) -> tuple[object, ...]:
+    """What scans change on a shipment: its message, progress and version, its events (in
+    order) and its timeline; the batch's shipments and numbers spelled as the others'."""
+    shipment = store.get_shipment(conn, shipment_id)
+    assert shipment is not None
+    rows = conn.execute(
+        text("SELECT subject, payload FROM outbox WHERE aggregate_id = :id ORDER BY seq"),
+        {"id": shipment_id},
+    ).all()
+
+    def renamed(data: bytes) -> bytes:
+        return data.replace(b"shp_all_", b"shp_one_").replace(b"1ZALL", b"1ZONE")
+
+    return (
+        renamed(shipment_to_proto(shipment).SerializeToString()),
+        shipment.progress,
+        shipment.version,
+        [row.subject for row in rows],
+        [renamed(bytes(row.payload)) for row in rows],
+        scans.list_scans(conn, shipment_id),
+    )
+
+
+def test_a_batch_over_many_shipments_reads_and_stores_as_updates_one_by_one(
+    db: Database,
+) -> None:
+    """Updates of many shipments (more numbers and scans than one statement takes), with a scan
+    resent in the same batch and one sent under a package's number, end as the same updates
+    applied one at a time."""
+    count = 110  # numbers per batch: over statements.MAX_ROWS_PER_STATEMENT
+
+    def manifest_all(uow: UnitOfWork) -> None:
+        for index in range(count):
+            _manifest_as(uow, f"shp_one_{index:03d}", f"1ZONE{index:03d}")
+            _manifest_as(uow, f"shp_all_{index:03d}", f"1ZALL{index:03d}")
+
+    db.run_sync(lambda conn: manifest_all(UnitOfWork.of(conn)))
+
+    def updates(prefix: str) -> list[tuple[TrackingUpdate, datetime]]:
+        batch = []
+        for index in range(count):
+            number = f"{prefix}{index:03d}"
+            # Same key for both prefixes: shipment's dedupe is per shipment.
+            pickup = scan(TrackingStatus.PICKED_UP, 1, f"pkp{index}")
+            transit = scan(TrackingStatus.IN_TRANSIT, 2, f"dep{index}")
+            when = NOW + timedelta(days=1, minutes=index)
+            batch.append((TrackingUpdate("sandbox", number, (pickup, pickup, transit)), when))
+            if index % 3 == 0:  # resent: nothing new
+                batch.append((TrackingUpdate("sandbox", number, (transit,)), when))
+            if index % 3 == 1:  # a later plain scan under the package's number
+                late = scan(TrackingStatus.IN_TRANSIT, 3, f"arr{index}")
+                batch.append((TrackingUpdate("sandbox", number + "P", (late,)), when))
+        return batch
+
+    one_by_one = [run(db, apply_tracking, update, when) for update, when in updates("1ZONE")]
+
+    def in_one_batch(uow: UnitOfWork) -> list[int]:
+        batch = TrackingBatch(uow)
+        fresh = batch.apply_all(updates("1ZALL"))
+        batch.save()
+        return fresh
+
+    assert db.run_sync(lambda conn: in_one_batch(UnitOfWork.of(conn))) == one_by_one
+    assert sum(one_by_one) == count * 2 + len(range(1, count, 3))
+    for index in (0, 1, 2, count - 1):
+        alone = db.run_sync(_state, f"shp_one_{index:03d}")
+        batched = db.run_sync(_state, f"shp_all_{index:03d}")
+        assert batched[:2] == alone[:2]
+        assert batched[3:] == alone[3:]
+        # One write per shipment for the batch, one per changing update one by one.
+        assert batched[2] == 3  # inserted, manifested, then the batch
+        assert alone[2] == 3 + (index % 3 == 1)
+
+
+def test_a_batch_with_an_unknown_number_stores_nothing(db: Database) -> None:
+    run(db, _manifest)
+    known = TrackingUpdate("sandbox", NUMBER, (scan(TrackingStatus.PICKED_UP, 1, "pkp"),))
+    stranger = TrackingUpdate("sandbox", "1ZUNKNOWN", (scan(TrackingStatus.PICKED_UP, 1, "x"),))
+
+    def in_one_batch(uow: UnitOfWork) -> None:
+        TrackingBatch(uow).apply_all([(known, NOW), (stranger, NOW)])
+
+    with pytest.raises(TrackingNumberUnknown, match="1ZUNKNOWN"):
+        db.run_sync(lambda conn: in_one_batch(UnitOfWork.of(conn)))
+    assert db.run_sync(lambda conn: scans.list_scans(conn, SHIPMENT)) == []
+    assert track(db, scan(TrackingStatus.PICKED_UP, 1, "pkp")) == 1
+
+
+def test_a_batch_whose_shipment_changed_meanwhile_writes_none_of_them(db: Database) -> None:
+    """The timelines of a batch are written together, each under its version check: one
+    shipment changed since the batch read it fails the whole batch with Conflict."""
+    run(db, _manifest_as, "shp_first", "1ZFIRST")
+    run(db, _manifest_as, "shp_second", "1ZSECOND")
+    before = db.run_sync(lambda conn: store.get_shipment(conn, "shp_first"))
+    assert before is not None
+
+    def race(uow: UnitOfWork) -> None:
+        batch = TrackingBatch(uow)
+        plain = [
+            (TrackingUpdate("sandbox", number, (scan(TrackingStatus.PENDING, 1, number),)), NOW)
+            for number in ("1ZFIRST", "1ZSECOND")
+        ]
+        assert batch.apply_all(plain) == [1, 1]
+        # Another writer saves the second shipment between the batch's read and its write.
+        uow.conn.execute(
+            text("UPDATE shipments SET version = version + 1 WHERE shipment_id = 'shp_second'")
+        )
+        batch.save()
+
+    with pytest.raises(Conflict, match="shp_second"):
+        db.run_sync(lambda conn: race(UnitOfWork.of(conn)))
+    after = db.run_sync(lambda conn: store.get_shipment(conn, "shp_first"))
+    assert after is not None and after.version == before.version

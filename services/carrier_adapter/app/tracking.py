@@ -15,17 +15,22 @@ from datetime import datetime
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store import labels as label_store
-from services.carrier_adapter.adapters.store.scans import keep_unseen
+from services.carrier_adapter.adapters.store.scans import keep_unseen_groups
 from services.carrier_adapter.domain.connector import CarrierConnector
 from services.carrier_adapter.domain.errors import WebhookSignatureInvalid
 from services.carrier_adapter.domain.events import TrackingUpdated
-from services.carrier_adapter.domain.model import InboundWebhook, TrackingResult, WebhookBatch
+from services.carrier_adapter.domain.model import (
+    InboundWebhook,
+    TrackingResult,
+    TrackingScan,
+    WebhookBatch,
+)
 from services.kit.db import Database
 from services.kit.errors import FailedPrecondition, NotFound
 from services.kit.request_context import current_correlation_id, new_correlation_id
 from services.kit.uow import UnitOfWork, UnitsOfWork
 
-__all__ = ["IngestResult", "TrackingIngest", "parse", "record_tracking", "track"]
+__all__ = ["IngestResult", "TrackingIngest", "parse", "record_all", "record_tracking", "track"]
 
 
 @dataclass(frozen=True)
@@ -96,28 +101,52 @@ def record_tracking(
     uow: UnitOfWork, batch: WebhookBatch, received_at: datetime, correlation_id: str
 ) -> IngestResult:
     """Keep the scans not seen before and publish them, with their unmapped codes."""
-    accepted = duplicates = 0
-    for result in batch.results:
-        fresh = keep_unseen(uow.conn, result.scans, received_at)
-        accepted += len(fresh)
-        duplicates += len(result.scans) - len(fresh)
-        if not fresh:
-            continue
-        uow.publish(
-            TrackingUpdated(
-                batch.carrier,
-                result.tracking_number,
-                tuple(fresh),
-                received_at,
-                batch.final_charges.get(result.tracking_number),
-            ),
-            correlation_id=correlation_id,
-        )
-        if not result.unmapped:
-            continue
-        # Unmapped codes of scans already seen were raised when they were first seen.
-        fresh_scans = {(s.occurred_at, s.carrier_status_code) for s in fresh}
-        for code in result.unmapped:
-            if (code.occurred_at, code.carrier_status_code) in fresh_scans:
-                uow.publish(code, correlation_id=correlation_id)
-    return IngestResult(accepted, duplicates)
+    return record_all(uow, [(batch, correlation_id)], received_at)[0]
+
+
+def record_all(
+    uow: UnitOfWork, batches: Sequence[tuple[WebhookBatch, str]], received_at: datetime
+) -> list[IngestResult]:
+    """`record_tracking` of several (batch, correlation id) in order, as if one after another,
+    with one dedupe INSERT for all their scans (`keep_unseen_groups`)."""
+    results = [(batch, result) for batch, _ in batches for result in batch.results]
+    fresh_by_result = iter(keep_unseen_groups(uow.conn, [r.scans for _, r in results], received_at))
+    ingested: list[IngestResult] = []
+    for batch, correlation_id in batches:
+        accepted = duplicates = 0
+        for result in batch.results:
+            fresh = next(fresh_by_result)
+            accepted += len(fresh)
+            duplicates += len(result.scans) - len(fresh)
+            if fresh:
+                _publish(uow, batch, result, fresh, received_at, correlation_id)
+        ingested.append(IngestResult(accepted, duplicates))
+    return ingested
+
+
+def _publish(
+    uow: UnitOfWork,
+    batch: WebhookBatch,
+    result: TrackingResult,
+    fresh: list[TrackingScan],
+    received_at: datetime,
+    correlation_id: str,
+) -> None:
+    """One parcel's new scans as TrackingUpdated, then the unmapped codes they carry."""
+    uow.publish(
+        TrackingUpdated(
+            batch.carrier,
+            result.tracking_number,
+            tuple(fresh),
+            received_at,
+            batch.final_charges.get(result.tracking_number),
+        ),
+        correlation_id=correlation_id,
+    )
+    if not result.unmapped:
+        return
+    # Unmapped codes of scans already seen were raised when they were first seen.
+    fresh_scans = {(s.occurred_at, s.carrier_status_code) for s in fresh}
+    for code in result.unmapped:
+        if (code.occurred_at, code.carrier_status_code) in fresh_scans:
+            uow.publish(code, correlation_id=correlation_id)

@@ -59,9 +59,40 @@ class TrackingBatch:
 
     def apply(self, update: TrackingUpdate, now: datetime) -> int:
         """Apply one update; returns how many of its scans were new."""
-        held = self._hold(update.carrier, update.tracking_number)
-        conn = self._uow.conn
-        fresh = [scan for scan in update.scans if scans.add_scan(conn, held.shipment_id, scan)]
+        return self.apply_all([(update, now)])[0]
+
+    def apply_all(self, updates: Sequence[tuple[TrackingUpdate, datetime]]) -> list[int]:
+        """Apply updates (each with its time) in order, as `apply` one by one would; returns
+        how many scans of each were new.
+
+        Why all at once: the numbers not held yet are read in one query and every scan is
+        stored in one INSERT, instead of a round trip per number and per scan. A number with
+        no shipment raises before anything is stored (the unit of work is rolled back anyway).
+        """
+        held = self._hold_all([(update.carrier, update.tracking_number) for update, _ in updates])
+        stored = scans.add_scans(
+            self._uow.conn,
+            [
+                (h.shipment_id, scan)
+                for h, (update, _) in zip(held, updates, strict=True)
+                for scan in update.scans
+            ],
+        )
+        fresh_counts = []
+        for h, (update, now) in zip(held, updates, strict=True):
+            fresh = []
+            for scan in update.scans:
+                key = (h.shipment_id, scan.key)
+                if key in stored:
+                    stored.discard(key)  # stored once: new for its first update only
+                    fresh.append(scan)
+            fresh_counts.append(self._take(h, update, fresh, now))
+        return fresh_counts
+
+    def _take(
+        self, held: _Held, update: TrackingUpdate, fresh: list[ScanReport], now: datetime
+    ) -> int:
+        """Move the held shipment by an update's new scans (and final charge)."""
         if not fresh and update.final_charge is None:
             return 0
         journey = [Scan(scan.status, scan.occur_time) for scan in fresh]
@@ -84,27 +115,36 @@ class TrackingBatch:
 
     def save(self) -> None:
         """Write back every shipment an update changed (under its optimistic version check);
-        updates applied after this read their shipments again."""
+        updates applied after this read their shipments again. The shipments only scans on
+        their timeline changed are written in one executemany."""
+        timelines: list[tuple[scans.TrackedShipment, Timeline, datetime]] = []
         for held in self._held.values():
             if held.touched_at is None:
                 continue
             if held.shipment is not None:
                 store.save_shipment(self._uow.conn, held.shipment, now=held.touched_at.timestamp())
             else:
-                scans.save_timeline(
-                    self._uow.conn, held.tracked, held.timeline, now=held.touched_at
-                )
+                timelines.append((held.tracked, held.timeline, held.touched_at))
+        scans.save_timelines(self._uow.conn, timelines)
         self._held.clear()
         self._shipment_of.clear()
 
-    def _hold(self, carrier: str, number: str) -> _Held:
+    def _hold_all(self, numbers: Sequence[tuple[str, str]]) -> list[_Held]:
+        """The held shipment of each (carrier, number), reading those not held in one query."""
+        unread = [key for key in numbers if key not in self._shipment_of]
+        found = scans.tracked_shipments(self._uow.conn, unread) if unread else {}
+        return [self._hold(carrier, number, found) for carrier, number in numbers]
+
+    def _hold(
+        self, carrier: str, number: str, found: Mapping[tuple[str, str], scans.Tracked]
+    ) -> _Held:
         known = self._shipment_of.get((carrier, number))
         if known is not None:
             return self._held[known]
-        found = scans.tracked_shipment(self._uow.conn, carrier, number)
-        if found is None:
+        tracked_shipment = found.get((carrier, number))
+        if tracked_shipment is None:
             raise TrackingNumberUnknown(f"{carrier} {number}")
-        shipment_id, tracked = found
+        shipment_id, tracked = tracked_shipment
         if tracked is None:
             raise LookupError(f"shipment {shipment_id} vanished")
         # Another number of a shipment already held (a package's): keep what was read first.

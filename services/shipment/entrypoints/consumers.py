@@ -77,14 +77,20 @@ def event_handlers(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerR
     ) -> None:
         # A batch handler: the updates of one fetched batch read and write each shipment once.
         batch = tracking.TrackingBatch(UnitOfWork.of(conn))
-        for event, _headers in events:
-            update = tracking.TrackingUpdate(
-                event.carrier,
-                event.tracking_number,
-                contracts.scans_of(event),
-                contracts.final_charge_of(event),
-            )
-            batch.apply(update, clock())
+        batch.apply_all(
+            [
+                (
+                    tracking.TrackingUpdate(
+                        event.carrier,
+                        event.tracking_number,
+                        contracts.scans_of(event),
+                        contracts.final_charge_of(event),
+                    ),
+                    clock(),
+                )
+                for event, _headers in events
+            ]
+        )
         batch.save()
 
     registry.add(order_events_pb2.OrderPlaced, on_placed)

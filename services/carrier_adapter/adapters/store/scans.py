@@ -16,7 +16,7 @@ from services.carrier_adapter.adapters.store.tables import seen_scans
 from services.carrier_adapter.domain.model import TrackingScan
 from services.kit.statements import Prepared, prepared
 
-__all__ = ["keep_unseen"]
+__all__ = ["keep_unseen", "keep_unseen_groups"]
 
 _COLUMNS = ("dedupe_key", "carrier", "tracking_number", "seen_at")
 # Rows per INSERT. A push carries a few scans; a poll of a long journey may carry many more,
@@ -34,8 +34,30 @@ def keep_unseen(
     a prior SELECT), so two racing replicas cannot both keep a scan, and the keys it returns are
     the ones new here.
     """
-    if not scans:
-        return []
+    return keep_unseen_groups(conn, [scans], now)[0]
+
+
+def keep_unseen_groups(
+    conn: Connection, groups: Sequence[Sequence[TrackingScan]], now: datetime
+) -> list[list[TrackingScan]]:
+    """`keep_unseen` of several groups of scans (several pushes) in one INSERT: each group's
+    scans not recorded before, as if the groups had been recorded one after another (a key in
+    two groups is new in the first only)."""
+    scans = [scan for group in groups for scan in group]
+    inserted = _insert_keys(conn, scans, now) if scans else set()
+    fresh_groups: list[list[TrackingScan]] = []
+    for group in groups:
+        fresh: list[TrackingScan] = []
+        for scan in group:
+            if scan.dedupe_key in inserted:
+                inserted.discard(scan.dedupe_key)  # a key twice in one push is new only once
+                fresh.append(scan)
+        fresh_groups.append(fresh)
+    return fresh_groups
+
+
+def _insert_keys(conn: Connection, scans: Sequence[TrackingScan], now: datetime) -> set[str]:
+    """The dedupe keys of `scans` that this INSERT recorded (those not recorded before)."""
     seen_at = epoch(now)
     inserted: set[str] = set()
     for start in range(0, len(scans), _MAX_ROWS_PER_INSERT):
@@ -48,12 +70,7 @@ def keep_unseen(
             values[f"seen_at_{row}"] = seen_at
         returned = _insert_rows(len(chunk)).run(conn, values).all()
         inserted.update(key for (key,) in returned)
-    fresh: list[TrackingScan] = []
-    for scan in scans:
-        if scan.dedupe_key in inserted:
-            inserted.discard(scan.dedupe_key)  # a key twice in one push is new only once
-            fresh.append(scan)
-    return fresh
+    return inserted
 
 
 @functools.cache  # at most _MAX_ROWS_PER_INSERT of them

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -52,10 +54,35 @@ def tracked_shipment(
     """The id and the shipment a tracking number belongs to, in one query: None for an unknown
     number, (id, None) when the number's shipment is not there."""
     row = sql.TRACKED_SHIPMENT.run(conn, {"carrier": carrier, "tracking_number": number}).first()
-    if row is None:
-        return None
-    shipment_id = str(row.tracked_shipment_id)
-    if row.document is None:
+    return None if row is None else _tracked(row)
+
+
+# What `tracked_shipments` answers per (carrier, tracking number) it found: as tracked_shipment.
+Tracked = tuple[str, TrackedShipment | None]
+
+
+def tracked_shipments(
+    conn: Connection, numbers: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Tracked]:
+    """`tracked_shipment` of many (carrier, number) pairs, one query per carrier (and per
+    MAX_ROWS_PER_STATEMENT numbers); an unknown number is missing from the answer."""
+    by_carrier: dict[str, list[str]] = {}
+    for carrier, number in dict.fromkeys(numbers):
+        by_carrier.setdefault(carrier, []).append(number)
+    found: dict[tuple[str, str], Tracked] = {}
+    for carrier, wanted in by_carrier.items():
+        for start in range(0, len(wanted), sql.MAX_ROWS_PER_STATEMENT):
+            chunk = wanted[start : start + sql.MAX_ROWS_PER_STATEMENT]
+            params = {f"number_{index}": number for index, number in enumerate(chunk)}
+            params["carrier"] = carrier
+            for row in sql.tracked_shipments(len(chunk)).run(conn, params):
+                found[(carrier, str(row.tracked_number))] = _tracked(row)
+    return found
+
+
+def _tracked(row: object) -> Tracked:
+    shipment_id = str(row.tracked_shipment_id)  # type: ignore[attr-defined]
+    if row.document is None:  # type: ignore[attr-defined]
         return shipment_id, None
     return shipment_id, TrackedShipment(shipment_id, row)
 
@@ -66,39 +93,55 @@ def save_timeline(
     """Write back what timeline scans changed (progress, last tracking status, update time)
     under the same optimistic version check as shipments.save_shipment, so a worker holding
     the shipment as read before still cannot overwrite the scans' progress."""
+    save_timelines(conn, [(shipment, timeline, now)])
+
+
+def save_timelines(
+    conn: Connection, changed: Sequence[tuple[TrackedShipment, Timeline, datetime]]
+) -> None:
+    """`save_timeline` for many shipments in one executemany; Conflict unless every one of them
+    still had the version read (the batch is then rolled back whole, as one Conflict would)."""
+    if not changed:
+        return
+    result = sql.SAVE_SHIPMENT.run_many(conn, [_timeline_row(*item) for item in changed])
+    if result.rowcount != len(changed):
+        ids = ", ".join(shipment.shipment_id for shipment, _, _ in changed)
+        raise Conflict(f"shipment {ids} changed concurrently")
+
+
+def _timeline_row(shipment: TrackedShipment, timeline: Timeline, now: datetime) -> dict[str, Any]:
     row = shipment.row
     version = int(row.version)  # type: ignore[attr-defined]
-    result = sql.SAVE_SHIPMENT.run(
-        conn,
-        {
-            "match_shipment_id": shipment.shipment_id,
-            "match_version": version,
-            "document": codecs.document_with_timeline(
-                row.document,  # type: ignore[attr-defined]
-                timeline.last_tracking_status,
-                now,
-            ),
-            "progress": codecs.progress_json(timeline.progress),
-            "version": version + 1,
-            "updated_at": now.timestamp(),
-        },
-    )
-    if result.rowcount != 1:
-        raise Conflict(f"shipment {shipment.shipment_id} changed concurrently")
+    return {
+        "match_shipment_id": shipment.shipment_id,
+        "match_version": version,
+        "document": codecs.document_with_timeline(
+            row.document,  # type: ignore[attr-defined]
+            timeline.last_tracking_status,
+            now,
+        ),
+        "progress": codecs.progress_json(timeline.progress),
+        "version": version + 1,
+        "updated_at": now.timestamp(),
+    }
 
 
-def add_scan(conn: Connection, shipment_id: str, scan: ScanReport) -> bool:
-    """Store a scan (as received); False when the shipment already has it (same dedupe key)."""
-    inserted = sql.NEW_SCAN.run(
-        conn,
-        {
-            "shipment_id": shipment_id,
-            "dedupe_key": scan.key,
-            "occur_time": scan.occur_time.timestamp(),
-            "event": scan.record,
-        },
-    )
-    return inserted.rowcount == 1
+def add_scans(conn: Connection, scans: Sequence[tuple[str, ScanReport]]) -> set[tuple[str, str]]:
+    """Store (shipment id, scan) pairs, as received, in order: one INSERT per
+    MAX_ROWS_PER_STATEMENT. Answers the (shipment id, scan key) of those stored, i.e. new to
+    their shipment (a key the shipment already had, or twice here, is stored once)."""
+    stored: set[tuple[str, str]] = set()
+    for start in range(0, len(scans), sql.MAX_ROWS_PER_STATEMENT):
+        chunk = scans[start : start + sql.MAX_ROWS_PER_STATEMENT]
+        params: dict[str, Any] = {}
+        for row, (shipment_id, scan) in enumerate(chunk):
+            params[f"shipment_id_{row}"] = shipment_id
+            params[f"dedupe_key_{row}"] = scan.key
+            params[f"occur_time_{row}"] = scan.occur_time.timestamp()
+            params[f"event_{row}"] = scan.record
+        returned = sql.new_scans(len(chunk)).run(conn, params)
+        stored.update((str(shipment_id), str(key)) for shipment_id, key in returned)
+    return stored
 
 
 def list_scans(conn: Connection, shipment_id: str) -> list[bytes]:

@@ -11,9 +11,14 @@ the unit of work's transaction, and answers rows read like SQLAlchemy's.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, delete, or_, select, union_all
+import functools
+from typing import Any
 
-from services.kit.statements import insert_new, prepared, update_where
+from sqlalchemy import and_, bindparam, delete, or_, select, union_all
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import BindParameter
+
+from services.kit.statements import Prepared, insert_new, prepared, update_where
 from services.shipment.adapters.store import tables as t
 
 # -- order refs and cancelled orders ---------------------------------------------------------
@@ -96,23 +101,22 @@ ANY_LABEL_WORK_DUE = prepared(
 
 # The shipment a tracking number belongs to, read with the number in one round trip; the outer
 # join tells a number whose shipment vanished from an unknown one.
+_TRACKED = select(
+    t.tracking_numbers.c.shipment_id.label("tracked_shipment_id"),
+    t.shipments.c.status,
+    t.shipments.c.document,
+    t.shipments.c.progress,
+    t.shipments.c.correlation_id,
+    t.shipments.c.label_attempts,
+    t.shipments.c.final_charge,
+    t.shipments.c.version,
+).select_from(
+    t.tracking_numbers.outerjoin(
+        t.shipments, t.shipments.c.shipment_id == t.tracking_numbers.c.shipment_id
+    )
+)
 TRACKED_SHIPMENT = prepared(
-    select(
-        t.tracking_numbers.c.shipment_id.label("tracked_shipment_id"),
-        t.shipments.c.status,
-        t.shipments.c.document,
-        t.shipments.c.progress,
-        t.shipments.c.correlation_id,
-        t.shipments.c.label_attempts,
-        t.shipments.c.final_charge,
-        t.shipments.c.version,
-    )
-    .select_from(
-        t.tracking_numbers.outerjoin(
-            t.shipments, t.shipments.c.shipment_id == t.tracking_numbers.c.shipment_id
-        )
-    )
-    .where(
+    _TRACKED.where(
         and_(
             t.tracking_numbers.c.carrier == bindparam("carrier"),
             t.tracking_numbers.c.tracking_number == bindparam("tracking_number"),
@@ -120,8 +124,47 @@ TRACKED_SHIPMENT = prepared(
     )
 )
 NEW_TRACKING_NUMBER = prepared(insert_new(t.tracking_numbers))
-# A scan the shipment has not got yet ((shipment_id, dedupe_key) is UNIQUE).
-NEW_SCAN = prepared(insert_new(t.scans))
+# Rows per statement of the batched tracking statements below: a consumer's batch holds up to
+# 100 events; this keeps each statement under the drivers' bind-parameter limits and bounds the
+# statements kept compiled (one per row count).
+MAX_ROWS_PER_STATEMENT = 100
+
+
+@functools.cache  # at most MAX_ROWS_PER_STATEMENT of them
+def tracked_shipments(count: int) -> Prepared:
+    """TRACKED_SHIPMENT for `count` numbers of one carrier (`:carrier`, `:number_0` ...), each
+    row with its `tracked_number`: a batch's numbers in one round trip."""
+    numbers: list[BindParameter[Any]] = [bindparam(f"number_{index}") for index in range(count)]
+    return prepared(
+        _TRACKED.add_columns(t.tracking_numbers.c.tracking_number.label("tracked_number")).where(
+            t.tracking_numbers.c.carrier == bindparam("carrier"),
+            t.tracking_numbers.c.tracking_number.in_(numbers),
+        )
+    )
+
+
+_SCAN_COLUMNS = ("shipment_id", "dedupe_key", "occur_time", "event")
+
+
+@functools.cache  # at most MAX_ROWS_PER_STATEMENT of them
+def new_scans(count: int) -> Prepared:
+    """`count` scans in one INSERT (`:shipment_id_0`, `:dedupe_key_0`, ...), first writer wins
+    ((shipment_id, dedupe_key) is UNIQUE): RETURNING the (shipment_id, dedupe_key) of the rows
+    it stored, which are the scans new to their shipments."""
+    rows: list[dict[str, Any]] = [
+        {column: bindparam(f"{column}_{row}") for column in _SCAN_COLUMNS} for row in range(count)
+    ]
+    return prepared(
+        {
+            name: dialect.insert(t.scans)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["shipment_id", "dedupe_key"])
+            .returning(t.scans.c.shipment_id, t.scans.c.dedupe_key)
+            for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+        }
+    )
+
+
 SCANS_OF = prepared(
     select(t.scans.c.event)
     .where(t.scans.c.shipment_id == bindparam("shipment_id"))
