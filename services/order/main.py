@@ -72,6 +72,7 @@ async def setup(server: ServiceServer, config: OrderConfig) -> None:
             inventory,
             shipments=shipments,
             on_commands=worker.wake,
+            send_at_once=worker,
             returns=return_policy,
         ),
     )

@@ -9,9 +9,11 @@ across a network call); each then settles in one unit of work.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from services.kit.errors import Conflict, NotFound
 from services.kit.ids import resource_id
@@ -91,20 +93,68 @@ def order_not_found(order_id: str) -> NotFound:
 # -- capture ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Placed:
+    """What CreateOrder came to: the order, whether it replays an earlier identical request,
+    and the saga commands queued leased to a `CommandSender` (see `place_order`)."""
+
+    order: Order
+    replayed: bool
+    commands: tuple[repo.QueuedCommand, ...] = ()
+
+
+class CommandSender(Protocol):
+    """Sends saga commands queued leased to it at once (entrypoints.workers.CommandWorker)."""
+
+    @property
+    def lease_seconds(self) -> float: ...
+
+    def send_now(self, queued: Sequence[repo.QueuedCommand]) -> None: ...
+
+
 async def place_order(
     units: UnitsOfWork,
     inventory: InventoryClient,
     saga: FulfillmentSaga,
     command: PlaceOrder,
     new_context: Callable[[], Context],
-) -> tuple[Order, bool]:
-    """The placed order and whether it is a replay of an earlier identical request."""
-    existing = await units.run(replayed_order, command)
-    if existing is not None:
-        return existing, True
+    *,
+    sender: CommandSender | None = None,
+) -> Placed:
+    """Read the item master and availability from inventory, then place the order in one unit
+    of work, which answers an earlier identical request with its order instead (a replay).
+
+    A replay is looked for only in that unit of work, not in one more before the inventory
+    call: that saves a transaction per new order, and costs a replay an availability read.
+    When inventory cannot answer, a replay still gets its order, as it did before.
+
+    With a `sender`, the order's first saga commands (its reservations) are queued leased to it
+    and handed to it once committed, to be sent at once rather than in a round of the command
+    worker; without one they are due for the worker.
+    """
     skus = tuple(dict.fromkeys(line.sku for line in command.order.lines))
-    catalog, availability = await inventory.capture_reads(skus)
-    return await units.run(create_order, saga, command, catalog, availability, new_context())
+    try:
+        catalog, availability = await inventory.capture_reads(skus)
+    except Exception:
+        existing = await units.run(replayed_order, command)
+        if existing is not None:
+            return Placed(existing, replayed=True)
+        raise
+    ctx = new_context()
+    if sender is None:
+        return await units.run(create_order, saga, command, catalog, availability, ctx)
+
+    async def create_and_hand_over() -> Placed:
+        placed = await units.run(
+            create_order, saga, command, catalog, availability, ctx, sender.lease_seconds
+        )
+        if placed.commands:
+            sender.send_now(placed.commands)
+        return placed
+
+    # Shielded: a call cancelled while its transaction commits still hands the commands over,
+    # instead of leaving them to wait out their lease.
+    return await asyncio.shield(create_and_hand_over())
 
 
 def replayed_order(uow: UnitOfWork, command: PlaceOrder) -> Order | None:
@@ -123,11 +173,12 @@ def create_order(
     catalog: StaticCatalog,
     availability: AvailabilitySnapshot,
     ctx: Context,
-) -> tuple[Order, bool]:
-    # Checked again inside the transaction: a concurrent duplicate may have just committed.
+    lease_seconds: float | None = None,
+) -> Placed:
+    # Checked inside the transaction: an earlier or a concurrent duplicate may have committed.
     existing = replayed_order(uow, command)
     if existing is not None:
-        return existing, True
+        return Placed(existing, replayed=True)
     result = saga.place(
         order_id=resource_id(ORDER_ID_PREFIX),
         partner_id=command.partner_id,
@@ -136,8 +187,9 @@ def create_order(
         ctx=ctx,
         availability=availability,
     )
-    commit(uow, None, result, ctx.now)
-    return result.order, False
+    lease_until = None if lease_seconds is None else ctx.now.timestamp() + lease_seconds
+    queued = commit(uow, None, result, ctx.now, lease_until=lease_until)
+    return Placed(result.order, replayed=False, commands=tuple(queued))
 
 
 # -- reads -----------------------------------------------------------------------------------------

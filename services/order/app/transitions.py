@@ -24,15 +24,29 @@ from services.order.domain import (
 log = logging.getLogger(__name__)
 
 
-def commit(uow: UnitOfWork, loaded: repo.Loaded | None, result: SagaResult, now: datetime) -> None:
-    """Persist one saga result: the order (insert or compare-and-set), events, commands."""
+def commit(
+    uow: UnitOfWork,
+    loaded: repo.Loaded | None,
+    result: SagaResult,
+    now: datetime,
+    *,
+    lease_until: float | None = None,
+) -> list[repo.QueuedCommand]:
+    """Persist one saga result: the order (insert or compare-and-set), events, commands.
+
+    The commands are due at once for the command worker; with `lease_until` they are queued
+    leased to the caller instead, and returned, for it to send them right after the commit.
+    """
     order = result.order
     if loaded is None:
         repo.insert_order(uow.conn, order)
     elif result.changed:
         repo.save_order(uow.conn, loaded, order)
     uow.publish_all(result.events, correlation_id=_last_correlation_id(result))
+    if lease_until is not None:
+        return repo.enqueue_leased(uow.conn, result.commands, now, lease_until)
     repo.enqueue(uow.conn, result.commands, now)
+    return []
 
 
 def _last_correlation_id(result: SagaResult) -> str:

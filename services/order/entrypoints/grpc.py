@@ -29,7 +29,9 @@ from services.order.domain.returns import ReturnStatus
 
 
 class OrderApi(svc_grpc.OrderServiceServicer):
-    """The servicer; `on_commands` wakes the command worker after a commit that queued work."""
+    """The servicer; `on_commands` wakes the command worker after a commit that queued work,
+    and `send_at_once`, when given, sends CreateOrder's reservations right after its commit
+    (queued leased to it) instead of leaving them to the worker's next round."""
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class OrderApi(svc_grpc.OrderServiceServicer):
         shipments: ShipmentClient,
         clock: Clock = utc_now,
         on_commands: Callable[[], None] = lambda: None,
+        send_at_once: orders.CommandSender | None = None,
         returns: ReturnPolicy | None = None,
     ) -> None:
         self._units = units
@@ -48,6 +51,7 @@ class OrderApi(svc_grpc.OrderServiceServicer):
         self._shipments = shipments
         self._clock = clock
         self._on_commands = on_commands
+        self._send_at_once = send_at_once
         self._returns = returns or ReturnPolicy(load_reason_codes())
 
     def _context(self) -> Context:
@@ -61,12 +65,19 @@ class OrderApi(svc_grpc.OrderServiceServicer):
         command = orders.PlaceOrder(
             request.partner_id, contracts.order_input_to_domain(request.order)
         )
-        order, replayed = await orders.place_order(
-            self._units, self._inventory, self._saga, command, self._context
+        placed = await orders.place_order(
+            self._units,
+            self._inventory,
+            self._saga,
+            command,
+            self._context,
+            sender=self._send_at_once,
         )
-        if not replayed:
-            self._on_commands()
-        return svc.CreateOrderResponse(order=contracts.order_to_proto(order), replayed=replayed)
+        if not placed.replayed and not placed.commands:
+            self._on_commands()  # commands not handed to `send_at_once` are due for the worker
+        return svc.CreateOrderResponse(
+            order=contracts.order_to_proto(placed.order), replayed=placed.replayed
+        )
 
     # -- reads -----------------------------------------------------------------------------
 

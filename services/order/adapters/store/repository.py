@@ -149,24 +149,43 @@ def overdue_order_ids(conn: Connection, now: datetime, limit: int = 100) -> list
 
 
 def enqueue(conn: Connection, commands: tuple[messages.SagaCommand, ...], now: datetime) -> None:
+    """Queue `commands`, due now, for the command worker."""
     if not commands:
         return
-    sql.NEW_COMMANDS.run_many(
-        conn,
-        [
-            {
-                "order_id": command.order_id,
-                "kind": type(command).__name__,
-                "payload": codec.dumps(command),
-                "attempts": 0,
-                "next_attempt_at": now.timestamp(),
-                "created_at": now.timestamp(),
-                "done_at": None,
-                "last_error": "",
-            }
-            for command in commands
-        ],
-    )
+    due = now.timestamp()
+    sql.NEW_COMMANDS.run_many(conn, [_command_row(command, now, due) for command in commands])
+
+
+def enqueue_leased(
+    conn: Connection,
+    commands: tuple[messages.SagaCommand, ...],
+    now: datetime,
+    lease_until: float,
+) -> list[QueuedCommand]:
+    """Queue `commands` already leased until `lease_until` to the caller, who sends them at once;
+    returns them with their queue ids. If the caller never settles them (a crash), the lease
+    runs out and the command worker takes them like any due command."""
+    queued = []
+    for command in commands:
+        row = _command_row(command, now, lease_until)
+        command_id = sql.NEW_LEASED_COMMAND.run(conn, row).scalar_one()
+        queued.append(QueuedCommand(int(command_id), command.order_id, command, 0))
+    return queued
+
+
+def _command_row(
+    command: messages.SagaCommand, now: datetime, next_attempt_at: float
+) -> dict[str, Any]:
+    return {
+        "order_id": command.order_id,
+        "kind": type(command).__name__,
+        "payload": codec.dumps(command),
+        "attempts": 0,
+        "next_attempt_at": next_attempt_at,
+        "created_at": now.timestamp(),
+        "done_at": None,
+        "last_error": "",
+    }
 
 
 def claim_commands(

@@ -46,6 +46,8 @@ OVERDUE_ORDER_IDS = prepared(
 )
 
 NEW_COMMANDS = prepared(insert(t.saga_commands).inline())
+# One command queued leased to its sender; its id is read back to mark it done.
+NEW_LEASED_COMMAND = prepared(insert(t.saga_commands).returning(t.saga_commands.c.id))
 FINISH_COMMAND = prepared(update_where(t.saga_commands, "id"))
 RESCHEDULE_COMMAND = prepared(update_where(t.saga_commands, "id"))
 
