@@ -97,6 +97,19 @@ class GatewayConfig(DatabaseServiceConfig, service="gateway"):
         description="run the outbound webhook worker (gateway-webhooks consumers and sender); "
         "needs NATS",
     )
+    webhook_follow_subscriptions: bool = setting(
+        default=True,
+        description="the gateway-webhooks durables take only the event types enabled "
+        "subscriptions want (a create waits for NATS to confirm); false: every milestone event. "
+        "Every replica must agree, and replicas without the webhook worker must not serve "
+        "subscription changes while others follow",
+    )
+    webhook_filter_reconcile_seconds: float = setting(
+        default=60.0,
+        minimum=1.0,
+        description="how often the durables' event filter is recomputed from the subscriptions "
+        "(narrows after disables; deletes narrow at once)",
+    )
     webhook_consumer_linger_ms: float = setting(
         default=10.0,
         minimum=0.0,

@@ -104,6 +104,8 @@ def delivery_worker(
             allow_private_networks=config.webhook_allow_private_networks,
         ),
         consumer_settings=ConsumerSettings(linger=config.webhook_consumer_linger_ms / 1000),
+        follow_subscriptions=config.webhook_follow_subscriptions,
+        filter_reconcile_seconds=config.webhook_filter_reconcile_seconds,
         stream_settings=StreamSettings(replicas=config.stream_replicas),
         schema_registry_target=config.schema_registry_target,
     )
@@ -140,15 +142,19 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     metrics_endpoint = serve_metrics(
         built.metrics.service, host=config.bind_host, port=config.metrics_port
     )
-    webhook_api = await start_webhook_api(
-        built.db, retry_policy(config).retry_seconds, built.metrics.service
-    )
-    built.backends.add_target(WEBHOOK_SERVICE.full_name, f"127.0.0.1:{webhook_api.port}")
     worker = (
         delivery_worker(config, built.db, built.metrics.service)
         if config.webhooks_enabled
         else None
     )
+    # The API widens the worker's durables before a new subscription becomes visible.
+    webhook_api = await start_webhook_api(
+        built.db,
+        retry_policy(config).retry_seconds,
+        built.metrics.service,
+        filters=worker.filters if worker is not None else None,
+    )
+    built.backends.add_target(WEBHOOK_SERVICE.full_name, f"127.0.0.1:{webhook_api.port}")
     if worker is not None:
         worker.start()
     partner_http = HttpServer(built.gateway, host=config.http_host, port=config.http_port)

@@ -6,7 +6,11 @@
   idempotency and problem+json apply unchanged.
 - `DeliveryWorker`: the `gateway-webhooks` consumers (one durable per stream with milestone
   events) and the sender loop. It connects to NATS in the background, so the partner API serves
-  while NATS is still away.
+  while NATS is still away. With `follow_subscriptions`, the durables take only the event types
+  enabled subscriptions want (gateway.webhooks.filters): `filters` is then handed to
+  `start_webhook_api`, each consumer sets its durable up through `filters.sync()` (the filter is
+  computed from the table before a consumer pulls), and a reconcile narrows every
+  `filter_reconcile_seconds`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from nats.aio.client import Client as NATS
 
 from gateway.entrypoints.consumers import PURPOSE, event_handlers
 from gateway.webhooks.delivery_store import RetryPolicy
+from gateway.webhooks.filters import SubscriptionFilters
 from gateway.webhooks.sender import SenderSettings, WebhookSender
 from gateway.webhooks.servicer import SERVICE, WebhookApi
 from services.kit import bus
@@ -35,13 +40,18 @@ log = logging.getLogger(__name__)
 
 
 async def start_webhook_api(
-    db: Database, retry_seconds: float, metrics: ServiceMetrics | None = None
+    db: Database,
+    retry_seconds: float,
+    metrics: ServiceMetrics | None = None,
+    filters: SubscriptionFilters | None = None,
 ) -> ServiceServer:
-    """Serve WebhookService on 127.0.0.1:<free port>; the caller routes to `server.port`."""
+    """Serve WebhookService on 127.0.0.1:<free port>; the caller routes to `server.port`.
+
+    `filters`: the delivery worker's, when its durables follow the subscriptions."""
     from crossdock.gateway.v1.webhook_service_pb2_grpc import add_WebhookServiceServicer_to_server
 
     server = ServiceServer("gateway", host="127.0.0.1", port=0, metrics=metrics)
-    api = WebhookApi(db, retry_seconds)
+    api = WebhookApi(db, retry_seconds, filters)
     server.add_servicer(add_WebhookServiceServicer_to_server, api, SERVICE)
     await server.start()
     return server
@@ -59,11 +69,20 @@ class DeliveryWorker:
     stream_settings: StreamSettings | None = None
     schema_registry_target: str = ""
     metrics: ServiceMetrics | None = None
+    # Durables take only what enabled subscriptions want (False: every milestone event).
+    follow_subscriptions: bool = False
+    filter_reconcile_seconds: float = 60.0
+    filters: SubscriptionFilters | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     sender: WebhookSender | None = None
     _nc: NATS | None = None
     _registry_client: SchemaRegistryClient | None = None
     _starting: asyncio.Task[None] | None = None
+    _reconciling: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.follow_subscriptions and self.filters is None:
+            self.filters = SubscriptionFilters(self.db)
 
     def start(self) -> None:
         self.sender = WebhookSender(self.db, self.policy, self.sender_settings)
@@ -78,6 +97,7 @@ class DeliveryWorker:
             self._registry_client = SchemaRegistryClient(self.schema_registry_target)
             resolver = SchemaResolver(self._registry_client)
         registry = event_handlers(self.policy.retry_seconds)
+        durable_setup = self.filters.sync if self.filters is not None else None
         for stream in sorted(registry.streams()):
             consumer = EventConsumer(
                 service="gateway",
@@ -89,10 +109,32 @@ class DeliveryWorker:
                 settings=self.consumer_settings,
                 schema_resolver=resolver,
                 metrics=self.metrics,
+                durable_setup=durable_setup,
             )
             self.consumers.append(consumer)
+        if self.filters is not None:
+            self.filters.attach(self._nc, registry, self.consumers)
+            self._reconciling = asyncio.create_task(self._reconcile(), name="webhook-filters")
+        for consumer in self.consumers:
             consumer.start()
         log.info("webhook consumers started", extra={"consumers": len(self.consumers)})
+
+    async def _reconcile(self) -> None:
+        """Narrow the durables to what the table wants (deletes, disables, the sender's too);
+        early after an update nats-server did not confirm, and again every few seconds until
+        one succeeds."""
+        assert self.filters is not None
+        retry = min(5.0, self.filter_reconcile_seconds)
+        delay = self.filter_reconcile_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.filters.resync_wanted(), delay)
+            try:
+                await self.filters.sync()
+                delay = self.filter_reconcile_seconds
+            except Exception as exc:
+                log.warning("webhook event filters not reconciled: %r", exc)
+                delay = retry
 
     async def wait_started(self) -> None:
         """Wait until the consumers run (tests; the gateway itself never waits)."""
@@ -105,7 +147,14 @@ class DeliveryWorker:
             starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await starting
+        reconciling, self._reconciling = self._reconciling, None
+        if reconciling is not None:
+            reconciling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciling
         await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
+        if self.filters is not None:
+            self.filters.detach()
         self.consumers.clear()
         if self.sender is not None:
             await self.sender.stop()

@@ -6,6 +6,9 @@ subscription of the event's partner is inserted with ON CONFLICT DO NOTHING on (
 event), so an event reaches an endpoint once even if the inbox were bypassed (a redrive, a replay).
 A subscription receives only events that happened after it was created, so a lagging or replayed
 consumer never floods a new endpoint with history.
+
+The durables take only the event types some enabled subscription wants (gateway.webhooks.filters),
+so an event reaching `enqueue` is usually wanted by someone; the probe below still decides whom.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from google.protobuf.message import Message
 from sqlalchemy import Connection, bindparam, select
 
 from gateway.adapters.store.webhook_tables import PENDING, webhook_deliveries, webhook_subscriptions
+from gateway.webhooks.filters import hold_shared_lock
 from gateway.webhooks.payload import delivery_body, partner_of
 from services.kit import events as ev
 from services.kit.ids import resource_id
@@ -57,6 +61,7 @@ def enqueue(
     event_id = headers.get(ev.CE_ID, "")
     if not partner_id or not event_type or not event_id:
         return 0  # nobody to tell (internal events carry no partner)
+    hold_shared_lock(conn)  # PostgreSQL: see a subscription being created once it commits
     wanted: list[tuple[str, float]] = [
         (row.id, row.created_at)
         for row in _SUBSCRIPTIONS_OF.run(conn, {"partner_id": partner_id})

@@ -2,11 +2,18 @@
 
 The gateway's transcoder sets partner_id from the API key and the contract requires it, so every
 call is scoped to one partner (gateway.webhooks.store filters on it).
+
+With `filters` (the gateway's webhook runtime), a change that may add event types widens the
+gateway-webhooks durables before it commits, and one that may remove some narrows them after
+(gateway.webhooks.filters). Without, the durables take every milestone event.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from crossdock.gateway.v1 import webhook_pb2 as pb
@@ -14,10 +21,15 @@ from crossdock.gateway.v1 import webhook_service_pb2 as svc
 from crossdock.gateway.v1 import webhook_service_pb2_grpc as svc_grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import Connection
 
 from gateway.adapters.store.webhook_tables import DELIVERED, FAILED, PENDING
+from gateway.webhooks import filters as event_filters
 from gateway.webhooks import store
+from gateway.webhooks.filters import SubscriptionFilters
 from services.kit.db import Database
+
+log = logging.getLogger(__name__)
 
 SERVICE = svc.DESCRIPTOR.services_by_name["WebhookService"]
 STATUS_TO_PROTO = {
@@ -84,21 +96,59 @@ def delivery_to_proto(row: dict[str, Any], attempts: list[dict[str, Any]]) -> pb
 
 
 class WebhookApi(svc_grpc.WebhookServiceServicer):
-    def __init__(self, db: Database, retry_seconds: float) -> None:
+    def __init__(
+        self, db: Database, retry_seconds: float, filters: SubscriptionFilters | None = None
+    ) -> None:
         self._db = db
         self._retry_seconds = retry_seconds
+        self._filters = filters
+
+    @contextlib.contextmanager
+    def _widening(self, conn: Connection) -> Iterator[None]:
+        """Around a write that may add event types: see gateway.webhooks.filters."""
+        if self._filters is None:
+            event_filters.lock(conn)  # still: intake on PostgreSQL waits for the commit
+            yield
+        else:
+            with self._filters.widening(conn):
+                yield
+
+    async def _narrow(self) -> None:
+        """After a change that may remove event types; a failure is left to the reconcile."""
+        if self._filters is None:
+            return
+        try:
+            await self._filters.sync()
+        except Exception as exc:
+            log.warning("webhook event filters not narrowed yet: %r", exc)
+
+    def _create(
+        self,
+        conn: Connection,
+        partner_id: str,
+        url: str,
+        event_types: Sequence[str],
+        description: str,
+    ) -> dict[str, Any]:
+        with self._widening(conn):
+            row = store.create_subscription(
+                conn, partner_id, url, event_types, description, time.time()
+            )
+        # The effective start is taken only now that the durables take its types: a filter
+        # update keeps a durable's position, so only events stored after it are delivered, and
+        # an event that occurs after this instant is stored after it.
+        return store.start_subscription(conn, partner_id, row["id"], time.time())
 
     async def CreateWebhookSubscription(
         self, request: svc.CreateWebhookSubscriptionRequest, context: Any
     ) -> svc.CreateWebhookSubscriptionResponse:
         given = request.subscription
         row = await self._db.run(
-            store.create_subscription,
+            self._create,
             request.partner_id,
             given.url,
             list(given.event_types),
             given.description,
-            time.time(),
         )
         return svc.CreateWebhookSubscriptionResponse(
             subscription=subscription_to_proto(row), secret=row["secret"]
@@ -131,19 +181,36 @@ class WebhookApi(svc_grpc.WebhookServiceServicer):
             description=request.description if request.HasField("description") else None,
             enabled=request.enabled if request.HasField("enabled") else None,
         )
-        row = await self._db.run(
-            store.update_subscription,
-            request.partner_id,
-            request.subscription_id,
-            change,
-            time.time(),
-        )
+        row = await self._db.run(self._update, request.partner_id, request.subscription_id, change)
+        if change.event_types or change.enabled is False:
+            await self._narrow()
         return svc.UpdateWebhookSubscriptionResponse(subscription=subscription_to_proto(row))
+
+    def _update(
+        self,
+        conn: Connection,
+        partner_id: str,
+        subscription_id: str,
+        change: store.SubscriptionChange,
+    ) -> dict[str, Any]:
+        if not change.event_types and change.enabled is not True:
+            return store.update_subscription(conn, partner_id, subscription_id, change, time.time())
+        with self._widening(conn):
+            return store.update_subscription(conn, partner_id, subscription_id, change, time.time())
+
+    def _redrive(
+        self, conn: Connection, partner_id: str, subscription_id: str, delivery_id: str
+    ) -> tuple[dict[str, Any], int]:
+        with self._widening(conn):  # a redrive enables the subscription again
+            return store.redrive(
+                conn, partner_id, subscription_id, delivery_id, time.time(), self._retry_seconds
+            )
 
     async def DeleteWebhookSubscription(
         self, request: svc.DeleteWebhookSubscriptionRequest, context: Any
     ) -> svc.DeleteWebhookSubscriptionResponse:
         await self._db.run(store.delete_subscription, request.partner_id, request.subscription_id)
+        await self._narrow()
         return svc.DeleteWebhookSubscriptionResponse(subscription_id=request.subscription_id)
 
     async def RotateWebhookSecret(
@@ -180,12 +247,7 @@ class WebhookApi(svc_grpc.WebhookServiceServicer):
         self, request: svc.RedriveWebhookDeliveriesRequest, context: Any
     ) -> svc.RedriveWebhookDeliveriesResponse:
         row, requeued = await self._db.run(
-            store.redrive,
-            request.partner_id,
-            request.subscription_id,
-            request.delivery_id,
-            time.time(),
-            self._retry_seconds,
+            self._redrive, request.partner_id, request.subscription_id, request.delivery_id
         )
         return svc.RedriveWebhookDeliveriesResponse(
             subscription=subscription_to_proto(row), requeued_count=requeued

@@ -114,6 +114,18 @@ def create_subscription(
     return get_subscription(conn, partner_id, subscription_id)
 
 
+def start_subscription(
+    conn: Connection, partner_id: str, subscription_id: str, now: float
+) -> dict[str, Any]:
+    """Set when a subscription starts receiving events (`created_at`, its create_time)."""
+    conn.execute(
+        update(subs)
+        .where(_owned(partner_id, subscription_id))
+        .values(created_at=now, updated_at=now)
+    )
+    return get_subscription(conn, partner_id, subscription_id)
+
+
 def list_subscriptions(
     conn: Connection, partner_id: str, page_size: int, page_token: str
 ) -> tuple[list[dict[str, Any]], str]:

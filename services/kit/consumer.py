@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import nats.errors
@@ -79,6 +80,10 @@ class ConsumerSettings:
         return min(self.nak_base_delay * 2.0 ** max(0, num_delivered - 1), self.nak_max_delay)
 
 
+# Settings a running durable takes from the config besides its filter (`set_filter_subjects`).
+_EDITABLE = ("ack_wait", "max_deliver", "max_ack_pending", "description")
+
+
 def _filters(config: ConsumerConfig) -> list[str]:
     """The subjects a consumer config filters on, whichever field holds them."""
     return sorted(
@@ -111,10 +116,14 @@ class EventConsumer:
         decoder: EventDecoder | None = None,
         handler_scope: HandlerScope | None = None,
         schema_resolver: SchemaResolver | None = None,
+        durable_setup: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """`handler_scope(subject, headers)` is entered around every handler call: the hook for
         trace-context extraction (a CONSUMER span) and log correlation. `schema_resolver`
-        checks `ce-dataschema` ids against the schema registry (None: ids are not checked)."""
+        checks `ce-dataschema` ids against the schema registry (None: ids are not checked).
+        `durable_setup` replaces `ensure()` wherever the consumer creates or updates its durable
+        (at start, and when the durable is gone): for a durable whose filter someone else keeps
+        (see `set_filter_subjects`), which `ensure()` would reset to every handled event."""
         self.name = f"{service}-{purpose}"
         self.stream = stream
         self.settings = settings or ConsumerSettings()
@@ -134,6 +143,7 @@ class EventConsumer:
         # this consumer (no delivery, no ack), and a version without a handler still arrives
         # and is dead-lettered as unknown rather than skipped unseen.
         self.filter_subjects = sorted({f"{ev.event_name_of(s)}.*" for s in subjects})
+        self._durable_setup = durable_setup
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -183,6 +193,47 @@ class EventConsumer:
             await self._js.add_consumer(self.stream, current)
         except APIError as exc:
             log.warning("could not update consumer %s: %s", self.name, exc)
+
+    async def set_filter_subjects(self, subjects: Sequence[str]) -> None:
+        """Make the durable filter on exactly `subjects` (and take this consumer's settings),
+        creating it if missing.
+
+        The filter changes in place: the durable keeps its position and its unacked messages.
+        Messages stored before the change at sequences the durable has passed are not delivered
+        even if the new filter matches them (nats-server keeps its position on a filter update).
+        Unlike `ensure()`, every failure raises (also a server that answers with other
+        filters), because a caller may promise something on the strength of the new filter.
+        """
+        wanted_filters = sorted(set(subjects))
+        if not wanted_filters:
+            raise ValueError(f"{self.name}: a durable needs at least one filter subject")
+        self.filter_subjects = wanted_filters
+        wanted = self.consumer_config()
+        try:
+            info = await self._js.consumer_info(self.stream, self.name)
+        except NotFoundError:
+            info = await self._js.add_consumer(self.stream, wanted)
+        else:
+            current = info.config
+            if _filters(current) == wanted_filters and all(
+                getattr(current, key) == getattr(wanted, key) for key in _EDITABLE
+            ):
+                return
+            # As `ensure()`: the position settings stay (a replay may have changed them).
+            for key in (*_EDITABLE, "filter_subject", "filter_subjects"):
+                setattr(current, key, getattr(wanted, key))
+            info = await self._js.add_consumer(self.stream, current)
+        if _filters(info.config) != wanted_filters:
+            raise RuntimeError(
+                f"{self.name} on {self.stream} filters on {_filters(info.config)}, "
+                f"not {wanted_filters} (nats-server older than 2.10?)"
+            )
+
+    async def _setup_durable(self) -> None:
+        if self._durable_setup is not None:
+            await self._durable_setup()
+        else:
+            await self.ensure()
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None:
@@ -283,7 +334,7 @@ class EventConsumer:
         delay = 0.2
         while not self._stopping.is_set():
             try:
-                await self.ensure()
+                await self._setup_durable()
                 return True
             except Exception as exc:
                 _reraise_if_cancelled()
@@ -324,7 +375,7 @@ class EventConsumer:
         except NotFoundError:
             log.warning("consumer %s is missing; recreating it", self.name)
             with contextlib.suppress(Exception):
-                await self.ensure()
+                await self._setup_durable()
         except Exception as exc:
             log.warning("consumer %s: cannot check the durable: %s", self.name, exc)
 

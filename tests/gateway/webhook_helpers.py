@@ -26,8 +26,16 @@ VERIFIER = Path(__file__).resolve().parents[2] / "docs" / "examples" / "verify_w
 PLACED = "crossdock.order.placed.v1"
 
 
-def worker(db: Database, nats_url: str, *, disable_after: int = 50) -> DeliveryWorker:
-    """A delivery worker with test-speed retries (and loopback receivers allowed)."""
+def worker(
+    db: Database,
+    nats_url: str,
+    *,
+    disable_after: int = 50,
+    follow_subscriptions: bool = False,
+    reconcile_seconds: float = 60.0,
+) -> DeliveryWorker:
+    """A delivery worker with test-speed retries (and loopback receivers allowed);
+    `follow_subscriptions`: its durables take only what enabled subscriptions want."""
     return DeliveryWorker(
         db=db,
         nats_url=nats_url,
@@ -41,6 +49,8 @@ def worker(db: Database, nats_url: str, *, disable_after: int = 50) -> DeliveryW
             timeout_seconds=5.0, poll_interval_seconds=0.05, allow_private_networks=True
         ),
         consumer_settings=ConsumerSettings(fetch_timeout=0.2, recreate_grace=0.2),
+        follow_subscriptions=follow_subscriptions,
+        filter_reconcile_seconds=reconcile_seconds,
     )
 
 
