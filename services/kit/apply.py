@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from sqlalchemy import Connection
 
 from services.kit import inbox
-from services.kit.db import dbapi_cursor
+from services.kit.db import AFTER_COMMIT_KEY, dbapi_cursor
 from services.kit.faults import fault_point
 from services.kit.handlers import Headers, PermanentError, Route
 from services.kit.metrics import ServiceMetrics
@@ -78,11 +78,13 @@ class BatchApplier:
     def apply(self, conn: Connection, work: list[Item]) -> None:
         cursor = dbapi_cursor(conn)
         cursor.execute("SAVEPOINT crossdock_batch")
+        callbacks = _after_commit_count(conn)
         try:
             self._fast(conn, work)
         except Exception:
             cursor.execute("ROLLBACK TO SAVEPOINT crossdock_batch")
             cursor.execute("RELEASE SAVEPOINT crossdock_batch")
+            _drop_after_commit(conn, callbacks)
             for item in work:
                 item.outcome, item.latency = None, None
             self._careful(conn, work)
@@ -166,6 +168,7 @@ class BatchApplier:
                 item.outcome, item.reason = Outcome.HELD, "an earlier event of its aggregate failed"
                 continue
             cursor.execute("SAVEPOINT crossdock_msg")
+            callbacks = _after_commit_count(conn)
             try:
                 if inbox.claim(conn, self.consumer, item.event_id):
                     self._call(item, conn)
@@ -176,11 +179,24 @@ class BatchApplier:
             except Exception as exc:
                 cursor.execute("ROLLBACK TO SAVEPOINT crossdock_msg")
                 cursor.execute("RELEASE SAVEPOINT crossdock_msg")
+                _drop_after_commit(conn, callbacks)
                 if isinstance(exc, PermanentError):
                     item.dead("handler", f"handler rejected the event: {exc}")
                 else:
                     item.outcome, item.reason = Outcome.RETRY, f"handler failed: {exc!r}"
                     failed_aggregates.add(item.aggregate)
+
+
+def _after_commit_count(conn: Connection) -> int:
+    return len(conn.info.get(AFTER_COMMIT_KEY, ()))
+
+
+def _drop_after_commit(conn: Connection, keep: int) -> None:
+    """Forget the after-commit callbacks of work a savepoint rolled back (as `uow._batch` does):
+    they would announce rows that do not exist (a woken worker, a handed-over item)."""
+    callbacks = conn.info.get(AFTER_COMMIT_KEY)
+    if callbacks is not None:
+        del callbacks[keep:]
 
 
 def record(items: list[Item], consumer: str, metrics: ServiceMetrics | None) -> None:

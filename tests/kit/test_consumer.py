@@ -16,6 +16,7 @@ from services.kit.dlq import list_dead_letters
 from services.kit.handlers import HandlerRegistry, PermanentError
 from services.kit.metrics import ServiceMetrics
 from services.kit.streams import ensure_streams
+from services.kit.uow import UnitOfWork
 from tests.fixtures.kittest.harness import (
     effect_handler,
     open_db,
@@ -358,6 +359,46 @@ async def test_batch_handler_gets_runs_and_isolates_a_poison_event(
     # One call for the whole run; it failed, so then one call per event.
     assert calls == [5, 1, 1, 1, 1, 1]
     assert sorted(e[2] for e in await db.run(read_effects)) == [1, 2, 4, 5]
+    await db.close()
+
+
+async def test_after_commit_callbacks_of_rolled_back_events_never_run(
+    db_url: str, pb: ModuleType, nats_client: NATS
+) -> None:
+    """A handler announces its work after commit (a worker woken, an item handed over). When a
+    batch falls back to one savepoint per event, only the events that stayed committed announce:
+    the failed batch attempt and the rolled-back poison event announce nothing."""
+    js = nats_client.jetstream()
+    await ensure_streams(js)
+    db = open_db(db_url)
+    announced: list[int] = []
+
+    def handle(event: Any, headers: Mapping[str, str], conn: Connection) -> None:
+        UnitOfWork.of(conn).after_commit(lambda n=event.n: announced.append(n))
+        if event.note == "poison":
+            raise PermanentError("poison")
+
+    registry = HandlerRegistry()
+    registry.add(pb.ThingHappened, handle)
+    consumer = EventConsumer(
+        service="kittest",
+        purpose="effects",
+        stream="ORDER",
+        registry=registry,
+        db=db,
+        nc=nats_client,
+        settings=QUICK,
+    )
+    await consumer.ensure()
+    for n in range(1, 5):
+        note = "poison" if n == 3 else ""
+        await publish_event(
+            js, pb.ThingHappened(thing_id=f"t-{n}", n=n, note=note), event_id=f"ev-{n}"
+        )
+    outcomes = await drain(consumer)
+    await asyncio.sleep(0.05)  # after-commit callbacks run on the loop, after the commit
+    assert outcomes == [Outcome.APPLIED, Outcome.APPLIED, Outcome.DEAD, Outcome.APPLIED]
+    assert sorted(announced) == [1, 2, 4]
     await db.close()
 
 
