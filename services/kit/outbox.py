@@ -3,22 +3,38 @@
 `append()` runs inside a unit of work (`Database.run`) and never touches NATS. The relay
 (`services.kit.relay`) publishes pending rows and marks them sent. Per-event statements go through
 the raw DBAPI cursor (see `db.dbapi_cursor`) because they sit on every hot path.
+
+Handoff (SQLite): a running relay also receives, in memory, the rows each unit of work of this
+process committed (`hand_off_commits`), so that a relay woken by a commit can publish them without
+first reading them back in a transaction of its own. The rows are read back inside the committing
+transaction, just before COMMIT, because a savepoint rolled back after `append` removes its row
+(and SQLite then gives the next row the same seq): only rows that really commit are handed off.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, event
 
 from services.kit import events as ev
-from services.kit.db import OUTBOX_APPENDED_KEY, SERVICE_KEY, dbapi_cursor, dialect_sql
+from services.kit.db import (
+    AFTER_COMMIT_KEY,
+    OUTBOX_APPENDED_KEY,
+    SERVICE_KEY,
+    dbapi_cursor,
+    dialect_sql,
+)
 from services.kit.ids import new_event_id
+
+log = logging.getLogger(__name__)
 
 _INSERT = (
     "INSERT INTO outbox (event_id, subject, aggregate_id, headers, payload, created_at) "
@@ -51,6 +67,18 @@ class OutboxRow:
     headers: dict[str, str]
     payload: bytes
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRows:
+    """What one read of the outbox found."""
+
+    # The oldest pending rows, in seq order (at most the read's limit).
+    rows: list[OutboxRow]
+    # Every row with a seq up to this one was sent or is in `rows`, and every row committed later
+    # gets a higher seq. None when that is not known: the read hit its limit, or PostgreSQL,
+    # where a seq is drawn at INSERT and a lower one can still commit after the read.
+    complete_through: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +210,99 @@ def append_raw(
     )
     # Tell Database.run to wake the relay once this transaction commits.
     conn.info[OUTBOX_APPENDED_KEY] = True
+    sinks = _handoff_sinks.get(conn.engine)
+    if sinks:
+        row = OutboxRow(
+            cursor.lastrowid, event_id, subject, aggregate_id, headers, bytes(payload), now
+        )
+        _stage(conn, sinks, row)
     return event_id
+
+
+# --- handoff: committed rows to this process's relay, in memory (see the module docstring) ----
+
+HandoffSink = Callable[[OutboxRow], None]
+# The running relays of each SQLite engine in this process (one, outside tests).
+_handoff_sinks: dict[Engine, list[HandoffSink]] = {}
+# Connection.info key: the rows the current transaction appended (a _StagedRows).
+_STAGED_KEY = "crossdock.outbox_staged"
+
+
+class _StagedRows:
+    """The rows one transaction appended; at its COMMIT, the (seq, event id) of those that are
+    really in the table."""
+
+    __slots__ = ("after_commit", "committed", "rows")
+
+    def __init__(self, after_commit: list[Callable[[], None]]) -> None:
+        # The transaction's after-commit list (Database.run makes a new one per transaction):
+        # tells a stale _StagedRows of an earlier, rolled-back transaction from the current one.
+        self.after_commit = after_commit
+        self.rows: list[OutboxRow] = []
+        self.committed: dict[int, str] = {}
+
+
+def hand_off_commits(engine: Engine, sink: HandoffSink) -> Callable[[], None]:
+    """Call `sink(row)` for every outbox row that a unit of work (`Database.run`) on `engine`
+    commits from now on, right after its commit (on the event loop; in the caller's thread for
+    `run_sync`); returns the remover.
+
+    SQLite only: there one writer at a time draws seqs, so rows commit in seq order and a gap in
+    the seqs handed off means a row committed elsewhere (another process), which the relay must
+    then read. `sink` must be cheap and may not block.
+    """
+    if engine.dialect.name != "sqlite":
+        raise ValueError("outbox handoff needs SQLite (see PendingRows.complete_through)")
+    sinks = _handoff_sinks.setdefault(engine, [])
+    if not sinks:
+        event.listen(engine, "commit", _confirm_staged)
+    sinks.append(sink)
+
+    def remove() -> None:
+        if sink in sinks:
+            sinks.remove(sink)
+        if not sinks and _handoff_sinks.get(engine) is sinks:
+            del _handoff_sinks[engine]
+            event.remove(engine, "commit", _confirm_staged)
+
+    return remove
+
+
+def _stage(conn: Connection, sinks: list[HandoffSink], row: OutboxRow) -> None:
+    after_commit = conn.info.get(AFTER_COMMIT_KEY)
+    if after_commit is None:
+        return  # not inside Database.run: nothing runs after the commit; the relay reads it
+    staged = conn.info.get(_STAGED_KEY)
+    if staged is None or staged.after_commit is not after_commit:
+        staged = _StagedRows(after_commit)
+        conn.info[_STAGED_KEY] = staged
+    staged.rows.append(row)
+    # One callback per row: a unit of work's batch that rolls an item back drops that item's
+    # after-commit callbacks (uow._batch), and this row's delivery with them.
+    after_commit.append(functools.partial(_deliver, tuple(sinks), staged, row))
+
+
+def _confirm_staged(conn: Connection) -> None:
+    """At COMMIT (SQLAlchemy's commit event, inside the transaction): which staged rows are
+    really committing. A savepoint rolled back after an append removed that row."""
+    staged = conn.info.pop(_STAGED_KEY, None)
+    if staged is None or staged.after_commit is not conn.info.get(AFTER_COMMIT_KEY):
+        return
+    try:
+        cursor = dbapi_cursor(conn)
+        cursor.execute(
+            "SELECT seq, event_id FROM outbox WHERE seq >= ?", (min(r.seq for r in staged.rows),)
+        )
+        staged.committed = dict(cursor.fetchall())
+    except Exception:
+        # Never fail a commit over an optimization: nothing is handed off, the relay reads.
+        log.exception("outbox handoff: could not read back the committing rows")
+
+
+def _deliver(sinks: tuple[HandoffSink, ...], staged: _StagedRows, row: OutboxRow) -> None:
+    if staged.committed.get(row.seq) == row.event_id:
+        for sink in sinks:
+            sink(row)
 
 
 def fetch_pending(conn: Connection, limit: int) -> list[OutboxRow]:
@@ -201,6 +321,20 @@ def fetch_pending(conn: Connection, limit: int) -> list[OutboxRow]:
         OutboxRow(seq, event_id, subject, aggregate_id, loads(headers), bytes(payload), created)
         for seq, event_id, subject, aggregate_id, headers, payload, created in cursor.fetchall()
     ]
+
+
+def read_pending(conn: Connection, limit: int) -> PendingRows:
+    """The oldest `limit` unsent rows, and how far they are known to be complete."""
+    rows = fetch_pending(conn, limit)
+    if len(rows) >= limit or conn.dialect.name != "sqlite":
+        return PendingRows(rows, None)
+    # SQLite has one writer at a time, and a writer draws seqs above every committed row: so
+    # every row up to the highest seq is committed (sent, or among `rows`), and any row that
+    # commits after this read gets a higher seq.
+    cursor = dbapi_cursor(conn)
+    cursor.execute("SELECT MAX(seq) FROM outbox")
+    (highest,) = cursor.fetchone()
+    return PendingRows(rows, int(highest or 0))
 
 
 def mark_sent(conn: Connection, seqs: Sequence[int], sent_at: float | None = None) -> int:
@@ -223,11 +357,11 @@ def mark_sent(conn: Connection, seqs: Sequence[int], sent_at: float | None = Non
     return int(cursor.rowcount)
 
 
-def mark_sent_and_fetch(conn: Connection, seqs: Sequence[int], limit: int) -> list[OutboxRow]:
+def mark_sent_and_read(conn: Connection, seqs: Sequence[int], limit: int) -> PendingRows:
     """Mark `seqs` sent and read the next pending rows, in one unit of work (the relay's loop:
     one transaction per batch instead of two)."""
     mark_sent(conn, seqs)
-    return fetch_pending(conn, limit)
+    return read_pending(conn, limit)
 
 
 def backlog(conn: Connection) -> tuple[int, float | None]:

@@ -18,6 +18,17 @@ On PostgreSQL `seq` is assigned at INSERT, not at COMMIT, so rows of concurrent 
 become visible out of seq order. For one aggregate that cannot happen as long as its unit of work
 updates (locks) the aggregate's own row before appending its events, which every state change
 does: the second transaction waits for the first to commit before it can even insert.
+
+Handoff (SQLite). While the loop runs, the units of work of this process hand it the rows they
+committed (`outbox.hand_off_commits`), so a relay woken by a commit publishes them without reading
+them back first: the transaction marking a batch sent stays the only one per batch. This is safe
+because the relay knows how far its picture of the outbox is complete: the last read saw every
+row up to the highest seq then committed (SQLite draws seqs under its one write lock, so rows
+commit in seq order), and a handed-off row is only taken when its seq continues that picture
+without a gap. A gap is a row committed by another process (a CLI, a replica's unit of work): the
+relay then reads. Any failure, a leadership change or a read that hit its limit forgets the
+picture, so the next batch reads. Rows only ever wait in memory in addition to the database, so
+a crash loses nothing, and the mark-sent read after every batch still finds everything else.
 """
 
 from __future__ import annotations
@@ -107,7 +118,13 @@ class OutboxRelay:
         self._next_leader_check = 0.0
         self._next_stats = 0.0
         self._next_purge = 0.0
-        self._prefetched: list[outbox.OutboxRow] = []  # read by the last mark-sent transaction
+        # The rows known to be pending, in seq order: read by the last mark-sent transaction, then
+        # the rows handed off since that continue them (see "Handoff" above).
+        self._pending: list[outbox.OutboxRow] = []
+        # Every row up to this seq was sent or is in _pending; None: unknown, the next batch reads.
+        self._complete_through: int | None = None
+        # Rows units of work of this process committed since the last batch began.
+        self._handed_off: list[outbox.OutboxRow] = []
         self._remove_listener = db.add_outbox_listener(self.wake)
 
     @property
@@ -117,6 +134,13 @@ class OutboxRelay:
     def wake(self) -> None:
         """Publish now (called after a commit that appended rows)."""
         self._wake.set()
+
+    def _take_handoff(self, row: outbox.OutboxRow) -> None:
+        """A row a unit of work of this process just committed (outbox.hand_off_commits)."""
+        # Only the leader publishes; a replica's rows wait in the database for the leader's read.
+        # Past a batch worth, the read after the next batch finds the rest.
+        if self._is_leader and len(self._handed_off) < self.settings.batch_size:
+            self._handed_off.append(row)
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None:
@@ -165,6 +189,19 @@ class OutboxRelay:
         return False
 
     async def run(self) -> None:
+        stop_handoff = (
+            outbox.hand_off_commits(self._db.engine, self._take_handoff)
+            if self._db.is_sqlite
+            else None
+        )
+        try:
+            await self._loop()
+        finally:
+            if stop_handoff is not None:
+                stop_handoff()
+            self._forget_pending()
+
+    async def _loop(self) -> None:
         backoff = self.settings.backoff_initial
         while not self._stopping.is_set():
             if self._nc.is_closed:
@@ -194,10 +231,14 @@ class OutboxRelay:
         """Publish one batch (at most one row per aggregate) and mark the acked rows sent.
 
         The transaction that marks the batch sent also reads the next pending rows, which the
-        next call publishes without a read of its own: one transaction per batch, not two.
+        next call publishes without a read of its own, together with the rows handed off since:
+        one transaction per batch, not two.
         """
         async with self._batch_lock:
-            rows, self._prefetched = self._prefetched, []
+            self._merge_handed_off()
+            rows, self._pending = self._pending, []
+            # Until the read after this batch, nothing is known (an error leaves it so).
+            self._complete_through = None
             if not self._nc.is_connected:
                 # Publishing now would only fill the client's reconnect buffer: wait for NATS.
                 return BatchResult(0, 0, 0, disconnected=True)
@@ -205,9 +246,11 @@ class OutboxRelay:
                 # Clear before reading: a commit landing during the read sets it again, so the
                 # loop can never sleep on rows it did not see.
                 self._wake.clear()
-                rows = await self._db.run(outbox.fetch_pending, self.settings.batch_size)
-            if not rows:
-                return BatchResult(0, 0, 0)
+                read = await self._db.run(outbox.read_pending, self.settings.batch_size)
+                rows = read.rows
+                if not rows:
+                    self._complete_through = read.complete_through
+                    return BatchResult(0, 0, 0)
             batch = outbox.first_per_aggregate(rows)
             fault_point("relay.before_publish")
             acked = await self._publish(batch)
@@ -218,14 +261,36 @@ class OutboxRelay:
                 return BatchResult(len(rows), 0, failed)
             fault_point("relay.before_mark_sent")
             self._wake.clear()  # as above: the read below decides whether the loop sleeps
-            self._prefetched = await self._db.run(
-                outbox.mark_sent_and_fetch, [row.seq for row in acked], self.settings.batch_size
+            read = await self._db.run(
+                outbox.mark_sent_and_read, [row.seq for row in acked], self.settings.batch_size
             )
+            self._pending, self._complete_through = read.rows, read.complete_through
             if self._metrics is not None:
                 self._metrics.relay_batch_size.observe(len(acked))
                 for subject, count in Tally(row.subject for row in acked).items():
                     self._metrics.events_published.labels(subject).inc(count)
-            return BatchResult(len(rows), len(acked), failed, drained=not self._prefetched)
+            return BatchResult(len(rows), len(acked), failed, drained=not self._pending)
+
+    def _merge_handed_off(self) -> None:
+        """Add the rows handed off since the last batch to the known pending rows, as long as
+        they continue the known seqs without a gap; otherwise forget the picture (read)."""
+        arrived, self._handed_off = self._handed_off, []
+        through = self._complete_through
+        if through is None or not arrived:
+            return
+        for row in sorted(arrived, key=_seq):
+            if row.seq <= through:
+                continue  # committed before the last read, which saw it
+            if row.seq != through + 1 or len(self._pending) >= self.settings.batch_size:
+                # A row committed elsewhere (another process), or more than a batch: read.
+                self._complete_through = None
+                return
+            self._pending.append(row)
+            through = row.seq
+        self._complete_through = through
+
+    def _forget_pending(self) -> None:
+        self._pending, self._handed_off, self._complete_through = [], [], None
 
     async def _publish(self, batch: list[outbox.OutboxRow]) -> list[outbox.OutboxRow]:
         """Pipeline the batch and await every ack together; returns the rows JetStream acked."""
@@ -287,7 +352,7 @@ class OutboxRelay:
             log.exception("relay leadership check failed")
             self._is_leader = False
         if not self._is_leader:
-            self._prefetched = []  # another replica publishes them now
+            self._forget_pending()  # another replica publishes them now
         return self._is_leader
 
     async def _housekeeping(self) -> None:
@@ -324,3 +389,7 @@ class OutboxRelay:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+
+def _seq(row: outbox.OutboxRow) -> int:
+    return row.seq
