@@ -195,9 +195,19 @@ class _WithCallContext:
         return self._inner(
             request,
             timeout=outgoing_timeout(self._default_timeout_seconds, timeout),
-            metadata=outgoing_metadata(tuple(metadata) if metadata else None),
+            metadata=_call_metadata(metadata),
             **kwargs,
         )
+
+
+def _call_metadata(
+    metadata: Sequence[tuple[str, str | bytes]] | None,
+) -> tuple[tuple[str, str | bytes], ...]:
+    """`outgoing_metadata`, with a short path for the usual call that passes no metadata."""
+    if metadata:
+        return outgoing_metadata(tuple(metadata))
+    correlation_id = current_correlation_id()
+    return () if correlation_id is None else ((CORRELATION_ID_KEY, correlation_id),)
 
 
 class _CallContextChannel(grpc.aio.Channel):

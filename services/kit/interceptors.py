@@ -14,6 +14,12 @@ For each unary call, in this order (one wrapper, so the order is fixed and costs
 
 Streaming methods (only grpc's own health Watch and reflection; our contracts have none) pass
 through untouched.
+
+What depends only on the method (the wrapped handler, the metric children for its labels) is built
+on the method's first call and kept. ServiceServer applies it to the handlers themselves
+(`wrap_generic_handler`, `wrap_method_handlers`) rather than as a grpc.aio interceptor: grpc.aio
+runs its interceptor chain through extra coroutines on every call (~10-20 µs of CPU measured);
+the result is the same wrapped handler.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from services.kit.request_context import (
 )
 from services.kit.validation import violations_of
 
-__all__ = ["ServiceInterceptor", "grpc_latency_histogram"]
+__all__ = ["GenericHandler", "ServiceInterceptor", "grpc_latency_histogram"]
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,10 @@ UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 if TYPE_CHECKING:
     Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]]
     _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+    GenericHandler = grpc.GenericRpcHandler[Any, Any]
 else:
     _ServerInterceptor = grpc.aio.ServerInterceptor
+    GenericHandler = grpc.GenericRpcHandler
 
 # Seconds; from a fast read to a call that spends most of a 5 s default deadline.
 _LATENCY_BUCKETS = (
@@ -101,21 +109,54 @@ class ServiceInterceptor(_ServerInterceptor):
         self._error_domain = error_domain
         self._requests = requests
         self._latency = latency
+        # Per method: the handler grpc gave us and the wrapped one we answered with.
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        # None (an unknown method) is passed through as is: grpc answers UNIMPLEMENTED.
         handler: grpc.RpcMethodHandler[Any, Any] | None = await continuation(handler_call_details)
+        return self.wrap(handler, handler_call_details.method)  # type: ignore[return-value]
+
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any] | None, method: str
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The handler that serves `method` with everything above around `handler`."""
+        # None (an unknown method) is passed through as is: grpc answers UNIMPLEMENTED.
         if handler is None or handler.request_streaming or handler.response_streaming:
-            return handler  # type: ignore[return-value]
+            return handler
         if handler.unary_unary is None:
             return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def wrap_generic_handler(self, inner: GenericHandler) -> GenericHandler:
+        """`inner` (a service's handlers, as generated code registers them) with `wrap` applied."""
+        return _WrappedGenericHandler(self, inner)
+
+    def wrap_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        """Handlers by method name (`add_registered_method_handlers`), each with `wrap` applied."""
+        return {
+            name: cast("grpc.RpcMethodHandler[Any, Any]", self.wrap(handler, f"/{service}/{name}"))
+            for name, handler in handlers.items()
+        }
+
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         behavior = cast(UnaryBehavior, handler.unary_unary)
-        method = handler_call_details.method
+        metrics = _MethodMetrics(method, self._requests, self._latency)
 
         async def serve(request: Any, context: Context) -> Any:
-            return await self._serve(behavior, method, request, context)
+            return await self._serve(behavior, method, metrics, request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             serve,
@@ -127,6 +168,7 @@ class ServiceInterceptor(_ServerInterceptor):
         self,
         behavior: UnaryBehavior,
         method: str,
+        metrics: _MethodMetrics,
         request: Any,
         context: Context,
     ) -> Any:
@@ -170,13 +212,41 @@ class ServiceInterceptor(_ServerInterceptor):
                 message = f"{_GENERIC[code]} (correlation id {correlation_id})"
                 await _abort(context, make_status(code, message), echo)
             finally:
-                self._observe(method, code, time.perf_counter() - started)
+                metrics.observe(code, time.perf_counter() - started)
 
-    def _observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+
+class _WrappedGenericHandler(GenericHandler):
+    def __init__(self, interceptor: ServiceInterceptor, inner: GenericHandler) -> None:
+        self._interceptor = interceptor
+        self._inner = inner
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        return self._interceptor.wrap(handler, handler_call_details.method)
+
+
+class _MethodMetrics:
+    """One method's metric children, looked up once (labels() takes a lock and builds keys)."""
+
+    __slots__ = ("_by_code", "_latency", "_method", "_requests")
+
+    def __init__(self, method: str, requests: Counter | None, latency: Histogram | None) -> None:
+        self._method = method
+        self._requests = requests
+        self._by_code: dict[grpc.StatusCode, Counter] = {}
+        self._latency = latency.labels(method=method) if latency is not None else None
+
+    def observe(self, code: grpc.StatusCode, seconds: float) -> None:
         if self._requests is not None:
-            self._requests.labels(method=method, code=code.name).inc()
+            counter = self._by_code.get(code)
+            if counter is None:
+                counter = self._requests.labels(method=self._method, code=code.name)
+                self._by_code[code] = counter
+            counter.inc()
         if self._latency is not None:
-            self._latency.labels(method=method).observe(seconds)
+            self._latency.observe(seconds)
 
 
 # What a caller is told when the failure is ours or a dependency's; details stay in the log.

@@ -1,7 +1,8 @@
 """The gRPC server every crossdock service runs, and the `run_service` entry point.
 
 `ServiceServer` is a grpc.aio server with the kit's interceptors (tracing first, then
-ServiceInterceptor), standard health checking, reflection, and a graceful shutdown:
+ServiceInterceptor, applied to the registered handlers themselves unless further interceptors
+must run inside it), standard health checking, reflection, and a graceful shutdown:
 
 1. health → NOT_SERVING (and Watch streams end), so probes and balancers stop routing here;
 2. stop accepting calls; in-flight calls get up to `grace_seconds` to finish;
@@ -20,7 +21,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -32,7 +33,7 @@ from prometheus_client import Histogram
 from services.kit import event_loop
 from services.kit.config import ConfigError, ServiceConfig
 from services.kit.health import NOT_SERVING, SERVING, DrainingHealthServicer
-from services.kit.interceptors import ServiceInterceptor, grpc_latency_histogram
+from services.kit.interceptors import GenericHandler, ServiceInterceptor, grpc_latency_histogram
 from services.kit.logging import configure_logging
 from services.kit.metrics import ServiceMetrics, serve_metrics
 from services.kit.telemetry import grpc_server_interceptor, setup_telemetry, shutdown_telemetry
@@ -85,15 +86,23 @@ class ServiceServer:
         chain: list[grpc.aio.ServerInterceptor[Any, Any]] = []
         if tracer_provider is not None:
             chain.append(grpc_server_interceptor(tracer_provider))  # outermost: spans see all
-        chain.append(
-            ServiceInterceptor(
-                error_domain=f"{service}.crossdock",
-                requests=metrics.grpc_requests if metrics is not None else None,
-                latency=latency,
-            )
+        kit = ServiceInterceptor(
+            error_domain=f"{service}.crossdock",
+            requests=metrics.grpc_requests if metrics is not None else None,
+            latency=latency,
         )
-        chain.extend(interceptors)
+        if interceptors:
+            # They must run inside the kit's: it stays an interceptor, ahead of them.
+            chain.append(kit)
+            chain.extend(interceptors)
         self._server = grpc.aio.server(interceptors=chain)
+        # Where servicers are registered: wrapping each handler once costs nothing per call,
+        # where an interceptor costs grpc.aio's chain on every call (see interceptors.py).
+        self._registrar: grpc.aio.Server = (
+            self._server
+            if interceptors
+            else cast(grpc.aio.Server, _KitRegistrar(self._server, kit))
+        )
         self.health = DrainingHealthServicer()
         self._service_names: list[str] = []
         self._hooks: list[_Hook] = []
@@ -144,7 +153,7 @@ class ServiceServer:
         """
         if self._port is not None:
             raise RuntimeError("add servicers before start()")
-        add_to_server(servicer, self._server)
+        add_to_server(servicer, self._registrar)
         name = service if isinstance(service, str) else service.full_name
         self._service_names.append(name)
 
@@ -157,9 +166,9 @@ class ServiceServer:
         """Bind, start serving, report SERVING; returns the bound port."""
         if self._port is not None:
             raise RuntimeError("the server has already started")
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._registrar)
         reflection.enable_server_reflection(
-            [*self._service_names, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._server
+            [*self._service_names, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._registrar
         )
         # NOT_SERVING until the port is open, so an early probe never sees a false SERVING.
         for name in ("", *self._service_names):
@@ -205,6 +214,28 @@ class ServiceServer:
                 log.exception("shutdown hook %s failed", hook.name)
         log.info("shutdown complete", extra={"clean": ok})
         return ok
+
+
+class _KitRegistrar:
+    """Stands in for the grpc.aio server where generated code registers a servicer's handlers,
+    and registers them wrapped by the kit's ServiceInterceptor."""
+
+    def __init__(self, server: grpc.aio.Server, kit: ServiceInterceptor) -> None:
+        self._server = server
+        self._kit = kit
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[GenericHandler]) -> None:
+        self._server.add_generic_rpc_handlers(
+            [self._kit.wrap_generic_handler(handler) for handler in handlers]
+        )
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        # grpc-stubs predates add_registered_method_handlers (grpcio 1.62).
+        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
+            service, self._kit.wrap_method_handlers(service, handlers)
+        )
 
 
 def install_stop_signals(

@@ -210,3 +210,28 @@ def _count(metrics: ServiceMetrics, method: str, code: str) -> float | None:
         "crossdock_grpc_requests_total",
         {"method": f"/crossdock.order.v1.OrderService/{method}", "code": code},
     )
+
+
+async def test_calls_are_counted_by_method_and_code_each_time(metrics: ServiceMetrics) -> None:
+    """Each method's metric children are looked up once and kept: counts must still land on
+    the right (method, code) whatever the order of methods and outcomes."""
+    async with order_stub(ErrorOrders(), metrics=metrics) as stub:
+        for _ in range(2):
+            await stub.CreateOrder(create_order_request())
+            for page_token in ("ABORTED", "UNAVAILABLE", "ABORTED"):
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await stub.ListOrders(order.ListOrdersRequest(page_token=page_token))
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetOrder(order.GetOrderRequest(order_id=ORDER_ID))
+
+    assert _count(metrics, "CreateOrder", "OK") == 2
+    assert _count(metrics, "ListOrders", "ABORTED") == 4
+    assert _count(metrics, "ListOrders", "UNAVAILABLE") == 2
+    assert _count(metrics, "ListOrders", "OK") is None
+    assert _count(metrics, "GetOrder", "NOT_FOUND") == 2
+    for method, calls in (("CreateOrder", 2), ("ListOrders", 6), ("GetOrder", 2)):
+        latency_count = metrics.registry.get_sample_value(
+            "crossdock_grpc_server_handling_seconds_count",
+            {"method": f"/crossdock.order.v1.OrderService/{method}"},
+        )
+        assert latency_count == calls, method
