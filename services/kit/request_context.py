@@ -10,6 +10,7 @@ This module imports neither grpc nor anything else heavy, so domain and store co
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,10 @@ CORRELATION_ID_KEY = "x-correlation-id"
 
 # Incoming ids longer than this are replaced: the id is echoed and logged, so it must stay small.
 MAX_CORRELATION_ID_LENGTH = 128
+
+# Printable ASCII without spaces, 1..MAX_CORRELATION_ID_LENGTH characters. A compiled pattern:
+# every call and every consumed event checks an id, and a per-character loop cost ~3 µs of it.
+_USABLE_CORRELATION_ID = re.compile(f"[!-~]{{1,{MAX_CORRELATION_ID_LENGTH}}}")
 
 # See outgoing_timeout.
 _MIN_TIMEOUT_SECONDS = 0.001
@@ -41,11 +46,7 @@ def accept_correlation_id(candidate: str | None) -> str:
     Usable means non-empty, at most MAX_CORRELATION_ID_LENGTH characters and printable ASCII
     without spaces, so a caller cannot inject newlines or huge values into our logs and headers.
     """
-    if (
-        candidate
-        and len(candidate) <= MAX_CORRELATION_ID_LENGTH
-        and all("!" <= char <= "~" for char in candidate)
-    ):
+    if candidate and _USABLE_CORRELATION_ID.fullmatch(candidate):
         return candidate
     return new_correlation_id()
 

@@ -15,6 +15,7 @@ from services.kit.client import open_channel, outgoing_metadata
 from services.kit.errors import NotFound
 from services.kit.request_context import (
     CORRELATION_ID_KEY,
+    accept_correlation_id,
     correlation_scope,
     current_correlation_id,
     remaining_time,
@@ -185,3 +186,23 @@ async def test_unreachable_downstream_is_unavailable_for_the_caller() -> None:
 
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "127.0.0.1" not in (caught.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("candidate", "kept"),
+    [
+        ("!" + "a" * 126 + "~", True),  # printable ASCII, exactly the longest kept
+        ("a" * 129, False),
+        ("", False),
+        (None, False),
+        ("trailing-newline\n", False),
+        ("tab\there", False),
+        ("caf\u00e9", False),
+        ("del\x7f", False),
+    ],
+)
+def test_which_incoming_correlation_ids_are_kept(candidate: str | None, kept: bool) -> None:
+    accepted = accept_correlation_id(candidate)
+    assert (accepted == candidate) is kept
+    if not kept:
+        assert len(accepted) == 32 and int(accepted, 16) >= 0
