@@ -60,6 +60,14 @@ def signature_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return chosen
 
 
+def may_be_signature(raw_name: bytes) -> bool:
+    """A cheap first look at a raw (latin-1) header name, before decoding: False only for names
+    `signature_headers` never forwards (its tests are ASCII, where bytes.lower() and str.lower()
+    agree)."""
+    lowered = raw_name.lower()
+    return lowered.startswith(b"x-") or b"signature" in lowered
+
+
 def bucket_key(carrier: str, client_host: str) -> tuple[str, str]:
     """The rate bucket of pushes from one client address for one carrier.
 

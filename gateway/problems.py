@@ -116,6 +116,16 @@ def problem_of_rpc_error(error: grpc.aio.AioRpcError) -> Problem:
 
 
 def problem_response(problem: Problem, correlation_id: str) -> Response:
+    return Response(
+        problem_body(problem, correlation_id),
+        status_code=problem.status,
+        media_type=PROBLEM_TYPE,
+        headers=dict(problem.headers),
+    )
+
+
+def problem_body(problem: Problem, correlation_id: str) -> bytes:
+    """The problem+json document of `problem`, as every error response carries it."""
     body = {
         "type": TYPE_BASE + str(problem.status),
         "title": TITLES.get(problem.status, "Error"),
@@ -127,9 +137,4 @@ def problem_response(problem: Problem, correlation_id: str) -> Response:
             {"field": v.field, "description": v.description} for v in problem.violations
         ],
     }
-    return Response(
-        json.dumps(body),
-        status_code=problem.status,
-        media_type=PROBLEM_TYPE,
-        headers=dict(problem.headers),
-    )
+    return json.dumps(body).encode("utf-8")

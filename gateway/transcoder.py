@@ -10,6 +10,7 @@ Idempotency-Key header) are rejected wherever a client sends them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -102,8 +103,11 @@ def build_routes(bindings: Sequence[HttpBinding]) -> list[Route]:
     return sorted(routes, key=lambda r: r.template.specificity)
 
 
-def _resolve(descriptor: Descriptor, dotted: str) -> tuple[list[FieldDescriptor], str] | None:
-    """The field chain a dotted name (proto or JSON names) points to, and its proto path."""
+@functools.lru_cache(maxsize=1024)  # path variables and query keys: few, asked on every request
+def _resolve(descriptor: Descriptor, dotted: str) -> tuple[tuple[FieldDescriptor, ...], str] | None:
+    """The field chain a dotted name (proto or JSON names) points to, and its proto path.
+
+    Cached, so the chain is a tuple."""
     chain: list[FieldDescriptor] = []
     current: Descriptor | None = descriptor
     for part in dotted.split("."):
@@ -115,10 +119,10 @@ def _resolve(descriptor: Descriptor, dotted: str) -> tuple[list[FieldDescriptor]
         chain.append(field)
         is_message = field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE
         current = field.message_type if is_message else None
-    return chain, ".".join(f.name for f in chain)
+    return tuple(chain), ".".join(f.name for f in chain)
 
 
-def _set_path(data: dict[str, Any], chain: list[FieldDescriptor], value: Any) -> None:
+def _set_path(data: dict[str, Any], chain: Sequence[FieldDescriptor], value: Any) -> None:
     for field in chain[:-1]:
         data = data.setdefault(field.name, {})
     data[chain[-1].name] = value
@@ -303,4 +307,59 @@ def response_json(route: Route, response: Message) -> Any:
     """Proto3 JSON of the response (or of its response_body field), every field present."""
     if route.binding.response_body:
         response = getattr(response, route.binding.response_body)
+    flat = _flat_fields(response.DESCRIPTOR)
+    if flat is not None:
+        return _flat_json(response, flat)
     return json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
+
+
+# Scalars whose proto3 JSON is the Python value itself (int64 would be a string, floats have
+# special values, bytes are base64, enums are names).
+_PLAIN_JSON_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_BOOL,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_FIXED32,
+    }
+)
+
+
+@dataclass(frozen=True)
+class _FlatFields:
+    by_number: tuple[tuple[str, str], ...]  # (proto name, JSON name), in field-number order
+    declared: tuple[tuple[str, Any], ...]  # (JSON name, default), in declaration order
+
+
+@functools.cache
+def _flat_fields(descriptor: Descriptor) -> _FlatFields | None:
+    """The fields of a message of plain scalars only (e.g. IngestWebhookResponse), else None."""
+    if descriptor.full_name.startswith("google.protobuf.") or descriptor.extension_ranges:
+        return None
+    fields = descriptor.fields
+    for field in fields:
+        if field.type not in _PLAIN_JSON_TYPES or field.is_repeated or field.has_presence:
+            return None
+    by_number = sorted(fields, key=lambda field: field.number)
+    return _FlatFields(
+        tuple((field.name, field.json_name) for field in by_number),
+        tuple((field.json_name, field.default_value) for field in fields),
+    )
+
+
+def _flat_json(message: Message, flat: _FlatFields) -> dict[str, Any]:
+    """MessageToDict(message, always_print_fields_with_no_presence=True) of a flat message: the
+    set fields first, by number (ListFields), then the unset ones with their defaults, in
+    declaration order."""
+    js: dict[str, Any] = {}
+    for name, json_name in flat.by_number:
+        value = getattr(message, name)
+        if value:  # set: a scalar without presence is set when it is not its default
+            js[json_name] = value
+    for json_name, default in flat.declared:
+        if json_name not in js:
+            js[json_name] = default
+    return js

@@ -5,7 +5,9 @@ last run), and each push used to cost its own IngestWebhook call and its own tra
 carrier-adapter. `PushBatcher.ingest` takes one push and answers what IngestWebhook would have
 answered, but the push rides in an IngestWebhooks call with the pushes that arrived meanwhile:
 
-- when no call is in flight, the push goes out at once, alone: no added latency when idle;
+- when a call slot is free, a call starts at once (in the event loop's next turn, as any task
+  does) and takes every push queued by then: the pushes whose requests the loop handled in the
+  same turn ride together, and an idle push goes alone, with no added latency;
 - while `max_in_flight` calls are out, new pushes wait and go together in the next call, at most
   `max_batch` a call (natural batching: batches grow only as fast as the backend falls behind).
 
@@ -88,6 +90,9 @@ class PushBatcher:
         self._max_in_flight = max_in_flight
         self._queue: list[_Waiting] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        # A call task created but not started yet: it will take what is queued when it starts,
+        # so a push arriving meanwhile needs no call of its own.
+        self._starting = False
 
     async def ingest(
         self, push: carrier_pb.IngestWebhookRequest
@@ -108,18 +113,28 @@ class PushBatcher:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     def _dispatch(self) -> None:
-        while self._queue and len(self._in_flight) < self._max_in_flight:
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        if self._queue and not self._starting and len(self._in_flight) < self._max_in_flight:
+            self._starting = True
             # A fresh context: the call must not inherit the deadline or correlation id of
             # whichever request happened to start it.
             task = asyncio.get_running_loop().create_task(
-                self._send(batch), context=contextvars.Context()
+                self._send_queued(), context=contextvars.Context()
             )
             self._in_flight.add(task)
             task.add_done_callback(self._finished)
 
+    async def _send_queued(self) -> None:
+        """One call with the pushes queued when the task starts (at most `max_batch`)."""
+        self._starting = False
+        batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        self._dispatch()  # more than a batch queued: another call may start too
+        if batch:
+            await self._send(batch)
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        if task.cancelled():
+            self._starting = False  # it may have been cancelled before it took its batch
         self._dispatch()  # what queued up meanwhile goes out now, together
 
     async def _send(self, batch: list[_Waiting]) -> None:

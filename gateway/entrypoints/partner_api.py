@@ -18,8 +18,6 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.adapters.backends import Backends, BackendUnavailable
@@ -27,12 +25,13 @@ from gateway.adapters.push_buckets import DEFAULT_MAX_BUCKETS, PushBuckets
 from gateway.adapters.store import idempotency
 from gateway.adapters.store.queries import Admission, BucketPolicy, admit
 from gateway.auth import bearer_token, is_signed_push, route_class_of, scope_for
-from gateway.carrier_push import bucket_key, signature_headers
+from gateway.carrier_push import bucket_key, may_be_signature, signature_headers
 from gateway.docs_page import DOCS_HTML
+from gateway.entrypoints.http_exchange import Incoming, Reply
 from gateway.entrypoints.idempotent_posts import Claimed, ReadAhead, admit_and_claim
 from gateway.jsonmap import Violation
 from gateway.metrics import GatewayMetrics
-from gateway.problems import Problem, bad_request, problem_of_rpc_error, problem_response
+from gateway.problems import PROBLEM_TYPE, Problem, bad_request, problem_body, problem_of_rpc_error
 from gateway.routing import RouteTable
 from gateway.transcoder import RawBody, Route, build_request, decode_request, response_json
 from services.kit.db import Database
@@ -46,8 +45,20 @@ log = logging.getLogger(__name__)
 
 CORRELATION_HEADER = "X-Correlation-Id"
 IDEMPOTENCY_HEADER = "idempotency-key"
+_CORRELATION_HEADER = b"x-correlation-id"
+_IDEMPOTENCY_HEADER = IDEMPOTENCY_HEADER.encode()
 _JSON_TYPES = ("application/json",)
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="crossdock"'}
+
+
+@dataclass(frozen=True)
+class _RouteFacts:
+    """What admission needs to know about a route, worked out once instead of per request."""
+
+    signed_push: bool
+    route_class: str
+    scope: str
+    policy: BucketPolicy
 
 
 @dataclass(frozen=True)
@@ -86,63 +97,76 @@ class PartnerGateway:
         self.limits = limits or Limits()
         self._push_buckets = PushBuckets(self.limits.push_bucket, self.limits.push_max_buckets)
         self._openapi_body = json.dumps(openapi).encode()
+        self._docs_body = DOCS_HTML.encode("utf-8")
+        # Keyed by id(): hashing a Route (a frozen dataclass of descriptors) per request cost more.
+        self._facts = {id(route): self._facts_of(route) for route in self.routes}
+
+    def _facts_of(self, route: Route) -> _RouteFacts:
+        route_class = route_class_of(route.binding)
+        policy = self.limits.read_bucket if route_class == "read" else self.limits.write_bucket
+        return _RouteFacts(
+            is_signed_push(route.binding), route_class, scope_for(route.binding), policy
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no websockets; lifespan is off (main owns start and stop)
-        request = Request(scope, receive)
-        response = await self.handle(request)
-        await response(scope, receive, send)
+        reply = await self.handle(Incoming(scope, receive))
+        await reply.send(send)
 
-    async def handle(self, request: Request) -> Response:
-        correlation_id = accept_correlation_id(request.headers.get(CORRELATION_HEADER))
+    async def handle(self, request: Incoming) -> Reply:
+        correlation_id = accept_correlation_id(request.header(_CORRELATION_HEADER))
         started = time.perf_counter()
         with correlation_scope(correlation_id):
             try:
-                response = await self._handle(request)
+                reply = await self._handle(request)
             except Problem as problem:
-                response = problem_response(problem, correlation_id)
+                reply = _problem_reply(problem, correlation_id)
             except Exception:
-                log.exception("unhandled error", extra={"path": request.url.path})
-                response = problem_response(
+                log.exception("unhandled error", extra={"path": request.path})
+                reply = _problem_reply(
                     Problem(500, "the request could not be completed", grpc.StatusCode.INTERNAL),
                     correlation_id,
                 )
             elapsed = time.perf_counter() - started
             if self.metrics is not None:
-                self.metrics.observe(request.method, response.status_code, elapsed)
-            # One line per request (the JSON formatter adds the correlation id).
-            log.info(
-                "http request",
-                extra={
-                    "method": request.method,
-                    "path": request.url.path,
-                    "status": response.status_code,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
-        response.headers[CORRELATION_HEADER] = correlation_id
-        return response
+                self.metrics.observe(request.method, reply.status_code, elapsed)
+            # One line per request (the JSON formatter adds the correlation id); its fields are
+            # only gathered when INFO is on.
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "http request",
+                    extra={
+                        "method": request.method,
+                        "path": request.path,
+                        "status": reply.status_code,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+        reply.set_header(CORRELATION_HEADER, correlation_id)
+        return reply
 
-    async def _handle(self, request: Request) -> Response:
-        path = request.url.path
-        if request.method == "GET" and path == "/openapi.json":
-            return Response(self._openapi_body, media_type="application/json")
-        if request.method == "GET" and path == "/docs":
-            return HTMLResponse(DOCS_HTML)
-        if request.method == "GET" and path == "/healthz":
-            return JSONResponse({"status": "ok"})
+    async def _handle(self, request: Incoming) -> Reply:
+        if request.method == "GET":
+            path = request.path
+            if path == "/openapi.json":
+                return Reply(self._openapi_body, media_type="application/json")
+            if path == "/docs":
+                return Reply(self._docs_body, media_type="text/html")
+            if path == "/healthz":
+                return Reply.json({"status": "ok"})
         route, path_values = self._match(request)
-        signed_push = is_signed_push(route.binding)
+        facts = self._facts[id(route)]
+        signed_push = facts.signed_push
         ahead: ReadAhead | None = None
         claimed: Claimed | None = None
         if signed_push:
             admission = self._admit_push(request, path_values)
         else:
             token = self._api_key(request)
-            if request.method == "POST" and IDEMPOTENCY_HEADER in request.headers:
+            if request.method == "POST" and request.header(_IDEMPOTENCY_HEADER) is not None:
                 ahead = await self._read_ahead(request, route, path_values)
-            admission, claimed = await self._admit(route, token, ahead)
+            admission, claimed = await self._admit(route, facts, token, ahead)
         rate_headers = {
             "RateLimit-Limit": str(admission.limit),
             "RateLimit-Remaining": str(admission.remaining),
@@ -157,25 +181,25 @@ class PartnerGateway:
             )
         try:
             if signed_push:  # no partner: the backend verifies the forwarded signature
-                pushed = signature_headers(request.headers.items())
-                response = await self._transcode(request, route, path_values, None, pushed)
+                pushed = signature_headers(request.header_items(may_be_signature))
+                reply = await self._transcode(request, route, path_values, None, pushed)
             elif ahead is not None:
-                response = await self._call_once(route, admission.partner_id, ahead, claimed)
+                reply = await self._call_once(route, admission.partner_id, ahead, claimed)
             else:
-                response = await self._transcode(request, route, path_values, admission.partner_id)
+                reply = await self._transcode(request, route, path_values, admission.partner_id)
         except Problem as problem:
             problem.headers = {**rate_headers, **problem.headers}
             raise
-        response.headers.update(rate_headers)
-        return response
+        reply.set_headers(rate_headers)
+        return reply
 
-    def _match(self, request: Request) -> tuple[Route, dict[str, str]]:
-        raw = request.scope.get("raw_path") or request.url.path.encode()
+    def _match(self, request: Incoming) -> tuple[Route, dict[str, str]]:
+        raw = request.scope.get("raw_path") or request.path.encode()
         raw_path = raw.decode("latin-1").split("?", 1)[0]
         return self._route_table.match(request.method, raw_path)
 
-    def _api_key(self, request: Request) -> str:
-        token = bearer_token(request.headers.get("authorization"))
+    def _api_key(self, request: Incoming) -> str:
+        token = bearer_token(request.header(b"authorization"))
         if token is None:
             raise Problem(
                 401, "an API key is required", grpc.StatusCode.UNAUTHENTICATED, (), _CHALLENGE
@@ -183,12 +207,10 @@ class PartnerGateway:
         return token
 
     async def _admit(
-        self, route: Route, token: str, ahead: ReadAhead | None
+        self, route: Route, facts: _RouteFacts, token: str, ahead: ReadAhead | None
     ) -> tuple[Admission, Claimed | None]:
         """Authenticate, rate-limit and, for a POST read ahead, claim its Idempotency-Key."""
-        route_class = route_class_of(route.binding)
-        policy = self.limits.read_bucket if route_class == "read" else self.limits.write_bucket
-        scope = scope_for(route.binding)
+        route_class, policy, scope = facts.route_class, facts.policy, facts.scope
         claimed: Claimed | None = None
         if ahead is None:
             admission = await self.db.run(admit, token, scope, route_class, policy, time.time())
@@ -214,32 +236,28 @@ class PartnerGateway:
             )
         return admission, claimed
 
-    def _admit_push(self, request: Request, path_values: dict[str, str]) -> Admission:
+    def _admit_push(self, request: Incoming, path_values: dict[str, str]) -> Admission:
         """No API key: a carrier push is rate-limited per (carrier, client address), in memory."""
-        client_host = request.client.host if request.client else ""
-        return self._push_buckets.take(bucket_key(path_values.get("carrier", ""), client_host))
+        carrier = path_values.get("carrier", "")
+        return self._push_buckets.take(bucket_key(carrier, request.client_host))
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Incoming) -> bytes:
         limit = self.limits.max_body_bytes
-        too_large = Problem(
-            413, f"the request body exceeds {limit} bytes", grpc.StatusCode.RESOURCE_EXHAUSTED
-        )
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+        declared = request.header(b"content-length", "") or ""
+        body = None
+        if not (declared.isdigit() and int(declared) > limit):
+            body = await request.read_body(limit)
+        if body is None:
+            raise Problem(
+                413, f"the request body exceeds {limit} bytes", grpc.StatusCode.RESOURCE_EXHAUSTED
+            )
+        return body
 
-    def _parse_json(self, request: Request, body: bytes) -> Any | None:
+    def _parse_json(self, request: Incoming, body: bytes) -> Any | None:
         if not body.strip():
             return None
-        media_type = request.headers.get("content-type", "application/json").split(";")[0]
+        content_type = request.header(b"content-type", "application/json") or ""
+        media_type = content_type.split(";")[0]
         media_type = media_type.strip().lower()
         if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
             raise Problem(
@@ -258,35 +276,35 @@ class PartnerGateway:
             raise bad_request("the request body is null", [Violation("", "must not be null")])
         return parsed
 
-    def _content(self, request: Request, route: Route, body: bytes) -> Any | None:
+    def _content(self, request: Incoming, route: Route, body: bytes) -> Any | None:
         if route.raw_body:
-            return RawBody(body, request.headers.get("content-type", ""))
+            return RawBody(body, request.header(b"content-type", "") or "")
         return self._parse_json(request, body)
 
     async def _transcode(
         self,
-        request: Request,
+        request: Incoming,
         route: Route,
         path_values: dict[str, str],
         partner_id: str | None,
         pushed_headers: dict[str, str] | None = None,
-    ) -> Response:
+    ) -> Reply:
         body = await self._read_body(request)
-        query = list(request.query_params.multi_items())
+        query = request.query()
         content = self._content(request, route, body)
         message = build_request(route, path_values, query, content, partner_id, pushed_headers)
         return await self._call(route, message)
 
     async def _read_ahead(
-        self, request: Request, route: Route, path_values: dict[str, str]
+        self, request: Incoming, route: Route, path_values: dict[str, str]
     ) -> ReadAhead:
         """Read and decode a POST with an Idempotency-Key before admission (`admit_and_claim`).
 
         A problem found here is kept, not raised: it is raised after admission, so a request
         that is also unauthenticated or rate-limited still gets 401/403/429 first.
         """
-        key = request.headers[IDEMPOTENCY_HEADER]
-        query = list(request.query_params.multi_items())
+        key = request.header(_IDEMPOTENCY_HEADER) or ""
+        query = request.query()
         try:
             body = await self._read_body(request)
             content = self._content(request, route, body)
@@ -300,13 +318,13 @@ class PartnerGateway:
             if content is not None and not isinstance(content, RawBody):
                 parsed = content
             request_fingerprint = idempotency.fingerprint(
-                request.method, request.url.path, query, body, parsed
+                request.method, request.path, query, body, parsed
             )
         return ReadAhead(key, request_fingerprint, decoded, None)
 
     async def _call_once(
         self, route: Route, partner_id: str, ahead: ReadAhead, claimed: Claimed | None
-    ) -> Response:
+    ) -> Reply:
         """The backend call of a POST with an Idempotency-Key, at most once per key."""
         if ahead.problem is not None:
             raise ahead.problem
@@ -317,10 +335,10 @@ class PartnerGateway:
         message, claim, key = claimed.message, claimed.claim, ahead.key
         if claim.outcome == "replay" and claim.stored is not None:
             stored = claim.stored
-            return Response(
+            return Reply(
                 stored.body,
-                status_code=stored.status_code,
-                media_type=stored.content_type,
+                stored.status_code,
+                stored.content_type,
                 headers={"Idempotent-Replayed": "true"},
             )
         if claim.outcome == "mismatch":
@@ -337,22 +355,22 @@ class PartnerGateway:
                 headers={"Retry-After": "1"},
             )
         try:
-            response = await self._call(route, message)
+            reply = await self._call(route, message)
         except Problem as problem:
-            response = problem_response(problem, current_correlation_id() or "")
+            reply = _problem_reply(problem, current_correlation_id() or "")
         except BaseException:
             await self.db.run(idempotency.release, partner_id, key)
             raise
-        if response.status_code >= 500 or response.status_code == 429:
+        if reply.status_code >= 500 or reply.status_code == 429:
             await self.db.run(idempotency.release, partner_id, key)
         else:
             stored = idempotency.StoredResponse(
-                response.status_code, bytes(response.body), response.media_type or ""
+                reply.status_code, reply.body, reply.media_type or ""
             )
             await self.db.run(idempotency.complete, partner_id, key, stored)
-        return response
+        return reply
 
-    async def _call(self, route: Route, message: Message) -> Response:
+    async def _call(self, route: Route, message: Message) -> Reply:
         try:
             call = self.backends.callable_for(route)
         except BackendUnavailable:
@@ -366,4 +384,10 @@ class PartnerGateway:
             reply = await call(message)
         except grpc.aio.AioRpcError as error:
             raise problem_of_rpc_error(error) from None
-        return JSONResponse(response_json(route, reply), status_code=route.success_status)
+        return Reply.json(response_json(route, reply), route.success_status)
+
+
+def _problem_reply(problem: Problem, correlation_id: str) -> Reply:
+    """problems.problem_response, as a Reply."""
+    body = problem_body(problem, correlation_id)
+    return Reply(body, problem.status, PROBLEM_TYPE, dict(problem.headers))

@@ -76,9 +76,10 @@ async def test_concurrent_pushes_share_calls_and_keep_their_own_outcomes(
         else:
             assert isinstance(answer, carrier_pb.IngestWebhookResponse), answer
             assert (answer.accepted_events, answer.duplicate_events) == (1, 0)
-    # The first push went alone; the rest queued behind it and went in batches of at most 5.
+    # The first call took the pushes queued when it started (all 12 were: at most 5 a call);
+    # the rest queued behind it and went in batches of at most 5.
     assert single.calls == 0
-    assert batched.sizes[0] == 1 and max(batched.sizes) == 5
+    assert batched.sizes[0] == 5 and max(batched.sizes) == 5
     assert batched.calls < len(numbers)
     await batcher.close()
 
@@ -117,3 +118,51 @@ async def test_an_adapter_without_ingest_webhooks_gets_pushes_one_by_one(
     assert (batched.calls, single.calls) == (1, 2)  # batching is not retried at once
     await batcher.close()
     await channel.close()
+
+
+class FakeIngest:
+    """IngestWebhooks as a fake: accepts every push, after `delay` seconds; records call sizes."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay, self.sizes = delay, []  # type: list[int]
+
+    async def __call__(
+        self, request: carrier_pb.IngestWebhooksRequest
+    ) -> carrier_pb.IngestWebhooksResponse:
+        self.sizes.append(len(request.pushes))
+        await asyncio.sleep(self.delay)
+        accepted = carrier_pb.IngestWebhookResponse(accepted_events=1)
+        return carrier_pb.IngestWebhooksResponse(
+            results=[carrier_pb.IngestWebhookResult(ingested=accepted) for _ in request.pushes]
+        )
+
+
+async def _no_single(request: carrier_pb.IngestWebhookRequest) -> carrier_pb.IngestWebhookResponse:
+    raise AssertionError("IngestWebhook must not be called while IngestWebhooks works")
+
+
+def _push(index: int) -> carrier_pb.IngestWebhookRequest:
+    return carrier_pb.IngestWebhookRequest(carrier="sandbox", body={"data": b"%d" % index})
+
+
+async def test_a_lone_push_goes_at_once_in_a_call_of_its_own() -> None:
+    fake = FakeIngest()
+    batcher = PushBatcher(fake, _no_single)
+    answer = await asyncio.wait_for(batcher.ingest(_push(0)), timeout=5)
+    assert answer.accepted_events == 1
+    assert fake.sizes == [1]
+    await batcher.close()
+
+
+async def test_pushes_of_one_loop_turn_share_the_first_call() -> None:
+    """Pushes whose requests the event loop handled in the same turn ride in one call, though
+    a second call slot is free: the call takes what is queued when it starts."""
+    fake = FakeIngest(delay=0.05)
+    batcher = PushBatcher(fake, _no_single, max_batch=10, max_in_flight=2)
+    first = [asyncio.ensure_future(batcher.ingest(_push(i))) for i in range(3)]
+    await asyncio.sleep(0.01)  # the first call is out; these queue behind it
+    later = [asyncio.ensure_future(batcher.ingest(_push(i))) for i in range(3, 7)]
+    answers = await asyncio.gather(*first, *later)
+    assert [answer.accepted_events for answer in answers] == [1] * 7
+    assert fake.sizes == [3, 4]
+    await batcher.close()
