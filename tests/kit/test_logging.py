@@ -118,3 +118,32 @@ def test_configure_logging_routes_every_logger_through_json() -> None:
 
     (line,) = _lines(stream)
     assert (line["message"], line["service"], line["logger"]) == ("kept", "billing", "some.library")
+
+
+def test_any_extra_value_is_logged_and_each_line_has_its_own_time(
+    emitted: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = emitted
+    logger.info("first", extra={"huge": 2**70, "thing": object(), "text": "caf\u00e9"})
+    logger.info("second")
+
+    first, second = _lines(stream)
+    assert first["huge"] == 2**70  # beyond 64 bits: still a JSON number
+    assert first["thing"].startswith("<object object")
+    assert first["text"] == "caf\u00e9"
+    assert second["message"] == "second"
+
+
+def test_times_are_utc_with_milliseconds_across_seconds() -> None:
+    formatter = JsonFormatter("order")
+    stamps = []
+    for created in (1700000000.999, 1700000001.0, 1700000001.25, 1700000000.5):
+        record = logging.LogRecord("probe", logging.INFO, "x", 1, "m", None, None)
+        record.created = created
+        stamps.append(json.loads(formatter.format(record))["time"])
+    assert stamps == [
+        "2023-11-14T22:13:20.999Z",
+        "2023-11-14T22:13:21.000Z",
+        "2023-11-14T22:13:21.250Z",
+        "2023-11-14T22:13:20.500Z",
+    ]
