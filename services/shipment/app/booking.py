@@ -1,9 +1,12 @@
 """Packing picks and booking labels: the steps that call other services.
 
 Both call inventory or carrier-adapter outside any transaction, then settle the result in one
-unit of work. Exactly one label per shipment: the shipment id is the booking's idempotency key,
-so a call that timed out (and may have booked) is simply made again and carrier-adapter returns
-the same label. The chosen quote is stored before booking so every retry books the same one.
+unit of work. A pick packed into a new shipment leaves its label leased to the packer, which
+books it at once (`pack_and_book`): no claim hands it from packing to booking.
+
+Exactly one label per shipment: the shipment id is the booking's idempotency key, so a call
+that timed out (and may have booked) is simply made again and carrier-adapter returns the same
+label. The chosen quote is stored before booking so every retry books the same one.
 Return parcels take exactly this path: packed from the returned units, shopped and booked with
 `is_return` (a return label, customer → warehouse) under their own shipment id.
 """
@@ -18,6 +21,7 @@ from services.kit.clock import Clock
 from services.kit.uow import UnitsOfWork
 from services.shipment.adapters.clients import CarrierCallFailed, CarrierClient, InventoryClient
 from services.shipment.app import cancellation, shipments
+from services.shipment.app.errors import PickNotQueued
 from services.shipment.domain.model import ServiceLevel
 from services.shipment.domain.rating import choose
 from services.shipment.domain.shipment import PendingPick, Rate, Shipment
@@ -56,14 +60,22 @@ class Booking:
 # -- packing ---------------------------------------------------------------------------------
 
 
-async def pack_pick(booking: Booking, pick: PendingPick) -> bool:
-    """Pack a pick into a shipment, or a return's units into its return parcel (its label is due
-    at once); on failure pack it again later. True when a shipment was created."""
+async def pack_and_book(booking: Booking, pick: PendingPick, lease_seconds: float) -> None:
+    """Pack a pick (leased to the caller) and book the label of the shipment it became."""
+    shipment = await pack_pick(booking, pick, lease_seconds)
+    if shipment is not None:
+        await book_label(booking, shipment)
+
+
+async def pack_pick(booking: Booking, pick: PendingPick, lease_seconds: float) -> Shipment | None:
+    """Pack a pick into a shipment, or a return's units into its return parcel; on failure pack
+    it again later. Returns the new shipment, whose label is due and leased to the caller for
+    `lease_seconds`, to book at once; None when none was created here."""
     try:
         items = await booking.inventory.item_specs(units.sku for units in pick.lines)
         # Where the pick leaves from, or where the return parcel goes back to.
         warehouse = await booking.inventory.address(pick.location_id)
-        await booking.units.run(
+        packed = await booking.units.run(
             shipments.create_shipment,
             pick,
             items,
@@ -71,14 +83,18 @@ async def pack_pick(booking: Booking, pick: PendingPick) -> bool:
             booking.settings.max_box_weight_kg,
             booking.clock(),
             booking.settings.return_service_level,
+            label_lease_seconds=lease_seconds,
         )
-        return True
+        return packed.shipment if packed.label_leased else None
+    except PickNotQueued as gone:
+        log.info("%s", gone)
+        return None
     except Exception as error:
         attempts = pick.attempts + 1
         due = booking.clock().timestamp() + booking.settings.retry_delay(attempts)
         log.warning("packing pick %s failed (attempt %d): %s", pick.pick_id, attempts, error)
         await booking.units.run(shipments.reschedule_pick, pick.pick_id, attempts, due, str(error))
-        return False
+        return None
 
 
 # -- labels ----------------------------------------------------------------------------------

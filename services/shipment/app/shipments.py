@@ -2,17 +2,19 @@
 the events it raises (outbox rows) commit together or not at all.
 
 - create_shipment: a pending pick packed into a shipment (ShipmentCreated), or a return's units
-  packed into its return parcel (no event until its label is booked);
+  packed into its return parcel (no event until its label is booked), its label leased to the
+  packer to book at once;
 - choose_rate / clear_rate / manifest / fail_label / reschedule_label: the label booking's
   steps and outcomes (ShipmentManifested, or a delivery exception when it fails for good);
 - retry_label: an operator's retry of a failed booking;
-- take_due_picks / take_due_labels / reschedule_pick: the worker's leased queue;
+- take_due_work / reschedule_pick: the worker's leased queue;
 - get_shipment / list_shipments / get_tracking: the reads, scoped to a partner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.kit.errors import NotFound
@@ -22,7 +24,7 @@ from services.kit.values import Address
 from services.shipment.adapters.store import scans
 from services.shipment.adapters.store import shipments as store
 from services.shipment.app import cancellation
-from services.shipment.app.errors import OrderNotPlacedYet
+from services.shipment.app.errors import OrderNotPlacedYet, PickNotQueued
 from services.shipment.domain.model import LabelVoid, ServiceLevel
 from services.shipment.domain.packing import ItemSpec, pack
 from services.shipment.domain.returns import with_shipped_lots
@@ -50,6 +52,15 @@ def _publish(uow: UnitOfWork, shipment: Shipment) -> None:
 # -- creation --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Packed:
+    """What packing a pick came to: its shipment, and whether this unit of work created it with
+    its label leased to the caller, to be booked at once (no round claims it meanwhile)."""
+
+    shipment: Shipment
+    label_leased: bool = False
+
+
 def create_shipment(
     uow: UnitOfWork,
     pick: PendingPick,
@@ -58,25 +69,36 @@ def create_shipment(
     max_box_weight_kg: float,
     now: datetime,
     return_service_level: ServiceLevel = ServiceLevel.STANDARD,
-) -> Shipment:
-    """Pack the pick into a new shipment (CREATED) and announce it; the label is due now.
+    *,
+    label_lease_seconds: float | None = None,
+) -> Packed:
+    """Pack the pick into a new shipment (CREATED) and announce it; the label is due now, and,
+    with `label_lease_seconds`, leased to the caller for that long.
 
     The order may have been cancelled while the pick was packed: then the pick becomes a
     CANCELLED shipment instead (and a pick already turned into one is left as it is).
     A return's units (`pick.return_id`) become its return parcel instead, from the customer to
-    `warehouse`, booked at `return_service_level`.
+    `warehouse`, booked at `return_service_level`. A pick no longer queued (PickNotQueued)
+    rolls the new shipment back.
     """
     done = store.shipment_of_pick(uow.conn, pick.pick_id)
     if done is not None:
-        return done
+        return Packed(done)
     if pick.return_id:
         return _create_return_parcel(
-            uow, pick, items, warehouse, max_box_weight_kg, now, return_service_level
+            uow,
+            pick,
+            items,
+            warehouse,
+            max_box_weight_kg,
+            now,
+            return_service_level,
+            label_lease_seconds,
         )
     if cancellation.cancel_if_order_cancelled(uow, pick, now):
         cancelled = store.shipment_of_pick(uow.conn, pick.pick_id)
         assert cancelled is not None
-        return cancelled
+        return Packed(cancelled)
     order = store.get_order_ref(uow.conn, pick.order_id)
     if order is None:
         raise OrderNotPlacedYet(f"order {pick.order_id} not placed yet (pick {pick.pick_id})")
@@ -84,9 +106,7 @@ def create_shipment(
     shipment_id = resource_id("shp")
     packages = [Package.of_box(resource_id("pkg"), box) for box in boxes]
     shipment = Shipment.create(shipment_id, pick, order, packages, warehouse, now)
-    store.insert_shipment(uow.conn, shipment, label_due_at=now.timestamp(), now=now.timestamp())
-    _publish(uow, shipment)
-    return shipment
+    return _insert_packed(uow, shipment, now, label_lease_seconds)
 
 
 def _create_return_parcel(
@@ -97,7 +117,8 @@ def _create_return_parcel(
     max_box_weight_kg: float,
     now: datetime,
     service_level: ServiceLevel,
-) -> Shipment:
+    label_lease_seconds: float | None,
+) -> Packed:
     """The return's units packed (with the lots they left in) into a return parcel whose label
     is due now. A return is never cancelled with its order: its goods are at the customer's."""
     order = store.get_order_ref(uow.conn, parcel.order_id)
@@ -110,9 +131,21 @@ def _create_return_parcel(
     shipment = Shipment.create_return(
         resource_id("shp"), parcel, order, packages, warehouse, service_level, now
     )
-    store.insert_shipment(uow.conn, shipment, label_due_at=now.timestamp(), now=now.timestamp())
+    return _insert_packed(uow, shipment, now, label_lease_seconds)
+
+
+def _insert_packed(
+    uow: UnitOfWork, shipment: Shipment, now: datetime, label_lease_seconds: float | None
+) -> Packed:
+    at = now.timestamp()
+    lease_until = None if label_lease_seconds is None else at + label_lease_seconds
+    if not store.insert_shipment(
+        uow.conn, shipment, label_due_at=at, now=at, label_lease_until=lease_until
+    ):
+        source = shipment.return_id or shipment.pick_id
+        raise PickNotQueued(f"pick {source} is not queued: nothing to pack")
     _publish(uow, shipment)
-    return shipment
+    return Packed(shipment, label_leased=lease_until is not None)
 
 
 # -- label booking ---------------------------------------------------------------------------
@@ -190,18 +223,28 @@ def retry_label(uow: UnitOfWork, shipment_id: str, now: datetime) -> Shipment:
 # -- the worker's queue ----------------------------------------------------------------------
 
 
-def take_due_picks(
-    uow: UnitOfWork, now: float, limit: int, lease_seconds: float
-) -> list[PendingPick]:
-    """Picks due for packing, leased to the caller for `lease_seconds`."""
-    return store.lease_due_picks(uow.conn, now, limit, lease_seconds)
+@dataclass(frozen=True)
+class DueWork:
+    """What a worker round took, each leased to it: picks to pack, labels to book (retries, an
+    operator's retry, a lease run out), label voids."""
+
+    picks: list[PendingPick]
+    labels: list[Shipment]
+    voids: list[Shipment]
+
+    def __len__(self) -> int:
+        return len(self.picks) + len(self.labels) + len(self.voids)
 
 
-def take_due_labels(
-    uow: UnitOfWork, now: float, limit: int, lease_seconds: float
-) -> list[Shipment]:
-    """Shipments due for a label booking, leased to the caller for `lease_seconds`."""
-    return store.lease_due_labels(uow.conn, now, limit, lease_seconds)
+def take_due_work(uow: UnitOfWork, now: float, limit: int, lease_seconds: float) -> DueWork:
+    """Every kind of due work (up to `limit` of each), leased to the caller for `lease_seconds`,
+    in one transaction: a round's claim. A pick's label is not among them: the packer books it
+    at once, under the lease it was created with."""
+    return DueWork(
+        store.lease_due_picks(uow.conn, now, limit, lease_seconds),
+        store.lease_due_labels(uow.conn, now, limit, lease_seconds),
+        store.lease_due_voids(uow.conn, now, limit, lease_seconds),
+    )
 
 
 def reschedule_pick(uow: UnitOfWork, pick_id: str, attempts: int, due: float, error: str) -> None:

@@ -7,6 +7,10 @@
 - TrackingUpdated → scans stored, de-duplicated, milestones moved and published; a batch
   handler, so the updates of one fetched batch read and write each shipment once.
 
+A pick (or a return's units) is queued leased to the `packer` (the worker) and handed to it
+once the transaction commits, so it is packed and booked at once without a claim; without a
+packer, or once it stops, the pick is queued due and the worker woken for a round.
+
 Out-of-order arrival across streams (a pick or a return before its OrderPlaced, scans before
 the label's commit) raises an ordinary exception: the kit NAKs with backoff and the redelivery
 finds the data. Duplicates are stopped by the kit's inbox (same event id) and by the pick,
@@ -16,7 +20,10 @@ never be shipped: it is dead-lettered.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
 
 from crossdock.events.v1 import (
     carrier_events_pb2,
@@ -36,11 +43,33 @@ from services.shipment.domain.shipment import PendingPick
 
 PURPOSE = "events"
 
+# intake.record_pick or intake.record_return.
+Record = Callable[..., bool]
 
-def event_handlers(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerRegistry:
-    """`on_pick_queued` wakes the packing worker after the commit that queued a pick (or a
-    return's units)."""
+
+class Packer(Protocol):
+    """Takes picks queued leased to it (entrypoints.workers.ShipmentWorker)."""
+
+    def hand_over_lease(self) -> float | None: ...
+
+    def pack_now(self, pick: PendingPick) -> None: ...
+
+
+def event_handlers(
+    clock: Clock, on_pick_queued: Callable[[], None], *, packer: Packer | None = None
+) -> HandlerRegistry:
+    """`packer` is handed each pick (or return's units) queued leased to it after the commit;
+    `on_pick_queued` wakes the packing worker after a commit that queued one due instead."""
     registry = HandlerRegistry()
+
+    def queue(uow: UnitOfWork, record: Record, pick: PendingPick, now: datetime) -> None:
+        # Asked in the transaction: a packer stopping meanwhile leaves the pick to its lease.
+        lease_seconds = None if packer is None else packer.hand_over_lease()
+        if packer is None or lease_seconds is None:
+            if record(uow, pick, now):
+                uow.after_commit(on_pick_queued)
+        elif record(uow, pick, now, lease_until=now.timestamp() + lease_seconds):
+            uow.after_commit(functools.partial(packer.pack_now, pick))
 
     def on_placed(
         event: order_events_pb2.OrderPlaced, headers: Mapping[str, str], conn: Connection
@@ -58,8 +87,7 @@ def event_handlers(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerR
             lines=contracts.picked_lines_of(event),
             correlation_id=headers.get(ev.CORRELATION_ID, ""),
         )
-        if intake.record_pick(uow, pick, clock()):
-            uow.after_commit(on_pick_queued)
+        queue(uow, intake.record_pick, pick, clock())
 
     def on_return_authorized(
         event: return_events_pb2.ReturnAuthorized, headers: Mapping[str, str], conn: Connection
@@ -68,8 +96,7 @@ def event_handlers(clock: Clock, on_pick_queued: Callable[[], None]) -> HandlerR
         parcel = contracts.return_parcel_of(event, headers.get(ev.CORRELATION_ID, ""))
         if not parcel.location_id:
             raise PermanentError(f"return {parcel.return_id} names no return location")
-        if intake.record_return(uow, parcel, clock()):
-            uow.after_commit(on_pick_queued)
+        queue(uow, intake.record_return, parcel, clock())
 
     def on_tracking(
         events: Sequence[tuple[carrier_events_pb2.TrackingUpdated, Mapping[str, str]]],

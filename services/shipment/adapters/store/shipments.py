@@ -114,9 +114,15 @@ def _pending(r: object) -> PendingPick:
 # -- pending picks -------------------------------------------------------------------------
 
 
-def add_pending_pick(conn: Connection, pick: PendingPick, *, now: float) -> bool:
+def add_pending_pick(
+    conn: Connection, pick: PendingPick, *, now: float, lease_until: float | None = None
+) -> bool:
     """Queue a completed pick (or a return's units) for packing; False when it is queued or
-    shipped already."""
+    shipped already.
+
+    Due at once for the worker's rounds, or, with `lease_until`, leased to the caller (who hands
+    it to its worker after the commit) until then: the lease is the due time, as a round's.
+    """
     if sql.PICK_KNOWN.run(conn, {"pick_id": pick.pick_id}).first() is not None:
         return False
     sql.INSERT_PENDING_PICK.run(
@@ -128,7 +134,7 @@ def add_pending_pick(conn: Connection, pick: PendingPick, *, now: float) -> bool
             "lines": codecs.lines_json(pick.lines),
             "correlation_id": pick.correlation_id,
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": now if lease_until is None else lease_until,
             "last_error": "",
             "kind": _RETURN if pick.return_id else _OUTBOUND,
         },
@@ -181,10 +187,16 @@ def shipment_of_pick(conn: Connection, pick_id: str) -> Shipment | None:
 
 
 def insert_shipment(
-    conn: Connection, shipment: Shipment, *, label_due_at: float | None, now: float
-) -> None:
+    conn: Connection,
+    shipment: Shipment,
+    *,
+    label_due_at: float | None,
+    now: float,
+    label_lease_until: float | None = None,
+) -> bool:
     """Insert a new shipment and drop its pick (or return) from the queue, in the caller's
-    transaction."""
+    transaction; True when the pick was in the queue. With `label_lease_until` its label work
+    is leased to the caller, who books it at once."""
     source = shipment.return_id if shipment.is_return else shipment.pick_id
     sql.INSERT_SHIPMENT.run(
         conn,
@@ -200,13 +212,13 @@ def insert_shipment(
             "correlation_id": shipment.correlation_id,
             "label_attempts": 0,
             "label_due_at": label_due_at,
-            "label_lease_until": None,
+            "label_lease_until": label_lease_until,
             "final_charge": None,
             "version": 1,
             "updated_at": now,
         },
     )
-    sql.DELETE_PENDING_PICK.run(conn, {"pick_id": source})
+    return sql.DELETE_PENDING_PICK.run(conn, {"pick_id": source}).rowcount == 1
 
 
 def get_shipment(conn: Connection, shipment_id: str) -> Shipment | None:
