@@ -410,15 +410,19 @@ def headers_for_publish(row: OutboxRow) -> dict[str, str]:
     return headers
 
 
-def first_per_aggregate(rows: Iterable[OutboxRow]) -> list[OutboxRow]:
-    """Keep only the oldest pending row of each aggregate (see the relay's ordering note)."""
-    seen: set[str] = set()
-    heads: list[OutboxRow] = []
+def publish_rounds(rows: Iterable[OutboxRow]) -> list[list[OutboxRow]]:
+    """Split pending rows (in seq order) into the relay's publish rounds: round k holds the k-th
+    pending row of every aggregate that has one, in seq order. The relay publishes a round only
+    after the acks of the one before (see the relay's ordering note)."""
+    depth: dict[str, int] = {}
+    rounds: list[list[OutboxRow]] = []
     for row in rows:
-        if row.aggregate_id not in seen:
-            seen.add(row.aggregate_id)
-            heads.append(row)
-    return heads
+        k = depth.get(row.aggregate_id, 0)
+        depth[row.aggregate_id] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(row)
+    return rounds
 
 
 def as_mapping(row: OutboxRow) -> Mapping[str, object]:

@@ -8,11 +8,29 @@ Per-aggregate order. Within one connection the server stores messages in the ord
 them, but a batch can still fail partially: a message written into a dying socket is lost while a
 later one, buffered during the reconnect, gets through; or one subject's stream is missing or
 full. If two events of one aggregate were in flight together, the later one could then land
-before the earlier one, and no retry can undo that. So a batch carries at most ONE event per
-aggregate — the oldest pending one — and the next event of that aggregate is only published after
-the previous one was acked and marked. Rows of different aggregates have no order between them,
-so the rest of the batch is still pipelined with `publish_async` and its acks awaited together.
-An aggregate whose head row keeps failing blocks only itself; the others keep flowing.
+before the earlier one, and no retry can undo that. So an event is only published once the
+previous event of its aggregate was acked. A batch takes every pending row it has and publishes
+it in rounds (`outbox.publish_rounds`): round 1 is the oldest pending row of each aggregate,
+pipelined with `publish_async` and its acks awaited together; round 2 is the second row of each
+aggregate whose first was acked; and so on. A row whose predecessor got no ack (an error, a
+timeout, a dropped connection) is not published in that batch, nor is anything after it: they
+stay pending, in order, and the next batch starts with them. An aggregate whose head keeps failing
+blocks only itself; the others keep flowing. Then ONE transaction marks every acked row sent (for
+each aggregate, a prefix of its pending rows), so two events one unit of work committed for one
+order cost one batch, not two. All rounds share one deadline, `ack_timeout` from the first publish,
+so a batch takes no longer than when it was a single round. Rows of different aggregates have no
+order between them.
+
+A crash cannot reorder an aggregate either. Any copy of its event e2 reaches the stream only after
+a relay (this one, an earlier run, or a leader that just lost its lock) received an ack for e1, and
+an ack means a copy of e1 is stored (a duplicate ack: the original, within the duplicate window).
+So the first copy of e1 in the stream always precedes the first copy of e2, whatever crashed or
+was republished in between, and the consumers apply first copies only. For example, a crash
+between the acks of e1, e2 and their mark-sent leaves both stored and pending: the restarted relay
+publishes e1, then e2 after e1's ack, again. Within the duplicate window JetStream drops both
+copies; after it the stream holds e1, e2, e1', e2', and the consumers' inboxes drop e1' and e2'.
+The one limit is the inbox's retention (30 days by default, against a 10-minute duplicate window):
+a relay restarted later than that could have a consumer apply e1' again after e2.
 
 On PostgreSQL `seq` is assigned at INSERT, not at COMMIT, so rows of concurrent transactions can
 become visible out of seq order. For one aggregate that cannot happen as long as its unit of work
@@ -228,7 +246,8 @@ class OutboxRelay:
                     await asyncio.sleep(self.settings.linger)
 
     async def publish_batch(self) -> BatchResult:
-        """Publish one batch (at most one row per aggregate) and mark the acked rows sent.
+        """Publish one batch (every pending row it holds, in per-aggregate order) and mark the
+        acked rows sent.
 
         The transaction that marks the batch sent also reads the next pending rows, which the
         next call publishes without a read of its own, together with the rows handed off since:
@@ -251,10 +270,8 @@ class OutboxRelay:
                 if not rows:
                     self._complete_through = read.complete_through
                     return BatchResult(0, 0, 0)
-            batch = outbox.first_per_aggregate(rows)
             fault_point("relay.before_publish")
-            acked = await self._publish(batch)
-            failed = len(batch) - len(acked)
+            acked, failed = await self._publish(rows)
             if failed and self._metrics is not None:
                 self._metrics.publish_failures.labels("not_acked").inc(failed)
             if not acked:
@@ -292,11 +309,51 @@ class OutboxRelay:
     def _forget_pending(self) -> None:
         self._pending, self._handed_off, self._complete_through = [], [], None
 
-    async def _publish(self, batch: list[outbox.OutboxRow]) -> list[outbox.OutboxRow]:
-        """Pipeline the batch and await every ack together; returns the rows JetStream acked."""
+    async def _publish(self, rows: list[outbox.OutboxRow]) -> tuple[list[outbox.OutboxRow], int]:
+        """Publish `rows` (seq order) round by round, each round's row of an aggregate only after
+        its previous row was acked (see "Per-aggregate order"); returns the acked rows and how
+        many publishes failed (no ack, or not sent because the connection failed)."""
+        deadline = time.monotonic() + self.settings.ack_timeout
+        acked: list[outbox.OutboxRow] = []
+        failures: list[str] = []
+        stalled: set[str] = set()  # aggregates with a row that got no ack: the rest must wait
+        for number, round_rows in enumerate(outbox.publish_rounds(rows)):
+            if number:
+                round_rows = [row for row in round_rows if row.aggregate_id not in stalled]
+                # Nothing left to send (a later round only holds aggregates of this one), or
+                # no connection or time left: the rest stays pending for the next batch.
+                if not round_rows or not self._nc.is_connected or time.monotonic() >= deadline:
+                    break
+            in_flight, interrupted = await self._send(round_rows)
+            for row in round_rows[len(in_flight) :]:
+                failures.append(f"{row.subject}: not sent ({interrupted!r})")
+                stalled.add(row.aggregate_id)
+            for row, failure in await self._await_acks(in_flight, deadline):
+                if failure is None:
+                    acked.append(row)
+                else:
+                    failures.append(f"{row.subject}: {failure}")
+                    stalled.add(row.aggregate_id)
+            if interrupted is not None:
+                break
+        if failures:
+            # One line per batch: a missing stream would otherwise log every row of every retry.
+            log.warning(
+                "relay: %d of %d publishes failed (first: %s)",
+                len(failures),
+                len(acked) + len(failures),
+                failures[0],
+            )
+        return acked, len(failures)
+
+    async def _send(
+        self, rows: list[outbox.OutboxRow]
+    ) -> tuple[list[tuple[outbox.OutboxRow, asyncio.Future[PubAck]]], Exception | None]:
+        """Pipeline one round; returns the publishes that went out (a prefix of `rows`) and the
+        error that interrupted the round, if any (the connection dropped)."""
         in_flight: list[tuple[outbox.OutboxRow, asyncio.Future[PubAck]]] = []
         try:
-            for row in batch:
+            for row in rows:
                 # No wait_stall: it wraps every call in a task, which lets the client flush per
                 # message (measured 2x slower). A batch never exceeds the client's 4000 limit.
                 headers = outbox.headers_for_publish(row)
@@ -309,32 +366,33 @@ class OutboxRelay:
                         )
                 in_flight.append((row, future))
         except Exception as exc:
-            # The connection dropped mid-batch; await what went out, retry the rest later.
+            # The connection dropped mid-round: await what went out, retry the rest later.
             log.warning("relay publish interrupted: %s", exc)
+            return in_flight, exc
+        return in_flight, None
+
+    async def _await_acks(
+        self,
+        in_flight: list[tuple[outbox.OutboxRow, asyncio.Future[PubAck]]],
+        deadline: float,
+    ) -> list[tuple[outbox.OutboxRow, str | None]]:
+        """Await a round's acks together until `deadline`; each row with None (acked) or why
+        it was not acked."""
         if not in_flight:
             return []
-        futures = [future for _, future in in_flight]
-        _, pending = await asyncio.wait(futures, timeout=self.settings.ack_timeout)
+        timeout = max(0.0, deadline - time.monotonic())
+        _, pending = await asyncio.wait([future for _, future in in_flight], timeout=timeout)
         for future in pending:
             future.cancel()
-        acked: list[outbox.OutboxRow] = []
-        failures: list[str] = []
+        outcomes: list[tuple[outbox.OutboxRow, str | None]] = []
         for row, future in in_flight:
             if future.cancelled():
-                failures.append(f"{row.subject}: no ack within {self.settings.ack_timeout}s")
+                outcomes.append((row, f"no ack within {self.settings.ack_timeout}s"))
             elif (error := future.exception()) is not None:
-                failures.append(f"{row.subject}: {error!r}")
+                outcomes.append((row, repr(error)))
             else:
-                acked.append(row)
-        if failures:
-            # One line per batch: a missing stream would otherwise log every row of every retry.
-            log.warning(
-                "relay: %d of %d publishes failed (first: %s)",
-                len(failures),
-                len(batch),
-                failures[0],
-            )
-        return acked
+                outcomes.append((row, None))
+        return outcomes
 
     async def _ensure_leader(self) -> bool:
         now = time.monotonic()

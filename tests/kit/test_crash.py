@@ -53,9 +53,9 @@ def run_app(*args: str, env: dict[str, str], fault: str | None = None) -> int:
 
 @pytest.mark.parametrize(
     ("fault", "published_before_restart"),
-    # The first relay batch carries one event per aggregate (a1, b1, c1): those 3 are in the stream
-    # when the crash after publish hits.
-    [("relay.before_publish:kill", 0), ("relay.before_mark_sent:kill", 3)],
+    # The first relay batch carries all 6 rows (a1, b1, c1, then a2, b2, c2 after their
+    # predecessors' acks): all 6 are in the stream when the crash after publish hits.
+    [("relay.before_publish:kill", 0), ("relay.before_mark_sent:kill", 6)],
     ids=["after-commit-before-publish", "after-publish-before-mark-sent"],
 )
 async def test_kill_9_in_the_relay_loses_nothing_and_applies_once(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from types import ModuleType
 
 from nats.aio.client import Client as NATS
@@ -49,9 +50,9 @@ async def test_relay_publishes_pending_rows_and_marks_them_sent(
         "crossdock_events_published_total", {"subject": "crossdock.order.thing_happened.v1"}
     )
     assert sample == 3
-    # One event per aggregate per batch: t-1's second event waits for a batch of its own.
+    # One batch: t-1's second event follows its first's ack within the same batch.
     batches = metrics.registry.get_sample_value("crossdock_relay_batch_size_count")
-    assert batches == 2
+    assert batches == 1
     assert metrics.registry.get_sample_value("crossdock_relay_batch_size_sum") == 3
     await relay.stop()
     await db.close()
@@ -188,17 +189,17 @@ async def test_each_batch_costs_one_transaction_marking_it_and_reading_the_next(
     js = nats_client.jetstream()
     await ensure_streams(js)
     db = open_db(sqlite_url)
-    # Three events of one aggregate: three batches (one row per aggregate per batch).
+    # Four rows, two per batch: two batches.
     ids = await db.run(produce, pb, [("t-1", 1), ("t-1", 2), ("t-1", 3), ("t-2", 1)])
-    relay = OutboxRelay(db, nats_client, settings=FAST)
+    relay = OutboxRelay(db, nats_client, settings=replace(FAST, batch_size=2))
     assert await relay._ensure_leader()
     commits: list[int] = []
     event.listen(db.engine, "commit", lambda _conn: commits.append(1))
 
-    results = [await relay.publish_batch() for _ in range(3)]
+    results = [await relay.publish_batch() for _ in range(2)]
 
-    assert [(r.sent, r.drained) for r in results] == [(2, False), (1, False), (1, True)]
-    assert len(commits) == 4  # the first read, then one per batch
+    assert [(r.sent, r.drained) for r in results] == [(2, False), (2, True)]
+    assert len(commits) == 3  # the first read, then one per batch
     messages = await stream_messages(js, "ORDER")
     assert sorted(m.headers["ce-id"] for m in messages) == sorted(ids)
     t1 = [
