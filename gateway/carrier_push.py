@@ -60,6 +60,19 @@ def signature_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return chosen
 
 
+def keeps_contract(carrier: str, forwarded: dict[str, str]) -> bool:
+    """True when the push's IngestWebhookRequest cannot break its contract's rules, so the
+    gateway may skip protovalidate: carrier-adapter checks every push of an IngestWebhooks call
+    in full anyway (its kit interceptor), and the gateway's own check is there to answer a bad
+    push alone with a precise 400 rather than fail the call it rides in.
+
+    The rules (tests pin them): `carrier` matches the carrier code pattern, `body` is present
+    (the gateway always sets it) and at most MAX_FORWARDED `signature_headers` (which
+    `signature_headers` enforces). False sends the push through the full check.
+    """
+    return len(forwarded) <= MAX_FORWARDED and _CARRIER_CODE.match(carrier) is not None
+
+
 def may_be_signature(raw_name: bytes) -> bool:
     """A cheap first look at a raw (latin-1) header name, before decoding: False only for names
     `signature_headers` never forwards (its tests are ASCII, where bytes.lower() and str.lower()

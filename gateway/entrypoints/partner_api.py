@@ -25,7 +25,7 @@ from gateway.adapters.push_buckets import DEFAULT_MAX_BUCKETS, PushBuckets
 from gateway.adapters.store import idempotency
 from gateway.adapters.store.queries import Admission, BucketPolicy, admit
 from gateway.auth import bearer_token, is_signed_push, route_class_of, scope_for
-from gateway.carrier_push import bucket_key, may_be_signature, signature_headers
+from gateway.carrier_push import bucket_key, keeps_contract, may_be_signature, signature_headers
 from gateway.docs_page import DOCS_HTML
 from gateway.entrypoints.http_exchange import Incoming, Reply
 from gateway.entrypoints.idempotent_posts import Claimed, ReadAhead, admit_and_claim
@@ -33,7 +33,13 @@ from gateway.jsonmap import Violation
 from gateway.metrics import GatewayMetrics
 from gateway.problems import PROBLEM_TYPE, Problem, bad_request, problem_body, problem_of_rpc_error
 from gateway.routing import RouteTable
-from gateway.transcoder import RawBody, Route, build_request, decode_request, response_json
+from gateway.transcoder import (
+    RawBody,
+    Route,
+    build_request,
+    decode_request,
+    response_json,
+)
 from services.kit.db import Database
 from services.kit.request_context import (
     accept_correlation_id,
@@ -134,15 +140,7 @@ class PartnerGateway:
             # One line per request (the JSON formatter adds the correlation id); its fields are
             # only gathered when INFO is on.
             if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "http request",
-                    extra={
-                        "method": request.method,
-                        "path": request.path,
-                        "status": reply.status_code,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
+                _log_request(request.method, request.path, reply.status_code, elapsed)
         reply.set_header(CORRELATION_HEADER, correlation_id)
         return reply
 
@@ -182,7 +180,10 @@ class PartnerGateway:
         try:
             if signed_push:  # no partner: the backend verifies the forwarded signature
                 pushed = signature_headers(request.header_items(may_be_signature))
-                reply = await self._transcode(request, route, path_values, None, pushed)
+                rules_hold = keeps_contract(path_values.get("carrier", ""), pushed)
+                reply = await self._transcode(
+                    request, route, path_values, None, pushed, rules_hold=rules_hold
+                )
             elif ahead is not None:
                 reply = await self._call_once(route, admission.partner_id, ahead, claimed)
             else:
@@ -288,11 +289,15 @@ class PartnerGateway:
         path_values: dict[str, str],
         partner_id: str | None,
         pushed_headers: dict[str, str] | None = None,
+        *,
+        rules_hold: bool = False,
     ) -> Reply:
         body = await self._read_body(request)
         query = request.query()
         content = self._content(request, route, body)
-        message = build_request(route, path_values, query, content, partner_id, pushed_headers)
+        message = build_request(
+            route, path_values, query, content, partner_id, pushed_headers, rules_hold=rules_hold
+        )
         return await self._call(route, message)
 
     async def _read_ahead(
@@ -385,6 +390,33 @@ class PartnerGateway:
         except grpc.aio.AioRpcError as error:
             raise problem_of_rpc_error(error) from None
         return Reply.json(response_json(route, reply), route.success_status)
+
+
+def _log_request(method: str, path: str, status: int, elapsed: float) -> None:
+    """`log.info("http request", extra=...)`, the same record, without Logger.info's caller
+    lookup: a walk up the stack on every request for a file and line the JSON line does not
+    carry (they are this function's)."""
+    fields = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(elapsed * 1000, 2),
+    }
+    record = log.makeRecord(
+        name=log.name,
+        level=logging.INFO,
+        fn=__file__,
+        lno=_LOG_LINE,
+        msg="http request",
+        args=(),
+        exc_info=None,
+        func="_log_request",
+        extra=fields,
+    )
+    log.handle(record)
+
+
+_LOG_LINE = _log_request.__code__.co_firstlineno
 
 
 def _problem_reply(problem: Problem, correlation_id: str) -> Reply:

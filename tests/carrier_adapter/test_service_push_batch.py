@@ -90,6 +90,25 @@ async def test_a_push_for_an_unconfigured_carrier_fails_alone(adapter: CarrierAd
     assert reply.results[1].ingested.accepted_events == 1
 
 
+async def test_a_push_with_no_scans_is_answered_with_its_zero_counts(
+    adapter: CarrierAdapter,
+) -> None:
+    """(0, 0) is an answer too: the result is `ingested`, not an empty outcome."""
+    number = await booked_tracking_number(adapter, "shp_batch_00006")
+    now = datetime.now(UTC)
+    body = webhooks.encode_push("evt_sbx_no_scans", number, [], now)
+    empty = svc.IngestWebhookRequest(
+        carrier="sandbox",
+        body=httpbody_pb2.HttpBody(content_type="application/json", data=body),
+        signature_headers=webhooks.sign(body, [WEBHOOK_SECRET], "evt_sbx_no_scans", now),
+    )
+    pushes = [item(empty, "corr-empty"), item(sandbox_webhook(number, [scan("LBL", 0)]), "")]
+    reply = await adapter.stub.IngestWebhooks(svc.IngestWebhooksRequest(pushes=pushes))
+    assert [result.WhichOneof("outcome") for result in reply.results] == ["ingested", "ingested"]
+    counts = [(r.ingested.accepted_events, r.ingested.duplicate_events) for r in reply.results]
+    assert counts == [(0, 0), (1, 0)]
+
+
 async def test_an_empty_batch_is_invalid(adapter: CarrierAdapter) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as empty:
         await adapter.stub.IngestWebhooks(svc.IngestWebhooksRequest())

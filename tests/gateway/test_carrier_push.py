@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +18,7 @@ from gateway.adapters.store.queries import BucketPolicy, purge_idle_buckets
 from gateway.entrypoints.partner_api import Limits
 from gateway.transcoder import RawBody, build_request
 from services.carrier_adapter.adapters.carriers.sandbox import webhooks
+from services.kit.logging import JsonFormatter
 from tests.gateway.backends import SANDBOX_SECRET
 from tests.gateway.conftest import Stack, StackFactory, bearer, contract_routes
 
@@ -145,3 +148,51 @@ def test_a_raw_body_is_the_message_proto3_json_would_make(payload: bytes) -> Non
     assert message == expected
     assert message.SerializeToString() == expected.SerializeToString()
     assert message.HasField("body")
+
+
+async def test_a_push_breaking_the_carrier_rule_is_a_precise_400(stack: Stack) -> None:
+    # Its protovalidate check is skipped only for pushes that cannot break a rule
+    # (carrier_push.keeps_contract): this one can, so it gets the full check, and its answer.
+    for carrier in ("UPS", "x", "no-dashes", "a" * 33):
+        answer = await stack.client.post(
+            f"/v1/carriers/{carrier}/webhooks", content=BODY, headers=signed(BODY)
+        )
+        assert answer.status_code == 400, carrier
+        problem = answer.json()
+        assert problem["detail"] == "the request breaks the contract's rules"
+        assert [v["field"] for v in problem["violations"]] == ["carrier"]
+    assert stack.carrier is not None
+    assert stack.carrier.bodies == []  # none reached carrier-adapter
+
+
+async def test_each_request_logs_one_json_line(stack: Stack) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("gateway"))
+    request_log = logging.getLogger("gateway.entrypoints.partner_api")
+    level = request_log.level
+    request_log.setLevel(logging.INFO)  # the line is only made when INFO is on
+    request_log.addHandler(handler)
+    try:
+        answer = await stack.client.post(
+            PUSH, content=BODY, headers={**signed(BODY), "X-Correlation-Id": "push-log-1"}
+        )
+    finally:
+        request_log.removeHandler(handler)
+        request_log.setLevel(level)
+    assert answer.status_code == 200
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 1
+    line = lines[0]
+    assert isinstance(line.pop("duration_ms"), float)
+    assert line.pop("time").endswith("Z")
+    assert line == {
+        "level": "INFO",
+        "logger": "gateway.entrypoints.partner_api",
+        "message": "http request",
+        "service": "gateway",
+        "correlation_id": "push-log-1",
+        "method": "POST",
+        "path": PUSH,
+        "status": 200,
+    }

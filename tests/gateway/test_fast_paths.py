@@ -6,20 +6,34 @@ Request and Response, and the transcoder's shortcuts against google.protobuf.jso
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+from typing import Any, cast
 
 import pytest
+from buf.validate import validate_pb2
 from crossdock.carrier.v1 import carrier_service_pb2 as carrier_pb
+from google.api import httpbody_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from gateway.carrier_push import may_be_signature, signature_headers
+from gateway.auth import is_signed_push
+from gateway.carrier_push import MAX_FORWARDED, keeps_contract, may_be_signature, signature_headers
 from gateway.entrypoints.http_exchange import Incoming, Reply
 from gateway.jsonmap import parse_into
-from gateway.transcoder import Route, _flat_fields, response_json
+from gateway.problems import Problem
+from gateway.transcoder import (
+    RawBody,
+    Route,
+    _flat_fields,
+    decode_request,
+    response_json,
+)
+from services.kit.validation import violations_of
 from tests.gateway.conftest import contract_routes, order_body
+
+PUSH_TEMPLATE = "/v1/carriers/{carrier}/webhooks"
 
 
 def scope_of(path: str, query: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None):  # type: ignore[no-untyped-def]
@@ -302,3 +316,78 @@ def test_the_raw_name_look_keeps_every_header_signature_headers_forwards() -> No
     assert signature_headers(incoming.header_items(may_be_signature)) == signature_headers(
         Request(scope).headers.items()
     )
+
+
+# ---- carrier pushes: the request built directly, the rules check skipped when it cannot fail ----
+
+
+def _general_push(carrier: str, payload: bytes, content_type: str) -> tuple[Message, str]:
+    """What the general way (json_format) makes of a push: the message, or its error."""
+    as_json = {
+        "carrier": carrier,
+        "body": {"contentType": content_type, "data": base64.b64encode(payload).decode()},
+    }
+    return _parse_dict_outcome(as_json, _route_of(PUSH_TEMPLATE).request_class())
+
+
+@pytest.mark.parametrize(
+    "carrier", ["sandbox", "UPS", "a b", "x" * 40, "", "sändbox", "\ud800", "a%2Fb"]
+)
+@pytest.mark.parametrize("payload", [b"", b'{"id":1}', b"\xff\x00"])
+def test_a_push_decodes_as_the_general_way_makes_it(carrier: str, payload: bytes) -> None:
+    route = _route_of(PUSH_TEMPLATE)
+    expected, error = _general_push(carrier, payload, "text/x")
+    try:
+        message = decode_request(route, {"carrier": carrier}, [], RawBody(payload, "text/x"))
+    except Problem as problem:
+        assert error, problem  # refused only where ParseDict refuses
+        return
+    assert not error
+    assert message.SerializeToString() == expected.SerializeToString()
+    assert message.HasField("body")
+
+
+def test_a_push_with_a_query_still_takes_the_general_way() -> None:
+    route = _route_of(PUSH_TEMPLATE)
+    with pytest.raises(Problem) as refused:
+        decode_request(route, {"carrier": "ups"}, [("token", "x")], RawBody(b"{}", "x/y"))
+    assert [v.field for v in refused.value.violations] == ["token"]
+
+
+def test_the_push_rules_are_the_ones_keeps_contract_knows() -> None:
+    """keeps_contract stands in for protovalidate on pushes: a new rule on IngestWebhookRequest
+    (or another signed push RPC) must be taught to it, and this test says so."""
+    descriptor = carrier_pb.IngestWebhookRequest.DESCRIPTOR
+    pushes = [route for route in contract_routes()[0] if is_signed_push(route.binding)]
+    assert {route.binding.method.input_type.full_name for route in pushes} == {descriptor.full_name}
+    rules = {
+        field.name: field.GetOptions().Extensions[validate_pb2.field]
+        for field in descriptor.fields
+        if field.GetOptions().HasExtension(validate_pb2.field)
+    }
+    assert {name: str(rule).split() for name, rule in rules.items()} == {
+        "carrier": ["string", "{", "pattern:", '"^[a-z][a-z0-9_]{1,31}$"', "}"],
+        "body": ["required:", "true"],
+        "signature_headers": ["map", "{", "max_pairs:", str(MAX_FORWARDED), "}"],
+    }
+    assert not descriptor.GetOptions().HasExtension(validate_pb2.message)
+    assert not descriptor.oneofs
+    for field in httpbody_pb2.HttpBody.DESCRIPTOR.fields:
+        assert not field.GetOptions().HasExtension(validate_pb2.field)
+
+
+@pytest.mark.parametrize(
+    "carrier", ["sandbox", "ups", "dhl_express", "UPS", "x", "a" * 32, "a" * 33, "1ab", "a-b", ""]
+)
+@pytest.mark.parametrize("header_count", [0, 3, MAX_FORWARDED, MAX_FORWARDED + 1])
+def test_a_push_keeps_the_contract_exactly_when_protovalidate_says_so(
+    carrier: str, header_count: int
+) -> None:
+    headers = {f"x-sig-{index}": "v" for index in range(header_count)}
+    route = _route_of(PUSH_TEMPLATE)
+    message = cast(
+        carrier_pb.IngestWebhookRequest,
+        decode_request(route, {"carrier": carrier}, [], RawBody(b"{}", "x/y")),
+    )
+    message.signature_headers.update(headers)  # as finish_request sets them, before its check
+    assert keeps_contract(carrier, headers) == (violations_of(message) == [])
