@@ -56,6 +56,23 @@ def book_request(key: str, rate_id: str) -> carrier_service_pb2.BookLabelRequest
     )
 
 
+def shop_request(
+    key: str, level: int = carrier_pb2.SERVICE_LEVEL_STANDARD, *, is_return: bool = False
+) -> carrier_service_pb2.BookLabelRequest:
+    """A BookLabel that shops ("shop and book") instead of naming a rate; a return goes from
+    DESTINATION back to ORIGIN."""
+    return carrier_service_pb2.BookLabelRequest(
+        idempotency_key=key,
+        shop=carrier_service_pb2.RateShopping(service_level=level),  # type: ignore[arg-type]
+        ship_from=DESTINATION if is_return else ORIGIN,
+        ship_to=ORIGIN if is_return else DESTINATION,
+        parcels=[BOX],
+        label_format=carrier_pb2.LABEL_FORMAT_PDF,
+        reference="ORD-1",
+        is_return=is_return,
+    )
+
+
 def return_rates_request(**fields: Any) -> carrier_service_pb2.GetRatesRequest:
     """Quotes for a return: the customer (DESTINATION) sends the box back to the warehouse."""
     return carrier_service_pb2.GetRatesRequest(

@@ -1,9 +1,10 @@
-"""LabelBooker on a real database: the quote is read and the key claimed in one unit of work
-before the carrier call, the label stored in one after it; refusals still claim nothing."""
+"""LabelBooker on a real database: the quote is read (or, shopping, chosen and stored) and the
+key claimed in one unit of work before the carrier call, the label stored in one after it;
+refusals still claim nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -13,19 +14,21 @@ from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegis
 from services.carrier_adapter.adapters.contracts import mapper
 from services.carrier_adapter.adapters.store import SERVICE, migrate
 from services.carrier_adapter.adapters.store import labels as store
-from services.carrier_adapter.adapters.store.quotes import StoredQuote, save_quotes
-from services.carrier_adapter.app.booking import LabelBooker
+from services.carrier_adapter.adapters.store.quotes import StoredQuote, get_quote, save_quotes
+from services.carrier_adapter.app.booking import LabelBooker, Shopping
 from services.carrier_adapter.domain.connector import Capabilities
+from services.carrier_adapter.domain.errors import CarrierUnavailable
 from services.carrier_adapter.domain.model import (
     BookedLabel,
     LabelFormat,
     LabelRequest,
     RateQuote,
+    RateRequest,
     ServiceLevel,
 )
 from services.kit.db import Database
-from services.kit.errors import FailedPrecondition, NotFound
-from services.kit.values import Money
+from services.kit.errors import FailedPrecondition, NotFound, Unavailable
+from services.kit.values import Address, Money
 from tests.carrier_adapter.fakes import START, ManualClock
 
 
@@ -117,3 +120,152 @@ async def test_an_unknown_rate_or_account_claims_nothing(db: Database) -> None:
     assert await db.run(store.get_label_by_key, "k1") is None
     assert await db.run(store.get_label_by_key, "k2") is None
     assert carrier.bookings == 0
+
+
+# -- shop and book ------------------------------------------------------------------------------
+
+
+class QuotingCarrier(CountingCarrier):
+    """Quotes what the test says (none, or a failure) and books whatever it is asked."""
+
+    def __init__(self, account_id: str, *, idempotent: bool = True) -> None:
+        super().__init__(account_id)
+        self.capabilities = Capabilities(idempotent_booking=idempotent)
+        self.quotes: list[RateQuote] = []
+        self.failure: Exception | None = None
+
+    async def rate(self, request: Any) -> list[RateQuote]:
+        if self.failure is not None:
+            raise self.failure
+        return self.quotes
+
+
+def offer(account_id: str, code: str, level: ServiceLevel, amount: str) -> RateQuote:
+    return RateQuote("sandbox", account_id, code, code, level, Money.of(amount, "USD"), 3)
+
+
+DOCK = Address("Dock 1", ("1 Dock Rd",), "Atlanta", "30301", "US")
+# Standard (no level), no carrier preference; the quoting carriers read nothing of the request.
+SHOP_STANDARD = Shopping(RateRequest(DOCK, DOCK, ()), None, (), timedelta(hours=1))
+
+
+class Built:
+    """The label requests' service codes, as the carrier would be asked for them."""
+
+    def __init__(self) -> None:
+        self.codes: list[str] = []
+
+    def __call__(self, quote: StoredQuote) -> LabelRequest:
+        self.codes.append(quote.quote.service_code)
+        return object()  # type: ignore[return-value]
+
+
+async def test_shop_and_book_stores_its_quote_in_the_claim_and_a_replay_keeps_the_first(
+    db: Database,
+) -> None:
+    carrier = QuotingCarrier("sandbox")
+    carrier.quotes = [
+        offer("sandbox", "ECO", ServiceLevel.ECONOMY, "5.00"),
+        offer("sandbox", "GROUND", ServiceLevel.STANDARD, "9.00"),
+        offer("sandbox", "AIR", ServiceLevel.OVERNIGHT, "30.00"),
+    ]
+    booker = LabelBooker(db, ConnectorRegistry([carrier]), ManualClock())
+    units, built = counted_units(db), Built()
+
+    stored, replayed, quote = await booker.shop_and_book(
+        "k", SHOP_STANDARD, LabelFormat.PDF, False, built, b"req"
+    )
+    assert not replayed and stored.status is store.LabelStatus.BOOKED
+    assert quote is not None and quote.rate_id == stored.rate_id
+    assert (quote.quote.service_code, built.codes) == ("GROUND", ["GROUND"])
+    # One unit of work before the carrier call (the quote and the claim), one after.
+    assert units == ["_store_quote_and_claim", "complete_booking"]
+    assert await db.run(get_quote, stored.rate_id) == quote
+    del units[:]
+
+    # The carriers quote otherwise now (the old quote is gone): the key keeps its first label
+    # and its first quote.
+    carrier.quotes = [offer("sandbox", "CHEAP", ServiceLevel.STANDARD, "1.00")]
+    again, replayed, first = await booker.shop_and_book(
+        "k", SHOP_STANDARD, LabelFormat.PDF, False, built, b"req"
+    )
+    assert replayed and again == stored and first == quote
+    assert units == ["_store_quote_and_claim"]
+    assert carrier.bookings == 1 and built.codes == ["GROUND"]
+
+
+async def test_no_quote_meeting_the_level_books_nothing_unless_the_key_has_a_label(
+    db: Database,
+) -> None:
+    carrier = QuotingCarrier("sandbox")
+    carrier.quotes = [offer("sandbox", "ECO", ServiceLevel.ECONOMY, "5.00")]
+    booker = LabelBooker(db, ConnectorRegistry([carrier]), ManualClock())
+
+    with pytest.raises(FailedPrecondition) as refused:
+        await booker.shop_and_book("k1", SHOP_STANDARD, LabelFormat.PDF, False, build, b"req")
+    assert refused.value.reason == "NO_RATE_MEETS_SERVICE_LEVEL"
+    # A carrier that may quote later: try again later, not a final refusal.
+    carrier.failure = CarrierUnavailable("sandbox", "rating is down", maybe_committed=False)
+    with pytest.raises(Unavailable, match="no rate yet: sandbox: "):
+        await booker.shop_and_book("k1", SHOP_STANDARD, LabelFormat.PDF, False, build, b"req")
+    assert await db.run(store.get_label_by_key, "k1") is None
+    assert carrier.bookings == 0
+
+    # A key that booked answers its label even when no quote meets the level any more.
+    carrier.failure = None
+    carrier.quotes = [offer("sandbox", "GROUND", ServiceLevel.STANDARD, "9.00")]
+    booked, _, _ = await booker.shop_and_book(
+        "k2", SHOP_STANDARD, LabelFormat.PDF, False, build, b"req"
+    )
+    carrier.quotes = []
+    again, replayed, quote = await booker.shop_and_book(
+        "k2", SHOP_STANDARD, LabelFormat.PDF, False, build, b"req"
+    )
+    assert replayed and again == booked
+    assert quote is not None and quote.quote.service_code == "GROUND"
+    assert carrier.bookings == 1
+
+
+async def test_a_stale_claim_is_taken_over_at_its_first_quote_by_its_own_account(
+    db: Database,
+) -> None:
+    """A booking whose holder died (its lease ran out): shop and book takes it over only when
+    the claim's carrier dedupes by our key, and books the quote the key was claimed with."""
+    clock = ManualClock()
+    dedupes, blind = QuotingCarrier("dedupes"), QuotingCarrier("blind", idempotent=False)
+    for carrier in (dedupes, blind):
+        carrier.quotes = [offer(carrier.account_id, "NEW", ServiceLevel.STANDARD, "1.00")]
+    booker = LabelBooker(db, ConnectorRegistry([dedupes, blind]), clock)
+    lease = timedelta(minutes=5)
+
+    def abandoned_claim(key: str, account_id: str) -> Callable[[Any], None]:
+        """A claim on `key` at a quote of `account_id`, whose holder then died."""
+        first = StoredQuote(
+            f"rte_{key}",
+            offer(account_id, "FIRST", ServiceLevel.STANDARD, "9.00"),
+            START + timedelta(hours=1),
+        )
+
+        def claim(conn: Any) -> None:
+            save_quotes(conn, [(first.rate_id, first.quote)], START, first.expires_at)
+            store.claim_booking(conn, key, first, LabelFormat.PDF, False, b"", START, lease, True)
+
+        return claim
+
+    await db.run(abandoned_claim("k_dedupes", "dedupes"))
+    await db.run(abandoned_claim("k_blind", "blind"))
+    clock.advance(lease.total_seconds() + 1)
+
+    built = Built()
+    only_dedupes = Shopping(SHOP_STANDARD.request, None, ("dedupes",), timedelta(hours=1))
+    stored, replayed, quote = await booker.shop_and_book(
+        "k_dedupes", only_dedupes, LabelFormat.PDF, False, built, b"req"
+    )
+    assert not replayed and built.codes == ["FIRST"]
+    assert quote is not None and quote.rate_id == "rte_k_dedupes" == stored.rate_id
+
+    # Today's cheapest quote is from a carrier that dedupes; the claim's is not: never re-sent.
+    with pytest.raises(FailedPrecondition) as unknown:
+        await booker.shop_and_book("k_blind", only_dedupes, LabelFormat.PDF, False, built, b"r")
+    assert unknown.value.reason == "LABEL_OUTCOME_UNKNOWN"
+    assert built.codes == ["FIRST"] and blind.bookings == 0

@@ -28,6 +28,7 @@ from tests.carrier_adapter.service_support import (
     rates_request,
     return_rates_request,
     return_request,
+    shop_request,
 )
 from tests.carrier_adapter.stub_transport import StubTransport
 from tests.fixtures.nats import NatsServer
@@ -272,3 +273,84 @@ async def test_labels_survive_a_restart(
             await asyncio.sleep(0.1)
             tracked = await after.stub.Track(request)
         assert tracked.events and tracked.events[0].carrier_status_code == "LBL"
+
+
+# -- shop and book (BookLabel with shop) ----------------------------------------------------------
+
+
+async def test_shop_and_book_books_the_cheapest_quote_that_meets_the_level_once(
+    adapter: CarrierAdapter,
+) -> None:
+    first = await adapter.stub.BookLabel(shop_request("shp_shop_0001"))
+    quotes = await adapter.stub.GetRates(rates_request())
+    eligible = [r for r in quotes.rates if r.service_level >= carrier_pb2.SERVICE_LEVEL_STANDARD]
+    assert first.rate.service_code == eligible[0].service_code  # cheapest first
+    assert first.rate.total_charge == eligible[0].total_charge
+    assert RATE_ID.match(first.rate.rate_id) and first.rate.HasField("expire_time")
+    assert first.label.service_code == first.rate.service_code and not first.replayed
+    assert LABEL_ID.match(first.label.label_id) and first.label.document.startswith(b"%PDF")
+
+    # Again (the caller timed out, or crashed before recording it): the same label and quote,
+    # also when asked for by the quote's rate id.
+    again = await adapter.stub.BookLabel(shop_request("shp_shop_0001"))
+    by_rate = await adapter.stub.BookLabel(book_request("shp_shop_0001", first.rate.rate_id))
+    assert again.replayed and by_rate.replayed
+    assert again.label == first.label == by_rate.label and again.rate == first.rate
+    assert adapter.label_bookings() == 1
+
+    overnight = await adapter.stub.BookLabel(
+        shop_request("shp_shop_0002", carrier_pb2.SERVICE_LEVEL_OVERNIGHT)
+    )
+    assert overnight.rate.service_level == carrier_pb2.SERVICE_LEVEL_OVERNIGHT
+    assert overnight.label.label_id != first.label.label_id
+    assert adapter.label_bookings() == 2
+
+
+async def test_concurrent_shop_and_book_calls_with_one_key_book_one_label(
+    db_url: str, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    env = carrier_env(db_url, nats_server.url, ACCOUNT_SANDBOX_LABEL_DELAY_SECONDS="0.5")
+    async with running_carrier_adapter(env) as service:
+        answers = await asyncio.gather(
+            *(service.stub.BookLabel(shop_request("shp_shop_race1")) for _ in range(4))
+        )
+        assert len({a.label.label_id for a in answers}) == 1
+        assert len({a.rate.rate_id for a in answers}) == 1
+        assert sorted(a.replayed for a in answers) == [False, True, True, True]
+        assert service.label_bookings() == 1
+
+
+async def test_shop_and_book_with_no_quote_that_meets_the_level_books_nothing(
+    stub: StubTransport, sqlite_url: str, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    # USPS only, which books no return labels: a return finds no quote (and asks USPS nothing).
+    env = carrier_env(
+        sqlite_url,
+        nats_server.url,
+        CARRIER_ACCOUNTS="usps",
+        ACCOUNT_USPS_CARRIER="usps",
+        ACCOUNT_USPS_CLIENT_ID="usps-client-id-test",
+        ACCOUNT_USPS_CLIENT_SECRET="usps-client-secret",
+        ACCOUNT_USPS_TEST_MODE="true",
+    )
+    async with running_carrier_adapter(env) as service:
+        for _ in range(2):  # nothing was claimed: the same answer again
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await service.stub.BookLabel(shop_request("rma_shop_0001", is_return=True))
+            assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+            assert error_reason(refused.value) == "NO_RATE_MEETS_SERVICE_LEVEL"
+        assert stub.requests == []
+
+
+async def test_book_label_names_a_rate_or_shops_never_both_nor_neither(
+    adapter: CarrierAdapter,
+) -> None:
+    rate = await cheapest_rate(adapter)
+    both = shop_request("shp_shop_both1")
+    both.rate_id = rate.rate_id
+    neither = book_request("shp_shop_none1", "")
+    for request in (both, neither):
+        with pytest.raises(grpc.aio.AioRpcError) as invalid:
+            await adapter.stub.BookLabel(request)
+        assert invalid.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert adapter.label_bookings() == 0

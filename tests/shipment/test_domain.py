@@ -1,4 +1,5 @@
-"""Shipment's pure rules: packing, rate shopping and tracking milestones (no I/O)."""
+"""Shipment's pure rules: packing, the quote a label was booked at, and tracking milestones
+(no I/O)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import copy
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from crossdock.carrier.v1 import carrier_pb2, tracking_pb2
@@ -14,22 +14,24 @@ from crossdock.shipment.v1 import shipment_pb2
 
 from services.kit import events as ev
 from services.kit.catalog import load_catalog
-from services.kit.values import Address
+from services.kit.values import Address, Money
 from services.shipment.adapters.contracts import mapper, shipment_to_domain, shipment_to_proto
+from services.shipment.domain.events import ShipmentManifested
 from services.shipment.domain.model import (
+    LabelVoid,
     ServiceLevel,
     ShipmentKind,
     ShipmentStatus,
     TrackingStatus,
 )
 from services.shipment.domain.packing import ItemSpec, PickedUnits, UnknownItem, pack
-from services.shipment.domain.rating import Quote, choose
 from services.shipment.domain.returns import with_shipped_lots
 from services.shipment.domain.shipment import (
     Label,
     OrderRef,
     Package,
     PendingPick,
+    Rate,
     ScanReport,
     Shipment,
     ShipmentNotCancellable,
@@ -115,42 +117,54 @@ def test_lines_without_units_are_ignored_and_unknown_skus_refused() -> None:
         pack([PickedUnits(1, "GHOST", 1)], ITEMS, 30.0)
 
 
-# -- rate shopping --------------------------------------------------------------------------
+# -- the quote a label was booked at ---------------------------------------------------------------
 
 
-def quote(rate_id: str, carrier: str, level: ServiceLevel, amount: str, days: int = 0) -> Quote:
-    return Quote(rate_id, carrier, level, Decimal(amount), "USD", days)
+def booked_at(rate: Rate | None, quoted: Money | None = None) -> Label:
+    return Label("lbl_1", "sandbox", "1Z1", ("1Z1P1",), quoted, rate)
 
 
-QUOTES = [
-    quote("r1", "ups", ServiceLevel.STANDARD, "12.00", 4),
-    quote("r2", "fedex", ServiceLevel.ECONOMY, "8.00", 6),
-    quote("r3", "usps", ServiceLevel.EXPEDITED, "11.50", 2),
-    quote("r4", "dhl_express", ServiceLevel.OVERNIGHT, "40.00", 1),
-]
+RATE = Rate("rte_1", "sandbox", ServiceLevel.EXPEDITED, Money.of("11.50", "USD"), "sandbox", "2DAY")
 
 
-def test_cheapest_rate_that_meets_the_level_wins() -> None:
-    assert choose(QUOTES, ServiceLevel.STANDARD).rate_id == "r3"  # type: ignore[union-attr]
-    assert choose(QUOTES, ServiceLevel.ECONOMY).rate_id == "r2"  # type: ignore[union-attr]
-    assert choose(QUOTES, ServiceLevel.OVERNIGHT).rate_id == "r4"  # type: ignore[union-attr]
-    # Unspecified means standard.
-    assert choose(QUOTES, ServiceLevel.UNSPECIFIED).rate_id == "r3"  # type: ignore[union-attr]
+def test_a_label_booked_at_a_quote_it_chose_records_that_quote_and_announces_its_level() -> None:
+    """Shop and book: the quote comes with the label; the shipment keeps it as if chosen first."""
+    shipment = outbound_created()
+    assert shipment.manifest(booked_at(RATE), T0)
+    assert shipment.rate == RATE
+    (announced,) = [e for e in shipment.pull_events() if isinstance(e, ShipmentManifested)]
+    assert (announced.quoted_charge, announced.service_level) == (
+        Money.of("11.50", "USD"),
+        ServiceLevel.EXPEDITED,
+    )
 
 
-def test_no_rate_meets_the_level() -> None:
-    assert choose(QUOTES[:3], ServiceLevel.OVERNIGHT) is None
-    assert choose([], ServiceLevel.STANDARD) is None
+def test_a_label_without_its_quote_keeps_the_quote_chosen_before_booking() -> None:
+    shipment = outbound_created()
+    shipment.choose_rate(RATE, T0)
+    assert shipment.manifest(booked_at(None, Money.of("12.00", "USD")), T0)
+    assert shipment.rate == RATE
+    (announced,) = [e for e in shipment.pull_events() if isinstance(e, ShipmentManifested)]
+    assert (announced.quoted_charge, announced.service_level) == (
+        Money.of("12.00", "USD"),
+        ServiceLevel.EXPEDITED,
+    )
 
 
-def test_carrier_preference_breaks_ties_then_the_shorter_promise() -> None:
-    tied = [
-        quote("a", "ups", ServiceLevel.STANDARD, "10.00", 5),
-        quote("b", "fedex", ServiceLevel.STANDARD, "10.00", 5),
-        quote("c", "usps", ServiceLevel.STANDARD, "10.00", 3),
-    ]
-    assert choose(tied, ServiceLevel.STANDARD, ["fedex", "ups"]).rate_id == "b"  # type: ignore[union-attr]
-    assert choose(tied, ServiceLevel.STANDARD).rate_id == "c"  # type: ignore[union-attr]
+def test_a_label_booked_after_the_cancel_records_its_quote_with_the_void_due() -> None:
+    shipment = outbound_created()
+    shipment.cancel("order cancelled", T0)
+    assert shipment.manifest(booked_at(RATE), T0)
+    assert (shipment.rate, shipment.label_id) == (RATE, "lbl_1")
+    assert shipment.label_void is LabelVoid.PENDING
+
+
+def outbound_created() -> Shipment:
+    pick = PendingPick("pck_1", "ord_1", "EAST", (PickedUnits(1, "MUG", 2),), "corr")
+    order = OrderRef("ord_1", "ptn_1", int(ServiceLevel.STANDARD), HOME)
+    shipment = Shipment.create("shp_1", pick, order, [], DOCK, T0)
+    shipment.pull_events()
+    return shipment
 
 
 # -- tracking rules are data ----------------------------------------------------------------

@@ -22,7 +22,13 @@ from crossdock.shipment.v1 import shipment_pb2
 from crossdock.shipment.v1 import shipment_service_pb2 as svc
 from nats.aio.client import Client as NATS
 
+from services.carrier_adapter.adapters.store.labels import (
+    LabelStatus,
+    StoredLabel,
+    get_label_by_key,
+)
 from services.carrier_adapter.domain.normalize import RawScan
+from services.kit.db import Database
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.sandbox import sandbox_webhook
 from tests.fixtures.spine import EAST, PARTNER, Spine, order_request, running_spine, seed_catalog
@@ -364,13 +370,13 @@ async def test_a_shipment_restarted_mid_booking_still_gets_exactly_one_label(
         assert process is not None
         await seed_catalog(spine.inventory, ITEMS, STOCK)
         order_id = await place(spine, [("KETTLE", 1, "40.00")], "RESTART-1")
-        # The rate is stored right before BookLabel is called: then the call is on its way.
-        created = await wait_for(
-            lambda: shipments_of(spine, order_id),
-            lambda s: len(s) == 1 and s[0].HasField("rate"),
-        )
-        assert len(created) == 1 and created[0].status == shipment_pb2.SHIPMENT_STATUS_CREATED
-        await asyncio.sleep(0.3)
+        created = await wait_for(lambda: shipments_of(spine, order_id), lambda s: len(s) == 1)
+        # carrier-adapter has claimed the shipment's key (shop and book): the booking is under
+        # way at the carrier.
+        booking = await _carrier_booking(urls["carrier_adapter"], created[0].shipment_id)
+        assert booking.status is LabelStatus.BOOKING
+        after = await shipments_of(spine, order_id)
+        assert [s.status for s in after] == [shipment_pb2.SHIPMENT_STATUS_CREATED]
 
         # kill -9 the shipment process while its BookLabel call is in flight, then start
         # another on the same database: it takes the shipment over once the lease runs out.
@@ -380,3 +386,14 @@ async def test_a_shipment_restarted_mid_booking_still_gets_exactly_one_label(
         shipment = await one_manifested(spine, order_id)
         assert shipment.shipment_id == created[0].shipment_id and shipment.label_id
         assert spine.carrier.label_bookings() == 1
+
+
+async def _carrier_booking(carrier_db_url: str, key: str) -> StoredLabel:
+    """carrier-adapter's label row for `key`, once it exists (read from its database)."""
+    db = Database(carrier_db_url, service="carrier-adapter-test")
+    try:
+        found = await wait_for(lambda: db.run(get_label_by_key, key), lambda row: row is not None)
+    finally:
+        await db.close()
+    assert found is not None
+    return found

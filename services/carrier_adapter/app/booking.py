@@ -6,13 +6,20 @@ caller's retry gets that label back. Callers with the same key in this process j
 task; callers in another replica see the `booking` row and poll the store until it is booked.
 Return labels book the same way; a key names one label, so a replay asking for the other kind
 (outbound vs return) is refused instead of answered with a label the caller did not ask for.
+
+"Shop and book" (`shop_and_book`, BookLabel with `shop`): the carriers quote, the cheapest
+quote that meets the level is chosen, and that quote is stored in the same unit of work that
+claims the key, so one call and one transaction replace GetRates' call and transaction. A key
+claimed before keeps the quote it was claimed with: a replay answers the first label, and a
+takeover books the first quote, whatever the carriers quote now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
@@ -21,7 +28,8 @@ from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegis
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store import labels as label_store
 from services.carrier_adapter.adapters.store.labels import Claim, ClaimOutcome, StoredLabel
-from services.carrier_adapter.adapters.store.quotes import StoredQuote, get_quote
+from services.carrier_adapter.adapters.store.quotes import StoredQuote, get_quote, save_quotes
+from services.carrier_adapter.app.rating import CarrierFailure, quote_carriers
 from services.carrier_adapter.domain.connector import CarrierConnector
 from services.carrier_adapter.domain.errors import maybe_committed
 from services.carrier_adapter.domain.model import (
@@ -29,11 +37,15 @@ from services.carrier_adapter.domain.model import (
     CancelRequest,
     LabelFormat,
     LabelRequest,
+    RateRequest,
+    ServiceLevel,
 )
+from services.carrier_adapter.domain.rating import choose_quote
 from services.kit.db import Database
-from services.kit.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound
+from services.kit.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound, Unavailable
+from services.kit.ids import resource_id
 
-__all__ = ["BookingSettings", "LabelBooker", "cancel_label"]
+__all__ = ["BookingSettings", "LabelBooker", "Shopping", "cancel_label"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +67,17 @@ class BookingSettings:
         # wait: how long a caller waits for another caller's booking before getting ABORTED.
         self.wait = wait
         self.poll_interval_seconds = poll_interval_seconds
+
+
+@dataclass(frozen=True)
+class Shopping:
+    """What a booking that shops needs: whom to ask for quotes and how to choose among them."""
+
+    request: RateRequest
+    service_level: ServiceLevel | None  # None: standard
+    carrier_preference: Sequence[str]
+    # How long the chosen quote stays bookable when its carrier states no expiry.
+    quote_ttl: timedelta
 
 
 class LabelBooker:
@@ -109,6 +132,91 @@ class LabelBooker:
             request_record,
             self._clock.now(),
         )
+        return await self._settle(key, quote, connector, claim, build)
+
+    async def shop_and_book(
+        self,
+        key: str,
+        shopping: Shopping,
+        label_format: LabelFormat,
+        is_return: bool,
+        build: RequestBuilder,
+        request_record: bytes,
+    ) -> tuple[StoredLabel, bool, StoredQuote | None]:
+        """Quote, choose, then book like `book`: the label for `key`, whether an earlier call
+        booked it (replayed), and the quote it was booked at (None when no longer stored).
+        No quote meeting the level books nothing: Unavailable when a carrier that gave none may
+        answer later, else FailedPrecondition (NO_RATE_MEETS_SERVICE_LEVEL)."""
+        running = self._running.get(key)
+        if running is not None:
+            stored, replayed, quote = await asyncio.shield(running), True, None
+        else:
+            stored, replayed, quote = await self._shop_or_replay(
+                key, shopping, label_format, is_return, build, request_record
+            )
+        if replayed and stored.label is not None and stored.label.is_return != is_return:
+            raise _key_reused(stored.label_id, stored.label)
+        if quote is None or quote.rate_id != stored.rate_id:
+            # A replay answered outside the claim's unit of work (rare): read its quote.
+            quote = await self._db.run(get_quote, stored.rate_id)
+        return stored, replayed, quote
+
+    async def _shop_or_replay(
+        self,
+        key: str,
+        shopping: Shopping,
+        label_format: LabelFormat,
+        is_return: bool,
+        build: RequestBuilder,
+        request_record: bytes,
+    ) -> tuple[StoredLabel, bool, StoredQuote | None]:
+        found = await quote_carriers(self._registry, shopping.request, is_return=is_return)
+        chosen = choose_quote(found.quotes, shopping.service_level, shopping.carrier_preference)
+        if chosen is None:
+            stored, replayed = await self._replay_without_quote(key, shopping, found.failures)
+            return stored, replayed, None
+        now = self._clock.now()
+        # A carrier that states no expiry gets ours, as GetRates' stored quotes do.
+        expires_at = chosen.expires_at or now + shopping.quote_ttl
+        offered = StoredQuote(
+            resource_id("rte"), replace(chosen, expires_at=expires_at), expires_at
+        )
+        quote, connector, claim = await self._db.run(
+            self._store_quote_and_claim, key, offered, label_format, is_return, request_record, now
+        )
+        stored, replayed = await self._settle(key, quote, connector, claim, build)
+        return stored, replayed, quote
+
+    async def _replay_without_quote(
+        self, key: str, shopping: Shopping, failures: Sequence[CarrierFailure]
+    ) -> tuple[StoredLabel, bool]:
+        """No quote meets the level now; a label the key already has (or is getting) is still
+        its answer, so a replay never turns into a refusal."""
+        stored = await self._db.run(label_store.get_label_by_key, key)
+        if stored is not None and stored.status is label_store.LabelStatus.BOOKED:
+            return stored, True
+        if stored is not None and stored.status is label_store.LabelStatus.UNKNOWN:
+            raise _outcome_unknown(key)
+        if stored is not None:
+            return await self._wait_for(key), True
+        retryable = [f for f in failures if f.retryable]
+        if retryable:
+            reasons = "; ".join(f"{f.carrier}: {f.message}" for f in retryable)
+            raise Unavailable(f"no rate yet: {reasons}", reason="NO_RATE_YET")
+        level = (shopping.service_level or ServiceLevel.STANDARD).value
+        raise FailedPrecondition(
+            f"no carrier rate meets service level {level}", reason="NO_RATE_MEETS_SERVICE_LEVEL"
+        )
+
+    async def _settle(
+        self,
+        key: str,
+        quote: StoredQuote | None,
+        connector: CarrierConnector | None,
+        claim: Claim,
+        build: RequestBuilder,
+    ) -> tuple[StoredLabel, bool]:
+        """Act on a claim: replay, wait, refuse, or book `quote` with `connector`."""
         if claim.outcome is ClaimOutcome.BOOKED:
             return claim.stored, True
         if claim.outcome is ClaimOutcome.UNKNOWN:
@@ -116,9 +224,10 @@ class LabelBooker:
         if claim.outcome is ClaimOutcome.IN_FLIGHT:
             return await self._wait_for(key), True
         # A replayed key books at its first quote even if that has expired since: the expiry
-        # check belongs to new bookings only.
-        if quote.expires_at <= self._clock.now():
+        # check belongs to new bookings only. A first quote no longer stored has expired.
+        if quote is None or connector is None or quote.expires_at <= self._clock.now():
             await self._db.run(label_store.release_booking, key, claim.stored.claim_token, False)
+            rate_id = claim.stored.rate_id
             raise FailedPrecondition(
                 f"rate {rate_id} expired; get new rates", reason="RATE_EXPIRED"
             )
@@ -156,9 +265,50 @@ class LabelBooker:
             request_record,
             now,
             self._settings.lease,
-            connector.capabilities.idempotent_booking,
+            self._may_take_over,
         )
         return quote, connector, claim
+
+    def _store_quote_and_claim(
+        self,
+        conn: Connection,
+        key: str,
+        offered: StoredQuote,
+        label_format: LabelFormat,
+        is_return: bool,
+        request_record: bytes,
+        now: datetime,
+    ) -> tuple[StoredQuote | None, CarrierConnector | None, Claim]:
+        """The chosen quote stored and the claim on `key`: one unit of work. A key claimed
+        before keeps its first quote (and its carrier account); that quote comes back instead,
+        None when it is no longer stored."""
+        save_quotes(conn, [(offered.rate_id, offered.quote)], now, offered.expires_at)
+        claim = label_store.claim_booking(
+            conn,
+            key,
+            offered,
+            label_format,
+            is_return,
+            request_record,
+            now,
+            self._settings.lease,
+            self._may_take_over,
+        )
+        quote: StoredQuote | None = offered
+        if claim.stored.rate_id != offered.rate_id:
+            quote = get_quote(conn, claim.stored.rate_id)
+        if claim.outcome is not ClaimOutcome.CLAIMED or quote is None:
+            return quote, None, claim
+        # Looked up here so an account no longer configured rolls a takeover back.
+        return quote, self._connector(quote.quote.carrier_account_id), claim
+
+    def _may_take_over(self, account_id: str) -> bool:
+        """A stale claim may be taken over only when the carrier that may have booked it (the
+        claim's account) dedupes bookings by our key."""
+        try:
+            return self._registry.get(account_id).capabilities.idempotent_booking
+        except KeyError:
+            return False
 
     async def drain(self) -> None:
         """Let running bookings finish and store their labels (called at shutdown)."""

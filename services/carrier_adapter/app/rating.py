@@ -1,6 +1,11 @@
 """GetRates: every wanted carrier account quotes at once; the quotes are stored under new rate
 ids, so BookLabel books exactly what was quoted (account, service and price). Quotes for a
-return label come only from accounts that can book one, so the cheapest quote is bookable."""
+return label come only from accounts that can book one, so the cheapest quote is bookable.
+
+BookLabel with `shop` quotes the same way (`quote_carriers`) and books the quote
+`domain.rating.choose_quote` picks: the cheapest that meets the service level, by the rule
+shipment applied to GetRates.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,14 @@ from services.kit.errors import DomainError
 from services.kit.ids import resource_id
 from services.kit.uow import UnitOfWork, UnitsOfWork
 
-__all__ = ["CarrierFailure", "Rates", "get_rates", "store_quotes"]
+__all__ = [
+    "CarrierFailure",
+    "Quotes",
+    "Rates",
+    "get_rates",
+    "quote_carriers",
+    "store_quotes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +52,14 @@ class Rates:
     failures: list[CarrierFailure]
 
 
+@dataclass(frozen=True)
+class Quotes:
+    """What the carriers quoted, not yet stored (no rate ids), cheapest first."""
+
+    quotes: list[RateQuote]
+    failures: list[CarrierFailure]
+
+
 async def get_rates(
     units: UnitsOfWork,
     registry: ConnectorRegistry,
@@ -52,6 +72,22 @@ async def get_rates(
 ) -> Rates:
     """Quotes of every account of `carriers` (every account when empty), stored, cheapest first;
     for a return label, only of accounts that can book one."""
+    found = await quote_carriers(registry, request, carriers, is_return=is_return)
+    quoted = [(resource_id("rte"), quote) for quote in found.quotes]
+    now = clock.now()
+    await units.run(store_quotes, quoted, now, now + quote_ttl)
+    return Rates(quoted, found.failures)
+
+
+async def quote_carriers(
+    registry: ConnectorRegistry,
+    request: RateRequest,
+    carriers: Sequence[str] = (),
+    *,
+    is_return: bool = False,
+) -> Quotes:
+    """Quotes of every account of `carriers` (every account when empty), cheapest first, and
+    why the others gave none; for a return label, only of accounts that can book one."""
     wanted = set(carriers)
     connectors = [c for c in registry if not wanted or c.carrier in wanted]
     unable = [c for c in connectors if is_return and not c.capabilities.return_label]
@@ -72,10 +108,7 @@ async def get_rates(
         else:
             quotes.extend(answer)
     quotes.sort(key=lambda q: (q.total_charge.amount, q.carrier, q.service_code))
-    quoted = [(resource_id("rte"), quote) for quote in quotes]
-    now = clock.now()
-    await units.run(store_quotes, quoted, now, now + quote_ttl)
-    return Rates(quoted, failures)
+    return Quotes(quotes, failures)
 
 
 def store_quotes(

@@ -8,6 +8,7 @@ UNAUTHENTICATED, a carrier outage UNAVAILABLE). Quotes, labels and scans live in
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,12 +19,12 @@ from services.carrier_adapter.adapters import contracts as pm
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store.quotes import StoredQuote
-from services.carrier_adapter.app.booking import LabelBooker, cancel_label
+from services.carrier_adapter.app.booking import LabelBooker, Shopping, cancel_label
 from services.carrier_adapter.app.push_batch import PushOutcome, ingest_pushes
 from services.carrier_adapter.app.rating import get_rates
 from services.carrier_adapter.app.tracking import IngestResult, TrackingIngest, track
 from services.carrier_adapter.config import SERVICE
-from services.carrier_adapter.domain.model import LabelRequest
+from services.carrier_adapter.domain.model import LabelRequest, RateRequest
 from services.kit.errors import DomainError
 from services.kit.grpc_errors import status_of_failure
 from services.kit.server import ServiceServer
@@ -75,6 +76,9 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
         )
 
     async def BookLabel(self, request: svc.BookLabelRequest, context: Context) -> Any:
+        if request.HasField("shop"):
+            return await self._shop_and_book(request)
+
         def build(quote: StoredQuote) -> LabelRequest:
             return pm.label_request_from_proto(request, quote.quote.service_code)
 
@@ -90,6 +94,36 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
         return svc.BookLabelResponse(
             label=pm.label_to_proto(stored.label, stored.label_id, stored.cancelled),
             replayed=replayed,
+        )
+
+    async def _shop_and_book(self, request: svc.BookLabelRequest) -> svc.BookLabelResponse:
+        """BookLabel with `shop`: the quote is chosen here (the addresses and parcels are read
+        once, for both the quotes and the label)."""
+        # The service code is the chosen quote's, set by `build`.
+        unpriced = pm.label_request_from_proto(request, service_code="")
+        shopping = Shopping(
+            RateRequest(unpriced.ship_from, unpriced.ship_to, unpriced.parcels),
+            pm.service_level_from_proto(request.shop.service_level),
+            tuple(request.shop.carrier_preference),
+            self._quote_ttl,
+        )
+
+        def build(quote: StoredQuote) -> LabelRequest:
+            return replace(unpriced, service_code=quote.quote.service_code)
+
+        stored, replayed, quote = await self._booker.shop_and_book(
+            request.idempotency_key,
+            shopping,
+            unpriced.label_format,
+            request.is_return,
+            build,
+            request.SerializeToString(deterministic=True),
+        )
+        assert stored.label is not None
+        return svc.BookLabelResponse(
+            label=pm.label_to_proto(stored.label, stored.label_id, stored.cancelled),
+            replayed=replayed,
+            rate=None if quote is None else pm.rate_to_proto(quote.quote, quote.rate_id),
         )
 
     async def CancelLabel(self, request: svc.CancelLabelRequest, context: Context) -> Any:
@@ -115,26 +149,27 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
             for item in request.pushes
         ]
         outcomes = await ingest_pushes(self._units, self._registry, self._clock.now(), pushes)
-        return svc.IngestWebhooksResponse(
-            results=[
-                _push_result(outcome, item.correlation_id)
-                for outcome, item in zip(outcomes, request.pushes, strict=True)
-            ]
-        )
+        response = svc.IngestWebhooksResponse()
+        for outcome, item in zip(outcomes, request.pushes, strict=True):
+            _set_push_result(response.results.add(), outcome, item.correlation_id)
+        return response
 
 
-def _push_result(outcome: PushOutcome, correlation_id: str) -> svc.IngestWebhookResult:
-    """One push's result: its response, or the status IngestWebhook would have failed with."""
+def _set_push_result(
+    result: svc.IngestWebhookResult, outcome: PushOutcome, correlation_id: str
+) -> None:
+    """One push's result, filled in place (building it and copying it into the response cost
+    twice as much): its response, or the status IngestWebhook would have failed with."""
     if isinstance(outcome, IngestResult):
-        return svc.IngestWebhookResult(
-            ingested=svc.IngestWebhookResponse(
-                accepted_events=outcome.accepted, duplicate_events=outcome.duplicates
-            )
-        )
+        ingested = result.ingested
+        ingested.SetInParent()  # present even when both counts are 0
+        ingested.accepted_events = outcome.accepted
+        ingested.duplicate_events = outcome.duplicates
+        return
     if not isinstance(outcome, DomainError):
         log.error("a batched push failed unexpectedly", exc_info=outcome)
-    return svc.IngestWebhookResult(
-        error=status_of_failure(outcome, domain=ERROR_DOMAIN, correlation_id=correlation_id)
+    result.error.CopyFrom(
+        status_of_failure(outcome, domain=ERROR_DOMAIN, correlation_id=correlation_id)
     )
 
 

@@ -39,7 +39,7 @@ from services.kit.proto_values import (
     weight_to_proto,
 )
 from services.kit.uow import EventMapper, Mapped
-from services.kit.values import Money, to_decimal
+from services.kit.values import Money
 from services.shipment.adapters.store import SERVICE
 from services.shipment.domain.events import (
     ReturnParcelDelivered,
@@ -67,7 +67,6 @@ from services.shipment.domain.model import (
     TrackingStatus,
 )
 from services.shipment.domain.packing import ItemSpec, PickedUnits
-from services.shipment.domain.rating import Quote
 from services.shipment.domain.shipment import (
     Label,
     OrderRef,
@@ -192,17 +191,6 @@ def item_spec(item: inventory_pb2.Item) -> ItemSpec:
         item.dimensions.length * cm,
         item.dimensions.width * cm,
         item.dimensions.height * cm,
-    )
-
-
-def quote_of(rate: carrier_pb2.Rate) -> Quote:
-    return Quote(
-        rate.rate_id,
-        rate.carrier,
-        ServiceLevel(rate.service_level),
-        to_decimal(rate.total_charge.units, rate.total_charge.nanos),
-        rate.total_charge.currency_code,
-        rate.estimated_transit_days,
     )
 
 

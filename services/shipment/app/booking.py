@@ -6,7 +6,12 @@ books it at once (`pack_and_book`): no claim hands it from packing to booking.
 
 Exactly one label per shipment: the shipment id is the booking's idempotency key, so a call
 that timed out (and may have booked) is simply made again and carrier-adapter returns the same
-label. The chosen quote is stored before booking so every retry books the same one.
+label. One call shops and books ("shop and book"): carrier-adapter chooses the cheapest quote
+that meets the service level (the carrier preference breaks ties) and stores it in the unit of
+work that claims the key, so the quote is fixed where the booking is, and a retry of a key that
+booked (or is booking) gets that first label and quote back. shipment stores the quote with the
+label when it manifests: no unit of work of its own before the call. A quote stored on the
+shipment before the call (by a release that chose rates here) is still booked by its rate id.
 Return parcels take exactly this path: packed from the returned units, shopped and booked with
 `is_return` (a return label, customer → warehouse) under their own shipment id.
 """
@@ -23,8 +28,7 @@ from services.shipment.adapters.clients import CarrierCallFailed, CarrierClient,
 from services.shipment.app import cancellation, shipments
 from services.shipment.app.errors import PickNotQueued
 from services.shipment.domain.model import ServiceLevel
-from services.shipment.domain.rating import choose
-from services.shipment.domain.shipment import PendingPick, Rate, Shipment
+from services.shipment.domain.shipment import Label, PendingPick, Shipment
 
 log = logging.getLogger(__name__)
 
@@ -101,23 +105,10 @@ async def pack_pick(booking: Booking, pick: PendingPick, lease_seconds: float) -
 
 
 async def book_label(booking: Booking, shipment: Shipment) -> None:
-    """Shop (unless a quote is already chosen), book, and settle: MANIFESTED, retried later, or
-    LABEL_FAILED when no rate meets the level or the attempts are spent."""
+    """Shop and book (or book the quote already chosen), and settle: MANIFESTED, retried later,
+    or LABEL_FAILED when no rate meets the level or the attempts are spent."""
     try:
-        rate = shipment.rate if shipment.rate is not None else await _shop(booking, shipment)
-        if rate is None:
-            level = shipment.service_level.name
-            wanted = "rate for a return label" if shipment.is_return else "rate"
-            await booking.units.run(
-                shipments.fail_label,
-                shipment.shipment_id,
-                f"no carrier {wanted} meets service level {level}",
-                booking.clock(),
-            )
-            return
-        label = await booking.carriers.book_label(
-            shipment, rate, timeout=booking.settings.label_timeout_seconds
-        )
+        label = await _book(booking, shipment)
         await booking.units.run(shipments.manifest, shipment.shipment_id, label, booking.clock())
     except CarrierCallFailed as error:
         await _carrier_refused(booking, shipment, error)
@@ -126,26 +117,31 @@ async def book_label(booking: Booking, shipment: Shipment) -> None:
         await _retry_later(booking, shipment, f"{type(error).__name__}: {error}")
 
 
-async def _shop(booking: Booking, shipment: Shipment) -> Rate | None:
-    """The cheapest rate that meets the service level, stored before it is booked."""
-    shop = await booking.carriers.rates(shipment, timeout=booking.settings.label_timeout_seconds)
-    best = choose(shop.quotes, shipment.service_level, booking.settings.carrier_preference)
-    if best is None:
-        if shop.carrier_errors and any(e.retryable for e in shop.carrier_errors):
-            reasons = "; ".join(f"{e.carrier}: {e.message}" for e in shop.carrier_errors)
-            raise RuntimeError("no rate yet: " + reasons)
-        return None
-    chosen = shop.rates[best.rate_id]
-    await booking.units.run(shipments.choose_rate, shipment.shipment_id, chosen, booking.clock())
-    return chosen
+async def _book(booking: Booking, shipment: Shipment) -> Label:
+    timeout = booking.settings.label_timeout_seconds
+    if shipment.rate is not None:
+        return await booking.carriers.book_label(shipment, shipment.rate, timeout=timeout)
+    preference = booking.settings.carrier_preference
+    return await booking.carriers.shop_and_book_label(shipment, preference, timeout=timeout)
 
 
 async def _carrier_refused(booking: Booking, shipment: Shipment, error: CarrierCallFailed) -> None:
-    if error.transient:
+    if error.no_rate:
+        level = shipment.service_level.name
+        wanted = "rate for a return label" if shipment.is_return else "rate"
+        await booking.units.run(
+            shipments.fail_label,
+            shipment.shipment_id,
+            f"no carrier {wanted} meets service level {level}",
+            booking.clock(),
+        )
+    elif error.transient:
         await _retry_later(booking, shipment, error.reason)
     elif error.failed_precondition and shipment.label_attempts < 2:
-        # Typically the quote expired before it was booked: shop again.
-        await booking.units.run(shipments.clear_rate, shipment.shipment_id, booking.clock())
+        # Typically the quote expired before it was booked: shop again (a quote stored on the
+        # shipment is dropped first; shop and book quotes anew on every call anyway).
+        if shipment.rate is not None:
+            await booking.units.run(shipments.clear_rate, shipment.shipment_id, booking.clock())
         await _retry_later(booking, shipment, error.reason)
     else:
         await booking.units.run(

@@ -141,6 +141,8 @@ class Label:
     tracking_number: str
     package_tracking_numbers: tuple[str, ...] = ()
     quoted_charge: Money | None = None
+    # The quote it was booked at, when carrier-adapter chose it (shop and book).
+    rate: Rate | None = None
 
 
 @dataclass(frozen=True)
@@ -521,6 +523,8 @@ class Shipment:
         raise ValueError(f"propagation rule names an event shipment cannot build: {rule.event}")
 
     def _record_label(self, label: Label) -> None:
+        if label.rate is not None:
+            self.rate = label.rate  # chosen by the booking itself: kept as choose_rate keeps one
         self.carrier = label.carrier
         self.tracking_number = label.tracking_number
         self.label_id = label.label_id

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -141,8 +141,11 @@ def claim_booking(
     request: bytes,
     now: datetime,
     lease: timedelta,
-    may_take_over: bool,
+    may_take_over: bool | Callable[[str], bool],
 ) -> Claim:
+    """Claim `key` for booking `quote`. A stale claim (older than `lease`) is taken over when
+    `may_take_over` allows it; as a function it is asked about the claim's own carrier account
+    (the one that may have booked), which a retry quoting anew need not share."""
     token = resource_id("clm")  # who may finish this booking
     # The inserted row comes back from the INSERT (RETURNING every column): a new key, the
     # common case, takes one statement.
@@ -181,6 +184,8 @@ def claim_booking(
     if stored.claimed_at + lease > now:
         return Claim(ClaimOutcome.IN_FLIGHT, stored)
     held = {"key": key, "token": stored.claim_token}
+    if callable(may_take_over):
+        may_take_over = may_take_over(stored.carrier_account_id)
     if not may_take_over:
         _MARK_UNKNOWN.run(conn, held)
         return Claim(ClaimOutcome.UNKNOWN, stored)

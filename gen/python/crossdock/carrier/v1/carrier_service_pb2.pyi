@@ -149,10 +149,11 @@ class BookLabelRequest(_message.Message):
     LABEL_FORMAT_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     IS_RETURN_FIELD_NUMBER: _builtins.int
+    SHOP_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """idempotency_key makes booking exactly-once; shipment uses its shipment id."""
     rate_id: _builtins.str
-    """rate_id is a quote from GetRates to book at its price."""
+    """rate_id is a quote from GetRates to book at its price; empty when shop is set."""
     label_format: _carrier_pb2.LabelFormat.ValueType
     """label_format is the document format wanted."""
     reference: _builtins.str
@@ -175,6 +176,13 @@ class BookLabelRequest(_message.Message):
     def parcels(self) -> _containers.RepeatedCompositeFieldContainer[_carrier_pb2.Parcel]:
         """parcels are the boxes to label, in package order."""
 
+    @_builtins.property
+    def shop(self) -> Global___RateShopping:
+        """shop books the cheapest quote that meets shop.service_level instead of a rate_id; set
+        exactly one of the two. The quote is chosen by the rule in RateShopping; a key that already
+        booked (or is booking) a label answers with that label, whatever the quotes are now.
+        """
+
     def __init__(
         self,
         *,
@@ -186,14 +194,52 @@ class BookLabelRequest(_message.Message):
         label_format: _carrier_pb2.LabelFormat.ValueType = ...,
         reference: _builtins.str = ...,
         is_return: _builtins.bool = ...,
+        shop: Global___RateShopping | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ship_from", b"ship_from", "ship_to", b"ship_to"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ship_from", b"ship_from", "ship_to", b"ship_to", "shop", b"shop"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "is_return", b"is_return", "label_format", b"label_format", "parcels", b"parcels", "rate_id", b"rate_id", "reference", b"reference", "ship_from", b"ship_from", "ship_to", b"ship_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "is_return", b"is_return", "label_format", b"label_format", "parcels", b"parcels", "rate_id", b"rate_id", "reference", b"reference", "ship_from", b"ship_from", "ship_to", b"ship_to", "shop", b"shop"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BookLabelRequest: _TypeAlias = BookLabelRequest  # noqa: Y015
+
+@_typing.final
+class RateShopping(_message.Message):
+    """RateShopping is how BookLabel chooses the quote it books when the caller names none.
+    Every configured account is quoted (for a return label, only those that can book one); the
+    quote chosen is the cheapest that meets service_level (a faster service meets a slower level),
+    then the earlier carrier in carrier_preference, then the shorter promise in transit days, then
+    the order GetRates would list it in. When no quote meets the level, BookLabel books nothing and
+    answers UNAVAILABLE if a carrier that could not quote may answer later (retry), otherwise
+    FAILED_PRECONDITION with reason NO_RATE_MEETS_SERVICE_LEVEL.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
+    CARRIER_PREFERENCE_FIELD_NUMBER: _builtins.int
+    service_level: _carrier_pb2.ServiceLevel.ValueType
+    """service_level is the slowest service acceptable; unspecified means standard."""
+    @_builtins.property
+    def carrier_preference(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """carrier_preference lists carrier codes, most preferred first, to break ties between equally
+        cheap quotes; carriers not listed come after those listed.
+        """
+
+    def __init__(
+        self,
+        *,
+        service_level: _carrier_pb2.ServiceLevel.ValueType = ...,
+        carrier_preference: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier_preference", b"carrier_preference", "service_level", b"service_level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateShopping: _TypeAlias = RateShopping  # noqa: Y015
 
 @_typing.final
 class BookLabelResponse(_message.Message):
@@ -203,21 +249,29 @@ class BookLabelResponse(_message.Message):
 
     LABEL_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
     replayed: _builtins.bool
     """replayed is true when the label was booked by an earlier call with the same key."""
     @_builtins.property
     def label(self) -> _carrier_pb2.Label:
         """label is the booked label, the same one on every retry with the same key."""
 
+    @_builtins.property
+    def rate(self) -> _carrier_pb2.Rate:
+        """rate is the quote the label was booked at, set when the request shopped (shop): the
+        caller's record of what it chose. Unset when that quote is no longer stored.
+        """
+
     def __init__(
         self,
         *,
         label: _carrier_pb2.Label | None = ...,
         replayed: _builtins.bool = ...,
+        rate: _carrier_pb2.Rate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["label", b"label"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "rate", b"rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "rate", b"rate", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -83,6 +83,9 @@ class CarrierAdapterServiceServicer:
         A return label (RMA) is a BookLabel with is_return set, not an RPC of its own: it is the
         same booking (quote, idempotency key, replay, unknown outcome) with the addresses' roles
         swapped, so one RPC keeps one exactly-once path.
+        The quote to book is either a rate_id from GetRates or, with shop instead, the cheapest quote
+        that meets a service level, chosen here ("shop and book": one call instead of GetRates then
+        BookLabel, and the chosen quote is stored in the same transaction that claims the key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

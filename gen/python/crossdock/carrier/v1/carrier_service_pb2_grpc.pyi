@@ -40,6 +40,9 @@ class CarrierAdapterServiceStub:
     A return label (RMA) is a BookLabel with is_return set, not an RPC of its own: it is the
     same booking (quote, idempotency key, replay, unknown outcome) with the addresses' roles
     swapped, so one RPC keeps one exactly-once path.
+    The quote to book is either a rate_id from GetRates or, with shop instead, the cheapest quote
+    that meets a service level, chosen here ("shop and book": one call instead of GetRates then
+    BookLabel, and the chosen quote is stored in the same transaction that claims the key).
     """
     CancelLabel: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.CancelLabelRequest, _carrier_service_pb2.CancelLabelResponse]
     """CancelLabel voids a label that has not moved yet."""
@@ -65,6 +68,9 @@ class CarrierAdapterServiceAsyncStub(CarrierAdapterServiceStub):
     A return label (RMA) is a BookLabel with is_return set, not an RPC of its own: it is the
     same booking (quote, idempotency key, replay, unknown outcome) with the addresses' roles
     swapped, so one RPC keeps one exactly-once path.
+    The quote to book is either a rate_id from GetRates or, with shop instead, the cheapest quote
+    that meets a service level, chosen here ("shop and book": one call instead of GetRates then
+    BookLabel, and the chosen quote is stored in the same transaction that claims the key).
     """
     CancelLabel: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.CancelLabelRequest, _carrier_service_pb2.CancelLabelResponse]  # type: ignore[assignment]
     """CancelLabel voids a label that has not moved yet."""
@@ -99,6 +105,9 @@ class CarrierAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         A return label (RMA) is a BookLabel with is_return set, not an RPC of its own: it is the
         same booking (quote, idempotency key, replay, unknown outcome) with the addresses' roles
         swapped, so one RPC keeps one exactly-once path.
+        The quote to book is either a rate_id from GetRates or, with shop instead, the cheapest quote
+        that meets a service level, chosen here ("shop and book": one call instead of GetRates then
+        BookLabel, and the chosen quote is stored in the same transaction that claims the key).
         """
 
     @_abc_1.abstractmethod
