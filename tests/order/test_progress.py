@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.order.domain import (
     BackorderPolicy,
+    LineFigures,
     OrderStatus,
     ReservationObserved,
     wanted_skus,
     wants_stock,
 )
-from services.order.domain.progress import sync_lines
+from services.order.domain.progress import derive_status, sync_lines
 from tests.order.mesh import Mesh
 from tests.order.support import EAST, order_input
 
@@ -70,3 +73,59 @@ def test_wanted_skus_are_the_skus_arriving_stock_could_help() -> None:
 
     mesh.cancel("ord_1")
     assert wanted_skus(order) == []
+
+
+def _figures(**units: int) -> LineFigures:
+    """One line's figures: 4 units ordered, the rest as given (0 otherwise)."""
+    fields = dict.fromkeys(LineFigures._fields, 0)
+    fields.update(ordered=4, **units)
+    return LineFigures(**fields)
+
+
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        # The least-advanced stage any line has units in.
+        ([_figures(open_demand=1, delivered=3, invoiced=3)], OrderStatus.PLACED),
+        ([_figures(held=4), _figures(released=4)], OrderStatus.ALLOCATED),
+        ([_figures(held=4), _figures(picked=4), _figures(open_demand=4)], OrderStatus.PLACED),
+        ([_figures(picked=4), _figures(released=2, picked=2)], OrderStatus.RELEASED),
+        ([_figures(picked=4, shipped=2)], OrderStatus.PICKED),
+        ([_figures(picked=4, shipped=4, delivered=3)], OrderStatus.SHIPPED),
+        ([_figures(picked=4, shipped=4, delivered=4, invoiced=2)], OrderStatus.DELIVERED),
+        # Any unit waiting for stock makes the order BACKORDERED, whatever the other lines.
+        (
+            [_figures(open_demand=2), _figures(open_demand=4, backordered=4)],
+            OrderStatus.BACKORDERED,
+        ),
+        # Later facts imply earlier ones: an invoice implies shipping, not delivery.
+        ([_figures(picked=4, invoiced=4)], OrderStatus.SHIPPED),
+        ([_figures(delivered=4)], OrderStatus.DELIVERED),
+        # Every unit wanted delivered and invoiced; cancelled units are not wanted.
+        ([_figures(delivered=4, invoiced=4), _figures(cancelled=4)], OrderStatus.COMPLETED),
+        ([_figures(cancelled=1, delivered=3, invoiced=3)], OrderStatus.COMPLETED),
+        ([_figures(delivered=3, invoiced=3)], OrderStatus.PLACED),
+    ],
+)
+def test_derived_status_is_the_least_advanced_stage_of_any_unit(
+    lines: list[LineFigures], status: OrderStatus
+) -> None:
+    mesh = Mesh()
+    mesh.receive("WIDGET", EAST, 10)
+    order = mesh.place("ord_1", order_input(("WIDGET", 3)))
+    mesh.drain()
+    assert not order.pending and order.availability_request is None
+
+    assert derive_status(order, dict(enumerate(lines, start=1))) is status
+
+
+def test_an_order_with_a_reservation_or_availability_request_in_flight_is_not_complete() -> None:
+    mesh = Mesh()
+    mesh.receive("WIDGET", EAST, 10)
+    order = mesh.place("ord_1", order_input(("WIDGET", 3)))
+    mesh.drain()
+    done = {1: _figures(delivered=4, invoiced=4)}
+    assert derive_status(order, done) is OrderStatus.COMPLETED
+
+    order.availability_request = 7
+    assert derive_status(order, done) is OrderStatus.PLACED

@@ -12,9 +12,10 @@ invoiced at the manifest, and any invoice can overtake its delivery on the way t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import NamedTuple
 
 from services.order.domain import states
 from services.order.domain.messages import Context, OrderCompleted, OrderEvent, SagaCommand
@@ -65,20 +66,28 @@ class StepTimeouts:
 
     def for_wait(self, wait: str) -> timedelta | None:
         """The timeout for a waiting key from `waiting_for`."""
-        return {
-            FulfillmentStep.RESERVE.name: self.reserve,
-            BACKORDER_WAIT: self.backorder,
-            FulfillmentStep.RELEASE_TO_WAREHOUSE.name: self.release_to_warehouse,
-            FulfillmentStep.AWAIT_PICK.name: self.pick,
-            FulfillmentStep.AWAIT_SHIPMENT.name: self.shipment,
-            FulfillmentStep.AWAIT_DELIVERY.name: self.delivery,
-            FulfillmentStep.AWAIT_INVOICE.name: self.invoice,
-        }.get(wait)
+        name = _TIMEOUT_OF_WAIT.get(wait)
+        return None if name is None else getattr(self, name)
 
 
-@dataclass(frozen=True)
-class LineFigures:
-    """Where the units of one line are; `open_demand` units have no reservation or pick yet."""
+# Which StepTimeouts field bounds each waiting key (`waiting_for`).
+_TIMEOUT_OF_WAIT = {
+    FulfillmentStep.RESERVE.name: "reserve",
+    BACKORDER_WAIT: "backorder",
+    FulfillmentStep.RELEASE_TO_WAREHOUSE.name: "release_to_warehouse",
+    FulfillmentStep.AWAIT_PICK.name: "pick",
+    FulfillmentStep.AWAIT_SHIPMENT.name: "shipment",
+    FulfillmentStep.AWAIT_DELIVERY.name: "delivery",
+    FulfillmentStep.AWAIT_INVOICE.name: "invoice",
+}
+
+
+class LineFigures(NamedTuple):
+    """Where the units of one line are; `open_demand` units have no reservation or pick yet.
+
+    A named tuple rather than a frozen dataclass: a saga step computes the figures of every
+    line two or three times, and a frozen dataclass of eleven fields costs ~4x more to build.
+    """
 
     ordered: int
     cancelled: int
@@ -249,31 +258,59 @@ def derive_status(order: Order, line_figures: dict[int, LineFigures] | None = No
     """The status the records imply, ignoring exception and cancellation (module docstring).
 
     `line_figures` is `figures(order)` when the caller has it already."""
-    figs = list((line_figures if line_figures is not None else figures(order)).values())
+    figs = (line_figures if line_figures is not None else figures(order)).values()
     if any(f.backordered for f in figs):
         return OrderStatus.BACKORDERED
-    stages: list[tuple[OrderStatus, Callable[[LineFigures], int]]] = [
-        (OrderStatus.PLACED, lambda f: f.open_demand - f.backordered),
-        (OrderStatus.ALLOCATED, lambda f: f.held),
-        (OrderStatus.RELEASED, lambda f: f.released),
-        (OrderStatus.PICKED, lambda f: _eff_picked(f) - _eff_shipped(f)),
-        (OrderStatus.SHIPPED, lambda f: _eff_shipped(f) - f.delivered),
-        (OrderStatus.DELIVERED, lambda f: f.delivered - f.invoiced),
-    ]
-    for status, units_in_stage in stages:
-        if any(units_in_stage(f) > 0 for f in figs):
-            return status
-    wanted = [f.ordered - f.cancelled for f in figs]
+    # One pass: the least-advanced stage any line has units in (runs at every saga step).
+    earliest = len(_STAGES)
+    for f in figs:
+        stage = _earliest_stage(f)
+        if stage < earliest:
+            earliest = stage
+            if stage == 0:
+                break
+    if earliest < len(_STAGES):
+        return _STAGES[earliest]
     if (
         order.availability_request is None
         and not order.pending
         and all(
-            f.invoiced >= units and f.delivered >= units
-            for f, units in zip(figs, wanted, strict=True)
+            f.invoiced >= f.ordered - f.cancelled and f.delivered >= f.ordered - f.cancelled
+            for f in figs
         )
     ):
         return OrderStatus.COMPLETED
     return OrderStatus.PLACED
+
+
+# The stages a unit goes through before COMPLETED, least advanced first.
+_STAGES = (
+    OrderStatus.PLACED,
+    OrderStatus.ALLOCATED,
+    OrderStatus.RELEASED,
+    OrderStatus.PICKED,
+    OrderStatus.SHIPPED,
+    OrderStatus.DELIVERED,
+)
+
+
+def _earliest_stage(f: LineFigures) -> int:
+    """The index in `_STAGES` of the least-advanced stage the line has units in;
+    len(_STAGES) when it has none (every unit delivered and invoiced, or none wanted)."""
+    shipped = _eff_shipped(f)
+    if f.open_demand > f.backordered:
+        return 0
+    if f.held > 0:
+        return 1
+    if f.released > 0:
+        return 2
+    if _eff_picked(f) > shipped:
+        return 3
+    if shipped > f.delivered:
+        return 4
+    if f.delivered > f.invoiced:
+        return 5
+    return len(_STAGES)
 
 
 def waiting_for(order: Order) -> str:
