@@ -95,6 +95,39 @@ def test_positions_of_skus_answers_their_stocked_positions_in_order(
     assert [(p.sku, p.location_id) for p in positions] == expected
 
 
+@pytest.mark.parametrize("size", BATCH_SIZES)
+def test_get_item_stock_answers_the_known_skus_with_their_position_at_one_location(
+    db: Database, size: int
+) -> None:
+    skus = asked(size)
+    stock = db.run_sync(lambda conn: SqlInventory(conn).get_item_stock(skus, "WH-WEST"))
+    known = skus[:-1]
+    assert sorted(stock) == sorted(known)
+    for name in known:
+        n = int(name.removeprefix("SKU-"))
+        position = stock[name].position
+        if n % 3 == 0:
+            assert (position.sku, position.on_hand, position.version) == (name, n + 100, 1)
+        else:  # never stocked there: the zero position
+            assert position == domain.Position(name, "WH-WEST")
+
+
+@pytest.mark.parametrize("size", BATCH_SIZES)
+def test_positions_at_active_locations_answer_the_stocked_positions_in_order(
+    db: Database, size: int
+) -> None:
+    skus = asked(size)
+    db.run_sync(
+        lambda conn: SqlInventory(conn).save_location(
+            domain.Location("WH-WEST", "West", active=False)
+        )
+    )
+    positions = db.run_sync(lambda conn: SqlInventory(conn).positions_at_active_locations(skus))
+    assert [(p.sku, p.location_id) for p in positions] == sorted(
+        (name, "WH-EAST") for name in skus[:-1]
+    )
+
+
 def test_a_sku_asked_for_twice_is_answered_once(db: Database) -> None:
     skus = [sku(3), sku(3), sku(6)]
     items = db.run_sync(lambda conn: SqlInventory(conn).get_items(skus))

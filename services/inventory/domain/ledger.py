@@ -69,6 +69,12 @@ class PositionChanges:
             for sku, before in self._repo.get_positions(missing, location_id).items():
                 self._pending[(sku, location_id)] = _Pending(before=before)
 
+    def loaded(self, positions: Iterable[Position]) -> None:
+        """Take positions the operation read along with something else (`get_item_stock`) as
+        the reads the save will compare-and-set against; ones already read are kept."""
+        for position in positions:
+            self._pending.setdefault((position.sku, position.location_id), _Pending(position))
+
     def position(self, sku: str, location_id: str) -> Position:
         """The position as it will be after the changes collected so far."""
         return self._entry(sku, location_id).after()
@@ -113,8 +119,7 @@ class PositionChanges:
             after[key] = position
         # Saved in key order: two transactions touching the same positions then lock their rows
         # in the same order (on PostgreSQL), so they queue instead of deadlocking.
-        for key in sorted(after):
-            self._repo.save_position(after[key])
+        self._repo.save_positions([after[key] for key in sorted(after)])
         movements: list[Movement] = []
         for key in after:
             movements += [

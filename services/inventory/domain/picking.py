@@ -14,6 +14,7 @@ a FOUND adjustment if the units turn up.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -38,7 +39,7 @@ from services.inventory.domain.model import (
     Reservation,
     ReservationStatus,
 )
-from services.inventory.domain.repository import InventoryRepository
+from services.inventory.domain.repository import InventoryRepository, ItemStock
 
 
 @dataclass(frozen=True)
@@ -121,16 +122,16 @@ def confirm_pick(
     quantity, and lot-controlled items need a lot for picked units. Re-sending the same
     confirmation returns the recorded one; different figures for a confirmed pick are rejected.
     """
-    task = repo.get_pick_task(pick_id)
+    # The reservation locked first, as a release does, and the task read after the lock: a
+    # release that committed meanwhile (withdrawing or amending the task) is seen, never half.
+    task, reservation = repo.get_pick_and_reservation(pick_id)
     if task is None:
         raise not_found("pick task", pick_id)
-    # Lock the reservation first, as a release does, then read the task again: a release that
-    # committed meanwhile (withdrawing or amending the task) is seen, never half of it.
-    reservation = repo.get_reservation(task.reservation_id)
-    task = repo.get_pick_task(pick_id) or task
     if task.status is PickStatus.CANCELLED:
         raise PickNotOpen(f"pick {pick_id} was cancelled", metadata={"pick_id": pick_id})
-    ordered_lines = _check_confirmation(repo, task, lines)
+    # The items (lot control) and their positions at the task's location in one read.
+    stock = repo.get_item_stock({line.sku for line in lines}, task.location_id)
+    ordered_lines = _check_confirmation(task, lines, stock)
     if task.status is PickStatus.COMPLETED:
         if ordered_lines == task.confirmed_lines:
             return ConfirmPickOutcome(task, (), replayed=True)
@@ -145,6 +146,9 @@ def confirm_pick(
         )
 
     changes = PositionChanges(repo)
+    # In line order (the ledger rows follow it); a SKU missing from the item master (none
+    # should be) is read on its own.
+    changes.loaded(stock[line.sku].position for line in ordered_lines if line.sku in stock)
     changes.load((line.sku for line in ordered_lines), task.location_id)
     write_offs: list[Adjustment] = []
     for line in ordered_lines:
@@ -181,11 +185,11 @@ def confirm_pick(
 
 
 def _check_confirmation(
-    repo: InventoryRepository, task: PickTask, lines: tuple[PickConfirmationLine, ...]
+    task: PickTask, lines: tuple[PickConfirmationLine, ...], items: Mapping[str, ItemStock]
 ) -> tuple[PickConfirmationLine, ...]:
-    """Validate a confirmation; return its lines in the task's line order."""
+    """Validate a confirmation against the task and the known `items` of its lines; return
+    its lines in the task's line order."""
     expected = {line.order_line_number: line for line in task.lines}
-    items = repo.get_items({line.sku for line in lines})
     by_number: dict[int, PickConfirmationLine] = {}
     violations: list[FieldViolation] = []
     for index, line in enumerate(lines):

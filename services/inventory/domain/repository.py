@@ -9,7 +9,8 @@ Contract every implementation keeps:
   does `get_positions`, which reads several SKUs of one location at once;
 - `save_position` is a compare-and-set on `version`: it accepts `version == stored + 1` only and
   raises kit `Conflict` otherwise, which is how two reservations racing for the last unit end
-  with exactly one winner;
+  with exactly one winner; `save_positions` is the same for each of several positions (the SQL
+  store runs them as one statement), and `get_item_stock` reads positions as `get_positions`;
 - `add_*` records a new row and raises kit `Conflict` when its key is already there (it lost a
   race to a concurrent insert); `save_*` updates, or records a row it does not find;
 - lists come back in a stable order (documented per method) so results are deterministic.
@@ -18,6 +19,7 @@ Contract every implementation keeps:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from services.inventory.domain.model import (
@@ -37,6 +39,16 @@ from services.inventory.domain.model import (
 from services.kit.errors import Conflict
 
 
+@dataclass(frozen=True)
+class ItemStock:
+    """A SKU of the item master, whether it is lot-controlled, and its position at the location
+    asked about (a zero position, version 0, if never stocked there)."""
+
+    sku: str
+    lot_controlled: bool
+    position: Position
+
+
 class InventoryRepository(Protocol):
     """Reads and writes the inventory aggregates; see the module docstring for the contract."""
 
@@ -53,15 +65,28 @@ class InventoryRepository(Protocol):
     def get_position(self, sku: str, location_id: str) -> Position: ...
     # every one of `skus` at `location_id`, by SKU
     def get_positions(self, skus: Collection[str], location_id: str) -> dict[str, Position]: ...
+    # the known ones among `skus`, with their position at `location_id`: one read for an
+    # operation that checks the items and then changes their stock
+    def get_item_stock(self, skus: Collection[str], location_id: str) -> dict[str, ItemStock]: ...
     def save_position(self, position: Position) -> None: ...
+    # each a save_position, in the order given
+    def save_positions(self, positions: Sequence[Position]) -> None: ...
     # SKU then location order; either filter may be None for "all".
     def positions(
         self, sku: str | None = None, location_id: str | None = None
     ) -> list[Position]: ...
     # the stocked positions of `skus` at every location, SKU then location order
     def positions_of_skus(self, skus: Collection[str]) -> list[Position]: ...
+    # the same, at active locations only
+    def positions_at_active_locations(self, skus: Collection[str]) -> list[Position]: ...
 
     def get_reservation(self, reservation_id: str) -> Reservation | None: ...
+    # pick `pick_id` (None if unknown) and its reservation, read (and locked) as get_reservation
+    # before the task is read: what the lock's holder committed (a release amending or
+    # withdrawing the task) is seen whole
+    def get_pick_and_reservation(
+        self, pick_id: str
+    ) -> tuple[PickTask | None, Reservation | None]: ...
     def add_reservation(self, reservation: Reservation) -> None: ...
     def save_reservation(self, reservation: Reservation) -> None: ...
     # creation order
@@ -150,6 +175,17 @@ class InMemoryInventory:
         # One get_position per SKU, so a test that hooks get_position sees every read.
         return {sku: self.get_position(sku, location_id) for sku in skus}
 
+    def get_item_stock(self, skus: Collection[str], location_id: str) -> dict[str, ItemStock]:
+        # Positions through get_position, so a test that hooks it sees every read.
+        return {
+            sku: ItemStock(sku, item.lot_controlled, self.get_position(sku, location_id))
+            for sku, item in self.get_items(skus).items()
+        }
+
+    def save_positions(self, positions: Sequence[Position]) -> None:
+        for position in positions:
+            self.save_position(position)
+
     def save_position(self, position: Position) -> None:
         key = (position.sku, position.location_id)
         stored_version = self._positions[key].version if key in self._positions else 0
@@ -171,10 +207,18 @@ class InMemoryInventory:
         wanted = set(skus)
         return [self._positions[key] for key in sorted(self._positions) if key[0] in wanted]
 
+    def positions_at_active_locations(self, skus: Collection[str]) -> list[Position]:
+        active = {key for key, location in self._locations.items() if location.active}
+        return [p for p in self.positions_of_skus(skus) if p.location_id in active]
+
     # -- reservations ----------------------------------------------------------------------
 
     def get_reservation(self, reservation_id: str) -> Reservation | None:
         return self._reservations.get(reservation_id)
+
+    def get_pick_and_reservation(self, pick_id: str) -> tuple[PickTask | None, Reservation | None]:
+        task = self._picks.get(pick_id)
+        return task, self.get_reservation(task.reservation_id) if task else None
 
     def add_reservation(self, reservation: Reservation) -> None:
         if reservation.reservation_id in self._reservations:

@@ -8,6 +8,7 @@ still on the shelf until a pick confirms they left.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,7 +31,7 @@ from services.inventory.domain.model import (
     ReserveAttempt,
     Shortfall,
 )
-from services.inventory.domain.repository import InventoryRepository
+from services.inventory.domain.repository import InventoryRepository, ItemStock
 
 
 @dataclass(frozen=True)
@@ -91,19 +92,20 @@ def reserve(
             f"location {request.location_id} takes no new reservations",
             metadata={"location_id": request.location_id},
         )
-    known = repo.get_items({line.sku for line in request.lines})
+    # The items and their positions here in one read.
+    stock = repo.get_item_stock({line.sku for line in request.lines}, request.location_id)
     unknown = [
         FieldViolation(f"lines[{index}].sku", "unknown_sku", f"SKU {line.sku!r} does not exist")
         for index, line in enumerate(request.lines)
-        if line.sku not in known
+        if line.sku not in stock
     ]
     if unknown:
         raise invalid(unknown)
 
-    # One read per position, through `changes`: the save then compare-and-sets on exactly the
+    # One read per position, handed to `changes`: the save then compare-and-sets on exactly the
     # version the grant was computed from, so a concurrent reservation makes this one conflict.
     changes = PositionChanges(repo)
-    granted = _grant(changes, request)
+    granted = _grant(changes, request, stock)
     if request.policy is ReservationPolicy.ALL_OR_NOTHING and any(
         granted[i] < line.quantity for i, line in enumerate(request.lines)
     ):
@@ -204,11 +206,13 @@ def _replay(
     return ReserveOutcome(reservation, attempt.shortfalls, (), replayed=True)
 
 
-def _grant(changes: PositionChanges, request: ReserveStock) -> list[int]:
+def _grant(
+    changes: PositionChanges, request: ReserveStock, stock: Mapping[str, ItemStock]
+) -> list[int]:
     """Units grantable per line, serving lines in order against each SKU's availability."""
     left: dict[str, int] = defaultdict(int)
     skus = sorted({line.sku for line in request.lines})
-    changes.load(skus, request.location_id)
+    changes.loaded(stock[sku].position for sku in skus)
     for sku in skus:
         left[sku] = max(0, changes.available(sku, request.location_id))
     granted = []

@@ -263,11 +263,10 @@ def availability(
     Only active locations count: an inactive one takes no reservations, so its stock cannot be
     promised. `location_ids` narrows the answer; empty means the whole network.
     """
-    active = {loc.location_id for loc in repo.locations() if loc.active}
-    wanted = active & set(location_ids) if location_ids else active
+    wanted = set(location_ids)
     by_sku: dict[str, list[Position]] = {sku: [] for sku in skus}
-    for position in repo.positions_of_skus(by_sku):
-        if position.location_id in wanted:
+    for position in repo.positions_at_active_locations(by_sku):
+        if not wanted or position.location_id in wanted:
             by_sku[position.sku].append(position)
     answer = []
     for sku in skus:

@@ -3,11 +3,12 @@
 - Each is `prepared` (run on the raw DBAPI cursor in the unit of work's transaction, skipping
   SQLAlchemy's per-execute work; services/kit/statements.py) except the `*_FOR_PAGE` bases the
   pages extend per call.
-- The IN queries of the batched reads (`items_in`, `positions_at`, `positions_of_skus`) are
-  prepared too, one statement per number of SKUs `:sku0 .. :skuN-1` (an expanding IN would be
-  rendered per call). Callers pad the SKUs to `in_size(n)` (a power of two) by repeating one,
-  which selects the same rows, so a handful of statements serve every batch; a batch larger than
-  `MAX_PREPARED_IN` runs the expanding `*_ANY` statement through `conn.execute`.
+- The IN queries of the batched reads (`items_in`, `positions_at`, `positions_of_skus`,
+  `item_stock_at`, `positions_at_active_locations`) are prepared too, one statement per number
+  of SKUs `:sku0 .. :skuN-1` (an expanding IN would be rendered per call). Callers pad the
+  SKUs to `in_size(n)` (a power of two) by repeating one, which selects the same rows, so a
+  handful of statements serve every batch; a batch larger than `MAX_PREPARED_IN` runs the
+  expanding `*_ANY` statement through `conn.execute`.
 - SELECTs bind their filters by name; optional filters get one statement per combination of
   filters given, built on first use (`functools.cache`).
 - UPDATEs are the kit's `update_where` (SET from the parameters, WHERE on `match_*` binds).
@@ -19,8 +20,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, insert, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, insert, select
 
 from services.inventory.adapters.store import tables as t
 from services.kit.statements import Prepared, insert_new, prepared, update_where
@@ -74,6 +76,52 @@ def positions_of_skus(size: int) -> Prepared:
     )
 
 
+@functools.cache
+def item_stock_at(size: int) -> Prepared:
+    """The items among :sku0 .. :sku<size-1>, with their position at :location_id if any."""
+    return prepared(_item_stock_at().where(_sku_in(t.items.c.sku, size)))
+
+
+@functools.cache
+def positions_at_active_locations(size: int) -> Prepared:
+    """The positions of SKUs :sku0 .. :sku<size-1> at active locations, by SKU then location."""
+    return prepared(_positions_at_active_locations().where(_sku_in(t.positions.c.sku, size)))
+
+
+def _item_stock_at() -> Select[Any]:
+    # A LEFT JOIN: a known SKU never stocked at the location comes back with NULL position
+    # columns (the repository makes it a zero position).
+    items, positions = t.items, t.positions
+    return select(
+        items.c.sku,
+        items.c.lot_controlled,
+        positions.c.location_id,
+        positions.c.on_hand,
+        positions.c.reserved,
+        positions.c.version,
+        positions.c.updated_at,
+        positions.c.non_sellable,
+    ).select_from(
+        items.outerjoin(
+            positions,
+            and_(
+                positions.c.sku == items.c.sku,
+                positions.c.location_id == bindparam("location_id"),
+            ),
+        )
+    )
+
+
+def _positions_at_active_locations() -> Select[Any]:
+    positions, locations = t.positions, t.locations
+    return (
+        select(positions)
+        .join(locations, locations.c.location_id == positions.c.location_id)
+        .where(locations.c.active.is_(True))
+        .order_by(positions.c.sku, positions.c.location_id)
+    )
+
+
 # -- items and locations -----------------------------------------------------------------------
 
 ITEM = prepared(select(t.items).where(t.items.c.sku == bindparam("sku")))
@@ -109,6 +157,10 @@ POSITIONS_OF_SKUS_ANY = (
     .where(t.positions.c.sku.in_(bindparam("skus", expanding=True)))
     .order_by(t.positions.c.sku, t.positions.c.location_id)
 )
+ITEM_STOCK_AT_ANY = _item_stock_at().where(t.items.c.sku.in_(bindparam("skus", expanding=True)))
+POSITIONS_AT_ACTIVE_LOCATIONS_ANY = _positions_at_active_locations().where(
+    t.positions.c.sku.in_(bindparam("skus", expanding=True))
+)
 POSITIONS_FOR_PAGE = select(t.positions)
 # The compare-and-set: matches only the version the new one was computed from.
 UPDATE_POSITION = prepared(update_where(t.positions, "sku", "location_id", "version"))
@@ -132,6 +184,20 @@ def positions(by_sku: bool, by_location: bool) -> Prepared:
 RESERVATION_FOR_UPDATE = prepared(
     select(t.reservations)
     .where(t.reservations.c.reservation_id == bindparam("reservation_id"))
+    .with_for_update()
+)
+# The reservation of a pick, locked as RESERVATION_FOR_UPDATE, found by the pick's id (which
+# never changes) in the same statement. The pick task itself is read by the next statement: on
+# PostgreSQL a row read in the statement that waited for a lock may predate what the lock's
+# holder committed (a release amending or withdrawing the task).
+RESERVATION_OF_PICK_FOR_UPDATE = prepared(
+    select(t.reservations)
+    .where(
+        t.reservations.c.reservation_id
+        == select(t.pick_tasks.c.reservation_id)
+        .where(t.pick_tasks.c.pick_id == bindparam("pick_id"))
+        .scalar_subquery()
+    )
     .with_for_update()
 )
 UPDATE_RESERVATION = prepared(update_where(t.reservations, "reservation_id"))
