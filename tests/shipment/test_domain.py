@@ -18,6 +18,7 @@ from services.kit.values import Address, Money
 from services.shipment.adapters.contracts import mapper, shipment_to_domain, shipment_to_proto
 from services.shipment.domain.events import ShipmentManifested
 from services.shipment.domain.model import (
+    IncidentReason,
     LabelVoid,
     ServiceLevel,
     ShipmentKind,
@@ -500,6 +501,87 @@ def test_a_timeline_refuses_a_run_of_scans_when_one_of_them_moves_the_shipment()
     assert timeline.record([Scan(TrackingStatus.PENDING, at(1))])
     assert timeline.progress.latest_scan_at == at(1)
     assert timeline.last_tracking_status is TrackingStatus.PENDING
+
+
+JOURNEYS = [
+    (),
+    ((TrackingStatus.PICKED_UP, 1),),
+    ((TrackingStatus.PICKED_UP, 1), (TrackingStatus.DELIVERY_FAILED, 6)),
+    ((TrackingStatus.PICKED_UP, 1), (TrackingStatus.OUT_FOR_DELIVERY, 8)),
+    ((TrackingStatus.PICKED_UP, 1), (TrackingStatus.DELIVERED, 9)),
+]
+
+
+@pytest.mark.parametrize("make", [outbound, return_parcel])
+@pytest.mark.parametrize("journey", JOURNEYS)
+def test_a_timeline_with_its_ref_moves_and_announces_as_the_shipment_would(
+    make: object, journey: tuple[tuple[TrackingStatus, float], ...]
+) -> None:
+    """With the shipment's ref, a Timeline takes every scan but those whose milestone carries
+    more than the ref (a delivery, goods returned to sender), and leaves the status, progress,
+    last tracking status and events that Shipment.record_scan would."""
+    base: Shipment = make()  # type: ignore[operator]
+    for status, hours in journey:
+        base.record_scan(ScanReport(status, at(hours), b""), None)
+    base.pull_events()
+    taken, announced = 0, 0
+    for status in TrackingStatus:
+        if status is TrackingStatus.UNSPECIFIED:
+            continue
+        for hours in (0.5, 7, 20):  # before, amid and after the journey
+            report = ScanReport(
+                status,
+                at(hours),
+                b"",
+                incident_reason=IncidentReason.RECIPIENT_ABSENT,
+                description="nobody home",
+            )
+            shipment = copy.deepcopy(base)
+            timeline = Timeline(
+                shipment.status, shipment.progress, shipment.ref(), shipment.is_return
+            )
+            took = timeline.record([report])
+            shipment.record_scan(report, None)
+            events = shipment.pull_events()
+            if took:
+                taken += 1
+                announced += len(events)
+                assert timeline.pull_events() == events, (status, hours)
+                assert timeline.status is shipment.status
+                assert timeline.progress == shipment.progress
+                taker = copy.deepcopy(base)
+                taker.take_timeline(timeline)
+                assert taker == shipment, (status, hours)
+            else:  # the shipment takes it: the timeline changed nothing
+                assert status in (TrackingStatus.DELIVERED, TrackingStatus.RETURNED_TO_SENDER)
+                assert (timeline.status, timeline.progress) == (base.status, base.progress)
+                assert timeline.pull_events() == []
+    assert taken and (announced or base.status is ShipmentStatus.DELIVERED)
+
+
+def test_a_timeline_that_takes_a_run_of_scans_raises_their_milestones_in_order() -> None:
+    shipment = outbound()
+    timeline = Timeline(shipment.status, shipment.progress, shipment.ref())
+    run = [
+        ScanReport(TrackingStatus.PICKED_UP, at(1), b""),
+        ScanReport(TrackingStatus.IN_TRANSIT, at(2), b""),
+        ScanReport(TrackingStatus.OUT_FOR_DELIVERY, at(3), b""),
+    ]
+    assert timeline.record(run)
+    assert timeline.status is ShipmentStatus.OUT_FOR_DELIVERY
+    assert subjects(timeline.pull_events()) == [
+        "crossdock.shipment.picked_up.v1",
+        "crossdock.shipment.out_for_delivery.v1",
+    ]
+    # A run ending in a delivery needs the whole shipment: nothing is taken, nothing raised.
+    delivered = [
+        ScanReport(TrackingStatus.IN_TRANSIT, at(4), b""),
+        ScanReport(TrackingStatus.DELIVERED, at(5), b""),
+    ]
+    assert not timeline.record(delivered)
+    assert timeline.status is ShipmentStatus.OUT_FOR_DELIVERY
+    assert timeline.progress.latest_scan_at == at(3)
+    assert timeline.pull_events() == []
 
 
 def test_a_shipment_encodes_as_it_decodes_and_every_change_to_its_parts_is_encoded() -> None:

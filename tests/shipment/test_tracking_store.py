@@ -6,6 +6,7 @@ refused; the first shipment to claim a tracking number keeps it."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,19 +15,27 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import Connection, text
 
+from services.kit import events as ev
 from services.kit.db import Database
 from services.kit.errors import Conflict
 from services.kit.uow import UnitOfWork
 from services.kit.values import Address, Money
 from services.shipment.adapters.contracts import mapper, shipment_to_proto
-from services.shipment.adapters.store import migrate, scans
+from services.shipment.adapters.store import codecs, migrate, scans
 from services.shipment.adapters.store import shipments as store
 from services.shipment.app import shipments
 from services.shipment.app.errors import TrackingNumberUnknown
 from services.shipment.app.tracking import TrackingBatch, TrackingUpdate, apply_tracking
-from services.shipment.domain.model import ShipmentStatus, TrackingStatus
+from services.shipment.domain.model import (
+    IncidentReason,
+    ServiceLevel,
+    ShipmentKind,
+    ShipmentStatus,
+    TrackingStatus,
+)
 from services.shipment.domain.packing import PickedUnits
 from services.shipment.domain.shipment import Label, OrderRef, PendingPick, ScanReport, Shipment
+from services.shipment.domain.tracking import Progress
 
 T = TypeVar("T")
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -358,3 +367,106 @@ def test_a_batch_whose_shipment_changed_meanwhile_writes_none_of_them(db: Databa
         db.run_sync(lambda conn: race(UnitOfWork.of(conn)))
     after = db.run_sync(lambda conn: store.get_shipment(conn, "shp_first"))
     assert after is not None and after.version == before.version
+
+
+def _manifest_return(uow: UnitOfWork, shipment_id: str, number: str) -> None:
+    units = PendingPick(
+        "rma_1", "ord_1", "EAST", (PickedUnits(1, "KETTLE", 2),), "c", return_id="rma_1"
+    )
+    order = OrderRef("ord_1", "ptn_1", 2, HOME)
+    parcel = Shipment.create_return(shipment_id, units, order, [], HOME, ServiceLevel.STANDARD, NOW)
+    store.insert_shipment(uow.conn, parcel, label_due_at=NOW.timestamp(), now=NOW.timestamp())
+    label = Label(f"lbl_{shipment_id}", "sandbox", number, (number + "P",))
+    shipments.manifest(uow, shipment_id, label, NOW)
+
+
+@pytest.mark.parametrize("kind", [ShipmentKind.OUTBOUND, ShipmentKind.RETURN])
+def test_scans_that_move_the_status_or_announce_are_stored_and_published_as_the_shipment_would(
+    db: Database, kind: ShipmentKind
+) -> None:
+    """Pickup, transit, an exception and out for delivery are taken without decoding the
+    shipment; each leaves the stored shipment (document, status column, progress, version) and
+    publishes the events (subject, payload, correlation id) that the whole shipment recording
+    the scan would."""
+    manifest = _manifest_as if kind is ShipmentKind.OUTBOUND else _manifest_return
+    run(db, manifest, "shp_moves", "1ZMOVES")
+    steps = [
+        (TrackingStatus.PICKED_UP, 1, "1ZMOVES"),
+        (TrackingStatus.IN_TRANSIT, 2, "1ZMOVESP"),  # a package's number
+        (TrackingStatus.DELIVERY_FAILED, 6, "1ZMOVES"),
+        (TrackingStatus.OUT_FOR_DELIVERY, 8, "1ZMOVES"),  # also resolves the exception
+    ]
+    for index, (status, hours, number) in enumerate(steps):
+        before = db.run_sync(lambda conn: store.get_shipment(conn, "shp_moves"))
+        assert before is not None
+        report = ScanReport(
+            status,
+            NOW + timedelta(hours=hours),
+            f"scan-{index}".encode(),
+            incident_reason=IncidentReason.RECIPIENT_ABSENT,
+            description="nobody home",
+            dedupe_key=f"scan-{index}",
+        )
+        later = NOW + timedelta(days=2, minutes=index)
+        expected = copy.deepcopy(before)
+        expected.record_scan(report, None)
+        expected.touch(later)
+        messages = [mapper.to_message(event)[0] for event in expected.pull_events()]
+        published_before = len(db.run_sync(published))
+
+        assert run(db, apply_tracking, TrackingUpdate("sandbox", number, (report,)), later) == 1
+
+        after = db.run_sync(lambda conn: store.get_shipment(conn, "shp_moves"))
+        assert after is not None
+        assert shipment_to_proto(after) == shipment_to_proto(expected), status
+        assert after.progress == expected.progress
+        assert after.version == before.version + 1
+        column = db.run_sync(
+            lambda conn: conn.execute(
+                text("SELECT status FROM shipments WHERE shipment_id = 'shp_moves'")
+            ).scalar_one()
+        )
+        assert column == int(expected.status)
+        rows = db.run_sync(
+            lambda conn: conn.execute(
+                text("SELECT subject, payload, headers FROM outbox ORDER BY seq")
+            ).all()
+        )[published_before:]
+        assert [(row.subject, bytes(row.payload)) for row in rows] == [
+            (ev.event_spec(type(message)).subject, message.SerializeToString())
+            for message in messages
+        ]
+        for row in rows:
+            assert json.loads(row.headers)[ev.CORRELATION_ID] == before.correlation_id
+    final = db.run_sync(lambda conn: store.get_shipment(conn, "shp_moves"))
+    assert final is not None and final.status is ShipmentStatus.OUT_FOR_DELIVERY
+    subjects = [subject.rsplit(".", 2)[-2] for subject in db.run_sync(published)]
+    if kind is ShipmentKind.OUTBOUND:
+        assert subjects[1:] == ["picked_up", "delivery_exception", "out_for_delivery"]
+    else:
+        assert subjects[1:] == ["return_parcel_picked_up", "return_parcel_exception"]
+
+
+def test_progress_reads_the_same_whichever_json_encoder_wrote_it() -> None:
+    """Rows written before progress was encoded with orjson hold the stdlib's spelling."""
+    progress = Progress(
+        ShipmentStatus.EXCEPTION,
+        ShipmentStatus.IN_TRANSIT,
+        NOW,
+        NOW + timedelta(hours=5, microseconds=250),
+        NOW + timedelta(hours=6),
+        TrackingStatus.DELIVERY_FAILED,
+    )
+    stdlib = json.dumps(
+        {
+            "status": 7,
+            "reached": 4,
+            "reached_at": NOW.timestamp(),
+            "exception_at": (NOW + timedelta(hours=5, microseconds=250)).timestamp(),
+            "latest_scan_at": (NOW + timedelta(hours=6)).timestamp(),
+            "latest_tracking_status": 6,
+        }
+    )
+    assert codecs.parse_progress(stdlib) == progress
+    assert codecs.parse_progress(codecs.progress_json(progress)) == progress
+    assert json.loads(codecs.progress_json(progress)) == json.loads(stdlib)

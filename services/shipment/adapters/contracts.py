@@ -74,10 +74,9 @@ from services.shipment.domain.shipment import (
     PendingPick,
     ProofOfDelivery,
     Rate,
-    ScanReport,
     Shipment,
 )
-from services.shipment.domain.tracking import Progress
+from services.shipment.domain.tracking import Progress, ScanReport
 
 mapper = EventMapper(SERVICE)
 
@@ -167,7 +166,10 @@ def scan_of(scan: tracking_pb2.TrackingEvent) -> ScanReport:
 
 def scans_of(update: carrier_events_pb2.TrackingUpdated) -> list[ScanReport]:
     """The update's scans in scan-time order (exact to the nanosecond, stable for ties)."""
-    in_order = sorted(update.events, key=lambda e: (e.occur_time.seconds, e.occur_time.nanos))
+    events = update.events
+    if len(events) == 1:  # most updates carry one scan: nothing to sort
+        return [scan_of(events[0])]
+    in_order = sorted(events, key=lambda e: (e.occur_time.seconds, e.occur_time.nanos))
     return [scan_of(scan) for scan in in_order]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.kit.uow import UnitOfWork
@@ -12,8 +12,8 @@ from services.shipment.adapters.store import scans
 from services.shipment.adapters.store import shipments as store
 from services.shipment.app.errors import TrackingNumberUnknown
 from services.shipment.domain.model import TrackingStatus
-from services.shipment.domain.shipment import ScanReport, Shipment
-from services.shipment.domain.tracking import Rule, Scan, Timeline
+from services.shipment.domain.shipment import Shipment
+from services.shipment.domain.tracking import Rule, ScanReport, Timeline
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,13 @@ class TrackingBatch:
     """Carrier updates applied in one unit of work (a consumer's fetched batch): each shipment
     is read once and written once, however many of the updates are its.
 
-    Scans that move nothing (most of them) are recorded on the shipment's Timeline alone: its
-    progress is written and its last tracking status and update time patched into the stored
-    document. The whole shipment is decoded and written back only for a milestone, an
-    exception, a status change or a final charge. Events are published as each update is
-    applied, so they keep the updates' order; `save` writes every changed shipment.
+    Most scans (plain timeline entries, and those that move the status or raise a milestone
+    naming only the shipment: picked up, out for delivery, an exception) are recorded on the
+    shipment's Timeline alone: its status and progress are written and its status, last
+    tracking status and update time patched into the stored document. The whole shipment is
+    decoded and written back only for a delivery, goods returned to sender or a final charge.
+    Events are published as each update is applied, so they keep the updates' order; `save`
+    writes every changed shipment.
     """
 
     def __init__(self, uow: UnitOfWork, rules: Mapping[TrackingStatus, Rule] | None = None):
@@ -95,15 +97,16 @@ class TrackingBatch:
         """Move the held shipment by an update's new scans (and final charge)."""
         if not fresh and update.final_charge is None:
             return 0
-        journey = [Scan(scan.status, scan.occur_time) for scan in fresh]
         if (
             held.shipment is None
             and update.final_charge is None
-            and held.timeline.record(journey, self._rules)
+            and held.timeline.record(fresh, self._rules)
         ):
-            held.timeline_scans.extend(fresh)
+            self._uow.publish_all(
+                held.timeline.pull_events(), correlation_id=held.tracked.correlation_id
+            )
         else:
-            shipment = held.whole(self._rules)
+            shipment = held.whole()
             for scan in fresh:
                 shipment.record_scan(scan, update.final_charge, self._rules)
             if update.final_charge is not None:
@@ -160,22 +163,20 @@ class _Held:
     """One shipment of a batch: as read, and as the batch's updates have changed it so far."""
 
     tracked: scans.TrackedShipment
-    timeline: Timeline
-    timeline_scans: list[ScanReport] = field(default_factory=list)  # taken by the timeline
-    shipment: Shipment | None = None  # decoded once a scan moved it
+    timeline: Timeline  # takes the updates until one needs the whole shipment
+    shipment: Shipment | None = None  # decoded once a scan needed it
     touched_at: datetime | None = None  # the last update that changed it: to be written
 
     @property
     def shipment_id(self) -> str:
         return self.tracked.shipment_id
 
-    def whole(self, rules: Mapping[TrackingStatus, Rule] | None) -> Shipment:
+    def whole(self) -> Shipment:
         """The whole shipment, as the batch's earlier updates left it."""
         if self.shipment is None:
             shipment = self.tracked.shipment()
-            for scan in self.timeline_scans:  # only progress and last tracking status move
-                shipment.record_scan(scan, None, rules)
-            if self.touched_at is not None:
+            if self.touched_at is not None:  # the timeline took the earlier updates
+                shipment.take_timeline(self.timeline)
                 shipment.touch(self.touched_at)
             self.shipment = shipment
         return self.shipment

@@ -21,10 +21,10 @@ from services.shipment.domain.events import (
 )
 from services.shipment.domain.model import ShipmentStatus
 from services.shipment.domain.packing import PickedUnits
-from services.shipment.domain.tracking import Kind, Rule
+from services.shipment.domain.tracking import Rule, ScanReport, ref_milestone
 
 if TYPE_CHECKING:
-    from services.shipment.domain.shipment import ScanReport, Shipment
+    from services.shipment.domain.shipment import Shipment
 
 ReturnMilestone = ReturnParcelPickedUp | ReturnParcelDelivered | ReturnParcelException
 
@@ -63,14 +63,9 @@ def return_milestone(
     """The event a return parcel raises where `rule` names a return_event: exceptions and a
     parcel taken back to the customer are ReturnParcelException; pickup and delivery (at the
     warehouse) their own milestones."""
-    at = scan.occur_time
-    target = rule.shipment_status
-    if rule.kind is Kind.EXCEPTION or target is ShipmentStatus.RETURNED_TO_SENDER:
-        return ReturnParcelException(
-            parcel.ref(), scan.incident_reason, scan.description, at, status=scan.status
-        )
-    if target is ShipmentStatus.PICKED_UP:
-        return ReturnParcelPickedUp(parcel.ref(), at)
-    if target is ShipmentStatus.DELIVERED:
-        return ReturnParcelDelivered(parcel.snapshot(), final_charge, at)
-    raise ValueError(f"propagation rule names a return event shipment cannot build: {rule}")
+    if rule.shipment_status is ShipmentStatus.DELIVERED:
+        return ReturnParcelDelivered(parcel.snapshot(), final_charge, scan.occur_time)
+    milestone = ref_milestone(parcel.ref(), True, rule, scan)
+    if not isinstance(milestone, ReturnParcelPickedUp | ReturnParcelException):
+        raise ValueError(f"propagation rule names a return event shipment cannot build: {rule}")
+    return milestone

@@ -30,8 +30,6 @@ from services.shipment.domain.events import (
     ShipmentLabelVoided,
     ShipmentLabelVoidFailed,
     ShipmentManifested,
-    ShipmentOutForDelivery,
-    ShipmentPickedUp,
     ShipmentRef,
     ShipmentReturnedToSender,
 )
@@ -51,9 +49,11 @@ from services.shipment.domain.tracking import (
     Kind,
     Progress,
     Rule,
-    Scan,
+    ScanReport,
+    Timeline,
     apply_scan,
     default_rules,
+    ref_milestone,
 )
 
 FAILURE_REASON_MAX = 500
@@ -150,29 +150,6 @@ class ProofOfDelivery:
     deliver_time: datetime | None
     signed_by: str = ""
     location: str = ""
-
-
-@dataclass(frozen=True)
-class ScanReport:
-    """One carrier scan as reported; `record` is the scan as received, kept in the timeline."""
-
-    status: TrackingStatus
-    occur_time: datetime
-    record: bytes
-    incident_reason: IncidentReason = IncidentReason.UNSPECIFIED
-    description: str = ""
-    signed_by: str = ""
-    dedupe_key: str = ""
-    carrier_status_code: str = ""
-    carrier_incident_code: str = ""
-
-    @property
-    def key(self) -> str:
-        """The carrier-adapter's dedupe key, or the scan's own identity when it has none."""
-        if self.dedupe_key:
-            return self.dedupe_key[:200]
-        moment = self.occur_time.isoformat()
-        return f"{self.carrier_status_code}|{self.carrier_incident_code}|{moment}"[:200]
 
 
 @dataclass
@@ -476,11 +453,12 @@ class Shipment:
         """Move the journey by one new (already de-duplicated) scan; raise its milestone (a
         return parcel's own, or none where its rule names no return_event).
 
-        A scan that does not move the shipment (tracking.moves_shipment) changes only progress
-        and last_tracking_status: tracking.Timeline records those alone, keep the two in step.
+        A scan whose milestone names only the shipment (not tracking.needs_whole_shipment)
+        changes only status, progress and last_tracking_status: tracking.Timeline records those
+        alone (`take_timeline`), keep the two in step.
         """
         rules = default_rules() if rules is None else rules
-        outcome = apply_scan(self.progress, Scan(scan.status, scan.occur_time), rules)
+        outcome = apply_scan(self.progress, scan, rules)
         self._move(outcome.progress.status)  # first: a refused move changes nothing
         self.progress = outcome.progress
         self.last_tracking_status = outcome.progress.latest_tracking_status
@@ -502,25 +480,24 @@ class Shipment:
         self.final_charge = charge
 
     def _milestone(self, rule: Rule, scan: ScanReport, final_charge: Money | None) -> object:
-        """The event a publishing rule raises for `scan`: exception rules raise a delivery
-        exception, progress rules the milestone of the status they reach."""
+        """The event a publishing rule raises for `scan`: a delivery carries the shipment as it
+        stands, goods returned to sender their units; the others name only the shipment."""
         at = scan.occur_time
-        if rule.kind is Kind.EXCEPTION:
-            return ShipmentDeliveryException(
-                self.ref(), scan.incident_reason, scan.description, at, status=scan.status
-            )
         target = rule.shipment_status
-        if target is ShipmentStatus.PICKED_UP:
-            return ShipmentPickedUp(self.ref(), at)
-        if target is ShipmentStatus.OUT_FOR_DELIVERY:
-            return ShipmentOutForDelivery(self.ref(), at)
         if target is ShipmentStatus.DELIVERED:
             return ShipmentDelivered(self.snapshot(), final_charge, at)
         if target is ShipmentStatus.RETURNED_TO_SENDER:
             return ShipmentReturnedToSender(
                 self.ref(), scan.incident_reason, at, self.location_id, self.items()
             )
-        raise ValueError(f"propagation rule names an event shipment cannot build: {rule.event}")
+        return ref_milestone(self.ref(), False, rule, scan)
+
+    def take_timeline(self, timeline: Timeline) -> None:
+        """What a Timeline that took this shipment's scans left it: status, progress and last
+        tracking status, as record_scan would have (the timeline raised their milestones)."""
+        self.status = timeline.status
+        self.progress = timeline.progress
+        self.last_tracking_status = timeline.last_tracking_status
 
     def _record_label(self, label: Label) -> None:
         if label.rate is not None:

@@ -5,6 +5,11 @@ forwards only (a late in-transit scan after delivered is kept in the timeline an
 nothing), exception scans open an exception that a later progress scan resolves, and only rules
 that name an event are published. Terminal statuses never change. Return parcels move the same
 way but publish `return_event` (their own subjects) where outbound shipments publish `event`.
+
+Most scans need no more of the shipment than its status, progress and ref: `Timeline` takes
+them (the store then writes only those). `Shipment.record_scan` takes the rest, a delivery or
+goods returned to sender, whose milestones carry the shipment or its units; the two build the
+milestones that name only the ref with the same `ref_milestone`.
 """
 
 from __future__ import annotations
@@ -12,17 +17,27 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 
+from services.shipment.domain.events import (
+    ReturnParcelException,
+    ReturnParcelPickedUp,
+    ShipmentDeliveryException,
+    ShipmentOutForDelivery,
+    ShipmentPickedUp,
+    ShipmentRef,
+)
 from services.shipment.domain.model import (
     PROGRESS_RANK,
     TERMINAL,
+    IncidentReason,
     ShipmentStatus,
     TrackingStatus,
 )
+from services.shipment.domain.states import SHIPMENT
 
 RULES_FILE = Path(__file__).with_name("propagation.json")
 
@@ -116,19 +131,51 @@ class Scan:
 
 
 @dataclass(frozen=True)
+class ScanReport:
+    """One carrier scan as reported; `record` is the scan as received, kept in the timeline."""
+
+    status: TrackingStatus
+    occur_time: datetime
+    record: bytes
+    incident_reason: IncidentReason = IncidentReason.UNSPECIFIED
+    description: str = ""
+    signed_by: str = ""
+    dedupe_key: str = ""
+    carrier_status_code: str = ""
+    carrier_incident_code: str = ""
+
+    @property
+    def key(self) -> str:
+        """The carrier-adapter's dedupe key, or the scan's own identity when it has none."""
+        if self.dedupe_key:
+            return self.dedupe_key[:200]
+        moment = self.occur_time.isoformat()
+        return f"{self.carrier_status_code}|{self.carrier_incident_code}|{moment}"[:200]
+
+
+@dataclass(frozen=True)
 class Outcome:
     progress: Progress
     event: str | None = None  # subject of the milestone event to publish for this scan
 
 
 def apply_scan(
-    progress: Progress, scan: Scan, rules: Mapping[TrackingStatus, Rule] | None = None
+    progress: Progress, scan: Scan | ScanReport, rules: Mapping[TrackingStatus, Rule] | None = None
 ) -> Outcome:
     """The shipment after one new (already de-duplicated) scan, and the event it raises."""
     rules = default_rules() if rules is None else rules
+    # Progress is built field by field (not dataclasses.replace): this runs for every scan, and
+    # replace() costs several times more.
     after = progress
     if after.latest_scan_at is None or scan.occur_time >= after.latest_scan_at:
-        after = replace(after, latest_scan_at=scan.occur_time, latest_tracking_status=scan.status)
+        after = Progress(
+            after.status,
+            after.reached,
+            after.reached_at,
+            after.exception_at,
+            scan.occur_time,
+            scan.status,
+        )
     rule = rules.get(scan.status)
     if progress.status in TERMINAL or rule is None or rule.kind is Kind.RECORD:
         return Outcome(after)
@@ -136,7 +183,14 @@ def apply_scan(
         if after.reached_at is not None and scan.occur_time < after.reached_at:
             return Outcome(after)  # older than the progress already made: history only
         return Outcome(
-            replace(after, status=ShipmentStatus.EXCEPTION, exception_at=scan.occur_time),
+            Progress(
+                ShipmentStatus.EXCEPTION,
+                after.reached,
+                after.reached_at,
+                scan.occur_time,
+                after.latest_scan_at,
+                after.latest_tracking_status,
+            ),
             rule.event,
         )
     assert rule.shipment_status is not None
@@ -148,56 +202,137 @@ def apply_scan(
             and target not in TERMINAL
         )
         return Outcome(
-            replace(
-                after,
-                status=ShipmentStatus.EXCEPTION if still_excepted else target,
-                reached=target,
-                reached_at=scan.occur_time,
-                exception_at=after.exception_at if still_excepted else None,
+            Progress(
+                ShipmentStatus.EXCEPTION if still_excepted else target,
+                target,
+                scan.occur_time,
+                after.exception_at if still_excepted else None,
+                after.latest_scan_at,
+                after.latest_tracking_status,
             ),
             rule.event,
         )
     if after.exception_at is not None and scan.occur_time > after.exception_at:
         # The carrier moved on after the problem (e.g. out for delivery again): resolved.
-        return Outcome(replace(after, status=after.reached, exception_at=None))
+        return Outcome(
+            Progress(
+                after.reached,
+                after.reached,
+                after.reached_at,
+                None,
+                after.latest_scan_at,
+                after.latest_tracking_status,
+            )
+        )
     return Outcome(after)
 
 
-def moves_shipment(status: ShipmentStatus, outcome: Outcome) -> bool:
-    """Whether a scan's outcome changes a shipment at `status` beyond its timeline (the latest
-    scan): a new status, or a milestone to raise."""
-    return outcome.event is not None or outcome.progress.status != status
+def needs_whole_shipment(rule: Rule, is_return: bool) -> bool:
+    """Whether the milestone `rule` raises carries more than the shipment's ref: a delivery
+    (the whole shipment, and its proof of delivery is recorded) and, for an outbound shipment,
+    goods returned to sender (their units and location)."""
+    target = rule.shipment_status
+    return target is ShipmentStatus.DELIVERED or (
+        target is ShipmentStatus.RETURNED_TO_SENDER and not is_return
+    )
+
+
+RefMilestone = (
+    ShipmentPickedUp
+    | ShipmentOutForDelivery
+    | ShipmentDeliveryException
+    | ReturnParcelPickedUp
+    | ReturnParcelException
+)
+
+
+def ref_milestone(
+    ref: ShipmentRef, is_return: bool, rule: Rule, scan: ScanReport
+) -> RefMilestone | None:
+    """The milestone a publishing rule raises for `scan`, where it names only the shipment (not
+    `needs_whole_shipment`): exceptions, pickup and out for delivery; a return parcel raises its
+    own (a parcel taken back to the customer is an exception), or none where its rule names no
+    return_event."""
+    at = scan.occur_time
+    target = rule.shipment_status
+    if is_return:
+        if not rule.return_event:
+            return None
+        if rule.kind is Kind.EXCEPTION or target is ShipmentStatus.RETURNED_TO_SENDER:
+            return ReturnParcelException(
+                ref, scan.incident_reason, scan.description, at, status=scan.status
+            )
+        if target is ShipmentStatus.PICKED_UP:
+            return ReturnParcelPickedUp(ref, at)
+        raise ValueError(f"propagation rule names a return event shipment cannot build: {rule}")
+    if rule.kind is Kind.EXCEPTION:
+        return ShipmentDeliveryException(
+            ref, scan.incident_reason, scan.description, at, status=scan.status
+        )
+    if target is ShipmentStatus.PICKED_UP:
+        return ShipmentPickedUp(ref, at)
+    if target is ShipmentStatus.OUT_FOR_DELIVERY:
+        return ShipmentOutForDelivery(ref, at)
+    raise ValueError(f"propagation rule names an event shipment cannot build: {rule.event}")
 
 
 @dataclass
 class Timeline:
-    """A shipment as far as scans that move nothing are concerned: its status and progress.
+    """A shipment as far as most scans are concerned: its status, progress and ref.
 
-    Most scans are plain timeline entries (in transit, arrived at a hub) that change only the
-    progress's latest scan (and so the shipment's last tracking status and update time). They
-    are recorded here, without decoding the whole shipment; Shipment.record_scan takes the
-    scans that move it, and does exactly this for the others.
+    Most scans are timeline entries (in transit, arrived at a hub) that change only the
+    progress's latest scan (and so the shipment's last tracking status), or move its status and
+    raise a milestone that names only the shipment (picked up, out for delivery, an exception).
+    They are recorded here, without decoding the whole shipment; Shipment.record_scan takes the
+    others (`needs_whole_shipment`), and does exactly this for these.
     """
 
     status: ShipmentStatus
     progress: Progress
+    # Who its milestones are about. Without a ref it takes only the scans that change nothing
+    # but the progress (no status move, no milestone).
+    ref: ShipmentRef | None = None
+    is_return: bool = False
+    events: list[object] = field(default_factory=list, repr=False, compare=False)
 
     def record(
-        self, scans: Iterable[Scan], rules: Mapping[TrackingStatus, Rule] | None = None
+        self,
+        scans: Iterable[Scan | ScanReport],
+        rules: Mapping[TrackingStatus, Rule] | None = None,
     ) -> bool:
-        """Take new (already de-duplicated) scans that move nothing and return True; if any
-        would move the shipment, change nothing and return False: the shipment takes them all."""
+        """Take new (already de-duplicated) scans and return True, their milestones raised
+        (`pull_events`); if any needs the whole shipment, change nothing and return False: the
+        shipment takes them all. A status move the shipment's table refuses raises, as
+        Shipment.record_scan would."""
         rules = default_rules() if rules is None else rules
-        progress = self.progress
+        status, progress, events = self.status, self.progress, []
         for scan in scans:
             outcome = apply_scan(progress, scan, rules)
-            if moves_shipment(self.status, outcome):
-                return False
+            if self.ref is None:
+                if outcome.event is not None or outcome.progress.status != status:
+                    return False
+            elif outcome.event is not None:
+                rule = rules[scan.status]
+                # A bare Scan has no incident or description for a milestone to carry.
+                if not isinstance(scan, ScanReport) or needs_whole_shipment(rule, self.is_return):
+                    return False
+                event = ref_milestone(self.ref, self.is_return, rule, scan)
+                if event is not None:
+                    events.append(event)
+            if outcome.progress.status != status:
+                SHIPMENT.transition(status, outcome.progress.status)  # as Shipment._move
+                status = outcome.progress.status
             progress = outcome.progress
-        self.progress = progress
+        self.status, self.progress = status, progress
+        self.events.extend(events)
         return True
 
     @property
     def last_tracking_status(self) -> TrackingStatus:
         """The shipment's last tracking status once it has recorded a scan."""
         return self.progress.latest_tracking_status
+
+    def pull_events(self) -> list[object]:
+        """The milestones raised since the last pull, oldest first."""
+        events, self.events = self.events, []
+        return events

@@ -1,6 +1,7 @@
 """How shipment's Text and binary columns spell domain values (the stored formats never change).
 
-- shipments.progress: tracking Progress as JSON (statuses as ints, instants as epoch seconds);
+- shipments.progress: tracking Progress as JSON (statuses as ints, instants as epoch seconds;
+  written compact by orjson, once with spaces by the stdlib: both read the same);
 - shipments.final_charge: `[currency_code, units, nanos]` as JSON;
 - shipments.document: the contract message (adapters/contracts.py), proto3 binary;
 - pending_picks.lines: `[{"line", "sku", "quantity", "lot"}, ...]` as JSON;
@@ -12,12 +13,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import orjson
 from crossdock.common.v1 import common_pb2
 from crossdock.shipment.v1 import shipment_pb2
 
-from services.kit.proto_values import address_to_domain, address_to_proto
+from services.kit.proto_values import address_to_domain, address_to_proto, timestamp
 from services.kit.values import Address, Money, to_decimal, to_units_nanos
 from services.shipment.adapters.contracts import shipment_to_domain, shipment_to_proto
+from services.shipment.domain.events import ShipmentRef
 from services.shipment.domain.model import ShipmentStatus, TrackingStatus
 from services.shipment.domain.packing import PickedUnits
 from services.shipment.domain.shipment import Shipment
@@ -32,8 +35,16 @@ def _moment(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
+# Enum members by value: a dict lookup is several times cheaper than calling the enum class,
+# and progress is read and written with every scan.
+_SHIPMENT_STATUS = {int(status): status for status in ShipmentStatus}
+_TRACKING_STATUS = {int(status): status for status in TrackingStatus}
+
+
 def progress_json(p: Progress) -> str:
-    return json.dumps(
+    # orjson: the same JSON (compact, no spaces after separators) at a fraction of the stdlib's
+    # CPU; both forms read back the same.
+    return orjson.dumps(
         {
             "status": int(p.status),
             "reached": int(p.reached),
@@ -42,18 +53,18 @@ def progress_json(p: Progress) -> str:
             "latest_scan_at": _epoch(p.latest_scan_at),
             "latest_tracking_status": int(p.latest_tracking_status),
         }
-    )
+    ).decode()
 
 
 def parse_progress(raw: str) -> Progress:
-    d = json.loads(raw)
+    d = orjson.loads(raw)
     return Progress(
-        ShipmentStatus(d["status"]),
-        ShipmentStatus(d["reached"]),
+        _SHIPMENT_STATUS[d["status"]],
+        _SHIPMENT_STATUS[d["reached"]],
         _moment(d["reached_at"]),
         _moment(d["exception_at"]),
         _moment(d["latest_scan_at"]),
-        TrackingStatus(d["latest_tracking_status"]),
+        _TRACKING_STATUS[d["latest_tracking_status"]],
     )
 
 
@@ -100,17 +111,38 @@ def shipment_document(shipment: Shipment) -> bytes:
 
 
 def document_with_timeline(
-    document: bytes, last_tracking_status: TrackingStatus, update_time: datetime
+    document: bytes,
+    status: ShipmentStatus,
+    last_tracking_status: TrackingStatus,
+    update_time: datetime,
 ) -> bytes:
-    """The stored document with only what a plain timeline scan changes set anew.
+    """The stored document with only what timeline scans change set anew.
 
-    Why: patching the two fields on the protobuf message costs a few µs, where decoding the
+    Why: patching the three fields on the protobuf message costs a few µs, where decoding the
     whole shipment to the aggregate and encoding it back cost most of a scan's CPU.
     """
     message = shipment_pb2.Shipment.FromString(document)
+    message.status = int(status)  # type: ignore[assignment]
     message.last_tracking_status = int(last_tracking_status)  # type: ignore[assignment]
-    message.update_time.FromDatetime(update_time)
+    stamp = timestamp(update_time)  # the kit's: a quarter of Timestamp.FromDatetime's CPU
+    assert stamp is not None
+    message.update_time.CopyFrom(stamp)
     return message.SerializeToString()
+
+
+def parse_ref(document: bytes) -> tuple[ShipmentRef, bool]:
+    """Who a stored shipment is (as `Shipment.ref()` of it decoded), and whether it is a
+    return parcel, without decoding the rest."""
+    message = shipment_pb2.Shipment.FromString(document)
+    ref = ShipmentRef(
+        message.shipment_id,
+        message.order_id,
+        message.partner_id,
+        message.carrier,
+        message.tracking_number,
+        message.return_id,
+    )
+    return ref, message.kind == shipment_pb2.SHIPMENT_KIND_RETURN
 
 
 def parse_shipment(row: object) -> Shipment:

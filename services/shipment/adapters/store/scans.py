@@ -13,8 +13,8 @@ from services.kit.errors import Conflict
 from services.shipment.adapters.store import codecs
 from services.shipment.adapters.store import statements as sql
 from services.shipment.domain.model import ShipmentStatus
-from services.shipment.domain.shipment import ScanReport, Shipment
-from services.shipment.domain.tracking import Timeline
+from services.shipment.domain.shipment import Shipment
+from services.shipment.domain.tracking import ScanReport, Timeline
 
 
 def add_tracking_numbers(
@@ -33,15 +33,23 @@ def add_tracking_numbers(
 @dataclass(frozen=True)
 class TrackedShipment:
     """A tracking number's shipment as read for new scans: its timeline decoded at once, the
-    whole shipment only when a scan moves it (`shipment()`), from the same row."""
+    whole shipment only when a scan needs it (`shipment()`), from the same row."""
 
     shipment_id: str
     row: object
 
+    @property
+    def correlation_id(self) -> str:
+        """The correlation id of the shipment's events (its pick's)."""
+        return str(self.row.correlation_id)  # type: ignore[attr-defined]
+
     def timeline(self) -> Timeline:
+        ref, is_return = codecs.parse_ref(self.row.document)  # type: ignore[attr-defined]
         return Timeline(
             ShipmentStatus(self.row.status),  # type: ignore[attr-defined]
             codecs.parse_progress(self.row.progress),  # type: ignore[attr-defined]
+            ref,
+            is_return,
         )
 
     def shipment(self) -> Shipment:
@@ -90,9 +98,9 @@ def _tracked(row: object) -> Tracked:
 def save_timeline(
     conn: Connection, shipment: TrackedShipment, timeline: Timeline, *, now: datetime
 ) -> None:
-    """Write back what timeline scans changed (progress, last tracking status, update time)
-    under the same optimistic version check as shipments.save_shipment, so a worker holding
-    the shipment as read before still cannot overwrite the scans' progress."""
+    """Write back what timeline scans changed (status, progress, last tracking status, update
+    time) under the same optimistic version check as shipments.save_shipment, so a worker
+    holding the shipment as read before still cannot overwrite the scans' progress."""
     save_timelines(conn, [(shipment, timeline, now)])
 
 
@@ -115,8 +123,10 @@ def _timeline_row(shipment: TrackedShipment, timeline: Timeline, now: datetime) 
     return {
         "match_shipment_id": shipment.shipment_id,
         "match_version": version,
+        "status": int(timeline.status),
         "document": codecs.document_with_timeline(
             row.document,  # type: ignore[attr-defined]
+            timeline.status,
             timeline.last_tracking_status,
             now,
         ),

@@ -2,7 +2,7 @@
 
 A shipment is stored whole as its contract message (`document`, proto3 binary, read and written
 with the row; adapters/contracts.py converts the aggregate), with the columns queries and the
-worker need beside it. A scan that moves nothing rewrites only `progress` and the document's
+worker need beside it. Most scans rewrite only `status`, `progress` and the document's status,
 last tracking status and update time (store/scans.save_timeline). Instants are epoch seconds
 (Float).
 
