@@ -272,13 +272,17 @@ async def test_reship_ships_again_and_completes_with_the_credit_of_the_returned_
     await until(world, order_id, lambda o: o.status == S.ORDER_STATUS_RELEASED)
     again = await picked_shipment(world, order_id, count=2)
     assert again.shipment_id != returned.shipment_id
-    # A shipment that did not come back is refused, naming its state.
-    not_returned = await refused(
-        orders.CancelAndCreditReturnedShipment(
-            svc.CancelAndCreditReturnedShipmentRequest(
-                order_id=order_id, shipment_id=again.shipment_id
+    # A shipment that did not come back is refused, naming its state. The order learns of the
+    # new shipment from ShipmentCreated, which may still be on its way (NOT_FOUND until then).
+    not_returned = await wait_for(
+        lambda: refused(
+            orders.CancelAndCreditReturnedShipment(
+                svc.CancelAndCreditReturnedShipmentRequest(
+                    order_id=order_id, shipment_id=again.shipment_id
+                )
             )
-        )
+        ),
+        lambda error: error.code() is not grpc.StatusCode.NOT_FOUND,
     )
     assert not_returned.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert reason_of(not_returned) == "SHIPMENT_NOT_RETURNED_TO_SENDER"
