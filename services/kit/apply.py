@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections import Counter as Tally
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -199,39 +198,61 @@ def _drop_after_commit(conn: Connection, keep: int) -> None:
         del callbacks[keep:]
 
 
-def record(items: list[Item], consumer: str, metrics: ServiceMetrics | None) -> None:
-    """Log dead letters and retries; count outcomes, redeliveries and handler latency."""
-    for item in items:
-        if item.outcome is Outcome.DEAD:
-            log.error(
-                "dead-lettered %s (%s seq %d) for %s: %s",
-                item.event_id or "?",
-                item.msg.subject,
-                item.stream_seq,
-                consumer,
-                item.reason,
-            )
-        elif item.outcome is Outcome.RETRY:
-            log.warning("will retry %s for %s: %s", item.event_id, consumer, item.reason)
-    if metrics is None:
-        return
-    # Counted per batch, not per message: label lookups are the expensive part.
-    if items:
-        metrics.consumer_batch_size.labels(consumer).observe(len(items))
-    outcomes = Tally((item.outcome or Outcome.RETRY).value for item in items)
-    for outcome, count in outcomes.items():
-        metrics.consumer_events.labels(consumer, outcome).inc(count)
-    redelivered = sum(1 for item in items if item.num_delivered > 1)
-    if redelivered:
-        metrics.consumer_redeliveries.labels(consumer).inc(redelivered)
-    for kind, count in Tally(i.dlq_kind for i in items if i.outcome is Outcome.DEAD).items():
-        metrics.dlq_events.labels(consumer, kind or "handler").inc(count)
-    latency: dict[str, Any] = {}
-    for item in items:
-        if item.latency is not None and item.route is not None:
-            type_name = item.route.type_name
-            histogram = latency.get(type_name)
-            if histogram is None:
-                histogram = metrics.handler_latency.labels(consumer, type_name)
-                latency[type_name] = histogram
-            histogram.observe(item.latency)
+class OutcomeRecorder:
+    """Logs a batch's dead letters and retries; counts its outcomes, redeliveries and handler
+    latency. One per consumer, keeping the metrics' label children it has looked up.
+
+    Why: a `labels()` lookup costs ~0.8 µs and a batch made four or more of them, every batch;
+    a child of a label set never changes (the kit never removes one), so it is looked up once.
+    """
+
+    def __init__(self, consumer: str, metrics: ServiceMetrics | None) -> None:
+        self.consumer = consumer
+        self._metrics = metrics
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once per metric and label set."""
+        key = (id(metric), *labels)  # the metrics live as long as this recorder: ids are stable
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def __call__(self, items: list[Item]) -> None:
+        consumer = self.consumer
+        outcomes: dict[str, int] = {}
+        dead_kinds: dict[str, int] = {}
+        redelivered = 0
+        for item in items:
+            outcome = item.outcome or Outcome.RETRY
+            outcomes[outcome.value] = outcomes.get(outcome.value, 0) + 1
+            if item.num_delivered > 1:
+                redelivered += 1
+            if outcome is Outcome.DEAD:
+                dead_kinds[item.dlq_kind] = dead_kinds.get(item.dlq_kind, 0) + 1
+                log.error(
+                    "dead-lettered %s (%s seq %d) for %s: %s",
+                    item.event_id or "?",
+                    item.msg.subject,
+                    item.stream_seq,
+                    consumer,
+                    item.reason,
+                )
+            elif item.outcome is Outcome.RETRY:
+                log.warning("will retry %s for %s: %s", item.event_id, consumer, item.reason)
+        metrics = self._metrics
+        if metrics is None or not items:
+            return
+        # Counted per batch, not per message.
+        self.child(metrics.consumer_batch_size, consumer).observe(len(items))
+        for outcome_name, count in outcomes.items():
+            self.child(metrics.consumer_events, consumer, outcome_name).inc(count)
+        if redelivered:
+            self.child(metrics.consumer_redeliveries, consumer).inc(redelivered)
+        for kind, count in dead_kinds.items():
+            self.child(metrics.dlq_events, consumer, kind or "handler").inc(count)
+        for item in items:
+            if item.latency is not None and item.route is not None:
+                histogram = self.child(metrics.handler_latency, consumer, item.route.type_name)
+                histogram.observe(item.latency)

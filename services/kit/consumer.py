@@ -37,7 +37,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from services.kit import events as ev
 from services.kit import inbox
-from services.kit.apply import BatchApplier, HandlerScope, Item, Outcome, record
+from services.kit.apply import BatchApplier, HandlerScope, Item, Outcome, OutcomeRecorder
 from services.kit.db import Database
 from services.kit.dlq import REDRIVE_CONSUMER, Letter, publish_letters, watch_max_deliveries
 from services.kit.faults import fault_point
@@ -138,6 +138,7 @@ class EventConsumer:
         self._decoder: EventDecoder = decoder or ProtobufDecoder()
         self._schemas = schema_resolver
         self._applier = BatchApplier(self.name, handler_scope)
+        self._record = OutcomeRecorder(self.name, metrics)
         self._next_purge = 0.0
         # One filter per handled event, any version: other events of the stream never reach
         # this consumer (no delivery, no ack), and a version without a handler still arrives
@@ -386,9 +387,8 @@ class EventConsumer:
         unresolved = await self._resolve_schemas(msgs)
         items = [self._classify(msg, unresolved) for msg in msgs]
         if self._metrics is not None and msgs:
-            self._metrics.consumer_lag.labels(self.name, self.stream).set(
-                msgs[-1].metadata.num_pending
-            )
+            lag = self._record.child(self._metrics.consumer_lag, self.name, self.stream)
+            lag.set(msgs[-1].metadata.num_pending)
         work = [item for item in items if item.outcome is None]
         if work:
             try:
@@ -404,7 +404,7 @@ class EventConsumer:
                 item.outcome, item.dlq_kind = Outcome.DEAD, "max_deliver"
                 item.reason = f"max_deliver ({self.settings.max_deliver}) exhausted: {item.reason}"
         await self._settle(items)
-        record(items, self.name, self._metrics)
+        self._record(items)
         return [item.outcome or Outcome.RETRY for item in items]
 
     async def _resolve_schemas(self, msgs: list[Msg]) -> dict[int, Unresolved]:
@@ -483,7 +483,9 @@ class EventConsumer:
         if ce_type != msg.subject:
             item.dead("unknown_type", f"ce-type {ce_type!r} does not match {msg.subject}")
             return item
-        if not self._check_schema(item, route.type_name, unresolved or {}):
+        if self._schemas is not None and not self._check_schema(
+            item, route.type_name, unresolved or {}
+        ):
             return item
         try:
             item.event = self._decoder(route, headers, msg.data)

@@ -18,6 +18,7 @@ than through `conn` (publishing goes through the outbox), because a batch may be
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -51,8 +52,9 @@ class Route:
     handler: Handler | None = None
     batch_handler: BatchHandler | None = None
 
-    @property
+    @functools.cached_property
     def type_name(self) -> str:
+        # Cached: read per consumed event (schema check, latency metric), never changes.
         return str(self.message_class.DESCRIPTOR.full_name)
 
 

@@ -49,10 +49,13 @@ class JsonFormatter(logging.Formatter):
         if span_context.is_valid:
             entry["trace_id"] = format(span_context.trace_id, "032x")
             entry["span_id"] = format(span_context.span_id, "016x")
-        for key, value in vars(record).items():
-            # extra= fields; they never replace the fields above.
-            if key not in _STANDARD_ATTRIBUTES and key not in entry:
-                entry[key] = value
+        attributes = vars(record)
+        # extra= fields, in the order given; they never replace the fields above. Most records
+        # have none: one set difference (in C) tells, instead of a test per attribute.
+        if attributes.keys() - _STANDARD_ATTRIBUTES:
+            for key, value in attributes.items():
+                if key not in _STANDARD_ATTRIBUTES and key not in entry:
+                    entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception_type"] = record.exc_info[0].__name__
             entry["exception"] = self.formatException(record.exc_info)
@@ -97,3 +100,8 @@ def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None 
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.captureWarnings(True)
+    # A line never prints the thread or the process, so records need not look them up (the
+    # logging HOWTO's "Optimization"): each record skipped getpid() and current_thread().
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

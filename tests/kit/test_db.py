@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +14,7 @@ from sqlalchemy import Connection, inspect, text
 from services.kit import inbox, outbox
 from services.kit.db import Database, make_engine
 from services.kit.migrations import current_revision, migrate
+from services.kit.request_context import correlation_scope, current_correlation_id
 from tests.fixtures.kittest.harness import MIGRATIONS, open_db, produce, read_effects
 from tests.fixtures.kittest.service.tables import effects
 
@@ -142,6 +144,80 @@ async def test_sqlite_single_writer_serializes_units_of_work(tmp_path: Path) -> 
     await db.close()
     # And another process (here: a plain sqlite3 connection) sees committed data.
     assert sqlite3.connect(tmp_path / "x.db").execute("SELECT v FROM n").fetchone() == (50,)
+
+
+async def test_close_runs_every_queued_unit_of_work_first(tmp_path: Path) -> None:
+    """Units of work queued behind a slow one still commit before close() returns."""
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}", service="kittest")
+    await db.run(lambda c: c.exec_driver_sql("CREATE TABLE n (v INTEGER)"))
+    release = threading.Event()
+
+    def slow(conn: Connection) -> None:
+        release.wait(5)
+        conn.exec_driver_sql("INSERT INTO n VALUES (0)")
+
+    def insert(conn: Connection, value: int) -> None:
+        conn.exec_driver_sql("INSERT INTO n VALUES (?)", (value,))
+
+    tasks = [asyncio.ensure_future(db.run(slow))]
+    tasks += [asyncio.ensure_future(db.run(insert, value)) for value in range(1, 6)]
+    await asyncio.sleep(0.05)
+    release.set()
+    await db.close()
+    values = sqlite3.connect(tmp_path / "x.db").execute("SELECT v FROM n ORDER BY v").fetchall()
+    assert values == [(v,) for v in range(6)]
+    await asyncio.gather(*tasks)
+    with pytest.raises(RuntimeError, match="closed"):
+        await db.run(insert, 9)
+
+
+async def test_a_cancelled_unit_of_work_is_skipped_if_queued_and_finished_if_running(
+    tmp_path: Path,
+) -> None:
+    """Cancelling the caller drops a unit of work that has not started; one that is running
+    cannot be interrupted, so it commits, and its result goes nowhere."""
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}", service="kittest")
+    await db.run(lambda c: c.exec_driver_sql("CREATE TABLE n (v INTEGER)"))
+    started, release = threading.Event(), threading.Event()
+
+    def running(conn: Connection) -> int:
+        started.set()
+        release.wait(5)
+        conn.exec_driver_sql("INSERT INTO n VALUES (1)")
+        return 1
+
+    def queued(conn: Connection) -> None:
+        conn.exec_driver_sql("INSERT INTO n VALUES (2)")
+
+    first = asyncio.ensure_future(db.run(running))
+    second = asyncio.ensure_future(db.run(queued))
+    await asyncio.to_thread(started.wait, 5)
+    first.cancel()
+    second.cancel()
+    release.set()
+    for task in (first, second):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await db.run(lambda c: c.exec_driver_sql("SELECT v FROM n").fetchall()) == [(1,)]
+    await db.close()
+
+
+async def test_a_unit_of_work_sees_the_callers_context_and_raises_its_errors(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}", service="kittest")
+    with correlation_scope("corr-of-the-caller"):
+        assert await db.run(lambda _c: current_correlation_id()) == "corr-of-the-caller"
+    assert await db.run(lambda _c: current_correlation_id()) is None
+
+    def fail(_conn: Connection) -> None:
+        raise KeyError("from the worker")
+
+    with pytest.raises(KeyError, match="from the worker"):
+        await db.run(fail)
+    name = await db.run(lambda _c: threading.current_thread().name)
+    assert name.startswith("db-kittest")  # a DB worker, not the loop's thread
+    await db.close()
 
 
 async def test_a_real_contract_event_appends_for_its_producer(sqlite_url: str) -> None:
