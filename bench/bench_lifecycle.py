@@ -100,6 +100,7 @@ from bench.lifecycle_probes import (  # noqa: E402
 from bench.lifecycle_stats import BacklogSample, render_report, summarize  # noqa: E402
 from localmesh import Mesh, MeshOptions, launch  # noqa: E402
 from localmesh.seed import DEMO_ITEMS, DEMO_WAREHOUSES  # noqa: E402
+from services.kit import gc_policy  # noqa: E402
 
 DRIVER = "bench-driver"
 STAND_INS = ("warehouse-sim", "sandbox-carrier")
@@ -345,6 +346,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             reports = []
             for rate in rates:
                 print(f"rate {rate:g}/s: {args.warmup:g} s warm-up, {args.window:g} s window")
+                # The driver's own full collections (earlier rates' records) would stall its loop
+                # and show as REST latency: freeze what it holds before each rate.
+                gc_policy.settle_heap()
                 report = await sweep.one_rate(rate)
                 reports.append(report)
                 print(

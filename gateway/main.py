@@ -33,7 +33,7 @@ from gateway.transcoder import build_routes
 from gateway.webhooks.delivery_store import RetryPolicy
 from gateway.webhooks.sender import SenderSettings
 from gateway.webhooks.servicer import SERVICE as WEBHOOK_SERVICE
-from services.kit import event_loop
+from services.kit import event_loop, gc_policy
 from services.kit.config import ConfigError
 from services.kit.consumer import ConsumerSettings
 from services.kit.db import Database
@@ -172,6 +172,7 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     retention = config.webhook_log_retention_days * 86_400.0
     purger = purge_worker(built.db, retention)
     purger.start()
+    gc_policy.settle_heap()
     log.info(
         "gateway serving",
         extra={

@@ -55,7 +55,7 @@ from services.carrier_adapter.domain.errors import (
     UnsupportedOperation,
 )
 from services.carrier_adapter.domain.model import CancelRequest
-from services.kit import event_loop
+from services.kit import event_loop, gc_policy
 from services.kit.http_server import HttpServer
 
 log = logging.getLogger("sandbox_carrier")
@@ -211,6 +211,7 @@ async def _main(args: argparse.Namespace) -> None:
     restored = journal.replay(connector)
     server = HttpServer(create_app(connector, journal, clock), host=args.host, port=args.port)
     port = await server.start()
+    gc_policy.settle_heap()
     log.info("sandbox carrier on %s:%s (%d parcels restored)", args.host, port, restored)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

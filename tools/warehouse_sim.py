@@ -51,7 +51,7 @@ from crossdock.shipment.v1 import shipment_pb2
 from crossdock.shipment.v1 import shipment_service_pb2 as shipment_svc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 
-from services.kit import event_loop
+from services.kit import event_loop, gc_policy
 from services.kit.client import open_channel
 
 log = logging.getLogger("warehouse_sim")
@@ -353,6 +353,7 @@ async def _main(args: argparse.Namespace) -> None:
         simulator = WarehouseSimulator(
             svc_grpc.InventoryServiceStub(channel), settings, orders=orders, shipments=shipments
         )
+        gc_policy.settle_heap()
         await simulator.run(stop)
     finally:
         for other in others:

@@ -30,7 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import Histogram
 
-from services.kit import event_loop
+from services.kit import event_loop, gc_policy
 from services.kit.config import ConfigError, ServiceConfig
 from services.kit.health import NOT_SERVING, SERVING, DrainingHealthServicer
 from services.kit.interceptors import GenericHandler, ServiceInterceptor, grpc_latency_histogram
@@ -311,6 +311,7 @@ async def _serve(config: _ConfigT, setup: ServiceSetup[_ConfigT]) -> int:
             await setup(server, config)
             if not stop.is_set():
                 await server.start()
+                gc_policy.settle_heap()
                 log.info(
                     "ready", extra={"grpc_port": server.port, "metrics_port": metrics_endpoint.port}
                 )
