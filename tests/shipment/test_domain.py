@@ -16,7 +16,11 @@ from services.kit import events as ev
 from services.kit.catalog import load_catalog
 from services.kit.values import Address, Money
 from services.shipment.adapters.contracts import mapper, shipment_to_domain, shipment_to_proto
-from services.shipment.domain.events import ShipmentManifested
+from services.shipment.domain.events import (
+    ReturnParcelDelivered,
+    ShipmentDelivered,
+    ShipmentManifested,
+)
 from services.shipment.domain.model import (
     IncidentReason,
     LabelVoid,
@@ -39,6 +43,7 @@ from services.shipment.domain.shipment import (
 )
 from services.shipment.domain.tracking import (
     RULES_FILE,
+    Delivery,
     Kind,
     Progress,
     RulesError,
@@ -512,14 +517,35 @@ JOURNEYS = [
 ]
 
 
+def as_announced(event: object, before: Shipment, after: Shipment) -> object:
+    """A Timeline's event as the milestone it stands for: a Delivery completed with the shipment
+    as it was `before` the update and what the delivery set anew, as the store does with the
+    stored shipment (the stored form is tested in test_tracking_store.py); its progress (not
+    announced) as `after`."""
+    if not isinstance(event, Delivery):
+        return event
+    snapshot = replace(
+        before,
+        status=event.status,
+        progress=after.progress,
+        last_tracking_status=event.last_tracking_status,
+        proof_of_delivery=event.proof_of_delivery,
+        packages=list(before.packages),
+        events=[],
+    )
+    announce = ReturnParcelDelivered if event.is_return else ShipmentDelivered
+    return announce(snapshot, event.final_charge, event.occurred_at)
+
+
 @pytest.mark.parametrize("make", [outbound, return_parcel])
 @pytest.mark.parametrize("journey", JOURNEYS)
 def test_a_timeline_with_its_ref_moves_and_announces_as_the_shipment_would(
     make: object, journey: tuple[tuple[TrackingStatus, float], ...]
 ) -> None:
     """With the shipment's ref, a Timeline takes every scan but those whose milestone carries
-    more than the ref (a delivery, goods returned to sender), and leaves the status, progress,
-    last tracking status and events that Shipment.record_scan would."""
+    more than the shipment as stored (an outbound shipment's goods returned to sender: their
+    units), and leaves the status, progress, last tracking status, proof of delivery, final
+    charge and events that Shipment.record_scan would."""
     base: Shipment = make()  # type: ignore[operator]
     for status, hours in journey:
         base.record_scan(ScanReport(status, at(hours), b""), None)
@@ -540,21 +566,29 @@ def test_a_timeline_with_its_ref_moves_and_announces_as_the_shipment_would(
             timeline = Timeline(
                 shipment.status, shipment.progress, shipment.ref(), shipment.is_return
             )
-            took = timeline.record([report])
-            shipment.record_scan(report, None)
+            charge = Money.of("12.40", "USD") if status is TrackingStatus.DELIVERED else None
+            took = timeline.record([report], final_charge=charge)
+            shipment.record_scan(report, charge)
+            if charge is not None:
+                shipment.record_final_charge(charge)
             events = shipment.pull_events()
             if took:
                 taken += 1
                 announced += len(events)
-                assert timeline.pull_events() == events, (status, hours)
+                raised = [as_announced(event, base, shipment) for event in timeline.pull_events()]
+                assert raised == events, (status, hours)
                 assert timeline.status is shipment.status
                 assert timeline.progress == shipment.progress
                 taker = copy.deepcopy(base)
                 taker.take_timeline(timeline)
                 assert taker == shipment, (status, hours)
             else:  # the shipment takes it: the timeline changed nothing
-                assert status in (TrackingStatus.DELIVERED, TrackingStatus.RETURNED_TO_SENDER)
+                assert (status, shipment.kind) == (
+                    TrackingStatus.RETURNED_TO_SENDER,
+                    ShipmentKind.OUTBOUND,
+                )
                 assert (timeline.status, timeline.progress) == (base.status, base.progress)
+                assert (timeline.proof_of_delivery, timeline.final_charge) == (None, None)
                 assert timeline.pull_events() == []
     assert taken and (announced or base.status is ShipmentStatus.DELIVERED)
 
@@ -573,12 +607,13 @@ def test_a_timeline_that_takes_a_run_of_scans_raises_their_milestones_in_order()
         "crossdock.shipment.picked_up.v1",
         "crossdock.shipment.out_for_delivery.v1",
     ]
-    # A run ending in a delivery needs the whole shipment: nothing is taken, nothing raised.
-    delivered = [
+    # A run ending in goods returned to sender needs the whole shipment (their units): nothing
+    # is taken, nothing raised.
+    returned = [
         ScanReport(TrackingStatus.IN_TRANSIT, at(4), b""),
-        ScanReport(TrackingStatus.DELIVERED, at(5), b""),
+        ScanReport(TrackingStatus.RETURNED_TO_SENDER, at(5), b""),
     ]
-    assert not timeline.record(delivered)
+    assert not timeline.record(returned)
     assert timeline.status is ShipmentStatus.OUT_FOR_DELIVERY
     assert timeline.progress.latest_scan_at == at(3)
     assert timeline.pull_events() == []

@@ -50,6 +50,7 @@ from services.shipment.domain.events import (
     ShipmentCreated,
     ShipmentDelivered,
     ShipmentDeliveryException,
+    ShipmentDocument,
     ShipmentLabelVoided,
     ShipmentLabelVoidFailed,
     ShipmentManifested,
@@ -72,11 +73,10 @@ from services.shipment.domain.shipment import (
     OrderRef,
     Package,
     PendingPick,
-    ProofOfDelivery,
     Rate,
     Shipment,
 )
-from services.shipment.domain.tracking import Progress, ScanReport
+from services.shipment.domain.tracking import Progress, ProofOfDelivery, ScanReport
 
 mapper = EventMapper(SERVICE)
 
@@ -366,14 +366,21 @@ def shipment_to_proto(shipment: Shipment) -> shipment_pb2.Shipment:
     )
     pod = shipment.proof_of_delivery
     if pod is not None:
-        message.proof_of_delivery.CopyFrom(
-            shipment_pb2.ProofOfDelivery(
-                deliver_time=timestamp(pod.deliver_time),
-                signed_by=pod.signed_by,
-                location=pod.location,
-            )
-        )
+        message.proof_of_delivery.CopyFrom(proof_of_delivery_to_proto(pod))
     return message
+
+
+def proof_of_delivery_to_proto(pod: ProofOfDelivery) -> shipment_pb2.ProofOfDelivery:
+    return shipment_pb2.ProofOfDelivery(
+        deliver_time=timestamp(pod.deliver_time), signed_by=pod.signed_by, location=pod.location
+    )
+
+
+def shipment_message(shipment: Shipment | ShipmentDocument) -> shipment_pb2.Shipment:
+    """The shipment an event carries: the aggregate encoded, or as the store encoded it."""
+    if isinstance(shipment, ShipmentDocument):
+        return shipment_pb2.Shipment.FromString(shipment.encoded)
+    return shipment_to_proto(shipment)
 
 
 def shipment_to_domain(
@@ -479,7 +486,7 @@ def _out_for_delivery(event: ShipmentOutForDelivery) -> Mapped:
 @mapper.maps(ShipmentDelivered)
 def _delivered(event: ShipmentDelivered) -> Mapped:
     message = events_pb.ShipmentDelivered(
-        shipment=shipment_to_proto(event.shipment),
+        shipment=shipment_message(event.shipment),
         final_charge=money_to_proto(event.final_charge) if event.final_charge else None,
         occur_time=timestamp(event.occurred_at),
     )
@@ -567,7 +574,7 @@ def _return_picked_up(event: ReturnParcelPickedUp) -> Mapped:
 @mapper.maps(ReturnParcelDelivered)
 def _return_delivered(event: ReturnParcelDelivered) -> Mapped:
     message = events_pb.ReturnParcelDelivered(
-        shipment=shipment_to_proto(event.shipment),
+        shipment=shipment_message(event.shipment),
         final_charge=money_to_proto(event.final_charge) if event.final_charge else None,
         occur_time=timestamp(event.occurred_at),
     )

@@ -13,7 +13,7 @@ from services.shipment.adapters.store import shipments as store
 from services.shipment.app.errors import TrackingNumberUnknown
 from services.shipment.domain.model import TrackingStatus
 from services.shipment.domain.shipment import Shipment
-from services.shipment.domain.tracking import Rule, ScanReport, Timeline
+from services.shipment.domain.tracking import Delivery, Rule, ScanReport, Timeline
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,13 @@ class TrackingBatch:
     """Carrier updates applied in one unit of work (a consumer's fetched batch): each shipment
     is read once and written once, however many of the updates are its.
 
-    Most scans (plain timeline entries, and those that move the status or raise a milestone
-    naming only the shipment: picked up, out for delivery, an exception) are recorded on the
-    shipment's Timeline alone: its status and progress are written and its status, last
-    tracking status and update time patched into the stored document. The whole shipment is
-    decoded and written back only for a delivery, goods returned to sender or a final charge.
+    Most scans (plain timeline entries, those that move the status or raise a milestone
+    naming only the shipment: picked up, out for delivery, an exception, and deliveries) and
+    final charges are recorded on the shipment's Timeline alone: its status, progress and final
+    charge are written and its status, last tracking status, update time and proof of delivery
+    patched into the stored document; a delivery's milestone carries the stored document so
+    patched as the scan left it (`scans.delivered`). The whole shipment is decoded and written
+    back only for goods returned to sender (their milestone carries the units).
     Events are published as each update is applied, so they keep the updates' order; `save`
     writes every changed shipment.
     """
@@ -97,14 +99,15 @@ class TrackingBatch:
         """Move the held shipment by an update's new scans (and final charge)."""
         if not fresh and update.final_charge is None:
             return 0
-        if (
-            held.shipment is None
-            and update.final_charge is None
-            and held.timeline.record(fresh, self._rules)
-        ):
-            self._uow.publish_all(
-                held.timeline.pull_events(), correlation_id=held.tracked.correlation_id
-            )
+        if held.shipment is None and held.timeline.record(fresh, self._rules, update.final_charge):
+            events = [
+                # Read before this update's touch: the shipment as the scan found it.
+                scans.delivered(held.tracked, event, held.touched_at)
+                if isinstance(event, Delivery)
+                else event
+                for event in held.timeline.pull_events()
+            ]
+            self._uow.publish_all(events, correlation_id=held.tracked.correlation_id)
         else:
             shipment = held.whole()
             for scan in fresh:

@@ -1,7 +1,8 @@
 """What a shipment announces. adapters/contracts.py maps each to its crossdock.events.v1 message.
 
 Events that carry the whole shipment hold a snapshot taken when the event was raised, so later
-changes in the same unit of work do not leak into them.
+changes in the same unit of work do not leak into them: the aggregate's copy, or a delivery's
+`ShipmentDocument` when the shipment was never decoded (app/tracking.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ class ShipmentRef:
     carrier: str
     tracking_number: str
     return_id: str = ""  # set for a return parcel
+
+
+@dataclass(frozen=True)
+class ShipmentDocument:
+    """A shipment as it stood, in its contract encoding (crossdock.shipment.v1.Shipment, as
+    the store keeps it): what a delivery carries when the scans were taken without decoding
+    the shipment. Why: decoding it to the aggregate and encoding it back cost most of a
+    delivery's CPU."""
+
+    shipment_id: str
+    encoded: bytes
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,7 @@ class ShipmentOutForDelivery:
 
 @dataclass(frozen=True)
 class ShipmentDelivered:
-    shipment: Shipment
+    shipment: Shipment | ShipmentDocument
     final_charge: Money | None
     occurred_at: datetime
 
@@ -130,7 +142,7 @@ class ReturnParcelPickedUp:
 
 @dataclass(frozen=True)
 class ReturnParcelDelivered:
-    shipment: Shipment
+    shipment: Shipment | ShipmentDocument
     final_charge: Money | None
     occurred_at: datetime
 

@@ -48,11 +48,13 @@ from services.shipment.domain.states import SHIPMENT
 from services.shipment.domain.tracking import (
     Kind,
     Progress,
+    ProofOfDelivery,
     Rule,
     ScanReport,
     Timeline,
     apply_scan,
     default_rules,
+    delivery_proof,
     ref_milestone,
 )
 
@@ -143,13 +145,6 @@ class Label:
     quoted_charge: Money | None = None
     # The quote it was booked at, when carrier-adapter chose it (shop and book).
     rate: Rate | None = None
-
-
-@dataclass(frozen=True)
-class ProofOfDelivery:
-    deliver_time: datetime | None
-    signed_by: str = ""
-    location: str = ""
 
 
 @dataclass
@@ -453,9 +448,9 @@ class Shipment:
         """Move the journey by one new (already de-duplicated) scan; raise its milestone (a
         return parcel's own, or none where its rule names no return_event).
 
-        A scan whose milestone names only the shipment (not tracking.needs_whole_shipment)
-        changes only status, progress and last_tracking_status: tracking.Timeline records those
-        alone (`take_timeline`), keep the two in step.
+        A scan whose milestone does not need the whole shipment (tracking.needs_whole_shipment)
+        changes only status, progress, last_tracking_status and, delivering it, its proof of
+        delivery: tracking.Timeline records those alone (`take_timeline`), keep the two in step.
         """
         rules = default_rules() if rules is None else rules
         outcome = apply_scan(self.progress, scan, rules)
@@ -467,9 +462,7 @@ class Shipment:
         rule = rules[scan.status]
         delivered = rule.kind is Kind.PROGRESS and rule.shipment_status is ShipmentStatus.DELIVERED
         if delivered and self.status == ShipmentStatus.DELIVERED:
-            self.proof_of_delivery = ProofOfDelivery(
-                scan.occur_time, signed_by=scan.signed_by, location=scan.description
-            )
+            self.proof_of_delivery = delivery_proof(scan)
         if self.is_return:
             if rule.return_event:
                 self.events.append(return_milestone(self, rule, scan, final_charge))
@@ -493,11 +486,16 @@ class Shipment:
         return ref_milestone(self.ref(), False, rule, scan)
 
     def take_timeline(self, timeline: Timeline) -> None:
-        """What a Timeline that took this shipment's scans left it: status, progress and last
-        tracking status, as record_scan would have (the timeline raised their milestones)."""
+        """What a Timeline that took this shipment's scans (and updates) left it: status,
+        progress, last tracking status, proof of delivery and final charge, as record_scan and
+        record_final_charge would have (the timeline raised their milestones)."""
         self.status = timeline.status
         self.progress = timeline.progress
         self.last_tracking_status = timeline.last_tracking_status
+        if timeline.proof_of_delivery is not None:
+            self.proof_of_delivery = timeline.proof_of_delivery
+        if timeline.final_charge is not None:
+            self.final_charge = timeline.final_charge
 
     def _record_label(self, label: Label) -> None:
         if label.rate is not None:

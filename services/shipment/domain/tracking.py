@@ -7,9 +7,11 @@ that name an event are published. Terminal statuses never change. Return parcels
 way but publish `return_event` (their own subjects) where outbound shipments publish `event`.
 
 Most scans need no more of the shipment than its status, progress and ref: `Timeline` takes
-them (the store then writes only those). `Shipment.record_scan` takes the rest, a delivery or
-goods returned to sender, whose milestones carry the shipment or its units; the two build the
-milestones that name only the ref with the same `ref_milestone`.
+them (the store then writes only those, and a delivery's proof and final charge).
+`Shipment.record_scan` takes the rest, goods returned to sender, whose milestone carries their
+units; the two build the milestones that name only the ref with the same `ref_milestone`. A
+delivery's milestone carries the whole shipment: the timeline raises a `Delivery` with what it
+changed, and the store completes it from the stored shipment (app/tracking.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 
+from services.kit.values import Money
 from services.shipment.domain.events import (
     ReturnParcelException,
     ReturnParcelPickedUp,
@@ -154,6 +157,13 @@ class ScanReport:
 
 
 @dataclass(frozen=True)
+class ProofOfDelivery:
+    deliver_time: datetime | None
+    signed_by: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True)
 class Outcome:
     progress: Progress
     event: str | None = None  # subject of the milestone event to publish for this scan
@@ -228,13 +238,30 @@ def apply_scan(
 
 
 def needs_whole_shipment(rule: Rule, is_return: bool) -> bool:
-    """Whether the milestone `rule` raises carries more than the shipment's ref: a delivery
-    (the whole shipment, and its proof of delivery is recorded) and, for an outbound shipment,
-    goods returned to sender (their units and location)."""
-    target = rule.shipment_status
-    return target is ShipmentStatus.DELIVERED or (
-        target is ShipmentStatus.RETURNED_TO_SENDER and not is_return
-    )
+    """Whether the milestone `rule` raises carries what only the whole shipment knows: for an
+    outbound shipment, goods returned to sender (their units and location)."""
+    return rule.shipment_status is ShipmentStatus.RETURNED_TO_SENDER and not is_return
+
+
+def delivery_proof(scan: ScanReport) -> ProofOfDelivery:
+    """What a delivery scan tells of the hand-over (Shipment.record_scan records the same)."""
+    return ProofOfDelivery(scan.occur_time, signed_by=scan.signed_by, location=scan.description)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery a Timeline took, to be announced: its milestone (ShipmentDelivered, or a
+    return parcel's ReturnParcelDelivered) carries the whole shipment as it stood at the scan,
+    i.e. the shipment as stored with these set anew; the store builds it from the stored
+    shipment without decoding it (app/tracking.py)."""
+
+    ref: ShipmentRef
+    is_return: bool
+    status: ShipmentStatus
+    last_tracking_status: TrackingStatus
+    proof_of_delivery: ProofOfDelivery
+    final_charge: Money | None
+    occurred_at: datetime
 
 
 RefMilestone = (
@@ -282,9 +309,10 @@ class Timeline:
 
     Most scans are timeline entries (in transit, arrived at a hub) that change only the
     progress's latest scan (and so the shipment's last tracking status), or move its status and
-    raise a milestone that names only the shipment (picked up, out for delivery, an exception).
-    They are recorded here, without decoding the whole shipment; Shipment.record_scan takes the
-    others (`needs_whole_shipment`), and does exactly this for these.
+    raise a milestone that names only the shipment (picked up, out for delivery, an exception),
+    or deliver it (a `Delivery` raised, its proof of delivery and the update's final charge
+    kept). They are recorded here, without decoding the whole shipment; Shipment.record_scan
+    takes the others (`needs_whole_shipment`), and does exactly this for these.
     """
 
     status: ShipmentStatus
@@ -293,19 +321,24 @@ class Timeline:
     # but the progress (no status move, no milestone).
     ref: ShipmentRef | None = None
     is_return: bool = False
+    # Set by the scans and updates taken (None: unchanged).
+    proof_of_delivery: ProofOfDelivery | None = None
+    final_charge: Money | None = None
     events: list[object] = field(default_factory=list, repr=False, compare=False)
 
     def record(
         self,
         scans: Iterable[Scan | ScanReport],
         rules: Mapping[TrackingStatus, Rule] | None = None,
+        final_charge: Money | None = None,
     ) -> bool:
-        """Take new (already de-duplicated) scans and return True, their milestones raised
-        (`pull_events`); if any needs the whole shipment, change nothing and return False: the
-        shipment takes them all. A status move the shipment's table refuses raises, as
-        Shipment.record_scan would."""
+        """Take new (already de-duplicated) scans of one update (and its final charge) and
+        return True, their milestones raised (`pull_events`); if any needs the whole shipment,
+        change nothing and return False: the shipment takes them all. A status move the
+        shipment's table refuses raises, as Shipment.record_scan would."""
         rules = default_rules() if rules is None else rules
-        status, progress, events = self.status, self.progress, []
+        status, progress, events = self.status, self.progress, list[object]()
+        delivered: ProofOfDelivery | None = None
         for scan in scans:
             outcome = apply_scan(progress, scan, rules)
             if self.ref is None:
@@ -316,14 +349,33 @@ class Timeline:
                 # A bare Scan has no incident or description for a milestone to carry.
                 if not isinstance(scan, ScanReport) or needs_whole_shipment(rule, self.is_return):
                     return False
-                event = ref_milestone(self.ref, self.is_return, rule, scan)
-                if event is not None:
-                    events.append(event)
+                if rule.shipment_status is ShipmentStatus.DELIVERED:
+                    delivered = delivery_proof(scan)
+                    if rule.return_event or not self.is_return:
+                        events.append(
+                            Delivery(
+                                self.ref,
+                                self.is_return,
+                                outcome.progress.status,
+                                outcome.progress.latest_tracking_status,
+                                delivered,
+                                final_charge,
+                                scan.occur_time,
+                            )
+                        )
+                else:
+                    event = ref_milestone(self.ref, self.is_return, rule, scan)
+                    if event is not None:
+                        events.append(event)
             if outcome.progress.status != status:
                 SHIPMENT.transition(status, outcome.progress.status)  # as Shipment._move
                 status = outcome.progress.status
             progress = outcome.progress
         self.status, self.progress = status, progress
+        if delivered is not None:
+            self.proof_of_delivery = delivered
+        if final_charge is not None:
+            self.final_charge = final_charge
         self.events.extend(events)
         return True
 

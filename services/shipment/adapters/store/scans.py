@@ -12,9 +12,14 @@ from sqlalchemy import Connection
 from services.kit.errors import Conflict
 from services.shipment.adapters.store import codecs
 from services.shipment.adapters.store import statements as sql
+from services.shipment.domain.events import (
+    ReturnParcelDelivered,
+    ShipmentDelivered,
+    ShipmentDocument,
+)
 from services.shipment.domain.model import ShipmentStatus
 from services.shipment.domain.shipment import Shipment
-from services.shipment.domain.tracking import ScanReport, Timeline
+from services.shipment.domain.tracking import Delivery, ScanReport, Timeline
 
 
 def add_tracking_numbers(
@@ -99,8 +104,9 @@ def save_timeline(
     conn: Connection, shipment: TrackedShipment, timeline: Timeline, *, now: datetime
 ) -> None:
     """Write back what timeline scans changed (status, progress, last tracking status, update
-    time) under the same optimistic version check as shipments.save_shipment, so a worker
-    holding the shipment as read before still cannot overwrite the scans' progress."""
+    time, a delivery's proof and final charge) under the same optimistic version check as
+    shipments.save_shipment, so a worker holding the shipment as read before still cannot
+    overwrite the scans' progress."""
     save_timelines(conn, [(shipment, timeline, now)])
 
 
@@ -129,11 +135,38 @@ def _timeline_row(shipment: TrackedShipment, timeline: Timeline, now: datetime) 
             timeline.status,
             timeline.last_tracking_status,
             now,
+            timeline.proof_of_delivery,
         ),
         "progress": codecs.progress_json(timeline.progress),
+        # Always set (as read when unchanged): one executemany takes every shipment's row.
+        "final_charge": (
+            row.final_charge  # type: ignore[attr-defined]
+            if timeline.final_charge is None
+            else codecs.final_charge_json(timeline.final_charge)
+        ),
         "version": version + 1,
         "updated_at": now.timestamp(),
     }
+
+
+def delivered(
+    shipment: TrackedShipment, delivery: Delivery, update_time: datetime | None
+) -> ShipmentDelivered | ReturnParcelDelivered:
+    """The milestone of a delivery the shipment's timeline took: the stored shipment as it
+    stood at the scan (`update_time`: when the batch last changed it, None if not yet), as
+    Shipment.record_scan's snapshot would carry it, without decoding the shipment."""
+    document = ShipmentDocument(
+        shipment.shipment_id,
+        codecs.document_with_timeline(
+            shipment.row.document,  # type: ignore[attr-defined]
+            delivery.status,
+            delivery.last_tracking_status,
+            update_time,
+            delivery.proof_of_delivery,
+        ),
+    )
+    announce = ReturnParcelDelivered if delivery.is_return else ShipmentDelivered
+    return announce(document, delivery.final_charge, delivery.occurred_at)
 
 
 def add_scans(conn: Connection, scans: Sequence[tuple[str, ScanReport]]) -> set[tuple[str, str]]:

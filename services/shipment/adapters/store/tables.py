@@ -2,9 +2,9 @@
 
 A shipment is stored whole as its contract message (`document`, proto3 binary, read and written
 with the row; adapters/contracts.py converts the aggregate), with the columns queries and the
-worker need beside it. Most scans rewrite only `status`, `progress` and the document's status,
-last tracking status and update time (store/scans.save_timeline). Instants are epoch seconds
-(Float).
+worker need beside it. Most scans rewrite only `status`, `progress`, `final_charge` and the
+document's status, last tracking status, update time and proof of delivery
+(store/scans.save_timeline). Instants are epoch seconds (Float).
 
 - shipments.pick_id is UNIQUE: one shipment per warehouse pick, however often it is delivered.
   It is the shipment's source: for a return parcel (kind 2, RETURN) it holds the return id, so
