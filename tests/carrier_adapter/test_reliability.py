@@ -1,8 +1,10 @@
-"""Retry with backoff, the circuit breaker and deadlines, driven by a manual clock."""
+"""Retry with backoff, the circuit breaker and deadlines, driven by a manual clock (and the
+deadline on the system clock, which takes the event loop's timer)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import pytest
@@ -12,6 +14,7 @@ from services.carrier_adapter.adapters.reliability.breaker import (
     CircuitBreaker,
     CircuitState,
 )
+from services.carrier_adapter.adapters.reliability.clock import SystemClock
 from services.carrier_adapter.adapters.reliability.deadline import DeadlineExpired, with_deadline
 from services.carrier_adapter.adapters.reliability.retry import RetryPolicy, retry
 from services.carrier_adapter.domain.errors import CarrierRejected, CarrierUnavailable, is_retryable
@@ -120,6 +123,51 @@ async def test_retry_waits_on_the_clock_not_on_real_time() -> None:
 
     assert await task == "ok"
     assert operation.calls == 2
+
+
+async def test_waits_are_the_policys_delays_drawn_in_order_from_the_callers_rng() -> None:
+    policy = RetryPolicy(max_attempts=3, base_delay=1.0, multiplier=2.0, max_delay=10.0)
+    clock = ManualClock(autojump=True)
+    hooked: list[tuple[int, float]] = []
+    rng = random.Random(3)
+
+    with pytest.raises(CarrierUnavailable):
+        await retry(
+            Script(down(), down(), down()),
+            policy,
+            should_retry=is_retryable,
+            clock=clock,
+            rng=rng,
+            on_retry=lambda number, error, delay: hooked.append((number, delay)),
+        )
+
+    replay = random.Random(3)
+    expected = [policy.delay(1, replay), policy.delay(2, replay)]
+    assert clock.sleeps == expected
+    assert hooked == [(1, expected[0]), (2, expected[1])]
+    # The last failure draws a delay too before giving up (as the tenacity loop did), so the
+    # shared rng goes on exactly where a seeded replay expects it.
+    policy.delay(3, replay)
+    assert rng.random() == replay.random()
+
+
+async def test_a_cancellation_is_never_retried() -> None:
+    calls = 0
+
+    async def cancelled() -> str:
+        nonlocal calls
+        calls += 1
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await retry(
+            cancelled,
+            RetryPolicy(max_attempts=3),
+            should_retry=lambda _: True,
+            clock=ManualClock(autojump=True),
+            rng=random.Random(1),
+        )
+    assert calls == 1
 
 
 # ---- circuit breaker -----------------------------------------------------------------------
@@ -261,3 +309,72 @@ async def test_deadline_expires_when_the_clock_passes_it_and_cancels_the_call() 
     with pytest.raises(DeadlineExpired):
         await task
     assert cancelled.is_set()
+
+
+# ---- deadline on the system clock (the event loop's timer) ------------------------------------
+
+
+async def test_system_clock_deadline_returns_the_result_and_passes_errors_through() -> None:
+    assert await with_deadline(Script(), 5.0, SystemClock()) == "ok"
+    with pytest.raises(CarrierRejected):
+        await with_deadline(Script(CarrierRejected("ups", ["no"])), 5.0, SystemClock())
+
+    async def own_timeout() -> str:
+        raise TimeoutError("the call's own socket timeout")
+
+    # A TimeoutError the call raises itself is the call's error, not our deadline.
+    with pytest.raises(TimeoutError, match="own socket timeout"):
+        await with_deadline(own_timeout, 5.0, SystemClock())
+
+
+async def test_system_clock_deadline_expires_and_cancels_the_call() -> None:
+    cancelled = asyncio.Event()
+
+    async def hangs() -> str:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+        return "late"
+
+    with pytest.raises(DeadlineExpired) as raised:
+        await with_deadline(hangs, 0.05, SystemClock())
+    assert raised.value.timeout_seconds == 0.05
+    assert cancelled.is_set()
+    # The caller's task is not left with a pending cancellation.
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+
+
+async def test_system_clock_deadline_wins_over_what_the_call_does_while_unwinding() -> None:
+    async def fails_late() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise CarrierRejected("ups", ["late"]) from None
+        return "never"
+
+    async def swallows() -> str:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        return "late"
+
+    with pytest.raises(DeadlineExpired):
+        await with_deadline(fails_late, 0.05, SystemClock())
+    with pytest.raises(DeadlineExpired):
+        await with_deadline(swallows, 0.05, SystemClock())
+
+
+async def test_system_clock_deadline_lets_an_outside_cancellation_through() -> None:
+    started = asyncio.Event()
+
+    async def hangs() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    task = asyncio.ensure_future(with_deadline(hangs, 10.0, SystemClock()))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
