@@ -103,9 +103,8 @@ def availability_with_items(
     uow: UnitOfWork, skus: tuple[str, ...], location_ids: tuple[str, ...]
 ) -> tuple[tuple[domain.SkuAvailability, ...], dict[str, domain.Item]]:
     """Availability and the item master entries of `skus` (unknown SKUs are absent), in one
-    unit of work: capture checks both, and one batched read of the items keeps it one call."""
-    repo = SqlInventory(uow.conn)
-    return domain.availability(repo, skus, location_ids), repo.get_items(skus)
+    unit of work: capture checks both, and one read of both keeps it one call."""
+    return domain.availability_with_items(SqlInventory(uow.conn), skus, location_ids)
 
 
 def list_positions(

@@ -159,6 +159,19 @@ async def test_availability_with_items_marks_known_active_inactive_and_unknown_s
     assert stock(with_items) == stock(plain)
     assert stock(plain) == [("SKU-OLD", 2, [WEST]), ("SKU-NOPE", 0, []), ("SKU-A", 3, [EAST])]
 
+    # Each position answered is the whole position, as ListPositions gives it.
+    await stub.ReserveStock(reserve_request(order_id(3), EAST, [("SKU-A", 1)], "items-key-01"))
+    listed = await stub.ListPositions(svc.ListPositionsRequest())
+    by_key = {(p.sku, p.location_id): p for p in listed.positions}
+    assert by_key[("SKU-A", EAST)].quantity_reserved == 1
+    for include_items in (True, False):
+        answer = await stub.GetAvailability(
+            svc.GetAvailabilityRequest(skus=skus, include_items=include_items)
+        )
+        answered = [p for a in answer.availability for p in a.positions]
+        assert answered == [by_key[(p.sku, p.location_id)] for p in answered]
+        assert len(answered) == 2
+
 
 async def test_racing_reservations_for_the_last_unit_have_one_winner(
     inventory: Inventory,

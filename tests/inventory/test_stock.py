@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -33,6 +34,9 @@ from services.inventory.domain.errors import (
     InvalidArgument,
     NotFound,
 )
+from services.inventory.domain.ledger import PositionChanges
+from services.inventory.domain.model import MovementKind, Position
+from services.inventory.domain.repository import InMemoryInventory
 from tests.inventory.support import CLOSED, EAST, ORDER_A, WEST, World, reserve_request
 
 FOUND, DAMAGE, COUNT = AdjustmentReason.FOUND, AdjustmentReason.DAMAGE, AdjustmentReason.CYCLE_COUNT
@@ -198,3 +202,24 @@ def test_the_invariant_checker_can_fail(world: World) -> None:
     assert findings == ["WIDGET@WH-EAST: on hand 9 != ledger total 5"]
     world.repo.save_position(replace(position, reserved=7, version=position.version + 2))
     assert len(invariant_violations(world.repo)) == 2  # reserved > on hand, and != reservations
+
+
+def test_a_saved_position_changes_only_its_quantities_version_and_time() -> None:
+    # PositionChanges rebuilds positions field by field (a hot path): every other field of the
+    # position read must come through unchanged, and an untouched one reads as it was.
+    repo = InMemoryInventory()
+    read_at, saved_at = datetime(2026, 1, 5, 9, tzinfo=UTC), datetime(2026, 1, 5, 10, tzinfo=UTC)
+    stored = Position("SKU", "LOC", on_hand=7, reserved=2, version=1, updated_at=read_at)
+    stored = replace(stored, non_sellable=1)
+    repo.save_position(stored)
+
+    changes = PositionChanges(repo)
+    assert changes.position("SKU", "LOC") == stored
+    changes.reserve("SKU", "LOC", 3)
+    changes.move("SKU", "LOC", -1, MovementKind.PICK, "pck_1")
+    changes.move_non_sellable("SKU", "LOC", 2, MovementKind.RECEIPT, "rcp_1")
+    expected = replace(stored, on_hand=6, reserved=5, non_sellable=3)
+    assert changes.position("SKU", "LOC") == expected
+    written = changes.write(saved_at)[("SKU", "LOC")]
+    assert written == replace(expected, version=2, updated_at=saved_at)
+    assert repo.get_position("SKU", "LOC") == written

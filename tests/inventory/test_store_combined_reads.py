@@ -72,6 +72,41 @@ def test_item_stock_is_the_known_items_with_their_position_at_one_location(db: D
     assert db.run_sync(lambda conn: SqlInventory(conn).get_item_stock([], EAST)) == {}
 
 
+def test_a_location_is_read_with_the_item_stock_there(db: Database) -> None:
+    skus = ["SKU-A", "SKU-B", "SKU-NEW", "SKU-UNKNOWN"]
+
+    def read(location_id: str, wanted: list[str]) -> Any:
+        return db.run_sync(
+            lambda conn: SqlInventory(conn).get_location_and_item_stock(location_id, wanted)
+        )
+
+    def separately(location_id: str, wanted: list[str]) -> Any:
+        def both(conn: Connection) -> Any:
+            repo = SqlInventory(conn)
+            return repo.get_location(location_id), repo.get_item_stock(wanted, location_id)
+
+        return db.run_sync(both)
+
+    east, stock = read(EAST, skus)
+    assert east == domain.Location(EAST, "East")
+    assert stock == separately(EAST, skus)[1]
+    assert set(stock) == {"SKU-A", "SKU-B", "SKU-NEW"}
+    assert read(WEST, ["SKU-B", "SKU-A"]) == separately(WEST, ["SKU-B", "SKU-A"])
+    # None of the SKUs known, or none asked for: the location alone.
+    assert read(EAST, ["SKU-UNKNOWN"]) == (domain.Location(EAST, "East"), {})
+    assert read(EAST, []) == (domain.Location(EAST, "East"), {})
+    # An unknown location: nothing, whatever the SKUs.
+    assert read("WH-NOWHERE", skus) == (None, {})
+    # More SKUs than a prepared IN takes: the same answer from separate reads.
+    many = [*skus, *(f"SKU-X{index}" for index in range(300))]
+    assert read(EAST, many) == separately(EAST, many)
+    # The location as it is now, inactive included.
+    db.run_sync(
+        lambda conn: SqlInventory(conn).save_location(domain.Location(WEST, "West", active=False))
+    )
+    assert read(WEST, ["SKU-A"])[0] == domain.Location(WEST, "West", active=False)
+
+
 def test_positions_at_active_locations_leave_inactive_locations_out(db: Database) -> None:
     def read(conn: Connection) -> list[tuple[str, str]]:
         positions = SqlInventory(conn).positions_at_active_locations(["SKU-B", "SKU-A", "SKU-X"])
@@ -82,6 +117,45 @@ def test_positions_at_active_locations_leave_inactive_locations_out(db: Database
         lambda conn: SqlInventory(conn).save_location(domain.Location(WEST, "West", active=False))
     )
     assert db.run_sync(read) == [("SKU-A", EAST), ("SKU-B", EAST)]
+
+
+def test_active_positions_and_items_are_read_together(db: Database) -> None:
+    def together(skus: list[str]) -> Any:
+        return db.run_sync(lambda conn: SqlInventory(conn).active_positions_and_items(skus))
+
+    def separately(skus: list[str]) -> Any:
+        def both(conn: Connection) -> Any:
+            repo = SqlInventory(conn)
+            return repo.positions_at_active_locations(skus), repo.get_items(skus)
+
+        return db.run_sync(both)
+
+    def where(positions: list[domain.Position]) -> list[tuple[str, str]]:
+        return [(p.sku, p.location_id) for p in positions]
+
+    skus = ["SKU-B", "SKU-A", "SKU-NEW", "SKU-UNKNOWN"]
+    positions, items = together(skus)
+    assert (positions, items) == separately(skus)
+    assert where(positions) == [("SKU-A", EAST), ("SKU-A", WEST), ("SKU-B", EAST)]
+    assert items["SKU-B"] == domain.Item("SKU-B", "B", lot_controlled=True)
+    assert set(items) == {"SKU-A", "SKU-B", "SKU-NEW"}
+    assert together([]) == ([], {})
+
+    # An inactive location's stock is left out; a position of a SKU the item master lacks
+    # (none should exist) is stock all the same.
+    db.run_sync(
+        lambda conn: SqlInventory(conn).save_location(domain.Location(WEST, "West", active=False))
+    )
+    db.run_sync(
+        lambda conn: SqlInventory(conn).save_position(
+            domain.Position("SKU-GHOST", EAST, 2, 0, 1, NOW)
+        )
+    )
+    positions, items = together([*skus, "SKU-GHOST"])
+    assert where(positions) == [("SKU-A", EAST), ("SKU-B", EAST), ("SKU-GHOST", EAST)]
+    assert "SKU-GHOST" not in items
+    many = [*skus, *(f"SKU-X{index}" for index in range(300))]
+    assert together(many) == separately(many)
 
 
 def test_saved_positions_compare_and_set_every_one(db: Database) -> None:
@@ -157,6 +231,41 @@ def test_a_pick_is_read_with_its_reservation(db: Database) -> None:
     assert read("pck_1") == (task, _reservation("rsv_1"))
     assert read("pck_orphan") == (orphan, None)
     assert read("pck_unknown") == (None, None)
+
+
+def test_a_pick_is_read_for_confirmation_with_the_item_stock_at_its_location(
+    db: Database,
+) -> None:
+    task = replace(_task("pck_1", "rsv_1", domain.PickStatus.OPEN), location_id=WEST)
+    orphan = _task("pck_orphan", "rsv_gone", domain.PickStatus.OPEN)
+
+    def write(conn: Connection) -> None:
+        repo = SqlInventory(conn)
+        repo.add_reservation(_reservation("rsv_1"))
+        repo.add_pick_task(task)
+        repo.add_pick_task(orphan)
+
+    db.run_sync(write)
+
+    def read(pick_id: str, skus: list[str]) -> Any:
+        return db.run_sync(lambda conn: SqlInventory(conn).get_pick_for_confirmation(pick_id, skus))
+
+    def stock(skus: list[str], location_id: str) -> dict[str, ItemStock]:
+        return db.run_sync(lambda conn: SqlInventory(conn).get_item_stock(skus, location_id))
+
+    skus = ["SKU-A", "SKU-B", "SKU-UNKNOWN"]
+    # At the task's location (WEST: SKU-A stocked, SKU-B known but never stocked there).
+    assert read("pck_1", skus) == (task, _reservation("rsv_1"), stock(skus, WEST))
+    assert read("pck_1", skus)[2] == {
+        "SKU-A": ItemStock("SKU-A", False, domain.Position("SKU-A", WEST, 3, 0, 1, NOW)),
+        "SKU-B": ItemStock("SKU-B", True, domain.Position("SKU-B", WEST)),
+    }
+    assert read("pck_orphan", skus) == (orphan, None, stock(skus, EAST))
+    assert read("pck_1", ["SKU-UNKNOWN"]) == (task, _reservation("rsv_1"), {})
+    assert read("pck_1", []) == (task, _reservation("rsv_1"), {})
+    assert read("pck_unknown", skus) == (None, None, {})
+    many = [*skus, *(f"SKU-X{index}" for index in range(300))]
+    assert read("pck_1", many) == (task, _reservation("rsv_1"), stock(many, WEST))
 
 
 def _wait_until(check: Callable[[], bool], what: str) -> None:

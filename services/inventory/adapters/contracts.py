@@ -122,11 +122,18 @@ def availability_to_proto(
     says whether its SKU is known and active, and the answer says it carries item facts."""
     response = svc.GetAvailabilityResponse(items_included=items is not None)
     for a in answer:
-        entry = response.availability.add(
-            sku=a.sku,
-            quantity_available=a.quantity_available,
-            positions=[position_to_proto(p) for p in a.positions],
-        )
+        entry = response.availability.add(sku=a.sku, quantity_available=a.quantity_available)
+        # Built in place (`add`), not built apart and copied in: every order's capture asks.
+        for p in a.positions:
+            entry.positions.add(
+                sku=p.sku,
+                location_id=p.location_id,
+                quantity_on_hand=p.on_hand,
+                quantity_reserved=p.reserved,
+                quantity_available=p.available,
+                update_time=timestamp(p.updated_at),
+                quantity_non_sellable=p.non_sellable,
+            )
         if items is not None:
             item = items.get(a.sku)
             entry.item_known = item is not None

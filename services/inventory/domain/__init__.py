@@ -79,6 +79,7 @@ from services.inventory.domain.stock import (
     SkuAvailability,
     adjust,
     availability,
+    availability_with_items,
     receive,
 )
 
@@ -134,6 +135,7 @@ __all__ = [
     "WeightUnit",
     "adjust",
     "availability",
+    "availability_with_items",
     "cancel_pick_task",
     "confirm_pick",
     "create_item",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.inventory.domain.model import Movement, MovementKind, Position
@@ -33,20 +33,17 @@ class _Pending:
 
     def after(self, saved_at: datetime | None = None) -> Position:
         """The position with the deltas applied; with `saved_at`, as it will be saved: its
-        version counted up and stamped `saved_at` (one `replace`, a hot path)."""
+        version counted up and stamped `saved_at`. Built directly, a hot path (`replace`
+        re-reads the fields by name and costs ~2x)."""
         before = self.before
-        on_hand = before.on_hand + self.on_hand_delta
-        reserved = before.reserved + self.reserved_delta
-        non_sellable = before.non_sellable + self.non_sellable_delta
-        if saved_at is None:
-            return replace(before, on_hand=on_hand, reserved=reserved, non_sellable=non_sellable)
-        return replace(
-            before,
-            on_hand=on_hand,
-            reserved=reserved,
-            non_sellable=non_sellable,
-            version=before.version + 1,
-            updated_at=saved_at,
+        return Position(
+            before.sku,
+            before.location_id,
+            before.on_hand + self.on_hand_delta,
+            before.reserved + self.reserved_delta,
+            before.version if saved_at is None else before.version + 1,
+            before.updated_at if saved_at is None else saved_at,
+            before.non_sellable + self.non_sellable_delta,
         )
 
 

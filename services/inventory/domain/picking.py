@@ -124,13 +124,12 @@ def confirm_pick(
     """
     # The reservation locked first, as a release does, and the task read after the lock: a
     # release that committed meanwhile (withdrawing or amending the task) is seen, never half.
-    task, reservation = repo.get_pick_and_reservation(pick_id)
+    # The items (lot control) and their positions at the task's location come with the task.
+    task, reservation, stock = repo.get_pick_for_confirmation(pick_id, {line.sku for line in lines})
     if task is None:
         raise not_found("pick task", pick_id)
     if task.status is PickStatus.CANCELLED:
         raise PickNotOpen(f"pick {pick_id} was cancelled", metadata={"pick_id": pick_id})
-    # The items (lot control) and their positions at the task's location in one read.
-    stock = repo.get_item_stock({line.sku for line in lines}, task.location_id)
     ordered_lines = _check_confirmation(task, lines, stock)
     if task.status is PickStatus.COMPLETED:
         if ordered_lines == task.confirmed_lines:

@@ -68,6 +68,11 @@ class InventoryRepository(Protocol):
     # the known ones among `skus`, with their position at `location_id`: one read for an
     # operation that checks the items and then changes their stock
     def get_item_stock(self, skus: Collection[str], location_id: str) -> dict[str, ItemStock]: ...
+    # the location (None if unknown) and, if known, get_item_stock(skus, location_id): a
+    # reservation's reads in one
+    def get_location_and_item_stock(
+        self, location_id: str, skus: Collection[str]
+    ) -> tuple[Location | None, dict[str, ItemStock]]: ...
     def save_position(self, position: Position) -> None: ...
     # each a save_position, in the order given
     def save_positions(self, positions: Sequence[Position]) -> None: ...
@@ -79,6 +84,11 @@ class InventoryRepository(Protocol):
     def positions_of_skus(self, skus: Collection[str]) -> list[Position]: ...
     # the same, at active locations only
     def positions_at_active_locations(self, skus: Collection[str]) -> list[Position]: ...
+    # positions_at_active_locations(skus) and get_items(skus) in one read; the positions of
+    # each SKU in location order
+    def active_positions_and_items(
+        self, skus: Collection[str]
+    ) -> tuple[list[Position], dict[str, Item]]: ...
 
     def get_reservation(self, reservation_id: str) -> Reservation | None: ...
     # pick `pick_id` (None if unknown) and its reservation, read (and locked) as get_reservation
@@ -87,6 +97,11 @@ class InventoryRepository(Protocol):
     def get_pick_and_reservation(
         self, pick_id: str
     ) -> tuple[PickTask | None, Reservation | None]: ...
+    # get_pick_and_reservation, and get_item_stock(skus) at the task's location ({} without a
+    # task) read with the task: a pick confirmation's reads
+    def get_pick_for_confirmation(
+        self, pick_id: str, skus: Collection[str]
+    ) -> tuple[PickTask | None, Reservation | None, dict[str, ItemStock]]: ...
     def add_reservation(self, reservation: Reservation) -> None: ...
     def save_reservation(self, reservation: Reservation) -> None: ...
     # creation order
@@ -182,6 +197,12 @@ class InMemoryInventory:
             for sku, item in self.get_items(skus).items()
         }
 
+    def get_location_and_item_stock(
+        self, location_id: str, skus: Collection[str]
+    ) -> tuple[Location | None, dict[str, ItemStock]]:
+        location = self.get_location(location_id)
+        return location, self.get_item_stock(skus, location_id) if location else {}
+
     def save_positions(self, positions: Sequence[Position]) -> None:
         for position in positions:
             self.save_position(position)
@@ -211,6 +232,11 @@ class InMemoryInventory:
         active = {key for key, location in self._locations.items() if location.active}
         return [p for p in self.positions_of_skus(skus) if p.location_id in active]
 
+    def active_positions_and_items(
+        self, skus: Collection[str]
+    ) -> tuple[list[Position], dict[str, Item]]:
+        return self.positions_at_active_locations(skus), self.get_items(skus)
+
     # -- reservations ----------------------------------------------------------------------
 
     def get_reservation(self, reservation_id: str) -> Reservation | None:
@@ -219,6 +245,12 @@ class InMemoryInventory:
     def get_pick_and_reservation(self, pick_id: str) -> tuple[PickTask | None, Reservation | None]:
         task = self._picks.get(pick_id)
         return task, self.get_reservation(task.reservation_id) if task else None
+
+    def get_pick_for_confirmation(
+        self, pick_id: str, skus: Collection[str]
+    ) -> tuple[PickTask | None, Reservation | None, dict[str, ItemStock]]:
+        task, reservation = self.get_pick_and_reservation(pick_id)
+        return task, reservation, self.get_item_stock(skus, task.location_id) if task else {}
 
     def add_reservation(self, reservation: Reservation) -> None:
         if reservation.reservation_id in self._reservations:

@@ -84,7 +84,10 @@ def reserve(
     if attempt is not None:
         return _replay(repo, attempt, request_fingerprint)
 
-    location = repo.get_location(request.location_id)
+    # The location, the items and their positions there in one read.
+    location, stock = repo.get_location_and_item_stock(
+        request.location_id, {line.sku for line in request.lines}
+    )
     if location is None:
         raise not_found("location", request.location_id)
     if not location.active:
@@ -92,8 +95,6 @@ def reserve(
             f"location {request.location_id} takes no new reservations",
             metadata={"location_id": request.location_id},
         )
-    # The items and their positions here in one read.
-    stock = repo.get_item_stock({line.sku for line in request.lines}, request.location_id)
     unknown = [
         FieldViolation(f"lines[{index}].sku", "unknown_sku", f"SKU {line.sku!r} does not exist")
         for index, line in enumerate(request.lines)

@@ -10,6 +10,7 @@ available and never reserved.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +29,7 @@ from services.inventory.domain.ledger import PositionChanges, fingerprint
 from services.inventory.domain.model import (
     Adjustment,
     AdjustmentReason,
+    Item,
     MovementKind,
     Position,
     Receipt,
@@ -263,9 +265,27 @@ def availability(
     Only active locations count: an inactive one takes no reservations, so its stock cannot be
     promised. `location_ids` narrows the answer; empty means the whole network.
     """
+    positions = repo.positions_at_active_locations(dict.fromkeys(skus))
+    return _availability_of(positions, skus, location_ids)
+
+
+def availability_with_items(
+    repo: InventoryRepository, skus: tuple[str, ...], location_ids: tuple[str, ...] = ()
+) -> tuple[tuple[SkuAvailability, ...], dict[str, Item]]:
+    """`availability`, and the item master entries of `skus` (unknown SKUs are absent), read
+    together: order's capture checks both in its one call."""
+    positions, items = repo.active_positions_and_items(dict.fromkeys(skus))
+    return _availability_of(positions, skus, location_ids), items
+
+
+def _availability_of(
+    positions: Iterable[Position], skus: tuple[str, ...], location_ids: tuple[str, ...]
+) -> tuple[SkuAvailability, ...]:
+    """Per SKU of `skus` (request order), its `positions` (at active locations, each SKU's in
+    location order) at `location_ids` (empty: all) and what they can promise in total."""
     wanted = set(location_ids)
     by_sku: dict[str, list[Position]] = {sku: [] for sku in skus}
-    for position in repo.positions_at_active_locations(by_sku):
+    for position in positions:
         if not wanted or position.location_id in wanted:
             by_sku[position.sku].append(position)
     answer = []

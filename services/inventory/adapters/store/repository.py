@@ -5,9 +5,11 @@ range read per page however deep the caller pages. Its statements are built once
 `statements`; batched reads (`get_items`, `get_positions`, `get_item_stock`, `positions_of_skus`,
 `positions_at_active_locations`) are one IN query (prepared per padded number of SKUs;
 `_rows_of_skus`). Reads an operation always makes together are one statement (why: each costs
-a round trip and ~10 µs of CPU): the items of a reservation or pick with their positions
-(`get_item_stock`), positions with their location's active flag, and a pick's reservation
-locked by the pick's id.
+a round trip, and a few µs of CPU on SQLite): a reservation's location with its items and their
+positions (`get_location_and_item_stock`), a confirmation's pick task with them
+(`get_pick_for_confirmation`, after the lock), availability's positions with the items
+(`active_positions_and_items`), positions with their location's active flag, and a pick's
+reservation locked by the pick's id.
 
 It never commits: `Database.run` owns the transaction. Races are settled by the database:
 - `save_position` compare-and-sets on `version` (UPDATE ... WHERE version = expected). On
@@ -25,7 +27,7 @@ It never commits: `Database.run` owns the transaction. Races are settled by the 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Select, tuple_
 
@@ -57,6 +59,32 @@ from services.kit.statements import Prepared
 
 # One page of a list and the token of the next one ("" on the last page).
 Page = tuple[list[Any], str]
+
+
+class _ItemRow(NamedTuple):
+    """An items row (its columns in table order): the leading columns of
+    `statements.items_with_positions`'s rows."""
+
+    sku: str
+    description: str
+    unit_of_measure: int
+    dimensions: str | None
+    weight: str | None
+    hazmat: bool
+    lot_controlled: bool
+    active: bool
+    unit_price: str | None
+
+
+class _LocationRow(NamedTuple):
+    """A locations row (its columns in table order): the leading columns of
+    `statements.location_with_item_stock`'s rows."""
+
+    location_id: str
+    name: str
+    address: str | None
+    active: bool
+
 
 # The position key in a page token: SKU and location joined by a character neither may contain.
 _KEY_SEPARATOR = "\x00"
@@ -172,6 +200,24 @@ class SqlInventory:
             for row in rows
         }
 
+    def get_location_and_item_stock(
+        self, location_id: str, skus: Collection[str]
+    ) -> tuple[Location | None, dict[str, ItemStock]]:
+        listed = list(skus)
+        if not listed or len(listed) > sql.MAX_PREPARED_IN:
+            location = self.get_location(location_id)
+            return location, self.get_item_stock(listed, location_id) if location else {}
+        statement = sql.location_with_item_stock(sql.in_size(len(listed)))
+        rows = statement.run(self._conn, {"location_id": location_id, **sql.sku_binds(listed)})
+        first = rows.first()
+        if first is None:
+            return None, {}
+        # Decoded from its own columns, so the decode cache keys on the location row alone.
+        location = codec.location_from(
+            _LocationRow._make(tuple(first)[: len(_LocationRow._fields)])
+        )
+        return location, _item_stock(rows, location_id)
+
     def save_position(self, position: Position) -> None:
         if position.version == 1:
             self._insert(sql.NEW_POSITION, _new_position_values(position), _where(position))
@@ -212,6 +258,30 @@ class SqlInventory:
         )
         return [_position(row) for row in rows]
 
+    def active_positions_and_items(
+        self, skus: Collection[str]
+    ) -> tuple[list[Position], dict[str, Item]]:
+        listed = list(skus)
+        if not listed or len(listed) > sql.MAX_PREPARED_IN:
+            return self.positions_at_active_locations(listed), self.get_items(listed)
+        statement = sql.items_with_positions(sql.in_size(len(listed)))
+        positions: list[Position] = []
+        items: dict[str, Item] = {}
+        for row in statement.run(self._conn, sql.sku_binds(listed)):
+            if row.sku not in items:
+                # Decoded from its own columns, so the decode cache keys on the item row alone.
+                items[row.sku] = codec.item_from(
+                    _ItemRow._make(tuple(row)[: len(_ItemRow._fields)])
+                )
+            if row.location_active:  # NULL without a position (or, never, without a location)
+                positions.append(_position(row))
+        # A position of a SKU missing from the item master (none should exist) is still stock;
+        # appended, as each SKU's positions stay in location order (all the port promises).
+        unknown = [sku for sku in listed if sku not in items]
+        if unknown:
+            positions += self.positions_at_active_locations(unknown)
+        return positions, items
+
     def positions_page(
         self, *, sku: str | None, location_id: str | None, size: int, token: str
     ) -> Page:
@@ -251,6 +321,26 @@ class SqlInventory:
         # Lock first, then read the task: see statements.RESERVATION_OF_PICK_FOR_UPDATE.
         locked = self._one(sql.RESERVATION_OF_PICK_FOR_UPDATE, {"pick_id": pick_id})
         return self.get_pick_task(pick_id), _reservation(locked) if locked else None
+
+    def get_pick_for_confirmation(
+        self, pick_id: str, skus: Collection[str]
+    ) -> tuple[PickTask | None, Reservation | None, dict[str, ItemStock]]:
+        # As get_pick_and_reservation: the lock first, then the task, here read with the items
+        # and positions the confirmation needs (two statements instead of three).
+        listed = list(skus)
+        if not listed or len(listed) > sql.MAX_PREPARED_IN:
+            task, reservation = self.get_pick_and_reservation(pick_id)
+            stock = self.get_item_stock(listed, task.location_id) if task else {}
+            return task, reservation, stock
+        locked = self._one(sql.RESERVATION_OF_PICK_FOR_UPDATE, {"pick_id": pick_id})
+        statement = sql.pick_task_with_item_stock(sql.in_size(len(listed)))
+        rows = statement.run(self._conn, {"pick_id": pick_id, **sql.sku_binds(listed)})
+        reservation = _reservation(locked) if locked else None
+        first = rows.first()
+        if first is None:
+            return None, reservation, {}
+        task = _pick_task(first)
+        return task, reservation, _item_stock(rows, task.location_id)
 
     def add_reservation(self, reservation: Reservation) -> None:
         values = {"reservation_id": reservation.reservation_id, **_reservation_values(reservation)}
@@ -539,6 +629,29 @@ def _position(row: Any) -> Position:
         codec.from_epoch(row.updated_at),
         int(row.non_sellable),
     )
+
+
+def _item_stock(rows: Iterable[Any], location_id: str) -> dict[str, ItemStock]:
+    """The item stock in rows of `statements._with_item_stock` (a NULL item_sku is no item)."""
+    return {
+        row.item_sku: ItemStock(
+            row.item_sku,
+            bool(row.lot_controlled),
+            Position(
+                row.item_sku,
+                location_id,
+                int(row.on_hand),
+                int(row.reserved),
+                int(row.version),
+                codec.from_epoch(row.position_updated_at),
+                int(row.non_sellable),
+            )
+            if row.position_location_id is not None
+            else Position(row.item_sku, location_id),
+        )
+        for row in rows
+        if row.item_sku is not None
+    }
 
 
 def _reservation(row: Any) -> Reservation:

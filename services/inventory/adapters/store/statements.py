@@ -3,12 +3,14 @@
 - Each is `prepared` (run on the raw DBAPI cursor in the unit of work's transaction, skipping
   SQLAlchemy's per-execute work; services/kit/statements.py) except the `*_FOR_PAGE` bases the
   pages extend per call.
-- The IN queries of the batched reads (`items_in`, `positions_at`, `positions_of_skus`,
-  `item_stock_at`, `positions_at_active_locations`) are prepared too, one statement per number
-  of SKUs `:sku0 .. :skuN-1` (an expanding IN would be rendered per call). Callers pad the
-  SKUs to `in_size(n)` (a power of two) by repeating one, which selects the same rows, so a
-  handful of statements serve every batch; a batch larger than `MAX_PREPARED_IN` runs the
-  expanding `*_ANY` statement through `conn.execute`.
+- The IN queries of the batched and combined reads (`items_in`, `positions_at`,
+  `positions_of_skus`, `item_stock_at`, `positions_at_active_locations`, `items_with_positions`,
+  `location_with_item_stock`, `pick_task_with_item_stock`) are prepared too, one statement
+  per number of SKUs `:sku0 .. :skuN-1` (an expanding IN would be rendered per call). Callers
+  pad the SKUs to `in_size(n)` (a power of two) by repeating one, which selects the same rows,
+  so a handful of statements serve every batch; a batch larger than `MAX_PREPARED_IN` runs the
+  expanding `*_ANY` statement through `conn.execute` (the combined reads fall back to their
+  separate reads).
 - SELECTs bind their filters by name; optional filters get one statement per combination of
   filters given, built on first use (`functools.cache`).
 - UPDATEs are the kit's `update_where` (SET from the parameters, WHERE on `match_*` binds).
@@ -22,7 +24,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, insert, select
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, insert, select
 
 from services.inventory.adapters.store import tables as t
 from services.kit.statements import Prepared, insert_new, prepared, update_where
@@ -108,6 +110,82 @@ def _item_stock_at() -> Select[Any]:
                 positions.c.sku == items.c.sku,
                 positions.c.location_id == bindparam("location_id"),
             ),
+        )
+    )
+
+
+@functools.cache
+def location_with_item_stock(size: int) -> Prepared:
+    """Location :location_id with the items among :sku0 .. :sku<size-1> and their position
+    there: one row per known SKU, or one with NULL item columns if none is known; no row for an
+    unknown location. A reservation's reads in one statement (`get_location_and_item_stock`)."""
+    return prepared(
+        _with_item_stock(t.locations, t.locations.c.location_id, size).where(
+            t.locations.c.location_id == bindparam("location_id")
+        )
+    )
+
+
+@functools.cache
+def pick_task_with_item_stock(size: int) -> Prepared:
+    """Pick task :pick_id with the items among :sku0 .. :sku<size-1> and their position at the
+    task's location, rows shaped as `location_with_item_stock`'s. A confirmation's read after
+    it locked the reservation (`get_pick_for_confirmation`)."""
+    return prepared(
+        _with_item_stock(t.pick_tasks, t.pick_tasks.c.location_id, size).where(
+            t.pick_tasks.c.pick_id == bindparam("pick_id")
+        )
+    )
+
+
+@functools.cache
+def items_with_positions(size: int) -> Prepared:
+    """The items among :sku0 .. :sku<size-1>, each with its positions and their location's
+    `location_active` flag (one row per position; one with NULL position columns if none), by
+    SKU then location. Plain LEFT JOINs, each on an index: SQLite materialises a nested join
+    (`items LEFT JOIN (positions JOIN locations)`) by scanning every position, so the caller
+    leaves out the positions of inactive locations itself."""
+    items, positions, locations = t.items, t.positions, t.locations
+    return prepared(
+        select(
+            items,
+            positions.c.location_id,
+            positions.c.on_hand,
+            positions.c.reserved,
+            positions.c.version,
+            positions.c.updated_at,
+            positions.c.non_sellable,
+            locations.c.active.label("location_active"),
+        )
+        .select_from(
+            items.outerjoin(positions, positions.c.sku == items.c.sku).outerjoin(
+                locations, locations.c.location_id == positions.c.location_id
+            )
+        )
+        .where(_sku_in(items.c.sku, size))
+        .order_by(items.c.sku, positions.c.location_id)
+    )
+
+
+def _with_item_stock(base: Table, location_id: ColumnElement[str], size: int) -> Select[Any]:
+    # `base`'s columns, then the item master columns of `_item_stock_at` (item_sku, whose NULL
+    # means no known SKU) and the position at `location_id` (position_location_id NULL: never
+    # stocked there). The base row repeats per SKU: one row each costs less than a statement.
+    items, positions = t.items, t.positions
+    return select(
+        base,
+        items.c.sku.label("item_sku"),
+        items.c.lot_controlled,
+        positions.c.location_id.label("position_location_id"),
+        positions.c.on_hand,
+        positions.c.reserved,
+        positions.c.version,
+        positions.c.updated_at.label("position_updated_at"),
+        positions.c.non_sellable,
+    ).select_from(
+        base.outerjoin(items, _sku_in(items.c.sku, size)).outerjoin(
+            positions,
+            and_(positions.c.sku == items.c.sku, positions.c.location_id == location_id),
         )
     )
 
