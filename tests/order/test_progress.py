@@ -9,6 +9,7 @@ from services.order.domain import (
     LineFigures,
     OrderStatus,
     ReservationObserved,
+    SagaResult,
     wanted_skus,
     wants_stock,
 )
@@ -73,6 +74,56 @@ def test_wanted_skus_are_the_skus_arriving_stock_could_help() -> None:
 
     mesh.cancel("ord_1")
     assert wanted_skus(order) == []
+
+
+class _CheckingMesh(Mesh):
+    """A mesh that checks every changed saga result's `wanted_skus` as it comes out."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.carried: list[tuple[str, ...]] = []
+
+    def _absorb(self, result: SagaResult) -> None:
+        if result.changed:
+            # The store writes the result's SKUs instead of computing them again.
+            assert result.wanted_skus == tuple(wanted_skus(result.order))
+            self.carried.append(result.wanted_skus)
+        else:
+            assert result.wanted_skus is None
+        super()._absorb(result)
+
+    def last_carried(self) -> tuple[str, ...]:
+        return self.carried[-1]
+
+
+def test_a_saga_result_carries_the_wanted_skus_of_the_order_it_leaves() -> None:
+    mesh = _CheckingMesh()
+    mesh.receive("WIDGET", EAST, 2)
+    mesh.receive("GADGET", EAST, 5)
+    order = mesh.place("ord_1", order_input(("WIDGET", 5), ("GADGET", 1), ("GIZMO", 2)))
+    mesh.drain()
+    assert order.status is OrderStatus.BACKORDERED
+    assert mesh.last_carried() == ("GIZMO", "WIDGET")
+
+    # Stock arrives: the backorders fill (the wanted SKUs shrink), then everything ships.
+    mesh.receive("WIDGET", EAST, 10)
+    mesh.receive("GIZMO", EAST, 10)
+    mesh.drain()
+    assert wanted_skus(order) == []
+    task = next(t for t in mesh.open_picks("ord_1") if t.lines[0].sku == "WIDGET")
+    mesh.carried.clear()
+    mesh.confirm_pick(task, shorts={1: 2})  # a short pick re-plans: WIDGET is wanted again
+    mesh.drain()
+    assert mesh.carried[0] == ("WIDGET",) and mesh.last_carried() == ()
+    mesh.fulfil_everything()
+    # Read through the mesh: mypy narrowed `order.status` to BACKORDERED above.
+    assert mesh.orders["ord_1"].status is OrderStatus.COMPLETED
+
+    other = mesh.place("ord_2", order_input(("GADGET", 50), external_id="EXT-2"))
+    mesh.drain()
+    assert wanted_skus(other) == ["GADGET"]
+    mesh.cancel("ord_2")
+    assert mesh.last_carried() == ()
 
 
 def _figures(**units: int) -> LineFigures:

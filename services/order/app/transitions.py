@@ -39,10 +39,11 @@ def commit(
     """
     order = result.order
     if loaded is None:
-        repo.insert_order(uow.conn, order)
+        repo.insert_order(uow.conn, order, result.wanted_skus)
     elif result.changed:
-        repo.save_order(uow.conn, loaded, order)
-    uow.publish_all(result.events, correlation_id=_last_correlation_id(result))
+        repo.save_order(uow.conn, loaded, order, result.wanted_skus)
+    if result.events:  # most steps publish nothing: no need to look up their correlation id
+        uow.publish_all(result.events, correlation_id=_last_correlation_id(result))
     if lease_until is not None:
         return repo.enqueue_leased(uow.conn, result.commands, now, lease_until)
     repo.enqueue(uow.conn, result.commands, now)

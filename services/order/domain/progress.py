@@ -329,14 +329,15 @@ def _waiting_in(order: Order, derived: OrderStatus) -> str:
     return step.name
 
 
-def refresh(order: Order, fx: Effects) -> None:
-    """Bring lines, status, step, exception and deadline in line with the records."""
+def refresh(order: Order, fx: Effects) -> dict[int, LineFigures]:
+    """Bring lines, status, step, exception and deadline in line with the records; returns the
+    line figures, which still hold afterwards (the saga hands them on to the store)."""
     # Nothing below changes the records the figures (and so the derived status) come from, so
     # they are computed once.
     line_figures = sync_lines(order)
     if order.is_terminal:
         stamp_steps(order, fx)
-        return
+        return line_figures
     derived = derive_status(order, line_figures)
     if derived is OrderStatus.COMPLETED:
         order.exception = None
@@ -353,7 +354,7 @@ def refresh(order: Order, fx: Effects) -> None:
         )
         _set_deadline(order, fx, "")
         stamp_steps(order, fx)
-        return
+        return line_figures
     if order.exception is not None and _exception_resolved(order, derived):
         fx.note(order, TimelineEntryKind.EXCEPTION, f"resolved: {order.exception.reason}")
         order.exception = None
@@ -368,6 +369,7 @@ def refresh(order: Order, fx: Effects) -> None:
     if fx.changed:
         order.updated_at = fx.ctx.now
     stamp_steps(order, fx)
+    return line_figures
 
 
 def stamp_steps(order: Order, fx: Effects) -> None:

@@ -36,7 +36,13 @@ from services.order.domain.model import (
     PendingReservation,
     TimelineEntryKind,
 )
-from services.order.domain.progress import Effects, figures, refresh, sync_lines
+from services.order.domain.progress import (
+    Effects,
+    LineFigures,
+    figures,
+    refresh,
+    sync_lines,
+)
 
 
 def free_demand(order: Order) -> list[HeldLine]:
@@ -237,12 +243,12 @@ def wants_stock(order: Order, sku: str) -> bool:
     return any(line.sku == sku and figs[line.line_number].open_demand for line in order.lines)
 
 
-def wanted_skus(order: Order) -> list[str]:
+def wanted_skus(order: Order, line_figures: dict[int, LineFigures] | None = None) -> list[str]:
     """The SKUs `wants_stock` is true for, sorted (the store's prefilter column); the figures
-    are computed once for all of them."""
+    are computed once for all of them, or are `line_figures` when the caller has them."""
     if order.is_terminal:
         return []
-    figs = figures(order)
+    figs = figures(order) if line_figures is None else line_figures
     return sorted({line.sku for line in order.lines if figs[line.line_number].open_demand})
 
 

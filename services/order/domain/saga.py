@@ -108,6 +108,9 @@ class SagaResult:
     events: tuple[OrderEvent, ...]
     commands: tuple[SagaCommand, ...]
     changed: bool
+    # `wanted_skus(order)` from the figures the call's refresh computed, so the store need not
+    # compute them again; None when nothing changed (no refresh ran).
+    wanted_skus: tuple[str, ...] | None = None
 
 
 class FulfillmentSaga:
@@ -278,6 +281,7 @@ class FulfillmentSaga:
         return self._finish(order, fx)
 
     def _finish(self, order: Order, fx: Effects) -> SagaResult:
-        if fx.changed:
-            refresh(order, fx)
-        return SagaResult(order, tuple(fx.events), tuple(fx.commands), fx.changed)
+        if not fx.changed:
+            return SagaResult(order, tuple(fx.events), tuple(fx.commands), changed=False)
+        wanted = reserve_step.wanted_skus(order, refresh(order, fx))
+        return SagaResult(order, tuple(fx.events), tuple(fx.commands), True, tuple(wanted))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,45 +49,51 @@ class QueuedCommand:
     attempts: int
 
 
-def _columns(order: Order) -> dict[str, Any]:
+def _columns(order: Order, wanted: Sequence[str] | None) -> dict[str, Any]:
     return {
         "status": order.status.value,
         "terminal": order.is_terminal,
         "in_exception": order.exception is not None,
         "step_deadline": order.step_deadline.timestamp() if order.step_deadline else None,
-        "wanted_skus": _wanted_skus(order),
+        "wanted_skus": _wanted_skus(order, wanted),
         "updated_at": order.updated_at.timestamp(),
         "document": codec.dumps(order),
     }
 
 
-def _wanted_skus(order: Order) -> str:
-    wanted = wanted_skus(order)
+def _wanted_skus(order: Order, wanted: Sequence[str] | None) -> str:
+    if wanted is None:
+        wanted = wanted_skus(order)
     return f"|{'|'.join(wanted)}|" if wanted else ""
 
 
-def insert_order(conn: Connection, order: Order) -> None:
+def insert_order(conn: Connection, order: Order, wanted: Sequence[str] | None = None) -> None:
+    """Insert a new order; `wanted` is `wanted_skus(order)` when the caller has it (a saga
+    result carries it), else it is computed here."""
     values = {
         "order_id": order.order_id,
         "partner_id": order.partner_id,
         "external_order_id": order.external_order_id,
         "created_at": order.created_at.timestamp(),
         "version": 1,
-        **_columns(order),
+        **_columns(order, wanted),
     }
     if sql.NEW_ORDER.run(conn, values).rowcount == 0:
         # A concurrent CreateOrder with the same external id won; the retry replays it.
         raise Conflict(f"order {order.external_order_id!r} was created concurrently")
 
 
-def save_order(conn: Connection, loaded: Loaded, order: Order) -> None:
+def save_order(
+    conn: Connection, loaded: Loaded, order: Order, wanted: Sequence[str] | None = None
+) -> None:
+    """Compare-and-set the order on the version it was loaded at; `wanted` as in insert_order."""
     done = sql.SAVE_ORDER.run(
         conn,
         {
             "match_order_id": order.order_id,
             "match_version": loaded.version,
             "version": loaded.version + 1,
-            **_columns(order),
+            **_columns(order, wanted),
         },
     )
     if done.rowcount != 1:
