@@ -12,6 +12,7 @@ so an event exists if and only if its change committed (the transactional outbox
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from crossdock.events.v1 import inventory_events_pb2 as events_pb
 from crossdock.inventory.v1 import inventory_pb2 as pb
@@ -104,15 +105,20 @@ def location_to_proto(location: Location) -> pb.Location:
 
 
 def position_to_proto(position: Position) -> pb.InventoryPosition:
-    return pb.InventoryPosition(
-        sku=position.sku,
-        location_id=position.location_id,
-        quantity_on_hand=position.on_hand,
-        quantity_reserved=position.reserved,
-        quantity_available=position.available,
-        update_time=timestamp(position.updated_at),
-        quantity_non_sellable=position.non_sellable,
-    )
+    return pb.InventoryPosition(**_position_fields(position))
+
+
+def _position_fields(position: Position) -> dict[str, Any]:
+    """An InventoryPosition's fields, for a new message or one added in place."""
+    return {
+        "sku": position.sku,
+        "location_id": position.location_id,
+        "quantity_on_hand": position.on_hand,
+        "quantity_reserved": position.reserved,
+        "quantity_available": position.available,
+        "update_time": timestamp(position.updated_at),
+        "quantity_non_sellable": position.non_sellable,
+    }
 
 
 def availability_to_proto(
@@ -125,15 +131,7 @@ def availability_to_proto(
         entry = response.availability.add(sku=a.sku, quantity_available=a.quantity_available)
         # Built in place (`add`), not built apart and copied in: every order's capture asks.
         for p in a.positions:
-            entry.positions.add(
-                sku=p.sku,
-                location_id=p.location_id,
-                quantity_on_hand=p.on_hand,
-                quantity_reserved=p.reserved,
-                quantity_available=p.available,
-                update_time=timestamp(p.updated_at),
-                quantity_non_sellable=p.non_sellable,
-            )
+            entry.positions.add(**_position_fields(p))
         if items is not None:
             item = items.get(a.sku)
             entry.item_known = item is not None
