@@ -3,8 +3,11 @@
 - `setup_telemetry` builds a TracerProvider from the standard variables. It is OFF unless
   OTEL_TRACES_EXPORTER names an exporter (`console`, `otlp` if an OTLP exporter package is
   installed, or any other registered exporter); `none`, unset, or OTEL_SDK_DISABLED=true leave
-  tracing off (zero cost). OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER and
-  OTEL_BSP_* are honoured by the SDK itself. Tests pass `exporter=InMemorySpanExporter()`.
+  tracing off (zero cost). `otlp` means OTLP over gRPC unless OTEL_EXPORTER_OTLP_PROTOCOL (or
+  its _TRACES_ form) says `http/protobuf`, as in the SDK's own autoconfiguration.
+  OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_BSP_* and the
+  exporter's OTEL_EXPORTER_OTLP_* (read from the process environment) are honoured by the SDK.
+  Tests pass `exporter=InMemorySpanExporter()`.
 - gRPC spans come from opentelemetry-instrumentation-grpc's grpc.aio interceptors, added
   explicitly by the kit's server and channels (no monkey-patching of grpc.aio).
 - Events carry W3C `traceparent`/`tracestate` headers: `inject_trace_headers` when the outbox row
@@ -84,7 +87,7 @@ def setup_telemetry(
         names = [n for n in names if n and n != "none"]
         if not names:
             return None
-        processors = [BatchSpanProcessor(_load_exporter(name)) for name in names]
+        processors = [BatchSpanProcessor(_load_exporter(name, env)) for name in names]
     service_name = env.get("OTEL_SERVICE_NAME") or service
     resource = Resource.create({"service.namespace": "crossdock", "service.name": service_name})
     provider = TracerProvider(resource=resource)
@@ -97,11 +100,29 @@ def setup_telemetry(
     return provider
 
 
-def _load_exporter(name: str) -> SpanExporter:
+# `otlp` is an alias: each OTLP exporter package registers its own entry point, by protocol.
+_OTLP_ENTRY_POINT_BY_PROTOCOL = {
+    "grpc": ("otlp_proto_grpc", "opentelemetry-exporter-otlp-proto-grpc"),
+    "http/protobuf": ("otlp_proto_http", "opentelemetry-exporter-otlp-proto-http"),
+}
+
+
+def _load_exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
     """An exporter registered under `name` (the mechanism the OTel SDK's autoconfigure uses)."""
-    found = entry_points(group=_EXPORTER_ENTRY_POINTS, name=name)
+    entry_point, package = name, ""
+    if name == "otlp":
+        protocol = (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "grpc"
+        ).strip()
+        if protocol not in _OTLP_ENTRY_POINT_BY_PROTOCOL:
+            known = ", ".join(sorted(_OTLP_ENTRY_POINT_BY_PROTOCOL))
+            raise ConfigError([f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r} is not one of: {known}"])
+        entry_point, package = _OTLP_ENTRY_POINT_BY_PROTOCOL[protocol]
+    found = entry_points(group=_EXPORTER_ENTRY_POINTS, name=entry_point)
     if not found:
-        hint = " (pip install opentelemetry-exporter-otlp-proto-grpc)" if name == "otlp" else ""
+        hint = f" (pip install {package})" if package else ""
         raise ConfigError([f"OTEL_TRACES_EXPORTER names {name!r}, which is not installed{hint}"])
     exporter_class: Any = next(iter(found)).load()
     exporter: SpanExporter = exporter_class()
