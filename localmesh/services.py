@@ -46,6 +46,8 @@ CARRIER_ADAPTER = ServiceSpec(
     setting_checks=("services.carrier_adapter.config:load_accounts",),
 )
 BILLING = ServiceSpec("billing", "services.billing.main", wave=1)
+# Reads every stream and calls no one: it only needs NATS and the schema registry.
+CONTROL_TOWER = ServiceSpec("control-tower", "services.control_tower.main", wave=1)
 ORDER = ServiceSpec(
     "order",
     "services.order.main",
@@ -74,7 +76,16 @@ GATEWAY = ServiceSpec(
 # Not a crossdock service: the stand-in for a remote carrier (tools/sandbox_carrier.py).
 SANDBOX_CARRIER = "sandbox-carrier"
 
-ALL_SERVICES = (SCHEMA_REGISTRY, INVENTORY, CARRIER_ADAPTER, BILLING, ORDER, SHIPMENT, GATEWAY)
+ALL_SERVICES = (
+    SCHEMA_REGISTRY,
+    INVENTORY,
+    CARRIER_ADAPTER,
+    BILLING,
+    CONTROL_TOWER,
+    ORDER,
+    SHIPMENT,
+    GATEWAY,
+)
 
 # `make run`'s ports: stable, so bookmarks and the README keep working across runs.
 FIXED_PORTS: Mapping[tuple[str, str], int] = {
@@ -94,6 +105,8 @@ FIXED_PORTS: Mapping[tuple[str, str], int] = {
     ("billing", "metrics"): 9104,
     ("carrier-adapter", "grpc"): 50055,
     ("carrier-adapter", "metrics"): 9105,
+    ("control-tower", "grpc"): 50056,
+    ("control-tower", "metrics"): 9107,
     ("gateway", "http"): 8080,
     ("gateway", "admin"): 8081,
     ("gateway", "metrics"): 9106,

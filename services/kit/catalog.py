@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -19,8 +20,22 @@ from google.protobuf.message import Message
 
 # The services allowed as producers or consumers; a typo in a contract fails the catalog tests.
 SERVICES = frozenset(
-    {"order", "inventory", "shipment", "billing", "carrier-adapter", "schema-registry", "gateway"}
+    {
+        "order",
+        "inventory",
+        "shipment",
+        "billing",
+        "carrier-adapter",
+        "schema-registry",
+        "gateway",
+        "control-tower",
+    }
 )
+
+# Services that consume every event, whatever its contract lists: the control tower projects
+# all of them read-only. Declared here, once, so a new event reaches it (and its NATS user,
+# docs/events.md and the deploy checks follow) without a line in every contract.
+OBSERVERS = ("control-tower",)
 
 
 @dataclass(frozen=True)
@@ -77,12 +92,17 @@ def load_catalog() -> tuple[EventType, ...]:
                     message_class=message_class,
                     subject=spec.subject,
                     producer=spec.producer,
-                    consumers=tuple(spec.consumers),
+                    consumers=_with_observers(spec.consumers),
                     aggregate=spec.aggregate,
                     milestone=spec.milestone,
                 )
             )
     return tuple(sorted(found, key=lambda event: event.subject))
+
+
+def _with_observers(declared: Iterable[str]) -> tuple[str, ...]:
+    consumers = tuple(declared)
+    return consumers + tuple(name for name in OBSERVERS if name not in consumers)
 
 
 def by_subject() -> dict[str, EventType]:

@@ -6,6 +6,7 @@
     crossdock replay --consumer C --from-seq N     reposition a durable consumer
     crossdock migrate --service X --db-url URL     run a service's migrations
     crossdock schemas list|show|check              event schemas (mounted by the registry)
+    crossdock tower timeline REF [--partner P]     one order's events from every service
 
 NATS commands take --nats-url (default: $CROSSDOCK_NATS_URL); DB commands take --db-url
 (default: $CROSSDOCK_DB_URL).
@@ -40,6 +41,7 @@ from services.kit.cli_commands import (
     cmd_streams,
     parse_time,
 )
+from services.kit.cli_tower import add_tower_commands
 from services.kit.migrations import DB_URL_ENV
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -164,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="head", help="target revision (default: head)")
     p.add_argument("--script-location", help="override the migrations directory")
     p.set_defaults(run=cmd_migrate)
+    add_tower_commands(commands)
     add_plugin_commands(commands)
     return parser
 

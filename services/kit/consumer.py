@@ -44,6 +44,7 @@ from services.kit.faults import fault_point
 from services.kit.handlers import (
     EventDecoder,
     HandlerRegistry,
+    Headers,
     PermanentError,
     ProtobufDecoder,
 )
@@ -452,9 +453,15 @@ class EventConsumer:
             return False
         return True
 
+    def headers_of(self, msg: Msg, stream_seq: int) -> Headers:
+        """The headers the handlers are given for `msg`: its own. A consumer that needs a
+        delivery fact beside them (the stream sequence) overrides this and returns a Headers
+        mapping carrying it as an attribute, so its dead letters keep the event's own headers."""
+        return dict(msg.headers or {})
+
     def _classify(self, msg: Msg, unresolved: dict[int, Unresolved] | None = None) -> Item:
         meta = msg.metadata
-        headers = dict(msg.headers or {})
+        headers = self.headers_of(msg, meta.sequence.stream)
         item = Item(
             msg=msg,
             headers=headers,

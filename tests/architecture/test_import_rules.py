@@ -22,7 +22,15 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / ".importlinter"
-SERVICES = ("order", "inventory", "shipment", "billing", "carrier_adapter", "schema_registry")
+SERVICES = (
+    "order",
+    "inventory",
+    "shipment",
+    "billing",
+    "carrier_adapter",
+    "schema_registry",
+    "control_tower",
+)
 
 KIT = "The kit imports no service, nor the gateway or localmesh"
 INDEPENDENT = "No service imports another service"

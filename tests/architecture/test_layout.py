@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 SERVICES_ROOT = Path(__file__).resolve().parents[2] / "services"
-SERVICES = ["order", "inventory", "shipment", "billing", "carrier_adapter", "schema_registry"]
+SERVICES = [
+    "order",
+    "inventory",
+    "shipment",
+    "billing",
+    "carrier_adapter",
+    "schema_registry",
+    "control_tower",
+]
 
 REQUIRED = {"__init__.py", "README.md", "config.py", "main.py", "domain", "adapters", "entrypoints"}
 APP = {"app.py", "app"}  # one use-case module, or a package when there are many

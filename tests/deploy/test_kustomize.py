@@ -8,13 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.k8s import K8S, OVERLAYS, SERVICES, find, kustomize, rendered
+from tests.deploy.k8s import (
+    K8S,
+    OBSERVABILITY_WORKLOADS,
+    OVERLAYS,
+    SERVICES,
+    find,
+    kustomize,
+    rendered,
+)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_builds(overlay: str) -> None:
     objects = rendered(overlay)
-    assert {d["metadata"]["name"] for d in find(objects, "Deployment")} == set(SERVICES)
+    assert {d["metadata"]["name"] for d in find(objects, "Deployment")} == set(SERVICES) | set(
+        OBSERVABILITY_WORKLOADS
+    )
     assert all(
         obj["metadata"].get("namespace") == "crossdock"
         for obj in objects

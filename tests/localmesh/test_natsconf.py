@@ -116,3 +116,49 @@ async def test_real_server_enforces_the_local_users(local_nats: str) -> None:
         await asyncio.wait_for(
             nats.connect(f"nats://order:wrong@{local_nats}", allow_reconnect=False), 10
         )
+
+
+async def test_the_control_tower_reads_every_stream_and_may_publish_no_event(
+    local_nats: str,
+) -> None:
+    host, port = local_nats.split(":")
+    violations: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        violations.append(str(error))
+
+    def url(user: str) -> str:
+        return user_url(host, int(port), user, PASSWORDS[user])
+
+    tower = await nats.connect(url("control-tower"), error_cb=on_error)
+    order = await nats.connect(url("order"))
+    try:
+        await ensure_streams(tower.jetstream())
+        await order.jetstream().publish("crossdock.order.placed.v1", b"{}", timeout=5)
+        # Its durable on a domain stream: created, pulled and acked as its own user.
+        pull = await tower.jetstream().pull_subscribe(
+            "crossdock.order.placed.*", durable="control-tower-projections", stream="ORDER"
+        )
+        (message,) = await pull.fetch(1, timeout=5)
+        await message.ack()
+        assert not violations
+        # Every domain's events are refused, its own included (it has none).
+        refused = [
+            "crossdock.order.placed.v1",
+            "crossdock.inventory.reserved.v1",
+            "crossdock.shipment.delivered.v1",
+            "crossdock.billing.invoice_posted.v1",
+            "crossdock.carrier.code_unmapped.v1",
+            "crossdock.return.received.v1",
+        ]
+        for subject in refused:
+            await tower.publish(subject, b"{}")
+        await tower.flush()
+        deadline = time.monotonic() + 5
+        while len(violations) < len(refused) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for subject in refused:
+            assert any(subject in v for v in violations), subject
+    finally:
+        await tower.close()
+        await order.close()
