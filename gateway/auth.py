@@ -14,6 +14,9 @@ while anything else writes; a whole service may name its one scope instead (Webh
 webhooks:manage). A scope outside SCOPES can never be granted, so a new domain's routes stay
 closed until someone decides who may call them.
 
+Operator keys (`cdo_<key id>_<secret>`, OPERATOR_SCOPES) are the same scheme under their own
+prefix, for the people operating the mesh (gateway.operator_auth); never a partner's.
+
 Signed pushes (SIGNED_PUSH_METHODS) take no API key at all: a carrier is not a partner. The
 backend verifies the push's own signature, and the gateway forwards the signature headers.
 """
@@ -96,3 +99,32 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+# Operator keys: people who operate the mesh (the operator console on the admin port), never a
+# partner. Their own prefix, so neither kind of key can pass for the other; the same storage
+# scheme as partner keys (per-key salt + SHA-256, lookup by key id, constant-time compare).
+# ops:read views the console; ops:act takes its actions (retry, resolve, redrive, map a code).
+OPERATOR_KEY_PREFIX = "cdo"
+OPERATOR_SCOPES = ("ops:read", "ops:act")
+# Longest token worth looking up: prefix, a 26-character key id, a 43-character secret and two
+# separators fit well inside; anything longer is malformed before it reaches the database.
+MAX_OPERATOR_KEY_LENGTH = 200
+
+
+def new_operator_key_material() -> tuple[str, str, bytes, bytes]:
+    """(key id, the full operator key to show once, salt, SHA-256 of salt+secret)."""
+    key_id = resource_id("key").removeprefix("key_").lower()
+    secret = secrets.token_urlsafe(32)
+    salt = os.urandom(16)
+    return key_id, f"{OPERATOR_KEY_PREFIX}_{key_id}_{secret}", salt, hash_secret(salt, secret)
+
+
+def split_operator_key(operator_key: str) -> tuple[str, str] | None:
+    """(key id, secret) of a well-formed operator key, else None (a partner key is None too)."""
+    if len(operator_key) > MAX_OPERATOR_KEY_LENGTH:
+        return None
+    parts = operator_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != OPERATOR_KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]

@@ -14,18 +14,25 @@ from collections.abc import Sequence
 
 from google.protobuf.descriptor import ServiceDescriptor
 
-from gateway.auth import split_api_key
+from gateway.auth import split_api_key, split_operator_key
 from gateway.descriptors import domain_of
 from services.kit.config import DatabaseServiceConfig, setting
 
 DEMO_KEY_ENV = "CROSSDOCK_DEMO_API_KEY"
 API_KEY_FORM = "cdk_<key id>_<secret>"
+OPERATOR_KEY_FORM = "cdo_<key id>_<secret>"
 
 
 def check_api_key_form(api_key: str) -> None:
     """Raise ValueError naming the form unless `api_key` is one the gateway can install."""
     if split_api_key(api_key) is None:
         raise ValueError(f"an API key of the form {API_KEY_FORM}")
+
+
+def check_operator_key_form(operator_key: str) -> None:
+    """Raise ValueError naming the form unless `operator_key` is an operator key."""
+    if split_operator_key(operator_key) is None:
+        raise ValueError(f"an operator key of the form {OPERATOR_KEY_FORM}")
 
 
 class GatewayConfig(DatabaseServiceConfig, service="gateway"):
@@ -162,6 +169,15 @@ class GatewayConfig(DatabaseServiceConfig, service="gateway"):
         description=f"the demo partner's API key, of the form `{API_KEY_FORM}` (as the gateway and "
         "`crossdock run` print one); unset: the gateway issues a new one at start, and "
         "`crossdock run` generates one once and keeps it in the data dir",
+    )
+
+    demo_operator_key: str = setting(
+        default="",
+        secret=True,
+        check=check_operator_key_form,
+        description=f"a demo operator's key (`{OPERATOR_KEY_FORM}`, scopes ops:read and ops:act), "
+        "installed at start unless its id exists; `crossdock run` generates one once and keeps "
+        "it in the data dir; unset: no demo operator",
     )
 
     def targets_for(self, services: Sequence[ServiceDescriptor]) -> dict[str, str]:

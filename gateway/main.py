@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 
 from gateway.adapters.backends import Backends
-from gateway.adapters.store import migrate, queries
-from gateway.auth import SCOPES, new_partner_id
+from gateway.adapters.store import migrate, operator_keys, queries
+from gateway.auth import OPERATOR_SCOPES, SCOPES, new_partner_id
 from gateway.config import GatewayConfig
 from gateway.contract_docs import comments_by_name, load_descriptor_set
 from gateway.descriptors import bindings_of, contract_services
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DEMO_KEY_ENV = "CROSSDOCK_DEMO_API_KEY"
 DEMO_PARTNER_NAME = "demo partner"
+DEMO_OPERATOR_NAME = "demo-operator@localhost"
 
 
 @dataclass
@@ -133,12 +134,26 @@ async def seed_demo_partner(db: Database, environ: dict[str, str] | None = None)
     return api_key
 
 
+async def seed_demo_operator(db: Database, operator_key: str) -> bool:
+    """Install the configured demo operator key with every operator scope; True when new (a
+    restart finds it there, and a key revoked through the admin API stays revoked)."""
+    return await db.run(
+        operator_keys.install_operator_key,
+        DEMO_OPERATOR_NAME,
+        operator_key,
+        list(OPERATOR_SCOPES),
+        time.time(),
+    )
+
+
 async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
     if config.migrate_on_start:
         await asyncio.to_thread(migrate, config.db_url)
     built = build(config)
     if seed_demo:
         await seed_demo_partner(built.db)
+        if config.demo_operator_key:
+            await seed_demo_operator(built.db, config.demo_operator_key)
     metrics_endpoint = serve_metrics(
         built.metrics.service, host=config.bind_host, port=config.metrics_port
     )

@@ -22,6 +22,7 @@ class Credentials:
     admin_token: str  # the gateway admin API's bearer token
     sandbox_webhook_secret: str  # signs the sandbox carrier's webhooks
     demo_api_key: str  # the demo partner's API key
+    demo_operator_key: str = ""  # the demo operator's key (operator console, both scopes)
 
 
 def new_demo_api_key() -> str:
@@ -29,6 +30,13 @@ def new_demo_api_key() -> str:
     from gateway.auth import new_key_material
 
     return new_key_material()[1]
+
+
+def new_demo_operator_key() -> str:
+    """An operator key in the gateway's own format (cdo_<key id>_<secret>)."""
+    from gateway.auth import new_operator_key_material
+
+    return new_operator_key_material()[1]
 
 
 def load_or_create(
@@ -57,6 +65,7 @@ def load(
         admin_token=str(stored.get("admin_token") or secrets.token_urlsafe(24)),
         sandbox_webhook_secret=str(stored.get("sandbox_webhook_secret") or secrets.token_hex(24)),
         demo_api_key=demo_api_key or str(stored.get("demo_api_key") or new_demo_api_key()),
+        demo_operator_key=str(stored.get("demo_operator_key") or new_demo_operator_key()),
     )
 
 
@@ -67,6 +76,7 @@ def keep(data_dir: Path, credentials: Credentials) -> None:
         "admin_token": credentials.admin_token,
         "sandbox_webhook_secret": credentials.sandbox_webhook_secret,
         "demo_api_key": credentials.demo_api_key,
+        "demo_operator_key": credentials.demo_operator_key,
     }
     if values == _stored(data_dir):
         return

@@ -100,6 +100,7 @@ def service_settings(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
             "ADMIN_HOST": host,
             "ADMIN_PORT": str(plan.of("gateway", "admin")),
             "ADMIN_TOKEN": ctx.credentials.admin_token,
+            "DEMO_OPERATOR_KEY": ctx.credentials.demo_operator_key,
             "BIND_HOST": host,
             "METRICS_PORT": str(plan.of("gateway", "metrics")),
             # A laptop's webhook receivers live on localhost or the LAN; production keeps the

@@ -4,9 +4,9 @@ Before anything starts, every setting each service will get is checked by that s
 config class (localmesh.preflight): a bad one stops the launch with ConfigError and no process
 started. Start order (each wave starts once the previous one is ready): PostgreSQL, nats-server,
 the sandbox carrier (when it runs as its own process), the schema registry, inventory +
-carrier-adapter + billing, order + shipment, the gateway; then the demo data and the warehouse
-simulator. Stop is the reverse, wave by wave, each with a bounded wait before SIGKILL. One thread
-owns the children (their death signal is tied to it).
+carrier-adapter + billing + control-tower, order + shipment, the gateway; then the demo data and
+the warehouse simulator. Stop is the reverse, wave by wave, each with a bounded wait before
+SIGKILL. One thread owns the children (their death signal is tied to it).
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class Mesh:
     services: tuple[str, ...] = field(default=())
     # The sandbox carrier's API when it runs as its own process (MeshOptions.sandbox_process).
     sandbox_carrier_url: str = ""
+    # The demo operator's key: the operator console on admin_url, scopes ops:read and ops:act.
+    demo_operator_key: str = ""
 
     @property
     def docs_url(self) -> str:
@@ -271,6 +273,7 @@ class MeshRunner:
             log_dir=self.log_dir,
             services=tuple(spec.name for spec in services),
             sandbox_carrier_url=ctx.sandbox_carrier_url if self.options.sandbox_process else "",
+            demo_operator_key=ctx.credentials.demo_operator_key,
         )
 
     # -- while running and stop -------------------------------------------------------------

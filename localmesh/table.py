@@ -47,6 +47,7 @@ def mesh_table(mesh: Mesh) -> str:
         f"partner API     {mesh.gateway_url}   (docs {mesh.docs_url}, {mesh.openapi_url})",
         f"demo API key    {mesh.demo_api_key}",
         f"admin token     {mesh.admin_token}   ({mesh.admin_url})",
+        f"operator key    {mesh.demo_operator_key}   (ops:read, ops:act; {mesh.admin_url})",
         f"NATS (admin)    {mesh.nats_admin_url}",
         f"database        {mesh.db}; data in {mesh.data_dir}, logs in {mesh.log_dir}",
         "",

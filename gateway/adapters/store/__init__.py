@@ -1,11 +1,11 @@
-"""The gateway's own database: partners, API keys, idempotency records, rate-limit buckets and
-the webhook tables.
+"""The gateway's own database: partners, API keys, operator keys, idempotency records, rate-limit
+buckets and the webhook tables.
 
-Tables in `tables` and `webhook_tables`, partner/key/bucket queries in `queries`, Idempotency-Key
-records in `idempotency`, Alembic scripts in `migrations/`. The gateway is not under services/,
-so the kit's `service_script_location` does not find it: SCRIPT_LOCATION is computed here, next
-to this file. `migrate(url)` upgrades a database to the latest revision; the gateway runs it at
-start unless told not to.
+Tables in `tables` and `webhook_tables`, partner/key/bucket queries in `queries`, operator keys
+in `operator_keys`, Idempotency-Key records in `idempotency`, Alembic scripts in `migrations/`.
+The gateway is not under services/, so the kit's `service_script_location` does not find it:
+SCRIPT_LOCATION is computed here, next to this file. `migrate(url)` upgrades a database to the
+latest revision; the gateway runs it at start unless told not to.
 """
 
 from __future__ import annotations

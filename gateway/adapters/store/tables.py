@@ -6,6 +6,9 @@
 - idempotency_records: one per (partner, Idempotency-Key): the request fingerprint, whether the
   request is still running, and the stored response to replay.
 - rate_buckets: one token bucket per (partner, route class), shared by every gateway replica.
+- operator_keys: keys of the people who operate the mesh (the operator console): who holds the
+  key (the name later actions are audited under), salt and SHA-256 as for api_keys, scopes,
+  optional expiry and revocation. No partner: an operator key is never a partner's.
 """
 
 from __future__ import annotations
@@ -73,4 +76,17 @@ rate_buckets = Table(
     Column("route_class", String(32), primary_key=True),
     Column("tokens", Float(), nullable=False),
     Column("updated_at", Float(), nullable=False),
+)
+
+operator_keys = Table(
+    "operator_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("operator", String(254), nullable=False),
+    Column("salt", LargeBinary(), nullable=False),
+    Column("secret_sha256", LargeBinary(), nullable=False),
+    Column("scopes", Text(), nullable=False),
+    Column("created_at", Float(), nullable=False),
+    Column("expires_at", Float(), nullable=True),
+    Column("revoked_at", Float(), nullable=True),
 )
