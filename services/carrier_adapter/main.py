@@ -16,11 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorDeps, build_connectors
 from services.carrier_adapter.adapters.carriers.sandbox.wiring import wire_sandbox
+from services.carrier_adapter.adapters.carriers.tables import CodeTables
 from services.carrier_adapter.adapters.contracts import mapper
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.adapters.reliability.clock import SystemClock
 from services.carrier_adapter.adapters.store.payload_buffer import PayloadBuffer
 from services.carrier_adapter.app.booking import BookingSettings, LabelBooker
+from services.carrier_adapter.app.code_mapping import CodeMappings
 from services.carrier_adapter.app.polling import PollSettings, TrackingPoller
 from services.carrier_adapter.app.tracking import TrackingIngest
 from services.carrier_adapter.config import CarrierAdapterConfig, load_accounts
@@ -28,8 +30,12 @@ from services.carrier_adapter.entrypoints.grpc import CarrierAdapterApi, add_to_
 from services.carrier_adapter.entrypoints.workers import Workers
 from services.kit.runtime import start_events
 from services.kit.server import ServiceServer, run_service
+from services.kit.workers import PollingWorker
 
 __all__ = ["CarrierAdapterConfig", "main", "setup"]
+
+# How soon a replica takes up a code mapping another replica made (one small read per tick).
+CODE_MAPPING_REFRESH_SECONDS = 5.0
 
 
 async def setup(
@@ -38,7 +44,14 @@ async def setup(
     """Build carrier-adapter on the kit's server; `environ` holds the carrier accounts."""
     clock, payloads, retention = SystemClock(), PayloadBuffer(), config.retention_policy()
     metrics = CarrierMetrics(server.metrics.registry if server.metrics else CollectorRegistry())
-    deps = ConnectorDeps(clock=clock, metrics=metrics, payload_sink=payloads, retention=retention)
+    code_tables = CodeTables()
+    deps = ConnectorDeps(
+        clock=clock,
+        metrics=metrics,
+        payload_sink=payloads,
+        retention=retention,
+        code_tables=code_tables,
+    )
     registry = build_connectors(load_accounts(environ), deps)
     started: list[Workers] = []
 
@@ -63,8 +76,12 @@ async def setup(
         ),
     )
     ingest = TrackingIngest(units, registry, clock)
+    code_mappings = CodeMappings(units, code_tables, clock)
+    # The operators' mappings are in force before the first scan is normalized.
+    await code_mappings.refresh()
     quote_ttl = timedelta(seconds=config.quote_ttl_seconds)
-    add_to_server(server, CarrierAdapterApi(units, registry, booker, ingest, clock, quote_ttl))
+    api = CarrierAdapterApi(units, registry, booker, ingest, clock, code_mappings, quote_ttl)
+    add_to_server(server, api)
     poll_settings = PollSettings(
         config.poll_policy(), lease=timedelta(seconds=config.poll_lease_seconds)
     )
@@ -87,7 +104,15 @@ async def setup(
         poller=TrackingPoller(units.db, registry, clock, poll_settings, metrics),
         poll_interval=timedelta(seconds=config.poll_interval_seconds),
         booker=booker,
-        others=pushers,
+        others=[
+            *pushers,
+            PollingWorker(
+                "code mapping refresh",
+                code_mappings.refresh,
+                interval=CODE_MAPPING_REFRESH_SECONDS,
+                initial_delay=CODE_MAPPING_REFRESH_SECONDS,
+            ),
+        ],
     )
     workers.start()
     started.append(workers)

@@ -18,7 +18,8 @@ from datetime import datetime
 from crossdock.carrier.v1 import carrier_pb2, carrier_service_pb2, tracking_pb2
 from crossdock.events.v1 import carrier_events_pb2
 
-from services.carrier_adapter.domain.events import TrackingUpdated
+from services.carrier_adapter.domain.code_mapping import CodeMapping
+from services.carrier_adapter.domain.events import CodeMapped, TrackingUpdated
 from services.carrier_adapter.domain.model import (
     BookedLabel,
     InboundWebhook,
@@ -43,6 +44,7 @@ from services.kit.values import Money
 
 __all__ = [
     "address_from_proto",
+    "code_mapping_to_proto",
     "label_format_from_proto",
     "label_request_from_proto",
     "label_to_proto",
@@ -54,6 +56,7 @@ __all__ = [
     "scan_to_proto",
     "service_level_from_proto",
     "service_level_to_proto",
+    "status_from_proto",
     "tracking_updated_event",
     "unmapped_event",
     "webhook_from_proto",
@@ -175,6 +178,23 @@ def _incident_to_proto(reason: IncidentReason | None) -> int:
     return _enum_value(tracking_pb2.IncidentReason, "INCIDENT_REASON", reason.value)
 
 
+def status_from_proto(value: int) -> TrackingStatus:
+    """A request's canonical status (protovalidate has refused UNSPECIFIED and unknown values)."""
+    return TrackingStatus(_enum_name(tracking_pb2.TrackingStatus, "TRACKING_STATUS", value))
+
+
+def code_mapping_to_proto(mapping: CodeMapping) -> carrier_service_pb2.CodeMapping:
+    return carrier_service_pb2.CodeMapping(
+        carrier=mapping.carrier,
+        carrier_status_code=mapping.carrier_status_code,
+        status=_status_to_proto(mapping.status),  # type: ignore[arg-type]
+        version=mapping.version,
+        operator=mapping.operator,
+        note=mapping.note,
+        create_time=_timestamp(mapping.mapped_at),
+    )
+
+
 def scan_to_proto(scan: TrackingScan) -> tracking_pb2.TrackingEvent:
     return tracking_pb2.TrackingEvent(
         tracking_number=scan.tracking_number,
@@ -240,3 +260,20 @@ def _tracking_updated(event: TrackingUpdated) -> Mapped:
 @mapper.maps(UnmappedCode)
 def _code_unmapped(code: UnmappedCode) -> Mapped:
     return unmapped_event(code), code.tracking_number
+
+
+@mapper.maps(CodeMapped)
+def _code_mapped(event: CodeMapped) -> Mapped:
+    mapping = event.mapping
+    message = carrier_events_pb2.CarrierCodeMapped(
+        carrier=mapping.carrier,
+        carrier_status_code=mapping.carrier_status_code,
+        status=_status_to_proto(mapping.status),  # type: ignore[arg-type]
+        version=mapping.version,
+        operator=mapping.operator,
+        note=mapping.note,
+        renormalized_scans=event.renormalized_scans,
+        occur_time=_timestamp(mapping.mapped_at),
+    )
+    # Keyed by the code: its versions stay in order.
+    return message, f"{mapping.carrier}:{mapping.carrier_status_code}"

@@ -16,6 +16,7 @@ from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegis
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store import labels as label_store
 from services.carrier_adapter.adapters.store.scans import keep_unseen_groups
+from services.carrier_adapter.adapters.store.unmapped import keep_unmapped
 from services.carrier_adapter.domain.connector import CarrierConnector
 from services.carrier_adapter.domain.errors import WebhookSignatureInvalid
 from services.carrier_adapter.domain.events import TrackingUpdated
@@ -23,6 +24,7 @@ from services.carrier_adapter.domain.model import (
     InboundWebhook,
     TrackingResult,
     TrackingScan,
+    TrackingStatus,
     WebhookBatch,
 )
 from services.kit.db import Database
@@ -145,6 +147,8 @@ def _publish(
     )
     if not result.unmapped:
         return
+    # Kept so that mapping the code later can normalize these scans again (app.code_mapping).
+    keep_unmapped(uow.conn, [s for s in fresh if s.status is TrackingStatus.UNKNOWN], received_at)
     # Unmapped codes of scans already seen were raised when they were first seen.
     fresh_scans = {(s.occurred_at, s.carrier_status_code) for s in fresh}
     for code in result.unmapped:

@@ -1,6 +1,8 @@
-"""What carrier-adapter announces: new scans of a parcel, and carrier codes it could not map.
+"""What carrier-adapter announces: new scans of a parcel, carrier codes it could not map, and
+codes an operator mapped.
 
-`adapters.contracts` maps each to its contract message (TrackingUpdated, CarrierCodeUnmapped);
+`adapters.contracts` maps each to its contract message (TrackingUpdated, CarrierCodeUnmapped,
+CarrierCodeMapped);
 a use case announces one with `uow.publish(event)`. An `UnmappedCode` (domain.model) is itself
 the domain event behind CarrierCodeUnmapped.
 """
@@ -10,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.carrier_adapter.domain.code_mapping import CodeMapping
 from services.carrier_adapter.domain.model import (
     TrackingScan,
     UnmappedCode,
 )
 from services.kit.values import Money
 
-__all__ = ["TrackingUpdated", "UnmappedCode"]
+__all__ = ["CodeMapped", "TrackingUpdated", "UnmappedCode"]
 
 
 @dataclass(frozen=True)
@@ -29,3 +32,12 @@ class TrackingUpdated:
     received_at: datetime
     # The carrier's final freight charge, when the push carried one.
     final_charge: Money | None = None
+
+
+@dataclass(frozen=True)
+class CodeMapped:
+    """An operator made a new version of a code's mapping; the scans the code had left UNKNOWN
+    were normalized again and published."""
+
+    mapping: CodeMapping
+    renormalized_scans: int

@@ -19,7 +19,7 @@ from services.carrier_adapter.domain.model import (
     TrackingScan,
     UnmappedCode,
 )
-from services.carrier_adapter.domain.status_table import StatusTable
+from services.carrier_adapter.domain.status_table import CodeTable
 
 __all__ = ["RawScan", "ScanNormalizer", "UnmappedSink", "dedupe_key"]
 
@@ -52,7 +52,7 @@ def dedupe_key(carrier: str, tracking_number: str, scan: RawScan) -> str:
 
 
 class ScanNormalizer:
-    def __init__(self, table: StatusTable, on_unmapped: UnmappedSink | None = None) -> None:
+    def __init__(self, table: CodeTable, on_unmapped: UnmappedSink | None = None) -> None:
         self.table = table
         self._on_unmapped = on_unmapped
 

@@ -26,11 +26,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from services.carrier_adapter.domain.model import IncidentReason, TrackingStatus
 
-__all__ = ["CodeResolution", "StatusTable", "StatusTableError"]
+__all__ = ["CodeResolution", "CodeTable", "LiveStatusTable", "StatusTable", "StatusTableError"]
 
 _E = TypeVar("_E", TrackingStatus, IncidentReason)
 
@@ -104,6 +104,21 @@ class StatusTable:
             raise StatusTableError(f"{origin}: 'status_codes' is empty")
         return cls(carrier, statuses, incidents, str(raw.get("source", "")))
 
+    def status_of(self, status_code: str) -> TrackingStatus | None:
+        """The status the table maps `status_code` to, or None when it has no entry."""
+        entry = self.status_codes.get(status_code)
+        return None if entry is None else entry.status
+
+    def overlaid(self, statuses: Mapping[str, TrackingStatus]) -> StatusTable:
+        """This table with `statuses` (code → status, operators' mappings) laid over its status
+        codes. An overlaid entry implies no incident: the operator named only a status."""
+        merged = dict(self.status_codes)
+        for code, status in statuses.items():
+            if status not in _MAPPABLE_STATUSES:
+                raise StatusTableError(f"{self.carrier}: code {code!r} may not map to {status}")
+            merged[code] = _StatusEntry(status, None, "")
+        return StatusTable(self.carrier, merged, self.incident_codes, self.source)
+
     def resolve(self, status_code: str, incident_code: str = "") -> CodeResolution:
         """Map one scan's codes. Codes compare exactly after trimming whitespace."""
         entry = self.status_codes.get(status_code.strip())
@@ -118,6 +133,44 @@ class StatusTable:
             else:
                 incident = found
         return CodeResolution(status, incident, entry is not None, incident_mapped)
+
+
+class CodeTable(Protocol):
+    """What normalizing a scan needs of a carrier's table (StatusTable, LiveStatusTable)."""
+
+    @property
+    def carrier(self) -> str: ...
+
+    def resolve(self, status_code: str, incident_code: str = "") -> CodeResolution: ...
+
+
+class LiveStatusTable:
+    """A carrier's packaged table with the operators' latest mappings laid over it.
+
+    Connectors normalize through it while the service swaps the overlay (`overlay`) when a
+    mapping is made here or seen in the database, so a new mapping applies to the next scan
+    without a restart or a read per scan. The swap replaces one reference, so a scan being
+    normalized sees either the old table or the new one, never half of each.
+    """
+
+    def __init__(self, packaged: StatusTable) -> None:
+        self.packaged = packaged
+        self._effective = packaged
+
+    @property
+    def carrier(self) -> str:
+        return self.packaged.carrier
+
+    @property
+    def effective(self) -> StatusTable:
+        return self._effective
+
+    def overlay(self, statuses: Mapping[str, TrackingStatus]) -> None:
+        """Lay `statuses` (every operator-mapped code's latest status) over the packaged table."""
+        self._effective = self.packaged.overlaid(statuses)
+
+    def resolve(self, status_code: str, incident_code: str = "") -> CodeResolution:
+        return self._effective.resolve(status_code, incident_code)
 
 
 def _section(raw: Mapping[str, Any], name: str, origin: str) -> Mapping[str, Any]:

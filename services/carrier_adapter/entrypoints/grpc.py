@@ -20,13 +20,16 @@ from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegis
 from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store.quotes import StoredQuote
 from services.carrier_adapter.app.booking import LabelBooker, Shopping, cancel_label
+from services.carrier_adapter.app.code_mapping import CodeMappings
 from services.carrier_adapter.app.push_batch import PushOutcome, ingest_pushes
 from services.carrier_adapter.app.rating import get_rates
 from services.carrier_adapter.app.tracking import IngestResult, TrackingIngest, track
 from services.carrier_adapter.config import SERVICE
+from services.carrier_adapter.domain.code_mapping import MapCode
 from services.carrier_adapter.domain.model import LabelRequest, RateRequest
 from services.kit.errors import DomainError
 from services.kit.grpc_errors import status_of_failure
+from services.kit.paging import page_size
 from services.kit.server import ServiceServer
 from services.kit.uow import UnitsOfWork
 
@@ -46,9 +49,11 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
         booker: LabelBooker,
         ingest: TrackingIngest,
         clock: Clock,
+        code_mappings: CodeMappings,
         quote_ttl: timedelta = timedelta(hours=24),
     ) -> None:
         self._units = units
+        self._code_mappings = code_mappings
         self._registry = registry
         self._booker = booker
         self._ingest = ingest
@@ -153,6 +158,31 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
         for outcome, item in zip(outcomes, request.pushes, strict=True):
             _set_push_result(response.results.add(), outcome, item.correlation_id)
         return response
+
+    async def MapCarrierCode(self, request: svc.MapCarrierCodeRequest, context: Context) -> Any:
+        outcome = await self._code_mappings.map_code(
+            MapCode(
+                carrier=request.carrier,
+                carrier_status_code=request.carrier_status_code,
+                status=pm.status_from_proto(request.status),
+                operator=request.operator,
+                note=request.note,
+            )
+        )
+        return svc.MapCarrierCodeResponse(
+            mapping=pm.code_mapping_to_proto(outcome.mapping),
+            created=outcome.created,
+            renormalized_scans=outcome.renormalized_scans,
+        )
+
+    async def ListCodeMappings(self, request: svc.ListCodeMappingsRequest, context: Context) -> Any:
+        mappings, token = await self._code_mappings.list_mappings(
+            request.carrier, request.page_token, page_size(request.page_size)
+        )
+        return svc.ListCodeMappingsResponse(
+            mappings=[pm.code_mapping_to_proto(mapping) for mapping in mappings],
+            next_page_token=token,
+        )
 
 
 def _set_push_result(

@@ -21,7 +21,11 @@ from services.carrier_adapter.adapters.carriers.sandbox.connector import (
     SandboxSettings,
 )
 from services.carrier_adapter.adapters.carriers.sandbox.remote import RemoteSandboxConnector
-from services.carrier_adapter.adapters.carriers.tables import load_service_table, load_status_table
+from services.carrier_adapter.adapters.carriers.tables import (
+    CodeTables,
+    load_service_table,
+    load_status_table,
+)
 from services.carrier_adapter.adapters.carriers.ups.connector import UpsConnector
 from services.carrier_adapter.adapters.carriers.usps.connector import UspsConnector
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
@@ -65,6 +69,9 @@ class ConnectorDeps:
     rng: random.Random = field(default_factory=random.Random)
     # Socket timeout for karrio HTTP; keep it under the per-call deadline.
     http_timeout_seconds: float = 20.0
+    # Live status tables (packaged + operators' mappings); None normalizes with the packaged
+    # tables alone.
+    code_tables: CodeTables | None = None
 
 
 class ConnectorRegistry:
@@ -132,7 +139,11 @@ def build_connector(account: CarrierAccount, deps: ConnectorDeps) -> CarrierConn
         if deps.payload_sink is not None
         else None
     )
-    status_table = load_status_table(account.carrier)
+    status_table = (
+        deps.code_tables.table(account.carrier)
+        if deps.code_tables is not None
+        else load_status_table(account.carrier)
+    )
     service_table = load_service_table(account.carrier)
     if account.carrier == "sandbox" and account.get("endpoint"):
         return RemoteSandboxConnector(

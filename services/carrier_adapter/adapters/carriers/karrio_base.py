@@ -66,7 +66,7 @@ from services.carrier_adapter.domain.model import (
 from services.carrier_adapter.domain.normalize import RawScan, ScanNormalizer, UnmappedSink
 from services.carrier_adapter.domain.payload_log import PayloadDirection, PayloadRecorder
 from services.carrier_adapter.domain.service_table import ServiceTable
-from services.carrier_adapter.domain.status_table import StatusTable
+from services.carrier_adapter.domain.status_table import CodeTable
 from services.kit.values import Money
 
 __all__ = ["KarrioConnector"]
@@ -99,7 +99,7 @@ class KarrioConnector:
         self,
         account: CarrierAccount,
         *,
-        status_table: StatusTable,
+        status_table: CodeTable,
         service_table: ServiceTable,
         on_unmapped: UnmappedSink | None = None,
         payloads: PayloadRecorder | None = None,

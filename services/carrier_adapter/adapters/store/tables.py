@@ -11,6 +11,11 @@ PostgreSQL round-trip them identically.
 - seen_scans: dedupe keys of scans already published, so a re-sent webhook publishes nothing.
 - tracking_polls: one row per booked label of a polled account (domain.polling's PollState),
   plus the lease a replica holds while it polls that label.
+- code_mappings: operators' versioned mappings of carrier status codes (domain.code_mapping),
+  laid over the packaged tables; rows are only ever added.
+- unmapped_scans: each published scan its status code left UNKNOWN, kept whole so a mapping of
+  the code can normalize it again; `mapped_version` is set by the one re-normalization that
+  publishes it.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 
@@ -127,4 +134,47 @@ tracking_polls = Table(
     # A replica polling this label holds it until lease_until; a lapsed lease is free again.
     Column("lease_token", String(40), nullable=True),
     Column("lease_until", Float, nullable=True),
+)
+
+code_mappings = Table(
+    "code_mappings",
+    metadata,
+    # Increases with every mapping made: a replica reloads its tables when the largest changes.
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("carrier", String(32), nullable=False),
+    Column("carrier_status_code", String(32), nullable=False),
+    Column("status", String(24), nullable=False),
+    # Per (carrier, code), from 1; UNIQUE, so two racing operators cannot make the same version.
+    Column("version", Integer, nullable=False),
+    Column("operator", String(128), nullable=False),
+    Column("note", String(500), nullable=False),
+    Column("mapped_at", Float, nullable=False),
+    UniqueConstraint(
+        "carrier", "carrier_status_code", "version", name="uq_code_mappings_code_version"
+    ),
+    sqlite_autoincrement=True,
+)
+
+unmapped_scans = Table(
+    "unmapped_scans",
+    metadata,
+    Column("dedupe_key", String(64), primary_key=True),
+    Column("carrier", String(32), nullable=False),
+    # Text: a carrier may send any code, and an over-long one must not fail the push.
+    Column("carrier_status_code", Text, nullable=False),
+    Column("tracking_number", String(64), nullable=False),
+    # The normalized scan as published (JSON, store.unmapped's codec).
+    Column("scan", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+    # The mapping version it was normalized again under; None while it is still UNKNOWN.
+    Column("mapped_version", Integer, nullable=True),
+    Column("mapped_at", Float, nullable=True),
+)
+Index(
+    "ix_unmapped_scans_code",
+    # mapped_version first: the refresh lists the codes of the rows still NULL (one range), and
+    # a claim names all three columns.
+    unmapped_scans.c.mapped_version,
+    unmapped_scans.c.carrier,
+    unmapped_scans.c.carrier_status_code,
 )

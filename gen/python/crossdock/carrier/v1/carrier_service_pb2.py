@@ -28,10 +28,11 @@ from crossdock.carrier.v1 import tracking_pb2 as crossdock_dot_carrier_dot_v1_do
 from crossdock.common.v1 import common_pb2 as crossdock_dot_common_dot_v1_dot_common__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*crossdock/carrier/v1/carrier_service.proto\x12\x14\x63rossdock.carrier.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"crossdock/carrier/v1/carrier.proto\x1a#crossdock/carrier/v1/tracking.proto\x1a crossdock/common/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x17google/rpc/status.proto\"\xca\x02\n\x0fGetRatesRequest\x12\x37\n\tship_from\x18\x01 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x35\n\x07ship_to\x18\x02 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x39\n\x07parcels\x18\x03 \x03(\x0b\x32\x1c.crossdock.carrier.v1.ParcelB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x43\n\rservice_level\x18\x04 \x01(\x0e\x32\".crossdock.carrier.v1.ServiceLevelB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x34\n\x08\x63\x61rriers\x18\x05 \x03(\tB\"\xbaH\x1f\x92\x01\x1c\"\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12\x11\n\tis_return\x18\x06 \x01(\x08\"y\n\x10GetRatesResponse\x12)\n\x05rates\x18\x01 \x03(\x0b\x32\x1a.crossdock.carrier.v1.Rate\x12:\n\x0e\x63\x61rrier_errors\x18\x02 \x03(\x0b\x32\".crossdock.carrier.v1.CarrierError\"C\n\x0c\x43\x61rrierError\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xd6\x04\n\x10\x42ookLabelRequest\x12\x38\n\x0fidempotency_key\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x08\x18\x80\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x37\n\x07rate_id\x18\x02 \x01(\tB&\xbaH#r\x1e\x32\x1c^rte_[0-9A-HJKMNP-TV-Z]{26}$\xd8\x01\x01\x12\x37\n\tship_from\x18\x03 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x35\n\x07ship_to\x18\x04 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x39\n\x07parcels\x18\x05 \x03(\x0b\x32\x1c.crossdock.carrier.v1.ParcelB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x41\n\x0clabel_format\x18\x06 \x01(\x0e\x32!.crossdock.carrier.v1.LabelFormatB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12/\n\treference\x18\x07 \x01(\tB\x1c\xbaH\x19r\x17\x18@2\x13^[^\\x00-\\x1F\\x7F]*$\x12\x11\n\tis_return\x18\x08 \x01(\x08\x12\x30\n\x04shop\x18\t \x01(\x0b\x32\".crossdock.carrier.v1.RateShopping:k\xbaHh\x1a\x66\n\x17\x62ook_label.rate_or_shop\x12#set exactly one of rate_id and shop\x1a&(this.rate_id != \'\') != has(this.shop)\"\x95\x01\n\x0cRateShopping\x12\x43\n\rservice_level\x18\x01 \x01(\x0e\x32\".crossdock.carrier.v1.ServiceLevelB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12@\n\x12\x63\x61rrier_preference\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\x10 \"\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\"{\n\x11\x42ookLabelResponse\x12*\n\x05label\x18\x01 \x01(\x0b\x32\x1b.crossdock.carrier.v1.Label\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12(\n\x04rate\x18\x03 \x01(\x0b\x32\x1a.crossdock.carrier.v1.Rate\"K\n\x12\x43\x61ncelLabelRequest\x12\x35\n\x08label_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^lbl_[0-9A-HJKMNP-TV-Z]{26}$\"A\n\x13\x43\x61ncelLabelResponse\x12*\n\x05label\x18\x01 \x01(\x0b\x32\x1b.crossdock.carrier.v1.Label\"w\n\x0cTrackRequest\x12.\n\x07\x63\x61rrier\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12\x37\n\x0ftracking_number\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x04\x18@2\x13^[^\\x00-\\x1F\\x7F]*$\"D\n\rTrackResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.crossdock.carrier.v1.TrackingEvent\"\x92\x02\n\x14IngestWebhookRequest\x12.\n\x07\x63\x61rrier\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12*\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\x06\xbaH\x03\xc8\x01\x01\x12\x65\n\x11signature_headers\x18\x03 \x03(\x0b\x32@.crossdock.carrier.v1.IngestWebhookRequest.SignatureHeadersEntryB\x08\xbaH\x05\x9a\x01\x02\x10\x10\x1a\x37\n\x15SignatureHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x15IngestWebhooksRequest\x12\x43\n\x06pushes\x18\x01 \x03(\x0b\x32\'.crossdock.carrier.v1.IngestWebhookItemB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x64\"w\n\x11IngestWebhookItem\x12@\n\x04push\x18\x01 \x01(\x0b\x32*.crossdock.carrier.v1.IngestWebhookRequestB\x06\xbaH\x03\xc8\x01\x01\x12 \n\x0e\x63orrelation_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\"T\n\x16IngestWebhooksResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).crossdock.carrier.v1.IngestWebhookResult\"\x86\x01\n\x13IngestWebhookResult\x12?\n\x08ingested\x18\x01 \x01(\x0b\x32+.crossdock.carrier.v1.IngestWebhookResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\t\n\x07outcome\"J\n\x15IngestWebhookResponse\x12\x17\n\x0f\x61\x63\x63\x65pted_events\x18\x01 \x01(\x05\x12\x18\n\x10\x64uplicate_events\x18\x02 \x01(\x05\x32\x8d\x05\n\x15\x43\x61rrierAdapterService\x12Y\n\x08GetRates\x12%.crossdock.carrier.v1.GetRatesRequest\x1a&.crossdock.carrier.v1.GetRatesResponse\x12\\\n\tBookLabel\x12&.crossdock.carrier.v1.BookLabelRequest\x1a\'.crossdock.carrier.v1.BookLabelResponse\x12\x62\n\x0b\x43\x61ncelLabel\x12(.crossdock.carrier.v1.CancelLabelRequest\x1a).crossdock.carrier.v1.CancelLabelResponse\x12P\n\x05Track\x12\".crossdock.carrier.v1.TrackRequest\x1a#.crossdock.carrier.v1.TrackResponse\x12\x97\x01\n\rIngestWebhook\x12*.crossdock.carrier.v1.IngestWebhookRequest\x1a+.crossdock.carrier.v1.IngestWebhookResponse\"-\x82\xd3\xe4\x93\x02\'\"\x1f/v1/carriers/{carrier}/webhooks:\x04\x62ody\x12k\n\x0eIngestWebhooks\x12+.crossdock.carrier.v1.IngestWebhooksRequest\x1a,.crossdock.carrier.v1.IngestWebhooksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*crossdock/carrier/v1/carrier_service.proto\x12\x14\x63rossdock.carrier.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"crossdock/carrier/v1/carrier.proto\x1a#crossdock/carrier/v1/tracking.proto\x1a crossdock/common/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xca\x02\n\x0fGetRatesRequest\x12\x37\n\tship_from\x18\x01 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x35\n\x07ship_to\x18\x02 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x39\n\x07parcels\x18\x03 \x03(\x0b\x32\x1c.crossdock.carrier.v1.ParcelB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x43\n\rservice_level\x18\x04 \x01(\x0e\x32\".crossdock.carrier.v1.ServiceLevelB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x34\n\x08\x63\x61rriers\x18\x05 \x03(\tB\"\xbaH\x1f\x92\x01\x1c\"\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12\x11\n\tis_return\x18\x06 \x01(\x08\"y\n\x10GetRatesResponse\x12)\n\x05rates\x18\x01 \x03(\x0b\x32\x1a.crossdock.carrier.v1.Rate\x12:\n\x0e\x63\x61rrier_errors\x18\x02 \x03(\x0b\x32\".crossdock.carrier.v1.CarrierError\"C\n\x0c\x43\x61rrierError\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xd6\x04\n\x10\x42ookLabelRequest\x12\x38\n\x0fidempotency_key\x18\x01 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x08\x18\x80\x01\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x37\n\x07rate_id\x18\x02 \x01(\tB&\xbaH#r\x1e\x32\x1c^rte_[0-9A-HJKMNP-TV-Z]{26}$\xd8\x01\x01\x12\x37\n\tship_from\x18\x03 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x35\n\x07ship_to\x18\x04 \x01(\x0b\x32\x1c.crossdock.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x39\n\x07parcels\x18\x05 \x03(\x0b\x32\x1c.crossdock.carrier.v1.ParcelB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32\x12\x41\n\x0clabel_format\x18\x06 \x01(\x0e\x32!.crossdock.carrier.v1.LabelFormatB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12/\n\treference\x18\x07 \x01(\tB\x1c\xbaH\x19r\x17\x18@2\x13^[^\\x00-\\x1F\\x7F]*$\x12\x11\n\tis_return\x18\x08 \x01(\x08\x12\x30\n\x04shop\x18\t \x01(\x0b\x32\".crossdock.carrier.v1.RateShopping:k\xbaHh\x1a\x66\n\x17\x62ook_label.rate_or_shop\x12#set exactly one of rate_id and shop\x1a&(this.rate_id != \'\') != has(this.shop)\"\x95\x01\n\x0cRateShopping\x12\x43\n\rservice_level\x18\x01 \x01(\x0e\x32\".crossdock.carrier.v1.ServiceLevelB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12@\n\x12\x63\x61rrier_preference\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\x10 \"\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\"{\n\x11\x42ookLabelResponse\x12*\n\x05label\x18\x01 \x01(\x0b\x32\x1b.crossdock.carrier.v1.Label\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12(\n\x04rate\x18\x03 \x01(\x0b\x32\x1a.crossdock.carrier.v1.Rate\"K\n\x12\x43\x61ncelLabelRequest\x12\x35\n\x08label_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^lbl_[0-9A-HJKMNP-TV-Z]{26}$\"A\n\x13\x43\x61ncelLabelResponse\x12*\n\x05label\x18\x01 \x01(\x0b\x32\x1b.crossdock.carrier.v1.Label\"w\n\x0cTrackRequest\x12.\n\x07\x63\x61rrier\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12\x37\n\x0ftracking_number\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x04\x18@2\x13^[^\\x00-\\x1F\\x7F]*$\"D\n\rTrackResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.crossdock.carrier.v1.TrackingEvent\"\x92\x02\n\x14IngestWebhookRequest\x12.\n\x07\x63\x61rrier\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12*\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\x06\xbaH\x03\xc8\x01\x01\x12\x65\n\x11signature_headers\x18\x03 \x03(\x0b\x32@.crossdock.carrier.v1.IngestWebhookRequest.SignatureHeadersEntryB\x08\xbaH\x05\x9a\x01\x02\x10\x10\x1a\x37\n\x15SignatureHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x15IngestWebhooksRequest\x12\x43\n\x06pushes\x18\x01 \x03(\x0b\x32\'.crossdock.carrier.v1.IngestWebhookItemB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x64\"w\n\x11IngestWebhookItem\x12@\n\x04push\x18\x01 \x01(\x0b\x32*.crossdock.carrier.v1.IngestWebhookRequestB\x06\xbaH\x03\xc8\x01\x01\x12 \n\x0e\x63orrelation_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\"T\n\x16IngestWebhooksResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).crossdock.carrier.v1.IngestWebhookResult\"\x86\x01\n\x13IngestWebhookResult\x12?\n\x08ingested\x18\x01 \x01(\x0b\x32+.crossdock.carrier.v1.IngestWebhookResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\t\n\x07outcome\"J\n\x15IngestWebhookResponse\x12\x17\n\x0f\x61\x63\x63\x65pted_events\x18\x01 \x01(\x05\x12\x18\n\x10\x64uplicate_events\x18\x02 \x01(\x05\"\x95\x03\n\x15MapCarrierCodeRequest\x12.\n\x07\x63\x61rrier\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9_]{1,31}$\x12>\n\x13\x63\x61rrier_status_code\x18\x02 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^[!-~]([ -~]{0,30}[!-~])?$\x12\x42\n\x06status\x18\x03 \x01(\x0e\x32$.crossdock.carrier.v1.TrackingStatusB\x0c\xbaH\t\x82\x01\x06\x10\x01 \x00 \x0c\x12\x61\n\x04note\x18\x04 \x01(\tBS\xbaHPrN\x18\xf4\x03\x32I^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$\x12\x65\n\x08operator\x18\x05 \x01(\tBS\xbaHPrN\x18\x80\x01\x32I^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$\"y\n\x16MapCarrierCodeResponse\x12\x32\n\x07mapping\x18\x01 \x01(\x0b\x32!.crossdock.carrier.v1.CodeMapping\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x1a\n\x12renormalized_scans\x18\x03 \x01(\x05\"\xd3\x01\n\x0b\x43odeMapping\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x1b\n\x13\x63\x61rrier_status_code\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.crossdock.carrier.v1.TrackingStatus\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x10\n\x08operator\x18\x05 \x01(\t\x12\x0c\n\x04note\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x17ListCodeMappingsRequest\x12\x31\n\x07\x63\x61rrier\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x32\x19^([a-z][a-z0-9_]{1,31})?$\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"h\n\x18ListCodeMappingsResponse\x12\x33\n\x08mappings\x18\x01 \x03(\x0b\x32!.crossdock.carrier.v1.CodeMapping\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xed\x06\n\x15\x43\x61rrierAdapterService\x12Y\n\x08GetRates\x12%.crossdock.carrier.v1.GetRatesRequest\x1a&.crossdock.carrier.v1.GetRatesResponse\x12\\\n\tBookLabel\x12&.crossdock.carrier.v1.BookLabelRequest\x1a\'.crossdock.carrier.v1.BookLabelResponse\x12\x62\n\x0b\x43\x61ncelLabel\x12(.crossdock.carrier.v1.CancelLabelRequest\x1a).crossdock.carrier.v1.CancelLabelResponse\x12P\n\x05Track\x12\".crossdock.carrier.v1.TrackRequest\x1a#.crossdock.carrier.v1.TrackResponse\x12\x97\x01\n\rIngestWebhook\x12*.crossdock.carrier.v1.IngestWebhookRequest\x1a+.crossdock.carrier.v1.IngestWebhookResponse\"-\x82\xd3\xe4\x93\x02\'\"\x1f/v1/carriers/{carrier}/webhooks:\x04\x62ody\x12k\n\x0eIngestWebhooks\x12+.crossdock.carrier.v1.IngestWebhooksRequest\x1a,.crossdock.carrier.v1.IngestWebhooksResponse\x12k\n\x0eMapCarrierCode\x12+.crossdock.carrier.v1.MapCarrierCodeRequest\x1a,.crossdock.carrier.v1.MapCarrierCodeResponse\x12q\n\x10ListCodeMappings\x12-.crossdock.carrier.v1.ListCodeMappingsRequest\x1a..crossdock.carrier.v1.ListCodeMappingsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -88,42 +89,68 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTWEBHOOKITEM'].fields_by_name['push']._serialized_options = b'\272H\003\310\001\001'
   _globals['_INGESTWEBHOOKITEM'].fields_by_name['correlation_id']._loaded_options = None
   _globals['_INGESTWEBHOOKITEM'].fields_by_name['correlation_id']._serialized_options = b'\272H\005r\003\030\200\001'
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['carrier']._loaded_options = None
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['carrier']._serialized_options = b'\272H\032r\0302\026^[a-z][a-z0-9_]{1,31}$'
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['carrier_status_code']._loaded_options = None
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['carrier_status_code']._serialized_options = b'\272H\036r\0342\032^[!-~]([ -~]{0,30}[!-~])?$'
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['status']._serialized_options = b'\272H\t\202\001\006\020\001 \000 \014'
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['note']._loaded_options = None
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['note']._serialized_options = b'\272HPrN\030\364\0032I^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$'
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['operator']._loaded_options = None
+  _globals['_MAPCARRIERCODEREQUEST'].fields_by_name['operator']._serialized_options = b'\272HPrN\030\200\0012I^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$'
+  _globals['_LISTCODEMAPPINGSREQUEST'].fields_by_name['carrier']._loaded_options = None
+  _globals['_LISTCODEMAPPINGSREQUEST'].fields_by_name['carrier']._serialized_options = b'\272H\035r\0332\031^([a-z][a-z0-9_]{1,31})?$'
+  _globals['_LISTCODEMAPPINGSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTCODEMAPPINGSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
+  _globals['_LISTCODEMAPPINGSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTCODEMAPPINGSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
   _globals['_CARRIERADAPTERSERVICE'].methods_by_name['IngestWebhook']._loaded_options = None
   _globals['_CARRIERADAPTERSERVICE'].methods_by_name['IngestWebhook']._serialized_options = b'\202\323\344\223\002\'\"\037/v1/carriers/{carrier}/webhooks:\004body'
-  _globals['_GETRATESREQUEST']._serialized_start=287
-  _globals['_GETRATESREQUEST']._serialized_end=617
-  _globals['_GETRATESRESPONSE']._serialized_start=619
-  _globals['_GETRATESRESPONSE']._serialized_end=740
-  _globals['_CARRIERERROR']._serialized_start=742
-  _globals['_CARRIERERROR']._serialized_end=809
-  _globals['_BOOKLABELREQUEST']._serialized_start=812
-  _globals['_BOOKLABELREQUEST']._serialized_end=1410
-  _globals['_RATESHOPPING']._serialized_start=1413
-  _globals['_RATESHOPPING']._serialized_end=1562
-  _globals['_BOOKLABELRESPONSE']._serialized_start=1564
-  _globals['_BOOKLABELRESPONSE']._serialized_end=1687
-  _globals['_CANCELLABELREQUEST']._serialized_start=1689
-  _globals['_CANCELLABELREQUEST']._serialized_end=1764
-  _globals['_CANCELLABELRESPONSE']._serialized_start=1766
-  _globals['_CANCELLABELRESPONSE']._serialized_end=1831
-  _globals['_TRACKREQUEST']._serialized_start=1833
-  _globals['_TRACKREQUEST']._serialized_end=1952
-  _globals['_TRACKRESPONSE']._serialized_start=1954
-  _globals['_TRACKRESPONSE']._serialized_end=2022
-  _globals['_INGESTWEBHOOKREQUEST']._serialized_start=2025
-  _globals['_INGESTWEBHOOKREQUEST']._serialized_end=2299
-  _globals['_INGESTWEBHOOKREQUEST_SIGNATUREHEADERSENTRY']._serialized_start=2244
-  _globals['_INGESTWEBHOOKREQUEST_SIGNATUREHEADERSENTRY']._serialized_end=2299
-  _globals['_INGESTWEBHOOKSREQUEST']._serialized_start=2301
-  _globals['_INGESTWEBHOOKSREQUEST']._serialized_end=2393
-  _globals['_INGESTWEBHOOKITEM']._serialized_start=2395
-  _globals['_INGESTWEBHOOKITEM']._serialized_end=2514
-  _globals['_INGESTWEBHOOKSRESPONSE']._serialized_start=2516
-  _globals['_INGESTWEBHOOKSRESPONSE']._serialized_end=2600
-  _globals['_INGESTWEBHOOKRESULT']._serialized_start=2603
-  _globals['_INGESTWEBHOOKRESULT']._serialized_end=2737
-  _globals['_INGESTWEBHOOKRESPONSE']._serialized_start=2739
-  _globals['_INGESTWEBHOOKRESPONSE']._serialized_end=2813
-  _globals['_CARRIERADAPTERSERVICE']._serialized_start=2816
-  _globals['_CARRIERADAPTERSERVICE']._serialized_end=3469
+  _globals['_GETRATESREQUEST']._serialized_start=320
+  _globals['_GETRATESREQUEST']._serialized_end=650
+  _globals['_GETRATESRESPONSE']._serialized_start=652
+  _globals['_GETRATESRESPONSE']._serialized_end=773
+  _globals['_CARRIERERROR']._serialized_start=775
+  _globals['_CARRIERERROR']._serialized_end=842
+  _globals['_BOOKLABELREQUEST']._serialized_start=845
+  _globals['_BOOKLABELREQUEST']._serialized_end=1443
+  _globals['_RATESHOPPING']._serialized_start=1446
+  _globals['_RATESHOPPING']._serialized_end=1595
+  _globals['_BOOKLABELRESPONSE']._serialized_start=1597
+  _globals['_BOOKLABELRESPONSE']._serialized_end=1720
+  _globals['_CANCELLABELREQUEST']._serialized_start=1722
+  _globals['_CANCELLABELREQUEST']._serialized_end=1797
+  _globals['_CANCELLABELRESPONSE']._serialized_start=1799
+  _globals['_CANCELLABELRESPONSE']._serialized_end=1864
+  _globals['_TRACKREQUEST']._serialized_start=1866
+  _globals['_TRACKREQUEST']._serialized_end=1985
+  _globals['_TRACKRESPONSE']._serialized_start=1987
+  _globals['_TRACKRESPONSE']._serialized_end=2055
+  _globals['_INGESTWEBHOOKREQUEST']._serialized_start=2058
+  _globals['_INGESTWEBHOOKREQUEST']._serialized_end=2332
+  _globals['_INGESTWEBHOOKREQUEST_SIGNATUREHEADERSENTRY']._serialized_start=2277
+  _globals['_INGESTWEBHOOKREQUEST_SIGNATUREHEADERSENTRY']._serialized_end=2332
+  _globals['_INGESTWEBHOOKSREQUEST']._serialized_start=2334
+  _globals['_INGESTWEBHOOKSREQUEST']._serialized_end=2426
+  _globals['_INGESTWEBHOOKITEM']._serialized_start=2428
+  _globals['_INGESTWEBHOOKITEM']._serialized_end=2547
+  _globals['_INGESTWEBHOOKSRESPONSE']._serialized_start=2549
+  _globals['_INGESTWEBHOOKSRESPONSE']._serialized_end=2633
+  _globals['_INGESTWEBHOOKRESULT']._serialized_start=2636
+  _globals['_INGESTWEBHOOKRESULT']._serialized_end=2770
+  _globals['_INGESTWEBHOOKRESPONSE']._serialized_start=2772
+  _globals['_INGESTWEBHOOKRESPONSE']._serialized_end=2846
+  _globals['_MAPCARRIERCODEREQUEST']._serialized_start=2849
+  _globals['_MAPCARRIERCODEREQUEST']._serialized_end=3254
+  _globals['_MAPCARRIERCODERESPONSE']._serialized_start=3256
+  _globals['_MAPCARRIERCODERESPONSE']._serialized_end=3377
+  _globals['_CODEMAPPING']._serialized_start=3380
+  _globals['_CODEMAPPING']._serialized_end=3591
+  _globals['_LISTCODEMAPPINGSREQUEST']._serialized_start=3594
+  _globals['_LISTCODEMAPPINGSREQUEST']._serialized_end=3731
+  _globals['_LISTCODEMAPPINGSRESPONSE']._serialized_start=3733
+  _globals['_LISTCODEMAPPINGSRESPONSE']._serialized_end=3837
+  _globals['_CARRIERADAPTERSERVICE']._serialized_start=3840
+  _globals['_CARRIERADAPTERSERVICE']._serialized_end=4717
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ from crossdock.common.v1 import common_pb2 as _common_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
@@ -562,3 +563,187 @@ class IngestWebhookResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestWebhookResponse: _TypeAlias = IngestWebhookResponse  # noqa: Y015
+
+@_typing.final
+class MapCarrierCodeRequest(_message.Message):
+    """MapCarrierCodeRequest maps one carrier status code to a canonical status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARRIER_FIELD_NUMBER: _builtins.int
+    CARRIER_STATUS_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    carrier: _builtins.str
+    """carrier is the carrier code whose table gets the mapping, e.g. "ups"."""
+    carrier_status_code: _builtins.str
+    """carrier_status_code is the carrier's own status code, exactly as the carrier sends it
+    (printable ASCII without surrounding spaces).
+    """
+    status: _tracking_pb2.TrackingStatus.ValueType
+    """status is the canonical status the code means; never UNSPECIFIED or UNKNOWN."""
+    note: _builtins.str
+    """note says why the code means that status (e.g. the carrier's documentation)."""
+    operator: _builtins.str
+    """operator is who makes the mapping, as the operator console names them."""
+    def __init__(
+        self,
+        *,
+        carrier: _builtins.str = ...,
+        carrier_status_code: _builtins.str = ...,
+        status: _tracking_pb2.TrackingStatus.ValueType = ...,
+        note: _builtins.str = ...,
+        operator: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "carrier_status_code", b"carrier_status_code", "note", b"note", "operator", b"operator", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MapCarrierCodeRequest: _TypeAlias = MapCarrierCodeRequest  # noqa: Y015
+
+@_typing.final
+class MapCarrierCodeResponse(_message.Message):
+    """MapCarrierCodeResponse is the code's mapping after the call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAPPING_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    RENORMALIZED_SCANS_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """created is true when this call made a new version, false when the code already mapped to
+    the status (then nothing was changed).
+    """
+    renormalized_scans: _builtins.int
+    """renormalized_scans is how many stored scans left UNKNOWN by the code this call normalized
+    again and published.
+    """
+    @_builtins.property
+    def mapping(self) -> Global___CodeMapping:
+        """mapping is the code's current mapping: the new version, or the one already in force."""
+
+    def __init__(
+        self,
+        *,
+        mapping: Global___CodeMapping | None = ...,
+        created: _builtins.bool = ...,
+        renormalized_scans: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mapping", b"mapping"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "mapping", b"mapping", "renormalized_scans", b"renormalized_scans"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MapCarrierCodeResponse: _TypeAlias = MapCarrierCodeResponse  # noqa: Y015
+
+@_typing.final
+class CodeMapping(_message.Message):
+    """CodeMapping is one version of an operator's mapping of a carrier status code."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARRIER_FIELD_NUMBER: _builtins.int
+    CARRIER_STATUS_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    carrier: _builtins.str
+    """carrier is the carrier code."""
+    carrier_status_code: _builtins.str
+    """carrier_status_code is the carrier's own status code."""
+    status: _tracking_pb2.TrackingStatus.ValueType
+    """status is the canonical status the code maps to."""
+    version: _builtins.int
+    """version is this mapping's version for the carrier and code, from 1 and increasing; 0 means
+    the carrier's packaged table maps the code and no operator has changed it.
+    """
+    operator: _builtins.str
+    """operator is who made the mapping; empty for the packaged table."""
+    note: _builtins.str
+    """note is why the mapping was made; empty for the packaged table."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """create_time is when the mapping was made; unset for the packaged table."""
+
+    def __init__(
+        self,
+        *,
+        carrier: _builtins.str = ...,
+        carrier_status_code: _builtins.str = ...,
+        status: _tracking_pb2.TrackingStatus.ValueType = ...,
+        version: _builtins.int = ...,
+        operator: _builtins.str = ...,
+        note: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "carrier_status_code", b"carrier_status_code", "create_time", b"create_time", "note", b"note", "operator", b"operator", "status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CodeMapping: _TypeAlias = CodeMapping  # noqa: Y015
+
+@_typing.final
+class ListCodeMappingsRequest(_message.Message):
+    """ListCodeMappingsRequest asks for a page of code mappings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARRIER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    carrier: _builtins.str
+    """carrier limits the list to one carrier's mappings; empty lists every carrier's."""
+    page_size: _builtins.int
+    """page_size is the most mappings to return; 0 means the default of 50."""
+    page_token: _builtins.str
+    """page_token is the next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        carrier: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCodeMappingsRequest: _TypeAlias = ListCodeMappingsRequest  # noqa: Y015
+
+@_typing.final
+class ListCodeMappingsResponse(_message.Message):
+    """ListCodeMappingsResponse holds a page of code mappings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAPPINGS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """next_page_token fetches the next page; empty on the last page."""
+    @_builtins.property
+    def mappings(self) -> _containers.RepeatedCompositeFieldContainer[Global___CodeMapping]:
+        """mappings are the page, newest first (every version of every code)."""
+
+    def __init__(
+        self,
+        *,
+        mappings: _abc.Iterable[Global___CodeMapping] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mappings", b"mappings", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCodeMappingsResponse: _TypeAlias = ListCodeMappingsResponse  # noqa: Y015

@@ -65,6 +65,16 @@ class CarrierAdapterServiceStub:
                 request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksRequest.SerializeToString,
                 response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksResponse.FromString,
                 _registered_method=True)
+        self.MapCarrierCode = channel.unary_unary(
+                '/crossdock.carrier.v1.CarrierAdapterService/MapCarrierCode',
+                request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.MapCarrierCodeRequest.SerializeToString,
+                response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.MapCarrierCodeResponse.FromString,
+                _registered_method=True)
+        self.ListCodeMappings = channel.unary_unary(
+                '/crossdock.carrier.v1.CarrierAdapterService/ListCodeMappings',
+                request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsRequest.SerializeToString,
+                response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsResponse.FromString,
+                _registered_method=True)
 
 
 class CarrierAdapterServiceServicer:
@@ -121,6 +131,23 @@ class CarrierAdapterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MapCarrierCode(self, request, context):
+        """MapCarrierCode maps a carrier status code to a canonical status: a versioned data change laid
+        over the carrier's packaged code table (operators, from the control tower's exceptions). The
+        stored scans that code left UNKNOWN are normalized again and published in the same
+        transaction. Mapping a code to the status it already has changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCodeMappings(self, request, context):
+        """ListCodeMappings lists the operators' code mappings (every version), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CarrierAdapterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +180,16 @@ def add_CarrierAdapterServiceServicer_to_server(servicer, server):
                     servicer.IngestWebhooks,
                     request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksRequest.FromString,
                     response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksResponse.SerializeToString,
+            ),
+            'MapCarrierCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.MapCarrierCode,
+                    request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.MapCarrierCodeRequest.FromString,
+                    response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.MapCarrierCodeResponse.SerializeToString,
+            ),
+            'ListCodeMappings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCodeMappings,
+                    request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsRequest.FromString,
+                    response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +355,60 @@ class CarrierAdapterService:
             '/crossdock.carrier.v1.CarrierAdapterService/IngestWebhooks',
             crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksRequest.SerializeToString,
             crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MapCarrierCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.carrier.v1.CarrierAdapterService/MapCarrierCode',
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.MapCarrierCodeRequest.SerializeToString,
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.MapCarrierCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCodeMappings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.carrier.v1.CarrierAdapterService/ListCodeMappings',
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsRequest.SerializeToString,
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

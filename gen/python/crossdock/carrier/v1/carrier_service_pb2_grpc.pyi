@@ -55,6 +55,14 @@ class CarrierAdapterServiceStub:
     its own, exactly as IngestWebhook would: one push's failure does not fail the others. The
     gateway coalesces concurrent pushes into it, so a burst costs one call and one transaction.
     """
+    MapCarrierCode: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.MapCarrierCodeRequest, _carrier_service_pb2.MapCarrierCodeResponse]
+    """MapCarrierCode maps a carrier status code to a canonical status: a versioned data change laid
+    over the carrier's packaged code table (operators, from the control tower's exceptions). The
+    stored scans that code left UNKNOWN are normalized again and published in the same
+    transaction. Mapping a code to the status it already has changes nothing.
+    """
+    ListCodeMappings: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.ListCodeMappingsRequest, _carrier_service_pb2.ListCodeMappingsResponse]
+    """ListCodeMappings lists the operators' code mappings (every version), newest first."""
 
 @_typing.type_check_only
 class CarrierAdapterServiceAsyncStub(CarrierAdapterServiceStub):
@@ -83,6 +91,14 @@ class CarrierAdapterServiceAsyncStub(CarrierAdapterServiceStub):
     its own, exactly as IngestWebhook would: one push's failure does not fail the others. The
     gateway coalesces concurrent pushes into it, so a burst costs one call and one transaction.
     """
+    MapCarrierCode: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.MapCarrierCodeRequest, _carrier_service_pb2.MapCarrierCodeResponse]  # type: ignore[assignment]
+    """MapCarrierCode maps a carrier status code to a canonical status: a versioned data change laid
+    over the carrier's packaged code table (operators, from the control tower's exceptions). The
+    stored scans that code left UNKNOWN are normalized again and published in the same
+    transaction. Mapping a code to the status it already has changes nothing.
+    """
+    ListCodeMappings: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.ListCodeMappingsRequest, _carrier_service_pb2.ListCodeMappingsResponse]  # type: ignore[assignment]
+    """ListCodeMappings lists the operators' code mappings (every version), newest first."""
 
 class CarrierAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
     """CarrierAdapterService talks to carriers: quotes, labels, tracking and their webhooks."""
@@ -144,5 +160,25 @@ class CarrierAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         its own, exactly as IngestWebhook would: one push's failure does not fail the others. The
         gateway coalesces concurrent pushes into it, so a burst costs one call and one transaction.
         """
+
+    @_abc_1.abstractmethod
+    def MapCarrierCode(
+        self,
+        request: _carrier_service_pb2.MapCarrierCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_carrier_service_pb2.MapCarrierCodeResponse, _abc.Awaitable[_carrier_service_pb2.MapCarrierCodeResponse]]:
+        """MapCarrierCode maps a carrier status code to a canonical status: a versioned data change laid
+        over the carrier's packaged code table (operators, from the control tower's exceptions). The
+        stored scans that code left UNKNOWN are normalized again and published in the same
+        transaction. Mapping a code to the status it already has changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCodeMappings(
+        self,
+        request: _carrier_service_pb2.ListCodeMappingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_carrier_service_pb2.ListCodeMappingsResponse, _abc.Awaitable[_carrier_service_pb2.ListCodeMappingsResponse]]:
+        """ListCodeMappings lists the operators' code mappings (every version), newest first."""
 
 def add_CarrierAdapterServiceServicer_to_server(servicer: CarrierAdapterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

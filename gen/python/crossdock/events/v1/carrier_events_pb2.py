@@ -28,7 +28,7 @@ from crossdock.events.v1 import options_pb2 as crossdock_dot_events_dot_v1_dot_o
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(crossdock/events/v1/carrier_events.proto\x12\x13\x63rossdock.events.v1\x1a#crossdock/carrier/v1/tracking.proto\x1a crossdock/common/v1/common.proto\x1a!crossdock/events/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x02\n\x0fTrackingUpdated\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x17\n\x0ftracking_number\x18\x02 \x01(\t\x12\x33\n\x06\x65vents\x18\x03 \x03(\x0b\x32#.crossdock.carrier.v1.TrackingEvent\x12\x30\n\x0c\x66inal_charge\x18\x04 \x01(\x0b\x32\x1a.crossdock.common.v1.Money\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:W\xca\xf3\x18S\n%crossdock.carrier.tracking_updated.v1\x12\x0f\x63\x61rrier-adapter\x1a\x08shipment\"\x0ftracking_number\"\x8c\x02\n\x13\x43\x61rrierCodeUnmapped\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x17\n\x0ftracking_number\x18\x02 \x01(\t\x12\x1b\n\x13\x63\x61rrier_status_code\x18\x03 \x01(\t\x12\x1d\n\x15\x63\x61rrier_incident_code\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:J\xca\xf3\x18\x46\n\"crossdock.carrier.code_unmapped.v1\x12\x0f\x63\x61rrier-adapter\"\x0ftracking_numberb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(crossdock/events/v1/carrier_events.proto\x12\x13\x63rossdock.events.v1\x1a#crossdock/carrier/v1/tracking.proto\x1a crossdock/common/v1/common.proto\x1a!crossdock/events/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x02\n\x0fTrackingUpdated\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x17\n\x0ftracking_number\x18\x02 \x01(\t\x12\x33\n\x06\x65vents\x18\x03 \x03(\x0b\x32#.crossdock.carrier.v1.TrackingEvent\x12\x30\n\x0c\x66inal_charge\x18\x04 \x01(\x0b\x32\x1a.crossdock.common.v1.Money\x12.\n\noccur_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:W\xca\xf3\x18S\n%crossdock.carrier.tracking_updated.v1\x12\x0f\x63\x61rrier-adapter\x1a\x08shipment\"\x0ftracking_number\"\x8c\x02\n\x13\x43\x61rrierCodeUnmapped\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x17\n\x0ftracking_number\x18\x02 \x01(\t\x12\x1b\n\x13\x63\x61rrier_status_code\x18\x03 \x01(\t\x12\x1d\n\x15\x63\x61rrier_incident_code\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:J\xca\xf3\x18\x46\n\"crossdock.carrier.code_unmapped.v1\x12\x0f\x63\x61rrier-adapter\"\x0ftracking_number\"\xbb\x02\n\x11\x43\x61rrierCodeMapped\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x1b\n\x13\x63\x61rrier_status_code\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.crossdock.carrier.v1.TrackingStatus\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x10\n\x08operator\x18\x05 \x01(\t\x12\x0c\n\x04note\x18\x06 \x01(\t\x12\x1a\n\x12renormalized_scans\x18\x07 \x01(\x05\x12.\n\noccur_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:E\xca\xf3\x18\x41\n crossdock.carrier.code_mapped.v1\x12\x0f\x63\x61rrier-adapter\"\x0c\x63\x61rrier_codeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRACKINGUPDATED']._serialized_options = b'\312\363\030S\n%crossdock.carrier.tracking_updated.v1\022\017carrier-adapter\032\010shipment\"\017tracking_number'
   _globals['_CARRIERCODEUNMAPPED']._loaded_options = None
   _globals['_CARRIERCODEUNMAPPED']._serialized_options = b'\312\363\030F\n\"crossdock.carrier.code_unmapped.v1\022\017carrier-adapter\"\017tracking_number'
+  _globals['_CARRIERCODEMAPPED']._loaded_options = None
+  _globals['_CARRIERCODEMAPPED']._serialized_options = b'\312\363\030A\n crossdock.carrier.code_mapped.v1\022\017carrier-adapter\"\014carrier_code'
   _globals['_TRACKINGUPDATED']._serialized_start=205
   _globals['_TRACKINGUPDATED']._serialized_end=504
   _globals['_CARRIERCODEUNMAPPED']._serialized_start=507
   _globals['_CARRIERCODEUNMAPPED']._serialized_end=775
+  _globals['_CARRIERCODEMAPPED']._serialized_start=778
+  _globals['_CARRIERCODEMAPPED']._serialized_end=1093
 # @@protoc_insertion_point(module_scope)

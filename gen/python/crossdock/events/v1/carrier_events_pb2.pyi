@@ -70,7 +70,8 @@ Global___TrackingUpdated: _TypeAlias = TrackingUpdated  # noqa: Y015
 @_typing.final
 class CarrierCodeUnmapped(_message.Message):
     """CarrierCodeUnmapped says a carrier sent a status or incident code with no mapping; the scan was
-    stored as UNKNOWN and someone must add the code to the carrier's table.
+    stored as UNKNOWN and someone must add the code to the carrier's table (a status code:
+    CarrierAdapterService.MapCarrierCode, which publishes the scan again, mapped).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -112,3 +113,58 @@ class CarrierCodeUnmapped(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CarrierCodeUnmapped: _TypeAlias = CarrierCodeUnmapped  # noqa: Y015
+
+@_typing.final
+class CarrierCodeMapped(_message.Message):
+    """CarrierCodeMapped says an operator mapped a carrier status code to a canonical status (a new
+    version of the code's mapping); the scans left UNKNOWN by that code were normalized again and
+    published, so the exceptions raised by CarrierCodeUnmapped for the code can be closed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARRIER_FIELD_NUMBER: _builtins.int
+    CARRIER_STATUS_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    RENORMALIZED_SCANS_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    carrier: _builtins.str
+    """carrier is the carrier code."""
+    carrier_status_code: _builtins.str
+    """carrier_status_code is the carrier's status code that is now mapped."""
+    status: _tracking_pb2.TrackingStatus.ValueType
+    """status is the canonical status the code now maps to."""
+    version: _builtins.int
+    """version is the mapping's version for this carrier and code, from 1 and increasing."""
+    operator: _builtins.str
+    """operator is who made the mapping."""
+    note: _builtins.str
+    """note is why the mapping was made."""
+    renormalized_scans: _builtins.int
+    """renormalized_scans is how many stored scans left UNKNOWN were normalized again."""
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is when the mapping was made."""
+
+    def __init__(
+        self,
+        *,
+        carrier: _builtins.str = ...,
+        carrier_status_code: _builtins.str = ...,
+        status: _tracking_pb2.TrackingStatus.ValueType = ...,
+        version: _builtins.int = ...,
+        operator: _builtins.str = ...,
+        note: _builtins.str = ...,
+        renormalized_scans: _builtins.int = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "carrier_status_code", b"carrier_status_code", "note", b"note", "occur_time", b"occur_time", "operator", b"operator", "renormalized_scans", b"renormalized_scans", "status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CarrierCodeMapped: _TypeAlias = CarrierCodeMapped  # noqa: Y015

@@ -46,7 +46,7 @@ from services.carrier_adapter.domain.model import (
 from services.carrier_adapter.domain.normalize import RawScan, ScanNormalizer, UnmappedSink
 from services.carrier_adapter.domain.payload_log import PayloadDirection, PayloadRecorder
 from services.carrier_adapter.domain.service_table import ServiceTable
-from services.carrier_adapter.domain.status_table import StatusTable
+from services.carrier_adapter.domain.status_table import CodeTable
 from services.kit.values import Address, Money, WeightUnit
 
 __all__ = ["SandboxConnector", "SandboxSettings", "parse_push"]
@@ -120,7 +120,7 @@ class SandboxConnector:
         account_id: str,
         settings: SandboxSettings,
         *,
-        status_table: StatusTable,
+        status_table: CodeTable,
         service_table: ServiceTable,
         clock: Clock,
         on_unmapped: UnmappedSink | None = None,

@@ -45,7 +45,7 @@ from services.carrier_adapter.domain.model import (
 from services.carrier_adapter.domain.normalize import ScanNormalizer, UnmappedSink
 from services.carrier_adapter.domain.payload_log import PayloadDirection, PayloadRecorder
 from services.carrier_adapter.domain.service_table import ServiceTable
-from services.carrier_adapter.domain.status_table import StatusTable
+from services.carrier_adapter.domain.status_table import CodeTable
 
 __all__ = ["RemoteSandboxConnector"]
 
@@ -60,7 +60,7 @@ class RemoteSandboxConnector:
         endpoint: str,
         settings: SandboxSettings,
         *,
-        status_table: StatusTable,
+        status_table: CodeTable,
         service_table: ServiceTable,
         clock: Clock,
         on_unmapped: UnmappedSink | None = None,
