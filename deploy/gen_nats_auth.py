@@ -22,6 +22,9 @@ from services.kit.streams import DLQ_STREAM, DOMAIN_STREAMS, dlq_subject, stream
 
 AUTH_FILE = Path(__file__).resolve().parent / "k8s" / "base" / "nats" / "auth.conf"
 DEFAULT_PURPOSE = "events"  # services.kit.runtime.start_events' default
+# Services that report the mesh's JetStream state (every durable's pending count, the DLQ's
+# depth per consumer): they may list each domain stream's consumers, a read-only call.
+MESH_WATCHERS = frozenset({"control-tower"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ def permissions(service: str) -> Permissions:
             ]
             # services.kit.dlq listens for max-deliveries advisories of its own durable.
             subscribe.append(f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}")
+    if service in MESH_WATCHERS:
+        # STREAM.INFO of every stream (the DLQ's per-subject counts) is granted above.
+        publish += [f"$JS.API.CONSUMER.LIST.{name}" for name in sorted(DOMAIN_STREAMS.values())]
     return Permissions(tuple(publish), tuple(subscribe))
 
 

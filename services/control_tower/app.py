@@ -2,7 +2,8 @@
 
 - `record_events`: a consumer's batch of events and the links they carry, stored set-based on
   the batch transaction (with the inbox rows, so a redelivery is a no-op);
-- `get_timeline`: resolve a reference to its order, then the order's events in causal order.
+- `get_timeline`: resolve a reference to its order, then the order's events in causal order;
+- `list_flows`, `list_flow_items`: the business flows now, and one flow's items page by page.
 
 The tower only reads other services' events: nothing here publishes or calls an owner.
 """
@@ -12,11 +13,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from services.control_tower.adapters.store import flow_queries
 from services.control_tower.adapters.store import repository as repo
 from services.control_tower.adapters.store.repository import EventRow
 from services.control_tower.domain import references, timeline
+from services.control_tower.domain.flows import (
+    DEFAULT_TRANSIT_ALLOWANCE_SECONDS,
+    FLOWS,
+    FLOWS_BY_NAME,
+    FlowItem,
+    FlowSummary,
+    MilestoneSeen,
+    flow_named,
+)
 from services.control_tower.domain.references import Link, ReferenceKind, Resolved
 from services.control_tower.domain.timeline import RecordedEvent
+from services.kit.paging import page_size
 from services.kit.uow import UnitOfWork
 
 
@@ -39,10 +51,65 @@ class Timeline:
     bodies: dict[str, bytes] = field(default_factory=dict)
 
 
-def record_events(uow: UnitOfWork, rows: Sequence[EventRow], links: Sequence[Link]) -> None:
-    """Store consumed events and the links they carry; both are first-writer-wins."""
+@dataclass(frozen=True)
+class FlowSettings:
+    """Each flow's SLA in seconds (by flow name; the flow's default when absent), and how long
+    after pickup a shipment without a carrier promise is due."""
+
+    slas: dict[str, float] = field(default_factory=dict)
+    transit_allowance: float = DEFAULT_TRANSIT_ALLOWANCE_SECONDS
+
+    def sla_of(self, flow_name: str) -> float:
+        return self.slas.get(flow_name, FLOWS_BY_NAME[flow_name].default_sla)
+
+
+@dataclass(frozen=True)
+class FlowItemsQuery:
+    """ListFlowItems' question: a flow's name and a page."""
+
+    flow: str
+    page_size: int = 0
+    page_token: str = ""
+
+
+def record_events(
+    uow: UnitOfWork,
+    rows: Sequence[EventRow],
+    links: Sequence[Link],
+    milestones: Sequence[MilestoneSeen] = (),
+) -> None:
+    """Store consumed events and the links they carry (both first-writer-wins), and the
+    milestones they mark (earliest wins)."""
     repo.add_events(uow.conn, rows)
     repo.add_links(uow.conn, links)
+    repo.add_milestones(uow.conn, milestones)
+
+
+def list_flows(uow: UnitOfWork, settings: FlowSettings, now: float) -> list[FlowSummary]:
+    """Every flow's summary at `now`, in the flows' order along the spine."""
+    return [
+        flow_queries.summary(
+            uow.conn, flow, settings.sla_of(flow.name), now, settings.transit_allowance
+        )
+        for flow in FLOWS
+    ]
+
+
+def list_flow_items(
+    uow: UnitOfWork, settings: FlowSettings, query: FlowItemsQuery, now: float
+) -> tuple[list[FlowItem], str]:
+    """One page of a flow's items and the next page's token; an unknown flow is
+    INVALID_ARGUMENT naming `flow`."""
+    flow = flow_named(query.flow)
+    return flow_queries.items_page(
+        uow.conn,
+        flow,
+        sla_seconds=settings.sla_of(flow.name),
+        now=now,
+        allowance=settings.transit_allowance,
+        page_token=query.page_token,
+        size=page_size(query.page_size),
+    )
 
 
 def _matches(uow: UnitOfWork, reference: str) -> list[Link]:

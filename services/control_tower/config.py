@@ -1,13 +1,70 @@
 """TowerConfig: the control tower's settings, read once at start (prefix CROSSDOCK_CONTROL_TOWER_).
 
-Only the kit's: its database, NATS, and the consumers' batching (services.kit.runtime).
+The kit's (its database, NATS, the consumers' batching: services.kit.runtime), plus the business
+flows': one SLA per flow (seconds an item may wait before it is a breach; defaults in
+services.control_tower.domain.flows), the transit allowance of shipments without a carrier
+promise, and how often the flow gauges are computed.
 """
 
 from __future__ import annotations
 
 from services.control_tower.adapters.store import SERVICE
+from services.control_tower.app import FlowSettings
+from services.control_tower.domain.flows import (
+    DEFAULT_TRANSIT_ALLOWANCE_SECONDS,
+    FLOWS,
+    FLOWS_BY_NAME,
+)
+from services.kit.config import setting
 from services.kit.runtime import ConsumingServiceConfig
+
+
+def _sla(flow_name: str) -> float:
+    flow = FLOWS_BY_NAME[flow_name]
+    return setting(  # type: ignore[no-any-return]
+        default=flow.default_sla,
+        minimum=1,
+        description=f"SLA of flow {flow.name} in seconds: {flow.description}",
+    )
 
 
 class TowerConfig(ConsumingServiceConfig, service=SERVICE):
     """The control tower's settings."""
+
+    sla_awaiting_allocation_seconds: float = _sla("awaiting_allocation")
+    sla_released_not_picked_seconds: float = _sla("released_not_picked")
+    sla_picked_no_label_seconds: float = _sla("picked_no_label")
+    sla_labelled_not_picked_up_seconds: float = _sla("labelled_not_picked_up")
+    sla_in_transit_past_promise_seconds: float = _sla("in_transit_past_promise")
+    sla_delivered_not_invoiced_seconds: float = _sla("delivered_not_invoiced")
+    sla_return_authorized_not_received_seconds: float = _sla("return_authorized_not_received")
+    sla_return_received_not_credited_seconds: float = _sla("return_received_not_credited")
+    # Off every order's critical path, so its batches may wait to grow: at a few orders a second
+    # each durable applies one transaction every quarter second instead of one per few events
+    # (the tower sees every event of every lifecycle; a transaction has a fixed cost).
+    consumer_linger_ms: float = setting(
+        default=250.0,
+        minimum=0.0,
+        maximum=1000.0,
+        description="once fewer than a batch of events arrived, how long to wait for more to "
+        "apply in the same transaction (0: none)",
+    )
+    transit_allowance_seconds: float = setting(
+        default=DEFAULT_TRANSIT_ALLOWANCE_SECONDS,
+        minimum=1,
+        description="how long after pickup a shipment whose carrier gave no estimated delivery "
+        "is due (flow in_transit_past_promise)",
+    )
+    flow_gauges_interval_seconds: float = setting(
+        default=5.0,
+        minimum=0.1,
+        maximum=3600,
+        description="how often the flow, DLQ and consumer gauges are recomputed",
+    )
+
+    def flow_settings(self) -> FlowSettings:
+        """Each flow's SLA (from its `sla_<flow>_seconds` setting) and the transit allowance."""
+        return FlowSettings(
+            slas={flow.name: float(getattr(self, f"sla_{flow.name}_seconds")) for flow in FLOWS},
+            transit_allowance=self.transit_allowance_seconds,
+        )

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.metrics import GatewayMetrics
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
+from services.control_tower.entrypoints.flow_gauges import FlowGauges
 from services.kit.interceptors import grpc_latency_histogram
 from services.kit.metrics import ServiceMetrics
 from tests.deploy.k8s import K8S, Obj
@@ -41,7 +42,7 @@ _SUFFIXES = {
 
 
 def _registries() -> Iterator[CollectorRegistry]:
-    """The registries of the three kinds of crossdock process, built by their real classes."""
+    """The registries of the four kinds of crossdock process, built by their real classes."""
     service = ServiceMetrics("service")
     grpc_latency_histogram(service.registry)  # the kit's gRPC server adds it
     yield service.registry
@@ -49,6 +50,9 @@ def _registries() -> Iterator[CollectorRegistry]:
     carrier = ServiceMetrics("carrier-adapter")
     CarrierMetrics(carrier.registry)
     yield carrier.registry
+    tower = ServiceMetrics("control-tower")
+    FlowGauges(tower.registry)  # the business flows, DLQ depth and every durable's pending count
+    yield tower.registry
 
 
 @cache

@@ -74,6 +74,25 @@ def test_a_changed_threshold_fails_the_unit_tests(tmp_path: Path) -> None:
     assert "CrossdockConsumerLagHigh" in result.stdout + result.stderr
 
 
+def test_the_business_flow_alerts_come_first() -> None:
+    groups = _rule()["spec"]["groups"]
+    assert groups[0]["name"] == "crossdock.flows"
+    assert [a["alert"] for a in groups[0]["rules"]] == [
+        "CrossdockFlowSlaBreached",
+        "CrossdockDeadLettersWaiting",
+    ]
+
+
+def test_a_broken_sla_breach_rule_fails_the_unit_tests(tmp_path: Path) -> None:
+    rule = _rule()
+    (breach,) = [a for a in _alerts(rule) if a["alert"] == "CrossdockFlowSlaBreached"]
+    # Summed over the replicas, one flow's 3 breaches would read 6.
+    breach["expr"] = breach["expr"].replace("max by", "sum by")
+    result = _run_unit_tests(rule, tmp_path)
+    assert result.returncode != 0
+    assert "CrossdockFlowSlaBreached" in result.stdout + result.stderr
+
+
 def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
     cases = yaml.safe_load(PROMTOOL_TESTS.read_text())["tests"]
     checks = [check for case in cases for check in case["alert_rule_test"]]
@@ -86,6 +105,8 @@ def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
 def test_every_alert_says_how_bad_what_and_what_to_do() -> None:
     alerts = _alerts(_rule())
     assert {a["alert"] for a in alerts} >= {
+        "CrossdockFlowSlaBreached",
+        "CrossdockDeadLettersWaiting",
         "CrossdockDeadLetters",
         "CrossdockConsumerLagHigh",
         "CrossdockOutboxStale",
@@ -101,12 +122,17 @@ def test_rules_name_only_metrics_the_services_export() -> None:
     exprs = rule_exprs(_rule())
     assert unknown_metrics(exprs) == {}
     named = {name for expr in exprs.values() for name in selected_metrics(expr)}
-    assert {"crossdock_dlq_events_total", "crossdock_consumer_lag"} <= named
+    assert {
+        "crossdock_flow_sla_breaches",
+        "crossdock_dlq_depth",
+        "crossdock_dlq_events_total",
+        "crossdock_consumer_lag",
+    } <= named
 
 
 def test_a_misspelled_metric_in_a_rule_is_caught() -> None:
     rule = _rule()
-    alert = _alerts(rule)[0]
+    (alert,) = [a for a in _alerts(rule) if a["alert"] == "CrossdockDeadLetters"]
     alert["expr"] = alert["expr"].replace("crossdock_dlq_events_total", "crossdock_dlq_event_total")
     assert unknown_metrics(rule_exprs(rule)) == {
         "crossdock.events/CrossdockDeadLetters": ["crossdock_dlq_event_total"]

@@ -22,9 +22,15 @@ from tests.deploy.prometheus import (
     unknown_metrics,
 )
 
-# Top to bottom. Business flows (the control tower's series) come first once they exist;
-# technical health follows.
-ROWS = ("Event consumers", "Outbox and relay", "gRPC", "Partner API (gateway)", "Carriers")
+# Top to bottom: business flows (the control tower's series) first, technical health after.
+ROWS = (
+    "Business flows",
+    "Event consumers",
+    "Outbox and relay",
+    "gRPC",
+    "Partner API (gateway)",
+    "Carriers",
+)
 GRID_WIDTH = 24
 
 Dashboard = dict[str, Any]
@@ -124,6 +130,36 @@ def test_the_technical_health_is_all_there() -> None:
         "crossdock_carrier_calls_total",
         "crossdock_carrier_unmapped_codes_total",
     } <= named
+
+
+def test_the_business_flows_row_shows_every_flow_series_and_each_services_outbox_age() -> None:
+    flows = _rows(_dashboard())["Business flows"]
+    named = {
+        name
+        for panel in flows
+        for target in panel["targets"]
+        for name in selected_metrics(grafana_to_promql(target["expr"]))
+    }
+    assert named == {
+        "crossdock_flow_items",
+        "crossdock_flow_sla_breaches",
+        "crossdock_flow_oldest_age_seconds",
+        "crossdock_dlq_depth",
+        "crossdock_consumer_pending",
+        # Each service's own gauge: the tower cannot read the services' outboxes.
+        "crossdock_outbox_oldest_age_seconds",
+    }
+
+
+def test_a_misspelled_flow_metric_is_caught() -> None:
+    dashboard = copy.deepcopy(_dashboard())
+    panel = next(p for p in dashboard["panels"] if p["title"] == "SLA breaches per flow")
+    panel["targets"][0]["expr"] = panel["targets"][0]["expr"].replace(
+        "crossdock_flow_sla_breaches", "crossdock_flow_sla_breach"
+    )
+    assert unknown_metrics(_queries(dashboard)) == {
+        "panel 'SLA breaches per flow' A": ["crossdock_flow_sla_breach"]
+    }
 
 
 def test_what_an_alert_watches_is_on_the_dashboard() -> None:

@@ -62,6 +62,7 @@ _STATE_CHANGES: dict[str, str] = {
     "crossdock.billing.freight_charge_finalized": "freight charge → FINAL",
     "crossdock.return.authorized": "return → AUTHORIZED",
     "crossdock.return.received": "return → RECEIVED",
+    "crossdock.carrier.code_mapped": "carrier code → MAPPED",
 }
 
 # Event name → its step in the order-to-cash flow (DESIGN.md "the spine"), for ties only.

@@ -7,7 +7,8 @@ Translation only, and cheap on purpose (the tower sees every event of every life
   when they published, and the tower only records what happened. The few types that carry
   references are parsed in the handler (adapters.contracts.links_of);
 - every event type has the same batch handler: a run of events becomes one executemany of
-  events and one of links on the batch transaction, next to the kit's inbox rows;
+  events, one of links and one of flow milestones on the batch transaction, next to the kit's
+  inbox rows;
 - no consumer span per handler: the entries keep the trace id instead of joining the trace.
 """
 
@@ -21,9 +22,10 @@ from nats.aio.msg import Msg
 from sqlalchemy import Connection
 
 from services.control_tower import app
-from services.control_tower.adapters import contracts
+from services.control_tower.adapters import contracts, flow_contracts
 from services.control_tower.adapters.store import SERVICE
 from services.control_tower.adapters.store.repository import EventRow
+from services.control_tower.domain.flows import MilestoneSeen
 from services.control_tower.domain.references import Link
 from services.kit import events as ev
 from services.kit.catalog import load_catalog
@@ -75,13 +77,20 @@ def record(events: Sequence[tuple[Message, Headers]], conn: Connection) -> None:
     """The batch handler of every event type: store the run and the links it carries."""
     rows: list[EventRow] = []
     links: list[Link] = []
+    milestones: list[MilestoneSeen] = []
     for message, headers in events:
         body = message.value if isinstance(message, wrappers_pb2.BytesValue) else b""
         event = contracts.recorded_event(headers, _stream_seq(headers))
         rows.append(EventRow(event, body))
-        if contracts.carries_references(event.subject):
-            links += contracts.links_of(event.subject, event.aggregate_id, body)
-    app.record_events(UnitOfWork.of(conn), rows, links)
+        carried = (
+            contracts.links_of(event.subject, event.aggregate_id, body)
+            if contracts.carries_references(event.subject)
+            else []
+        )
+        links += carried
+        if flow_contracts.marks_milestones(event.subject):
+            milestones += flow_contracts.milestones_of(event, carried, body)
+    app.record_events(UnitOfWork.of(conn), rows, links, milestones)
 
 
 def event_handlers() -> HandlerRegistry:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from services.control_tower.adapters.store import statements as sql
+from services.control_tower.domain.flows import MilestoneSeen, earliest
 from services.control_tower.domain.references import Link, ReferenceKind
 from services.control_tower.domain.timeline import RecordedEvent
 
@@ -56,6 +57,18 @@ def add_links(conn: Connection, links: Sequence[Link]) -> None:
                 "order_id": link.order_id,
             }
             for link in links
+        ),
+    )
+
+
+def add_milestones(conn: Connection, seen: Sequence[MilestoneSeen]) -> None:
+    """Keep each (item, milestone) at the earliest time seen, in one executemany; rows go in
+    key order so two transactions touching the same items lock them in the same order."""
+    sql.NEW_MILESTONES.run_many(
+        conn,
+        (
+            {"item_id": item_id, "milestone": milestone.value, "seen_at": seen_at}
+            for (item_id, milestone), seen_at in sorted(earliest(seen).items())
         ),
     )
 

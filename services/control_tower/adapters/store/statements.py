@@ -7,7 +7,8 @@ nothing and needs no read first.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, literal_column, or_, select
+from sqlalchemy import Insert, bindparam, literal_column, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from services.control_tower.adapters.store import tables as t
 from services.control_tower.domain.references import JOINING_KINDS
@@ -17,6 +18,24 @@ _JOINING_KIND_VALUES = sorted(kind.value for kind in JOINING_KINDS)
 
 NEW_EVENTS = prepared(insert_new(t.events))
 NEW_LINKS = prepared(insert_new(t.links))
+
+
+def _earliest_milestone(statement: sqlite.Insert | postgresql.Insert) -> Insert:
+    """Insert the (item, milestone) row, or move its time earlier: the earliest sighting wins,
+    so the same events in any order, late or twice, leave the same row."""
+    return statement.on_conflict_do_update(
+        index_elements=["item_id", "milestone"],
+        set_={"seen_at": statement.excluded.seen_at},
+        where=statement.excluded.seen_at < t.flow_milestones.c.seen_at,
+    ).inline()
+
+
+NEW_MILESTONES = prepared(
+    {
+        "sqlite": _earliest_milestone(sqlite.insert(t.flow_milestones)),
+        "postgresql": _earliest_milestone(postgresql.insert(t.flow_milestones)),
+    }
+)
 
 # Every link whose value is the reference, whatever its kind.
 LINKS_BY_VALUE = prepared(

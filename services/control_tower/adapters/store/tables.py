@@ -7,6 +7,9 @@
 - links: `(kind, value) → order id`, from the events that carry references (an external order id
   per partner, a shipment, a tracking number, an invoice number, a return, a reservation ...).
   First writer wins; a value never changes its order.
+- flow_milestones: `(item id, milestone) → the earliest time an event marked it`, for the
+  business flows (services.control_tower.domain.flows). An item is an order, a shipment or a
+  return; the earliest time wins, so the same events in any order end in the same rows.
 
 Instants are epoch seconds (Float), as in every service.
 """
@@ -61,4 +64,16 @@ links = Table(
     PrimaryKeyConstraint("kind", "value", "partner_id"),
     Index("ix_links_value", "value"),
     Index("ix_links_order_id", "order_id"),
+)
+
+flow_milestones = Table(
+    "flow_milestones",
+    metadata,
+    Column("item_id", String(255), nullable=False),
+    # Milestone's value (services.control_tower.domain.flows), e.g. "order.released".
+    Column("milestone", String(32), nullable=False),
+    Column("seen_at", Float, nullable=False),
+    PrimaryKeyConstraint("item_id", "milestone"),
+    # A flow scans one milestone's items, then probes each item's later milestones by key.
+    Index("ix_flow_milestones_milestone", "milestone", "seen_at"),
 )

@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rossdock/tower/v1/tower.proto\x12\x12\x63rossdock.tower.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n\x12GetTimelineRequest\x12\x8d\x01\n\treference\x18\x01 \x01(\tBz\xbaHwr\x05\x10\x01\x18\x80\x01\xba\x01m\n\x13reference.printable\x12<must be printable ASCII without spaces or control characters\x1a\x18this.matches(\'^[!-~]*$\')\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x17\n\x0finclude_details\x18\x03 \x01(\x08\"\x8f\x01\n\x13GetTimelineResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x32\n\x07matched\x18\x02 \x01(\x0e\x32!.crossdock.tower.v1.ReferenceKind\x12\x32\n\x07\x65ntries\x18\x03 \x03(\x0b\x32!.crossdock.tower.v1.TimelineEntry\"\x9e\x02\n\rTimelineEntry\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08producer\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x14\n\x0c\x61ggregate_id\x18\x05 \x01(\t\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstate_change\x18\x07 \x01(\t\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\t \x01(\t\x12\x17\n\x0fstream_sequence\x18\n \x01(\x04\x12%\n\x07\x64\x65tails\x18\x0b \x01(\x0b\x32\x14.google.protobuf.Any*\x9a\x02\n\rReferenceKind\x12\x1e\n\x1aREFERENCE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17REFERENCE_KIND_ORDER_ID\x10\x01\x12$\n REFERENCE_KIND_EXTERNAL_ORDER_ID\x10\x02\x12\x1e\n\x1aREFERENCE_KIND_SHIPMENT_ID\x10\x03\x12\"\n\x1eREFERENCE_KIND_TRACKING_NUMBER\x10\x04\x12!\n\x1dREFERENCE_KIND_INVOICE_NUMBER\x10\x05\x12\x1c\n\x18REFERENCE_KIND_RETURN_ID\x10\x06\x12!\n\x1dREFERENCE_KIND_CORRELATION_ID\x10\x07\x32n\n\x0cTowerService\x12^\n\x0bGetTimeline\x12&.crossdock.tower.v1.GetTimelineRequest\x1a\'.crossdock.tower.v1.GetTimelineResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rossdock/tower/v1/tower.proto\x12\x12\x63rossdock.tower.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n\x12GetTimelineRequest\x12\x8d\x01\n\treference\x18\x01 \x01(\tBz\xbaHwr\x05\x10\x01\x18\x80\x01\xba\x01m\n\x13reference.printable\x12<must be printable ASCII without spaces or control characters\x1a\x18this.matches(\'^[!-~]*$\')\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x17\n\x0finclude_details\x18\x03 \x01(\x08\"\x8f\x01\n\x13GetTimelineResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x32\n\x07matched\x18\x02 \x01(\x0e\x32!.crossdock.tower.v1.ReferenceKind\x12\x32\n\x07\x65ntries\x18\x03 \x03(\x0b\x32!.crossdock.tower.v1.TimelineEntry\"\x9e\x02\n\rTimelineEntry\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08producer\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x14\n\x0c\x61ggregate_id\x18\x05 \x01(\t\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstate_change\x18\x07 \x01(\t\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\t \x01(\t\x12\x17\n\x0fstream_sequence\x18\n \x01(\x04\x12%\n\x07\x64\x65tails\x18\x0b \x01(\x0b\x32\x14.google.protobuf.Any\"\x12\n\x10ListFlowsRequest\"B\n\x11ListFlowsResponse\x12-\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x1e.crossdock.tower.v1.FlowHealth\"\xee\x01\n\nFlowHealth\x12\x0c\n\x04\x66low\x18\x01 \x01(\t\x12\x11\n\titem_kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05items\x18\x04 \x01(\x03\x12-\n\noldest_age\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03sla\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62reaches\x18\x07 \x01(\x03\x12\x32\n\x0b\x61ge_buckets\x18\x08 \x03(\x0b\x32\x1d.crossdock.tower.v1.AgeBucket\".\n\tAgeBucket\x12\x12\n\nle_seconds\x18\x01 \x01(\x01\x12\r\n\x05items\x18\x02 \x01(\x03\"y\n\x14ListFlowItemsRequest\x12\'\n\x04\x66low\x18\x01 \x01(\tB\x19\xbaH\x16r\x14\x10\x01\x18@2\x0e^[a-z][a-z_]*$\x12\x1a\n\tpage_size\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"]\n\x15ListFlowItemsResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.crossdock.tower.v1.FlowItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x97\x01\n\x08\x46lowItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12.\n\nenter_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03\x61ge\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62reached\x18\x05 \x01(\x08*\x9a\x02\n\rReferenceKind\x12\x1e\n\x1aREFERENCE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17REFERENCE_KIND_ORDER_ID\x10\x01\x12$\n REFERENCE_KIND_EXTERNAL_ORDER_ID\x10\x02\x12\x1e\n\x1aREFERENCE_KIND_SHIPMENT_ID\x10\x03\x12\"\n\x1eREFERENCE_KIND_TRACKING_NUMBER\x10\x04\x12!\n\x1dREFERENCE_KIND_INVOICE_NUMBER\x10\x05\x12\x1c\n\x18REFERENCE_KIND_RETURN_ID\x10\x06\x12!\n\x1dREFERENCE_KIND_CORRELATION_ID\x10\x07\x32\xae\x02\n\x0cTowerService\x12^\n\x0bGetTimeline\x12&.crossdock.tower.v1.GetTimelineRequest\x1a\'.crossdock.tower.v1.GetTimelineResponse\x12X\n\tListFlows\x12$.crossdock.tower.v1.ListFlowsRequest\x1a%.crossdock.tower.v1.ListFlowsResponse\x12\x64\n\rListFlowItems\x12(.crossdock.tower.v1.ListFlowItemsRequest\x1a).crossdock.tower.v1.ListFlowItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,14 +39,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTIMELINEREQUEST'].fields_by_name['reference']._serialized_options = b'\272Hwr\005\020\001\030\200\001\272\001m\n\023reference.printable\022<must be printable ASCII without spaces or control characters\032\030this.matches(\'^[!-~]*$\')'
   _globals['_GETTIMELINEREQUEST'].fields_by_name['partner_id']._loaded_options = None
   _globals['_GETTIMELINEREQUEST'].fields_by_name['partner_id']._serialized_options = b'\272H#r!2\037^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$'
-  _globals['_REFERENCEKIND']._serialized_start=831
-  _globals['_REFERENCEKIND']._serialized_end=1113
-  _globals['_GETTIMELINEREQUEST']._serialized_start=144
-  _globals['_GETTIMELINEREQUEST']._serialized_end=393
-  _globals['_GETTIMELINERESPONSE']._serialized_start=396
-  _globals['_GETTIMELINERESPONSE']._serialized_end=539
-  _globals['_TIMELINEENTRY']._serialized_start=542
-  _globals['_TIMELINEENTRY']._serialized_end=828
-  _globals['_TOWERSERVICE']._serialized_start=1115
-  _globals['_TOWERSERVICE']._serialized_end=1225
+  _globals['_LISTFLOWITEMSREQUEST'].fields_by_name['flow']._loaded_options = None
+  _globals['_LISTFLOWITEMSREQUEST'].fields_by_name['flow']._serialized_options = b'\272H\026r\024\020\001\030@2\016^[a-z][a-z_]*$'
+  _globals['_LISTFLOWITEMSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTFLOWITEMSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_LISTFLOWITEMSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTFLOWITEMSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
+  _globals['_REFERENCEKIND']._serialized_start=1612
+  _globals['_REFERENCEKIND']._serialized_end=1894
+  _globals['_GETTIMELINEREQUEST']._serialized_start=176
+  _globals['_GETTIMELINEREQUEST']._serialized_end=425
+  _globals['_GETTIMELINERESPONSE']._serialized_start=428
+  _globals['_GETTIMELINERESPONSE']._serialized_end=571
+  _globals['_TIMELINEENTRY']._serialized_start=574
+  _globals['_TIMELINEENTRY']._serialized_end=860
+  _globals['_LISTFLOWSREQUEST']._serialized_start=862
+  _globals['_LISTFLOWSREQUEST']._serialized_end=880
+  _globals['_LISTFLOWSRESPONSE']._serialized_start=882
+  _globals['_LISTFLOWSRESPONSE']._serialized_end=948
+  _globals['_FLOWHEALTH']._serialized_start=951
+  _globals['_FLOWHEALTH']._serialized_end=1189
+  _globals['_AGEBUCKET']._serialized_start=1191
+  _globals['_AGEBUCKET']._serialized_end=1237
+  _globals['_LISTFLOWITEMSREQUEST']._serialized_start=1239
+  _globals['_LISTFLOWITEMSREQUEST']._serialized_end=1360
+  _globals['_LISTFLOWITEMSRESPONSE']._serialized_start=1362
+  _globals['_LISTFLOWITEMSRESPONSE']._serialized_end=1455
+  _globals['_FLOWITEM']._serialized_start=1458
+  _globals['_FLOWITEM']._serialized_end=1609
+  _globals['_TOWERSERVICE']._serialized_start=1897
+  _globals['_TOWERSERVICE']._serialized_end=2199
 # @@protoc_insertion_point(module_scope)

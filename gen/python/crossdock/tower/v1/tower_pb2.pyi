@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -196,3 +197,226 @@ class TimelineEntry(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TimelineEntry: _TypeAlias = TimelineEntry  # noqa: Y015
+
+@_typing.final
+class ListFlowsRequest(_message.Message):
+    """ListFlowsRequest asks for every business flow; it has no parameters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFlowsRequest: _TypeAlias = ListFlowsRequest  # noqa: Y015
+
+@_typing.final
+class ListFlowsResponse(_message.Message):
+    """ListFlowsResponse is every business flow's health, in the order of the flow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flows(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlowHealth]:
+        """flows are the business flows, along the order-to-cash spine."""
+
+    def __init__(
+        self,
+        *,
+        flows: _abc.Iterable[Global___FlowHealth] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flows", b"flows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFlowsResponse: _TypeAlias = ListFlowsResponse  # noqa: Y015
+
+@_typing.final
+class FlowHealth(_message.Message):
+    """FlowHealth is one business flow now: items that reached one step and not the next."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_FIELD_NUMBER: _builtins.int
+    ITEM_KIND_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    OLDEST_AGE_FIELD_NUMBER: _builtins.int
+    SLA_FIELD_NUMBER: _builtins.int
+    BREACHES_FIELD_NUMBER: _builtins.int
+    AGE_BUCKETS_FIELD_NUMBER: _builtins.int
+    flow: _builtins.str
+    """flow is the flow's name, e.g. "released_not_picked"."""
+    item_kind: _builtins.str
+    """item_kind is what the flow counts: "order", "shipment" or "return"."""
+    description: _builtins.str
+    """description says which items the flow holds."""
+    items: _builtins.int
+    """items is how many items are in the flow."""
+    breaches: _builtins.int
+    """breaches is how many items have been in the flow longer than sla."""
+    @_builtins.property
+    def oldest_age(self) -> _duration_pb2.Duration:
+        """oldest_age is how long the oldest item has been in the flow; zero when it is empty."""
+
+    @_builtins.property
+    def sla(self) -> _duration_pb2.Duration:
+        """sla is how long an item may stay in the flow before it is a breach."""
+
+    @_builtins.property
+    def age_buckets(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgeBucket]:
+        """age_buckets is the age distribution: items per age bucket, youngest first."""
+
+    def __init__(
+        self,
+        *,
+        flow: _builtins.str = ...,
+        item_kind: _builtins.str = ...,
+        description: _builtins.str = ...,
+        items: _builtins.int = ...,
+        oldest_age: _duration_pb2.Duration | None = ...,
+        sla: _duration_pb2.Duration | None = ...,
+        breaches: _builtins.int = ...,
+        age_buckets: _abc.Iterable[Global___AgeBucket] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_age", b"oldest_age", "sla", b"sla"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_buckets", b"age_buckets", "breaches", b"breaches", "description", b"description", "flow", b"flow", "item_kind", b"item_kind", "items", b"items", "oldest_age", b"oldest_age", "sla", b"sla"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlowHealth: _TypeAlias = FlowHealth  # noqa: Y015
+
+@_typing.final
+class AgeBucket(_message.Message):
+    """AgeBucket is the items whose age is above the previous bucket's bound and at most le_seconds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LE_SECONDS_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    le_seconds: _builtins.float
+    """le_seconds is the bucket's upper bound in seconds; Infinity for the last bucket."""
+    items: _builtins.int
+    """items is how many items fall in the bucket."""
+    def __init__(
+        self,
+        *,
+        le_seconds: _builtins.float = ...,
+        items: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "le_seconds", b"le_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgeBucket: _TypeAlias = AgeBucket  # noqa: Y015
+
+@_typing.final
+class ListFlowItemsRequest(_message.Message):
+    """ListFlowItemsRequest names one flow and a page of its items."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOW_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    flow: _builtins.str
+    """flow is a flow's name as ListFlows gives it, e.g. "released_not_picked"."""
+    page_size: _builtins.int
+    """page_size is the most items to return; 0 means 50, at most 1000."""
+    page_token: _builtins.str
+    """page_token is the next_page_token of the previous page; empty for the first."""
+    def __init__(
+        self,
+        *,
+        flow: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow", b"flow", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFlowItemsRequest: _TypeAlias = ListFlowItemsRequest  # noqa: Y015
+
+@_typing.final
+class ListFlowItemsResponse(_message.Message):
+    """ListFlowItemsResponse is one page of a flow's items, in item id order (ids are time-ordered)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """next_page_token asks for the next page; empty on the last one."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlowItem]:
+        """items are the items on this page."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___FlowItem] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFlowItemsResponse: _TypeAlias = ListFlowItemsResponse  # noqa: Y015
+
+@_typing.final
+class FlowItem(_message.Message):
+    """FlowItem is one item waiting in a flow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ENTER_TIME_FIELD_NUMBER: _builtins.int
+    AGE_FIELD_NUMBER: _builtins.int
+    BREACHED_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    """item_id is the order, shipment or return id."""
+    order_id: _builtins.str
+    """order_id is the item's order; empty when the tower has not linked it yet."""
+    breached: _builtins.bool
+    """breached is true when age is over the flow's SLA."""
+    @_builtins.property
+    def enter_time(self) -> _timestamp_pb2.Timestamp:
+        """enter_time is when the item entered the flow (for a late shipment: when its promise fell due)."""
+
+    @_builtins.property
+    def age(self) -> _duration_pb2.Duration:
+        """age is how long the item has been in the flow."""
+
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        enter_time: _timestamp_pb2.Timestamp | None = ...,
+        age: _duration_pb2.Duration | None = ...,
+        breached: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "enter_time", b"enter_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "breached", b"breached", "enter_time", b"enter_time", "item_id", b"item_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlowItem: _TypeAlias = FlowItem  # noqa: Y015

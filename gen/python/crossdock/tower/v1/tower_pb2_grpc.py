@@ -41,6 +41,16 @@ class TowerServiceStub:
                 request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.GetTimelineRequest.SerializeToString,
                 response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.GetTimelineResponse.FromString,
                 _registered_method=True)
+        self.ListFlows = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/ListFlows',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowsRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowsResponse.FromString,
+                _registered_method=True)
+        self.ListFlowItems = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/ListFlowItems',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsResponse.FromString,
+                _registered_method=True)
 
 
 class TowerServiceServicer:
@@ -55,6 +65,20 @@ class TowerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFlows(self, request, context):
+        """ListFlows returns every business flow's health: items waiting, their ages, SLA breaches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFlowItems(self, request, context):
+        """ListFlowItems returns the items waiting in one business flow, page by page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TowerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +86,16 @@ def add_TowerServiceServicer_to_server(servicer, server):
                     servicer.GetTimeline,
                     request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.GetTimelineRequest.FromString,
                     response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.GetTimelineResponse.SerializeToString,
+            ),
+            'ListFlows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlows,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowsRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowsResponse.SerializeToString,
+            ),
+            'ListFlowItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlowItems,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +127,60 @@ class TowerService:
             '/crossdock.tower.v1.TowerService/GetTimeline',
             crossdock_dot_tower_dot_v1_dot_tower__pb2.GetTimelineRequest.SerializeToString,
             crossdock_dot_tower_dot_v1_dot_tower__pb2.GetTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/ListFlows',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowsRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlowItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/ListFlowItems',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

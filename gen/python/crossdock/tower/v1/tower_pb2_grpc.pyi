@@ -37,6 +37,10 @@ class TowerServiceStub:
     def __new__(cls, channel: _aio.Channel) -> TowerServiceAsyncStub: ...
     GetTimeline: _grpc.UnaryUnaryMultiCallable[_tower_pb2.GetTimelineRequest, _tower_pb2.GetTimelineResponse]
     """GetTimeline returns one order's events from every service, in causal order."""
+    ListFlows: _grpc.UnaryUnaryMultiCallable[_tower_pb2.ListFlowsRequest, _tower_pb2.ListFlowsResponse]
+    """ListFlows returns every business flow's health: items waiting, their ages, SLA breaches."""
+    ListFlowItems: _grpc.UnaryUnaryMultiCallable[_tower_pb2.ListFlowItemsRequest, _tower_pb2.ListFlowItemsResponse]
+    """ListFlowItems returns the items waiting in one business flow, page by page."""
 
 @_typing.type_check_only
 class TowerServiceAsyncStub(TowerServiceStub):
@@ -47,6 +51,10 @@ class TowerServiceAsyncStub(TowerServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetTimeline: _aio.UnaryUnaryMultiCallable[_tower_pb2.GetTimelineRequest, _tower_pb2.GetTimelineResponse]  # type: ignore[assignment]
     """GetTimeline returns one order's events from every service, in causal order."""
+    ListFlows: _aio.UnaryUnaryMultiCallable[_tower_pb2.ListFlowsRequest, _tower_pb2.ListFlowsResponse]  # type: ignore[assignment]
+    """ListFlows returns every business flow's health: items waiting, their ages, SLA breaches."""
+    ListFlowItems: _aio.UnaryUnaryMultiCallable[_tower_pb2.ListFlowItemsRequest, _tower_pb2.ListFlowItemsResponse]  # type: ignore[assignment]
+    """ListFlowItems returns the items waiting in one business flow, page by page."""
 
 class TowerServiceServicer(metaclass=_abc_1.ABCMeta):
     """TowerService is the control tower: read-only projections of every domain's events.
@@ -60,5 +68,21 @@ class TowerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tower_pb2.GetTimelineResponse, _abc.Awaitable[_tower_pb2.GetTimelineResponse]]:
         """GetTimeline returns one order's events from every service, in causal order."""
+
+    @_abc_1.abstractmethod
+    def ListFlows(
+        self,
+        request: _tower_pb2.ListFlowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.ListFlowsResponse, _abc.Awaitable[_tower_pb2.ListFlowsResponse]]:
+        """ListFlows returns every business flow's health: items waiting, their ages, SLA breaches."""
+
+    @_abc_1.abstractmethod
+    def ListFlowItems(
+        self,
+        request: _tower_pb2.ListFlowItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.ListFlowItemsResponse, _abc.Awaitable[_tower_pb2.ListFlowItemsResponse]]:
+        """ListFlowItems returns the items waiting in one business flow, page by page."""
 
 def add_TowerServiceServicer_to_server(servicer: TowerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,160 @@
+"""The business-flow gauges on the tower's /metrics, recomputed by a polling worker.
+
+Every `interval` seconds (never per event: the projection stays one statement per batch):
+- from the tower's database, each flow's items, oldest age, age distribution, SLA and breaches
+  (app.list_flows);
+- from JetStream, read-only: every durable's pending count on every domain stream (consumer
+  list), and the DLQ's depth per consumer (its per-subject counts; a consumer's dead letters go
+  to `crossdock.dlq.<durable>`).
+
+Outbox backlog age is not here: each service exports its own `crossdock_outbox_oldest_age_seconds`
+from its own database, which the tower cannot read; the dashboard's flows row shows that gauge.
+A series whose label disappears (a durable deleted) is removed rather than left stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry, Gauge
+
+from services.control_tower import app
+from services.control_tower.domain.flows import AGE_BUCKETS, FlowSummary
+from services.kit.streams import DLQ_STREAM, DLQ_SUBJECT_PREFIX, DOMAIN_STREAMS
+from services.kit.uow import UnitsOfWork
+from services.kit.workers import PollingWorker
+
+log = logging.getLogger(__name__)
+
+_LE = [*(f"{bound:g}" for bound in AGE_BUCKETS), "+Inf"]
+
+
+class FlowGauges:
+    """The gauges, registered once on the service's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.items = Gauge(
+            "crossdock_flow_items",
+            "Items (orders, shipments, returns) in the flow.",
+            ["flow"],
+            registry=r,
+        )
+        self.oldest_age = Gauge(
+            "crossdock_flow_oldest_age_seconds",
+            "How long the oldest item has been in the flow (0 when it is empty).",
+            ["flow"],
+            registry=r,
+        )
+        self.by_age = Gauge(
+            "crossdock_flow_items_by_age",
+            "Items in the flow whose age is at most `le` seconds (cumulative, like a histogram).",
+            ["flow", "le"],
+            registry=r,
+        )
+        self.sla = Gauge(
+            "crossdock_flow_sla_seconds",
+            "How long an item may stay in the flow before it is an SLA breach.",
+            ["flow"],
+            registry=r,
+        )
+        self.breaches = Gauge(
+            "crossdock_flow_sla_breaches",
+            "Items in the flow for longer than its SLA.",
+            ["flow"],
+            registry=r,
+        )
+        self.dlq_depth = Gauge(
+            "crossdock_dlq_depth",
+            "Dead letters waiting in the DLQ stream, by the durable consumer that wrote them.",
+            ["consumer"],
+            registry=r,
+        )
+        self.consumer_pending = Gauge(
+            "crossdock_consumer_pending",
+            "Stream messages not yet delivered to each durable consumer of the mesh.",
+            ["consumer", "stream"],
+            registry=r,
+        )
+        self._pending_labels: set[tuple[str, str]] = set()
+        self._dlq_labels: set[str] = set()
+
+    def set_flows(self, summaries: Iterable[FlowSummary]) -> None:
+        for summary in summaries:
+            name = summary.flow.name
+            self.items.labels(name).set(summary.items)
+            self.oldest_age.labels(name).set(summary.oldest_age_seconds)
+            self.sla.labels(name).set(summary.sla_seconds)
+            self.breaches.labels(name).set(summary.breaches)
+            for le, count in zip(_LE, [*summary.at_most, summary.items], strict=True):
+                self.by_age.labels(name, le).set(count)
+
+    def set_pending(self, pending: dict[tuple[str, str], int]) -> None:
+        for consumer, stream in self._pending_labels - pending.keys():
+            self.consumer_pending.remove(consumer, stream)
+        for (consumer, stream), count in pending.items():
+            self.consumer_pending.labels(consumer, stream).set(count)
+        self._pending_labels = set(pending)
+
+    def set_dlq(self, depth: dict[str, int]) -> None:
+        for consumer in self._dlq_labels - depth.keys():
+            self.dlq_depth.remove(consumer)
+        for consumer, count in depth.items():
+            self.dlq_depth.labels(consumer).set(count)
+        self._dlq_labels = set(depth)
+
+
+async def jetstream_state(
+    js: JetStreamContext,
+) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """(durable, stream) → pending, and durable → dead letters (0 for every durable without)."""
+    pending: dict[tuple[str, str], int] = {}
+    for stream in sorted(DOMAIN_STREAMS.values()):
+        for info in await js.consumers_info(stream):
+            if info.name:
+                pending[(info.name, stream)] = int(info.num_pending or 0)
+    depth = {consumer: 0 for consumer, _ in pending}
+    prefix = DLQ_SUBJECT_PREFIX + "."
+    dlq = await js.stream_info(DLQ_STREAM, subjects_filter=prefix + ">")
+    for subject, count in (dlq.state.subjects or {}).items():
+        depth[subject.removeprefix(prefix)] = int(count)
+    return pending, depth
+
+
+class FlowGaugeWorker:
+    """Recomputes the gauges every `interval` seconds (a kit PollingWorker)."""
+
+    def __init__(
+        self,
+        units: UnitsOfWork,
+        js: JetStreamContext,
+        gauges: FlowGauges,
+        settings: app.FlowSettings,
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._units = units
+        self._js = js
+        self._gauges = gauges
+        self._settings = settings
+        self._clock = clock
+        self.worker = PollingWorker("control-tower-flow-gauges", self.run_once, interval=interval)
+
+    async def run_once(self) -> int:
+        """One refresh; 0, so the worker sleeps its interval between refreshes."""
+        summaries = await self._units.run(app.list_flows, self._settings, self._clock())
+        self._gauges.set_flows(summaries)
+        pending, depth = await jetstream_state(self._js)
+        self._gauges.set_pending(pending)
+        self._gauges.set_dlq(depth)
+        return 0
+
+    def start(self) -> None:
+        self.worker.start()
+
+    async def stop(self) -> None:
+        await self.worker.stop()
