@@ -62,6 +62,11 @@ class GatewayConfig(DatabaseServiceConfig, service="gateway"):
     shipment_target: str = setting(default="", description="host:port of the shipment service")
     billing_target: str = setting(default="", description="host:port of the billing service")
     carrier_target: str = setting(default="", description="host:port of the carrier-adapter")
+    tower_target: str = setting(
+        default="",
+        description="host:port of the control tower (the operator console's timeline); empty: "
+        "the console says the tower is not configured",
+    )
     max_body_bytes: int = setting(
         default=1_048_576, minimum=1024, description="largest request body; larger is 413"
     )
@@ -178,6 +183,21 @@ class GatewayConfig(DatabaseServiceConfig, service="gateway"):
         description=f"a demo operator's key (`{OPERATOR_KEY_FORM}`, scopes ops:read and ops:act), "
         "installed at start unless its id exists; `crossdock run` generates one once and keeps "
         "it in the data dir; unset: no demo operator",
+    )
+
+    console_session_hours: float = setting(
+        default=8.0,
+        minimum=0.05,
+        maximum=24 * 30,
+        description="how long an operator console sign-in lasts before the operator key is "
+        "asked for again (a revoked or expired key ends it at the next request)",
+    )
+    console_refresh_seconds: float = setting(
+        default=5.0,
+        minimum=0.5,
+        maximum=3600,
+        description="how often an open console timeline re-reads itself while its order is "
+        "not completed or cancelled",
     )
 
     def targets_for(self, services: Sequence[ServiceDescriptor]) -> dict[str, str]:

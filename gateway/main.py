@@ -2,9 +2,10 @@
 
 Reads GatewayConfig (CROSSDOCK_GATEWAY_*), migrates the gateway database, builds routes and the
 OpenAPI document from the contracts, seeds the demo partner, starts the gateway's own WebhookService
-(loopback gRPC) and the webhook delivery worker, and serves the partner API, the admin API and
-Prometheus metrics on their own ports until SIGTERM/SIGINT; then stops accepting, lets in-flight
-requests finish, stops the webhook worker, closes the gRPC channels and the database.
+(loopback gRPC) and the webhook delivery worker, and serves the partner API, the admin API with the
+operator console (/console) and Prometheus metrics on their own ports until SIGTERM/SIGINT; then
+stops accepting, lets in-flight requests finish, stops the webhook worker, closes the gRPC channels
+and the database.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from gateway.adapters.backends import Backends
 from gateway.adapters.store import migrate, operator_keys, queries
 from gateway.auth import OPERATOR_SCOPES, SCOPES, new_partner_id
 from gateway.config import GatewayConfig
+from gateway.console.app import ConsoleSettings, console_routes
+from gateway.console.timeline import TOWER_SERVICE
 from gateway.contract_docs import comments_by_name, load_descriptor_set
 from gateway.descriptors import bindings_of, contract_services
 from gateway.entrypoints.admin_api import create_admin_app
@@ -69,6 +76,9 @@ def build(config: GatewayConfig) -> Built:
         push_batch_max=config.push_batch_max,
         push_batch_in_flight=config.push_batch_in_flight,
     )
+    if config.tower_target:
+        # Not a partner route: only the operator console calls the control tower.
+        backends.add_target(TOWER_SERVICE, config.tower_target)
     limits = Limits(
         max_body_bytes=config.max_body_bytes,
         idempotency_retention_seconds=config.idempotency_retention_seconds,
@@ -79,6 +89,33 @@ def build(config: GatewayConfig) -> Built:
     metrics = GatewayMetrics()
     gateway = PartnerGateway(routes, backends, db, openapi, limits, metrics)
     return Built(gateway, db, backends, metrics)
+
+
+def admin_app(
+    config: GatewayConfig,
+    db: Database,
+    backends: Backends,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The admin port: the operator console under /console (operator keys) beside the admin
+    API (the admin token), each with its own credential. `clock` dates sign-ins and key
+    expiry."""
+    console = console_routes(
+        db,
+        backends,
+        ConsoleSettings(
+            session_seconds=config.console_session_hours * 3600.0,
+            refresh_seconds=config.console_refresh_seconds,
+            tower_timeout_seconds=config.grpc_client_timeout_seconds,
+        ),
+        clock,
+    )
+    return Starlette(
+        routes=[
+            *console,
+            Mount("", app=create_admin_app(db, config.admin_token)),
+        ]
+    )
 
 
 def retry_policy(config: GatewayConfig) -> RetryPolicy:
@@ -174,7 +211,7 @@ async def serve(config: GatewayConfig, *, seed_demo: bool = True) -> None:
         worker.start()
     partner_http = HttpServer(built.gateway, host=config.http_host, port=config.http_port)
     admin_http = HttpServer(
-        create_admin_app(built.db, config.admin_token),
+        admin_app(config, built.db, built.backends),
         host=config.admin_host,
         port=config.admin_port,
     )

@@ -11,9 +11,10 @@ revoked, expired, or a partner key), 403 when a valid key lacks the scope. Both 
 `WWW-Authenticate` challenge. The console renders the Problem as it likes (a page, or
 problem+json through gateway.problems.problem_response).
 
-Where the key comes from is a list of credential sources, tried in order; today only the bearer
-header. A login form that sets a cookie later adds a source (a function of the request) without
-changing callers.
+Where the key comes from is a list of credential sources, tried in order: the bearer header
+(`bearer_source`, the default) and a cookie (`cookie_source`, which the console's sign-in sets;
+the console reads only its cookie). Every source answers the operator key itself, so each
+request checks the key against the database again: a revoked key stops working at once.
 """
 
 from __future__ import annotations
@@ -82,6 +83,20 @@ def bearer_source(connection: HTTPConnection) -> str | None:
     if token is None:
         raise unauthenticated(f"the Authorization header must be `Bearer {KEY_FORM}`")
     return token
+
+
+def cookie_source(cookie_name: str, operator_key_of: Callable[[str], str]) -> CredentialSource:
+    """A source reading the cookie `cookie_name`: None without it; otherwise the operator key
+    `operator_key_of` finds in its value, which raises the 401 Problem (`unauthenticated`) for
+    a value it cannot use (malformed, or a sign-in past its age)."""
+
+    def source(connection: HTTPConnection) -> str | None:
+        value = connection.cookies.get(cookie_name)
+        if not value:
+            return None
+        return operator_key_of(value)
+
+    return source
 
 
 class OperatorAuth:

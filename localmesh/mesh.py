@@ -74,6 +74,11 @@ class Mesh:
     def openapi_url(self) -> str:
         return self.gateway_url + "/openapi.json"
 
+    @property
+    def console_url(self) -> str:
+        """The operator console (sign in with demo_operator_key)."""
+        return self.admin_url + "/console"
+
     def to_json(self) -> dict[str, object]:
         values = asdict(self)
         values["data_dir"], values["log_dir"] = str(self.data_dir), str(self.log_dir)

@@ -71,6 +71,8 @@ GATEWAY = ServiceSpec(
         "SHIPMENT_TARGET": "shipment",
         "BILLING_TARGET": "billing",
         "CARRIER_TARGET": "carrier-adapter",
+        # The operator console's timeline.
+        "TOWER_TARGET": "control-tower",
     },
 )
 # Not a crossdock service: the stand-in for a remote carrier (tools/sandbox_carrier.py).

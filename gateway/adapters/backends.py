@@ -1,5 +1,7 @@
 """One gRPC channel per backend service, and a unary callable per route.
 
+The operator console reaches the control tower (not a partner route) through `channel()`.
+
 Calls go through the kit's open_channel, so each carries the correlation id of the HTTP request
 (from the contextvar) and a deadline. The callable is built from the descriptors alone
 (`/<service>/<method>` plus the message classes), so new RPCs need no generated stub here.
@@ -52,6 +54,11 @@ class Backends:
     def add_target(self, service: str, target: str) -> None:
         """Route a service to `target` (the gateway's own in-process services)."""
         self._targets[service] = target
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        """The channel to `service` (a full name), for callers with a generated stub, like the
+        operator console's control tower client; BackendUnavailable when it has no target."""
+        return self._channel(service)
 
     def _channel(self, service: str) -> grpc.aio.Channel:
         target = self._targets.get(service, "")
