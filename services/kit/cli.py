@@ -8,7 +8,7 @@
     crossdock schemas list|show|check              event schemas (mounted by the registry)
     crossdock tower timeline REF [--partner P]     one order's events from every service
     crossdock flows [--items FLOW] [--json]        business-flow health from the control tower
-    crossdock carriers map-code|mappings           carrier code mappings (mounted by carrier-adapter)
+    crossdock carriers map-code|mappings           carrier code mappings (from carrier-adapter)
 
 NATS commands take --nats-url (default: $CROSSDOCK_NATS_URL); DB commands take --db-url
 (default: $CROSSDOCK_DB_URL).
