@@ -4,9 +4,10 @@
     python deploy/gen_nats_auth.py --check   # exit 1 when the committed file is stale
 
 Each service gets one user (its service name) that may publish exactly the events it produces,
-the dead-letter subjects of its own consumers and the JetStream API calls the kit makes for it,
-and subscribe to the events it consumes plus reply inboxes. `permissions()` is importable so the
-local run can hand nats-server the same rules.
+the dead-letter subjects of its own consumers and the JetStream API calls the kit makes for it
+(reading and deleting DLQ messages included, for its DeadLetterService), and subscribe to the
+events it consumes plus reply inboxes. `permissions()` is importable so the local run can hand
+nats-server the same rules.
 """
 
 from __future__ import annotations
@@ -63,7 +64,14 @@ def permissions(service: str) -> Permissions:
             publish.extend(f"$JS.API.STREAM.{verb}.{stream}" for stream in streams)
     if consumed:
         durable = consumer_name(service)
-        publish.append(dlq_subject(durable))
+        publish += [
+            dlq_subject(durable),
+            # DeadLetterService (services.kit.dlq_service) reads a letter by sequence and
+            # deletes it once redriven or discarded. JetStream cannot narrow these calls to
+            # one consumer's DLQ subject; the service checks the letter is its own.
+            f"$JS.API.STREAM.MSG.GET.{DLQ_STREAM}",
+            f"$JS.API.STREAM.MSG.DELETE.{DLQ_STREAM}",
+        ]
         for stream in sorted({stream_for_subject(subject) for subject in consumed}):
             publish += [
                 f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",

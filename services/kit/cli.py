@@ -115,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_dlq_redrive,
             "Republish dead letters to their original subject, for the consumer that failed "
             "them. A new Nats-Msg-Id bypasses the duplicate window; the same ce-id keeps them "
-            "exactly-once through the consumer's inbox. Redriven letters leave the DLQ.",
+            "exactly-once through the consumer's inbox. Redriven letters leave the DLQ. This "
+            "publishes domain subjects, so it needs the admin NATS user; without it, redrive "
+            "through the consuming service's own gRPC DeadLetterService (RedriveDeadLetter, "
+            "DiscardDeadLetter), which applies the letter in place and publishes nothing.",
         ),
         ("discard", cmd_dlq_discard, "Delete dead letters for good."),
     ):

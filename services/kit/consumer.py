@@ -408,6 +408,32 @@ class EventConsumer:
         self._record(items)
         return [item.outcome or Outcome.RETRY for item in items]
 
+    async def apply_stored(self, msg: Msg, stream_seq: int, num_delivered: int) -> Item:
+        """Run one message taken from the stream's store (not delivered by the durable, so
+        `msg` has no reply subject) through this consumer's own path: the same classification,
+        schema check, decoder, handlers and inbox, in one unit of work. Nothing is settled
+        (no ack, no dead letter): the outcome is APPLIED, DUPLICATE, or DEAD with the reason it
+        still cannot be applied (a transient failure included), counted in the metrics as a
+        delivered message's would be. Redrives a dead letter in place (services.kit.dlq_service).
+
+        `stream_seq` is the message's sequence in this consumer's stream. Exactly once holds
+        against the running consumer and other replicas: the inbox row is claimed in the same
+        transaction as the effect.
+        """
+        unresolved = await self._resolve_schemas([msg])
+        item = self._classify_at(msg, stream_seq, num_delivered, unresolved)
+        if item.outcome is None:
+            try:
+                await self._db.run(self._applier.apply, [item])
+            except Exception as exc:
+                item.outcome, item.reason = Outcome.RETRY, f"unit of work failed: {exc!r}"
+        if item.outcome is Outcome.IGNORED:
+            item.dead("unknown_type", f"{self.name} does not handle {msg.subject}")
+        elif item.outcome not in (Outcome.APPLIED, Outcome.DUPLICATE, Outcome.DEAD):
+            item.dead("redrive", item.reason)
+        self._record([item])
+        return item
+
     async def _resolve_schemas(self, msgs: list[Msg]) -> dict[int, Unresolved]:
         """Resolve the batch's schema ids not cached yet (no I/O when all are cached)."""
         if self._schemas is None:
@@ -461,13 +487,22 @@ class EventConsumer:
 
     def _classify(self, msg: Msg, unresolved: dict[int, Unresolved] | None = None) -> Item:
         meta = msg.metadata
-        headers = self.headers_of(msg, meta.sequence.stream)
+        return self._classify_at(msg, meta.sequence.stream, meta.num_delivered, unresolved)
+
+    def _classify_at(
+        self,
+        msg: Msg,
+        stream_seq: int,
+        num_delivered: int,
+        unresolved: dict[int, Unresolved] | None = None,
+    ) -> Item:
+        headers = self.headers_of(msg, stream_seq)
         item = Item(
             msg=msg,
             headers=headers,
-            stream_seq=meta.sequence.stream,
-            num_delivered=meta.num_delivered,
-            final=meta.num_delivered >= self.settings.max_deliver,
+            stream_seq=stream_seq,
+            num_delivered=num_delivered,
+            final=num_delivered >= self.settings.max_deliver,
         )
         redrive_for = headers.get(REDRIVE_CONSUMER)
         if redrive_for and redrive_for != self.name:

@@ -9,7 +9,9 @@ consumers may dead-letter the same event, and the DLQ stream must keep both.
 Redrive republishes to the original subject with a NEW Nats-Msg-Id (so JetStream's duplicate
 window cannot swallow it) and the SAME ce-id (so the consumer's inbox still applies it at most
 once). It is addressed to the consumer that failed (`crossdock-redrive-consumer`); other consumers
-of the subject ack and skip it.
+of the subject ack and skip it. That path needs the right to publish the domain subject (the
+admin user's); each consuming service also redrives its own consumers' letters in place, without
+publishing anything, through its DeadLetterService (services.kit.dlq_service).
 """
 
 from __future__ import annotations
@@ -169,6 +171,23 @@ class DeadLetter:
             for k, v in self.headers.items()
             if not k.lower().startswith(DLQ_HEADER_PREFIX) and k != ev.NATS_MSG_ID
         }
+
+    @property
+    def num_delivered(self) -> int:
+        """How many deliveries the consumer had made when it gave up."""
+        try:
+            return int(self.headers.get(DLQ_NUM_DELIVERED, "0") or 0)
+        except ValueError:
+            return 0
+
+    @property
+    def delivered_headers(self) -> dict[str, str]:
+        """The headers the consumer was delivered: the event's own, its Nats-Msg-Id included."""
+        headers = self.original_headers
+        original_msg_id = self.headers.get(DLQ_ORIGINAL_MSG_ID)
+        if original_msg_id:
+            headers[ev.NATS_MSG_ID] = original_msg_id
+        return headers
 
 
 def _to_dead_letter(seq: int, headers: Mapping[str, str] | None, data: bytes | None) -> DeadLetter:

@@ -36,6 +36,7 @@ from services.kit import events as ev
 from services.kit.config import DatabaseServiceConfig, setting
 from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.db import Database
+from services.kit.dlq_service import ServicerRegistry, add_dead_letter_service
 from services.kit.handlers import HandlerRegistry
 from services.kit.metrics import ServiceMetrics
 from services.kit.migrations import migrate, service_script_location
@@ -155,7 +156,7 @@ class ShutdownHooks(Protocol):
     ) -> None: ...
 
 
-class ServerHooks(ShutdownHooks, Protocol):
+class ServerHooks(ShutdownHooks, ServicerRegistry, Protocol):
     """The part of ServiceServer `start_events` needs."""
 
     @property
@@ -176,8 +177,13 @@ async def start_events(
     Migrates first when `MIGRATE_ON_START` is on; `handlers` are the service's event handlers
     (one durable consumer `<service>-<purpose>` per stream they read); `event_mapper` is the
     service's one domain-event mapper, used by `uow.publish`.
+
+    A consuming service (its config a ConsumingServiceConfig) also serves DeadLetterService,
+    redriving its own consumers' dead letters in place (services.kit.dlq_service); it covers
+    the consumers in `runtime.consumers` at the time of each call, also those the service
+    starts itself after this.
     """
-    return await open_event_runtime(
+    runtime = await open_event_runtime(
         service=config.service,
         db_url=config.db_url,
         nats_url=config.nats_url,
@@ -195,6 +201,9 @@ async def start_events(
         produced=produced,
         event_mapper=event_mapper,
     )
+    if config.consumer_settings() is not None:
+        add_dead_letter_service(server, config.service, runtime.nc, runtime.consumers)
+    return runtime
 
 
 async def open_event_runtime(

@@ -17,6 +17,7 @@ import nats
 import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import NotFoundError
 
 from services.kit.streams import dlq_subject, ensure_streams
 from tests.deploy.k8s import SERVICES, nats_auth
@@ -105,3 +106,44 @@ async def test_generated_permissions_allow_the_kit_and_deny_the_rest(nats_url: s
     finally:
         await order.close()
         await inventory.close()
+
+
+async def test_a_consuming_service_reads_and_deletes_dead_letters_but_publishes_nothing_new(
+    nats_url: str,
+) -> None:
+    """What DeadLetterService needs (services.kit.dlq_service): get and delete a DLQ message."""
+    violations: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        violations.append(str(error))
+
+    billing = await nats.connect(
+        nats_url.replace("nats://", f"nats://billing:{PASSWORD}@"), error_cb=on_error
+    )
+    try:
+        js = billing.jetstream()
+        await ensure_streams(js)
+        own = dlq_subject(nats_auth.consumer_name("billing"))
+        ack = await js.publish(own, b"letter", timeout=5)
+        assert ack.stream == "DLQ"
+        assert (await js.get_msg("DLQ", ack.seq)).data == b"letter"
+        assert await js.delete_msg("DLQ", ack.seq)
+        with pytest.raises(NotFoundError):
+            await js.get_msg("DLQ", ack.seq)
+        assert violations == []
+
+        # Still no domain subject but its own, and no other consumer's DLQ subject.
+        refused = [
+            "crossdock.shipment.delivered.v1",
+            "crossdock.order.placed.v1",
+            dlq_subject(nats_auth.consumer_name("order")),
+        ]
+        for subject in refused:
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.publish(subject, b"{}", timeout=1)
+            assert any(subject in v for v in violations), subject
+        # Nor can it empty the DLQ wholesale.
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.purge_stream("DLQ")
+    finally:
+        await billing.close()
