@@ -1,9 +1,11 @@
 """The operator console: server-rendered pages under /console on the gateway's admin port.
 
-    GET  /console/                  → the first page (or the sign-in page)
+    GET  /console/                  → the flow overview (or the sign-in page)
     GET  /console/login             the sign-in form (paste an operator key)
     POST /console/login             check the key (ops:read), set the session cookie, redirect
     POST /console/logout            clear the session cookie
+    GET  /console/flows             every business flow's health, breaches first, with a chart
+    GET  /console/flows/{flow}      one flow's items, page by page (gateway.console.flow_pages)
     GET  /console/timeline?ref=R[&partner=P]   one order's timeline, by any reference
     GET  /console/timeline/rows?ref=R[&partner=P]   its table alone (htmx live refresh)
     GET  /console/static/<version>/<name>      htmx, the console's script and stylesheet
@@ -31,6 +33,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from gateway.adapters.backends import Backends
 from gateway.console import session as sessions
 from gateway.console.assets import IMMUTABLE, load_assets
+from gateway.console.flow_pages import FlowPages
 from gateway.console.forms import CSRF_MESSAGE, FormRefused, read_form
 from gateway.console.timeline import Refusal, look_up
 from gateway.operator_auth import Operator, OperatorAuth, cookie_source
@@ -69,8 +72,11 @@ class NavPage:
     path: str
 
 
-PAGES = (NavPage("timeline", "Order timeline", f"{PREFIX}/timeline"),)
-HOME = PAGES[0].path
+PAGES = (
+    NavPage("flows", "Flow health", f"{PREFIX}/flows"),
+    NavPage("timeline", "Order timeline", f"{PREFIX}/timeline"),
+)
+HOME = PAGES[0].path  # the landing page: where /console and a signed-in operator go
 
 
 def safe_next(value: str | None) -> str:
@@ -173,6 +179,13 @@ class Console:
         }
         body = self._templates.get_template(template).render(values)
         return self._secured(HTMLResponse(body, status_code=status))
+
+    def fragment(self, template: str, **context: Any) -> HTMLResponse:
+        """A part of a page that htmx swaps in: always 200 (htmx swaps only 2xx answers, and
+        a refusal is content here), never the page around it."""
+        values = {"static": self._static, "search_url": search_url, **context}
+        body = self._templates.get_template(template).render(values)
+        return self._secured(HTMLResponse(body))
 
     @staticmethod
     def _secured(response: AnyResponse) -> AnyResponse:
@@ -308,7 +321,7 @@ class Console:
     async def _timeline_context(self, reference: str, partner: str) -> dict[str, Any]:
         empty = {"view": None, "refusal": None, "poll": False, "show_partner": bool(partner)}
         if not reference:
-            return empty | {"poll_url": "", "refresh_seconds": self._refresh_label()}
+            return empty | {"poll_url": "", "refresh_seconds": self.refresh_label()}
         found = await look_up(
             self._backends, reference, partner, self._settings.tower_timeout_seconds
         )
@@ -325,11 +338,11 @@ class Console:
             "refusal": refusal,
             "poll": poll,
             "poll_url": rows_url,
-            "refresh_seconds": self._refresh_label(),
+            "refresh_seconds": self.refresh_label(),
             "show_partner": show_partner,
         }
 
-    def _refresh_label(self) -> str:
+    def refresh_label(self) -> str:
         return f"{self._settings.refresh_seconds:g}"
 
     def routes(self) -> list[Route]:
@@ -339,6 +352,7 @@ class Console:
             Route("/login", self.login_form, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
+            *FlowPages(self, self._backends, self._settings, self._clock).routes(),
             Route("/timeline", self.read_page(self.timeline_page), methods=["GET"]),
             Route("/timeline/rows", self.read_page(self.timeline_rows), methods=["GET"]),
             Route("/static/{version}/{name}", self.static, methods=["GET"]),

@@ -81,7 +81,7 @@ async def test_a_valid_key_signs_in_with_a_strict_cookie_and_opens_the_pages(
         assert 'href="/console/timeline"' in page.text  # the navigation lists existing pages
         for root_path in ("/console", "/console/"):
             root = await browser.get(root_path)
-            assert (root.status_code, root.headers["location"]) == (303, "/console/timeline")
+            assert (root.status_code, root.headers["location"]) == (303, "/console/flows")
 
 
 async def test_partner_unknown_and_unscoped_keys_get_the_sign_in_page_again(
@@ -180,7 +180,7 @@ async def test_sign_in_never_redirects_off_the_console(rig: ConsoleRig) -> None:
     ):
         async with rig.browser() as browser:
             signed = await sign_in(browser, key["operator_key"], target)
-            assert signed.headers["location"] == "/console/timeline", target
+            assert signed.headers["location"] == "/console/flows", target
 
 
 async def test_sign_out_needs_the_sessions_csrf_token(rig: ConsoleRig) -> None:
