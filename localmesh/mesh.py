@@ -155,9 +155,13 @@ class MeshRunner:
             wait_ready(child, up_for(child, 0.5), deadline=deadline, abort=self.abort)
         mesh = self._describe(ctx, services)
         path = self.data_dir / MESH_FILE
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Written aside, then renamed: whoever waits for mesh.json (`make demo`, tests) never
+        # reads it half written. 0600: it holds the demo keys.
+        partial = path.with_name(path.name + ".partial")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as out:
             json.dump(mesh.to_json(), out, indent=2)
+        os.replace(partial, path)
         self.report(f"mesh ready in {time.monotonic() - started:.1f}s")
         return mesh
 
