@@ -46,8 +46,21 @@ CARRIER_ADAPTER = ServiceSpec(
     setting_checks=("services.carrier_adapter.config:load_accounts",),
 )
 BILLING = ServiceSpec("billing", "services.billing.main", wave=1)
-# Reads every stream and calls no one: it only needs NATS and the schema registry.
-CONTROL_TOWER = ServiceSpec("control-tower", "services.control_tower.main", wave=1)
+# Reads every stream; its only calls are the exceptions workbench's operator actions, through
+# the owners' RPCs (channels connect on first use, so it need not wait for them to start).
+CONTROL_TOWER = ServiceSpec(
+    "control-tower",
+    "services.control_tower.main",
+    wave=1,
+    targets={
+        "SHIPMENT_TARGET": "shipment",
+        "CARRIER_ADAPTER_TARGET": "carrier-adapter",
+        # Redrives of the consuming services' dead letters (their DeadLetterService).
+        "ORDER_TARGET": "order",
+        "INVENTORY_TARGET": "inventory",
+        "BILLING_TARGET": "billing",
+    },
+)
 ORDER = ServiceSpec(
     "order",
     "services.order.main",

@@ -3,13 +3,17 @@
 The kit's (its database, NATS, the consumers' batching: services.kit.runtime), plus the business
 flows': one SLA per flow (seconds an item may wait before it is a breach; defaults in
 services.control_tower.domain.flows), the transit allowance of shipments without a carrier
-promise, and how often the flow gauges are computed.
+promise, and how often the flow gauges are computed; the owners the exceptions workbench's
+actions call (shipment, carrier-adapter; order, inventory, shipment and billing for redrives of
+their dead letters), how often the DLQ is read, and each exception kind's SLA.
 """
 
 from __future__ import annotations
 
 from services.control_tower.adapters.store import SERVICE
 from services.control_tower.app import FlowSettings
+from services.control_tower.app.workbench import ExceptionSettings
+from services.control_tower.domain.exceptions import KINDS, ExceptionKind
 from services.control_tower.domain.flows import (
     DEFAULT_TRANSIT_ALLOWANCE_SECONDS,
     FLOWS,
@@ -25,6 +29,15 @@ def _sla(flow_name: str) -> float:
         default=flow.default_sla,
         minimum=1,
         description=f"SLA of flow {flow.name} in seconds: {flow.description}",
+    )
+
+
+def _exception_sla(kind: ExceptionKind) -> float:
+    return setting(  # type: ignore[no-any-return]
+        default=KINDS[kind].default_sla,
+        minimum=1,
+        description=f"how long a {kind.label} exception may stay open before it is a breach "
+        "(seconds)",
     )
 
 
@@ -55,12 +68,54 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
         description="how long after pickup a shipment whose carrier gave no estimated delivery "
         "is due (flow in_transit_past_promise)",
     )
+    shipment_target: str = setting(
+        description="host:port of shipment (the workbench's label retries)"
+    )
+    carrier_adapter_target: str = setting(
+        description="host:port of carrier-adapter (the workbench's carrier code mappings)"
+    )
+    order_target: str = setting(description="host:port of order (redrives of its dead letters)")
+    inventory_target: str = setting(
+        description="host:port of inventory (redrives of its dead letters)"
+    )
+    billing_target: str = setting(description="host:port of billing (redrives of its dead letters)")
+    dead_letter_poll_seconds: float = setting(
+        default=1.0,
+        minimum=0.1,
+        maximum=60,
+        description="how often the DLQ stream is read into the exceptions workbench",
+    )
+    sla_exception_label_failed_seconds: float = _exception_sla(ExceptionKind.LABEL_FAILED)
+    sla_exception_label_void_failed_seconds: float = _exception_sla(ExceptionKind.LABEL_VOID_FAILED)
+    sla_exception_carrier_code_unmapped_seconds: float = _exception_sla(
+        ExceptionKind.CARRIER_CODE_UNMAPPED
+    )
+    sla_exception_dead_letter_seconds: float = _exception_sla(ExceptionKind.DEAD_LETTER)
     flow_gauges_interval_seconds: float = setting(
         default=5.0,
         minimum=0.1,
         maximum=3600,
         description="how often the flow, DLQ and consumer gauges are recomputed",
     )
+
+    def dead_letter_targets(self) -> dict[str, str]:
+        """The consuming services whose dead letters the workbench redrives, and their targets
+        (each serves the kit's DeadLetterService on its gRPC port)."""
+        return {
+            "order": self.order_target,
+            "inventory": self.inventory_target,
+            "shipment": self.shipment_target,
+            "billing": self.billing_target,
+        }
+
+    def exception_settings(self) -> ExceptionSettings:
+        """Each exception kind's SLA (from its `sla_exception_<kind>_seconds` setting)."""
+        return ExceptionSettings(
+            slas={
+                kind: float(getattr(self, f"sla_exception_{kind.label}_seconds"))
+                for kind in ExceptionKind
+            }
+        )
 
     def flow_settings(self) -> FlowSettings:
         """Each flow's SLA (from its `sla_<flow>_seconds` setting) and the transit allowance."""

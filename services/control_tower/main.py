@@ -2,29 +2,53 @@
 
 The kit's run_service owns the process (config, logs, metrics, health, SIGTERM); `setup` is also
 what the integration tests run. The tower publishes nothing: `start_events` opens its database
-and NATS (and an idle relay), and its projection consumers are started on that runtime.
+and NATS (and an idle relay), and its projection consumers are started on that runtime. Its
+only calls out are the workbench's actions, to the owners' RPCs (shipment, carrier-adapter).
 """
 
 from __future__ import annotations
 
 from typing import NoReturn
 
+from crossdock.carrier.v1 import carrier_service_pb2_grpc as carrier_grpc
+from crossdock.common.v1 import dead_letters_pb2_grpc as dlq_grpc
+from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
+
+from services.control_tower.adapters.clients import DeadLetterClients, OwnerClients
+from services.control_tower.app.workbench import Workbench
 from services.control_tower.config import TowerConfig
 from services.control_tower.entrypoints.consumers import event_handlers, start_consumers
+from services.control_tower.entrypoints.dead_letters import DeadLetterWatcher
 from services.control_tower.entrypoints.flow_gauges import FlowGauges, FlowGaugeWorker
 from services.control_tower.entrypoints.grpc import TowerApi, add_to_server
+from services.kit.client import open_channel
 from services.kit.runtime import start_events
 from services.kit.server import ServiceServer, run_service
 
 
 async def setup(server: ServiceServer, config: TowerConfig) -> None:
-    """Events runtime (migrate, DB, NATS), the projection consumers, the flow gauges' worker,
-    then the api."""
+    """The owners' channels, the events runtime (migrate, DB, NATS), the projection consumers,
+    the flow gauges' worker, the dead letters' watcher, then the api."""
     workers: list[FlowGaugeWorker] = []
+    timeout = config.grpc_client_timeout_seconds
+    shipment_channel = open_channel(config.shipment_target, default_timeout_seconds=timeout)
+    carrier_channel = open_channel(config.carrier_adapter_target, default_timeout_seconds=timeout)
+    # The consuming services' DeadLetterService (shipment's on the channel above).
+    letter_channels = {
+        service: shipment_channel
+        if service == "shipment"
+        else open_channel(target, default_timeout_seconds=timeout)
+        for service, target in config.dead_letter_targets().items()
+    }
+    watchers: list[DeadLetterWatcher] = []
 
     async def stop_gauges() -> None:
         for worker in workers:
             await worker.stop()
+        for watcher in watchers:
+            await watcher.stop()
+        for channel in {*letter_channels.values(), shipment_channel, carrier_channel}:
+            await channel.close(None)
 
     # Added before the runtime's hooks, so the gauges stop before NATS and the database close.
     server.add_shutdown_hook(stop_gauges, name="stop flow gauges")
@@ -42,7 +66,29 @@ async def setup(server: ServiceServer, config: TowerConfig) -> None:
             )
         )
         workers[0].start()
-    add_to_server(server, TowerApi(runtime.units, flows))
+    owners = OwnerClients(
+        shipment_grpc.ShipmentServiceStub(shipment_channel),
+        carrier_grpc.CarrierAdapterServiceStub(carrier_channel),
+    )
+    letters = DeadLetterClients(
+        {
+            service: dlq_grpc.DeadLetterServiceStub(channel)
+            for service, channel in letter_channels.items()
+        }
+    )
+    watchers.append(
+        DeadLetterWatcher(
+            runtime.units, runtime.nc.jetstream(), interval=config.dead_letter_poll_seconds
+        )
+    )
+    watchers[0].start()
+    api = TowerApi(
+        runtime.units,
+        flows,
+        bench=Workbench(runtime.units, owners, dead_letters=letters),
+        exception_settings=config.exception_settings(),
+    )
+    add_to_server(server, api)
 
 
 def main() -> NoReturn:

@@ -1,7 +1,8 @@
 """`crossdock tower timeline REF [--partner P] [--json]`: one order's timeline from the control
 tower, over its gRPC API (the kit only needs the generated contract, never the service's code).
 `crossdock flows [--json]`: the business flows' health (ListFlows), flows in SLA breach first;
-`crossdock flows --items FLOW`: that flow's items (ListFlowItems, every page).
+`crossdock flows --items FLOW`: that flow's items (ListFlowItems, every page);
+`crossdock exceptions ...`: the exceptions workbench (services.kit.cli_exceptions).
 
 The reference is any id the tower knows: order id, external order id (with --partner when two
 partners use it), shipment id, tracking number, invoice number, return id or correlation id.
@@ -32,8 +33,13 @@ _MATCHED_PREFIX = "REFERENCE_KIND_"
 
 
 def add_tower_commands(commands: Any) -> None:
-    """Mount `crossdock tower ...` and `crossdock flows` on the CLI's subparsers."""
+    """Mount `crossdock tower ...`, `crossdock flows` and `crossdock exceptions` on the CLI's
+    subparsers."""
+    # Imported here: the exceptions commands reuse this module's table and error helpers.
+    from services.kit.cli_exceptions import add_exceptions_command
+
     add_flows_command(commands)
+    add_exceptions_command(commands)
     p_tower = commands.add_parser(
         "tower",
         help="the control tower's views",

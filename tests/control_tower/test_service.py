@@ -37,9 +37,10 @@ from tests.fixtures.waiting import wait_for
 
 @contextlib.asynccontextmanager
 async def running_tower(
-    db_url: str, nats_url: str
+    db_url: str, nats_url: str, **owners: str
 ) -> AsyncIterator[tuple[str, pb_grpc.TowerServiceStub]]:
-    """The tower built as its main module builds it; yields its target and a client stub."""
+    """The tower built as its main module builds it; yields its target and a client stub.
+    `owners` sets the workbench's targets (SHIPMENT_TARGET=..., CARRIER_ADAPTER_TARGET=...)."""
     env = {
         "CROSSDOCK_CONTROL_TOWER_DB_URL": db_url,
         "CROSSDOCK_CONTROL_TOWER_NATS_URL": nats_url,
@@ -47,7 +48,14 @@ async def running_tower(
         "CROSSDOCK_CONTROL_TOWER_METRICS_PORT": "0",
         "CROSSDOCK_CONTROL_TOWER_BIND_HOST": "127.0.0.1",
         "CROSSDOCK_CONTROL_TOWER_CONSUMER_FETCH_TIMEOUT_SECONDS": "0.2",
+        # The workbench's owners: not called by these tests (channels connect on first call).
+        "CROSSDOCK_CONTROL_TOWER_SHIPMENT_TARGET": "127.0.0.1:1",
+        "CROSSDOCK_CONTROL_TOWER_CARRIER_ADAPTER_TARGET": "127.0.0.1:1",
+        "CROSSDOCK_CONTROL_TOWER_ORDER_TARGET": "127.0.0.1:1",
+        "CROSSDOCK_CONTROL_TOWER_INVENTORY_TARGET": "127.0.0.1:1",
+        "CROSSDOCK_CONTROL_TOWER_BILLING_TARGET": "127.0.0.1:1",
     }
+    env |= {f"CROSSDOCK_CONTROL_TOWER_{name}": target for name, target in owners.items()}
     config = TowerConfig.from_env(env)
     server = ServiceServer.from_config(config)
     try:

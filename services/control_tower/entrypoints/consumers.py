@@ -7,8 +7,8 @@ Translation only, and cheap on purpose (the tower sees every event of every life
   when they published, and the tower only records what happened. The few types that carry
   references are parsed in the handler (adapters.contracts.links_of);
 - every event type has the same batch handler: a run of events becomes one executemany of
-  events, one of links and one of flow milestones on the batch transaction, next to the kit's
-  inbox rows;
+  events, one of links, one of flow milestones and the exceptions' signals (opened or fixed)
+  on the batch transaction, next to the kit's inbox rows;
 - no consumer span per handler: the entries keep the trace id instead of joining the trace.
 """
 
@@ -22,9 +22,10 @@ from nats.aio.msg import Msg
 from sqlalchemy import Connection
 
 from services.control_tower import app
-from services.control_tower.adapters import contracts, flow_contracts
+from services.control_tower.adapters import contracts, exception_contracts, flow_contracts
 from services.control_tower.adapters.store import SERVICE
 from services.control_tower.adapters.store.repository import EventRow
+from services.control_tower.domain.exceptions import Signal
 from services.control_tower.domain.flows import MilestoneSeen
 from services.control_tower.domain.references import Link
 from services.kit import events as ev
@@ -78,6 +79,7 @@ def record(events: Sequence[tuple[Message, Headers]], conn: Connection) -> None:
     rows: list[EventRow] = []
     links: list[Link] = []
     milestones: list[MilestoneSeen] = []
+    signals: list[Signal] = []
     for message, headers in events:
         body = message.value if isinstance(message, wrappers_pb2.BytesValue) else b""
         event = contracts.recorded_event(headers, _stream_seq(headers))
@@ -90,7 +92,9 @@ def record(events: Sequence[tuple[Message, Headers]], conn: Connection) -> None:
         links += carried
         if flow_contracts.marks_milestones(event.subject):
             milestones += flow_contracts.milestones_of(event, carried, body)
-    app.record_events(UnitOfWork.of(conn), rows, links, milestones)
+        if exception_contracts.signals_event(event.subject):
+            signals += exception_contracts.signals_of(event, body)
+    app.record_events(UnitOfWork.of(conn), rows, links, milestones, signals)
 
 
 def event_handlers() -> HandlerRegistry:

@@ -2,7 +2,8 @@
 
 Every `interval` seconds (never per event: the projection stays one statement per batch):
 - from the tower's database, each flow's items, oldest age, age distribution, SLA and breaches
-  (app.list_flows);
+  (app.list_flows), and the open exceptions by kind and owner with the oldest one's age
+  (workbench.open_exceptions);
 - from JetStream, read-only: every durable's pending count on every domain stream (consumer
   list), and the DLQ's depth per consumer (its per-subject counts; a consumer's dead letters go
   to `crossdock.dlq.<durable>`).
@@ -22,6 +23,8 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Gauge
 
 from services.control_tower import app
+from services.control_tower.app import workbench
+from services.control_tower.domain.exceptions import KINDS, ExceptionKind
 from services.control_tower.domain.flows import AGE_BUCKETS, FlowSummary
 from services.kit.streams import DLQ_STREAM, DLQ_SUBJECT_PREFIX, DOMAIN_STREAMS
 from services.kit.uow import UnitsOfWork
@@ -79,6 +82,19 @@ class FlowGauges:
             ["consumer", "stream"],
             registry=r,
         )
+        self.exceptions_open = Gauge(
+            "crossdock_exceptions_open",
+            "Open exceptions in the workbench, by kind and owner service.",
+            ["kind", "owner"],
+            registry=r,
+        )
+        self.exceptions_oldest_age = Gauge(
+            "crossdock_exceptions_oldest_age_seconds",
+            "How long the oldest open exception of the kind has been open (0 when none).",
+            ["kind"],
+            registry=r,
+        )
+        self._exception_labels: set[tuple[str, str]] = set()
         self._pending_labels: set[tuple[str, str]] = set()
         self._dlq_labels: set[str] = set()
 
@@ -91,6 +107,17 @@ class FlowGauges:
             self.breaches.labels(name).set(summary.breaches)
             for le, count in zip(_LE, [*summary.at_most, summary.items], strict=True):
                 self.by_age.labels(name, le).set(count)
+
+    def set_exceptions(self, found: workbench.OpenExceptions) -> None:
+        """Every kind's series (each fixed owner's too), 0 when none is open, so an alert sees
+        the fall to zero; a dead letter's owner series stays once seen, at 0 when none."""
+        counts = {(kind.label, owner): n for (kind, owner), n in found.counts.items()}
+        fixed = {(kind.label, KINDS[kind].owner) for kind in ExceptionKind if KINDS[kind].owner}
+        for labels in fixed | self._exception_labels | counts.keys():
+            self.exceptions_open.labels(*labels).set(counts.get(labels, 0))
+        self._exception_labels |= counts.keys()
+        for kind in ExceptionKind:
+            self.exceptions_oldest_age.labels(kind.label).set(found.oldest_age.get(kind, 0.0))
 
     def set_pending(self, pending: dict[tuple[str, str], int]) -> None:
         for consumer, stream in self._pending_labels - pending.keys():
@@ -148,6 +175,7 @@ class FlowGaugeWorker:
         """One refresh; 0, so the worker sleeps its interval between refreshes."""
         summaries = await self._units.run(app.list_flows, self._settings, self._clock())
         self._gauges.set_flows(summaries)
+        self._gauges.set_exceptions(await self._units.run(workbench.open_exceptions, self._clock()))
         pending, depth = await jetstream_state(self._js)
         self._gauges.set_pending(pending)
         self._gauges.set_dlq(depth)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -76,4 +78,52 @@ flow_milestones = Table(
     PrimaryKeyConstraint("item_id", "milestone"),
     # A flow scans one milestone's items, then probes each item's later milestones by key.
     Index("ix_flow_milestones_milestone", "milestone", "seen_at"),
+)
+
+exceptions = Table(
+    "exceptions",
+    metadata,
+    Column("exception_id", _SEQ, primary_key=True, autoincrement=True),
+    # ExceptionKind's value (services.control_tower.domain.exceptions).
+    Column("kind", Integer, nullable=False),
+    # A shipment id, or "<carrier>:<code>".
+    Column("subject_id", String(255), nullable=False),
+    # The order it holds up; "" when the event named none.
+    Column("order_id", String(40), nullable=False),
+    # A tracking number that names the order through the links when the event named none
+    # (resolved when read, so a link that lands later still counts); "" when none.
+    Column("order_reference", String(255), nullable=False),
+    # NULL until an opening event is seen (a row is only written by one).
+    Column("opened_at", Float),
+    Column("last_seen_at", Float),
+    Column("occurrences", Integer, nullable=False),
+    # The owner's last word (what was tried, why it failed) and the event that said it.
+    Column("detail", String(1000), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("closed_at", Float),
+    # "event <subject> <event id>" or "operator <name>"; "" while open.
+    Column("closed_by", String(255), nullable=False),
+    UniqueConstraint("kind", "subject_id", name="uq_exceptions_kind_subject"),
+    Index("ix_exceptions_closed_at", "closed_at"),
+    sqlite_autoincrement=True,
+)
+
+exception_audit = Table(
+    "exception_audit",
+    metadata,
+    Column("audit_id", _SEQ, primary_key=True, autoincrement=True),
+    Column("exception_id", BigInteger, nullable=False),
+    # The exception's order, so the order's timeline shows the action ("" when none).
+    Column("order_id", String(40), nullable=False),
+    # Action's value (services.control_tower.domain.exceptions).
+    Column("action", Integer, nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("acted_at", Float, nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("owner_call", String(64), nullable=False),
+    Column("succeeded", Boolean, nullable=False),
+    Column("result", String(1000), nullable=False),
+    Index("ix_exception_audit_exception_id", "exception_id"),
+    Index("ix_exception_audit_order_id", "order_id"),
+    sqlite_autoincrement=True,
 )

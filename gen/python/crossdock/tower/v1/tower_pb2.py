@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
+from crossdock.carrier.v1 import tracking_pb2 as crossdock_dot_carrier_dot_v1_dot_tracking__pb2
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rossdock/tower/v1/tower.proto\x12\x12\x63rossdock.tower.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n\x12GetTimelineRequest\x12\x8d\x01\n\treference\x18\x01 \x01(\tBz\xbaHwr\x05\x10\x01\x18\x80\x01\xba\x01m\n\x13reference.printable\x12<must be printable ASCII without spaces or control characters\x1a\x18this.matches(\'^[!-~]*$\')\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x17\n\x0finclude_details\x18\x03 \x01(\x08\"\x8f\x01\n\x13GetTimelineResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x32\n\x07matched\x18\x02 \x01(\x0e\x32!.crossdock.tower.v1.ReferenceKind\x12\x32\n\x07\x65ntries\x18\x03 \x03(\x0b\x32!.crossdock.tower.v1.TimelineEntry\"\x9e\x02\n\rTimelineEntry\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08producer\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x14\n\x0c\x61ggregate_id\x18\x05 \x01(\t\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstate_change\x18\x07 \x01(\t\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\t \x01(\t\x12\x17\n\x0fstream_sequence\x18\n \x01(\x04\x12%\n\x07\x64\x65tails\x18\x0b \x01(\x0b\x32\x14.google.protobuf.Any\"\x12\n\x10ListFlowsRequest\"B\n\x11ListFlowsResponse\x12-\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x1e.crossdock.tower.v1.FlowHealth\"\xee\x01\n\nFlowHealth\x12\x0c\n\x04\x66low\x18\x01 \x01(\t\x12\x11\n\titem_kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05items\x18\x04 \x01(\x03\x12-\n\noldest_age\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03sla\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62reaches\x18\x07 \x01(\x03\x12\x32\n\x0b\x61ge_buckets\x18\x08 \x03(\x0b\x32\x1d.crossdock.tower.v1.AgeBucket\".\n\tAgeBucket\x12\x12\n\nle_seconds\x18\x01 \x01(\x01\x12\r\n\x05items\x18\x02 \x01(\x03\"y\n\x14ListFlowItemsRequest\x12\'\n\x04\x66low\x18\x01 \x01(\tB\x19\xbaH\x16r\x14\x10\x01\x18@2\x0e^[a-z][a-z_]*$\x12\x1a\n\tpage_size\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"]\n\x15ListFlowItemsResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.crossdock.tower.v1.FlowItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x97\x01\n\x08\x46lowItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12.\n\nenter_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03\x61ge\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62reached\x18\x05 \x01(\x08*\x9a\x02\n\rReferenceKind\x12\x1e\n\x1aREFERENCE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17REFERENCE_KIND_ORDER_ID\x10\x01\x12$\n REFERENCE_KIND_EXTERNAL_ORDER_ID\x10\x02\x12\x1e\n\x1aREFERENCE_KIND_SHIPMENT_ID\x10\x03\x12\"\n\x1eREFERENCE_KIND_TRACKING_NUMBER\x10\x04\x12!\n\x1dREFERENCE_KIND_INVOICE_NUMBER\x10\x05\x12\x1c\n\x18REFERENCE_KIND_RETURN_ID\x10\x06\x12!\n\x1dREFERENCE_KIND_CORRELATION_ID\x10\x07\x32\xae\x02\n\x0cTowerService\x12^\n\x0bGetTimeline\x12&.crossdock.tower.v1.GetTimelineRequest\x1a\'.crossdock.tower.v1.GetTimelineResponse\x12X\n\tListFlows\x12$.crossdock.tower.v1.ListFlowsRequest\x1a%.crossdock.tower.v1.ListFlowsResponse\x12\x64\n\rListFlowItems\x12(.crossdock.tower.v1.ListFlowItemsRequest\x1a).crossdock.tower.v1.ListFlowItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rossdock/tower/v1/tower.proto\x12\x12\x63rossdock.tower.v1\x1a\x1b\x62uf/validate/validate.proto\x1a#crossdock/carrier/v1/tracking.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n\x12GetTimelineRequest\x12\x8d\x01\n\treference\x18\x01 \x01(\tBz\xbaHwr\x05\x10\x01\x18\x80\x01\xba\x01m\n\x13reference.printable\x12<must be printable ASCII without spaces or control characters\x1a\x18this.matches(\'^[!-~]*$\')\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x17\n\x0finclude_details\x18\x03 \x01(\x08\"\x8f\x01\n\x13GetTimelineResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x32\n\x07matched\x18\x02 \x01(\x0e\x32!.crossdock.tower.v1.ReferenceKind\x12\x32\n\x07\x65ntries\x18\x03 \x03(\x0b\x32!.crossdock.tower.v1.TimelineEntry\"\x9e\x02\n\rTimelineEntry\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08producer\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x14\n\x0c\x61ggregate_id\x18\x05 \x01(\t\x12.\n\noccur_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstate_change\x18\x07 \x01(\t\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\t \x01(\t\x12\x17\n\x0fstream_sequence\x18\n \x01(\x04\x12%\n\x07\x64\x65tails\x18\x0b \x01(\x0b\x32\x14.google.protobuf.Any\"\x12\n\x10ListFlowsRequest\"B\n\x11ListFlowsResponse\x12-\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x1e.crossdock.tower.v1.FlowHealth\"\xee\x01\n\nFlowHealth\x12\x0c\n\x04\x66low\x18\x01 \x01(\t\x12\x11\n\titem_kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05items\x18\x04 \x01(\x03\x12-\n\noldest_age\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03sla\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62reaches\x18\x07 \x01(\x03\x12\x32\n\x0b\x61ge_buckets\x18\x08 \x03(\x0b\x32\x1d.crossdock.tower.v1.AgeBucket\".\n\tAgeBucket\x12\x12\n\nle_seconds\x18\x01 \x01(\x01\x12\r\n\x05items\x18\x02 \x01(\x03\"y\n\x14ListFlowItemsRequest\x12\'\n\x04\x66low\x18\x01 \x01(\tB\x19\xbaH\x16r\x14\x10\x01\x18@2\x0e^[a-z][a-z_]*$\x12\x1a\n\tpage_size\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"]\n\x15ListFlowItemsResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.crossdock.tower.v1.FlowItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x97\x01\n\x08\x46lowItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12.\n\nenter_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03\x61ge\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62reached\x18\x05 \x01(\x08\"\xeb\x03\n\tException\x12\x14\n\x0c\x65xception_id\x18\x01 \x01(\x03\x12/\n\x04kind\x18\x02 \x01(\x0e\x32!.crossdock.tower.v1.ExceptionKind\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x14\n\x0csubject_kind\x18\x04 \x01(\t\x12\x12\n\nsubject_id\x18\x05 \x01(\t\x12\x10\n\x08order_id\x18\x06 \x01(\t\x12\x31\n\x05state\x18\x07 \x01(\x0e\x32\".crossdock.tower.v1.ExceptionState\x12-\n\topen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0boccurrences\x18\n \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\x0b \x01(\t\x12&\n\x03\x61ge\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0csla_breached\x18\r \x01(\x08\x12.\n\nclose_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tclosed_by\x18\x0f \x01(\t\x12\x10\n\x08\x65vent_id\x18\x10 \x01(\t\"\xcd\x01\n\x13\x45xceptionAuditEntry\x12\x33\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32#.crossdock.tower.v1.ExceptionAction\x12\x10\n\x08operator\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nowner_call\x18\x05 \x01(\t\x12\x11\n\tsucceeded\x18\x06 \x01(\x08\x12\x0e\n\x06result\x18\x07 \x01(\t\"\xc9\x01\n\x15ListExceptionsRequest\x12\x39\n\x04kind\x18\x01 \x01(\x0e\x32!.crossdock.tower.v1.ExceptionKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12;\n\x05state\x18\x02 \x01(\x0e\x32\".crossdock.tower.v1.ExceptionStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1a\n\tpage_size\x18\x03 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x1c\n\npage_token\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"d\n\x16ListExceptionsResponse\x12\x31\n\nexceptions\x18\x01 \x03(\x0b\x32\x1d.crossdock.tower.v1.Exception\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x13GetExceptionRequest\x12\x1d\n\x0c\x65xception_id\x18\x01 \x01(\x03\x42\x07\xbaH\x04\"\x02 \x00\"\x80\x01\n\x14GetExceptionResponse\x12\x30\n\texception\x18\x01 \x01(\x0b\x32\x1d.crossdock.tower.v1.Exception\x12\x36\n\x05\x61udit\x18\x02 \x03(\x0b\x32\'.crossdock.tower.v1.ExceptionAuditEntry\"\x8c\x01\n\x15RetryExceptionRequest\x12\x1d\n\x0c\x65xception_id\x18\x01 \x01(\x03\x42\x07\xbaH\x04\"\x02 \x00\x12%\n\x08operator\x18\x02 \x01(\tB\x13\xbaH\x10r\x0e\x10\x01\x18@2\x08^[!-~]+$\x12-\n\x06reason\x18\x03 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xf4\x03\x32\x13^[^\\x00-\\x1F\\x7F]*$\"\x82\x01\n\x16RetryExceptionResponse\x12\x30\n\texception\x18\x01 \x01(\x0b\x32\x1d.crossdock.tower.v1.Exception\x12\x36\n\x05\x61udit\x18\x02 \x01(\x0b\x32\'.crossdock.tower.v1.ExceptionAuditEntry\"\xc4\x01\n\x17ResolveExceptionRequest\x12\x1d\n\x0c\x65xception_id\x18\x01 \x01(\x03\x42\x07\xbaH\x04\"\x02 \x00\x12%\n\x08operator\x18\x02 \x01(\tB\x13\xbaH\x10r\x0e\x10\x01\x18@2\x08^[!-~]+$\x12\x63\n\x04note\x18\x03 \x01(\tBU\xbaHRrP\x10\x01\x18\xf4\x03\x32I^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$\"\x84\x01\n\x18ResolveExceptionResponse\x12\x30\n\texception\x18\x01 \x01(\x0b\x32\x1d.crossdock.tower.v1.Exception\x12\x36\n\x05\x61udit\x18\x02 \x01(\x0b\x32\'.crossdock.tower.v1.ExceptionAuditEntry\"\x8f\x02\n\x1eMapCarrierCodeExceptionRequest\x12\x1d\n\x0c\x65xception_id\x18\x01 \x01(\x03\x42\x07\xbaH\x04\"\x02 \x00\x12\x42\n\x06status\x18\x02 \x01(\x0e\x32$.crossdock.carrier.v1.TrackingStatusB\x0c\xbaH\t\x82\x01\x06\x10\x01 \x00 \x0c\x12%\n\x08operator\x18\x03 \x01(\tB\x13\xbaH\x10r\x0e\x10\x01\x18@2\x08^[!-~]+$\x12\x63\n\x04note\x18\x04 \x01(\tBU\xbaHRrP\x10\x01\x18\xf4\x03\x32I^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$\"\x8b\x01\n\x1fMapCarrierCodeExceptionResponse\x12\x30\n\texception\x18\x01 \x01(\x0b\x32\x1d.crossdock.tower.v1.Exception\x12\x36\n\x05\x61udit\x18\x02 \x01(\x0b\x32\'.crossdock.tower.v1.ExceptionAuditEntry\"\xc7\x01\n\x17RedriveExceptionRequest\x12\x1d\n\x0c\x65xception_id\x18\x01 \x01(\x03\x42\x07\xbaH\x04\"\x02 \x00\x12%\n\x08operator\x18\x02 \x01(\tB\x13\xbaH\x10r\x0e\x10\x01\x18@2\x08^[!-~]+$\x12\x66\n\x06reason\x18\x03 \x01(\tBV\xbaHSrQ\x18\xf4\x03\x32L^$|^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$\"\x84\x01\n\x18RedriveExceptionResponse\x12\x30\n\texception\x18\x01 \x01(\x0b\x32\x1d.crossdock.tower.v1.Exception\x12\x36\n\x05\x61udit\x18\x02 \x01(\x0b\x32\'.crossdock.tower.v1.ExceptionAuditEntry*\x9a\x02\n\rReferenceKind\x12\x1e\n\x1aREFERENCE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17REFERENCE_KIND_ORDER_ID\x10\x01\x12$\n REFERENCE_KIND_EXTERNAL_ORDER_ID\x10\x02\x12\x1e\n\x1aREFERENCE_KIND_SHIPMENT_ID\x10\x03\x12\"\n\x1eREFERENCE_KIND_TRACKING_NUMBER\x10\x04\x12!\n\x1dREFERENCE_KIND_INVOICE_NUMBER\x10\x05\x12\x1c\n\x18REFERENCE_KIND_RETURN_ID\x10\x06\x12!\n\x1dREFERENCE_KIND_CORRELATION_ID\x10\x07*\xc0\x01\n\rExceptionKind\x12\x1e\n\x1a\x45XCEPTION_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45XCEPTION_KIND_LABEL_FAILED\x10\x01\x12$\n EXCEPTION_KIND_LABEL_VOID_FAILED\x10\x02\x12(\n$EXCEPTION_KIND_CARRIER_CODE_UNMAPPED\x10\x03\x12\x1e\n\x1a\x45XCEPTION_KIND_DEAD_LETTER\x10\x04*g\n\x0e\x45xceptionState\x12\x1f\n\x1b\x45XCEPTION_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XCEPTION_STATE_OPEN\x10\x01\x12\x1a\n\x16\x45XCEPTION_STATE_CLOSED\x10\x02*\xaa\x01\n\x0f\x45xceptionAction\x12 \n\x1c\x45XCEPTION_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45XCEPTION_ACTION_RETRY\x10\x01\x12\x1c\n\x18\x45XCEPTION_ACTION_RESOLVE\x10\x02\x12\x1d\n\x19\x45XCEPTION_ACTION_MAP_CODE\x10\x03\x12\x1c\n\x18\x45XCEPTION_ACTION_REDRIVE\x10\x04\x32\xc6\x07\n\x0cTowerService\x12^\n\x0bGetTimeline\x12&.crossdock.tower.v1.GetTimelineRequest\x1a\'.crossdock.tower.v1.GetTimelineResponse\x12X\n\tListFlows\x12$.crossdock.tower.v1.ListFlowsRequest\x1a%.crossdock.tower.v1.ListFlowsResponse\x12\x64\n\rListFlowItems\x12(.crossdock.tower.v1.ListFlowItemsRequest\x1a).crossdock.tower.v1.ListFlowItemsResponse\x12g\n\x0eListExceptions\x12).crossdock.tower.v1.ListExceptionsRequest\x1a*.crossdock.tower.v1.ListExceptionsResponse\x12\x61\n\x0cGetException\x12\'.crossdock.tower.v1.GetExceptionRequest\x1a(.crossdock.tower.v1.GetExceptionResponse\x12g\n\x0eRetryException\x12).crossdock.tower.v1.RetryExceptionRequest\x1a*.crossdock.tower.v1.RetryExceptionResponse\x12m\n\x10ResolveException\x12+.crossdock.tower.v1.ResolveExceptionRequest\x1a,.crossdock.tower.v1.ResolveExceptionResponse\x12\x82\x01\n\x17MapCarrierCodeException\x12\x32.crossdock.tower.v1.MapCarrierCodeExceptionRequest\x1a\x33.crossdock.tower.v1.MapCarrierCodeExceptionResponse\x12m\n\x10RedriveException\x12+.crossdock.tower.v1.RedriveExceptionRequest\x1a,.crossdock.tower.v1.RedriveExceptionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,28 +46,98 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTFLOWITEMSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\004\032\002(\000'
   _globals['_LISTFLOWITEMSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTFLOWITEMSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
-  _globals['_REFERENCEKIND']._serialized_start=1612
-  _globals['_REFERENCEKIND']._serialized_end=1894
-  _globals['_GETTIMELINEREQUEST']._serialized_start=176
-  _globals['_GETTIMELINEREQUEST']._serialized_end=425
-  _globals['_GETTIMELINERESPONSE']._serialized_start=428
-  _globals['_GETTIMELINERESPONSE']._serialized_end=571
-  _globals['_TIMELINEENTRY']._serialized_start=574
-  _globals['_TIMELINEENTRY']._serialized_end=860
-  _globals['_LISTFLOWSREQUEST']._serialized_start=862
-  _globals['_LISTFLOWSREQUEST']._serialized_end=880
-  _globals['_LISTFLOWSRESPONSE']._serialized_start=882
-  _globals['_LISTFLOWSRESPONSE']._serialized_end=948
-  _globals['_FLOWHEALTH']._serialized_start=951
-  _globals['_FLOWHEALTH']._serialized_end=1189
-  _globals['_AGEBUCKET']._serialized_start=1191
-  _globals['_AGEBUCKET']._serialized_end=1237
-  _globals['_LISTFLOWITEMSREQUEST']._serialized_start=1239
-  _globals['_LISTFLOWITEMSREQUEST']._serialized_end=1360
-  _globals['_LISTFLOWITEMSRESPONSE']._serialized_start=1362
-  _globals['_LISTFLOWITEMSRESPONSE']._serialized_end=1455
-  _globals['_FLOWITEM']._serialized_start=1458
-  _globals['_FLOWITEM']._serialized_end=1609
-  _globals['_TOWERSERVICE']._serialized_start=1897
-  _globals['_TOWERSERVICE']._serialized_end=2199
+  _globals['_LISTEXCEPTIONSREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_LISTEXCEPTIONSREQUEST'].fields_by_name['kind']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_LISTEXCEPTIONSREQUEST'].fields_by_name['state']._loaded_options = None
+  _globals['_LISTEXCEPTIONSREQUEST'].fields_by_name['state']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_LISTEXCEPTIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTEXCEPTIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_LISTEXCEPTIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTEXCEPTIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
+  _globals['_GETEXCEPTIONREQUEST'].fields_by_name['exception_id']._loaded_options = None
+  _globals['_GETEXCEPTIONREQUEST'].fields_by_name['exception_id']._serialized_options = b'\272H\004\"\002 \000'
+  _globals['_RETRYEXCEPTIONREQUEST'].fields_by_name['exception_id']._loaded_options = None
+  _globals['_RETRYEXCEPTIONREQUEST'].fields_by_name['exception_id']._serialized_options = b'\272H\004\"\002 \000'
+  _globals['_RETRYEXCEPTIONREQUEST'].fields_by_name['operator']._loaded_options = None
+  _globals['_RETRYEXCEPTIONREQUEST'].fields_by_name['operator']._serialized_options = b'\272H\020r\016\020\001\030@2\010^[!-~]+$'
+  _globals['_RETRYEXCEPTIONREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_RETRYEXCEPTIONREQUEST'].fields_by_name['reason']._serialized_options = b'\272H\032r\030\030\364\0032\023^[^\\x00-\\x1F\\x7F]*$'
+  _globals['_RESOLVEEXCEPTIONREQUEST'].fields_by_name['exception_id']._loaded_options = None
+  _globals['_RESOLVEEXCEPTIONREQUEST'].fields_by_name['exception_id']._serialized_options = b'\272H\004\"\002 \000'
+  _globals['_RESOLVEEXCEPTIONREQUEST'].fields_by_name['operator']._loaded_options = None
+  _globals['_RESOLVEEXCEPTIONREQUEST'].fields_by_name['operator']._serialized_options = b'\272H\020r\016\020\001\030@2\010^[!-~]+$'
+  _globals['_RESOLVEEXCEPTIONREQUEST'].fields_by_name['note']._loaded_options = None
+  _globals['_RESOLVEEXCEPTIONREQUEST'].fields_by_name['note']._serialized_options = b'\272HRrP\020\001\030\364\0032I^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$'
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST'].fields_by_name['exception_id']._loaded_options = None
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST'].fields_by_name['exception_id']._serialized_options = b'\272H\004\"\002 \000'
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST'].fields_by_name['status']._serialized_options = b'\272H\t\202\001\006\020\001 \000 \014'
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST'].fields_by_name['operator']._loaded_options = None
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST'].fields_by_name['operator']._serialized_options = b'\272H\020r\016\020\001\030@2\010^[!-~]+$'
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST'].fields_by_name['note']._loaded_options = None
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST'].fields_by_name['note']._serialized_options = b'\272HRrP\020\001\030\364\0032I^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$'
+  _globals['_REDRIVEEXCEPTIONREQUEST'].fields_by_name['exception_id']._loaded_options = None
+  _globals['_REDRIVEEXCEPTIONREQUEST'].fields_by_name['exception_id']._serialized_options = b'\272H\004\"\002 \000'
+  _globals['_REDRIVEEXCEPTIONREQUEST'].fields_by_name['operator']._loaded_options = None
+  _globals['_REDRIVEEXCEPTIONREQUEST'].fields_by_name['operator']._serialized_options = b'\272H\020r\016\020\001\030@2\010^[!-~]+$'
+  _globals['_REDRIVEEXCEPTIONREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_REDRIVEEXCEPTIONREQUEST'].fields_by_name['reason']._serialized_options = b'\272HSrQ\030\364\0032L^$|^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$'
+  _globals['_REFERENCEKIND']._serialized_start=4205
+  _globals['_REFERENCEKIND']._serialized_end=4487
+  _globals['_EXCEPTIONKIND']._serialized_start=4490
+  _globals['_EXCEPTIONKIND']._serialized_end=4682
+  _globals['_EXCEPTIONSTATE']._serialized_start=4684
+  _globals['_EXCEPTIONSTATE']._serialized_end=4787
+  _globals['_EXCEPTIONACTION']._serialized_start=4790
+  _globals['_EXCEPTIONACTION']._serialized_end=4960
+  _globals['_GETTIMELINEREQUEST']._serialized_start=213
+  _globals['_GETTIMELINEREQUEST']._serialized_end=462
+  _globals['_GETTIMELINERESPONSE']._serialized_start=465
+  _globals['_GETTIMELINERESPONSE']._serialized_end=608
+  _globals['_TIMELINEENTRY']._serialized_start=611
+  _globals['_TIMELINEENTRY']._serialized_end=897
+  _globals['_LISTFLOWSREQUEST']._serialized_start=899
+  _globals['_LISTFLOWSREQUEST']._serialized_end=917
+  _globals['_LISTFLOWSRESPONSE']._serialized_start=919
+  _globals['_LISTFLOWSRESPONSE']._serialized_end=985
+  _globals['_FLOWHEALTH']._serialized_start=988
+  _globals['_FLOWHEALTH']._serialized_end=1226
+  _globals['_AGEBUCKET']._serialized_start=1228
+  _globals['_AGEBUCKET']._serialized_end=1274
+  _globals['_LISTFLOWITEMSREQUEST']._serialized_start=1276
+  _globals['_LISTFLOWITEMSREQUEST']._serialized_end=1397
+  _globals['_LISTFLOWITEMSRESPONSE']._serialized_start=1399
+  _globals['_LISTFLOWITEMSRESPONSE']._serialized_end=1492
+  _globals['_FLOWITEM']._serialized_start=1495
+  _globals['_FLOWITEM']._serialized_end=1646
+  _globals['_EXCEPTION']._serialized_start=1649
+  _globals['_EXCEPTION']._serialized_end=2140
+  _globals['_EXCEPTIONAUDITENTRY']._serialized_start=2143
+  _globals['_EXCEPTIONAUDITENTRY']._serialized_end=2348
+  _globals['_LISTEXCEPTIONSREQUEST']._serialized_start=2351
+  _globals['_LISTEXCEPTIONSREQUEST']._serialized_end=2552
+  _globals['_LISTEXCEPTIONSRESPONSE']._serialized_start=2554
+  _globals['_LISTEXCEPTIONSRESPONSE']._serialized_end=2654
+  _globals['_GETEXCEPTIONREQUEST']._serialized_start=2656
+  _globals['_GETEXCEPTIONREQUEST']._serialized_end=2708
+  _globals['_GETEXCEPTIONRESPONSE']._serialized_start=2711
+  _globals['_GETEXCEPTIONRESPONSE']._serialized_end=2839
+  _globals['_RETRYEXCEPTIONREQUEST']._serialized_start=2842
+  _globals['_RETRYEXCEPTIONREQUEST']._serialized_end=2982
+  _globals['_RETRYEXCEPTIONRESPONSE']._serialized_start=2985
+  _globals['_RETRYEXCEPTIONRESPONSE']._serialized_end=3115
+  _globals['_RESOLVEEXCEPTIONREQUEST']._serialized_start=3118
+  _globals['_RESOLVEEXCEPTIONREQUEST']._serialized_end=3314
+  _globals['_RESOLVEEXCEPTIONRESPONSE']._serialized_start=3317
+  _globals['_RESOLVEEXCEPTIONRESPONSE']._serialized_end=3449
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST']._serialized_start=3452
+  _globals['_MAPCARRIERCODEEXCEPTIONREQUEST']._serialized_end=3723
+  _globals['_MAPCARRIERCODEEXCEPTIONRESPONSE']._serialized_start=3726
+  _globals['_MAPCARRIERCODEEXCEPTIONRESPONSE']._serialized_end=3865
+  _globals['_REDRIVEEXCEPTIONREQUEST']._serialized_start=3868
+  _globals['_REDRIVEEXCEPTIONREQUEST']._serialized_end=4067
+  _globals['_REDRIVEEXCEPTIONRESPONSE']._serialized_start=4070
+  _globals['_REDRIVEEXCEPTIONRESPONSE']._serialized_end=4202
+  _globals['_TOWERSERVICE']._serialized_start=4963
+  _globals['_TOWERSERVICE']._serialized_end=5929
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from crossdock.carrier.v1 import tracking_pb2 as _tracking_pb2
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -65,6 +66,110 @@ REFERENCE_KIND_RETURN_ID: ReferenceKind.ValueType  # 6
 REFERENCE_KIND_CORRELATION_ID: ReferenceKind.ValueType  # 7
 """REFERENCE_KIND_CORRELATION_ID is the correlation id carried by one of the order's events."""
 Global___ReferenceKind: _TypeAlias = ReferenceKind  # noqa: Y015
+
+class _ExceptionKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExceptionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExceptionKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXCEPTION_KIND_UNSPECIFIED: _ExceptionKind.ValueType  # 0
+    """EXCEPTION_KIND_UNSPECIFIED is never returned; as a filter it means every kind."""
+    EXCEPTION_KIND_LABEL_FAILED: _ExceptionKind.ValueType  # 1
+    """EXCEPTION_KIND_LABEL_FAILED is a shipment whose label booking failed past its retries
+    (owner shipment; retry: RetryLabel).
+    """
+    EXCEPTION_KIND_LABEL_VOID_FAILED: _ExceptionKind.ValueType  # 2
+    """EXCEPTION_KIND_LABEL_VOID_FAILED is a cancelled shipment whose label void failed past its
+    retries (owner shipment; retry: RetryLabelVoid).
+    """
+    EXCEPTION_KIND_CARRIER_CODE_UNMAPPED: _ExceptionKind.ValueType  # 3
+    """EXCEPTION_KIND_CARRIER_CODE_UNMAPPED is a carrier code with no mapping: its scans are
+    stored as UNKNOWN (owner carrier-adapter; action: map the code).
+    """
+    EXCEPTION_KIND_DEAD_LETTER: _ExceptionKind.ValueType  # 4
+    """EXCEPTION_KIND_DEAD_LETTER is an event a consumer could not apply, waiting in the DLQ
+    (owner: the consuming service; action: redrive it once fixed).
+    """
+
+class ExceptionKind(_ExceptionKind, metaclass=_ExceptionKindEnumTypeWrapper):
+    """ExceptionKind is what went wrong, and so which owner acts on it."""
+
+EXCEPTION_KIND_UNSPECIFIED: ExceptionKind.ValueType  # 0
+"""EXCEPTION_KIND_UNSPECIFIED is never returned; as a filter it means every kind."""
+EXCEPTION_KIND_LABEL_FAILED: ExceptionKind.ValueType  # 1
+"""EXCEPTION_KIND_LABEL_FAILED is a shipment whose label booking failed past its retries
+(owner shipment; retry: RetryLabel).
+"""
+EXCEPTION_KIND_LABEL_VOID_FAILED: ExceptionKind.ValueType  # 2
+"""EXCEPTION_KIND_LABEL_VOID_FAILED is a cancelled shipment whose label void failed past its
+retries (owner shipment; retry: RetryLabelVoid).
+"""
+EXCEPTION_KIND_CARRIER_CODE_UNMAPPED: ExceptionKind.ValueType  # 3
+"""EXCEPTION_KIND_CARRIER_CODE_UNMAPPED is a carrier code with no mapping: its scans are
+stored as UNKNOWN (owner carrier-adapter; action: map the code).
+"""
+EXCEPTION_KIND_DEAD_LETTER: ExceptionKind.ValueType  # 4
+"""EXCEPTION_KIND_DEAD_LETTER is an event a consumer could not apply, waiting in the DLQ
+(owner: the consuming service; action: redrive it once fixed).
+"""
+Global___ExceptionKind: _TypeAlias = ExceptionKind  # noqa: Y015
+
+class _ExceptionState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExceptionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExceptionState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXCEPTION_STATE_UNSPECIFIED: _ExceptionState.ValueType  # 0
+    """EXCEPTION_STATE_UNSPECIFIED is never returned; as a filter it means every state."""
+    EXCEPTION_STATE_OPEN: _ExceptionState.ValueType  # 1
+    """EXCEPTION_STATE_OPEN needs an operator or the owner's next event."""
+    EXCEPTION_STATE_CLOSED: _ExceptionState.ValueType  # 2
+    """EXCEPTION_STATE_CLOSED was fixed (closed_by names the event) or resolved by an operator."""
+
+class ExceptionState(_ExceptionState, metaclass=_ExceptionStateEnumTypeWrapper):
+    """ExceptionState says whether an exception still needs someone."""
+
+EXCEPTION_STATE_UNSPECIFIED: ExceptionState.ValueType  # 0
+"""EXCEPTION_STATE_UNSPECIFIED is never returned; as a filter it means every state."""
+EXCEPTION_STATE_OPEN: ExceptionState.ValueType  # 1
+"""EXCEPTION_STATE_OPEN needs an operator or the owner's next event."""
+EXCEPTION_STATE_CLOSED: ExceptionState.ValueType  # 2
+"""EXCEPTION_STATE_CLOSED was fixed (closed_by names the event) or resolved by an operator."""
+Global___ExceptionState: _TypeAlias = ExceptionState  # noqa: Y015
+
+class _ExceptionAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExceptionActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExceptionAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXCEPTION_ACTION_UNSPECIFIED: _ExceptionAction.ValueType  # 0
+    """EXCEPTION_ACTION_UNSPECIFIED is never returned."""
+    EXCEPTION_ACTION_RETRY: _ExceptionAction.ValueType  # 1
+    """EXCEPTION_ACTION_RETRY asked the owner to try the failed step again."""
+    EXCEPTION_ACTION_RESOLVE: _ExceptionAction.ValueType  # 2
+    """EXCEPTION_ACTION_RESOLVE closed the exception by hand."""
+    EXCEPTION_ACTION_MAP_CODE: _ExceptionAction.ValueType  # 3
+    """EXCEPTION_ACTION_MAP_CODE mapped a carrier code in carrier-adapter's table."""
+    EXCEPTION_ACTION_REDRIVE: _ExceptionAction.ValueType  # 4
+    """EXCEPTION_ACTION_REDRIVE redrove a dead letter through its consuming service."""
+
+class ExceptionAction(_ExceptionAction, metaclass=_ExceptionActionEnumTypeWrapper):
+    """ExceptionAction is what an operator did to an exception."""
+
+EXCEPTION_ACTION_UNSPECIFIED: ExceptionAction.ValueType  # 0
+"""EXCEPTION_ACTION_UNSPECIFIED is never returned."""
+EXCEPTION_ACTION_RETRY: ExceptionAction.ValueType  # 1
+"""EXCEPTION_ACTION_RETRY asked the owner to try the failed step again."""
+EXCEPTION_ACTION_RESOLVE: ExceptionAction.ValueType  # 2
+"""EXCEPTION_ACTION_RESOLVE closed the exception by hand."""
+EXCEPTION_ACTION_MAP_CODE: ExceptionAction.ValueType  # 3
+"""EXCEPTION_ACTION_MAP_CODE mapped a carrier code in carrier-adapter's table."""
+EXCEPTION_ACTION_REDRIVE: ExceptionAction.ValueType  # 4
+"""EXCEPTION_ACTION_REDRIVE redrove a dead letter through its consuming service."""
+Global___ExceptionAction: _TypeAlias = ExceptionAction  # noqa: Y015
 
 @_typing.final
 class GetTimelineRequest(_message.Message):
@@ -420,3 +525,503 @@ class FlowItem(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FlowItem: _TypeAlias = FlowItem  # noqa: Y015
+
+@_typing.final
+class Exception(_message.Message):
+    """Exception is one problem that needs an operator, as the tower saw it in the owners' events."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    SUBJECT_KIND_FIELD_NUMBER: _builtins.int
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    OPEN_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    OCCURRENCES_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    AGE_FIELD_NUMBER: _builtins.int
+    SLA_BREACHED_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    CLOSED_BY_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    exception_id: _builtins.int
+    """exception_id is the tower's id for the exception."""
+    kind: Global___ExceptionKind.ValueType
+    """kind is what went wrong."""
+    owner: _builtins.str
+    """owner is the service that owns the failed thing and its fix, e.g. "shipment"."""
+    subject_kind: _builtins.str
+    """subject_kind is what the exception is about: "shipment", "carrier_code" or "dead_letter"."""
+    subject_id: _builtins.str
+    """subject_id is its id: a shipment id, "<carrier>:<code>" for a carrier code, or
+    "<durable consumer>:<DLQ sequence>" for a dead letter.
+    """
+    order_id: _builtins.str
+    """order_id is the order it holds up; empty when none is known (yet)."""
+    state: Global___ExceptionState.ValueType
+    """state is open or closed."""
+    occurrences: _builtins.int
+    """occurrences is how many times the owner reported it (e.g. failures after retries)."""
+    detail: _builtins.str
+    """detail is the owner's last word on what was tried and why it failed."""
+    sla_breached: _builtins.bool
+    """sla_breached is true when it has been open longer than its kind's SLA."""
+    closed_by: _builtins.str
+    """closed_by says what closed it: "event <subject> <event id>" or "operator <name>"."""
+    event_id: _builtins.str
+    """event_id is the owner's event that last reported the problem."""
+    @_builtins.property
+    def open_time(self) -> _timestamp_pb2.Timestamp:
+        """open_time is when the owner first reported the problem."""
+
+    @_builtins.property
+    def last_seen_time(self) -> _timestamp_pb2.Timestamp:
+        """last_seen_time is when the owner last reported it."""
+
+    @_builtins.property
+    def age(self) -> _duration_pb2.Duration:
+        """age is how long it has been (or was) open."""
+
+    @_builtins.property
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """close_time is when it closed; unset while open."""
+
+    def __init__(
+        self,
+        *,
+        exception_id: _builtins.int = ...,
+        kind: Global___ExceptionKind.ValueType = ...,
+        owner: _builtins.str = ...,
+        subject_kind: _builtins.str = ...,
+        subject_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        state: Global___ExceptionState.ValueType = ...,
+        open_time: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_time: _timestamp_pb2.Timestamp | None = ...,
+        occurrences: _builtins.int = ...,
+        detail: _builtins.str = ...,
+        age: _duration_pb2.Duration | None = ...,
+        sla_breached: _builtins.bool = ...,
+        close_time: _timestamp_pb2.Timestamp | None = ...,
+        closed_by: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "close_time", b"close_time", "last_seen_time", b"last_seen_time", "open_time", b"open_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age", b"age", "close_time", b"close_time", "closed_by", b"closed_by", "detail", b"detail", "event_id", b"event_id", "exception_id", b"exception_id", "kind", b"kind", "last_seen_time", b"last_seen_time", "occurrences", b"occurrences", "open_time", b"open_time", "order_id", b"order_id", "owner", b"owner", "sla_breached", b"sla_breached", "state", b"state", "subject_id", b"subject_id", "subject_kind", b"subject_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Exception: _TypeAlias = Exception  # noqa: Y015
+
+@_typing.final
+class ExceptionAuditEntry(_message.Message):
+    """ExceptionAuditEntry is one operator action on an exception: who, when, why and the result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OWNER_CALL_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    action: Global___ExceptionAction.ValueType
+    """action is what was done."""
+    operator: _builtins.str
+    """operator is who did it."""
+    reason: _builtins.str
+    """reason is why (the operator's reason or note)."""
+    owner_call: _builtins.str
+    """owner_call is the owner's RPC that was called, e.g. "shipment.RetryLabel"; empty for resolve."""
+    succeeded: _builtins.bool
+    """succeeded is true when the owner accepted the call (or for a resolve)."""
+    result: _builtins.str
+    """result is the owner's answer, or its error ("FAILED_PRECONDITION: …")."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """time is when it was done."""
+
+    def __init__(
+        self,
+        *,
+        action: Global___ExceptionAction.ValueType = ...,
+        operator: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        owner_call: _builtins.str = ...,
+        succeeded: _builtins.bool = ...,
+        result: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "operator", b"operator", "owner_call", b"owner_call", "reason", b"reason", "result", b"result", "succeeded", b"succeeded", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExceptionAuditEntry: _TypeAlias = ExceptionAuditEntry  # noqa: Y015
+
+@_typing.final
+class ListExceptionsRequest(_message.Message):
+    """ListExceptionsRequest filters the workbench and asks for a page."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    kind: Global___ExceptionKind.ValueType
+    """kind keeps one kind; unspecified keeps every kind."""
+    state: Global___ExceptionState.ValueType
+    """state keeps open or closed ones; unspecified keeps both."""
+    page_size: _builtins.int
+    """page_size is the most exceptions to return; 0 means 50, at most 1000."""
+    page_token: _builtins.str
+    """page_token is the next_page_token of the previous page; empty for the first."""
+    def __init__(
+        self,
+        *,
+        kind: Global___ExceptionKind.ValueType = ...,
+        state: Global___ExceptionState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExceptionsRequest: _TypeAlias = ListExceptionsRequest  # noqa: Y015
+
+@_typing.final
+class ListExceptionsResponse(_message.Message):
+    """ListExceptionsResponse is one page of exceptions, oldest id first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """next_page_token asks for the next page; empty on the last one."""
+    @_builtins.property
+    def exceptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Exception]:
+        """exceptions are the exceptions on this page."""
+
+    def __init__(
+        self,
+        *,
+        exceptions: _abc.Iterable[Global___Exception] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exceptions", b"exceptions", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExceptionsResponse: _TypeAlias = ListExceptionsResponse  # noqa: Y015
+
+@_typing.final
+class GetExceptionRequest(_message.Message):
+    """GetExceptionRequest names one exception."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_ID_FIELD_NUMBER: _builtins.int
+    exception_id: _builtins.int
+    """exception_id is the exception's id."""
+    def __init__(
+        self,
+        *,
+        exception_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exception_id", b"exception_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExceptionRequest: _TypeAlias = GetExceptionRequest  # noqa: Y015
+
+@_typing.final
+class GetExceptionResponse(_message.Message):
+    """GetExceptionResponse is one exception and what operators did about it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def exception(self) -> Global___Exception:
+        """exception is the exception."""
+
+    @_builtins.property
+    def audit(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExceptionAuditEntry]:
+        """audit is every operator action on it, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        exception: Global___Exception | None = ...,
+        audit: _abc.Iterable[Global___ExceptionAuditEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exception", b"exception"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "exception", b"exception"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExceptionResponse: _TypeAlias = GetExceptionResponse  # noqa: Y015
+
+@_typing.final
+class RetryExceptionRequest(_message.Message):
+    """RetryExceptionRequest asks the owner to try an open exception's failed step again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    exception_id: _builtins.int
+    """exception_id is the exception's id."""
+    operator: _builtins.str
+    """operator is who asks, kept in the audit trail."""
+    reason: _builtins.str
+    """reason is why, kept in the audit trail."""
+    def __init__(
+        self,
+        *,
+        exception_id: _builtins.int = ...,
+        operator: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exception_id", b"exception_id", "operator", b"operator", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryExceptionRequest: _TypeAlias = RetryExceptionRequest  # noqa: Y015
+
+@_typing.final
+class RetryExceptionResponse(_message.Message):
+    """RetryExceptionResponse is the exception after the owner accepted the retry, and its audit entry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def exception(self) -> Global___Exception:
+        """exception is the exception (still open until the owner's events show it fixed)."""
+
+    @_builtins.property
+    def audit(self) -> Global___ExceptionAuditEntry:
+        """audit is the action's audit entry."""
+
+    def __init__(
+        self,
+        *,
+        exception: Global___Exception | None = ...,
+        audit: Global___ExceptionAuditEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "exception", b"exception"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "exception", b"exception"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryExceptionResponse: _TypeAlias = RetryExceptionResponse  # noqa: Y015
+
+@_typing.final
+class ResolveExceptionRequest(_message.Message):
+    """ResolveExceptionRequest closes an open exception by hand."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    exception_id: _builtins.int
+    """exception_id is the exception's id."""
+    operator: _builtins.str
+    """operator is who resolves it, kept in the audit trail."""
+    note: _builtins.str
+    """note says why it needs nothing more, kept in the audit trail (no surrounding spaces)."""
+    def __init__(
+        self,
+        *,
+        exception_id: _builtins.int = ...,
+        operator: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exception_id", b"exception_id", "note", b"note", "operator", b"operator"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveExceptionRequest: _TypeAlias = ResolveExceptionRequest  # noqa: Y015
+
+@_typing.final
+class ResolveExceptionResponse(_message.Message):
+    """ResolveExceptionResponse is the closed exception and its audit entry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def exception(self) -> Global___Exception:
+        """exception is the exception, now closed."""
+
+    @_builtins.property
+    def audit(self) -> Global___ExceptionAuditEntry:
+        """audit is the action's audit entry."""
+
+    def __init__(
+        self,
+        *,
+        exception: Global___Exception | None = ...,
+        audit: Global___ExceptionAuditEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "exception", b"exception"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "exception", b"exception"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveExceptionResponse: _TypeAlias = ResolveExceptionResponse  # noqa: Y015
+
+@_typing.final
+class MapCarrierCodeExceptionRequest(_message.Message):
+    """MapCarrierCodeExceptionRequest maps the code of an open CARRIER_CODE_UNMAPPED exception."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    exception_id: _builtins.int
+    """exception_id is the exception's id."""
+    status: _tracking_pb2.TrackingStatus.ValueType
+    """status is the canonical status the code means; never UNSPECIFIED or UNKNOWN."""
+    operator: _builtins.str
+    """operator is who maps it, kept in the audit trail and on the mapping."""
+    note: _builtins.str
+    """note says why the code means that status, kept in the audit trail and on the mapping
+    (no surrounding spaces).
+    """
+    def __init__(
+        self,
+        *,
+        exception_id: _builtins.int = ...,
+        status: _tracking_pb2.TrackingStatus.ValueType = ...,
+        operator: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exception_id", b"exception_id", "note", b"note", "operator", b"operator", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MapCarrierCodeExceptionRequest: _TypeAlias = MapCarrierCodeExceptionRequest  # noqa: Y015
+
+@_typing.final
+class MapCarrierCodeExceptionResponse(_message.Message):
+    """MapCarrierCodeExceptionResponse is the exception after the mapping and its audit entry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def exception(self) -> Global___Exception:
+        """exception is the exception (closed by carrier-adapter's code_mapped event once consumed)."""
+
+    @_builtins.property
+    def audit(self) -> Global___ExceptionAuditEntry:
+        """audit is the action's audit entry."""
+
+    def __init__(
+        self,
+        *,
+        exception: Global___Exception | None = ...,
+        audit: Global___ExceptionAuditEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "exception", b"exception"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "exception", b"exception"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MapCarrierCodeExceptionResponse: _TypeAlias = MapCarrierCodeExceptionResponse  # noqa: Y015
+
+@_typing.final
+class RedriveExceptionRequest(_message.Message):
+    """RedriveExceptionRequest redrives the dead letter of an open DEAD_LETTER exception."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    exception_id: _builtins.int
+    """exception_id is the exception's id."""
+    operator: _builtins.str
+    """operator is who redrives it, kept in the audit trail and by the consuming service."""
+    reason: _builtins.str
+    """reason is why now (e.g. the fix that was deployed), kept in the audit trail; may be empty."""
+    def __init__(
+        self,
+        *,
+        exception_id: _builtins.int = ...,
+        operator: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exception_id", b"exception_id", "operator", b"operator", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedriveExceptionRequest: _TypeAlias = RedriveExceptionRequest  # noqa: Y015
+
+@_typing.final
+class RedriveExceptionResponse(_message.Message):
+    """RedriveExceptionResponse is the exception after the redrive and its audit entry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def exception(self) -> Global___Exception:
+        """exception is the exception (closed when the letter was applied or already applied)."""
+
+    @_builtins.property
+    def audit(self) -> Global___ExceptionAuditEntry:
+        """audit is the action's audit entry."""
+
+    def __init__(
+        self,
+        *,
+        exception: Global___Exception | None = ...,
+        audit: Global___ExceptionAuditEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "exception", b"exception"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "exception", b"exception"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedriveExceptionResponse: _TypeAlias = RedriveExceptionResponse  # noqa: Y015

@@ -51,6 +51,36 @@ class TowerServiceStub:
                 request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsRequest.SerializeToString,
                 response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsResponse.FromString,
                 _registered_method=True)
+        self.ListExceptions = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/ListExceptions',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListExceptionsRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListExceptionsResponse.FromString,
+                _registered_method=True)
+        self.GetException = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/GetException',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.GetExceptionRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.GetExceptionResponse.FromString,
+                _registered_method=True)
+        self.RetryException = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/RetryException',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RetryExceptionRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RetryExceptionResponse.FromString,
+                _registered_method=True)
+        self.ResolveException = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/ResolveException',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ResolveExceptionRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ResolveExceptionResponse.FromString,
+                _registered_method=True)
+        self.MapCarrierCodeException = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/MapCarrierCodeException',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.MapCarrierCodeExceptionRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.MapCarrierCodeExceptionResponse.FromString,
+                _registered_method=True)
+        self.RedriveException = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/RedriveException',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionResponse.FromString,
+                _registered_method=True)
 
 
 class TowerServiceServicer:
@@ -79,6 +109,53 @@ class TowerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExceptions(self, request, context):
+        """ListExceptions returns the exceptions workbench: what needs an operator, across domains.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetException(self, request, context):
+        """GetException returns one exception and its audit trail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryException(self, request, context):
+        """RetryException asks the owner to try the failed step again (shipment RetryLabel or
+        RetryLabelVoid); audited. The exception closes when the owner's events show it is fixed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveException(self, request, context):
+        """ResolveException closes an exception by hand, with a note; audited. It changes nothing in
+        the owner: use it when the problem was fixed elsewhere or is accepted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MapCarrierCodeException(self, request, context):
+        """MapCarrierCodeException maps the unmapped carrier code of a CARRIER_CODE_UNMAPPED exception
+        in carrier-adapter's code table (MapCarrierCode, which normalizes the scans again); audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveException(self, request, context):
+        """RedriveException redrives the dead letter of a DEAD_LETTER exception through the consuming
+        service's DeadLetterService (RedriveDeadLetter); audited. Applied (or already applied), the
+        exception closes; failing again, it stays open and the answer says why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TowerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +173,36 @@ def add_TowerServiceServicer_to_server(servicer, server):
                     servicer.ListFlowItems,
                     request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsRequest.FromString,
                     response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsResponse.SerializeToString,
+            ),
+            'ListExceptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExceptions,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListExceptionsRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListExceptionsResponse.SerializeToString,
+            ),
+            'GetException': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetException,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.GetExceptionRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.GetExceptionResponse.SerializeToString,
+            ),
+            'RetryException': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryException,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RetryExceptionRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RetryExceptionResponse.SerializeToString,
+            ),
+            'ResolveException': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveException,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ResolveExceptionRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ResolveExceptionResponse.SerializeToString,
+            ),
+            'MapCarrierCodeException': grpc.unary_unary_rpc_method_handler(
+                    servicer.MapCarrierCodeException,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.MapCarrierCodeExceptionRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.MapCarrierCodeExceptionResponse.SerializeToString,
+            ),
+            'RedriveException': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveException,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +288,168 @@ class TowerService:
             '/crossdock.tower.v1.TowerService/ListFlowItems',
             crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsRequest.SerializeToString,
             crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFlowItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExceptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/ListExceptions',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ListExceptionsRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ListExceptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetException(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/GetException',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.GetExceptionRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.GetExceptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryException(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/RetryException',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.RetryExceptionRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.RetryExceptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveException(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/ResolveException',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ResolveExceptionRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ResolveExceptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MapCarrierCodeException(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/MapCarrierCodeException',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.MapCarrierCodeExceptionRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.MapCarrierCodeExceptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveException(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/RedriveException',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,27 @@ class TowerServiceStub:
     """ListFlows returns every business flow's health: items waiting, their ages, SLA breaches."""
     ListFlowItems: _grpc.UnaryUnaryMultiCallable[_tower_pb2.ListFlowItemsRequest, _tower_pb2.ListFlowItemsResponse]
     """ListFlowItems returns the items waiting in one business flow, page by page."""
+    ListExceptions: _grpc.UnaryUnaryMultiCallable[_tower_pb2.ListExceptionsRequest, _tower_pb2.ListExceptionsResponse]
+    """ListExceptions returns the exceptions workbench: what needs an operator, across domains."""
+    GetException: _grpc.UnaryUnaryMultiCallable[_tower_pb2.GetExceptionRequest, _tower_pb2.GetExceptionResponse]
+    """GetException returns one exception and its audit trail."""
+    RetryException: _grpc.UnaryUnaryMultiCallable[_tower_pb2.RetryExceptionRequest, _tower_pb2.RetryExceptionResponse]
+    """RetryException asks the owner to try the failed step again (shipment RetryLabel or
+    RetryLabelVoid); audited. The exception closes when the owner's events show it is fixed.
+    """
+    ResolveException: _grpc.UnaryUnaryMultiCallable[_tower_pb2.ResolveExceptionRequest, _tower_pb2.ResolveExceptionResponse]
+    """ResolveException closes an exception by hand, with a note; audited. It changes nothing in
+    the owner: use it when the problem was fixed elsewhere or is accepted.
+    """
+    MapCarrierCodeException: _grpc.UnaryUnaryMultiCallable[_tower_pb2.MapCarrierCodeExceptionRequest, _tower_pb2.MapCarrierCodeExceptionResponse]
+    """MapCarrierCodeException maps the unmapped carrier code of a CARRIER_CODE_UNMAPPED exception
+    in carrier-adapter's code table (MapCarrierCode, which normalizes the scans again); audited.
+    """
+    RedriveException: _grpc.UnaryUnaryMultiCallable[_tower_pb2.RedriveExceptionRequest, _tower_pb2.RedriveExceptionResponse]
+    """RedriveException redrives the dead letter of a DEAD_LETTER exception through the consuming
+    service's DeadLetterService (RedriveDeadLetter); audited. Applied (or already applied), the
+    exception closes; failing again, it stays open and the answer says why.
+    """
 
 @_typing.type_check_only
 class TowerServiceAsyncStub(TowerServiceStub):
@@ -55,6 +76,27 @@ class TowerServiceAsyncStub(TowerServiceStub):
     """ListFlows returns every business flow's health: items waiting, their ages, SLA breaches."""
     ListFlowItems: _aio.UnaryUnaryMultiCallable[_tower_pb2.ListFlowItemsRequest, _tower_pb2.ListFlowItemsResponse]  # type: ignore[assignment]
     """ListFlowItems returns the items waiting in one business flow, page by page."""
+    ListExceptions: _aio.UnaryUnaryMultiCallable[_tower_pb2.ListExceptionsRequest, _tower_pb2.ListExceptionsResponse]  # type: ignore[assignment]
+    """ListExceptions returns the exceptions workbench: what needs an operator, across domains."""
+    GetException: _aio.UnaryUnaryMultiCallable[_tower_pb2.GetExceptionRequest, _tower_pb2.GetExceptionResponse]  # type: ignore[assignment]
+    """GetException returns one exception and its audit trail."""
+    RetryException: _aio.UnaryUnaryMultiCallable[_tower_pb2.RetryExceptionRequest, _tower_pb2.RetryExceptionResponse]  # type: ignore[assignment]
+    """RetryException asks the owner to try the failed step again (shipment RetryLabel or
+    RetryLabelVoid); audited. The exception closes when the owner's events show it is fixed.
+    """
+    ResolveException: _aio.UnaryUnaryMultiCallable[_tower_pb2.ResolveExceptionRequest, _tower_pb2.ResolveExceptionResponse]  # type: ignore[assignment]
+    """ResolveException closes an exception by hand, with a note; audited. It changes nothing in
+    the owner: use it when the problem was fixed elsewhere or is accepted.
+    """
+    MapCarrierCodeException: _aio.UnaryUnaryMultiCallable[_tower_pb2.MapCarrierCodeExceptionRequest, _tower_pb2.MapCarrierCodeExceptionResponse]  # type: ignore[assignment]
+    """MapCarrierCodeException maps the unmapped carrier code of a CARRIER_CODE_UNMAPPED exception
+    in carrier-adapter's code table (MapCarrierCode, which normalizes the scans again); audited.
+    """
+    RedriveException: _aio.UnaryUnaryMultiCallable[_tower_pb2.RedriveExceptionRequest, _tower_pb2.RedriveExceptionResponse]  # type: ignore[assignment]
+    """RedriveException redrives the dead letter of a DEAD_LETTER exception through the consuming
+    service's DeadLetterService (RedriveDeadLetter); audited. Applied (or already applied), the
+    exception closes; failing again, it stays open and the answer says why.
+    """
 
 class TowerServiceServicer(metaclass=_abc_1.ABCMeta):
     """TowerService is the control tower: read-only projections of every domain's events.
@@ -84,5 +126,62 @@ class TowerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tower_pb2.ListFlowItemsResponse, _abc.Awaitable[_tower_pb2.ListFlowItemsResponse]]:
         """ListFlowItems returns the items waiting in one business flow, page by page."""
+
+    @_abc_1.abstractmethod
+    def ListExceptions(
+        self,
+        request: _tower_pb2.ListExceptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.ListExceptionsResponse, _abc.Awaitable[_tower_pb2.ListExceptionsResponse]]:
+        """ListExceptions returns the exceptions workbench: what needs an operator, across domains."""
+
+    @_abc_1.abstractmethod
+    def GetException(
+        self,
+        request: _tower_pb2.GetExceptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.GetExceptionResponse, _abc.Awaitable[_tower_pb2.GetExceptionResponse]]:
+        """GetException returns one exception and its audit trail."""
+
+    @_abc_1.abstractmethod
+    def RetryException(
+        self,
+        request: _tower_pb2.RetryExceptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.RetryExceptionResponse, _abc.Awaitable[_tower_pb2.RetryExceptionResponse]]:
+        """RetryException asks the owner to try the failed step again (shipment RetryLabel or
+        RetryLabelVoid); audited. The exception closes when the owner's events show it is fixed.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveException(
+        self,
+        request: _tower_pb2.ResolveExceptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.ResolveExceptionResponse, _abc.Awaitable[_tower_pb2.ResolveExceptionResponse]]:
+        """ResolveException closes an exception by hand, with a note; audited. It changes nothing in
+        the owner: use it when the problem was fixed elsewhere or is accepted.
+        """
+
+    @_abc_1.abstractmethod
+    def MapCarrierCodeException(
+        self,
+        request: _tower_pb2.MapCarrierCodeExceptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.MapCarrierCodeExceptionResponse, _abc.Awaitable[_tower_pb2.MapCarrierCodeExceptionResponse]]:
+        """MapCarrierCodeException maps the unmapped carrier code of a CARRIER_CODE_UNMAPPED exception
+        in carrier-adapter's code table (MapCarrierCode, which normalizes the scans again); audited.
+        """
+
+    @_abc_1.abstractmethod
+    def RedriveException(
+        self,
+        request: _tower_pb2.RedriveExceptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.RedriveExceptionResponse, _abc.Awaitable[_tower_pb2.RedriveExceptionResponse]]:
+        """RedriveException redrives the dead letter of a DEAD_LETTER exception through the consuming
+        service's DeadLetterService (RedriveDeadLetter); audited. Applied (or already applied), the
+        exception closes; failing again, it stays open and the answer says why.
+        """
 
 def add_TowerServiceServicer_to_server(servicer: TowerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

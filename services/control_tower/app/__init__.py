@@ -2,8 +2,11 @@
 
 - `record_events`: a consumer's batch of events and the links they carry, stored set-based on
   the batch transaction (with the inbox rows, so a redelivery is a no-op);
-- `get_timeline`: resolve a reference to its order, then the order's events in causal order;
+- `get_timeline`: resolve a reference to its order, then the order's events in causal order
+  and the operators' actions on its exceptions;
 - `list_flows`, `list_flow_items`: the business flows now, and one flow's items page by page.
+
+The exceptions workbench's reads and actions are in services.control_tower.app.workbench.
 
 The tower only reads other services' events: nothing here publishes or calls an owner.
 """
@@ -13,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.control_tower.adapters.store import flow_queries
+from services.control_tower.adapters.exception_contracts import CLOSERS
+from services.control_tower.adapters.store import exception_store, flow_queries
 from services.control_tower.adapters.store import repository as repo
 from services.control_tower.adapters.store.repository import EventRow
 from services.control_tower.domain import references, timeline
+from services.control_tower.domain.exceptions import AuditEntry, Signal
 from services.control_tower.domain.flows import (
     DEFAULT_TRANSIT_ALLOWANCE_SECONDS,
     FLOWS,
@@ -49,6 +54,8 @@ class Timeline:
     entries: tuple[RecordedEvent, ...]
     # Event id → raw body, when the query asked for details (decoded by whoever reads them).
     bodies: dict[str, bytes] = field(default_factory=dict)
+    # Operators' actions on the order's exceptions (the workbench's audit rows), oldest first.
+    actions: tuple[AuditEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,12 +84,17 @@ def record_events(
     rows: Sequence[EventRow],
     links: Sequence[Link],
     milestones: Sequence[MilestoneSeen] = (),
+    signals: Sequence[Signal] = (),
 ) -> None:
-    """Store consumed events and the links they carry (both first-writer-wins), and the
-    milestones they mark (earliest wins)."""
+    """Store consumed events and the links they carry (both first-writer-wins), the
+    milestones they mark (earliest wins) and what they say about exceptions (after the
+    events: an exception checks the fixes already stored)."""
+    signals = exception_store.unseen(uow.conn, signals) if signals else []
     repo.add_events(uow.conn, rows)
     repo.add_links(uow.conn, links)
     repo.add_milestones(uow.conn, milestones)
+    if signals:
+        exception_store.record_signals(uow.conn, signals, CLOSERS)
 
 
 def list_flows(uow: UnitOfWork, settings: FlowSettings, now: float) -> list[FlowSummary]:
@@ -137,4 +149,5 @@ def get_timeline(uow: UnitOfWork, query: TimelineQuery) -> Timeline:
     rows = repo.events_of_order(uow.conn, resolved.order_id, with_bodies=query.include_details)
     entries = tuple(timeline.causal_order(row.event for row in rows))
     bodies = {row.event.event_id: row.body for row in rows} if query.include_details else {}
-    return Timeline(resolved, entries, bodies)
+    actions = tuple(exception_store.audit_of_order(uow.conn, resolved.order_id))
+    return Timeline(resolved, entries, bodies, actions)
