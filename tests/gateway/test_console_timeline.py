@@ -108,6 +108,14 @@ async def test_an_unknown_reference_says_so_and_keeps_looking(
     assert "No order is known by" in fragment.text
 
 
+async def test_the_rows_without_a_reference_ask_for_one(operator: httpx.AsyncClient) -> None:
+    for params in ({}, {"ref": ""}, {"ref": "   "}):
+        fragment = await operator.get("/console/timeline/rows", params=params)
+        assert fragment.status_code == 200, params
+        assert 'id="no-reference"' in fragment.text
+        assert "hx-trigger" not in fragment.text
+
+
 @pytest.mark.parametrize(
     ("reference", "message"),
     [
