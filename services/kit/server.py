@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar, cast
@@ -298,6 +300,33 @@ def run_service(
     sys.exit(code)
 
 
+# Once its shutdown is done a process must end: a task that ignores its cancellation, or a
+# non-daemon thread blocked on a peer that went away at the same moment (NATS stopping beside
+# it), would otherwise keep it alive: an orphan beside a local mesh, a pod waiting for SIGKILL.
+EXIT_DEADLINE_SECONDS = 10.0
+
+
+def _exit_by_deadline(seconds: float = EXIT_DEADLINE_SECONDS) -> None:
+    """Force the process out (code 1) if it is still running `seconds` from now."""
+
+    def force() -> None:
+        stuck = [
+            thread.name
+            for thread in threading.enumerate()
+            if not thread.daemon and thread is not threading.main_thread()
+        ]
+        log.error(
+            "still running %.0f s after shutdown; exiting now", seconds, extra={"threads": stuck}
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True  # a process that ends by itself does not wait for it
+    timer.start()
+
+
 async def _serve(config: _ConfigT, setup: ServiceSetup[_ConfigT]) -> int:
     stop = install_stop_signals(asyncio.get_running_loop())
     log.info("starting", extra={"config": config.public_view()})
@@ -320,6 +349,7 @@ async def _serve(config: _ConfigT, setup: ServiceSetup[_ConfigT]) -> int:
             # Also after a failed setup: hooks close whatever setup had already opened.
             clean = await server.shutdown()
     finally:
+        _exit_by_deadline()
         await asyncio.to_thread(metrics_endpoint.close)
         shutdown_telemetry()
     return 0 if clean else 1

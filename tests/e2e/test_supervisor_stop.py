@@ -104,4 +104,4 @@ def test_killing_the_launcher_takes_its_children_down(launched: Launched) -> Non
     launched.process.wait()
     assert wait_until(
         lambda: not any(running(pid) for pid in pids.values()), bool, timeout=60, interval=0.1
-    ), "timed out waiting for orphans to exit"
+    ), "orphans still running: " + ", ".join(n for n, pid in pids.items() if running(pid))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 
 import grpc
@@ -26,6 +27,11 @@ log = logging.getLogger("drain_app")
 class DrainTestConfig(ServiceConfig, service="kit-drain-test"):
     hook_log: str = setting(description="file the shutdown hooks append their names to")
     work_seconds: float = setting(default=1.0, description="how long GetOrder works after SIGTERM")
+    stuck_thread: bool = setting(
+        default=False,
+        description="start a non-daemon thread that never ends (it must not "
+        "keep the process alive after its shutdown)",
+    )
 
 
 class SlowOrders(order_grpc.OrderServiceServicer):
@@ -61,6 +67,9 @@ async def setup(server: ServiceServer, config: DrainTestConfig) -> None:
     )
     server.add_shutdown_hook(flush_outbox)
     server.add_shutdown_hook(close_consumers)
+    if config.stuck_thread:
+        never = threading.Event()
+        threading.Thread(target=never.wait, name="stuck-forever", daemon=False).start()
 
 
 if __name__ == "__main__":

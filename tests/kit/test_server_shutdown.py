@@ -145,6 +145,39 @@ async def test_stop_signal_drains_in_flight_calls_then_runs_hooks_and_exits_0(
     assert log.messages(f"{signum.name} received")
 
 
+@pytest.mark.slow
+async def test_a_thread_that_never_ends_cannot_keep_the_process_alive_after_shutdown(
+    tmp_path: Path,
+) -> None:
+    env = _child_env(tmp_path / "hooks.txt") | {PREFIX + "STUCK_THREAD": "true"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.kit.server_drain_app",
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    log = ProcessLog(process.stderr)
+    pump = asyncio.ensure_future(log.pump())
+    try:
+        await log.wait_for(lambda lines: any(line["message"] == "ready" for line in lines))
+        process.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.wait_for(process.wait(), HANG_GUARD_SECONDS)
+        await pump
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert log.messages("shutdown complete")
+    (forced,) = [line for line in log.lines if line["message"].startswith("still running")]
+    assert forced["threads"] == ["stuck-forever"]
+    assert exit_code == 1
+
+
 async def test_missing_setting_exits_2_naming_the_variable(tmp_path: Path) -> None:
     env = _child_env(tmp_path / "hooks.txt")
     del env[PREFIX + "GRPC_PORT"]
