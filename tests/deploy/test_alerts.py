@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.control_tower.domain.exceptions import KINDS, ExceptionKind
 from tests.deploy.k8s import OVERLAYS, Obj, one, rendered
 from tests.deploy.prometheus import (
     promtool,
@@ -74,12 +75,17 @@ def test_a_changed_threshold_fails_the_unit_tests(tmp_path: Path) -> None:
     assert "CrossdockConsumerLagHigh" in result.stdout + result.stderr
 
 
-def test_the_business_flow_alerts_come_first() -> None:
+def test_the_business_flow_alerts_come_first_then_the_exceptions() -> None:
     groups = _rule()["spec"]["groups"]
     assert groups[0]["name"] == "crossdock.flows"
     assert [a["alert"] for a in groups[0]["rules"]] == [
         "CrossdockFlowSlaBreached",
         "CrossdockDeadLettersWaiting",
+    ]
+    assert groups[1]["name"] == "crossdock.exceptions"
+    assert [a["alert"] for a in groups[1]["rules"]] == [
+        "CrossdockExceptionsPastSla",
+        "CrossdockDeadLetterExceptionsOpen",
     ]
 
 
@@ -112,10 +118,19 @@ def test_every_alert_says_how_bad_what_and_what_to_do() -> None:
         "CrossdockOutboxStale",
         "CrossdockRelayPublishFailures",
         "CrossdockGrpcErrorRatioHigh",
+        "CrossdockExceptionsPastSla",
+        "CrossdockDeadLetterExceptionsOpen",
     }
     for alert in alerts:
         assert alert["labels"]["severity"] in {"warning", "critical"}, alert["alert"]
         assert {"summary", "description", "runbook"} <= set(alert["annotations"]), alert["alert"]
+
+
+def test_exception_alerts_point_at_the_workbench_list_of_their_kind() -> None:
+    groups = {group["name"]: group["rules"] for group in _rule()["spec"]["groups"]}
+    for alert in groups["crossdock.exceptions"]:
+        description = alert["annotations"]["description"]
+        assert "`crossdock exceptions list --kind" in " ".join(description.split()), alert["alert"]
 
 
 def test_rules_name_only_metrics_the_services_export() -> None:
@@ -127,6 +142,8 @@ def test_rules_name_only_metrics_the_services_export() -> None:
         "crossdock_dlq_depth",
         "crossdock_dlq_events_total",
         "crossdock_consumer_lag",
+        "crossdock_exceptions_open",
+        "crossdock_exceptions_oldest_age_seconds",
     } <= named
 
 
@@ -137,3 +154,68 @@ def test_a_misspelled_metric_in_a_rule_is_caught() -> None:
     assert unknown_metrics(rule_exprs(rule)) == {
         "crossdock.events/CrossdockDeadLetters": ["crossdock_dlq_event_total"]
     }
+
+
+# ---- exception kinds' SLAs ----------------------------------------------------------------------
+# The tower exports no SLA series: the rule's thresholds copy the kinds' default SLAs, and these
+# tests hold them together, for every kind the domain has (a new kind included).
+
+
+def _exception_series(kind: ExceptionKind, age: float) -> list[Obj]:
+    where = 'namespace="crossdock", job="control-tower", pod="control-tower-1"'
+    owner = KINDS[kind].owner or "billing"  # a dead letter's owner is its consuming service
+    return [
+        {
+            "series": f'crossdock_exceptions_open{{{where}, kind="{kind.label}", owner="{owner}"}}',
+            "values": "1x10",
+        },
+        {
+            "series": f'crossdock_exceptions_oldest_age_seconds{{{where}, kind="{kind.label}"}}',
+            "values": f"{age:g}x10",
+        },
+    ]
+
+
+def _sla_case(name: str, past: float) -> Obj:
+    """Every kind's oldest exception `past` seconds beyond its default SLA, for 10 minutes; the
+    alert expected for each kind with a fixed owner once past it (dead letters have their own)."""
+    fixed_owners = [kind for kind in ExceptionKind if kind is not ExceptionKind.DEAD_LETTER]
+    labels = {"severity": "warning", "namespace": "crossdock"}
+    fires = [
+        {"exp_labels": {**labels, "kind": kind.label, "owner": KINDS[kind].owner}}
+        for kind in (fixed_owners if past > 0 else [])
+    ]
+    return {
+        "name": name,
+        "interval": "1m",
+        "input_series": [
+            series
+            for kind in ExceptionKind
+            for series in _exception_series(kind, KINDS[kind].default_sla + past)
+        ],
+        "alert_rule_test": [
+            {"eval_time": "10m", "alertname": "CrossdockExceptionsPastSla", "exp_alerts": fires}
+        ],
+    }
+
+
+def test_each_exception_kind_alerts_past_its_default_sla_and_not_at_it(tmp_path: Path) -> None:
+    assert all(KINDS[kind].owner for kind in ExceptionKind if kind is not ExceptionKind.DEAD_LETTER)
+    rule = _rule()
+    for alert in _alerts(rule):
+        alert.pop("annotations", None)  # the static cases check the wording; these the thresholds
+    write_rule_file(rule, tmp_path / "rules.yaml")
+    cases = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [_sla_case("at the SLA", 0), _sla_case("a minute past the SLA", 60)],
+    }
+    (tmp_path / "kinds-test.yaml").write_text(yaml.safe_dump(cases, sort_keys=False))
+    result = _promtool("test", "rules", tmp_path / "kinds-test.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dead_letter_exceptions_alert_after_the_dead_letter_sla() -> None:
+    (alert,) = [a for a in _alerts(_rule()) if a["alert"] == "CrossdockDeadLetterExceptionsOpen"]
+    minutes = int(alert["for"].removesuffix("m"))
+    assert minutes * 60 == KINDS[ExceptionKind.DEAD_LETTER].default_sla

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
+from services.control_tower.domain.exceptions import KINDS, ExceptionKind
 from services.kit.metrics import ServiceMetrics
 from tests.deploy.k8s import OVERLAYS, one, rendered
 from tests.deploy.prometheus import (
@@ -132,7 +133,7 @@ def test_the_technical_health_is_all_there() -> None:
     } <= named
 
 
-def test_the_business_flows_row_shows_every_flow_series_and_each_services_outbox_age() -> None:
+def test_the_business_flows_row_shows_every_flow_and_exception_series_and_each_outbox_age() -> None:
     flows = _rows(_dashboard())["Business flows"]
     named = {
         name
@@ -148,7 +149,33 @@ def test_the_business_flows_row_shows_every_flow_series_and_each_services_outbox
         "crossdock_consumer_pending",
         # Each service's own gauge: the tower cannot read the services' outboxes.
         "crossdock_outbox_oldest_age_seconds",
+        "crossdock_exceptions_open",
+        "crossdock_exceptions_oldest_age_seconds",
     }
+
+
+def _red_from(thresholds: Dashboard) -> float:
+    (red,) = [step["value"] for step in thresholds["steps"] if step["color"] == "red"]
+    return float(red)
+
+
+def test_the_oldest_exception_panel_turns_red_at_each_kinds_sla() -> None:
+    """The tower exports no SLA series: the panel's thresholds copy the kinds' default SLAs, a
+    kind without an override (a new one) getting the panel's default."""
+    panel = next(
+        p for p in _dashboard()["panels"] if p["title"] == "Oldest open exception per kind"
+    )
+    assert panel["targets"][0]["legendFormat"] == "{{kind}}"  # what the overrides match
+    default = _red_from(panel["fieldConfig"]["defaults"]["thresholds"])
+    by_kind = {
+        override["matcher"]["options"]: _red_from(prop["value"])
+        for override in panel["fieldConfig"]["overrides"]
+        for prop in override["properties"]
+        if override["matcher"]["id"] == "byName" and prop["id"] == "thresholds"
+    }
+    assert set(by_kind) <= {kind.label for kind in ExceptionKind}
+    for kind in ExceptionKind:
+        assert by_kind.get(kind.label, default) == KINDS[kind].default_sla, kind.label
 
 
 def test_a_misspelled_flow_metric_is_caught() -> None:
