@@ -206,6 +206,10 @@ def sandbox_carrier_env(ctx: MeshContext) -> dict[str, str]:
     return {SANDBOX_SECRET_ENV: ctx.credentials.sandbox_webhook_secret}
 
 
+# services.kit.faults.FAULT_FILE_ENV (the launcher imports no service code).
+FAULT_FILE_ENV = "CROSSDOCK_FAULT_FILE"
+
+
 def child_environ(
     base: Mapping[str, str], own: Mapping[str, str], prefix: str = ""
 ) -> dict[str, str]:
@@ -213,12 +217,15 @@ def child_environ(
 
     The parent's settings under the process's own `prefix` pass through (tuning knobs such as
     CROSSDOCK_ORDER_PICK_TIMEOUT_SECONDS); other CROSSDOCK_* variables are dropped, so a setting
-    meant for one service (or a stray CROSSDOCK_NATS_URL) never leaks into another.
+    meant for one service (or a stray CROSSDOCK_NATS_URL) never leaks into another. The kit's
+    fault file (services.kit.faults, tests only) reaches every process: its spec names the point.
     """
     kept = {
         key: value
         for key, value in base.items()
-        if not key.startswith("CROSSDOCK_") or (prefix and key.startswith(prefix))
+        if not key.startswith("CROSSDOCK_")
+        or (prefix and key.startswith(prefix))
+        or key == FAULT_FILE_ENV
     }
     kept["PYTHONUNBUFFERED"] = "1"
     return kept | dict(own)

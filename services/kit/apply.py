@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 
 from services.kit import inbox
 from services.kit.db import AFTER_COMMIT_KEY, dbapi_cursor
-from services.kit.faults import fault_point
+from services.kit.faults import fault_point, handler_point, poisoned_handlers
 from services.kit.handlers import Headers, PermanentError, Route
 from services.kit.metrics import ServiceMetrics
 
@@ -73,8 +73,10 @@ class BatchApplier:
     def __init__(self, consumer: str, handler_scope: HandlerScope | None = None) -> None:
         self.consumer = consumer
         self._scope = handler_scope
+        self._poisoned: frozenset[str] = frozenset()
 
     def apply(self, conn: Connection, work: list[Item]) -> None:
+        self._poisoned = poisoned_handlers()  # a test's injected handler bug; empty otherwise
         cursor = dbapi_cursor(conn)
         cursor.execute("SAVEPOINT crossdock_batch")
         callbacks = _after_commit_count(conn)
@@ -91,9 +93,16 @@ class BatchApplier:
             cursor.execute("RELEASE SAVEPOINT crossdock_batch")
         fault_point("consumer.before_commit")  # Database.run commits when we return
 
+    def _check_poison(self, route: Route) -> None:
+        if self._poisoned:
+            point = handler_point(self.consumer, route.subject)
+            if point in self._poisoned:
+                raise PermanentError(f"fault injected at {point}")
+
     def _call(self, item: Item, conn: Connection) -> None:
         route = item.route
         assert route is not None
+        self._check_poison(route)
         started = time.perf_counter()
         try:
             if self._scope is None:
@@ -116,6 +125,7 @@ class BatchApplier:
         """One batch-handler call for consecutive events of one type."""
         route = run[0].route
         assert route is not None and route.batch_handler is not None
+        self._check_poison(route)
         started = time.perf_counter()
         events = [(item.event, item.headers) for item in run]
         if self._scope is None:

@@ -135,8 +135,11 @@ def test_child_environment_keeps_only_its_own_crossdock_settings() -> None:
         "CROSSDOCK_ORDER_PICK_TIMEOUT_SECONDS": "60",
         "CROSSDOCK_BILLING_DB_URL": "sqlite:///elsewhere.db",
         "CROSSDOCK_NATS_URL": "nats://stray:4222",
+        "CROSSDOCK_FAULT_FILE": "/tmp/fault",
     }
     env = child_environ(parent, {"CROSSDOCK_ORDER_GRPC_PORT": "1"}, "CROSSDOCK_ORDER_")
+    # The kit's test-only fault file reaches every process (its spec names the point).
+    assert env["CROSSDOCK_FAULT_FILE"] == "/tmp/fault"
     assert env["PATH"] == "/bin"
     assert env["CROSSDOCK_ORDER_PICK_TIMEOUT_SECONDS"] == "60"
     assert env["CROSSDOCK_ORDER_GRPC_PORT"] == "1"
