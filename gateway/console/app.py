@@ -6,12 +6,16 @@
     POST /console/logout            clear the session cookie
     GET  /console/flows             every business flow's health, breaches first, with a chart
     GET  /console/flows/{flow}      one flow's items, page by page (gateway.console.flow_pages)
+    GET  /console/exceptions        the exceptions workbench, open and past the SLA first
+    GET  /console/exceptions/{id}   one exception, its audit trail and actions
+    POST /console/exceptions/{id}/{retry|resolve|map-code|redrive}
+                                    act on it (gateway.console.exception_pages)
     GET  /console/timeline?ref=R[&partner=P]   one order's timeline, by any reference
     GET  /console/timeline/rows?ref=R[&partner=P]   its table alone (htmx live refresh)
     GET  /console/static/<version>/<name>      htmx, the console's script and stylesheet
 
 Every page needs a signed-in operator with `ops:read` (gateway.operator_auth, reading the
-session cookie of gateway.console.session). A POST that acts will need `ops:act` and the
+session cookie of gateway.console.session). A POST that acts needs `ops:act` and the
 session's CSRF token: `Console.act` checks both. Pages carry a strict Content-Security-Policy
 (this origin only, no inline script or style) and are never cached.
 """
@@ -33,6 +37,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from gateway.adapters.backends import Backends
 from gateway.console import session as sessions
 from gateway.console.assets import IMMUTABLE, load_assets
+from gateway.console.exception_pages import ExceptionPages
 from gateway.console.flow_pages import FlowPages
 from gateway.console.forms import CSRF_MESSAGE, FormRefused, read_form
 from gateway.console.timeline import Refusal, look_up
@@ -74,6 +79,7 @@ class NavPage:
 
 PAGES = (
     NavPage("flows", "Flow health", f"{PREFIX}/flows"),
+    NavPage("exceptions", "Exceptions", f"{PREFIX}/exceptions"),
     NavPage("timeline", "Order timeline", f"{PREFIX}/timeline"),
 )
 HOME = PAGES[0].path  # the landing page: where /console and a signed-in operator go
@@ -120,6 +126,10 @@ class Console:
     def _session_of(self, cookie_value: str) -> sessions.Session:
         return sessions.read_session(cookie_value, self._clock(), self._settings.session_seconds)
 
+    def session_of(self, request: Request) -> sessions.Session:
+        """The session of a request that passed `signed_in` or `act` (its cookie is readable)."""
+        return self._session_of(request.cookies[sessions.SESSION_COOKIE])
+
     async def signed_in(self, request: Request, scope: str) -> tuple[Operator, sessions.Session]:
         """The operator and their session; raises the operator check's 401/403 Problem."""
         operator = await self.auth.require(request, scope)
@@ -154,12 +164,12 @@ class Console:
         if request.headers.get("hx-request"):
             # A live refresh of a page whose sign-in ended: htmx loads the sign-in page.
             login = f"{PREFIX}/login?{urlencode({'next': safe_next(back)})}"
-            refused = self._secured(Response(status_code=401, headers={"HX-Redirect": login}))
+            refused = self.secured(Response(status_code=401, headers={"HX-Redirect": login}))
             self._clear(refused, sessions.SESSION_COOKIE)
             return refused
         if sessions.SESSION_COOKIE not in request.cookies:
             login = f"{PREFIX}/login?{urlencode({'next': safe_next(back)})}"
-            return self._secured(RedirectResponse(login, status_code=303))
+            return self.secured(RedirectResponse(login, status_code=303))
         # A cookie that no longer opens the console: say why, and drop it.
         response = self._login_page(request, safe_next(back), message=problem.detail, status=401)
         self._clear(response, sessions.SESSION_COOKIE)
@@ -178,17 +188,17 @@ class Console:
             **context,
         }
         body = self._templates.get_template(template).render(values)
-        return self._secured(HTMLResponse(body, status_code=status))
+        return self.secured(HTMLResponse(body, status_code=status))
 
     def fragment(self, template: str, **context: Any) -> HTMLResponse:
         """A part of a page that htmx swaps in: always 200 (htmx swaps only 2xx answers, and
         a refusal is content here), never the page around it."""
         values = {"static": self._static, "search_url": search_url, **context}
         body = self._templates.get_template(template).render(values)
-        return self._secured(HTMLResponse(body))
+        return self.secured(HTMLResponse(body))
 
     @staticmethod
-    def _secured(response: AnyResponse) -> AnyResponse:
+    def secured(response: AnyResponse) -> AnyResponse:
         response.headers.update(PAGE_HEADERS)
         return response
 
@@ -237,7 +247,7 @@ class Console:
     # -- routes -----------------------------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
-        return self._secured(RedirectResponse(HOME, status_code=303))
+        return self.secured(RedirectResponse(HOME, status_code=303))
 
     async def login_form(self, request: Request) -> Response:
         notice = "You are signed out." if request.query_params.get("signed_out") else ""
@@ -263,7 +273,7 @@ class Console:
         except Problem as problem:
             return self._login_page(request, next_path, message=problem.detail, status=401)
         session = sessions.new_session(operator_key, self._clock())
-        response = self._secured(RedirectResponse(next_path, status_code=303))
+        response = self.secured(RedirectResponse(next_path, status_code=303))
         self._set_cookie(response, request, sessions.SESSION_COOKIE, session.encode())
         self._clear(response, sessions.LOGIN_COOKIE)
         return response
@@ -276,18 +286,19 @@ class Console:
             value = request.cookies.get(sessions.SESSION_COOKIE, "")
             session = self._session_of(value) if value else None
         except FormRefused as refused:
-            return self._message(refused.status, "Not signed out", refused.message)
+            return self.message(refused.status, "Not signed out", refused.message)
         except Problem:
             session = None  # unreadable or expired: nothing to protect, just clear it
         presented = form.get(sessions.CSRF_FIELD) or request.headers.get(sessions.CSRF_HEADER)
         if session is not None and not sessions.tokens_match(session.csrf_token, presented):
-            return self._message(403, "Not signed out", CSRF_MESSAGE)
-        response = self._secured(RedirectResponse(f"{PREFIX}/login?signed_out=1", status_code=303))
+            return self.message(403, "Not signed out", CSRF_MESSAGE)
+        response = self.secured(RedirectResponse(f"{PREFIX}/login?signed_out=1", status_code=303))
         self._clear(response, sessions.SESSION_COOKIE)
         return response
 
-    def _message(self, status: int, title: str, message: str) -> Response:
-        return self.render("message.html", status, title=title, message=message, back=HOME)
+    def message(self, status: int, title: str, message: str, back: str = HOME) -> Response:
+        """A page that says only why something was not done, with a way back."""
+        return self.render("message.html", status, title=title, message=message, back=back)
 
     async def timeline_page(
         self, request: Request, operator: Operator, session: sessions.Session
@@ -316,7 +327,7 @@ class Console:
         body = self._templates.get_template("timeline_rows.html").render(
             search_url=search_url, **context
         )
-        return self._secured(HTMLResponse(body))
+        return self.secured(HTMLResponse(body))
 
     async def _timeline_context(self, reference: str, partner: str) -> dict[str, Any]:
         empty = {"view": None, "refusal": None, "poll": False, "show_partner": bool(partner)}
@@ -353,6 +364,7 @@ class Console:
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             *FlowPages(self, self._backends, self._settings, self._clock).routes(),
+            *ExceptionPages(self, self._backends, self._settings).routes(),
             Route("/timeline", self.read_page(self.timeline_page), methods=["GET"]),
             Route("/timeline/rows", self.read_page(self.timeline_rows), methods=["GET"]),
             Route("/static/{version}/{name}", self.static, methods=["GET"]),

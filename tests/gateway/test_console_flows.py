@@ -273,7 +273,7 @@ async def test_the_console_lands_on_the_overview_and_lists_it_first(
     nav = re.search(r'<nav aria-label="console pages">(.*?)</nav>', page.text, re.S)
     assert nav is not None
     links = re.findall(r'<a href="([^"]+)"', nav.group(1))
-    assert links == ["/console/flows", "/console/timeline"]
+    assert links == ["/console/flows", "/console/exceptions", "/console/timeline"]
     assert 'href="/console/flows" class="current" aria-current="page"' in page.text
 
 
