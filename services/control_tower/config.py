@@ -4,8 +4,8 @@ The kit's (its database, NATS, the consumers' batching: services.kit.runtime), p
 flows': one SLA per flow (seconds an item may wait before it is a breach; defaults in
 services.control_tower.domain.flows), the transit allowance of shipments without a carrier
 promise, and how often the flow gauges are computed; the owners the exceptions workbench's
-actions call (shipment, carrier-adapter; order, inventory, shipment and billing for redrives of
-their dead letters), how often the DLQ is read, and each exception kind's SLA.
+actions call (shipment, carrier-adapter, order; order, inventory, shipment and billing for
+redrives of their dead letters), how often the DLQ is read, and each exception kind's SLA.
 """
 
 from __future__ import annotations
@@ -74,7 +74,10 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
     carrier_adapter_target: str = setting(
         description="host:port of carrier-adapter (the workbench's carrier code mappings)"
     )
-    order_target: str = setting(description="host:port of order (redrives of its dead letters)")
+    order_target: str = setting(
+        description="host:port of order (the workbench's order step retries, and redrives of "
+        "its dead letters)"
+    )
     inventory_target: str = setting(
         description="host:port of inventory (redrives of its dead letters)"
     )
@@ -91,6 +94,10 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
         ExceptionKind.CARRIER_CODE_UNMAPPED
     )
     sla_exception_dead_letter_seconds: float = _exception_sla(ExceptionKind.DEAD_LETTER)
+    sla_exception_order_exception_seconds: float = _exception_sla(ExceptionKind.ORDER_EXCEPTION)
+    sla_exception_label_outcome_unknown_seconds: float = _exception_sla(
+        ExceptionKind.LABEL_OUTCOME_UNKNOWN
+    )
     flow_gauges_interval_seconds: float = setting(
         default=5.0,
         minimum=0.1,

@@ -3,7 +3,8 @@
 The kit's run_service owns the process (config, logs, metrics, health, SIGTERM); `setup` is also
 what the integration tests run. The tower publishes nothing: `start_events` opens its database
 and NATS (and an idle relay), and its projection consumers are started on that runtime. Its
-only calls out are the workbench's actions, to the owners' RPCs (shipment, carrier-adapter).
+only calls out are the workbench's actions, to the owners' RPCs (shipment, carrier-adapter,
+order).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import NoReturn
 
 from crossdock.carrier.v1 import carrier_service_pb2_grpc as carrier_grpc
 from crossdock.common.v1 import dead_letters_pb2_grpc as dlq_grpc
+from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 
 from services.control_tower.adapters.clients import DeadLetterClients, OwnerClients
@@ -69,6 +71,8 @@ async def setup(server: ServiceServer, config: TowerConfig) -> None:
     owners = OwnerClients(
         shipment_grpc.ShipmentServiceStub(shipment_channel),
         carrier_grpc.CarrierAdapterServiceStub(carrier_channel),
+        # order's channel is its dead letters' (the same gRPC port).
+        order_grpc.OrderServiceStub(letter_channels["order"]),
     )
     letters = DeadLetterClients(
         {

@@ -7,7 +7,8 @@ import random
 from dataclasses import dataclass, field
 
 from crossdock.carrier.v1 import tracking_pb2
-from crossdock.events.v1 import carrier_events_pb2, shipment_events_pb2
+from crossdock.events.v1 import carrier_events_pb2, order_events_pb2, shipment_events_pb2
+from crossdock.order.v1 import order_pb2
 from crossdock.shipment.v1 import shipment_pb2
 
 from services.control_tower.domain.exceptions import ExceptionKind
@@ -41,14 +42,57 @@ def _ref(shipment_id: str, order_id: str, tracking: str = "") -> shipment_events
     )
 
 
-def label_failed(shipment_id: str, order_id: str, at: float, reason: str) -> Published:
-    """What shipment publishes when a label booking fails past its retries."""
+def label_failed(
+    shipment_id: str, order_id: str, at: float, reason: str, failure_code: str = ""
+) -> Published:
+    """What shipment publishes when a label booking fails past its retries, or at once when its
+    outcome is unknown at the carrier (`failure_code` LABEL_OUTCOME_UNKNOWN)."""
     message = shipment_events_pb2.ShipmentDeliveryException(
         shipment=_ref(shipment_id, order_id),
         incident_reason=tracking_pb2.INCIDENT_REASON_OTHER,
         description=f"label booking failed: {reason}",
+        failure_code=failure_code,
     )
     return published(message, shipment_id, at, f"corr-{order_id}")
+
+
+def outcome_unknown(shipment_id: str, order_id: str, at: float) -> Published:
+    """A label the carrier may have booked before failing (carrier-adapter refused to ask again)."""
+    return label_failed(
+        shipment_id, order_id, at, "FAILED_PRECONDITION: may have booked", "LABEL_OUTCOME_UNKNOWN"
+    )
+
+
+def order_exception_raised(
+    order_id: str,
+    episode: int,
+    at: float,
+    reason: str,
+    step: order_pb2.FulfillmentStep.ValueType = order_pb2.FULFILLMENT_STEP_AWAIT_PICK,
+) -> Published:
+    """What order publishes when it goes to EXCEPTION (or stays there for a new reason)."""
+    message = order_events_pb2.OrderExceptionRaised(
+        order_id=order_id, partner_id="ptn_x", episode=episode, step=step, reason=reason
+    )
+    return published(message, order_id, at, f"corr-{order_id}")
+
+
+def order_exception_cleared(
+    order_id: str,
+    episode: int,
+    at: float,
+    clearance: order_events_pb2.OrderExceptionClearance.ValueType = (
+        order_events_pb2.ORDER_EXCEPTION_CLEARANCE_PROGRESSED
+    ),
+) -> Published:
+    message = order_events_pb2.OrderExceptionCleared(
+        order_id=order_id, partner_id="ptn_x", episode=episode, clearance=clearance
+    )
+    return published(message, order_id, at, f"corr-{order_id}")
+
+
+def order_detail(reason: str, step: str = "AWAIT_PICK") -> str:
+    return f"order in EXCEPTION at {step}: {reason}"
 
 
 def manifested(shipment_id: str, order_id: str, at: float, tracking: str = "") -> Published:
@@ -215,7 +259,70 @@ def mixed() -> Scenario:
         carrier="sandbox", tracking_number=tracking, carrier_incident_code="Q9"
     )
     s.events.append(published(incident, tracking, T0 + 12, "corr"))
+    _order_exceptions(s)
+    _outcomes_unknown(s)
     return s
+
+
+def _order_exceptions(s: Scenario) -> None:
+    """Orders in EXCEPTION: one exception per episode, closed by its own clear only."""
+    K = ExceptionKind.ORDER_EXCEPTION
+    # Raised, retried (cleared), failed again later for one reason then another: two rows.
+    order = resource_id("ord")
+    first = order_exception_raised(order, 1, T0 + 1, "AWAIT_PICK not done")
+    retried = order_exception_cleared(
+        order, 1, T0 + 3, order_events_pb2.ORDER_EXCEPTION_CLEARANCE_RETRIED
+    )
+    again = order_exception_raised(order, 2, T0 + 5, "AWAIT_PICK not done again")
+    other_reason = order_exception_raised(
+        order, 2, T0 + 6, "shipment failed", order_pb2.FULFILLMENT_STEP_AWAIT_SHIPMENT
+    )
+    s.events += [first, retried, again, other_reason]
+    s.expected += [
+        Expected(K, f"{order}:1", order, T0 + 1, 1, order_detail("AWAIT_PICK not done"), retried),
+        Expected(
+            K,
+            f"{order}:2",
+            order,
+            T0 + 5,
+            2,
+            order_detail("shipment failed", "AWAIT_SHIPMENT"),
+        ),
+    ]
+    # A clear that arrives before its raise (any arrival order does it): never shown open.
+    quick = resource_id("ord")
+    raised = order_exception_raised(quick, 1, T0 + 2, "reserving at WH-EAST failed")
+    cleared = order_exception_cleared(quick, 1, T0 + 4)
+    s.events += [cleared, raised]
+    s.expected.append(
+        Expected(
+            K, f"{quick}:1", quick, T0 + 2, 1, order_detail("reserving at WH-EAST failed"), cleared
+        )
+    )
+    # A clear whose raise is never published (an exception older than these events): nothing.
+    s.events.append(order_exception_cleared(resource_id("ord"), 1, T0 + 7))
+
+
+def _outcomes_unknown(s: Scenario) -> None:
+    """Labels whose outcome is unknown at the carrier: their own kind, fixed like a failure."""
+    K = ExceptionKind.LABEL_OUTCOME_UNKNOWN
+    order = resource_id("ord")
+    unknown, dropped = resource_id("shp"), resource_id("shp")
+    detail = "label booking failed: FAILED_PRECONDITION: may have booked"
+    cancelled = published(
+        shipment_events_pb2.ShipmentCancelled(
+            shipment=shipment_pb2.Shipment(shipment_id=dropped, order_id=order)
+        ),
+        dropped,
+        T0 + 9,
+        "corr",
+    )
+    s.events += [outcome_unknown(unknown, order, T0 + 3), outcome_unknown(dropped, order, T0 + 4)]
+    s.events.append(cancelled)
+    s.expected += [
+        Expected(K, unknown, order, T0 + 3, 1, detail),
+        Expected(K, dropped, order, T0 + 4, 1, detail, cancelled),
+    ]
 
 
 def _code_detail(tracking: str, code: str) -> str:

@@ -9,6 +9,12 @@ from crossdock.order.v1 import order_pb2
 from crossdock.shipment.v1 import shipment_pb2
 
 from services.control_tower.adapters import contracts
+from services.control_tower.domain.exceptions import (
+    ExceptionKind,
+    ExceptionView,
+    order_exception_subject,
+    require_retryable,
+)
 from services.control_tower.domain.references import Link, ReferenceKind, keyed_by_order, resolve
 from services.control_tower.domain.timeline import RecordedEvent, causal_order, state_change
 from services.kit.catalog import load_catalog
@@ -158,3 +164,27 @@ def test_headers_become_a_recorded_event_and_a_bad_time_is_permanent() -> None:
     )
     with pytest.raises(PermanentError, match="ce-time 'yesterday' is not an RFC 3339 instant"):
         contracts.recorded_event({**headers, "ce-time": "yesterday"}, 42)
+
+
+def _view(kind: ExceptionKind, subject_id: str) -> ExceptionView:
+    return ExceptionView(7, kind, subject_id, ORDER, 1.0, 1.0, 1, "", "evt", None, "")
+
+
+def test_an_order_exception_is_retried_on_its_order_and_an_unknown_outcome_never() -> None:
+    order_exception = _view(ExceptionKind.ORDER_EXCEPTION, order_exception_subject(ORDER, 2))
+    assert order_exception.subject_id == f"{ORDER}:2"
+    assert require_retryable(order_exception) == "order.RetryOrderStep"
+    assert (order_exception.owner, order_exception.retry_subject) == ("order", ORDER)
+
+    unknown = _view(ExceptionKind.LABEL_OUTCOME_UNKNOWN, "shp_1")
+    assert (unknown.owner, unknown.spec.subject_kind) == ("shipment", "shipment")
+    with pytest.raises(FailedPrecondition) as refused:
+        require_retryable(unknown)
+    assert refused.value.reason == "EXCEPTION_NOT_RETRYABLE"
+    assert refused.value.message == (
+        "exception_id: exception 7 is label_outcome_unknown: the label's booking outcome is "
+        "unknown at the carrier (a retry would book a second label or be refused): reconcile "
+        "with the carrier, then resolve it"
+    )
+    # Its shipment is still retried by the label_failed kind's rule; only this kind refuses.
+    assert require_retryable(_view(ExceptionKind.LABEL_FAILED, "shp_1")) == "shipment.RetryLabel"

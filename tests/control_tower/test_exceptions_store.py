@@ -25,6 +25,8 @@ from tests.control_tower.exception_scenarios import (
     label_failed,
     manifested,
     mixed,
+    order_exception_cleared,
+    order_exception_raised,
 )
 from tests.control_tower.lifecycle import T0, Published, as_consumed
 
@@ -127,11 +129,25 @@ def test_a_fix_that_arrives_first_means_the_exception_never_opens(db: Database) 
         [manifested(shipment, order, T0 + 9), label_failed(shipment, order, T0 + 2, "x")],
         batch_size=10,
     )
+    # An order's exception cleared (one batch), then the raise of that episode (the next).
+    shown_before = every_exception(db)
+    apply(db, [order_exception_cleared(order, 1, T0 + 8)], batch_size=1)
+    assert every_exception(db) == shown_before  # a fix alone shows nothing
+    apply(db, [order_exception_raised(order, 1, T0 + 3, "AWAIT_PICK not done")], batch_size=1)
     assert every_exception(db, open_only=True) == []
     assert {(v.kind, v.closed_by.split()[1]) for v in every_exception(db)} == {
         (ExceptionKind.CARRIER_CODE_UNMAPPED, "crossdock.carrier.code_mapped.v1"),
         (ExceptionKind.LABEL_FAILED, "crossdock.shipment.manifested.v1"),
+        (ExceptionKind.ORDER_EXCEPTION, "crossdock.order.exception_cleared.v1"),
     }
+    (episode,) = every_exception(db, kind=ExceptionKind.ORDER_EXCEPTION)
+    assert (episode.subject_id, episode.order_id, episode.opened_at, episode.closed_at) == (
+        f"{order}:1",
+        order,
+        T0 + 3,
+        T0 + 8,
+    )
+    assert (episode.occurrences, episode.spec.owner, episode.retry_subject) == (1, "order", order)
 
 
 def test_resolve_closes_with_an_audit_row_and_refuses_a_closed_or_unknown_one(

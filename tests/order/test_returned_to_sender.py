@@ -20,11 +20,13 @@ import pytest
 
 from services.kit.errors import Conflict
 from services.order.domain import (
+    ExceptionClearance,
     FulfillmentStep,
     InvoicePosted,
     LineQuantity,
     OrderCancelled,
     OrderCompleted,
+    OrderExceptionCleared,
     OrderStatus,
     RequestAvailability,
     ReturnedShipmentCreditRequested,
@@ -34,6 +36,7 @@ from services.order.domain import (
     ShipmentFailed,
     ShipmentManifested,
     ShipmentReturnedToSender,
+    TimelineEntryKind,
     figures,
 )
 from services.order.domain.errors import (
@@ -188,9 +191,12 @@ def test_cancel_and_credit_of_the_whole_order_ends_cancelled_and_nets_to_zero() 
     assert order.lines[0].quantity_cancelled == 2 and order.lines[0].quantity_picked == 0
     assert order.cancel_reason == "customer moved away"
     kinds = [type(e) for e in result.events]
-    assert kinds == [ReturnedShipmentResolved, OrderCancelled]  # nothing was invoiced
+    # Nothing was invoiced; the parcel's exception ends with the order.
+    assert kinds == [ReturnedShipmentResolved, OrderCancelled, OrderExceptionCleared]
+    assert result.events[-1].clearance is ExceptionClearance.CANCELLED  # type: ignore[union-attr]
     assert result.commands == ()
-    assert order.timeline[-2].transition == "cancel"
+    moves = [e for e in order.timeline if e.kind is TimelineEntryKind.STATUS_CHANGE]
+    assert moves[-1].transition == "cancel"
     mesh.drain()
     assert mesh.ledger("ord_1") == (Decimal(0), Decimal(0))
 
@@ -216,7 +222,8 @@ def test_cancel_and_credit_of_one_parcel_completes_the_rest() -> None:
     widget, gadget = order.lines
     assert (widget.quantity_cancelled, widget.quantity_invoiced) == (2, 0)
     assert (gadget.quantity_delivered, gadget.quantity_invoiced) == (1, 1)
-    assert order.timeline[-2].transition == "complete"
+    moves = [e for e in order.timeline if e.kind is TimelineEntryKind.STATUS_CHANGE]
+    assert moves[-1].transition == "complete"
     assert (
         mesh.ledger("ord_1")
         == (Decimal("2.50"), Decimal(0))

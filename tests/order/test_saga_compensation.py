@@ -15,6 +15,7 @@ from services.order.domain import (
     CancelPickTask,
     FulfillmentStep,
     OrderCancelled,
+    OrderExceptionCleared,
     OrderReleased,
     OrderStatus,
     ReleaseReservation,
@@ -166,14 +167,19 @@ def test_pick_timeout_goes_to_exception_and_retry_goes_back() -> None:
     assert mesh.tick("ord_1").changed
     assert order.status is OrderStatus.EXCEPTION and order.step is FulfillmentStep.AWAIT_PICK
     assert order.exception_reason.startswith("AWAIT_PICK not done by")
-    assert order.timeline[-1].kind is TimelineEntryKind.STATUS_CHANGE
-    assert order.timeline[-2].kind is TimelineEntryKind.EXCEPTION
+    # The timeout, the move to EXCEPTION, and its OrderExceptionRaised published.
+    assert [e.kind for e in order.timeline[-3:]] == [
+        TimelineEntryKind.EXCEPTION,
+        TimelineEntryKind.STATUS_CHANGE,
+        TimelineEntryKind.EVENT,
+    ]
     assert not mesh.tick("ord_1").changed  # one timeout, one exception
 
     mesh.clock.advance(minutes=5)
     result = mesh.retry("ord_1")
     assert order.status is OrderStatus.RELEASED and order.exception is None
-    assert [type(e) for e in result.events] == [OrderReleased]  # the warehouse is nudged again
+    # The warehouse is nudged again, and the exception is over.
+    assert [type(e) for e in result.events] == [OrderReleased, OrderExceptionCleared]
     assert order.step_deadline == mesh.clock.now + timedelta(minutes=30)
     mesh.drain()
     assert len(mesh.open_picks()) == 1  # pick-task creation stayed idempotent

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
+from crossdock.events.v1 import order_events_pb2
 from crossdock.inventory.v1 import inventory_pb2 as inv
 from crossdock.inventory.v1 import inventory_service_pb2 as inv_svc
 from crossdock.order.v1 import order_pb2
@@ -20,6 +21,7 @@ from nats.aio.client import Client as NATS
 
 from services.kit.grpc_errors import details_of, status_from_error
 from tests.fixtures.catalog import EAST, WEST, item_input, seed
+from tests.fixtures.events import stream_messages
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.waiting import wait_for
 from tests.order.service_support import PARTNER, Mesh, order_request, running_mesh
@@ -290,6 +292,33 @@ async def test_pick_timeout_puts_order_in_exception_then_retry_recovers(
         await pick_all(mesh, 1)
         picked = await until(mesh, order_id, lambda o: o.lines[0].quantity_picked == 2)
         assert picked.exception_reason == ""
+
+        # The move to EXCEPTION and the retry were published through the outbox, as one
+        # episode: raised with the step and reason the order showed, cleared by the retry.
+        js = nats_client.jetstream()
+        (raised,) = await wait_for(
+            lambda: stream_messages(js, "ORDER", "crossdock.order.exception_raised.v1"),
+            lambda found: len(found) == 1,
+        )
+        (cleared,) = await wait_for(
+            lambda: stream_messages(js, "ORDER", "crossdock.order.exception_cleared.v1"),
+            lambda found: len(found) == 1,
+        )
+        assert raised.headers["ce-subject"] == cleared.headers["ce-subject"] == order_id
+        opened = order_events_pb2.OrderExceptionRaised.FromString(raised.data)
+        closed = order_events_pb2.OrderExceptionCleared.FromString(cleared.data)
+        assert (opened.order_id, opened.partner_id, opened.episode, opened.reason) == (
+            order_id,
+            PARTNER,
+            1,
+            stuck.exception_reason,
+        )
+        assert opened.step == S.FULFILLMENT_STEP_AWAIT_PICK
+        assert (closed.order_id, closed.episode, closed.clearance) == (
+            order_id,
+            1,
+            order_events_pb2.ORDER_EXCEPTION_CLEARANCE_RETRIED,
+        )
 
 
 def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:

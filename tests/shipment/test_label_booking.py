@@ -1,7 +1,8 @@
 """shipment's label booking against the real carrier-adapter (in-process, sandbox carrier): one
 call shops and books, the label's quote is recorded at the manifest, a booking replayed after a
-crash gets its first label, a quote chosen before is still booked by its id, and no quote that
-meets the level is LABEL_FAILED.
+crash gets its first label, a quote chosen before is still booked by its id, no quote that
+meets the level is LABEL_FAILED, and a label whose outcome is unknown at a carrier that does not
+dedupe bookings is LABEL_FAILED at once, its exception event marked LABEL_OUTCOME_UNKNOWN.
 
 shipment's database is real (SQLite); carrier-adapter runs with its own SQLite file and NATS.
 """
@@ -17,15 +18,20 @@ from pathlib import Path
 from crossdock.carrier.v1 import carrier_pb2
 from crossdock.carrier.v1 import carrier_service_pb2 as carrier_svc
 from crossdock.carrier.v1 import carrier_service_pb2_grpc as carrier_grpc
+from crossdock.events.v1 import shipment_events_pb2
 from nats.aio.client import Client as NATS
+from sqlalchemy import text
 
-from services.carrier_adapter.adapters.carriers.karrio_http import transport_installed
+from services.carrier_adapter.adapters.carriers.karrio_http import (
+    TransportTimeout,
+    transport_installed,
+)
 from services.kit.client import open_channel
 from services.kit.db import Database
 from services.kit.proto_values import address_to_proto
 from services.kit.uow import UnitOfWork, UnitsOfWork
 from services.kit.values import Address
-from services.shipment.adapters.clients import CarrierClient
+from services.shipment.adapters.clients import CarrierCallFailed, CarrierClient
 from services.shipment.adapters.contracts import mapper, parcels_of, rate_to_domain
 from services.shipment.adapters.store import migrate
 from services.shipment.adapters.store import shipments as store
@@ -34,6 +40,7 @@ from services.shipment.app.booking import Booking, BookingSettings, book_label
 from services.shipment.domain.model import ServiceLevel, ShipmentStatus
 from services.shipment.domain.packing import ItemSpec, PickedUnits
 from services.shipment.domain.shipment import OrderRef, PendingPick, Shipment
+from tests.carrier_adapter.karrio_support import json_answer
 from tests.carrier_adapter.stub_transport import StubTransport
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.running import CarrierAdapter, carrier_env, running_carrier_adapter
@@ -182,3 +189,79 @@ async def test_no_quote_that_meets_the_level_is_label_failed_at_once(
         failed.failure_reason == "no carrier rate for a return label meets service level STANDARD"
     )
     assert failed.label_attempts == 0 and failed.rate is None
+
+
+USPS = {
+    "CARRIER_ACCOUNTS": "usps",
+    "ACCOUNT_USPS_CARRIER": "usps",
+    "ACCOUNT_USPS_CLIENT_ID": "usps-client-id-test",
+    "ACCOUNT_USPS_CLIENT_SECRET": "usps-client-secret",
+    "ACCOUNT_USPS_ACCOUNT_NUMBER": "1000405525",
+    "ACCOUNT_USPS_CRID": "56982563",
+    "ACCOUNT_USPS_MID": "904128936",
+    "ACCOUNT_USPS_MANIFEST_MID": "904128937",
+    "ACCOUNT_USPS_TEST_MODE": "true",
+}
+
+
+def published(uow: UnitOfWork, shipment_id: str) -> list[tuple[str, bytes]]:
+    """(subject, payload) of the shipment's events in its outbox, in order."""
+    rows = uow.conn.execute(
+        text("SELECT subject, payload FROM outbox WHERE aggregate_id = :id ORDER BY seq"),
+        {"id": shipment_id},
+    ).all()
+    return [(str(row.subject), bytes(row.payload)) for row in rows]
+
+
+def usps_that_times_out_booking() -> StubTransport:
+    """USPS quotes, then its label call times out after the request left (it may have booked);
+    USPS takes no idempotency key, so carrier-adapter may never ask it again for that key."""
+    stub = StubTransport()
+    stub.route("POST", r"/oauth2/v3/token$", json_answer("usps", "oauth_token.json"))
+    stub.route(
+        "POST",
+        r"/payments/v3/payment-authorization$",
+        json_answer("usps", "payment_authorization.json"),
+    )
+    stub.route("POST", r"/shipments/v3/options/search$", json_answer("usps", "options_search.json"))
+    stub.route("POST", r"/labels/v3/label$", TransportTimeout("read timed out"))
+    return stub
+
+
+async def test_a_label_whose_outcome_is_unknown_fails_at_once_marked_for_reconciliation(
+    sqlite_url: str, tmp_path: Path, nats_server: NatsServer, nats_client: NATS
+) -> None:
+    usps = usps_that_times_out_booking()
+    with transport_installed(usps, default_timeout=5.0):
+        async with rig(sqlite_url, tmp_path, nats_server, **USPS) as r:
+            shipment = await r.new_shipment("pck_unknown")
+            # The timeout itself is transient for shipment: booked again later, same key.
+            await book_label(r.booking, shipment)
+            waiting = await r.stored(shipment.shipment_id)
+            assert waiting.status is ShipmentStatus.CREATED and waiting.label_attempts == 1
+
+            # carrier-adapter now refuses the key (the label may exist): no second attempt.
+            try:
+                await r.booking.carriers.shop_and_book_label(waiting, (), timeout=10.0)
+            except CarrierCallFailed as refused:
+                assert refused.outcome_unknown and refused.failed_precondition
+                assert not (refused.no_rate or refused.transient)
+            else:
+                raise AssertionError("a key whose outcome is unknown was booked again")
+
+            await book_label(r.booking, waiting)
+            failed = await r.stored(shipment.shipment_id)
+            events = await r.units.run(lambda uow: published(uow, shipment.shipment_id))
+    # The carrier was asked to book once: the refusal was final, not retried.
+    assert len(usps.sent("POST", "/labels/v3/label")) == 1
+    assert failed.status is ShipmentStatus.LABEL_FAILED
+    assert failed.label_attempts == 1  # failed on the refusal, not after more attempts
+    assert failed.failure_reason.startswith("FAILED_PRECONDITION: the carrier may have booked")
+    (announced,) = [
+        shipment_events_pb2.ShipmentDeliveryException.FromString(payload)
+        for subject, payload in events
+        if subject == "crossdock.shipment.delivery_exception.v1"
+    ]
+    assert announced.failure_code == "LABEL_OUTCOME_UNKNOWN"
+    assert announced.shipment.shipment_id == shipment.shipment_id
+    assert announced.description.startswith("label booking failed: FAILED_PRECONDITION: ")

@@ -17,6 +17,9 @@ from crossdock.carrier.v1 import carrier_service_pb2_grpc as carrier_grpc
 from crossdock.carrier.v1 import tracking_pb2
 from crossdock.common.v1 import dead_letters_pb2 as dlq_pb2
 from crossdock.common.v1 import dead_letters_pb2_grpc as dlq_grpc
+from crossdock.order.v1 import order_pb2
+from crossdock.order.v1 import order_service_pb2 as order_svc
+from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
 from crossdock.shipment.v1 import shipment_service_pb2 as shipment_svc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 from crossdock.shipment.v1.shipment_pb2 import ShipmentStatus
@@ -52,18 +55,24 @@ class CodeMapping:
 
 
 class OwnerClients:
-    """shipment and carrier-adapter, as the workbench's actions call them."""
+    """shipment, carrier-adapter and order, as the workbench's actions call them."""
 
     def __init__(
         self,
         shipment: shipment_grpc.ShipmentServiceAsyncStub,
         carrier_adapter: carrier_grpc.CarrierAdapterServiceAsyncStub,
+        order: order_grpc.OrderServiceAsyncStub | None = None,
     ) -> None:
         self._shipment = shipment
         self._carrier = carrier_adapter
+        self._order = order
 
-    async def retry(self, call: str, shipment_id: str) -> str:
-        """shipment.RetryLabel or shipment.RetryLabelVoid on one shipment."""
+    async def retry(self, call: str, subject_id: str) -> str:
+        """shipment.RetryLabel or shipment.RetryLabelVoid on one shipment, or
+        order.RetryOrderStep on one order."""
+        if call == "order.RetryOrderStep":
+            return await self._retry_order(call, subject_id)
+        shipment_id = subject_id
         answer: shipment_svc.RetryLabelResponse | shipment_svc.RetryLabelVoidResponse
         try:
             if call == "shipment.RetryLabel":
@@ -80,6 +89,21 @@ class OwnerClients:
             raise OwnerRefused.of(call, error) from error
         status = ShipmentStatus.Name(answer.shipment.status)
         return f"shipment {shipment_id} is {status}"
+
+    async def _retry_order(self, call: str, order_id: str) -> str:
+        """The order's failed step again; it leaves EXCEPTION (its exception_cleared follows)."""
+        if self._order is None:
+            raise OwnerRefused(call, "UNIMPLEMENTED", "the tower has no target for order")
+        try:
+            answer = await self._order.RetryOrderStep(
+                order_svc.RetryOrderStepRequest(order_id=order_id)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise OwnerRefused.of(call, error) from error
+        order = answer.order
+        status = order_pb2.OrderStatus.Name(order.status)
+        step = order_pb2.FulfillmentStep.Name(order.fulfillment_step)
+        return f"order {order_id} is {status} ({step})"
 
     async def map_code(self, mapping: CodeMapping) -> str:
         """carrier-adapter.MapCarrierCode: a new version of the code's mapping."""

@@ -2,7 +2,8 @@
 (services.control_tower.domain.exceptions has the table), and exceptions → proto.
 
 Only the few event types that open an exception are decoded; a fixing event needs nothing but
-its subject and aggregate (a shipment id, or `<carrier>:<code>` for carrier.code_mapped).
+its subject and aggregate (a shipment id, or `<carrier>:<code>` for carrier.code_mapped), except
+an order's exception_cleared, decoded for the episode it ends.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from crossdock.events.v1 import carrier_events_pb2, shipment_events_pb2
+from crossdock.events.v1 import carrier_events_pb2, order_events_pb2, shipment_events_pb2
+from crossdock.order.v1 import order_pb2
 from crossdock.tower.v1 import tower_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError, Message
@@ -23,6 +25,7 @@ from services.control_tower.domain.exceptions import (
     ExceptionView,
     Signal,
     dead_letter_subject,
+    order_exception_subject,
 )
 from services.control_tower.domain.timeline import RecordedEvent
 from services.kit import events as ev
@@ -36,16 +39,23 @@ RETURN_PARCEL_EXCEPTION = _SHIPMENT + "return_parcel_exception.v1"
 LABEL_VOID_FAILED = _SHIPMENT + "label_void_failed.v1"
 CODE_UNMAPPED = "crossdock.carrier.code_unmapped.v1"
 CODE_MAPPED = "crossdock.carrier.code_mapped.v1"
+ORDER_EXCEPTION_RAISED = "crossdock.order.exception_raised.v1"
+ORDER_EXCEPTION_CLEARED = "crossdock.order.exception_cleared.v1"
+# A failed label booking's failure_code when the carrier may have booked it (shipment's word).
+LABEL_OUTCOME_UNKNOWN = "LABEL_OUTCOME_UNKNOWN"
 
-# The owner events that fix each kind, keyed by the exception's subject (their aggregate).
+_LABEL_FIXES = frozenset(
+    {
+        _SHIPMENT + "manifested.v1",
+        _SHIPMENT + "return_parcel_manifested.v1",
+        _SHIPMENT + "cancelled.v1",
+    }
+)
+# The owner events that fix each kind, keyed by the exception's subject (their aggregate). An
+# order exception's fix is decoded instead (`_DECODED`): it names the episode it ends.
 CLOSERS: dict[ExceptionKind, frozenset[str]] = {
-    ExceptionKind.LABEL_FAILED: frozenset(
-        {
-            _SHIPMENT + "manifested.v1",
-            _SHIPMENT + "return_parcel_manifested.v1",
-            _SHIPMENT + "cancelled.v1",
-        }
-    ),
+    ExceptionKind.LABEL_FAILED: _LABEL_FIXES,
+    ExceptionKind.LABEL_OUTCOME_UNKNOWN: _LABEL_FIXES,
     ExceptionKind.LABEL_VOID_FAILED: frozenset({_SHIPMENT + "label_voided.v1"}),
     ExceptionKind.CARRIER_CODE_UNMAPPED: frozenset({CODE_MAPPED}),
 }
@@ -68,9 +78,10 @@ def _label_failed(event: RecordedEvent, body: bytes, message_class: type[Message
     if message.status != 0:  # type: ignore[attr-defined]
         return []
     ref = message.shipment  # type: ignore[attr-defined]
+    unknown = message.failure_code == LABEL_OUTCOME_UNKNOWN  # type: ignore[attr-defined]
     return [
         Signal(
-            ExceptionKind.LABEL_FAILED,
+            ExceptionKind.LABEL_OUTCOME_UNKNOWN if unknown else ExceptionKind.LABEL_FAILED,
             ref.shipment_id,
             True,
             event.occurred_at,
@@ -120,7 +131,42 @@ def _code_unmapped(event: RecordedEvent, body: bytes) -> list[Signal]:
     ]
 
 
-_OPENERS: dict[str, Callable[[RecordedEvent, bytes], list[Signal]]] = {
+def _order_exception_raised(event: RecordedEvent, body: bytes) -> list[Signal]:
+    message = _decode(order_events_pb2.OrderExceptionRaised, event, body)
+    assert isinstance(message, order_events_pb2.OrderExceptionRaised)
+    step = order_pb2.FulfillmentStep.Name(message.step).removeprefix("FULFILLMENT_STEP_")
+    return [
+        Signal(
+            ExceptionKind.ORDER_EXCEPTION,
+            order_exception_subject(message.order_id, message.episode),
+            True,
+            event.occurred_at,
+            event.event_id,
+            event.subject,
+            order_id=message.order_id,
+            detail=f"order in EXCEPTION at {step}: {message.reason}",
+        )
+    ]
+
+
+def _order_exception_cleared(event: RecordedEvent, body: bytes) -> list[Signal]:
+    message = _decode(order_events_pb2.OrderExceptionCleared, event, body)
+    assert isinstance(message, order_events_pb2.OrderExceptionCleared)
+    return [
+        Signal(
+            ExceptionKind.ORDER_EXCEPTION,
+            order_exception_subject(message.order_id, message.episode),
+            False,
+            event.occurred_at,
+            event.event_id,
+            event.subject,
+            order_id=message.order_id,
+        )
+    ]
+
+
+# The event types decoded for their signals: the openers, and the one fix that names its episode.
+_DECODED: dict[str, Callable[[RecordedEvent, bytes], list[Signal]]] = {
     DELIVERY_EXCEPTION: lambda e, b: _label_failed(
         e, b, shipment_events_pb2.ShipmentDeliveryException
     ),
@@ -129,6 +175,8 @@ _OPENERS: dict[str, Callable[[RecordedEvent, bytes], list[Signal]]] = {
     ),
     LABEL_VOID_FAILED: _void_failed,
     CODE_UNMAPPED: _code_unmapped,
+    ORDER_EXCEPTION_RAISED: _order_exception_raised,
+    ORDER_EXCEPTION_CLEARED: _order_exception_cleared,
 }
 
 
@@ -153,14 +201,14 @@ def letter_signal(letter: DeadLetter) -> Signal:
 
 def signals_event(subject: str) -> bool:
     """True when events of `subject` may open or fix an exception (cheap: no decoding)."""
-    return subject in _OPENERS or subject in _CLOSED_BY
+    return subject in _DECODED or subject in _CLOSED_BY
 
 
 def signals_of(event: RecordedEvent, body: bytes) -> list[Signal]:
     """What the event says about exceptions: the one it opens, or the ones it fixes."""
-    opener = _OPENERS.get(event.subject)
-    if opener is not None:
-        return opener(event, body)
+    decoder = _DECODED.get(event.subject)
+    if decoder is not None:
+        return decoder(event, body)
     return [
         Signal(kind, event.aggregate_id, False, event.occurred_at, event.event_id, event.subject)
         for kind in _CLOSED_BY.get(event.subject, ())

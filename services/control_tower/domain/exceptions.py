@@ -15,6 +15,14 @@ Which owner events raise and fix each kind (the owners publish nothing else abou
   shipment's `label_voided`;
 - carrier_code_unmapped (`<carrier>:<code>`): opened by `carrier.code_unmapped` of a status
   code; fixed by `carrier.code_mapped` of that carrier and code;
+- label_outcome_unknown (a shipment): opened instead of label_failed by those same failure
+  events when they carry failure_code LABEL_OUTCOME_UNKNOWN (the carrier may have booked the
+  label before failing); fixed like label_failed. Never retried from here: a retry would book
+  twice or be refused, so an operator reconciles with the carrier, then resolves;
+- order_exception (`<order id>:<episode>`): opened by `order.exception_raised` (again, with a
+  new reason, while the order stays in EXCEPTION); fixed by `order.exception_cleared` of that
+  episode. The fixing event names its exception exactly, so a fix that arrives first is stored
+  as a closed row that its opening then finds (`KindSpec.records_early_fix`);
 - dead_letter (`<durable>:<DLQ sequence>`): not an event but a letter in the DLQ stream, seen
   by polling it; closed when the letter is gone (redriven or discarded).
 """
@@ -34,6 +42,8 @@ class ExceptionKind(enum.Enum):
     LABEL_VOID_FAILED = 2
     CARRIER_CODE_UNMAPPED = 3
     DEAD_LETTER = 4
+    ORDER_EXCEPTION = 5
+    LABEL_OUTCOME_UNKNOWN = 6
 
     @property
     def label(self) -> str:
@@ -61,6 +71,11 @@ class KindSpec:
     can_map_code: bool
     default_sla: float
     can_redrive: bool = False
+    # Why a retry is refused and what to do instead, when the kind has no retry call.
+    no_retry: str = "it cannot be retried (map the code, or resolve it)"
+    # True when a fixing event names its exception exactly (not only its aggregate): a fix
+    # that arrives before the opening is stored as a closed row, and the opening finds it.
+    records_early_fix: bool = False
 
 
 KINDS: dict[ExceptionKind, KindSpec] = {
@@ -72,6 +87,18 @@ KINDS: dict[ExceptionKind, KindSpec] = {
         "carrier-adapter", "carrier_code", "", True, 3600
     ),
     ExceptionKind.DEAD_LETTER: KindSpec("", "dead_letter", "", False, 900, can_redrive=True),
+    ExceptionKind.ORDER_EXCEPTION: KindSpec(
+        "order", "order", "order.RetryOrderStep", False, 900, records_early_fix=True
+    ),
+    ExceptionKind.LABEL_OUTCOME_UNKNOWN: KindSpec(
+        "shipment",
+        "shipment",
+        "",
+        False,
+        3600,
+        no_retry="the label's booking outcome is unknown at the carrier (a retry would book a "
+        "second label or be refused): reconcile with the carrier, then resolve it",
+    ),
 }
 
 # The mesh's services, longest first: a durable consumer is named `<service>-<purpose>`.
@@ -107,6 +134,16 @@ def dead_letter_of(subject_id: str) -> tuple[str, int]:
     """(durable, DLQ sequence) of a dead letter's subject id."""
     durable, _, sequence = subject_id.rpartition(":")
     return durable, int(sequence)
+
+
+def order_exception_subject(order_id: str, episode: int) -> str:
+    """An order exception's subject id: the order and the episode, one per stretch in EXCEPTION."""
+    return f"{order_id}:{episode}"
+
+
+def order_of_exception(subject_id: str) -> str:
+    """The order of an order exception's subject id."""
+    return subject_id.rpartition(":")[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +188,13 @@ class ExceptionView:
         if self.kind is ExceptionKind.DEAD_LETTER:
             return service_of_durable(dead_letter_of(self.subject_id)[0])
         return self.spec.owner
+
+    @property
+    def retry_subject(self) -> str:
+        """What the owner's retry call names: an order exception's order, else the subject."""
+        if self.kind is ExceptionKind.ORDER_EXCEPTION:
+            return order_of_exception(self.subject_id)
+        return self.subject_id
 
     @property
     def is_open(self) -> bool:
@@ -217,8 +261,8 @@ def require_retryable(found: ExceptionView) -> str:
         raise _refuse(
             found,
             "EXCEPTION_NOT_RETRYABLE",
-            f"exception_id: exception {found.exception_id} is {found.kind.label}: it cannot "
-            "be retried (map the code, or resolve it)",
+            f"exception_id: exception {found.exception_id} is {found.kind.label}: "
+            f"{found.spec.no_retry}",
         )
     return found.spec.retry_call
 

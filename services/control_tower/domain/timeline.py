@@ -38,6 +38,8 @@ _STATE_CHANGES: dict[str, str] = {
     "crossdock.order.lines_cancelled": "order lines → CANCELLED",
     "crossdock.order.returned_shipment_resolved": "returned shipment → RESOLVED",
     "crossdock.order.completed": "order → COMPLETED",
+    "crossdock.order.exception_raised": "order → EXCEPTION",
+    "crossdock.order.exception_cleared": "order exception → CLEARED",
     "crossdock.inventory.reserved": "reservation → ACTIVE",
     "crossdock.inventory.reservation_released": "reservation → RELEASED",
     "crossdock.inventory.pick_completed": "pick → COMPLETED",

@@ -244,6 +244,34 @@ def _completed(event: m.OrderCompleted) -> Mapped:
     return message, event.order_id
 
 
+@event_mapper.maps(m.OrderExceptionRaised)
+def _exception_raised(event: m.OrderExceptionRaised) -> Mapped:
+    message = events_pb.OrderExceptionRaised(
+        order_id=event.order_id,
+        partner_id=event.partner_id,
+        episode=event.episode,
+        step=pb.FulfillmentStep.ValueType(event.step.value),
+        reason=event.reason,
+        shipment_id=event.shipment_id,
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.order_id
+
+
+@event_mapper.maps(m.OrderExceptionCleared)
+def _exception_cleared(event: m.OrderExceptionCleared) -> Mapped:
+    message = events_pb.OrderExceptionCleared(
+        order_id=event.order_id,
+        partner_id=event.partner_id,
+        episode=event.episode,
+        clearance=events_pb.OrderExceptionClearance.ValueType(event.clearance.value),
+        step=pb.FulfillmentStep.ValueType(event.step.value),
+        reason=event.reason,
+        occur_time=timestamp(event.occurred_at),
+    )
+    return message, event.order_id
+
+
 # -- shipments returned to sender ----------------------------------------------------------------
 
 # The reason on the lines of a returned shipment's credit request; billing puts it on the note.

@@ -7,7 +7,7 @@
   `reserve_step` (availability, reservations, backorders) and `post_release_steps` (picks,
   shipments, delivery, invoices, backorder fills) and `returned_to_sender` (parcels the carrier
   brought back, and the operator's reship / cancel-and-credit), with `progress` deriving status
-  and deadlines;
+  and deadlines and `exception_episodes` publishing what each call raised or cleared;
 - `messages`: the saga's inputs, commands and events;
 - `model`: the Order aggregate and its value types.
 """
@@ -29,6 +29,7 @@ from services.order.domain.messages import (
     CancelPickTask,
     Context,
     CreditNoteObserved,
+    ExceptionClearance,
     InvoicePosted,
     LabelVoided,
     LabelVoidFailed,
@@ -37,6 +38,8 @@ from services.order.domain.messages import (
     OrderCancelled,
     OrderCompleted,
     OrderEvent,
+    OrderExceptionCleared,
+    OrderExceptionRaised,
     OrderLinesCancelled,
     OrderPlaced,
     OrderReleased,
@@ -108,6 +111,7 @@ __all__ = [
     "CatalogItem",
     "Context",
     "CreditNoteObserved",
+    "ExceptionClearance",
     "ExceptionState",
     "FulfillmentSaga",
     "FulfillmentStep",
@@ -125,6 +129,8 @@ __all__ = [
     "OrderCancelled",
     "OrderCompleted",
     "OrderEvent",
+    "OrderExceptionCleared",
+    "OrderExceptionRaised",
     "OrderInput",
     "OrderLine",
     "OrderLineInput",

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.order.domain.allocation_planner import Availability
 from services.order.domain.model import (
     BackorderPolicy,
+    FulfillmentStep,
     HeldLine,
     LineQuantity,
     Order,
@@ -395,6 +397,40 @@ class OrderCompleted:
     occurred_at: datetime
 
 
+class ExceptionClearance(enum.Enum):
+    """How an order left EXCEPTION; values mirror OrderExceptionClearance in the contract."""
+
+    RETRIED = 1
+    PROGRESSED = 2
+    CANCELLED = 3
+
+
+@dataclass(frozen=True)
+class OrderExceptionRaised:
+    """The order went to EXCEPTION (episode `episode`), or stays in it for a new reason."""
+
+    order_id: str
+    partner_id: str
+    episode: int
+    step: FulfillmentStep
+    reason: str
+    shipment_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class OrderExceptionCleared:
+    """The order left EXCEPTION: episode `episode` is over."""
+
+    order_id: str
+    partner_id: str
+    episode: int
+    clearance: ExceptionClearance
+    step: FulfillmentStep
+    reason: str
+    occurred_at: datetime
+
+
 OrderEvent = (
     OrderPlaced
     | OrderAllocated
@@ -405,4 +441,6 @@ OrderEvent = (
     | ReturnedShipmentResolved
     | ReturnedShipmentCreditRequested
     | OrderCompleted
+    | OrderExceptionRaised
+    | OrderExceptionCleared
 )

@@ -241,6 +241,9 @@ class ExceptionState:
     reason: str
     since: datetime
     shipment_id: str = ""
+    # Which of the order's exceptions this is (1, 2, ...), numbered when the saga call that
+    # raised it finishes (exception_episodes.py); 0 until then, and in documents that predate it.
+    episode: int = 0
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,8 @@ class Order:
     status: OrderStatus = OrderStatus.PLACED
     step: FulfillmentStep = FulfillmentStep.RESERVE
     exception: ExceptionState | None = None
+    # How many exceptions the order has had: the last one's episode.
+    exception_episodes: int = 0
     cancel_reason: str = ""
     # Deadline bookkeeping: the key names what the order is waiting for ("AWAIT_PICK", ...).
     deadline_key: str = ""

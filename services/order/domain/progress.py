@@ -117,6 +117,10 @@ class Effects:
     changed: bool = False
     # Index of the first timeline entry this call wrote; their step is fixed up at the end.
     first_entry: int | None = None
+    # The order's exception when the call began, and whether the call is an operator's retry:
+    # what it raised or cleared is published from them at its end (exception_episodes.py).
+    exception_at_start: ExceptionState | None = None
+    retried: bool = False
 
     def note(
         self,

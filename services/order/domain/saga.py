@@ -20,6 +20,7 @@ from typing import Any
 
 from services.order.domain import (
     cancellation,
+    exception_episodes,
     post_release_steps,
     reserve_step,
     returned_to_sender,
@@ -178,7 +179,7 @@ class FulfillmentSaga:
 
     def apply(self, order: Order, saga_input: SagaInput, ctx: Context) -> SagaResult:
         """Apply one fact (a command's answer or another service's event) to the order."""
-        fx = Effects(ctx, self.timeouts)
+        fx = self._effects(order, ctx)
         _HANDLERS[type(saga_input)](order, saga_input, fx)
         return self._finish(order, fx)
 
@@ -191,7 +192,7 @@ class FulfillmentSaga:
         if order.status is OrderStatus.CANCELLED:
             return SagaResult(order, (), (), changed=False)
         cancellation.ensure_cancellable(order)
-        fx = Effects(ctx, self.timeouts)
+        fx = self._effects(order, ctx)
         cancellation.cancel_whole(order, reason or "order cancelled", fx)
         return self._finish(order, fx)
 
@@ -199,7 +200,7 @@ class FulfillmentSaga:
         self, order: Order, plan: cancellation.PartialCancelPlan, reason: str, ctx: Context
     ) -> SagaResult:
         """Record a partial cancel whose reservation releases inventory has made."""
-        fx = Effects(ctx, self.timeouts)
+        fx = self._effects(order, ctx)
         cancellation.apply_partial_cancel(order, plan, reason or "lines cancelled", fx)
         if all(line.quantity_cancelled >= line.quantity_ordered for line in order.lines):
             # Nothing of the order is left: it is cancelled, not "completed" with nothing sent.
@@ -211,7 +212,7 @@ class FulfillmentSaga:
         deadline = order.step_deadline
         if order.is_terminal or order.exception is not None or deadline is None or now < deadline:
             return SagaResult(order, (), (), changed=False)
-        fx = Effects(Context(now), self.timeouts)
+        fx = self._effects(order, Context(now))
         reason = f"{order.step.name} not done by {deadline.isoformat()}"
         if order.deadline_key == "BACKORDER":
             reason = f"backorder not filled by {deadline.isoformat()}"
@@ -239,7 +240,8 @@ class FulfillmentSaga:
                 "bring the parcel back",
                 metadata={"order_id": order.order_id, "shipment_id": returned.shipment_id},
             )
-        fx = Effects(ctx, self.timeouts)
+        fx = self._effects(order, ctx)
+        fx.retried = True
         order.exception = None
         order.deadline_key = ""  # a fresh deadline for the retried step
         fx.note(order, TimelineEntryKind.EXCEPTION, f"retry of {failed.step.name}: {failed.reason}")
@@ -276,12 +278,17 @@ class FulfillmentSaga:
     ) -> SagaResult:
         """An operator's decision for a shipment returned to sender (returned_to_sender.py):
         reship its units, or cancel and credit them. The same decision twice changes nothing."""
-        fx = Effects(ctx, self.timeouts)
+        fx = self._effects(order, ctx)
         returned_to_sender.resolve(order, shipment_id, resolution, reason, fx)
         return self._finish(order, fx)
+
+    def _effects(self, order: Order, ctx: Context) -> Effects:
+        return Effects(ctx, self.timeouts, exception_at_start=order.exception)
 
     def _finish(self, order: Order, fx: Effects) -> SagaResult:
         if not fx.changed:
             return SagaResult(order, tuple(fx.events), tuple(fx.commands), changed=False)
         wanted = reserve_step.wanted_skus(order, refresh(order, fx))
+        # Once the call's exception is final (refresh may set or clear it too).
+        exception_episodes.report(order, fx)
         return SagaResult(order, tuple(fx.events), tuple(fx.commands), True, tuple(wanted))

@@ -64,6 +64,9 @@ class InventoryClient:
 
 # carrier-adapter's ErrorInfo reason when a shop-and-book found no quote that meets the level.
 NO_RATE_MEETS_SERVICE_LEVEL = "NO_RATE_MEETS_SERVICE_LEVEL"
+# carrier-adapter's ErrorInfo reason when a carrier that does not dedupe by our key may have
+# booked the label before failing.
+LABEL_OUTCOME_UNKNOWN = "LABEL_OUTCOME_UNKNOWN"
 
 
 class CarrierCallFailed(Exception):
@@ -74,9 +77,11 @@ class CarrierCallFailed(Exception):
         self.transient = is_transient(error)
         self.failed_precondition = error.code() == grpc.StatusCode.FAILED_PRECONDITION
         # No quote met the level: final, unlike the other refusals (e.g. an expired quote).
-        self.no_rate = self.failed_precondition and (
-            _error_reason(error) == NO_RATE_MEETS_SERVICE_LEVEL
-        )
+        reason = _error_reason(error) if self.failed_precondition else ""
+        self.no_rate = reason == NO_RATE_MEETS_SERVICE_LEVEL
+        # The carrier may have booked before failing and cannot be asked again safely: final,
+        # and no attempt may follow (it would book twice, or be refused the same way).
+        self.outcome_unknown = reason == LABEL_OUTCOME_UNKNOWN
         super().__init__(self.reason)
 
 

@@ -501,6 +501,7 @@ def _delivery_exception(event: ShipmentDeliveryException) -> Mapped:
         incident_reason=int(event.incident_reason),  # type: ignore[arg-type]
         description=event.description,
         occur_time=timestamp(event.occurred_at),
+        failure_code=event.failure_code,
     )
     return message, event.shipment.shipment_id
 
@@ -589,5 +590,6 @@ def _return_exception(event: ReturnParcelException) -> Mapped:
         incident_reason=int(event.incident_reason),  # type: ignore[arg-type]
         description=event.description,
         occur_time=timestamp(event.occurred_at),
+        failure_code=event.failure_code,
     )
     return message, event.shipment.shipment_id

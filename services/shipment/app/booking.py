@@ -28,7 +28,7 @@ from services.shipment.adapters.clients import CarrierCallFailed, CarrierClient,
 from services.shipment.app import cancellation, shipments
 from services.shipment.app.errors import PickNotQueued
 from services.shipment.domain.model import ServiceLevel
-from services.shipment.domain.shipment import Label, PendingPick, Shipment
+from services.shipment.domain.shipment import LABEL_OUTCOME_UNKNOWN, Label, PendingPick, Shipment
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ async def pack_pick(booking: Booking, pick: PendingPick, lease_seconds: float) -
 
 async def book_label(booking: Booking, shipment: Shipment) -> None:
     """Shop and book (or book the quote already chosen), and settle: MANIFESTED, retried later,
-    or LABEL_FAILED when no rate meets the level or the attempts are spent."""
+    or LABEL_FAILED when no rate meets the level, the label's outcome is unknown at the carrier
+    (failure code LABEL_OUTCOME_UNKNOWN) or the attempts are spent."""
     try:
         label = await _book(booking, shipment)
         await booking.units.run(shipments.manifest, shipment.shipment_id, label, booking.clock())
@@ -134,6 +135,16 @@ async def _carrier_refused(booking: Booking, shipment: Shipment, error: CarrierC
             shipment.shipment_id,
             f"no carrier {wanted} meets service level {level}",
             booking.clock(),
+        )
+    elif error.outcome_unknown:
+        # Another attempt would book a second label or be refused the same way: fail at once,
+        # marked, for an operator to reconcile with the carrier.
+        await booking.units.run(
+            shipments.fail_label,
+            shipment.shipment_id,
+            error.reason,
+            booking.clock(),
+            LABEL_OUTCOME_UNKNOWN,
         )
     elif error.transient:
         await _retry_later(booking, shipment, error.reason)

@@ -181,10 +181,13 @@ def manifest(uow: UnitOfWork, shipment_id: str, label: Label, now: datetime) -> 
     return True
 
 
-def fail_label(uow: UnitOfWork, shipment_id: str, reason: str, now: datetime) -> bool:
-    """Booking failed for good: LABEL_FAILED and a delivery exception; False unless CREATED."""
+def fail_label(
+    uow: UnitOfWork, shipment_id: str, reason: str, now: datetime, failure_code: str = ""
+) -> bool:
+    """Booking failed for good: LABEL_FAILED and a delivery exception (carrying `failure_code`);
+    False unless CREATED."""
     shipment = _require(uow, shipment_id)
-    if not shipment.fail_label(reason, now):
+    if not shipment.fail_label(reason, now, failure_code):
         return False
     store.save_shipment(
         uow.conn, shipment, now=now.timestamp(), label_due_at=None, release_lease=True

@@ -84,6 +84,8 @@ class ShipmentDeliveryException:
     description: str
     occurred_at: datetime
     status: TrackingStatus = TrackingStatus.UNSPECIFIED
+    # Why a label booking failed, machine-readably (shipment.LABEL_OUTCOME_UNKNOWN); "" else.
+    failure_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,3 +158,5 @@ class ReturnParcelException:
     description: str
     occurred_at: datetime
     status: TrackingStatus = TrackingStatus.UNSPECIFIED
+    # Why a label booking failed, machine-readably (shipment.LABEL_OUTCOME_UNKNOWN); "" else.
+    failure_code: str = ""

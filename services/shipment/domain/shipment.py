@@ -59,6 +59,9 @@ from services.shipment.domain.tracking import (
 )
 
 FAILURE_REASON_MAX = 500
+# The failure code of a label the carrier may have booked before failing: asking again is
+# unsafe, so it fails at once, and its exception event says so machine-readably.
+LABEL_OUTCOME_UNKNOWN = "LABEL_OUTCOME_UNKNOWN"
 
 
 class ShipmentNotCancellable(FailedPrecondition):
@@ -400,9 +403,10 @@ class Shipment:
         self.label_attempts = attempts
         return True
 
-    def fail_label(self, reason: str, now: datetime) -> bool:
+    def fail_label(self, reason: str, now: datetime, failure_code: str = "") -> bool:
         """Booking failed for good: LABEL_FAILED, raised as a delivery exception so the order
-        shows it (a label failure is visible and retryable). False unless CREATED."""
+        shows it (a label failure is visible and retryable), carrying `failure_code` (e.g.
+        LABEL_OUTCOME_UNKNOWN; "" for any other failure). False unless CREATED."""
         if self.status != ShipmentStatus.CREATED:
             return False
         self._move(ShipmentStatus.LABEL_FAILED)
@@ -416,6 +420,7 @@ class Shipment:
                 IncidentReason.OTHER,
                 f"label booking failed: {reason}"[:FAILURE_REASON_MAX],
                 now,
+                failure_code=failure_code,
             )
         )
         return True

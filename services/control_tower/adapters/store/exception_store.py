@@ -6,7 +6,12 @@ Projection writes are set-based and order-independent (services.control_tower.do
 - a closing signal closes an existing row, the earliest close winning; a close with no row yet
   writes nothing (most shipments are manifested and never failed) — instead, every subject that
   opens is checked against the fixing events already stored, so a fix that arrived first still
-  closes it in the same transaction, and it never shows as open.
+  closes it in the same transaction, and it never shows as open;
+- except for kinds whose fix names its exception exactly (an order's episode:
+  `KindSpec.records_early_fix`): every such fix is an exception that opened or will, so it
+  upserts its row closed (earliest close wins), and an opening that arrives later fills the
+  row's open fields in and leaves it closed. A row no opening reached yet (`opened_at` NULL)
+  is never shown.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from services.control_tower.adapters.store import tables as t
 from services.control_tower.domain.exceptions import (
+    KINDS,
     Action,
     AuditEntry,
     ExceptionKind,
@@ -55,6 +61,28 @@ _OPEN = prepared(
     {
         "sqlite": _open_upsert(sqlite.insert(_x)),
         "postgresql": _open_upsert(postgresql.insert(_x)),
+    }
+)
+
+
+def _early_fix_upsert(statement: sqlite.Insert | postgresql.Insert) -> Any:
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["kind", "subject_id"],
+        set_={
+            "closed_at": new.closed_at,
+            "closed_by": new.closed_by,
+            "order_id": case((_x.c.order_id == "", new.order_id), else_=_x.c.order_id),
+        },
+        where=or_(_x.c.closed_at.is_(None), new.closed_at < _x.c.closed_at),
+    ).inline()
+
+
+# A fix that names its exception: its row closed, whether or not the opening arrived yet.
+_FIX = prepared(
+    {
+        "sqlite": _early_fix_upsert(sqlite.insert(_x)),
+        "postgresql": _early_fix_upsert(postgresql.insert(_x)),
     }
 )
 
@@ -114,9 +142,33 @@ def record_signals(
             for s in opening
         ),
     )
-    closing = _with_rows(conn, [s for s in signals if not s.opens])
+    fixes = [s for s in signals if not s.opens]
+    exact = [s for s in fixes if KINDS[s.kind].records_early_fix]
+    _FIX.run_many(
+        conn,
+        (
+            {
+                "kind": s.kind.value,
+                "subject_id": s.subject_id,
+                "order_id": s.order_id,
+                "order_reference": "",
+                "opened_at": None,
+                "last_seen_at": None,
+                "occurrences": 0,
+                "detail": "",
+                "event_id": "",
+                "closed_at": s.seen_at,
+                "closed_by": closed_by_event(s.event_subject, s.event_id),
+            }
+            for s in sorted(exact, key=lambda s: (s.kind.value, s.subject_id, s.seen_at))
+        ),
+    )
+    closing = _with_rows(conn, [s for s in fixes if not KINDS[s.kind].records_early_fix])
     # A subject that opened may have been fixed by an event stored earlier (or in this batch).
-    for kind, subject_id in sorted({(s.kind, s.subject_id) for s in opening}):
+    opened = {(s.kind, s.subject_id) for s in opening}
+    for kind, subject_id in sorted(opened, key=lambda pair: (pair[0].value, pair[1])):
+        if kind not in closers:  # its fixes are rows already (records_early_fix)
+            continue
         fix = _earliest_fix(conn, subject_id, closers[kind])
         if fix is not None:
             closing.append(Signal(kind, subject_id, False, fix[0], fix[1], fix[2]))

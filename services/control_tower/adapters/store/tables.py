@@ -86,14 +86,15 @@ exceptions = Table(
     Column("exception_id", _SEQ, primary_key=True, autoincrement=True),
     # ExceptionKind's value (services.control_tower.domain.exceptions).
     Column("kind", Integer, nullable=False),
-    # A shipment id, or "<carrier>:<code>".
+    # A shipment id, "<carrier>:<code>", "<durable>:<DLQ sequence>" or "<order id>:<episode>".
     Column("subject_id", String(255), nullable=False),
     # The order it holds up; "" when the event named none.
     Column("order_id", String(40), nullable=False),
     # A tracking number that names the order through the links when the event named none
     # (resolved when read, so a link that lands later still counts); "" when none.
     Column("order_reference", String(255), nullable=False),
-    # NULL until an opening event is seen (a row is only written by one).
+    # NULL until an opening event is seen (a row is written by one, or closed by a fix that
+    # names its exception exactly before its opening arrived: never shown until then).
     Column("opened_at", Float),
     Column("last_seen_at", Float),
     Column("occurrences", Integer, nullable=False),

@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,38 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _OrderExceptionClearance:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderExceptionClearanceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderExceptionClearance.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDER_EXCEPTION_CLEARANCE_UNSPECIFIED: _OrderExceptionClearance.ValueType  # 0
+    """ORDER_EXCEPTION_CLEARANCE_UNSPECIFIED is never published."""
+    ORDER_EXCEPTION_CLEARANCE_RETRIED: _OrderExceptionClearance.ValueType  # 1
+    """ORDER_EXCEPTION_CLEARANCE_RETRIED is an operator's RetryOrderStep."""
+    ORDER_EXCEPTION_CLEARANCE_PROGRESSED: _OrderExceptionClearance.ValueType  # 2
+    """ORDER_EXCEPTION_CLEARANCE_PROGRESSED is the order moving on: the failed step or shipment
+    went through, a decision on a returned parcel, or the order completing.
+    """
+    ORDER_EXCEPTION_CLEARANCE_CANCELLED: _OrderExceptionClearance.ValueType  # 3
+    """ORDER_EXCEPTION_CLEARANCE_CANCELLED is the order cancelled."""
+
+class OrderExceptionClearance(_OrderExceptionClearance, metaclass=_OrderExceptionClearanceEnumTypeWrapper):
+    """OrderExceptionClearance is how an order left EXCEPTION."""
+
+ORDER_EXCEPTION_CLEARANCE_UNSPECIFIED: OrderExceptionClearance.ValueType  # 0
+"""ORDER_EXCEPTION_CLEARANCE_UNSPECIFIED is never published."""
+ORDER_EXCEPTION_CLEARANCE_RETRIED: OrderExceptionClearance.ValueType  # 1
+"""ORDER_EXCEPTION_CLEARANCE_RETRIED is an operator's RetryOrderStep."""
+ORDER_EXCEPTION_CLEARANCE_PROGRESSED: OrderExceptionClearance.ValueType  # 2
+"""ORDER_EXCEPTION_CLEARANCE_PROGRESSED is the order moving on: the failed step or shipment
+went through, a decision on a returned parcel, or the order completing.
+"""
+ORDER_EXCEPTION_CLEARANCE_CANCELLED: OrderExceptionClearance.ValueType  # 3
+"""ORDER_EXCEPTION_CLEARANCE_CANCELLED is the order cancelled."""
+Global___OrderExceptionClearance: _TypeAlias = OrderExceptionClearance  # noqa: Y015
 
 @_typing.final
 class OrderPlaced(_message.Message):
@@ -403,3 +436,106 @@ class OrderCompleted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderCompleted: _TypeAlias = OrderCompleted  # noqa: Y015
+
+@_typing.final
+class OrderExceptionRaised(_message.Message):
+    """OrderExceptionRaised says an order went to EXCEPTION (a step failed or timed out, or a parcel
+    came back and waits for a decision), or, already in it, for a new reason. It waits for an
+    operator (RetryOrderStep) or for the failed thing to move on.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    EPISODE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SHIPMENT_ID_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """order_id is the order."""
+    partner_id: _builtins.str
+    """partner_id is the partner that owns the order."""
+    episode: _builtins.int
+    """episode numbers this exception among the order's exceptions: 1 for its first, 2 for the
+    next once the first cleared. A new reason while still in EXCEPTION keeps the episode.
+    """
+    step: _order_pb2.FulfillmentStep.ValueType
+    """step is the saga step that failed or timed out."""
+    reason: _builtins.str
+    """reason is why, as the order's exception_reason says it."""
+    shipment_id: _builtins.str
+    """shipment_id is the shipment whose failure caused it; empty when no one shipment did."""
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is when the order went to (or stayed in) EXCEPTION for this reason."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        episode: _builtins.int = ...,
+        step: _order_pb2.FulfillmentStep.ValueType = ...,
+        reason: _builtins.str = ...,
+        shipment_id: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode", b"episode", "occur_time", b"occur_time", "order_id", b"order_id", "partner_id", b"partner_id", "reason", b"reason", "shipment_id", b"shipment_id", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderExceptionRaised: _TypeAlias = OrderExceptionRaised  # noqa: Y015
+
+@_typing.final
+class OrderExceptionCleared(_message.Message):
+    """OrderExceptionCleared says an order left EXCEPTION: the episode that OrderExceptionRaised
+    opened is over.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    EPISODE_FIELD_NUMBER: _builtins.int
+    CLEARANCE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """order_id is the order."""
+    partner_id: _builtins.str
+    """partner_id is the partner that owns the order."""
+    episode: _builtins.int
+    """episode is the episode of the OrderExceptionRaised this clears."""
+    clearance: Global___OrderExceptionClearance.ValueType
+    """clearance is how the order left EXCEPTION."""
+    step: _order_pb2.FulfillmentStep.ValueType
+    """step is the saga step that had failed."""
+    reason: _builtins.str
+    """reason is the exception's last reason."""
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """occur_time is when the order left EXCEPTION."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        episode: _builtins.int = ...,
+        clearance: Global___OrderExceptionClearance.ValueType = ...,
+        step: _order_pb2.FulfillmentStep.ValueType = ...,
+        reason: _builtins.str = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clearance", b"clearance", "episode", b"episode", "occur_time", b"occur_time", "order_id", b"order_id", "partner_id", b"partner_id", "reason", b"reason", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderExceptionCleared: _TypeAlias = OrderExceptionCleared  # noqa: Y015

@@ -242,12 +242,18 @@ class ShipmentDeliveryException(_message.Message):
     INCIDENT_REASON_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
     status: _tracking_pb2.TrackingStatus.ValueType
     """status is the canonical tracking status that raised the exception."""
     incident_reason: _tracking_pb2.IncidentReason.ValueType
     """incident_reason is the canonical reason."""
     description: _builtins.str
     """description is the carrier's text."""
+    failure_code: _builtins.str
+    """failure_code says, machine-readably, why a label booking failed: "LABEL_OUTCOME_UNKNOWN"
+    when the carrier may have booked it before failing (asking again is unsafe: reconcile with
+    the carrier); empty otherwise, and for a carrier's exception scan.
+    """
     @_builtins.property
     def shipment(self) -> Global___ShipmentRef:
         """shipment identifies the shipment."""
@@ -264,10 +270,11 @@ class ShipmentDeliveryException(_message.Message):
         incident_reason: _tracking_pb2.IncidentReason.ValueType = ...,
         description: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        failure_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "incident_reason", b"incident_reason", "occur_time", b"occur_time", "shipment", b"shipment", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "failure_code", b"failure_code", "incident_reason", b"incident_reason", "occur_time", b"occur_time", "shipment", b"shipment", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -573,6 +580,7 @@ class ReturnParcelException(_message.Message):
     INCIDENT_REASON_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
     status: _tracking_pb2.TrackingStatus.ValueType
     """status is the canonical tracking status that raised the exception; unspecified for a
     label booking that failed.
@@ -581,6 +589,11 @@ class ReturnParcelException(_message.Message):
     """incident_reason is the canonical reason."""
     description: _builtins.str
     """description is the carrier's text, or why booking the label failed."""
+    failure_code: _builtins.str
+    """failure_code says, machine-readably, why a label booking failed: "LABEL_OUTCOME_UNKNOWN"
+    when the carrier may have booked it before failing (asking again is unsafe: reconcile with
+    the carrier); empty otherwise, and for a carrier's exception scan.
+    """
     @_builtins.property
     def shipment(self) -> Global___ShipmentRef:
         """shipment identifies the return parcel and its return."""
@@ -597,10 +610,11 @@ class ReturnParcelException(_message.Message):
         incident_reason: _tracking_pb2.IncidentReason.ValueType = ...,
         description: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        failure_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time", "shipment", b"shipment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "incident_reason", b"incident_reason", "occur_time", b"occur_time", "shipment", b"shipment", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "failure_code", b"failure_code", "incident_reason", b"incident_reason", "occur_time", b"occur_time", "shipment", b"shipment", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -91,6 +91,15 @@ class _ExceptionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Excepti
     """EXCEPTION_KIND_DEAD_LETTER is an event a consumer could not apply, waiting in the DLQ
     (owner: the consuming service; action: redrive it once fixed).
     """
+    EXCEPTION_KIND_ORDER_EXCEPTION: _ExceptionKind.ValueType  # 5
+    """EXCEPTION_KIND_ORDER_EXCEPTION is an order in EXCEPTION, one per episode (owner order;
+    retry: RetryOrderStep).
+    """
+    EXCEPTION_KIND_LABEL_OUTCOME_UNKNOWN: _ExceptionKind.ValueType  # 6
+    """EXCEPTION_KIND_LABEL_OUTCOME_UNKNOWN is a shipment whose label the carrier may have booked
+    before failing: asking again is unsafe (owner shipment; no retry: reconcile with the
+    carrier, then resolve).
+    """
 
 class ExceptionKind(_ExceptionKind, metaclass=_ExceptionKindEnumTypeWrapper):
     """ExceptionKind is what went wrong, and so which owner acts on it."""
@@ -112,6 +121,15 @@ stored as UNKNOWN (owner carrier-adapter; action: map the code).
 EXCEPTION_KIND_DEAD_LETTER: ExceptionKind.ValueType  # 4
 """EXCEPTION_KIND_DEAD_LETTER is an event a consumer could not apply, waiting in the DLQ
 (owner: the consuming service; action: redrive it once fixed).
+"""
+EXCEPTION_KIND_ORDER_EXCEPTION: ExceptionKind.ValueType  # 5
+"""EXCEPTION_KIND_ORDER_EXCEPTION is an order in EXCEPTION, one per episode (owner order;
+retry: RetryOrderStep).
+"""
+EXCEPTION_KIND_LABEL_OUTCOME_UNKNOWN: ExceptionKind.ValueType  # 6
+"""EXCEPTION_KIND_LABEL_OUTCOME_UNKNOWN is a shipment whose label the carrier may have booked
+before failing: asking again is unsafe (owner shipment; no retry: reconcile with the
+carrier, then resolve).
 """
 Global___ExceptionKind: _TypeAlias = ExceptionKind  # noqa: Y015
 
@@ -555,10 +573,13 @@ class Exception(_message.Message):
     owner: _builtins.str
     """owner is the service that owns the failed thing and its fix, e.g. "shipment"."""
     subject_kind: _builtins.str
-    """subject_kind is what the exception is about: "shipment", "carrier_code" or "dead_letter"."""
+    """subject_kind is what the exception is about: "shipment", "carrier_code", "dead_letter" or
+    "order".
+    """
     subject_id: _builtins.str
-    """subject_id is its id: a shipment id, "<carrier>:<code>" for a carrier code, or
-    "<durable consumer>:<DLQ sequence>" for a dead letter.
+    """subject_id is its id: a shipment id, "<carrier>:<code>" for a carrier code,
+    "<durable consumer>:<DLQ sequence>" for a dead letter, or "<order id>:<episode>" for an
+    order's exception.
     """
     order_id: _builtins.str
     """order_id is the order it holds up; empty when none is known (yet)."""
