@@ -4,7 +4,7 @@ Every action goes through the owner's RPC (services.control_tower.adapters.clien
 audited — who, when, why, the owner's call and its answer — in the same transaction as the
 exception's state change. The tower never writes another service's state:
 - retry: the owner tries the failed step again; the exception stays open until the owner's
-  events show it fixed (a manifest after a failed label);
+  events show it fixed (a manifest after a failed label, an order's exception_cleared);
 - map code: carrier-adapter maps the code and normalizes its scans again; its code_mapped
   event closes the exception;
 - redrive: the consuming service's DeadLetterService applies the letter in place; applied (or
@@ -155,10 +155,10 @@ def _resolve(uow: UnitOfWork, act: Act, now: float) -> tuple[ExceptionView, Audi
 
 
 def _redriven(
-    uow: UnitOfWork, act: Act, call: str, result: str, now: float
+    uow: UnitOfWork, act: Act, call: str, result: str, acted_at: float, now: float
 ) -> tuple[ExceptionView, AuditEntry]:
     """Audit an applied redrive and close the exception (its letter is gone), together."""
-    _, entry = _audited(uow, act, Action.REDRIVE, call, (True, result), now)
+    _, entry = _audited(uow, act, Action.REDRIVE, call, (True, result), acted_at)
     store.close_by_operator(
         uow.conn, act.exception_id, now, f"{closed_by_operator(act.operator)} (redrive {result})"
     )
@@ -194,24 +194,28 @@ class Workbench:
         self._dead_letters = dead_letters if dead_letters is not None else DeadLetterClients({})
 
     async def _audit(
-        self, act: Act, action: Action, call: str, outcome: str | OwnerRefused
+        self, act: Act, action: Action, call: str, outcome: str | OwnerRefused, acted_at: float
     ) -> tuple[ExceptionView, AuditEntry]:
+        """Audit at `acted_at`, when the operator acted: before the owner's call, so the
+        action precedes its effects on the timeline (the owner commits them during the call)."""
         if isinstance(outcome, OwnerRefused):
             refused = (False, str(outcome))
-            await self._units.run(_audited, act, action, call, refused, self._clock())
+            await self._units.run(_audited, act, action, call, refused, acted_at)
             raise _refusal(outcome)
-        return await self._units.run(_audited, act, action, call, (True, outcome), self._clock())
+        return await self._units.run(_audited, act, action, call, (True, outcome), acted_at)
 
     async def retry(self, act: Act) -> tuple[ExceptionView, AuditEntry]:
+        acted_at = self._clock()
         found = await self._units.run(_found, act.exception_id)
         call = require_retryable(found)
         try:
-            outcome: str | OwnerRefused = await self._owners.retry(call, found.subject_id)
+            outcome: str | OwnerRefused = await self._owners.retry(call, found.retry_subject)
         except OwnerRefused as refused:
             outcome = refused
-        return await self._audit(act, Action.RETRY, call, outcome)
+        return await self._audit(act, Action.RETRY, call, outcome, acted_at)
 
     async def map_code(self, act: Act, status: int) -> tuple[ExceptionView, AuditEntry]:
+        acted_at = self._clock()
         found = await self._units.run(_found, act.exception_id)
         carrier, code = require_code_mappable(found)
         call = "carrier-adapter.MapCarrierCode"
@@ -220,11 +224,12 @@ class Workbench:
             outcome: str | OwnerRefused = await self._owners.map_code(mapping)
         except OwnerRefused as refused:
             outcome = refused
-        return await self._audit(act, Action.MAP_CODE, call, outcome)
+        return await self._audit(act, Action.MAP_CODE, call, outcome, acted_at)
 
     async def redrive(self, act: Act) -> tuple[ExceptionView, AuditEntry]:
         """Redrive the letter through its consuming service; applied (or a duplicate), the
         exception closes with the audit row."""
+        acted_at = self._clock()
         found = await self._units.run(_found, act.exception_id)
         durable, sequence = require_redrivable(found)
         call = DeadLetterClients.call_of(found.owner)
@@ -233,8 +238,8 @@ class Workbench:
                 found.owner, durable, sequence, act.operator, act.reason
             )
         except OwnerRefused as refused:
-            return await self._audit(act, Action.REDRIVE, call, refused)
-        return await self._units.run(_redriven, act, call, result, self._clock())
+            return await self._audit(act, Action.REDRIVE, call, refused, acted_at)
+        return await self._units.run(_redriven, act, call, result, acted_at, self._clock())
 
     async def resolve(self, act: Act) -> tuple[ExceptionView, AuditEntry]:
         return await self._units.run(_resolve, act, self._clock())
