@@ -91,20 +91,26 @@ def test_a_burst_beyond_the_bucket_gets_429_with_rate_headers(mesh: Mesh) -> Non
     burst = Partner(mesh, new_partner(mesh, f"burst partner {uuid.uuid4().hex[:6]}"))
 
     # Writes have the smaller bucket; admission comes before the body is even parsed, so
-    # malformed bodies spend tokens as fast as the gateway can answer.
-    def post(_: int) -> httpx.Response:
-        with httpx.Client(base_url=mesh.gateway_url, timeout=30) as client:
-            return client.post(
-                "/v1/orders",
-                content=b"{",
-                headers={
-                    **burst.http.headers,
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": str(uuid.uuid4()),
-                },
-            )
+    # malformed bodies spend tokens as fast as the gateway can answer. Kept-alive connections:
+    # a new connection per request is slow enough on a loaded machine for the refill to keep up.
+    client = httpx.Client(
+        base_url=mesh.gateway_url,
+        timeout=30,
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+    )
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+    def post(_: int) -> httpx.Response:
+        return client.post(
+            "/v1/orders",
+            content=b"{",
+            headers={
+                **burst.http.headers,
+                "Content-Type": "application/json",
+                "Idempotency-Key": str(uuid.uuid4()),
+            },
+        )
+
+    with client, concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
         answers = list(pool.map(post, range(400)))
     limited = [a for a in answers if a.status_code == 429]
     assert limited, sorted({a.status_code for a in answers})

@@ -315,12 +315,14 @@ async def test_reship_ships_again_and_completes_with_the_credit_of_the_returned_
     (note,) = notes.credit_notes
     billed = sum((goods(list(i.lines)) for i in invoices), Decimal(0))
     assert billed - goods(list(note.lines)) == Decimal("5.00")  # 2 units at 2.50, delivered
-    completed = await stream_messages(world.js, "ORDER", "crossdock.order.completed.v1")
-    (event,) = [
-        e
-        for e in (order_events.OrderCompleted.FromString(m.data) for m in completed)
-        if e.order_id == order_id
-    ]
+
+    # The relay publishes after the commit that COMPLETED shows: wait for the event itself.
+    async def completed_events() -> list[order_events.OrderCompleted]:
+        found = await stream_messages(world.js, "ORDER", "crossdock.order.completed.v1")
+        events = (order_events.OrderCompleted.FromString(m.data) for m in found)
+        return [e for e in events if e.order_id == order_id]
+
+    (event,) = await wait_for(completed_events, lambda events: len(events) >= 1)
     (kept,) = [i.invoice_id for i in invoices if i.shipment_id == again.shipment_id]
     assert list(event.invoice_ids) == [kept]
     decisions = await stream_messages(

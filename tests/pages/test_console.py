@@ -10,6 +10,7 @@ import random
 import uuid
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -32,8 +33,12 @@ def _sign_in(browser: Browser, mesh: Mesh, key: str) -> None:
 
 
 def _text(driver: WebDriver, element_id: str) -> str:
-    found = driver.find_elements(By.ID, element_id)
-    return found[0].text if found else ""
+    """The element's text now; "" while it is absent or being swapped by htmx."""
+    try:
+        found = driver.find_elements(By.ID, element_id)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:  # replaced between the lookup and the read
+        return ""
 
 
 def _search(browser: Browser, reference: str) -> None:
