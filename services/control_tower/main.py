@@ -65,6 +65,7 @@ async def setup(server: ServiceServer, config: TowerConfig) -> None:
                 FlowGauges(server.metrics.registry),
                 flows,
                 interval=config.flow_gauges_interval_seconds,
+                exception_settings=config.exception_settings(),
             )
         )
         workers[0].start()

@@ -2,7 +2,8 @@
 
 Items held at every step are published into JetStream out of order and twice; ListFlows,
 ListFlowItems, the /metrics gauges (flows, DLQ depth, consumers' pending counts) and
-`crossdock flows` all answer the hand count.
+`crossdock flows` all answer the hand count. The exception kinds' SLAs are gauges too, each the
+tower's configured one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.control_tower.config import TowerConfig
+from services.control_tower.domain.exceptions import KINDS, ExceptionKind
 from services.control_tower.domain.flows import FLOWS
 from services.control_tower.main import setup
 from services.kit import events as ev
@@ -40,9 +42,10 @@ TOWER = "control-tower-projections"
 
 @contextlib.asynccontextmanager
 async def tower(
-    db_url: str, nats_url: str
+    db_url: str, nats_url: str, **settings: str
 ) -> AsyncIterator[tuple[str, pb_grpc.TowerServiceStub, ServiceServer]]:
-    """The tower as its main module builds it, its gauges refreshed five times a second."""
+    """The tower as its main module builds it, its gauges refreshed five times a second;
+    `settings` are more of its variables (names without the prefix)."""
     env = {
         "CROSSDOCK_CONTROL_TOWER_DB_URL": db_url,
         "CROSSDOCK_CONTROL_TOWER_NATS_URL": nats_url,
@@ -57,6 +60,7 @@ async def tower(
         "CROSSDOCK_CONTROL_TOWER_INVENTORY_TARGET": "127.0.0.1:1",
         "CROSSDOCK_CONTROL_TOWER_BILLING_TARGET": "127.0.0.1:1",
         "CROSSDOCK_CONTROL_TOWER_FLOW_GAUGES_INTERVAL_SECONDS": "0.2",
+        **{f"CROSSDOCK_CONTROL_TOWER_{name}": value for name, value in settings.items()},
     }
     config = TowerConfig.from_env(env)
     server = ServiceServer.from_config(config, metrics=ServiceMetrics(config.service))
@@ -227,6 +231,29 @@ async def test_bad_flow_requests_are_invalid_argument_naming_the_field(
                 await stub.ListFlowItems(request)
             assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, request
             assert field in {name for name, _ in violations(caught.value)}, request
+
+
+async def test_each_exception_kinds_configured_sla_is_a_gauge_even_with_none_open(
+    sqlite_url: str, nats_server: NatsServer
+) -> None:
+    """The alert compares each kind's oldest age with this gauge: a configured SLA, not only
+    the default, and every kind's series from the start."""
+    overridden = {
+        "SLA_EXCEPTION_ORDER_EXCEPTION_SECONDS": "120",
+        "SLA_EXCEPTION_LABEL_OUTCOME_UNKNOWN_SECONDS": "7200",
+    }
+    async with tower(sqlite_url, nats_server.url, **overridden) as (_, _stub, server):
+        found = samples(server)
+    slas = {
+        dict(labels)["kind"]: value
+        for (name, labels), value in found.items()
+        if name == "crossdock_exceptions_sla_seconds"
+    }
+    assert slas == {
+        **{kind.label: KINDS[kind].default_sla for kind in ExceptionKind},
+        "order_exception": 120,
+        "label_outcome_unknown": 7200,
+    }
 
 
 def test_each_flows_sla_is_configurable_and_a_bad_value_fails_at_start_naming_it() -> None:

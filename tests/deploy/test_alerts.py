@@ -144,6 +144,7 @@ def test_rules_name_only_metrics_the_services_export() -> None:
         "crossdock_consumer_lag",
         "crossdock_exceptions_open",
         "crossdock_exceptions_oldest_age_seconds",
+        "crossdock_exceptions_sla_seconds",
     } <= named
 
 
@@ -157,11 +158,12 @@ def test_a_misspelled_metric_in_a_rule_is_caught() -> None:
 
 
 # ---- exception kinds' SLAs ----------------------------------------------------------------------
-# The tower exports no SLA series: the rule's thresholds copy the kinds' default SLAs, and these
-# tests hold them together, for every kind the domain has (a new kind included).
+# The tower exports each kind's configured SLA (crossdock_exceptions_sla_seconds) and the rule
+# compares with it: these tests feed it, for every kind the domain has (a new kind included), the
+# default SLAs and other ones a deployment could set.
 
 
-def _exception_series(kind: ExceptionKind, age: float) -> list[Obj]:
+def _exception_series(kind: ExceptionKind, age: float, sla: float) -> list[Obj]:
     where = 'namespace="crossdock", job="control-tower", pod="control-tower-1"'
     owner = KINDS[kind].owner or "billing"  # a dead letter's owner is its consuming service
     return [
@@ -173,25 +175,31 @@ def _exception_series(kind: ExceptionKind, age: float) -> list[Obj]:
             "series": f'crossdock_exceptions_oldest_age_seconds{{{where}, kind="{kind.label}"}}',
             "values": f"{age:g}x10",
         },
+        {
+            "series": f'crossdock_exceptions_sla_seconds{{{where}, kind="{kind.label}"}}',
+            "values": f"{sla:g}x10",
+        },
     ]
 
 
-def _sla_case(name: str, past: float) -> Obj:
-    """Every kind's oldest exception `past` seconds beyond its default SLA, for 10 minutes; the
-    alert expected for each kind with a fixed owner once past it (dead letters have their own)."""
+def _sla_case(name: str, past: float, scale: float = 1) -> Obj:
+    """Every kind's SLA `scale` times its default and its oldest exception `past` seconds beyond
+    that SLA, for 10 minutes; the alert expected for each kind with a fixed owner once past it
+    (dead letters have their own)."""
     fixed_owners = [kind for kind in ExceptionKind if kind is not ExceptionKind.DEAD_LETTER]
     labels = {"severity": "warning", "namespace": "crossdock"}
     fires = [
         {"exp_labels": {**labels, "kind": kind.label, "owner": KINDS[kind].owner}}
         for kind in (fixed_owners if past > 0 else [])
     ]
+    slas = {kind: KINDS[kind].default_sla * scale for kind in ExceptionKind}
     return {
         "name": name,
         "interval": "1m",
         "input_series": [
             series
             for kind in ExceptionKind
-            for series in _exception_series(kind, KINDS[kind].default_sla + past)
+            for series in _exception_series(kind, slas[kind] + past, slas[kind])
         ],
         "alert_rule_test": [
             {"eval_time": "10m", "alertname": "CrossdockExceptionsPastSla", "exp_alerts": fires}
@@ -199,20 +207,52 @@ def _sla_case(name: str, past: float) -> Obj:
     }
 
 
-def test_each_exception_kind_alerts_past_its_default_sla_and_not_at_it(tmp_path: Path) -> None:
-    assert all(KINDS[kind].owner for kind in ExceptionKind if kind is not ExceptionKind.DEAD_LETTER)
-    rule = _rule()
+def _run_sla_cases(rule: Obj, directory: Path, *tests: Obj) -> subprocess.CompletedProcess[str]:
     for alert in _alerts(rule):
         alert.pop("annotations", None)  # the static cases check the wording; these the thresholds
-    write_rule_file(rule, tmp_path / "rules.yaml")
-    cases = {
-        "rule_files": ["rules.yaml"],
-        "evaluation_interval": "1m",
-        "tests": [_sla_case("at the SLA", 0), _sla_case("a minute past the SLA", 60)],
-    }
-    (tmp_path / "kinds-test.yaml").write_text(yaml.safe_dump(cases, sort_keys=False))
-    result = _promtool("test", "rules", tmp_path / "kinds-test.yaml")
+    write_rule_file(rule, directory / "rules.yaml")
+    cases = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": list(tests)}
+    (directory / "kinds-test.yaml").write_text(yaml.safe_dump(cases, sort_keys=False))
+    return _promtool("test", "rules", directory / "kinds-test.yaml")
+
+
+def test_each_exception_kind_alerts_past_its_default_sla_and_not_at_it(tmp_path: Path) -> None:
+    assert all(KINDS[kind].owner for kind in ExceptionKind if kind is not ExceptionKind.DEAD_LETTER)
+    result = _run_sla_cases(
+        _rule(), tmp_path, _sla_case("at the SLA", 0), _sla_case("a minute past the SLA", 60)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_exception_kind_follows_a_configured_sla(tmp_path: Path) -> None:
+    # Twice the default: quiet a minute past the default, firing a minute past the configured.
+    result = _run_sla_cases(
+        _rule(),
+        tmp_path,
+        _sla_case("at twice the default SLA", 0, scale=2),
+        _sla_case("a minute past twice the default SLA", 60, scale=2),
+        _sla_case("a minute past half the default SLA", 60, scale=0.5),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_rule_ignoring_the_configured_sla_fails_the_kinds_cases(tmp_path: Path) -> None:
+    rule = _rule()
+    (alert,) = [a for a in _alerts(rule) if a["alert"] == "CrossdockExceptionsPastSla"]
+    # The default SLAs hard-coded, as a rule without the SLA series has them: right for the
+    # defaults, wrong once a deployment sets its own.
+    defaults = " or ".join(
+        f'label_replace(vector({KINDS[kind].default_sla:g}), "kind", "{kind.label}", "", "")'
+        for kind in ExceptionKind
+    )
+    alert["expr"] = alert["expr"].replace(
+        "max by (namespace, kind) (crossdock_exceptions_sla_seconds)",
+        f'label_replace({defaults}, "namespace", "crossdock", "", "")',
+    )
+    assert _run_sla_cases(rule, tmp_path, _sla_case("at the SLA", 0)).returncode == 0
+    result = _run_sla_cases(rule, tmp_path, _sla_case("at twice the default SLA", 0, scale=2))
+    assert result.returncode != 0
+    assert "CrossdockExceptionsPastSla" in result.stdout + result.stderr
 
 
 def test_dead_letter_exceptions_alert_after_the_dead_letter_sla() -> None:

@@ -151,6 +151,7 @@ def test_the_business_flows_row_shows_every_flow_and_exception_series_and_each_o
         "crossdock_outbox_oldest_age_seconds",
         "crossdock_exceptions_open",
         "crossdock_exceptions_oldest_age_seconds",
+        "crossdock_exceptions_sla_seconds",
     }
 
 
@@ -160,12 +161,20 @@ def _red_from(thresholds: Dashboard) -> float:
 
 
 def test_the_oldest_exception_panel_turns_red_at_each_kinds_sla() -> None:
-    """The tower exports no SLA series: the panel's thresholds copy the kinds' default SLAs, a
-    kind without an override (a new one) getting the panel's default."""
+    """Thresholds cannot follow the tower's SLA series: they copy the kinds' default SLAs, a
+    kind without an override (a new one) getting the panel's default. The configured SLAs are
+    the panel's second query, bars of one colour."""
     panel = next(
         p for p in _dashboard()["panels"] if p["title"] == "Oldest open exception per kind"
     )
-    assert panel["targets"][0]["legendFormat"] == "{{kind}}"  # what the overrides match
+    age, sla = panel["targets"]
+    assert age["legendFormat"] == "{{kind}}"  # what the overrides match
+    assert selected_metrics(grafana_to_promql(sla["expr"])) == ["crossdock_exceptions_sla_seconds"]
+    assert sla["legendFormat"] == "{{kind}} SLA"
+    assert {
+        "matcher": {"id": "byFrameRefID", "options": sla["refId"]},
+        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}],
+    } in panel["fieldConfig"]["overrides"]
     default = _red_from(panel["fieldConfig"]["defaults"]["thresholds"])
     by_kind = {
         override["matcher"]["options"]: _red_from(prop["value"])

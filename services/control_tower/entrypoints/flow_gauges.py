@@ -4,6 +4,8 @@ Every `interval` seconds (never per event: the projection stays one statement pe
 - from the tower's database, each flow's items, oldest age, age distribution, SLA and breaches
   (app.list_flows), and the open exceptions by kind and owner with the oldest one's age
   (workbench.open_exceptions);
+- once, at start: each exception kind's configured SLA (`crossdock_exceptions_sla_seconds`), so
+  the alert compares every kind's oldest age with the SLA this tower applies, not a copy;
 - from JetStream, read-only: every durable's pending count on every domain stream (consumer
   list), and the DLQ's depth per consumer (its per-subject counts; a consumer's dead letters go
   to `crossdock.dlq.<durable>`).
@@ -94,6 +96,13 @@ class FlowGauges:
             ["kind"],
             registry=r,
         )
+        self.exceptions_sla = Gauge(
+            "crossdock_exceptions_sla_seconds",
+            "How long an exception of the kind may stay open before it is past its SLA (the "
+            "tower's configured SLA).",
+            ["kind"],
+            registry=r,
+        )
         self._exception_labels: set[tuple[str, str]] = set()
         self._pending_labels: set[tuple[str, str]] = set()
         self._dlq_labels: set[str] = set()
@@ -118,6 +127,12 @@ class FlowGauges:
         self._exception_labels |= counts.keys()
         for kind in ExceptionKind:
             self.exceptions_oldest_age.labels(kind.label).set(found.oldest_age.get(kind, 0.0))
+
+    def set_exception_slas(self, settings: workbench.ExceptionSettings) -> None:
+        """Every kind's SLA, also of kinds with nothing open: without it the alert on the kind's
+        oldest age has nothing to compare with."""
+        for kind in ExceptionKind:
+            self.exceptions_sla.labels(kind.label).set(settings.sla_of(kind))
 
     def set_pending(self, pending: dict[tuple[str, str], int]) -> None:
         for consumer, stream in self._pending_labels - pending.keys():
@@ -162,8 +177,11 @@ class FlowGaugeWorker:
         settings: app.FlowSettings,
         *,
         interval: float,
+        exception_settings: workbench.ExceptionSettings | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # The SLAs are read once at start: set now, before the first refresh.
+        gauges.set_exception_slas(exception_settings or workbench.ExceptionSettings())
         self._units = units
         self._js = js
         self._gauges = gauges
