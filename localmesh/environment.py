@@ -18,14 +18,19 @@ from localmesh.ports import PortPlan
 from localmesh.services import SANDBOX_CARRIER, ServiceSpec
 from services.kit.config import env_prefix_for
 
-# The sandbox carrier in fast mode: 4 simulated hours per real second, so a 2-day delivery
-# takes ~12 s; no random exceptions or returns, so every demo order reaches invoiced.
+# The sandbox carrier in fast mode: its clock runs MeshOptions.sandbox_time_scale times real
+# time; no random exceptions or returns, so every demo order reaches invoiced.
 FAST_SANDBOX = {
-    "ACCOUNT_SANDBOX_TIME_SCALE": "14400",
     "ACCOUNT_SANDBOX_EXCEPTION_RATE": "0",
     "ACCOUNT_SANDBOX_RETURN_RATE": "0",
     "SANDBOX_PUSH_INTERVAL_SECONDS": "0.5",
 }
+
+
+def fast_sandbox(options: MeshOptions) -> dict[str, str]:
+    return FAST_SANDBOX | {"ACCOUNT_SANDBOX_TIME_SCALE": f"{options.sandbox_time_scale:g}"}
+
+
 # tools.sandbox_carrier reads the webhook secret it signs with from here.
 SANDBOX_SECRET_ENV = "CROSSDOCK_SANDBOX_CARRIER_WEBHOOK_SECRET"
 # A local mesh should stop within seconds on Ctrl-C, not a cluster's 20 s drain.
@@ -125,7 +130,7 @@ def service_settings(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
             # The simulation, its clock and its pushes are the sandbox process's.
             values |= {"ACCOUNT_SANDBOX_ENDPOINT": ctx.sandbox_carrier_url, "SANDBOX_PUSH": "off"}
         elif ctx.options.fast:
-            values |= FAST_SANDBOX
+            values |= fast_sandbox(ctx.options)
     return values
 
 
@@ -190,7 +195,7 @@ def sandbox_carrier_command(ctx: MeshContext) -> list[str]:
     if ctx.options.fast:
         command += [
             "--time-scale",
-            FAST_SANDBOX["ACCOUNT_SANDBOX_TIME_SCALE"],
+            fast_sandbox(ctx.options)["ACCOUNT_SANDBOX_TIME_SCALE"],
             "--exception-rate",
             FAST_SANDBOX["ACCOUNT_SANDBOX_EXCEPTION_RATE"],
             "--return-rate",

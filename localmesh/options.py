@@ -29,8 +29,10 @@ class MeshOptions:
     # "fixed": the documented ports (gateway on 8080); "free": picked at runtime (tests).
     ports: PortMode = "fixed"
     db: DbKind = "sqlite"
-    # Fast mode: the sandbox carrier's simulated clock runs ~4 hours per real second.
+    # Fast mode: the sandbox carrier's simulated clock runs `sandbox_time_scale` times real time
+    # (by default 4 simulated hours per real second: a 2-day delivery takes ~12 s).
     fast: bool = True
+    sandbox_time_scale: float = 14400.0
     # Run the sandbox carrier as its own process (tools/sandbox_carrier.py) that carrier-adapter
     # calls over HTTP and that pushes through the gateway's carrier route, like a remote
     # carrier; off, it is simulated inside carrier-adapter and pushes straight into its ingest.

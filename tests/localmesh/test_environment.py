@@ -166,3 +166,15 @@ def test_sandbox_process_mode_points_carrier_adapter_at_it_and_pushes_via_the_ga
     assert command[command.index("--time-scale") + 1] == "14400"  # fast, as in-process
     assert "webhook-secret" not in " ".join(command)  # the secret travels in the environment
     assert sandbox_carrier_env(ctx) == {SANDBOX_SECRET_ENV: "webhook-secret"}
+
+
+def test_the_sandbox_clock_runs_at_the_asked_scale_in_process_and_as_its_own_process() -> None:
+    carrier = next(spec for spec in ALL_SERVICES if spec.name == "carrier-adapter")
+    in_process = service_env(carrier, context(sandbox_time_scale=57600))
+    assert in_process["CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_SANDBOX_TIME_SCALE"] == "57600"
+    (sandbox,) = load_accounts(in_process)
+    assert sandbox.get("time_scale") == "57600"
+    command = sandbox_carrier_command(context(sandbox_process=True, sandbox_time_scale=57600))
+    assert command[command.index("--time-scale") + 1] == "57600"
+    default = service_env(carrier, context())
+    assert default["CROSSDOCK_CARRIER_ADAPTER_ACCOUNT_SANDBOX_TIME_SCALE"] == "14400"
