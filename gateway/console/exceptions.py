@@ -194,7 +194,7 @@ async def list_exceptions(
     truncated = False
     try:
         for state in states:
-            more, truncated = await _read_all(
+            more, truncated = await read_all(
                 stub, filters.kind, state, MAX_SHOWN - len(found), timeout_seconds
             )
             found += more
@@ -206,7 +206,7 @@ async def list_exceptions(
     return ExceptionsView(tuple(ranked(rows)), truncated)
 
 
-async def _read_all(
+async def read_all(
     stub: tower_pb2_grpc.TowerServiceAsyncStub,
     kind: str,
     state: str,
@@ -261,7 +261,7 @@ async def get_exception(
 
 
 def exception_row(exception: tower_pb2.Exception) -> ExceptionRow:
-    kind = tower_pb2.ExceptionKind.Name(exception.kind).removeprefix("EXCEPTION_KIND_").lower()
+    kind = kind_name(exception.kind)
     is_open = exception.state == tower_pb2.EXCEPTION_STATE_OPEN
     closed = exception.HasField("close_time")
     age_seconds = exception.age.ToTimedelta().total_seconds()
@@ -284,6 +284,16 @@ def exception_row(exception: tower_pb2.Exception) -> ExceptionRow:
         age_seconds=age_seconds,
         close_seconds=exception.close_time.ToMicroseconds() / 1e6 if closed else 0.0,
     )
+
+
+def kind_name(number: int) -> str:
+    """A kind's short name; a kind newer than this gateway's contract is named by its number
+    (a tower upgraded first must not break the pages that list its exceptions)."""
+    try:
+        name = tower_pb2.ExceptionKind.Name(tower_pb2.ExceptionKind.ValueType(number))
+        return name.removeprefix("EXCEPTION_KIND_").lower()
+    except ValueError:
+        return f"kind_{number}"
 
 
 def audit_row(entry: tower_pb2.ExceptionAuditEntry) -> AuditRow:

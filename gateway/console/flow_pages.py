@@ -2,7 +2,8 @@
 chart) and one flow's drill-down (its items page by page, each linking to its order's timeline).
 
     GET /console/flows                       the overview; its table re-read every few seconds
-    GET /console/flows/rows                  the overview's chart and table alone (htmx)
+    GET /console/flows/rows                  the overview's chart, table and open exceptions
+                                             alone (htmx)
     GET /console/flows/{flow}?page=T&size=N  one page of a flow's items
     GET /console/flows/{flow}/rows?…         that page's table alone (htmx, while the tower is down)
 
@@ -11,6 +12,7 @@ A fragment always answers 200: htmx swaps only successful answers, and a refusal
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.adapters.backends import Backends
-from gateway.console import flows
+from gateway.console import exception_summary, flows
+from gateway.console.exception_pages import list_url
+from gateway.console.exceptions import KINDS, Filters
 from gateway.console.flow_chart import BAR_WIDTH
 from gateway.console.flow_history import TREND_HEIGHT, TREND_WIDTH, FlowHistory, FlowSample
 from gateway.console.session import Session
@@ -95,8 +99,17 @@ class FlowPages:
         return self._console.fragment("flows_table.html", **(await self._overview_context()))
 
     async def _overview_context(self) -> dict[str, Any]:
-        found = await flows.list_flows(self._backends, self._settings.tower_timeout_seconds)
+        timeout = self._settings.tower_timeout_seconds
+        # Side by side: a refresh waits for the slower of the two, not their sum.
+        found, open_found = await asyncio.gather(
+            flows.list_flows(self._backends, timeout),
+            exception_summary.open_by_kind(self._backends, timeout),
+        )
         view, refusal = (None, found) if isinstance(found, Refusal) else (found, None)
+        # The exceptions' own refusal is shown in their section: the flows still render.
+        open_view, open_refusal = (
+            (None, open_found) if isinstance(open_found, Refusal) else (open_found, None)
+        )
         now = self._clock()
         if view is not None:
             self.history.record(
@@ -114,6 +127,10 @@ class FlowPages:
             "sampled": len(self.history.samples(now)),
             "view": view,
             "refusal": refusal,
+            "open_exceptions": open_view,
+            "open_refusal": open_refusal,
+            "open_kind_url": open_kind_url,
+            "max_counted": exception_summary.MAX_COUNTED,
             # Live while the tower answers or may answer again; not when it is not configured.
             "poll": refusal is None or refusal.transient,
             "poll_url": f"{PREFIX}/flows/rows",
@@ -170,6 +187,12 @@ class FlowPages:
             "flow_url": flow_url,
             "flows_url": flows_url(),
         }
+
+
+def open_kind_url(kind: str) -> str:
+    """The exceptions list filtered to one kind's open ones (every open one for a kind newer
+    than this gateway's contract, which the list's filter does not know)."""
+    return list_url(Filters(kind if kind in KINDS else "", "open"))
 
 
 def _page_size(value: str) -> int | Refusal:

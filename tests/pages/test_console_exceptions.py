@@ -4,11 +4,12 @@ launcher).
 An order placed over the partner API gets its label; then the carrier pushes a scan of its
 tracking number with a status code the sandbox does not know (signed with the mesh's webhook
 secret, to the gateway's public carrier route, as the sandbox carrier does). The operator, on
-the exceptions page, sees the carrier_code_unmapped exception appear live, opens it and maps
-the code with the page's form: carrier-adapter maps it, its code_mapped event closes the
-exception, and the page shows it closed with the operator's audit row. A read-only operator
-sees no action and is refused a POST; a partner key does not open the page. Screenshots of the
-list and the detail are saved beside the one the browser fixture leaves.
+the exceptions page, sees the carrier_code_unmapped exception appear live (and the flow
+overview count it, linking to that kind's open ones), opens it and maps the code with the
+page's form: carrier-adapter maps it, its code_mapped event closes the exception, and the page
+shows it closed with the operator's audit row. A read-only operator sees no action and is
+refused a POST; a partner key does not open the page. Screenshots of the list and the detail
+are saved beside the one the browser fixture leaves.
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ def _row_of(code: str) -> Callable[[WebDriver], Any]:
     return lambda driver: driver.execute_script(script, f"sandbox:{code}")
 
 
+# Clicks the overview's link of one kind's open exceptions (with at least one open); its href,
+# or "" when the overview shows no such row.
+OPEN_KIND = """
+const row = document.querySelector(`#open-exceptions tr.open-kind[data-kind="${arguments[0]}"]`);
+if (!row || Number(row.dataset.open) < 1) { return ""; }
+const link = row.querySelector("a.open-kind-link");
+link.click();
+return link.getAttribute("href");
+"""
+
+
 def test_an_operator_maps_an_unmapped_carrier_code_from_the_exceptions_page(
     browser: Browser, mesh: Mesh
 ) -> None:
@@ -133,6 +145,16 @@ def test_an_operator_maps_an_unmapped_carrier_code_from_the_exceptions_page(
     assert states == sorted(states, key=lambda state: state != "open"), states
     assert browser.console_errors() == []
     _screenshot(driver, "list")
+
+    # The overview counts it among the open exceptions; its kind's row leads to the filtered list
+    # (clicked in one script: a live refresh can not swap the row between finding and clicking).
+    driver.get(f"{mesh.console_url}/flows")
+    followed = driver.execute_script(OPEN_KIND, "carrier_code_unmapped")
+    assert followed == "/console/exceptions?kind=carrier_code_unmapped&state=open", followed
+    browser.wait().until(
+        lambda d: d.current_url.endswith(followed) and _row_of(code)(d),
+        "the overview's carrier_code_unmapped row did not lead to the code's open exceptions",
+    )
 
     # Its page: the facts, no audit yet, and the forms its kind allows.
     driver.find_element(
