@@ -8,10 +8,20 @@ channel's callables, or interceptors when tracing is on, since OpenTelemetry's a
   call's deadline (so a callee never works for a caller that has given up), and a default for
   calls that have neither (no call ever waits forever);
 - when tracing is on, add `traceparent` (opentelemetry-instrumentation-grpc).
+
+Every channel balances its calls `round_robin` over the addresses its target resolves to, so one
+client spreads its calls over every replica of the callee (grpc's default, `pick_first`, sends
+them all to the first address). Targets are gRPC names:
+
+- `dns:///inventory-headless:50051` (Kubernetes: a headless Service resolves to one A record per
+  ready pod; deploy/k8s/README.md, "Client load balancing");
+- `ipv4:127.0.0.1:5001,127.0.0.1:5002`: a fixed list of replicas (a local multi-replica mesh);
+- `inventory:50051` or `127.0.0.1:5001`: one host, as before (a name is resolved by DNS).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -38,14 +48,32 @@ else:
     _StreamStream = grpc.aio.StreamStreamClientInterceptor
 
 __all__ = [
+    "ROUND_ROBIN_SERVICE_CONFIG",
+    "SERVICE_CONFIG_OPTION",
     "TRANSIENT_CODES",
     "CallContextInterceptor",
     "UnaryStreamCallContextInterceptor",
     "call_context_interceptors",
+    "channel_options",
     "is_transient",
     "open_channel",
     "outgoing_metadata",
 ]
+
+
+# The gRPC service config of every channel open_channel makes (grpc option
+# "grpc.service_config"): one subchannel per resolved address, each call to the next ready one.
+# A pod that drains or dies leaves the rotation; a fresh DNS answer (re-resolved when a connection
+# drops) adds new pods.
+SERVICE_CONFIG_OPTION = "grpc.service_config"
+ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def channel_options(options: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
+    """`options` plus the round_robin service config, unless the caller brought its own."""
+    if any(name == SERVICE_CONFIG_OPTION for name, _ in options):
+        return list(options)
+    return [*options, (SERVICE_CONFIG_OPTION, ROUND_ROBIN_SERVICE_CONFIG)]
 
 
 # Status codes worth calling again later (with backoff, on an idempotent call); any other code is
@@ -155,6 +183,8 @@ def open_channel(
 ) -> grpc.aio.Channel:
     """An insecure grpc.aio channel to another crossdock service (mesh traffic is in-cluster).
 
+    `target` is a gRPC name (see the module docstring); calls go round_robin over every address
+    it resolves to, unless `options` carries its own "grpc.service_config".
     `tracer_provider` defaults to the one setup_telemetry installed (none: no trace headers).
     """
     provider = tracer_provider if tracer_provider is not None else active_tracer_provider()
@@ -163,7 +193,8 @@ def open_channel(
         # runs interceptors through an extra call object and task per call (~50 µs of client
         # CPU, a fifth of a unary call).
         return _CallContextChannel(
-            grpc.aio.insecure_channel(target, options=list(options)), default_timeout_seconds
+            grpc.aio.insecure_channel(target, options=channel_options(options)),
+            default_timeout_seconds,
         )
     interceptors: list[Any] = [
         *call_context_interceptors(default_timeout_seconds),
@@ -171,7 +202,7 @@ def open_channel(
     ]
     # grpc-stubs leaves ClientInterceptor as "cast or ignore".
     return grpc.aio.insecure_channel(
-        target, options=list(options), interceptors=cast(Any, interceptors)
+        target, options=channel_options(options), interceptors=cast(Any, interceptors)
     )
 
 

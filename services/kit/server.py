@@ -44,6 +44,14 @@ __all__ = ["ServiceServer", "ShutdownHook", "run_service"]
 
 log = logging.getLogger(__name__)
 
+# Clients balance round_robin over a headless Service's addresses (kit client), but gRPC only
+# resolves DNS again when a connection closes: ending every connection after 5 minutes (with 30 s
+# for calls in flight) makes clients find pods added by a scale-up within minutes.
+CONNECTION_AGE_OPTIONS = [
+    ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+    ("grpc.max_connection_age_grace_ms", 30 * 1000),
+]
+
 ShutdownHook = Callable[[], Awaitable[object]]
 _ServicerT = TypeVar("_ServicerT")
 _ConfigT = TypeVar("_ConfigT", bound=ServiceConfig)
@@ -97,7 +105,7 @@ class ServiceServer:
             # They must run inside the kit's: it stays an interceptor, ahead of them.
             chain.append(kit)
             chain.extend(interceptors)
-        self._server = grpc.aio.server(interceptors=chain)
+        self._server = grpc.aio.server(interceptors=chain, options=CONNECTION_AGE_OPTIONS)
         # Where servicers are registered: wrapping each handler once costs nothing per call,
         # where an interceptor costs grpc.aio's chain on every call (see interceptors.py).
         self._registrar: grpc.aio.Server = (

