@@ -1,0 +1,57 @@
+"""The outbox and inbox rows of each service, read straight from its database, read-only.
+
+No public API lists them (`crossdock outbox status` gives only the backlog), so this is the
+checker's audit, not a product path: SQLite files are opened with `mode=ro` and PostgreSQL in a
+read-only transaction. Sent rows purged by the outbox's retention are simply not audited.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from contextlib import closing
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy
+
+SENT_ROWS = "SELECT event_id, subject, sent_at FROM outbox WHERE sent_at IS NOT NULL"
+INBOX_COUNTS = "SELECT consumer, event_id, COUNT(*) FROM inbox GROUP BY consumer, event_id"
+
+Row = tuple[Any, ...]
+
+
+def read_tables(db_url: str) -> tuple[list[Row], list[Row]]:
+    """(sent outbox rows, inbox counts) of one service; a table the service lacks reads empty."""
+    if db_url.startswith("sqlite:///"):
+        return _read_sqlite(db_url.removeprefix("sqlite:///"))
+    if db_url.startswith("postgresql"):
+        return _read_postgres(db_url)
+    raise ValueError(f"cannot audit a database at {db_url!r}: only sqlite and postgresql")
+
+
+def _read_sqlite(path: str) -> tuple[list[Row], list[Row]]:
+    uri = f"file:{quote(path)}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        sent = list(db.execute(SENT_ROWS)) if "outbox" in tables else []
+        inbox = list(db.execute(INBOX_COUNTS)) if "inbox" in tables else []
+    return sent, inbox
+
+
+def _read_postgres(url: str) -> tuple[list[Row], list[Row]]:
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as db:
+            db.execute(sqlalchemy.text("SET TRANSACTION READ ONLY"))
+            tables = set(sqlalchemy.inspect(db).get_table_names())
+            sent = _rows(db.execute(sqlalchemy.text(SENT_ROWS))) if "outbox" in tables else []
+            inbox = _rows(db.execute(sqlalchemy.text(INBOX_COUNTS))) if "inbox" in tables else []
+            db.rollback()
+    finally:
+        engine.dispose()
+    return sent, inbox
+
+
+def _rows(result: Iterable[sqlalchemy.Row[Any]]) -> list[Row]:
+    return [tuple(row) for row in result]
