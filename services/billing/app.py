@@ -91,6 +91,8 @@ class DocumentQuery:
     order_id: str
     page_token: str
     page_size: int
+    # Only the invoices of these shipments (credit notes ignore it); empty: every shipment's.
+    shipment_ids: tuple[str, ...] = ()
 
 
 # -- event-driven use cases ----------------------------------------------------------------
@@ -343,7 +345,12 @@ def get_invoice(uow: UnitOfWork, invoice_id: str, partner_id: str) -> Invoice:
 def list_invoices(uow: UnitOfWork, query: DocumentQuery) -> tuple[list[Invoice], str]:
     """One page of invoices and the next page's token ("" on the last page)."""
     return repo.list_invoices(
-        uow.conn, query.partner_id, query.order_id, query.page_token, query.page_size
+        uow.conn,
+        query.partner_id,
+        query.order_id,
+        query.page_token,
+        query.page_size,
+        shipment_ids=query.shipment_ids,
     )
 
 

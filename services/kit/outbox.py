@@ -117,7 +117,7 @@ def build_headers(
     """CloudEvents 1.0 binary-mode attributes plus trace and correlation context.
 
     `Nats-Msg-Id` is not stored: the relay adds it (= event id) at publish time, and a redrive
-    replaces it, so the stored headers stay the event's own.
+    replaces it, so the stored headers stay the event's own. Only `reemit` stores one.
     """
     headers = {
         ev.CE_SPECVERSION: "1.0",
@@ -403,10 +403,71 @@ def purge_sent(conn: Connection, older_than_seconds: float, limit: int = 5000) -
     return int(cursor.rowcount)
 
 
+def event_ids_of(conn: Connection, aggregate_id: str, subject: str) -> list[str]:
+    """The ids of the retained rows (pending or sent, not yet purged) of one aggregate and subject,
+    oldest first. Scans the outbox unless the service indexes aggregate_id: for rare lookups."""
+    cursor = dbapi_cursor(conn)
+    cursor.execute(
+        dialect_sql(
+            conn,
+            "SELECT event_id FROM outbox WHERE aggregate_id = ? AND subject = ? ORDER BY seq",
+        ),
+        (aggregate_id, subject),
+    )
+    return [event_id for (event_id,) in cursor.fetchall()]
+
+
+def reemit(conn: Connection, event_id: str) -> bool:
+    """Make a sent row pending again, so the relay publishes the event once more under its own
+    event id (ce-id): every consumer's inbox still keeps it exactly once. Returns False when the
+    row is still pending (nothing to do); raises LookupError when it is not in the outbox (never
+    appended here, or purged by the retention: `purge_sent`).
+
+    JetStream drops a message whose Nats-Msg-Id it saw within the stream's duplicate window, even
+    if that message was deleted since; so the row gets a transport id of its own,
+    `<event id>:reemit:<n>`, stored in its headers, which `headers_for_publish` keeps. Must run
+    inside `Database.run` (it wakes the relay at commit).
+    """
+    cursor = dbapi_cursor(conn)
+    cursor.execute(
+        dialect_sql(conn, "SELECT seq, headers, sent_at FROM outbox WHERE event_id = ?"),
+        (event_id,),
+    )
+    found = cursor.fetchone()
+    if found is None:
+        raise LookupError(f"event {event_id} is not in the outbox")
+    seq, stored, sent_at = found
+    if sent_at is None:
+        return False
+    headers = orjson.loads(stored)
+    headers[ev.NATS_MSG_ID] = f"{event_id}:reemit:{_reemit_count(headers, event_id) + 1}"
+    cursor.execute(
+        dialect_sql(
+            conn, "UPDATE outbox SET sent_at = NULL, headers = ? WHERE seq = ? AND sent_at = ?"
+        ),
+        (orjson.dumps(headers).decode(), seq, sent_at),
+    )
+    if cursor.rowcount != 1:
+        return False  # a concurrent reemit made it pending first
+    # The row keeps its (old) seq: the relay's next read finds it, as fetch_pending orders by seq.
+    conn.info[OUTBOX_APPENDED_KEY] = True
+    return True
+
+
+def _reemit_count(headers: Mapping[str, str], event_id: str) -> int:
+    """How many times the row was re-emitted already (from its stored transport id)."""
+    prefix = f"{event_id}:reemit:"
+    stored = headers.get(ev.NATS_MSG_ID, "")
+    if stored.startswith(prefix) and stored[len(prefix) :].isdigit():
+        return int(stored[len(prefix) :])
+    return 0
+
+
 def headers_for_publish(row: OutboxRow) -> dict[str, str]:
-    """The NATS headers for a row: its stored headers plus Nats-Msg-Id = event id (dedup key)."""
+    """The NATS headers for a row: its stored headers plus Nats-Msg-Id, the JetStream dedup key:
+    the event id, unless the row stores its own (a re-emitted row, see `reemit`)."""
     headers = dict(row.headers)
-    headers[ev.NATS_MSG_ID] = row.event_id
+    headers.setdefault(ev.NATS_MSG_ID, row.event_id)
     return headers
 
 

@@ -28,7 +28,11 @@ class BillingApi(svc_grpc.BillingServiceServicer):
 
     async def ListInvoices(self, request: svc.ListInvoicesRequest, context: Any) -> Any:
         query = app.DocumentQuery(
-            request.partner_id, request.order_id, request.page_token, page_size(request.page_size)
+            request.partner_id,
+            request.order_id,
+            request.page_token,
+            page_size(request.page_size),
+            shipment_ids=tuple(request.shipment_ids),
         )
         invoices, token = await self._units.run(app.list_invoices, query)
         return svc.ListInvoicesResponse(

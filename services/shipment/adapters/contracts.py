@@ -27,6 +27,7 @@ from crossdock.shipment.v1 import shipment_pb2
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.kit.events import event_spec
 from services.kit.proto_values import (
     address_to_domain,
     address_to_proto,
@@ -481,6 +482,10 @@ def _out_for_delivery(event: ShipmentOutForDelivery) -> Mapped:
         shipment=ref_to_proto(event.shipment), occur_time=timestamp(event.occurred_at)
     )
     return message, event.shipment.shipment_id
+
+
+# The outbox subject of ShipmentDelivered: ReemitDelivered finds the original row by it.
+DELIVERED_SUBJECT = event_spec(events_pb.ShipmentDelivered).subject
 
 
 @mapper.maps(ShipmentDelivered)

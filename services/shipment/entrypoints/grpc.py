@@ -1,7 +1,7 @@
 """ShipmentService over gRPC: read-only views of shipments and their tracking timeline, the
-operator's label retry, and the order service's cancellation of an order's shipments (with the
-retry of a failed label void). Request translation only; the rules live in app.shipments and
-app.cancellation.
+operator's label retry, the order service's cancellation of an order's shipments (with the
+retry of a failed label void), and reconciliation's re-emit of a delivered event. Request
+translation only; the rules live in app.shipments, app.cancellation and app.reemit.
 
 partner_id scopes a request: another partner's shipment answers NOT_FOUND, exactly like a
 missing one. Lists are newest first and keyset-paged on the row sequence (services.kit.paging).
@@ -9,6 +9,7 @@ missing one. Lists are newest first and keyset-paged on the row sequence (servic
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,9 @@ from services.kit.clock import Clock
 from services.kit.paging import page_size
 from services.kit.uow import UnitsOfWork
 from services.shipment.adapters.contracts import scan_to_proto, shipment_to_proto
-from services.shipment.app import cancellation, shipments
+from services.shipment.app import cancellation, reemit, shipments
+
+log = logging.getLogger(__name__)
 
 
 class ShipmentApi(svc_grpc.ShipmentServiceServicer):
@@ -85,6 +88,18 @@ class ShipmentApi(svc_grpc.ShipmentServiceServicer):
         )
         self._on_retry()
         return svc.RetryLabelVoidResponse(shipment=shipment_to_proto(shipment))
+
+    async def ReemitDelivered(self, request: svc.ReemitDeliveredRequest, context: Any) -> Any:
+        result = await self._units.run(reemit.reemit_delivered, request.shipment_id)
+        # The reason is only for the log: reconciliation says what it found missing.
+        log.info(
+            "shipment %s: delivered event %s %s (%s)",
+            request.shipment_id,
+            result.event_id,
+            "re-emitted" if result.reemitted else "still pending",
+            request.reason or "no reason given",
+        )
+        return svc.ReemitDeliveredResponse(event_id=result.event_id, reemitted=result.reemitted)
 
 
 def add_to_server(server: Any, api: ShipmentApi) -> None:

@@ -4,6 +4,7 @@ the raw cursor, SQLAlchemy Core for the pages built per call."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -190,15 +191,24 @@ def invoices_for_order(conn: Connection, order_id: str) -> list[Invoice]:
 
 
 def list_invoices(
-    conn: Connection, partner_id: str, order_id: str, page_token: str, size: int
+    conn: Connection,
+    partner_id: str,
+    order_id: str,
+    page_token: str,
+    size: int,
+    *,
+    shipment_ids: Sequence[str] = (),
 ) -> tuple[list[Invoice], str]:
-    """Newest first (by seq), keyset-paged: one page and the next page's token."""
+    """Newest first (by seq), keyset-paged: one page and the next page's token. With
+    `shipment_ids`, only those shipments' invoices (one statement: an IN list, at most 500)."""
     c = t.invoices.c
     query = select(t.invoices)
     if partner_id:
         query = query.where(c.partner_id == partner_id)
     if order_id:
         query = query.where(c.order_id == order_id)
+    if shipment_ids:
+        query = query.where(c.shipment_id.in_(shipment_ids))
     rows = conn.execute(keyset(query, c.seq, page_token, size, descending=True)).all()
     page, token = next_page(rows, size, key=lambda row: int(row.seq))
     return [_invoice(row) for row in page], token

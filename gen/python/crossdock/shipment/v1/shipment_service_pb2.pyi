@@ -347,3 +347,55 @@ class RetryLabelVoidResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryLabelVoidResponse: _TypeAlias = RetryLabelVoidResponse  # noqa: Y015
+
+@_typing.final
+class ReemitDeliveredRequest(_message.Message):
+    """ReemitDeliveredRequest names a delivered shipment whose delivered event to publish again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHIPMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    shipment_id: _builtins.str
+    """shipment_id is the shipment."""
+    reason: _builtins.str
+    """reason is why, for the log (e.g. the reconciliation that found the event missing)."""
+    def __init__(
+        self,
+        *,
+        shipment_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "shipment_id", b"shipment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReemitDeliveredRequest: _TypeAlias = ReemitDeliveredRequest  # noqa: Y015
+
+@_typing.final
+class ReemitDeliveredResponse(_message.Message):
+    """ReemitDeliveredResponse says what was published."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    REEMITTED_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """event_id is the delivered event's id (its ce-id), the same as when first published."""
+    reemitted: _builtins.bool
+    """reemitted is false when the event was still waiting to be published: nothing to do."""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        reemitted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "reemitted", b"reemitted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReemitDeliveredResponse: _TypeAlias = ReemitDeliveredResponse  # noqa: Y015

@@ -67,6 +67,11 @@ class ShipmentServiceStub:
                 request_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidRequest.SerializeToString,
                 response_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidResponse.FromString,
                 _registered_method=True)
+        self.ReemitDelivered = channel.unary_unary(
+                '/crossdock.shipment.v1.ShipmentService/ReemitDelivered',
+                request_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.ReemitDeliveredRequest.SerializeToString,
+                response_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.ReemitDeliveredResponse.FromString,
+                _registered_method=True)
 
 
 class ShipmentServiceServicer:
@@ -125,6 +130,16 @@ class ShipmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReemitDelivered(self, request, context):
+        """ReemitDelivered publishes again the ShipmentDelivered event of a DELIVERED outbound
+        shipment, under its original event id (ce-id), so a consumer that has it keeps it once;
+        internal, for reconciliation when a consumer never got it. FAILED_PRECONDITION when the
+        shipment is not a delivered outbound shipment, or its event has left the outbox (retention).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShipmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +172,11 @@ def add_ShipmentServiceServicer_to_server(servicer, server):
                     servicer.RetryLabelVoid,
                     request_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidRequest.FromString,
                     response_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidResponse.SerializeToString,
+            ),
+            'ReemitDelivered': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReemitDelivered,
+                    request_deserializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.ReemitDeliveredRequest.FromString,
+                    response_serializer=crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.ReemitDeliveredResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -324,6 +344,33 @@ class ShipmentService:
             '/crossdock.shipment.v1.ShipmentService/RetryLabelVoid',
             crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidRequest.SerializeToString,
             crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.RetryLabelVoidResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReemitDelivered(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.shipment.v1.ShipmentService/ReemitDelivered',
+            crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.ReemitDeliveredRequest.SerializeToString,
+            crossdock_dot_shipment_dot_v1_dot_shipment__service__pb2.ReemitDeliveredResponse.FromString,
             options,
             channel_credentials,
             insecure,

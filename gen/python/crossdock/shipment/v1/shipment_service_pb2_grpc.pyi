@@ -59,6 +59,12 @@ class ShipmentServiceStub:
     """
     RetryLabelVoid: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.RetryLabelVoidRequest, _shipment_service_pb2.RetryLabelVoidResponse]
     """RetryLabelVoid voids again the label of a cancelled shipment whose void failed; internal."""
+    ReemitDelivered: _grpc.UnaryUnaryMultiCallable[_shipment_service_pb2.ReemitDeliveredRequest, _shipment_service_pb2.ReemitDeliveredResponse]
+    """ReemitDelivered publishes again the ShipmentDelivered event of a DELIVERED outbound
+    shipment, under its original event id (ce-id), so a consumer that has it keeps it once;
+    internal, for reconciliation when a consumer never got it. FAILED_PRECONDITION when the
+    shipment is not a delivered outbound shipment, or its event has left the outbox (retention).
+    """
 
 @_typing.type_check_only
 class ShipmentServiceAsyncStub(ShipmentServiceStub):
@@ -91,6 +97,12 @@ class ShipmentServiceAsyncStub(ShipmentServiceStub):
     """
     RetryLabelVoid: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.RetryLabelVoidRequest, _shipment_service_pb2.RetryLabelVoidResponse]  # type: ignore[assignment]
     """RetryLabelVoid voids again the label of a cancelled shipment whose void failed; internal."""
+    ReemitDelivered: _aio.UnaryUnaryMultiCallable[_shipment_service_pb2.ReemitDeliveredRequest, _shipment_service_pb2.ReemitDeliveredResponse]  # type: ignore[assignment]
+    """ReemitDelivered publishes again the ShipmentDelivered event of a DELIVERED outbound
+    shipment, under its original event id (ce-id), so a consumer that has it keeps it once;
+    internal, for reconciliation when a consumer never got it. FAILED_PRECONDITION when the
+    shipment is not a delivered outbound shipment, or its event has left the outbox (retention).
+    """
 
 class ShipmentServiceServicer(metaclass=_abc_1.ABCMeta):
     """ShipmentService owns shipments, their packages and every carrier scan.
@@ -156,5 +168,17 @@ class ShipmentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_shipment_service_pb2.RetryLabelVoidResponse, _abc.Awaitable[_shipment_service_pb2.RetryLabelVoidResponse]]:
         """RetryLabelVoid voids again the label of a cancelled shipment whose void failed; internal."""
+
+    @_abc_1.abstractmethod
+    def ReemitDelivered(
+        self,
+        request: _shipment_service_pb2.ReemitDeliveredRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shipment_service_pb2.ReemitDeliveredResponse, _abc.Awaitable[_shipment_service_pb2.ReemitDeliveredResponse]]:
+        """ReemitDelivered publishes again the ShipmentDelivered event of a DELIVERED outbound
+        shipment, under its original event id (ce-id), so a consumer that has it keeps it once;
+        internal, for reconciliation when a consumer never got it. FAILED_PRECONDITION when the
+        shipment is not a delivered outbound shipment, or its event has left the outbox (retention).
+        """
 
 def add_ShipmentServiceServicer_to_server(servicer: ShipmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
