@@ -5,13 +5,19 @@ flows': one SLA per flow (seconds an item may wait before it is a breach; defaul
 services.control_tower.domain.flows), the transit allowance of shipments without a carrier
 promise, and how often the flow gauges are computed; the owners the exceptions workbench's
 actions call (shipment, carrier-adapter, order; order, inventory, shipment and billing for
-redrives of their dead letters), how often the DLQ is read, and each exception kind's SLA.
+redrives of their dead letters), how often the DLQ is read, and each exception kind's SLA;
+reconciliation: whether the schedule runs, and per check its mode (`reconcile_<check>_mode`:
+correct, the default, or report_only) and interval (`reconcile_interval_<check>_seconds`).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from services.control_tower.adapters.store import SERVICE
 from services.control_tower.app import FlowSettings
+from services.control_tower.app.reconcile import ReconcileSettings
+from services.control_tower.app.reconciliation.checks import CHECKS
 from services.control_tower.app.workbench import ExceptionSettings
 from services.control_tower.domain.exceptions import KINDS, ExceptionKind
 from services.control_tower.domain.flows import (
@@ -19,6 +25,7 @@ from services.control_tower.domain.flows import (
     FLOWS,
     FLOWS_BY_NAME,
 )
+from services.control_tower.domain.reconciliation import Mode
 from services.kit.config import setting
 from services.kit.runtime import ConsumingServiceConfig
 
@@ -38,6 +45,25 @@ def _exception_sla(kind: ExceptionKind) -> float:
         minimum=1,
         description=f"how long a {kind.label} exception may stay open before it is a breach "
         "(seconds)",
+    )
+
+
+ReconcileMode = Literal["correct", "report_only"]
+
+
+def _reconcile_mode(check: str) -> ReconcileMode:
+    return setting(  # type: ignore[no-any-return]
+        default="correct",
+        description=f"reconciliation check {check}: correct (ask the owner to fix each drift, "
+        "the default) or report_only (record findings only)",
+    )
+
+
+def _reconcile_interval(check: str) -> float:
+    return setting(  # type: ignore[no-any-return]
+        default=CHECKS[check].default_interval_seconds,
+        minimum=10,
+        description=f"how often reconciliation check {check} runs (seconds)",
     )
 
 
@@ -98,12 +124,41 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
     sla_exception_label_outcome_unknown_seconds: float = _exception_sla(
         ExceptionKind.LABEL_OUTCOME_UNKNOWN
     )
+    sla_exception_reconciliation_finding_seconds: float = _exception_sla(
+        ExceptionKind.RECONCILIATION_FINDING
+    )
     flow_gauges_interval_seconds: float = setting(
         default=5.0,
         minimum=0.1,
         maximum=3600,
         description="how often the flow, DLQ and consumer gauges are recomputed",
     )
+
+    reconcile_enabled: bool = setting(
+        default=True,
+        description="run the reconciliation checks on their schedules (RunReconciliation and "
+        "`crossdock reconcile run` work either way)",
+    )
+    reconcile_poll_seconds: float = setting(
+        default=30.0,
+        minimum=1,
+        maximum=3600,
+        description="how often the reconciliation schedule is read for due checks",
+    )
+    reconcile_delivered_vs_invoiced_mode: ReconcileMode = _reconcile_mode("delivered_vs_invoiced")
+    reconcile_interval_delivered_vs_invoiced_seconds: float = _reconcile_interval(
+        "delivered_vs_invoiced"
+    )
+
+    def reconcile_settings(self) -> ReconcileSettings:
+        """Each registered check's mode and interval (from its settings), and the switch."""
+        return ReconcileSettings(
+            modes={name: Mode(getattr(self, f"reconcile_{name}_mode")) for name in CHECKS},
+            intervals={
+                name: float(getattr(self, f"reconcile_interval_{name}_seconds")) for name in CHECKS
+            },
+            enabled=self.reconcile_enabled,
+        )
 
     def dead_letter_targets(self) -> dict[str, str]:
         """The consuming services whose dead letters the workbench redrives, and their targets

@@ -4,19 +4,24 @@ The kit's run_service owns the process (config, logs, metrics, health, SIGTERM);
 what the integration tests run. The tower publishes nothing: `start_events` opens its database
 and NATS (and an idle relay), and its projection consumers are started on that runtime. Its
 only calls out are the workbench's actions, to the owners' RPCs (shipment, carrier-adapter,
-order).
+order), and the reconciliation checks' reads and corrections (shipment, billing).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NoReturn
 
+from crossdock.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from crossdock.carrier.v1 import carrier_service_pb2_grpc as carrier_grpc
 from crossdock.common.v1 import dead_letters_pb2_grpc as dlq_grpc
 from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 
 from services.control_tower.adapters.clients import DeadLetterClients, OwnerClients
+from services.control_tower.app.reconcile import Reconciler
+from services.control_tower.app.reconciliation.checks import CHECKS, Check, CheckContext
+from services.control_tower.app.reconciliation.schedule import ReconcileScheduler
 from services.control_tower.app.workbench import Workbench
 from services.control_tower.config import TowerConfig
 from services.control_tower.entrypoints.consumers import event_handlers, start_consumers
@@ -28,9 +33,12 @@ from services.kit.runtime import start_events
 from services.kit.server import ServiceServer, run_service
 
 
-async def setup(server: ServiceServer, config: TowerConfig) -> None:
+async def setup(
+    server: ServiceServer, config: TowerConfig, *, checks: Mapping[str, Check] = CHECKS
+) -> None:
     """The owners' channels, the events runtime (migrate, DB, NATS), the projection consumers,
-    the flow gauges' worker, the dead letters' watcher, then the api."""
+    the flow gauges' worker, the dead letters' watcher, the reconciliation schedule, then the
+    api. `checks` are the reconciliation checks (tests pass their own)."""
     workers: list[FlowGaugeWorker] = []
     timeout = config.grpc_client_timeout_seconds
     shipment_channel = open_channel(config.shipment_target, default_timeout_seconds=timeout)
@@ -43,12 +51,15 @@ async def setup(server: ServiceServer, config: TowerConfig) -> None:
         for service, target in config.dead_letter_targets().items()
     }
     watchers: list[DeadLetterWatcher] = []
+    schedulers: list[ReconcileScheduler] = []
 
     async def stop_gauges() -> None:
         for worker in workers:
             await worker.stop()
         for watcher in watchers:
             await watcher.stop()
+        for scheduler in schedulers:
+            await scheduler.stop()
         for channel in {*letter_channels.values(), shipment_channel, carrier_channel}:
             await channel.close(None)
 
@@ -57,15 +68,17 @@ async def setup(server: ServiceServer, config: TowerConfig) -> None:
     runtime = await start_events(config, server)
     await start_consumers(runtime, event_handlers(), config.consumer_settings(), server.metrics)
     flows = config.flow_settings()
-    if server.metrics is not None:
+    gauges = FlowGauges(server.metrics.registry) if server.metrics is not None else None
+    if gauges is not None:
         workers.append(
             FlowGaugeWorker(
                 runtime.units,
                 runtime.nc.jetstream(),
-                FlowGauges(server.metrics.registry),
+                gauges,
                 flows,
                 interval=config.flow_gauges_interval_seconds,
                 exception_settings=config.exception_settings(),
+                reconcile_checks=list(checks),
             )
         )
         workers[0].start()
@@ -87,11 +100,26 @@ async def setup(server: ServiceServer, config: TowerConfig) -> None:
         )
     )
     watchers[0].start()
+    reconcile_settings = config.reconcile_settings()
+    reconciler = Reconciler(
+        runtime.units,
+        checks,
+        CheckContext(
+            shipment=shipment_grpc.ShipmentServiceStub(shipment_channel),
+            billing=billing_grpc.BillingServiceStub(letter_channels["billing"]),
+        ),
+        reconcile_settings,
+        on_run=gauges.count_run if gauges is not None else None,
+    )
+    if reconcile_settings.enabled:
+        schedulers.append(ReconcileScheduler(reconciler, poll=config.reconcile_poll_seconds))
+        schedulers[0].start()
     api = TowerApi(
         runtime.units,
         flows,
         bench=Workbench(runtime.units, owners, dead_letters=letters),
         exception_settings=config.exception_settings(),
+        reconciler=reconciler,
     )
     add_to_server(server, api)
 

@@ -9,6 +9,7 @@
     crossdock tower timeline REF [--partner P]     one order's events from every service
     crossdock flows [--items FLOW] [--json]        business-flow health from the control tower
     crossdock exceptions list|show|retry|redrive|resolve|map-code   the exceptions workbench
+    crossdock reconcile run [--check NAME] [--report-only] | findings   reconciliation checks
     crossdock carriers map-code|mappings           carrier code mappings (from carrier-adapter)
 
 NATS commands take --nats-url (default: $CROSSDOCK_NATS_URL); DB commands take --db-url

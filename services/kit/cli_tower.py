@@ -33,13 +33,15 @@ _MATCHED_PREFIX = "REFERENCE_KIND_"
 
 
 def add_tower_commands(commands: Any) -> None:
-    """Mount `crossdock tower ...`, `crossdock flows` and `crossdock exceptions` on the CLI's
-    subparsers."""
-    # Imported here: the exceptions commands reuse this module's table and error helpers.
+    """Mount `crossdock tower ...`, `crossdock flows`, `crossdock exceptions` and `crossdock
+    reconcile` on the CLI's subparsers."""
+    # Imported here: these commands reuse this module's table and error helpers.
     from services.kit.cli_exceptions import add_exceptions_command
+    from services.kit.cli_reconcile import add_reconcile_command
 
     add_flows_command(commands)
     add_exceptions_command(commands)
+    add_reconcile_command(commands)
     p_tower = commands.add_parser(
         "tower",
         help="the control tower's views",

@@ -24,7 +24,10 @@ Which owner events raise and fix each kind (the owners publish nothing else abou
   episode. The fixing event names its exception exactly, so a fix that arrives first is stored
   as a closed row that its opening then finds (`KindSpec.records_early_fix`);
 - dead_letter (`<durable>:<DLQ sequence>`): not an event but a letter in the DLQ stream, seen
-  by polling it; closed when the letter is gone (redriven or discarded).
+  by polling it; closed when the letter is gone (redriven or discarded);
+- reconciliation_finding (`<check>:<subject>:<finding id>`): not an event but an open finding
+  of a reconciliation check (services.control_tower.domain.reconciliation), opened and closed
+  with its finding; owned by the service whose RPC corrects the check's drifts.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class ExceptionKind(enum.Enum):
     DEAD_LETTER = 4
     ORDER_EXCEPTION = 5
     LABEL_OUTCOME_UNKNOWN = 6
+    RECONCILIATION_FINDING = 7
 
     @property
     def label(self) -> str:
@@ -99,7 +103,20 @@ KINDS: dict[ExceptionKind, KindSpec] = {
         no_retry="the label's booking outcome is unknown at the carrier (a retry would book a "
         "second label or be refused): reconcile with the carrier, then resolve it",
     ),
+    ExceptionKind.RECONCILIATION_FINDING: KindSpec(
+        "",
+        "finding",
+        "",
+        False,
+        3600,
+        no_retry="a reconciliation finding closes when a later run of its check no longer finds "
+        "the drift (`crossdock reconcile run --check NAME`); resolve it with a note once handled",
+    ),
 }
+
+# Each reconciliation check's owner (the service whose RPC corrects its drifts), declared by
+# the check registry (services.control_tower.app.reconciliation.checks).
+CHECK_OWNERS: dict[str, str] = {}
 
 # The mesh's services, longest first: a durable consumer is named `<service>-<purpose>`.
 SERVICES = tuple(
@@ -187,6 +204,8 @@ class ExceptionView:
         """The service that owns the subject and its fix."""
         if self.kind is ExceptionKind.DEAD_LETTER:
             return service_of_durable(dead_letter_of(self.subject_id)[0])
+        if self.kind is ExceptionKind.RECONCILIATION_FINDING:
+            return CHECK_OWNERS.get(self.subject_id.partition(":")[0], "")
         return self.spec.owner
 
     @property

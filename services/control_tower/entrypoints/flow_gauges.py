@@ -4,6 +4,9 @@ Every `interval` seconds (never per event: the projection stays one statement pe
 - from the tower's database, each flow's items, oldest age, age distribution, SLA and breaches
   (app.list_flows), and the open exceptions by kind and owner with the oldest one's age
   (workbench.open_exceptions);
+- from the tower's database, each reconciliation check's open findings and its latest run's
+  time and duration (whichever replica ran it); `crossdock_reconciliation_runs_total` counts
+  the runs this replica made (`count_run`, the reconciler's callback);
 - once, at start: each exception kind's configured SLA (`crossdock_exceptions_sla_seconds`), so
   the alert compares every kind's oldest age with the SLA this tower applies, not a copy;
 - from JetStream, read-only: every durable's pending count on every domain stream (consumer
@@ -22,12 +25,13 @@ import time
 from collections.abc import Callable, Iterable
 
 from nats.js import JetStreamContext
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.control_tower import app
-from services.control_tower.app import workbench
+from services.control_tower.app import reconcile, workbench
 from services.control_tower.domain.exceptions import KINDS, ExceptionKind
 from services.control_tower.domain.flows import AGE_BUCKETS, FlowSummary
+from services.control_tower.domain.reconciliation import RunRecord
 from services.kit.streams import DLQ_STREAM, DLQ_SUBJECT_PREFIX, DOMAIN_STREAMS
 from services.kit.uow import UnitsOfWork
 from services.kit.workers import PollingWorker
@@ -103,6 +107,30 @@ class FlowGauges:
             ["kind"],
             registry=r,
         )
+        self.findings_open = Gauge(
+            "crossdock_reconciliation_findings_open",
+            "Open reconciliation findings (drifts between owners), by check.",
+            ["check"],
+            registry=r,
+        )
+        self.last_run = Gauge(
+            "crossdock_reconciliation_last_run_timestamp_seconds",
+            "When the check's latest run finished (epoch seconds; absent before its first run).",
+            ["check"],
+            registry=r,
+        )
+        self.last_run_duration = Gauge(
+            "crossdock_reconciliation_last_run_duration_seconds",
+            "How long the check's latest run took.",
+            ["check"],
+            registry=r,
+        )
+        self.runs = Counter(
+            "crossdock_reconciliation_runs",
+            "Reconciliation runs this replica made, by check and outcome (ok, failed).",
+            ["check", "outcome"],
+            registry=r,
+        )
         self._exception_labels: set[tuple[str, str]] = set()
         self._pending_labels: set[tuple[str, str]] = set()
         self._dlq_labels: set[str] = set()
@@ -127,6 +155,17 @@ class FlowGauges:
         self._exception_labels |= counts.keys()
         for kind in ExceptionKind:
             self.exceptions_oldest_age.labels(kind.label).set(found.oldest_age.get(kind, 0.0))
+
+    def set_reconciliation(self, state: reconcile.GaugeState, checks: Iterable[str]) -> None:
+        """Every check's open findings (0 when none); a run's time once it has one."""
+        for check in {*checks, *state.open_findings}:
+            self.findings_open.labels(check).set(state.open_findings.get(check, 0))
+        for check, run in state.last_runs.items():
+            self.last_run.labels(check).set(run.finished_at)
+            self.last_run_duration.labels(check).set(run.duration)
+
+    def count_run(self, run: RunRecord) -> None:
+        self.runs.labels(run.check, "ok" if run.ok else "failed").inc()
 
     def set_exception_slas(self, settings: workbench.ExceptionSettings) -> None:
         """Every kind's SLA, also of kinds with nothing open: without it the alert on the kind's
@@ -178,6 +217,7 @@ class FlowGaugeWorker:
         *,
         interval: float,
         exception_settings: workbench.ExceptionSettings | None = None,
+        reconcile_checks: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         # The SLAs are read once at start: set now, before the first refresh.
@@ -187,6 +227,7 @@ class FlowGaugeWorker:
         self._gauges = gauges
         self._settings = settings
         self._clock = clock
+        self._checks = sorted(reconcile_checks)
         self.worker = PollingWorker("control-tower-flow-gauges", self.run_once, interval=interval)
 
     async def run_once(self) -> int:
@@ -194,6 +235,8 @@ class FlowGaugeWorker:
         summaries = await self._units.run(app.list_flows, self._settings, self._clock())
         self._gauges.set_flows(summaries)
         self._gauges.set_exceptions(await self._units.run(workbench.open_exceptions, self._clock()))
+        state = await self._units.run(reconcile.gauge_state)
+        self._gauges.set_reconciliation(state, self._checks)
         pending, depth = await jetstream_state(self._js)
         self._gauges.set_pending(pending)
         self._gauges.set_dlq(depth)

@@ -1,5 +1,6 @@
 """TowerService over gRPC: read-only views of what the tower has consumed, and the exceptions
-workbench's audited actions (each through the owner's RPC: services.control_tower.app.workbench).
+workbench's audited actions (each through the owner's RPC: services.control_tower.app.workbench),
+and reconciliation: run checks now, list their findings (services.control_tower.app.reconcile).
 
 Request translation only. Malformed references (empty, too long, control characters) never get
 here: the kit's interceptor checks the contract's protovalidate rules first (INVALID_ARGUMENT
@@ -16,8 +17,13 @@ from crossdock.tower.v1 import tower_pb2 as svc
 from crossdock.tower.v1 import tower_pb2_grpc as svc_grpc
 
 from services.control_tower import app
-from services.control_tower.adapters import contracts, exception_contracts, flow_contracts
-from services.control_tower.app import workbench
+from services.control_tower.adapters import (
+    contracts,
+    exception_contracts,
+    flow_contracts,
+    reconcile_contracts,
+)
+from services.control_tower.app import reconcile, workbench
 from services.control_tower.domain.exceptions import AuditEntry, ExceptionKind, ExceptionView
 from services.kit.uow import UnitsOfWork
 
@@ -32,12 +38,14 @@ class TowerApi(svc_grpc.TowerServiceServicer):
         clock: Callable[[], float] = time.time,
         bench: workbench.Workbench | None = None,
         exception_settings: workbench.ExceptionSettings | None = None,
+        reconciler: reconcile.Reconciler | None = None,
     ) -> None:
         self._units = units
         self._flows = flow_settings if flow_settings is not None else app.FlowSettings()
         self._clock = clock
         self._bench = bench
         self._exceptions = exception_settings or workbench.ExceptionSettings()
+        self._reconciler = reconciler
 
     def _exception(self, found: ExceptionView) -> Any:
         sla = self._exceptions.sla_of(found.kind)
@@ -114,6 +122,27 @@ class TowerApi(svc_grpc.TowerServiceServicer):
     async def RedriveException(self, request: svc.RedriveExceptionRequest, context: Any) -> Any:
         act = workbench.Act(request.exception_id, request.operator, request.reason)
         return self._acted(svc.RedriveExceptionResponse, await self._workbench().redrive(act))
+
+    async def RunReconciliation(self, request: svc.RunReconciliationRequest, context: Any) -> Any:
+        if self._reconciler is None:
+            raise RuntimeError("the tower was started without its reconciliation checks")
+        summary = await self._reconciler.run(list(request.checks), request.report_only)
+        return svc.RunReconciliationResponse(
+            runs=[reconcile_contracts.run_to_proto(run) for run in summary.runs]
+        )
+
+    async def ListFindings(self, request: svc.ListFindingsRequest, context: Any) -> Any:
+        query = reconcile.FindingsQuery(
+            check=request.check,
+            state=reconcile_contracts.STATES.get(request.state),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        found, token = await self._units.run(reconcile.list_findings, query)
+        return svc.ListFindingsResponse(
+            findings=[reconcile_contracts.finding_to_proto(f) for f in found],
+            next_page_token=token,
+        )
 
 
 def add_to_server(server: Any, api: TowerApi) -> None:

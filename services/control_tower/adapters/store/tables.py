@@ -128,3 +128,57 @@ exception_audit = Table(
     Index("ix_exception_audit_order_id", "order_id"),
     sqlite_autoincrement=True,
 )
+
+# Reconciliation (services.control_tower.domain.reconciliation): one row per finding (a drift's
+# episode); at most one open per (check, subject), enforced by the reconciler's unit of work.
+reconcile_findings = Table(
+    "reconcile_findings",
+    metadata,
+    Column("finding_id", _SEQ, primary_key=True, autoincrement=True),
+    Column("check_name", String(64), nullable=False),
+    Column("subject_id", String(255), nullable=False),
+    Column("order_id", String(40), nullable=False),
+    Column("evidence", String(1000), nullable=False),
+    Column("first_seen_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("runs_seen", Integer, nullable=False),
+    # NULL while open.
+    Column("closed_at", Float),
+    # The corrective call and the owner's answer; "" until one was made.
+    Column("action", String(64), nullable=False),
+    Column("result", String(1000), nullable=False),
+    Column("corrected_at", Float),
+    Column("correction_succeeded", Boolean),
+    Index("ix_reconcile_findings_check_subject", "check_name", "subject_id", "closed_at"),
+    Index("ix_reconcile_findings_closed_at", "closed_at"),
+    sqlite_autoincrement=True,
+)
+
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("run_id", _SEQ, primary_key=True, autoincrement=True),
+    Column("check_name", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=False),
+    Column("scanned", Integer, nullable=False),
+    Column("drifts", Integer, nullable=False),
+    Column("new_findings", Integer, nullable=False),
+    Column("corrected", Integer, nullable=False),
+    Column("closed", Integer, nullable=False),
+    Column("open_findings", Integer, nullable=False),
+    # "" when the run completed.
+    Column("error", String(1000), nullable=False),
+    Index("ix_reconcile_runs_check", "check_name", "run_id"),
+    sqlite_autoincrement=True,
+)
+
+# When each check runs next, and the lease of the replica running it now.
+reconcile_schedule = Table(
+    "reconcile_schedule",
+    metadata,
+    Column("check_name", String(64), primary_key=True),
+    Column("next_run_at", Float, nullable=False),
+    Column("lease_until", Float, nullable=False),
+)

@@ -100,6 +100,12 @@ class _ExceptionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Excepti
     before failing: asking again is unsafe (owner shipment; no retry: reconcile with the
     carrier, then resolve).
     """
+    EXCEPTION_KIND_RECONCILIATION_FINDING: _ExceptionKind.ValueType  # 7
+    """EXCEPTION_KIND_RECONCILIATION_FINDING is an open reconciliation finding: owners that
+    disagree (owner: the service whose RPC corrects the check's drifts; subject
+    "<check>:<subject>:<finding id>"; no retry: it closes when a later run no longer finds the
+    drift, or resolve it).
+    """
 
 class ExceptionKind(_ExceptionKind, metaclass=_ExceptionKindEnumTypeWrapper):
     """ExceptionKind is what went wrong, and so which owner acts on it."""
@@ -130,6 +136,12 @@ EXCEPTION_KIND_LABEL_OUTCOME_UNKNOWN: ExceptionKind.ValueType  # 6
 """EXCEPTION_KIND_LABEL_OUTCOME_UNKNOWN is a shipment whose label the carrier may have booked
 before failing: asking again is unsafe (owner shipment; no retry: reconcile with the
 carrier, then resolve).
+"""
+EXCEPTION_KIND_RECONCILIATION_FINDING: ExceptionKind.ValueType  # 7
+"""EXCEPTION_KIND_RECONCILIATION_FINDING is an open reconciliation finding: owners that
+disagree (owner: the service whose RPC corrects the check's drifts; subject
+"<check>:<subject>:<finding id>"; no retry: it closes when a later run no longer finds the
+drift, or resolve it).
 """
 Global___ExceptionKind: _TypeAlias = ExceptionKind  # noqa: Y015
 
@@ -188,6 +200,54 @@ EXCEPTION_ACTION_MAP_CODE: ExceptionAction.ValueType  # 3
 EXCEPTION_ACTION_REDRIVE: ExceptionAction.ValueType  # 4
 """EXCEPTION_ACTION_REDRIVE redrove a dead letter through its consuming service."""
 Global___ExceptionAction: _TypeAlias = ExceptionAction  # noqa: Y015
+
+class _ReconciliationMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReconciliationModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReconciliationMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECONCILIATION_MODE_UNSPECIFIED: _ReconciliationMode.ValueType  # 0
+    """RECONCILIATION_MODE_UNSPECIFIED is never returned."""
+    RECONCILIATION_MODE_REPORT_ONLY: _ReconciliationMode.ValueType  # 1
+    """RECONCILIATION_MODE_REPORT_ONLY recorded findings only."""
+    RECONCILIATION_MODE_CORRECT: _ReconciliationMode.ValueType  # 2
+    """RECONCILIATION_MODE_CORRECT also asked the owner to correct each open finding's drift."""
+
+class ReconciliationMode(_ReconciliationMode, metaclass=_ReconciliationModeEnumTypeWrapper):
+    """ReconciliationMode is what a run did about drifts."""
+
+RECONCILIATION_MODE_UNSPECIFIED: ReconciliationMode.ValueType  # 0
+"""RECONCILIATION_MODE_UNSPECIFIED is never returned."""
+RECONCILIATION_MODE_REPORT_ONLY: ReconciliationMode.ValueType  # 1
+"""RECONCILIATION_MODE_REPORT_ONLY recorded findings only."""
+RECONCILIATION_MODE_CORRECT: ReconciliationMode.ValueType  # 2
+"""RECONCILIATION_MODE_CORRECT also asked the owner to correct each open finding's drift."""
+Global___ReconciliationMode: _TypeAlias = ReconciliationMode  # noqa: Y015
+
+class _FindingState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FindingStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FindingState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FINDING_STATE_UNSPECIFIED: _FindingState.ValueType  # 0
+    """FINDING_STATE_UNSPECIFIED is never returned; as a filter it means every state."""
+    FINDING_STATE_OPEN: _FindingState.ValueType  # 1
+    """FINDING_STATE_OPEN is a drift the last runs still found."""
+    FINDING_STATE_CLOSED: _FindingState.ValueType  # 2
+    """FINDING_STATE_CLOSED is a drift a later completed run no longer found."""
+
+class FindingState(_FindingState, metaclass=_FindingStateEnumTypeWrapper):
+    """FindingState says whether a finding's drift is still there."""
+
+FINDING_STATE_UNSPECIFIED: FindingState.ValueType  # 0
+"""FINDING_STATE_UNSPECIFIED is never returned; as a filter it means every state."""
+FINDING_STATE_OPEN: FindingState.ValueType  # 1
+"""FINDING_STATE_OPEN is a drift the last runs still found."""
+FINDING_STATE_CLOSED: FindingState.ValueType  # 2
+"""FINDING_STATE_CLOSED is a drift a later completed run no longer found."""
+Global___FindingState: _TypeAlias = FindingState  # noqa: Y015
 
 @_typing.final
 class GetTimelineRequest(_message.Message):
@@ -1046,3 +1106,267 @@ class RedriveExceptionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RedriveExceptionResponse: _TypeAlias = RedriveExceptionResponse  # noqa: Y015
+
+@_typing.final
+class RunReconciliationRequest(_message.Message):
+    """RunReconciliationRequest names the checks to run now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKS_FIELD_NUMBER: _builtins.int
+    REPORT_ONLY_FIELD_NUMBER: _builtins.int
+    report_only: _builtins.bool
+    """report_only records findings without asking any owner to correct them, whatever each
+    check's configured mode.
+    """
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """checks are the checks' names (e.g. "delivered_vs_invoiced"); empty runs every check."""
+
+    def __init__(
+        self,
+        *,
+        checks: _abc.Iterable[_builtins.str] | None = ...,
+        report_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "report_only", b"report_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunReconciliationRequest: _TypeAlias = RunReconciliationRequest  # noqa: Y015
+
+@_typing.final
+class ReconciliationRun(_message.Message):
+    """ReconciliationRun is one run of one check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    SCANNED_FIELD_NUMBER: _builtins.int
+    DRIFTS_FIELD_NUMBER: _builtins.int
+    NEW_FINDINGS_FIELD_NUMBER: _builtins.int
+    CORRECTED_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    OPEN_FINDINGS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    check: _builtins.str
+    """check is the check's name."""
+    mode: Global___ReconciliationMode.ValueType
+    """mode is what the run did about drifts."""
+    scanned: _builtins.int
+    """scanned is how many items the scan compared."""
+    drifts: _builtins.int
+    """drifts is how many drifts the scan found."""
+    new_findings: _builtins.int
+    """new_findings is how many of them opened a finding (the others were already open)."""
+    corrected: _builtins.int
+    """corrected is how many drifts the owner accepted to correct."""
+    closed: _builtins.int
+    """closed is how many open findings the run closed (their drift is gone)."""
+    open_findings: _builtins.int
+    """open_findings is how many of the check's findings are open after the run."""
+    error: _builtins.str
+    """error is why the run failed (it closed nothing then); empty when it completed."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """start_time is when the run started."""
+
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """duration is how long it took."""
+
+    def __init__(
+        self,
+        *,
+        check: _builtins.str = ...,
+        mode: Global___ReconciliationMode.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        duration: _duration_pb2.Duration | None = ...,
+        scanned: _builtins.int = ...,
+        drifts: _builtins.int = ...,
+        new_findings: _builtins.int = ...,
+        corrected: _builtins.int = ...,
+        closed: _builtins.int = ...,
+        open_findings: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "closed", b"closed", "corrected", b"corrected", "drifts", b"drifts", "duration", b"duration", "error", b"error", "mode", b"mode", "new_findings", b"new_findings", "open_findings", b"open_findings", "scanned", b"scanned", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconciliationRun: _TypeAlias = ReconciliationRun  # noqa: Y015
+
+@_typing.final
+class RunReconciliationResponse(_message.Message):
+    """RunReconciliationResponse is every run's summary, in the order the checks ran."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReconciliationRun]:
+        """runs are the runs, one per check."""
+
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___ReconciliationRun] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunReconciliationResponse: _TypeAlias = RunReconciliationResponse  # noqa: Y015
+
+@_typing.final
+class Finding(_message.Message):
+    """Finding is one drift's episode, from its first sighting until a run no longer finds it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    CHECK_FIELD_NUMBER: _builtins.int
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    RUNS_SEEN_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    CORRECTED_FIELD_NUMBER: _builtins.int
+    CORRECT_TIME_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.int
+    """finding_id is the tower's id for the finding."""
+    check: _builtins.str
+    """check is the check that found it."""
+    subject_id: _builtins.str
+    """subject_id is what the owners disagree about (e.g. a shipment id)."""
+    order_id: _builtins.str
+    """order_id is the order it belongs to; empty when unknown."""
+    evidence: _builtins.str
+    """evidence is what the last run saw."""
+    state: Global___FindingState.ValueType
+    """state is open or closed."""
+    runs_seen: _builtins.int
+    """runs_seen is how many runs found it."""
+    action: _builtins.str
+    """action is the owner's RPC called to correct it; empty when none was called."""
+    result: _builtins.str
+    """result is the owner's answer, or its refusal ("FAILED_PRECONDITION: ...")."""
+    corrected: _builtins.bool
+    """corrected is true when the owner accepted the correction."""
+    @_builtins.property
+    def first_seen_time(self) -> _timestamp_pb2.Timestamp:
+        """first_seen_time is the first run that found it."""
+
+    @_builtins.property
+    def last_seen_time(self) -> _timestamp_pb2.Timestamp:
+        """last_seen_time is the last run that found it."""
+
+    @_builtins.property
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """close_time is when a run no longer found it; unset while open."""
+
+    @_builtins.property
+    def correct_time(self) -> _timestamp_pb2.Timestamp:
+        """correct_time is when the correction was asked; unset when none was."""
+
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.int = ...,
+        check: _builtins.str = ...,
+        subject_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        evidence: _builtins.str = ...,
+        state: Global___FindingState.ValueType = ...,
+        first_seen_time: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_time: _timestamp_pb2.Timestamp | None = ...,
+        runs_seen: _builtins.int = ...,
+        close_time: _timestamp_pb2.Timestamp | None = ...,
+        action: _builtins.str = ...,
+        result: _builtins.str = ...,
+        corrected: _builtins.bool = ...,
+        correct_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "correct_time", b"correct_time", "first_seen_time", b"first_seen_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "check", b"check", "close_time", b"close_time", "correct_time", b"correct_time", "corrected", b"corrected", "evidence", b"evidence", "finding_id", b"finding_id", "first_seen_time", b"first_seen_time", "last_seen_time", b"last_seen_time", "order_id", b"order_id", "result", b"result", "runs_seen", b"runs_seen", "state", b"state", "subject_id", b"subject_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Finding: _TypeAlias = Finding  # noqa: Y015
+
+@_typing.final
+class ListFindingsRequest(_message.Message):
+    """ListFindingsRequest filters findings and asks for a page."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    check: _builtins.str
+    """check keeps one check's findings; empty keeps every check's."""
+    state: Global___FindingState.ValueType
+    """state keeps open or closed ones; unspecified keeps both."""
+    page_size: _builtins.int
+    """page_size is the most findings to return; 0 means 50, at most 1000."""
+    page_token: _builtins.str
+    """page_token is the next_page_token of the previous page; empty for the first."""
+    def __init__(
+        self,
+        *,
+        check: _builtins.str = ...,
+        state: Global___FindingState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFindingsRequest: _TypeAlias = ListFindingsRequest  # noqa: Y015
+
+@_typing.final
+class ListFindingsResponse(_message.Message):
+    """ListFindingsResponse is a page of findings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """next_page_token asks for the next page; empty on the last one."""
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]:
+        """findings are the page's findings, newest first."""
+
+    def __init__(
+        self,
+        *,
+        findings: _abc.Iterable[Global___Finding] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFindingsResponse: _TypeAlias = ListFindingsResponse  # noqa: Y015

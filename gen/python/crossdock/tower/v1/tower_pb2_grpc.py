@@ -81,6 +81,16 @@ class TowerServiceStub:
                 request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionRequest.SerializeToString,
                 response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionResponse.FromString,
                 _registered_method=True)
+        self.RunReconciliation = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/RunReconciliation',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RunReconciliationRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RunReconciliationResponse.FromString,
+                _registered_method=True)
+        self.ListFindings = channel.unary_unary(
+                '/crossdock.tower.v1.TowerService/ListFindings',
+                request_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFindingsRequest.SerializeToString,
+                response_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFindingsResponse.FromString,
+                _registered_method=True)
 
 
 class TowerServiceServicer:
@@ -156,6 +166,23 @@ class TowerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunReconciliation(self, request, context):
+        """RunReconciliation runs reconciliation checks now (every check, or the ones named) and
+        answers when they are done, with each run's summary. Each check compares what its owners
+        believe through their RPCs, records findings (raised once per drift, closed when a later
+        completed run no longer finds it) and, unless report-only, asks the owner to correct.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFindings(self, request, context):
+        """ListFindings returns reconciliation findings, page by page, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TowerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +230,16 @@ def add_TowerServiceServicer_to_server(servicer, server):
                     servicer.RedriveException,
                     request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionRequest.FromString,
                     response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionResponse.SerializeToString,
+            ),
+            'RunReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunReconciliation,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RunReconciliationRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.RunReconciliationResponse.SerializeToString,
+            ),
+            'ListFindings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFindings,
+                    request_deserializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFindingsRequest.FromString,
+                    response_serializer=crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFindingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -450,6 +487,60 @@ class TowerService:
             '/crossdock.tower.v1.TowerService/RedriveException',
             crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionRequest.SerializeToString,
             crossdock_dot_tower_dot_v1_dot_tower__pb2.RedriveExceptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/RunReconciliation',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.RunReconciliationRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.RunReconciliationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFindings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.tower.v1.TowerService/ListFindings',
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFindingsRequest.SerializeToString,
+            crossdock_dot_tower_dot_v1_dot_tower__pb2.ListFindingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,14 @@ class TowerServiceStub:
     service's DeadLetterService (RedriveDeadLetter); audited. Applied (or already applied), the
     exception closes; failing again, it stays open and the answer says why.
     """
+    RunReconciliation: _grpc.UnaryUnaryMultiCallable[_tower_pb2.RunReconciliationRequest, _tower_pb2.RunReconciliationResponse]
+    """RunReconciliation runs reconciliation checks now (every check, or the ones named) and
+    answers when they are done, with each run's summary. Each check compares what its owners
+    believe through their RPCs, records findings (raised once per drift, closed when a later
+    completed run no longer finds it) and, unless report-only, asks the owner to correct.
+    """
+    ListFindings: _grpc.UnaryUnaryMultiCallable[_tower_pb2.ListFindingsRequest, _tower_pb2.ListFindingsResponse]
+    """ListFindings returns reconciliation findings, page by page, newest first."""
 
 @_typing.type_check_only
 class TowerServiceAsyncStub(TowerServiceStub):
@@ -97,6 +105,14 @@ class TowerServiceAsyncStub(TowerServiceStub):
     service's DeadLetterService (RedriveDeadLetter); audited. Applied (or already applied), the
     exception closes; failing again, it stays open and the answer says why.
     """
+    RunReconciliation: _aio.UnaryUnaryMultiCallable[_tower_pb2.RunReconciliationRequest, _tower_pb2.RunReconciliationResponse]  # type: ignore[assignment]
+    """RunReconciliation runs reconciliation checks now (every check, or the ones named) and
+    answers when they are done, with each run's summary. Each check compares what its owners
+    believe through their RPCs, records findings (raised once per drift, closed when a later
+    completed run no longer finds it) and, unless report-only, asks the owner to correct.
+    """
+    ListFindings: _aio.UnaryUnaryMultiCallable[_tower_pb2.ListFindingsRequest, _tower_pb2.ListFindingsResponse]  # type: ignore[assignment]
+    """ListFindings returns reconciliation findings, page by page, newest first."""
 
 class TowerServiceServicer(metaclass=_abc_1.ABCMeta):
     """TowerService is the control tower: read-only projections of every domain's events.
@@ -183,5 +199,25 @@ class TowerServiceServicer(metaclass=_abc_1.ABCMeta):
         service's DeadLetterService (RedriveDeadLetter); audited. Applied (or already applied), the
         exception closes; failing again, it stays open and the answer says why.
         """
+
+    @_abc_1.abstractmethod
+    def RunReconciliation(
+        self,
+        request: _tower_pb2.RunReconciliationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.RunReconciliationResponse, _abc.Awaitable[_tower_pb2.RunReconciliationResponse]]:
+        """RunReconciliation runs reconciliation checks now (every check, or the ones named) and
+        answers when they are done, with each run's summary. Each check compares what its owners
+        believe through their RPCs, records findings (raised once per drift, closed when a later
+        completed run no longer finds it) and, unless report-only, asks the owner to correct.
+        """
+
+    @_abc_1.abstractmethod
+    def ListFindings(
+        self,
+        request: _tower_pb2.ListFindingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tower_pb2.ListFindingsResponse, _abc.Awaitable[_tower_pb2.ListFindingsResponse]]:
+        """ListFindings returns reconciliation findings, page by page, newest first."""
 
 def add_TowerServiceServicer_to_server(servicer: TowerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,80 @@
+"""The reconciliation checks: what each compares, whose RPC corrects it, how often it runs.
+
+A check reads the owners only through their RPCs (never another service's database) and pages
+through their data: `scan` yields one `ScanPage` per page it read (how many items it compared,
+and the drifts among them), so the reconciler records a page per unit of work and reports
+progress. `correct` asks the owner to fix one drift and returns the owner's answer, or raises
+OwnerRefused (the refusal is recorded on the finding, which stays open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from crossdock.billing.v1 import billing_service_pb2_grpc as billing_grpc
+from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
+
+from services.control_tower.domain.exceptions import CHECK_OWNERS
+from services.control_tower.domain.reconciliation import Drift
+
+__all__ = ["CHECKS", "Check", "CheckContext", "ScanPage", "declare", "registry"]
+
+
+@dataclass(frozen=True)
+class ScanPage:
+    """One page a scan read: how many items it compared, and the drifts among them."""
+
+    scanned: int
+    drifts: list[Drift] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """The owners' clients a check reads and corrects through (None: no target configured)."""
+
+    shipment: shipment_grpc.ShipmentServiceAsyncStub | None = None
+    billing: billing_grpc.BillingServiceAsyncStub | None = None
+
+
+@runtime_checkable
+class Check(Protocol):
+    """One reconciliation check."""
+
+    # Its name: snake_case, in config settings, metrics and subjects.
+    name: str
+    # The service whose RPC corrects its drifts (the owner of its findings' exceptions).
+    owner: str
+    # The owner's RPC `correct` calls, e.g. "shipment.ReemitDelivered".
+    action: str
+    default_interval_seconds: float
+
+    def scan(self, ctx: CheckContext) -> AsyncIterator[ScanPage]: ...
+
+    async def correct(self, ctx: CheckContext, drift: Drift) -> str: ...
+
+
+def declare(check: Check) -> Check:
+    """Make a check's owner known to the workbench (its findings' exceptions are the owner's)."""
+    CHECK_OWNERS[check.name] = check.owner
+    return check
+
+
+def registry(*checks: Check) -> dict[str, Check]:
+    """name → check, each declared."""
+    return {check.name: declare(check) for check in checks}
+
+
+def _production() -> dict[str, Check]:
+    from services.control_tower.app.reconciliation.checks.delivered_vs_invoiced import (
+        DeliveredVsInvoiced,
+    )
+
+    return registry(DeliveredVsInvoiced())
+
+
+# The checks the tower runs.
+CHECKS: Mapping[str, Check] = _production()
+
+ProgressCallback = Callable[[str, int, int], None]
