@@ -79,3 +79,18 @@ def purge(conn: Connection, consumer: str, older_than_seconds: float, limit: int
         (consumer, consumer, cutoff, limit),
     )
     return int(cursor.rowcount)
+
+
+def applied_among(conn: Connection, consumer: str, event_ids: Sequence[str]) -> set[str]:
+    """Which of `event_ids` (at most ~1000) the consumer's inbox holds: one statement."""
+    if not event_ids:
+        return set()
+    marks = ",".join("?" * len(event_ids))
+    cursor = dbapi_cursor(conn)
+    cursor.execute(
+        dialect_sql(
+            conn, f"SELECT event_id FROM inbox WHERE consumer = ? AND event_id IN ({marks})"
+        ),
+        (consumer, *event_ids),
+    )
+    return {event_id for (event_id,) in cursor.fetchall()}

@@ -496,3 +496,82 @@ def as_mapping(row: OutboxRow) -> Mapping[str, object]:
         "created_at": rfc3339(row.created_at),
         "size": len(row.payload),
     }
+
+
+# --- the event ledger's reads (services.kit.ledger_service) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One outbox row as the event ledger reports it (no headers or payload)."""
+
+    event_id: str
+    subject: str
+    aggregate_id: str
+    created_at: float
+    sent_at: float | None
+
+
+def published_page(
+    conn: Connection,
+    subject: str,
+    since: float,
+    until: float,
+    after: tuple[float, str] | None,
+    limit: int,
+) -> tuple[list[LedgerRow], float | None]:
+    """Up to `limit` rows of `subject` sent in [since, until), in (sent_at, event_id) order past
+    the key `after`, and the oldest retained sent_at (None when nothing sent is retained).
+
+    One statement: the page is left-joined to the oldest sent_at, so both come from one
+    snapshot and an empty page still reports it. Reads through the partial sent_at index.
+    """
+    past = "" if after is None else " AND (sent_at > ? OR (sent_at = ? AND event_id > ?))"
+    params: tuple[object, ...] = (subject, since, until)
+    if after is not None:
+        params += (after[0], after[0], after[1])
+    sql = (
+        "SELECT oldest.sent_at, page.event_id, page.subject, page.aggregate_id, "
+        "page.created_at, page.sent_at "
+        "FROM (SELECT MIN(sent_at) AS sent_at FROM outbox WHERE sent_at IS NOT NULL) AS oldest "
+        "LEFT JOIN (SELECT event_id, subject, aggregate_id, created_at, sent_at FROM outbox "
+        f"WHERE subject = ? AND sent_at >= ? AND sent_at < ?{past} "
+        "ORDER BY sent_at, event_id LIMIT ?) AS page ON 1 = 1 "
+        "ORDER BY page.sent_at, page.event_id"
+    )
+    cursor = dbapi_cursor(conn)
+    cursor.execute(dialect_sql(conn, sql), (*params, limit))
+    found = cursor.fetchall()
+    oldest = found[0][0] if found else None
+    rows = [
+        LedgerRow(event_id, row_subject, aggregate_id, created_at, sent_at)
+        for _, event_id, row_subject, aggregate_id, created_at, sent_at in found
+        if event_id is not None
+    ]
+    return rows, oldest
+
+
+def unsent_before(conn: Connection, before: float, limit: int) -> tuple[list[LedgerRow], int]:
+    """The oldest `limit` unsent rows written before `before` (oldest first), and how many
+    unsent rows were written before it in all. Reads through the partial pending index."""
+    cursor = dbapi_cursor(conn)
+    cursor.execute(
+        dialect_sql(
+            conn,
+            "SELECT event_id, subject, aggregate_id, created_at FROM outbox "
+            "WHERE sent_at IS NULL AND created_at < ? ORDER BY created_at, seq LIMIT ?",
+        ),
+        (before, limit),
+    )
+    rows = [
+        LedgerRow(event_id, subject, aggregate_id, created_at, None)
+        for event_id, subject, aggregate_id, created_at in cursor.fetchall()
+    ]
+    if len(rows) < limit:
+        return rows, len(rows)
+    cursor.execute(
+        dialect_sql(conn, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND created_at < ?"),
+        (before,),
+    )
+    (total,) = cursor.fetchone()
+    return rows, int(total)

@@ -38,6 +38,7 @@ from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.db import Database
 from services.kit.dlq_service import ServicerRegistry, add_dead_letter_service
 from services.kit.handlers import HandlerRegistry
+from services.kit.ledger_service import add_event_ledger_service
 from services.kit.metrics import ServiceMetrics
 from services.kit.migrations import migrate, service_script_location
 from services.kit.registry_client import SchemaRegistryClient
@@ -182,6 +183,9 @@ async def start_events(
     redriving its own consumers' dead letters in place (services.kit.dlq_service); it covers
     the consumers in `runtime.consumers` at the time of each call, also those the service
     starts itself after this.
+
+    Every service serves EventLedgerService (services.kit.ledger_service): its outbox is what
+    reconciliation compares with its consumers' inboxes, also when it has no consumer.
     """
     runtime = await open_event_runtime(
         service=config.service,
@@ -203,6 +207,7 @@ async def start_events(
     )
     if config.consumer_settings() is not None:
         add_dead_letter_service(server, config.service, runtime.nc, runtime.consumers)
+    add_event_ledger_service(server, config.service, runtime.db, runtime.relay, runtime.consumers)
     return runtime
 
 
