@@ -7,7 +7,8 @@ promise, and how often the flow gauges are computed; the owners the exceptions w
 actions call (shipment, carrier-adapter, order; order, inventory, shipment and billing for
 redrives of their dead letters), how often the DLQ is read, and each exception kind's SLA;
 reconciliation: whether the schedule runs, and per check its mode (`reconcile_<check>_mode`:
-correct, the default, or report_only) and interval (`reconcile_interval_<check>_seconds`).
+correct, the default, or report_only) and interval (`reconcile_interval_<check>_seconds`),
+and event_flow's window and unsent cut-off.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal
 from services.control_tower.adapters.store import SERVICE
 from services.control_tower.app import FlowSettings
 from services.control_tower.app.reconcile import ReconcileSettings
-from services.control_tower.app.reconciliation.checks import CHECKS
+from services.control_tower.app.reconciliation.checks import CHECKS, EventFlowSettings
 from services.control_tower.app.workbench import ExceptionSettings
 from services.control_tower.domain.exceptions import KINDS, ExceptionKind
 from services.control_tower.domain.flows import (
@@ -26,7 +27,7 @@ from services.control_tower.domain.flows import (
     FLOWS_BY_NAME,
 )
 from services.control_tower.domain.reconciliation import Mode
-from services.kit.config import setting
+from services.kit.config import ConfigError, setting
 from services.kit.runtime import ConsumingServiceConfig
 
 
@@ -149,6 +150,29 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
     reconcile_interval_delivered_vs_invoiced_seconds: float = _reconcile_interval(
         "delivered_vs_invoiced"
     )
+    reconcile_event_flow_mode: ReconcileMode = _reconcile_mode("event_flow")
+    reconcile_interval_event_flow_seconds: float = _reconcile_interval("event_flow")
+    reconcile_event_flow_lookback_seconds: float = setting(
+        default=EventFlowSettings.lookback_seconds,
+        minimum=60,
+        maximum=30 * 24 * 3600,
+        description="reconciliation check event_flow: how far back it compares published and "
+        "applied events (seconds)",
+    )
+    reconcile_event_flow_grace_seconds: float = setting(
+        default=EventFlowSettings.grace_seconds,
+        minimum=0,
+        maximum=3600,
+        description="reconciliation check event_flow: events published this recently are still "
+        "in flight and not judged (seconds)",
+    )
+    reconcile_event_flow_unsent_minutes: float = setting(
+        default=EventFlowSettings.unsent_minutes,
+        minimum=1,
+        maximum=24 * 60,
+        description="reconciliation check event_flow: an outbox row still unsent this long after "
+        "it was written is a finding (minutes)",
+    )
 
     def reconcile_settings(self) -> ReconcileSettings:
         """Each registered check's mode and interval (from its settings), and the switch."""
@@ -158,6 +182,23 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
                 name: float(getattr(self, f"reconcile_interval_{name}_seconds")) for name in CHECKS
             },
             enabled=self.reconcile_enabled,
+        )
+
+    def event_flow_settings(self) -> EventFlowSettings:
+        """event_flow's window and unsent cut-off."""
+        if self.reconcile_event_flow_grace_seconds >= self.reconcile_event_flow_lookback_seconds:
+            # Two settings' relation: the kit's per-setting checks cannot see it.
+            raise ConfigError(
+                [
+                    f"{self.env_prefix}RECONCILE_EVENT_FLOW_GRACE_SECONDS: must be less than "
+                    f"{self.env_prefix}RECONCILE_EVENT_FLOW_LOOKBACK_SECONDS "
+                    f"({self.reconcile_event_flow_lookback_seconds:g}): the window would be empty"
+                ]
+            )
+        return EventFlowSettings(
+            lookback_seconds=self.reconcile_event_flow_lookback_seconds,
+            grace_seconds=self.reconcile_event_flow_grace_seconds,
+            unsent_minutes=self.reconcile_event_flow_unsent_minutes,
         )
 
     def dead_letter_targets(self) -> dict[str, str]:

@@ -4,7 +4,8 @@ The kit's run_service owns the process (config, logs, metrics, health, SIGTERM);
 what the integration tests run. The tower publishes nothing: `start_events` opens its database
 and NATS (and an idle relay), and its projection consumers are started on that runtime. Its
 only calls out are the workbench's actions, to the owners' RPCs (shipment, carrier-adapter,
-order), and the reconciliation checks' reads and corrections (shipment, billing).
+order), and the reconciliation checks' reads and corrections (shipment, billing, and every
+service's EventLedgerService for event_flow).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import NoReturn
 from crossdock.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from crossdock.carrier.v1 import carrier_service_pb2_grpc as carrier_grpc
 from crossdock.common.v1 import dead_letters_pb2_grpc as dlq_grpc
+from crossdock.common.v1 import event_ledger_pb2_grpc as ledger_grpc
 from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 
@@ -101,12 +103,20 @@ async def setup(
     )
     watchers[0].start()
     reconcile_settings = config.reconcile_settings()
+    # Every kit service with an outbox or consumers serves EventLedgerService on its gRPC port;
+    # the tower's own inbox is not judged (checks/event_flow.py).
+    ledger_channels = {**letter_channels, "carrier-adapter": carrier_channel}
     reconciler = Reconciler(
         runtime.units,
         checks,
         CheckContext(
             shipment=shipment_grpc.ShipmentServiceStub(shipment_channel),
             billing=billing_grpc.BillingServiceStub(letter_channels["billing"]),
+            ledgers={
+                service: ledger_grpc.EventLedgerServiceStub(channel)
+                for service, channel in ledger_channels.items()
+            },
+            event_flow=config.event_flow_settings(),
         ),
         reconcile_settings,
         on_run=gauges.count_run if gauges is not None else None,

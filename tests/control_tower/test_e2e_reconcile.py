@@ -2,7 +2,8 @@
 purged from the SHIPMENT stream before billing consumed it leaves a delivered shipment with no
 invoice. The tower's `delivered_vs_invoiced` check finds it: report-only changes nothing; the
 correcting run has shipment re-emit the delivery under its event id and billing invoices it once;
-the next run finds nothing and the finding is closed.
+the next run finds nothing and the finding is closed. The `event_flow` check sees the same loss
+from the other side (published by shipment, never applied by billing) and closes once it is.
 
 The drift is made through NATS's own means: billing's durable on the SHIPMENT stream is paused
 (JetStream consumer pause, nats-server >= 2.11) while the order travels, the delivered message is
@@ -40,6 +41,7 @@ STREAM = "SHIPMENT"
 BILLING_DURABLE = "billing-events"
 DELIVERED = "crossdock.shipment.delivered.v1"
 CHECK = "delivered_vs_invoiced"
+EVENT_FLOW = "event_flow"
 
 
 @contextlib.asynccontextmanager
@@ -100,18 +102,22 @@ async def purge_delivery_before_billing(mesh: Mesh) -> tuple[str, str, str]:
     return order.order_id, shipment_id, event_id
 
 
-def run_check(tower: pb_grpc.TowerServiceStub, *, report_only: bool) -> pb.ReconciliationRun:
+def run_check(
+    tower: pb_grpc.TowerServiceStub, *, report_only: bool, check: str = CHECK
+) -> pb.ReconciliationRun:
     answer = tower.RunReconciliation(
-        pb.RunReconciliationRequest(checks=[CHECK], report_only=report_only), timeout=120
+        pb.RunReconciliationRequest(checks=[check], report_only=report_only), timeout=120
     )
     (run,) = answer.runs
-    assert run.check == CHECK and not run.error, run
+    assert run.check == check and not run.error, run
     return run
 
 
-def findings_of(tower: pb_grpc.TowerServiceStub, shipment_id: str) -> list[pb.Finding]:
-    answer = tower.ListFindings(pb.ListFindingsRequest(check=CHECK, page_size=1000), timeout=10)
-    return [f for f in answer.findings if f.subject_id == shipment_id]
+def findings_of(
+    tower: pb_grpc.TowerServiceStub, subject_id: str, check: str = CHECK
+) -> list[pb.Finding]:
+    answer = tower.ListFindings(pb.ListFindingsRequest(check=check, page_size=1000), timeout=10)
+    return [f for f in answer.findings if f.subject_id == subject_id]
 
 
 async def test_a_purged_delivery_is_found_reported_corrected_once_and_closed(
@@ -139,6 +145,13 @@ async def test_a_purged_delivery_is_found_reported_corrected_once_and_closed(
         assert "no invoice" in finding.evidence
         await asyncio.sleep(1)
         assert invoices() == []
+
+        # The lost-event check sees it too: published by shipment, not applied by billing.
+        await asyncio.sleep(2.5)  # past event_flow's grace (2 s on the session mesh)
+        run_check(tower, report_only=True, check=EVENT_FLOW)
+        (lost,) = findings_of(tower, event_id, check=EVENT_FLOW)
+        assert lost.state == pb.FINDING_STATE_OPEN and not lost.corrected
+        assert "billing-events" in lost.evidence and "published by shipment" in lost.evidence
 
         # A second report-only run raises no second finding for the same drift.
         run_check(tower, report_only=True)
@@ -176,3 +189,7 @@ async def test_a_purged_delivery_is_found_reported_corrected_once_and_closed(
         (closed,) = findings_of(tower, shipment_id)
         assert closed.state == pb.FINDING_STATE_CLOSED
         assert len(invoices()) == 1
+        # Billing has applied the event now: the lost-event finding closes too.
+        run_check(tower, report_only=True, check=EVENT_FLOW)
+        (applied,) = findings_of(tower, event_id, check=EVENT_FLOW)
+        assert applied.state == pb.FINDING_STATE_CLOSED

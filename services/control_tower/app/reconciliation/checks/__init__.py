@@ -9,17 +9,27 @@ OwnerRefused (the refusal is recorded on the finding, which stays open).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from crossdock.billing.v1 import billing_service_pb2_grpc as billing_grpc
+from crossdock.common.v1 import event_ledger_pb2_grpc as ledger_grpc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 
 from services.control_tower.domain.exceptions import CHECK_OWNERS
 from services.control_tower.domain.reconciliation import Drift
 
-__all__ = ["CHECKS", "Check", "CheckContext", "ScanPage", "declare", "registry"]
+__all__ = [
+    "CHECKS",
+    "Check",
+    "CheckContext",
+    "EventFlowSettings",
+    "ScanPage",
+    "declare",
+    "registry",
+]
 
 
 @dataclass(frozen=True)
@@ -31,11 +41,26 @@ class ScanPage:
 
 
 @dataclass(frozen=True)
+class EventFlowSettings:
+    """event_flow's window [now - lookback, now - grace] (the grace leaves events in flight
+    unjudged), and how old an unsent outbox row is before it is a finding."""
+
+    lookback_seconds: float = 3600.0
+    grace_seconds: float = 60.0
+    unsent_minutes: float = 5.0
+
+
+@dataclass(frozen=True)
 class CheckContext:
-    """The owners' clients a check reads and corrects through (None: no target configured)."""
+    """The owners' clients a check reads and corrects through (None or absent: no target
+    configured), the checks' own settings, and the clock their windows are cut from."""
 
     shipment: shipment_grpc.ShipmentServiceAsyncStub | None = None
     billing: billing_grpc.BillingServiceAsyncStub | None = None
+    # service → its EventLedgerService (every kit service with an outbox or consumers).
+    ledgers: dict[str, ledger_grpc.EventLedgerServiceAsyncStub] = field(default_factory=dict)
+    event_flow: EventFlowSettings = field(default_factory=EventFlowSettings)
+    clock: Callable[[], float] = time.time
 
 
 @runtime_checkable
@@ -70,8 +95,9 @@ def _production() -> dict[str, Check]:
     from services.control_tower.app.reconciliation.checks.delivered_vs_invoiced import (
         DeliveredVsInvoiced,
     )
+    from services.control_tower.app.reconciliation.checks.event_flow import EventFlow
 
-    return registry(DeliveredVsInvoiced())
+    return registry(DeliveredVsInvoiced(), EventFlow())
 
 
 # The checks the tower runs.
