@@ -57,9 +57,20 @@ async def place(spine: Spine, lines: list[tuple[str, int, str]], external_id: st
     return str(answer.order.order_id)
 
 
+async def shipments_once_up(spine: Spine, order_id: str) -> list[shipment_pb2.Shipment]:
+    """shipments_of, or none while the shipment service is (re)starting: a restarted process
+    answers UNAVAILABLE until it listens, and the client's balancer fails fast until then."""
+    try:
+        return await shipments_of(spine, order_id)
+    except grpc.aio.AioRpcError as error:
+        if error.code() is not grpc.StatusCode.UNAVAILABLE:
+            raise
+        return []
+
+
 async def one_manifested(spine: Spine, order_id: str) -> shipment_pb2.Shipment:
     found = await wait_for(
-        lambda: shipments_of(spine, order_id),
+        lambda: shipments_once_up(spine, order_id),
         lambda s: len(s) == 1 and s[0].status == shipment_pb2.SHIPMENT_STATUS_MANIFESTED,
     )
     assert [s.status for s in found] == [shipment_pb2.SHIPMENT_STATUS_MANIFESTED], found
