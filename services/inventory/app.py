@@ -116,6 +116,25 @@ def list_positions(
     )
 
 
+def list_reservations(
+    uow: UnitOfWork,
+    page: ListPage,
+    sku: str | None,
+    location_id: str | None,
+    order_id: str | None,
+    status: domain.ReservationStatus | None,
+) -> tuple[list[domain.Reservation], str]:
+    """Reservations oldest first; any filter None means all."""
+    return SqlInventory(uow.conn).reservations_page(
+        sku=sku,
+        location_id=location_id,
+        order_id=order_id,
+        status=status,
+        size=page.size,
+        token=page.page_token,
+    )
+
+
 def reserve_stock(
     uow: UnitOfWork, command: domain.ReserveStock, ids: IdSource, clock: Clock
 ) -> domain.ReserveOutcome:

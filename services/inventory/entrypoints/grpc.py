@@ -158,6 +158,22 @@ class InventoryApi(svc_grpc.InventoryServiceServicer):
             positions=[contracts.position_to_proto(p) for p in positions], next_page_token=token
         )
 
+    async def ListReservations(self, request: svc.ListReservationsRequest, context: Any) -> Any:
+        page = ListPage(request.page_size, request.page_token)
+        status = domain.ReservationStatus(request.status) if request.status else None
+        reservations, token = await self._units.run(
+            app.list_reservations,
+            page,
+            request.sku or None,
+            request.location_id or None,
+            request.order_id or None,
+            status,
+        )
+        return svc.ListReservationsResponse(
+            reservations=[contracts.reservation_to_proto(r) for r in reservations],
+            next_page_token=token,
+        )
+
     # -- picks -----------------------------------------------------------------------------
 
     async def ListPickTasks(self, request: svc.ListPickTasksRequest, context: Any) -> Any:

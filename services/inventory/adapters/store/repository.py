@@ -361,6 +361,36 @@ class SqlInventory:
         params = _given(order_id=order_id, status=status.value if status is not None else None)
         return [_reservation(row) for row in query.run(self._conn, params)]
 
+    def reservations_page(
+        self,
+        *,
+        sku: str | None,
+        location_id: str | None,
+        order_id: str | None,
+        status: ReservationStatus | None,
+        size: int,
+        token: str,
+    ) -> Page:
+        """Reservations oldest first (by `seq`), one page past `token`, in one statement."""
+        table = t.reservations
+        query = sql.RESERVATIONS_FOR_PAGE
+        if sku is not None:
+            query = query.where(sql.holding_sku(sku))
+        if location_id is not None:
+            query = query.where(table.c.location_id == location_id)
+        if order_id is not None:
+            query = query.where(table.c.order_id == order_id)
+        if status is not None:
+            query = query.where(table.c.status == status.value)
+        rows = self._conn.execute(keyset(query, table.c.seq, token, size, key_type=int)).all()
+        page, next_token = next_page(rows, size, key=lambda row: int(row.seq))
+        found = [_reservation(row) for row in page]
+        if sku is not None:
+            # SQLite's LIKE ignores ASCII case: keep the exact SKU's (the token stays the page's
+            # last row read, so a page may hold fewer than `size` and still have a next).
+            found = [r for r in found if any(line.sku == sku for line in r.lines)]
+        return found, next_token
+
     def get_reserve_attempt(self, idempotency_key: str) -> ReserveAttempt | None:
         row = self._one(sql.RESERVE_ATTEMPT, {"idempotency_key": idempotency_key})
         if row is None:

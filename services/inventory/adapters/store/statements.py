@@ -293,6 +293,16 @@ def reservations(by_order: bool, by_status: bool) -> Prepared:
     return prepared(query)
 
 
+RESERVATIONS_FOR_PAGE = select(t.reservations)
+
+
+def holding_sku(sku: str) -> ColumnElement[bool]:
+    """Reservations whose lines hold `sku`. Lines are stored as `[[line, "sku", qty], ...]`
+    (codec.dump_reservation_lines) and a SKU has no quote, comma, `%` or `_`, so `,"<sku>",`
+    matches that SKU's lines (SQLite ignoring ASCII case: the repository keeps exact ones)."""
+    return t.reservations.c.lines.like(f'%,"{sku}",%')
+
+
 RESERVE_ATTEMPT = prepared(
     select(t.reserve_attempts).where(
         t.reserve_attempts.c.idempotency_key == bindparam("idempotency_key")

@@ -1134,3 +1134,75 @@ class ListPositionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPositionsResponse: _TypeAlias = ListPositionsResponse  # noqa: Y015
+
+@_typing.final
+class ListReservationsRequest(_message.Message):
+    """ListReservationsRequest asks for a page of reservations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    """sku limits the list to reservations holding this item; empty means any item."""
+    location_id: _builtins.str
+    """location_id limits the list to one location; empty means all locations."""
+    order_id: _builtins.str
+    """order_id limits the list to one order's reservations; empty means every order's."""
+    status: _inventory_pb2.ReservationStatus.ValueType
+    """status limits the list to one status, e.g. ACTIVE; unspecified means every status."""
+    page_size: _builtins.int
+    """page_size is the most reservations to return; 0 means the default of 100."""
+    page_token: _builtins.str
+    """page_token is the next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        location_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        status: _inventory_pb2.ReservationStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "sku", b"sku", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReservationsRequest: _TypeAlias = ListReservationsRequest  # noqa: Y015
+
+@_typing.final
+class ListReservationsResponse(_message.Message):
+    """ListReservationsResponse holds a page of reservations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """next_page_token fetches the next page; empty on the last page. A page filtered by sku may
+    hold fewer than page_size reservations and still have a next page.
+    """
+    @_builtins.property
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[_inventory_pb2.Reservation]:
+        """reservations are the page, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        reservations: _abc.Iterable[_inventory_pb2.Reservation] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "reservations", b"reservations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReservationsResponse: _TypeAlias = ListReservationsResponse  # noqa: Y015

@@ -116,6 +116,11 @@ class InventoryServiceStub:
                 request_serializer=crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListPositionsRequest.SerializeToString,
                 response_deserializer=crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListPositionsResponse.FromString,
                 _registered_method=True)
+        self.ListReservations = channel.unary_unary(
+                '/crossdock.inventory.v1.InventoryService/ListReservations',
+                request_serializer=crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListReservationsRequest.SerializeToString,
+                response_deserializer=crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListReservationsResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -235,6 +240,14 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReservations(self, request, context):
+        """ListReservations pages through reservations in creation order, optionally those holding
+        one SKU, at one location, for one order or in one status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -317,6 +330,11 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.ListPositions,
                     request_deserializer=crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListPositionsRequest.FromString,
                     response_serializer=crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListPositionsResponse.SerializeToString,
+            ),
+            'ListReservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReservations,
+                    request_deserializer=crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListReservationsRequest.FromString,
+                    response_serializer=crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListReservationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -753,6 +771,33 @@ class InventoryService:
             '/crossdock.inventory.v1.InventoryService/ListPositions',
             crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListPositionsRequest.SerializeToString,
             crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListPositionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.inventory.v1.InventoryService/ListReservations',
+            crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListReservationsRequest.SerializeToString,
+            crossdock_dot_inventory_dot_v1_dot_inventory__service__pb2.ListReservationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,10 @@ class InventoryServiceStub:
     """ReceiveStock records stock arriving against a purchase order, transfer or return."""
     ListPositions: _grpc.UnaryUnaryMultiCallable[_inventory_service_pb2.ListPositionsRequest, _inventory_service_pb2.ListPositionsResponse]
     """ListPositions pages through stock positions, optionally for one SKU or location."""
+    ListReservations: _grpc.UnaryUnaryMultiCallable[_inventory_service_pb2.ListReservationsRequest, _inventory_service_pb2.ListReservationsResponse]
+    """ListReservations pages through reservations in creation order, optionally those holding
+    one SKU, at one location, for one order or in one status.
+    """
 
 @_typing.type_check_only
 class InventoryServiceAsyncStub(InventoryServiceStub):
@@ -107,6 +111,10 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     """ReceiveStock records stock arriving against a purchase order, transfer or return."""
     ListPositions: _aio.UnaryUnaryMultiCallable[_inventory_service_pb2.ListPositionsRequest, _inventory_service_pb2.ListPositionsResponse]  # type: ignore[assignment]
     """ListPositions pages through stock positions, optionally for one SKU or location."""
+    ListReservations: _aio.UnaryUnaryMultiCallable[_inventory_service_pb2.ListReservationsRequest, _inventory_service_pb2.ListReservationsResponse]  # type: ignore[assignment]
+    """ListReservations pages through reservations in creation order, optionally those holding
+    one SKU, at one location, for one order or in one status.
+    """
 
 class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """InventoryService owns the item master, locations, stock positions, reservations, picks,
@@ -240,5 +248,15 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_service_pb2.ListPositionsResponse, _abc.Awaitable[_inventory_service_pb2.ListPositionsResponse]]:
         """ListPositions pages through stock positions, optionally for one SKU or location."""
+
+    @_abc_1.abstractmethod
+    def ListReservations(
+        self,
+        request: _inventory_service_pb2.ListReservationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_service_pb2.ListReservationsResponse, _abc.Awaitable[_inventory_service_pb2.ListReservationsResponse]]:
+        """ListReservations pages through reservations in creation order, optionally those holding
+        one SKU, at one location, for one order or in one status.
+        """
 
 def add_InventoryServiceServicer_to_server(servicer: InventoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
