@@ -12,6 +12,10 @@ The lease is `adapters.store.polls.claim_poll`, a compare-and-set on one row the
 outcome must match. That is not the kit's `lease_due` ("lease whatever a due-rows query
 returns"): which rows are due is decided in Python by `domain.polling.due_for_poll` between the
 read and the claim.
+
+`poll_now` (PollTracking) polls one parcel at once, outside the schedule and its lease: the same
+guarded Track and the same `record_tracking` of its answer; dedupe makes a concurrent sweep's
+copy of the same scans harmless.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Literal
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.metrics import CarrierMetrics
 from services.carrier_adapter.adapters.reliability.clock import Clock
+from services.carrier_adapter.adapters.store import labels as label_store
 from services.carrier_adapter.adapters.store.polls import (
     PolledLabel,
     claim_poll,
@@ -41,11 +46,16 @@ from services.carrier_adapter.domain.errors import CarrierError, CircuitOpen
 from services.carrier_adapter.domain.model import TrackingResult, WebhookBatch
 from services.carrier_adapter.domain.polling import PollPolicy, due_for_poll
 from services.kit.db import Database
+from services.kit.errors import NotFound
 from services.kit.ids import resource_id
-from services.kit.request_context import correlation_scope, new_correlation_id
+from services.kit.request_context import (
+    correlation_scope,
+    current_correlation_id,
+    new_correlation_id,
+)
 from services.kit.uow import UnitOfWork, UnitsOfWork
 
-__all__ = ["PollSettings", "TrackingPoller", "record_poll", "record_poll_failure"]
+__all__ = ["PollSettings", "TrackingPoller", "poll_now", "record_poll", "record_poll_failure"]
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +174,45 @@ class TrackingPoller:
         return "news" if ingested.accepted else "no_news"
 
 
+async def poll_now(
+    units: UnitsOfWork,
+    registry: ConnectorRegistry,
+    clock: Clock,
+    carrier: str,
+    tracking_number: str,
+) -> IngestResult:
+    """Poll one parcel now (PollTracking), as a sweep polls a pick: the account that booked its
+    label tracks it through its guarded connector, and the answer is recorded by
+    `record_tracking` (the same dedupe and TrackingUpdated events). Carrier failures propagate
+    (a carrier that is down is UNAVAILABLE). The poll schedule is left alone: a poll now is
+    extra, and the schedule's next poll just finds nothing new."""
+    stored = await units.db.run(label_store.get_label_by_tracking, tracking_number)
+    if stored is None or stored.carrier != carrier:
+        raise NotFound(
+            f"carrier-adapter booked no {carrier} label with tracking number {tracking_number}",
+            resource_type="tracking_number",
+            resource_name=f"{carrier}/{tracking_number}",
+        )
+    try:
+        connector = registry.get(stored.carrier_account_id)
+    except KeyError:
+        raise NotFound(
+            f"the {carrier} account {stored.carrier_account_id} that booked {tracking_number} "
+            "is no longer configured",
+            resource_type="carrier_account",
+            resource_name=stored.carrier_account_id,
+        ) from None
+    result = await connector.track(tracking_number)
+    batch = _poll_batch(stored.label_id, resource_id("clm"), result)
+    correlation_id = current_correlation_id() or new_correlation_id()
+    return await units.run(record_tracking, batch, clock.now(), correlation_id)
+
+
+def _poll_batch(label_id: str, token: str, result: TrackingResult) -> WebhookBatch:
+    """A poll's answer as a push of one parcel (a sweep's and PollTracking's alike)."""
+    return WebhookBatch(result.carrier, f"poll:{label_id}:{token}", (result,))
+
+
 def record_poll(
     uow: UnitOfWork,
     label_id: str,
@@ -176,8 +225,7 @@ def record_poll(
 
     The scans go in even if the lease lapsed meanwhile: dedupe makes a second copy harmless.
     """
-    batch = WebhookBatch(result.carrier, f"poll:{label_id}:{token}", (result,))
-    ingested = record_tracking(uow, batch, polled_at, correlation_id)
+    ingested = record_tracking(uow, _poll_batch(label_id, token, result), polled_at, correlation_id)
     latest = result.scans[-1].status if result.scans else None
     finish_poll(uow.conn, label_id, token, polled_at, status=latest, news=ingested.accepted > 0)
     return ingested

@@ -21,6 +21,7 @@ from services.carrier_adapter.adapters.reliability.clock import Clock
 from services.carrier_adapter.adapters.store.quotes import StoredQuote
 from services.carrier_adapter.app.booking import LabelBooker, Shopping, cancel_label
 from services.carrier_adapter.app.code_mapping import CodeMappings
+from services.carrier_adapter.app.polling import poll_now
 from services.carrier_adapter.app.push_batch import PushOutcome, ingest_pushes
 from services.carrier_adapter.app.rating import get_rates
 from services.carrier_adapter.app.tracking import IngestResult, TrackingIngest, track
@@ -141,6 +142,14 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
             self._units.db, self._registry, request.carrier, request.tracking_number
         )
         return svc.TrackResponse(events=[pm.scan_to_proto(scan) for scan in result.scans])
+
+    async def PollTracking(self, request: svc.PollTrackingRequest, context: Context) -> Any:
+        result = await poll_now(
+            self._units, self._registry, self._clock, request.carrier, request.tracking_number
+        )
+        return svc.PollTrackingResponse(
+            new_scans=result.accepted, duplicate_scans=result.duplicates
+        )
 
     async def IngestWebhook(self, request: svc.IngestWebhookRequest, context: Context) -> Any:
         result = await self._ingest.ingest(request.carrier, pm.webhook_from_proto(request))

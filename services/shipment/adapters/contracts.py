@@ -364,6 +364,7 @@ def shipment_to_proto(shipment: Shipment) -> shipment_pb2.Shipment:
         label_void=int(shipment.label_void),  # type: ignore[arg-type]
         kind=int(shipment.kind),  # type: ignore[arg-type]
         return_id=shipment.return_id,
+        last_scan_time=timestamp(shipment.progress.latest_scan_at),
     )
     pod = shipment.proof_of_delivery
     if pod is not None:

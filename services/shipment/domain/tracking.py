@@ -262,6 +262,7 @@ class Delivery:
     proof_of_delivery: ProofOfDelivery
     final_charge: Money | None
     occurred_at: datetime
+    latest_scan_at: datetime | None = None  # the progress's, as the snapshot carries it
 
 
 RefMilestone = (
@@ -361,6 +362,7 @@ class Timeline:
                                 delivered,
                                 final_charge,
                                 scan.occur_time,
+                                outcome.progress.latest_scan_at,
                             )
                         )
                 else:

@@ -120,10 +120,11 @@ def document_with_timeline(
     last_tracking_status: TrackingStatus,
     update_time: datetime | None,
     proof_of_delivery: ProofOfDelivery | None = None,
+    last_scan_time: datetime | None = None,
 ) -> bytes:
-    """The stored document with only what timeline scans change set anew (the update time
-    kept when None, the proof of delivery when None): the shipment's document after them, or
-    the shipment a delivery's milestone carries.
+    """The stored document with only what timeline scans change set anew (the update time,
+    proof of delivery and last scan time each kept when None): the shipment's document after
+    them, or the shipment a delivery's milestone carries.
 
     Why: patching these fields on the protobuf message costs a few µs, where decoding the
     whole shipment to the aggregate and encoding it back cost most of a scan's CPU.
@@ -139,6 +140,10 @@ def document_with_timeline(
         message.update_time.CopyFrom(stamp)
     if proof_of_delivery is not None:
         message.proof_of_delivery.CopyFrom(proof_of_delivery_to_proto(proof_of_delivery))
+    if last_scan_time is not None:
+        scanned = timestamp(last_scan_time)
+        assert scanned is not None
+        message.last_scan_time.CopyFrom(scanned)
     return message.SerializeToString()
 
 

@@ -136,6 +136,7 @@ def _timeline_row(shipment: TrackedShipment, timeline: Timeline, now: datetime) 
             timeline.last_tracking_status,
             now,
             timeline.proof_of_delivery,
+            timeline.progress.latest_scan_at,
         ),
         "progress": codecs.progress_json(timeline.progress),
         # Always set (as read when unchanged): one executemany takes every shipment's row.
@@ -163,6 +164,7 @@ def delivered(
             delivery.last_tracking_status,
             update_time,
             delivery.proof_of_delivery,
+            delivery.latest_scan_at,
         ),
     )
     announce = ReturnParcelDelivered if delivery.is_return else ShipmentDelivered

@@ -375,6 +375,58 @@ class TrackResponse(_message.Message):
 Global___TrackResponse: _TypeAlias = TrackResponse  # noqa: Y015
 
 @_typing.final
+class PollTrackingRequest(_message.Message):
+    """PollTrackingRequest names one parcel to poll now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARRIER_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    carrier: _builtins.str
+    """carrier is the carrier code that issued the tracking number."""
+    tracking_number: _builtins.str
+    """tracking_number is the number to poll; carrier-adapter must have booked its label."""
+    def __init__(
+        self,
+        *,
+        carrier: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "tracking_number", b"tracking_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PollTrackingRequest: _TypeAlias = PollTrackingRequest  # noqa: Y015
+
+@_typing.final
+class PollTrackingResponse(_message.Message):
+    """PollTrackingResponse says what the poll brought."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEW_SCANS_FIELD_NUMBER: _builtins.int
+    DUPLICATE_SCANS_FIELD_NUMBER: _builtins.int
+    new_scans: _builtins.int
+    """new_scans is how many scans were new (stored and published); 0 when the carrier had none."""
+    duplicate_scans: _builtins.int
+    """duplicate_scans is how many scans had been seen before and were ignored."""
+    def __init__(
+        self,
+        *,
+        new_scans: _builtins.int = ...,
+        duplicate_scans: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate_scans", b"duplicate_scans", "new_scans", b"new_scans"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PollTrackingResponse: _TypeAlias = PollTrackingResponse  # noqa: Y015
+
+@_typing.final
 class IngestWebhookRequest(_message.Message):
     """IngestWebhookRequest is a carrier's push, exactly as received."""
 

@@ -55,6 +55,11 @@ class CarrierAdapterServiceStub:
                 request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.TrackRequest.SerializeToString,
                 response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.TrackResponse.FromString,
                 _registered_method=True)
+        self.PollTracking = channel.unary_unary(
+                '/crossdock.carrier.v1.CarrierAdapterService/PollTracking',
+                request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.PollTrackingRequest.SerializeToString,
+                response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.PollTrackingResponse.FromString,
+                _registered_method=True)
         self.IngestWebhook = channel.unary_unary(
                 '/crossdock.carrier.v1.CarrierAdapterService/IngestWebhook',
                 request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.IngestWebhookRequest.SerializeToString,
@@ -115,6 +120,16 @@ class CarrierAdapterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PollTracking(self, request, context):
+        """PollTracking polls one parcel now, as the tracking poller would: its scans are asked of the
+        carrier, and those not seen before are stored and published (tracking_updated) exactly as a
+        poll or a webhook would publish them. NOT_FOUND for a tracking number carrier-adapter booked
+        no label for; UNAVAILABLE when the carrier cannot answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IngestWebhook(self, request, context):
         """IngestWebhook accepts a carrier push, verifies its signature and normalizes its scans.
         """
@@ -170,6 +185,11 @@ def add_CarrierAdapterServiceServicer_to_server(servicer, server):
                     servicer.Track,
                     request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.TrackRequest.FromString,
                     response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.TrackResponse.SerializeToString,
+            ),
+            'PollTracking': grpc.unary_unary_rpc_method_handler(
+                    servicer.PollTracking,
+                    request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.PollTrackingRequest.FromString,
+                    response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.PollTrackingResponse.SerializeToString,
             ),
             'IngestWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.IngestWebhook,
@@ -301,6 +321,33 @@ class CarrierAdapterService:
             '/crossdock.carrier.v1.CarrierAdapterService/Track',
             crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.TrackRequest.SerializeToString,
             crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.TrackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PollTracking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.carrier.v1.CarrierAdapterService/PollTracking',
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.PollTrackingRequest.SerializeToString,
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.PollTrackingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,12 @@ class CarrierAdapterServiceStub:
     """CancelLabel voids a label that has not moved yet."""
     Track: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.TrackRequest, _carrier_service_pb2.TrackResponse]
     """Track asks the carrier for the current scans of a tracking number."""
+    PollTracking: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.PollTrackingRequest, _carrier_service_pb2.PollTrackingResponse]
+    """PollTracking polls one parcel now, as the tracking poller would: its scans are asked of the
+    carrier, and those not seen before are stored and published (tracking_updated) exactly as a
+    poll or a webhook would publish them. NOT_FOUND for a tracking number carrier-adapter booked
+    no label for; UNAVAILABLE when the carrier cannot answer.
+    """
     IngestWebhook: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.IngestWebhookRequest, _carrier_service_pb2.IngestWebhookResponse]
     """IngestWebhook accepts a carrier push, verifies its signature and normalizes its scans."""
     IngestWebhooks: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.IngestWebhooksRequest, _carrier_service_pb2.IngestWebhooksResponse]
@@ -84,6 +90,12 @@ class CarrierAdapterServiceAsyncStub(CarrierAdapterServiceStub):
     """CancelLabel voids a label that has not moved yet."""
     Track: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.TrackRequest, _carrier_service_pb2.TrackResponse]  # type: ignore[assignment]
     """Track asks the carrier for the current scans of a tracking number."""
+    PollTracking: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.PollTrackingRequest, _carrier_service_pb2.PollTrackingResponse]  # type: ignore[assignment]
+    """PollTracking polls one parcel now, as the tracking poller would: its scans are asked of the
+    carrier, and those not seen before are stored and published (tracking_updated) exactly as a
+    poll or a webhook would publish them. NOT_FOUND for a tracking number carrier-adapter booked
+    no label for; UNAVAILABLE when the carrier cannot answer.
+    """
     IngestWebhook: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.IngestWebhookRequest, _carrier_service_pb2.IngestWebhookResponse]  # type: ignore[assignment]
     """IngestWebhook accepts a carrier push, verifies its signature and normalizes its scans."""
     IngestWebhooks: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.IngestWebhooksRequest, _carrier_service_pb2.IngestWebhooksResponse]  # type: ignore[assignment]
@@ -141,6 +153,18 @@ class CarrierAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_carrier_service_pb2.TrackResponse, _abc.Awaitable[_carrier_service_pb2.TrackResponse]]:
         """Track asks the carrier for the current scans of a tracking number."""
+
+    @_abc_1.abstractmethod
+    def PollTracking(
+        self,
+        request: _carrier_service_pb2.PollTrackingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_carrier_service_pb2.PollTrackingResponse, _abc.Awaitable[_carrier_service_pb2.PollTrackingResponse]]:
+        """PollTracking polls one parcel now, as the tracking poller would: its scans are asked of the
+        carrier, and those not seen before are stored and published (tracking_updated) exactly as a
+        poll or a webhook would publish them. NOT_FOUND for a tracking number carrier-adapter booked
+        no label for; UNAVAILABLE when the carrier cannot answer.
+        """
 
     @_abc_1.abstractmethod
     def IngestWebhook(

@@ -282,6 +282,7 @@ class Shipment(_message.Message):
     LABEL_VOID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     RETURN_ID_FIELD_NUMBER: _builtins.int
+    LAST_SCAN_TIME_FIELD_NUMBER: _builtins.int
     shipment_id: _builtins.str
     """shipment_id identifies the shipment."""
     order_id: _builtins.str
@@ -348,6 +349,12 @@ class Shipment(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """update_time is when the shipment last changed."""
 
+    @_builtins.property
+    def last_scan_time(self) -> _timestamp_pb2.Timestamp:
+        """last_scan_time is when the latest carrier scan happened (the carrier's time); unset before
+        the first scan.
+        """
+
     def __init__(
         self,
         *,
@@ -374,10 +381,11 @@ class Shipment(_message.Message):
         label_void: Global___LabelVoidStatus.ValueType = ...,
         kind: Global___ShipmentKind.ValueType = ...,
         return_id: _builtins.str = ...,
+        last_scan_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "ship_from", b"ship_from", "ship_to", b"ship_to", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_scan_time", b"last_scan_time", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "ship_from", b"ship_from", "ship_to", b"ship_to", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "carrier", b"carrier", "create_time", b"create_time", "failure_reason", b"failure_reason", "kind", b"kind", "label_id", b"label_id", "label_void", b"label_void", "last_tracking_status", b"last_tracking_status", "location_id", b"location_id", "order_id", b"order_id", "packages", b"packages", "partner_id", b"partner_id", "pick_id", b"pick_id", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "return_id", b"return_id", "service_level", b"service_level", "ship_from", b"ship_from", "ship_to", b"ship_to", "shipment_id", b"shipment_id", "status", b"status", "tracking_number", b"tracking_number", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "carrier", b"carrier", "create_time", b"create_time", "failure_reason", b"failure_reason", "kind", b"kind", "label_id", b"label_id", "label_void", b"label_void", "last_scan_time", b"last_scan_time", "last_tracking_status", b"last_tracking_status", "location_id", b"location_id", "order_id", b"order_id", "packages", b"packages", "partner_id", b"partner_id", "pick_id", b"pick_id", "proof_of_delivery", b"proof_of_delivery", "rate", b"rate", "return_id", b"return_id", "service_level", b"service_level", "ship_from", b"ship_from", "ship_to", b"ship_to", "shipment_id", b"shipment_id", "status", b"status", "tracking_number", b"tracking_number", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
