@@ -8,7 +8,8 @@ actions call (shipment, carrier-adapter, order; order, inventory, shipment and b
 redrives of their dead letters), how often the DLQ is read, and each exception kind's SLA;
 reconciliation: whether the schedule runs, and per check its mode (`reconcile_<check>_mode`:
 correct, the default, or report_only) and interval (`reconcile_interval_<check>_seconds`),
-and event_flow's window and unsent cut-off.
+event_flow's window and unsent cut-off, stale_tracking's age of a stale last scan, and
+reservations' grace before an active reservation of a finished or unknown order is leaked.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from typing import Literal
 from services.control_tower.adapters.store import SERVICE
 from services.control_tower.app import FlowSettings
 from services.control_tower.app.reconcile import ReconcileSettings
-from services.control_tower.app.reconciliation.checks import CHECKS, EventFlowSettings
+from services.control_tower.app.reconciliation.checks import (
+    CHECKS,
+    CheckContext,
+    EventFlowSettings,
+    StaleTrackingSettings,
+)
 from services.control_tower.app.workbench import ExceptionSettings
 from services.control_tower.domain.exceptions import KINDS, ExceptionKind
 from services.control_tower.domain.flows import (
@@ -106,7 +112,8 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
         "its dead letters)"
     )
     inventory_target: str = setting(
-        description="host:port of inventory (redrives of its dead letters)"
+        description="host:port of inventory (redrives of its dead letters, and reconciliation "
+        "check reservations)"
     )
     billing_target: str = setting(description="host:port of billing (redrives of its dead letters)")
     dead_letter_poll_seconds: float = setting(
@@ -173,6 +180,24 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
         description="reconciliation check event_flow: an outbox row still unsent this long after "
         "it was written is a finding (minutes)",
     )
+    reconcile_stale_tracking_mode: ReconcileMode = _reconcile_mode("stale_tracking")
+    reconcile_interval_stale_tracking_seconds: float = _reconcile_interval("stale_tracking")
+    reconcile_stale_tracking_hours: float = setting(
+        default=StaleTrackingSettings.stale_hours,
+        minimum=0.001,
+        maximum=30 * 24,
+        description="reconciliation check stale_tracking: a shipment with the carrier whose last "
+        "scan is older than this is polled now (hours)",
+    )
+    reconcile_reservations_mode: ReconcileMode = _reconcile_mode("reservations")
+    reconcile_interval_reservations_seconds: float = _reconcile_interval("reservations")
+    reconcile_reservations_grace_seconds: float = setting(
+        default=CheckContext.reservations_grace_seconds,
+        minimum=0,
+        maximum=24 * 3600,
+        description="reconciliation check reservations: a reservation made this recently is "
+        "never judged leaked, its order may still be committing (seconds)",
+    )
 
     def reconcile_settings(self) -> ReconcileSettings:
         """Each registered check's mode and interval (from its settings), and the switch."""
@@ -200,6 +225,10 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
             grace_seconds=self.reconcile_event_flow_grace_seconds,
             unsent_minutes=self.reconcile_event_flow_unsent_minutes,
         )
+
+    def stale_tracking_settings(self) -> StaleTrackingSettings:
+        """stale_tracking's age of a last scan that makes a shipment stale."""
+        return StaleTrackingSettings(stale_hours=self.reconcile_stale_tracking_hours)
 
     def dead_letter_targets(self) -> dict[str, str]:
         """The consuming services whose dead letters the workbench redrives, and their targets

@@ -4,8 +4,8 @@ The kit's run_service owns the process (config, logs, metrics, health, SIGTERM);
 what the integration tests run. The tower publishes nothing: `start_events` opens its database
 and NATS (and an idle relay), and its projection consumers are started on that runtime. Its
 only calls out are the workbench's actions, to the owners' RPCs (shipment, carrier-adapter,
-order), and the reconciliation checks' reads and corrections (shipment, billing, and every
-service's EventLedgerService for event_flow).
+order), and the reconciliation checks' reads and corrections (shipment, billing, carrier-adapter,
+inventory and order for reservations, and every service's EventLedgerService for event_flow).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from crossdock.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from crossdock.carrier.v1 import carrier_service_pb2_grpc as carrier_grpc
 from crossdock.common.v1 import dead_letters_pb2_grpc as dlq_grpc
 from crossdock.common.v1 import event_ledger_pb2_grpc as ledger_grpc
+from crossdock.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 
@@ -112,11 +113,16 @@ async def setup(
         CheckContext(
             shipment=shipment_grpc.ShipmentServiceStub(shipment_channel),
             billing=billing_grpc.BillingServiceStub(letter_channels["billing"]),
+            carrier=carrier_grpc.CarrierAdapterServiceStub(carrier_channel),
+            inventory=inventory_grpc.InventoryServiceStub(letter_channels["inventory"]),
+            order=order_grpc.OrderServiceStub(letter_channels["order"]),
             ledgers={
                 service: ledger_grpc.EventLedgerServiceStub(channel)
                 for service, channel in ledger_channels.items()
             },
             event_flow=config.event_flow_settings(),
+            stale_tracking=config.stale_tracking_settings(),
+            reservations_grace_seconds=config.reconcile_reservations_grace_seconds,
         ),
         reconcile_settings,
         on_run=gauges.count_run if gauges is not None else None,

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from crossdock.billing.v1 import billing_service_pb2_grpc as billing_grpc
+from crossdock.carrier.v1 import carrier_service_pb2_grpc as carrier_grpc
 from crossdock.common.v1 import event_ledger_pb2_grpc as ledger_grpc
+from crossdock.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
 from crossdock.shipment.v1 import shipment_service_pb2_grpc as shipment_grpc
 
 from services.control_tower.domain.exceptions import CHECK_OWNERS
@@ -27,6 +30,7 @@ __all__ = [
     "CheckContext",
     "EventFlowSettings",
     "ScanPage",
+    "StaleTrackingSettings",
     "declare",
     "registry",
 ]
@@ -51,15 +55,29 @@ class EventFlowSettings:
 
 
 @dataclass(frozen=True)
+class StaleTrackingSettings:
+    """stale_tracking: how long a parcel with the carrier may go without a scan."""
+
+    stale_hours: float = 24.0
+
+
+@dataclass(frozen=True)
 class CheckContext:
     """The owners' clients a check reads and corrects through (None or absent: no target
     configured), the checks' own settings, and the clock their windows are cut from."""
 
     shipment: shipment_grpc.ShipmentServiceAsyncStub | None = None
     billing: billing_grpc.BillingServiceAsyncStub | None = None
+    carrier: carrier_grpc.CarrierAdapterServiceAsyncStub | None = None
+    inventory: inventory_grpc.InventoryServiceAsyncStub | None = None
+    order: order_grpc.OrderServiceAsyncStub | None = None
     # service → its EventLedgerService (every kit service with an outbox or consumers).
     ledgers: dict[str, ledger_grpc.EventLedgerServiceAsyncStub] = field(default_factory=dict)
     event_flow: EventFlowSettings = field(default_factory=EventFlowSettings)
+    stale_tracking: StaleTrackingSettings = field(default_factory=StaleTrackingSettings)
+    # reservations: a reservation younger than this is never judged leaked (its order's
+    # answer may still be in flight).
+    reservations_grace_seconds: float = 600.0
     clock: Callable[[], float] = time.time
 
 
@@ -96,8 +114,10 @@ def _production() -> dict[str, Check]:
         DeliveredVsInvoiced,
     )
     from services.control_tower.app.reconciliation.checks.event_flow import EventFlow
+    from services.control_tower.app.reconciliation.checks.reservations import Reservations
+    from services.control_tower.app.reconciliation.checks.stale_tracking import StaleTracking
 
-    return registry(DeliveredVsInvoiced(), EventFlow())
+    return registry(DeliveredVsInvoiced(), EventFlow(), StaleTracking(), Reservations())
 
 
 # The checks the tower runs.
