@@ -408,6 +408,10 @@ class EventConsumer:
         self._record(items)
         return [item.outcome or Outcome.RETRY for item in items]
 
+    def handles(self, subject: str) -> bool:
+        """Whether this consumer has a handler for `subject` (others are acked unread)."""
+        return subject in self._registry.subjects()
+
     async def apply_stored(self, msg: Msg, stream_seq: int, num_delivered: int) -> Item:
         """Run one message taken from the stream's store (not delivered by the durable, so
         `msg` has no reply subject) through this consumer's own path: the same classification,

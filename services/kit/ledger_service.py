@@ -116,12 +116,19 @@ class EventLedgerApi(pb_grpc.EventLedgerServiceServicer):
 
     async def CheckApplied(self, request: pb.CheckAppliedRequest, context: Any) -> Any:
         consumer = self._own_consumer(request.consumer)
-        ids = list(dict.fromkeys(request.event_ids))  # the IN list without repeats
         now = time.time()
+        retained_since = _timestamp(now - consumer.settings.inbox_retention_seconds)
+        # One durable name per stream: any of them may be the one with the subject's handler.
+        if request.subject and not any(
+            c.name == consumer.name and c.handles(request.subject) for c in self._consumers
+        ):
+            return pb.CheckAppliedResponse(retained_since=retained_since, handles_subject=False)
+        ids = list(dict.fromkeys(request.event_ids))  # the IN list without repeats
         applied = await _read(self._db, inbox.applied_among, consumer.name, ids)
         return pb.CheckAppliedResponse(
             applied_event_ids=[event_id for event_id in ids if event_id in applied],
-            retained_since=_timestamp(now - consumer.settings.inbox_retention_seconds),
+            retained_since=retained_since,
+            handles_subject=True,
         )
 
     async def Reemit(self, request: pb.ReemitRequest, context: Any) -> Any:

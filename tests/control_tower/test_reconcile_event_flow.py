@@ -123,6 +123,7 @@ class Ledger(pb_grpc.EventLedgerServiceServicer):
         return pb.CheckAppliedResponse(
             applied_event_ids=[i for i in request.event_ids if i in held],
             retained_since=stamp(self.inbox_retained_since),
+            handles_subject=True,
         )
 
     async def Reemit(

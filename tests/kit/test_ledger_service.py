@@ -123,6 +123,20 @@ async def test_billing_answers_for_what_it_published_and_applied(
         assert list(checked.applied_event_ids) == applied
         days_30 = 30 * 24 * 3600
         assert abs(seconds(checked.retained_since) - (time.time() - days_30)) < 60
+        # Asked with a subject: billing handles shipment.delivered, not shipment.picked_up (the
+        # catalog may name consumers that have no handler: their absence is no loss).
+        handled = await ledger.CheckApplied(
+            pb.CheckAppliedRequest(
+                consumer=CONSUMER, event_ids=applied, subject="crossdock.shipment.delivered.v1"
+            )
+        )
+        assert handled.handles_subject and list(handled.applied_event_ids) == applied
+        unhandled = await ledger.CheckApplied(
+            pb.CheckAppliedRequest(
+                consumer=CONSUMER, event_ids=applied, subject="crossdock.shipment.picked_up.v1"
+            )
+        )
+        assert (unhandled.handles_subject, list(unhandled.applied_event_ids)) == (False, [])
 
         # Re-emitted: the relay publishes the invoice again, same ce-id, a transport id of its own.
         target = events[0].event_id

@@ -203,8 +203,13 @@ class CheckAppliedRequest(_message.Message):
 
     CONSUMER_FIELD_NUMBER: _builtins.int
     EVENT_IDS_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
     consumer: _builtins.str
     """consumer is one of this service's durable consumers, e.g. "billing-events"."""
+    subject: _builtins.str
+    """subject, when given, is the asked events' subject: the answer then says whether the
+    consumer handles it at all (the catalog may name consumers that do not handle it yet).
+    """
     @_builtins.property
     def event_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """event_ids are the events to look up."""
@@ -214,10 +219,11 @@ class CheckAppliedRequest(_message.Message):
         *,
         consumer: _builtins.str = ...,
         event_ids: _abc.Iterable[_builtins.str] | None = ...,
+        subject: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumer", b"consumer", "event_ids", b"event_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumer", b"consumer", "event_ids", b"event_ids", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -231,6 +237,11 @@ class CheckAppliedResponse(_message.Message):
 
     APPLIED_EVENT_IDS_FIELD_NUMBER: _builtins.int
     RETAINED_SINCE_FIELD_NUMBER: _builtins.int
+    HANDLES_SUBJECT_FIELD_NUMBER: _builtins.int
+    handles_subject: _builtins.bool
+    """handles_subject is false when the request named a subject the consumer has no handler for:
+    it never applies such events (they are acked unread), so their absence is no loss.
+    """
     @_builtins.property
     def applied_event_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """applied_event_ids are the asked ids the consumer's inbox holds."""
@@ -246,10 +257,11 @@ class CheckAppliedResponse(_message.Message):
         *,
         applied_event_ids: _abc.Iterable[_builtins.str] | None = ...,
         retained_since: _timestamp_pb2.Timestamp | None = ...,
+        handles_subject: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retained_since", b"retained_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_event_ids", b"applied_event_ids", "retained_since", b"retained_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_event_ids", b"applied_event_ids", "handles_subject", b"handles_subject", "retained_since", b"retained_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

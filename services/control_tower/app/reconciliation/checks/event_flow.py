@@ -186,10 +186,14 @@ class EventFlow:
             durable = CONSUMER_DURABLES[consumer]
             try:
                 answer = await ledgers[consumer].CheckApplied(
-                    ledger_pb2.CheckAppliedRequest(consumer=durable, event_ids=ids)
+                    ledger_pb2.CheckAppliedRequest(
+                        consumer=durable, event_ids=ids, subject=page.events[0].subject
+                    )
                 )
             except grpc.aio.AioRpcError as error:
                 raise OwnerRefused.of(f"{consumer}.CheckApplied", error) from error
+            if not answer.handles_subject:
+                continue  # declared in the catalog, not handled (yet): nothing to lose
             applied = set(answer.applied_event_ids)
             judged_from = max(outbox_since, _seconds(answer.retained_since))
             for event in page.events:
