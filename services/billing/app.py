@@ -93,6 +93,8 @@ class DocumentQuery:
     page_size: int
     # Only the invoices of these shipments (credit notes ignore it); empty: every shipment's.
     shipment_ids: tuple[str, ...] = ()
+    # Only the documents of these orders; empty: every order's.
+    order_ids: tuple[str, ...] = ()
 
 
 # -- event-driven use cases ----------------------------------------------------------------
@@ -351,6 +353,7 @@ def list_invoices(uow: UnitOfWork, query: DocumentQuery) -> tuple[list[Invoice],
         query.page_token,
         query.page_size,
         shipment_ids=query.shipment_ids,
+        order_ids=query.order_ids,
     )
 
 
@@ -368,5 +371,10 @@ def get_credit_note(uow: UnitOfWork, credit_note_id: str, partner_id: str) -> Cr
 def list_credit_notes(uow: UnitOfWork, query: DocumentQuery) -> tuple[list[CreditNote], str]:
     """One page of credit notes and the next page's token ("" on the last page)."""
     return repo.list_credit_notes(
-        uow.conn, query.partner_id, query.order_id, query.page_token, query.page_size
+        uow.conn,
+        query.partner_id,
+        query.order_id,
+        query.page_token,
+        query.page_size,
+        order_ids=query.order_ids,
     )

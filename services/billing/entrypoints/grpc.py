@@ -33,6 +33,7 @@ class BillingApi(svc_grpc.BillingServiceServicer):
             request.page_token,
             page_size(request.page_size),
             shipment_ids=tuple(request.shipment_ids),
+            order_ids=tuple(request.order_ids),
         )
         invoices, token = await self._units.run(app.list_invoices, query)
         return svc.ListInvoicesResponse(
@@ -48,7 +49,11 @@ class BillingApi(svc_grpc.BillingServiceServicer):
 
     async def ListCreditNotes(self, request: svc.ListCreditNotesRequest, context: Any) -> Any:
         query = app.DocumentQuery(
-            request.partner_id, request.order_id, request.page_token, page_size(request.page_size)
+            request.partner_id,
+            request.order_id,
+            request.page_token,
+            page_size(request.page_size),
+            order_ids=tuple(request.order_ids),
         )
         notes, token = await self._units.run(app.list_credit_notes, query)
         return svc.ListCreditNotesResponse(

@@ -13,7 +13,7 @@ the events it raises (outbox rows) commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -277,9 +277,10 @@ def list_shipments(
     *,
     kind: int = 0,
     return_id: str = "",
+    order_ids: Sequence[str] = (),
 ) -> tuple[list[Shipment], str]:
-    """One page of shipments (outbound, return parcels or both: `kind`), newest first, and the
-    next page's token ("" on the last)."""
+    """One page of shipments (outbound, return parcels or both: `kind`; of one order or of the
+    `order_ids`), newest first, and the next page's token ("" on the last)."""
     return store.list_shipments(
         uow.conn,
         partner_id,
@@ -289,6 +290,7 @@ def list_shipments(
         size,
         kind=kind,
         return_id=return_id,
+        order_ids=order_ids,
     )
 
 

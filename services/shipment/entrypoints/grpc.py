@@ -49,6 +49,7 @@ class ShipmentApi(svc_grpc.ShipmentServiceServicer):
             page_size(request.page_size),
             kind=int(request.kind),
             return_id=request.return_id,
+            order_ids=tuple(request.order_ids),
         )
         return svc.ListShipmentsResponse(
             shipments=[shipment_to_proto(s) for s in page], next_page_token=token

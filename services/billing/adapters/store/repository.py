@@ -198,9 +198,11 @@ def list_invoices(
     size: int,
     *,
     shipment_ids: Sequence[str] = (),
+    order_ids: Sequence[str] = (),
 ) -> tuple[list[Invoice], str]:
     """Newest first (by seq), keyset-paged: one page and the next page's token. With
-    `shipment_ids`, only those shipments' invoices (one statement: an IN list, at most 500)."""
+    `shipment_ids` or `order_ids`, only those shipments' or orders' invoices (one statement: an
+    IN list, at most 500)."""
     c = t.invoices.c
     query = select(t.invoices)
     if partner_id:
@@ -209,6 +211,8 @@ def list_invoices(
         query = query.where(c.order_id == order_id)
     if shipment_ids:
         query = query.where(c.shipment_id.in_(shipment_ids))
+    if order_ids:
+        query = query.where(c.order_id.in_(order_ids))
     rows = conn.execute(keyset(query, c.seq, page_token, size, descending=True)).all()
     page, token = next_page(rows, size, key=lambda row: int(row.seq))
     return [_invoice(row) for row in page], token
@@ -269,15 +273,24 @@ def get_credit_note(conn: Connection, credit_note_id: str) -> CreditNote | None:
 
 
 def list_credit_notes(
-    conn: Connection, partner_id: str, order_id: str, page_token: str, size: int
+    conn: Connection,
+    partner_id: str,
+    order_id: str,
+    page_token: str,
+    size: int,
+    *,
+    order_ids: Sequence[str] = (),
 ) -> tuple[list[CreditNote], str]:
-    """Newest first (by seq), keyset-paged: one page and the next page's token."""
+    """Newest first (by seq), keyset-paged: one page and the next page's token. With
+    `order_ids`, only those orders' credit notes (one statement: an IN list, at most 500)."""
     c = t.credit_notes.c
     query = select(t.credit_notes)
     if partner_id:
         query = query.where(c.partner_id == partner_id)
     if order_id:
         query = query.where(c.order_id == order_id)
+    if order_ids:
+        query = query.where(c.order_id.in_(order_ids))
     rows = conn.execute(keyset(query, c.seq, page_token, size, descending=True)).all()
     page, token = next_page(rows, size, key=lambda row: int(row.seq))
     return [_credit_note(row) for row in page], token

@@ -7,6 +7,8 @@ and its pick use the pick id (the `pick_id` columns: the source), told apart by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
 from services.kit.errors import Conflict
@@ -324,13 +326,17 @@ def list_shipments(
     *,
     kind: int = 0,
     return_id: str = "",
+    order_ids: Sequence[str] = (),
 ) -> tuple[list[Shipment], str]:
-    """One page, newest first (keyset on the row sequence), and the next page's token."""
+    """One page, newest first (keyset on the row sequence), and the next page's token. With
+    `order_ids`, only those orders' shipments (one statement: an IN list, at most 500)."""
     query = select(t.shipments)
     if partner_id:
         query = query.where(t.shipments.c.partner_id == partner_id)
     if order_id:
         query = query.where(t.shipments.c.order_id == order_id)
+    if order_ids:
+        query = query.where(t.shipments.c.order_id.in_(order_ids))
     if status:
         query = query.where(t.shipments.c.status == status)
     if kind:

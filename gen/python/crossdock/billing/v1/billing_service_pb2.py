@@ -27,7 +27,7 @@ from crossdock.billing.v1 import billing_pb2 as crossdock_dot_billing_dot_v1_dot
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*crossdock/billing/v1/billing_service.proto\x12\x14\x63rossdock.billing.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"crossdock/billing/v1/billing.proto\x1a\x1cgoogle/api/annotations.proto\"\x88\x01\n\x11GetInvoiceRequest\x12\x37\n\ninvoice_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^inv_[0-9A-HJKMNP-TV-Z]{26}$\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"D\n\x12GetInvoiceResponse\x12.\n\x07invoice\x18\x01 \x01(\x0b\x32\x1d.crossdock.billing.v1.Invoice\"\x8b\x02\n\x13ListInvoicesRequest\x12:\n\npartner_id\x18\x01 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x38\n\x08order_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ord_[0-9A-HJKMNP-TV-Z]{26}$\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x1c\n\npage_token\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x41\n\x0cshipment_ids\x18\x05 \x03(\tB+\xbaH(\x92\x01%\x10\xf4\x03\" r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\"`\n\x14ListInvoicesResponse\x12/\n\x08invoices\x18\x01 \x03(\x0b\x32\x1d.crossdock.billing.v1.Invoice\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8f\x01\n\x14GetCreditNoteRequest\x12;\n\x0e\x63redit_note_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^crn_[0-9A-HJKMNP-TV-Z]{26}$\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"N\n\x15GetCreditNoteResponse\x12\x35\n\x0b\x63redit_note\x18\x01 \x01(\x0b\x32 .crossdock.billing.v1.CreditNote\"\xcb\x01\n\x16ListCreditNotesRequest\x12:\n\npartner_id\x18\x01 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x38\n\x08order_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ord_[0-9A-HJKMNP-TV-Z]{26}$\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x1c\n\npage_token\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"j\n\x17ListCreditNotesResponse\x12\x36\n\x0c\x63redit_notes\x18\x01 \x03(\x0b\x32 .crossdock.billing.v1.CreditNote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb1\x04\n\x0e\x42illingService\x12\x82\x01\n\nGetInvoice\x12\'.crossdock.billing.v1.GetInvoiceRequest\x1a(.crossdock.billing.v1.GetInvoiceResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/invoices/{invoice_id}\x12{\n\x0cListInvoices\x12).crossdock.billing.v1.ListInvoicesRequest\x1a*.crossdock.billing.v1.ListInvoicesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/invoices\x12\x92\x01\n\rGetCreditNote\x12*.crossdock.billing.v1.GetCreditNoteRequest\x1a+.crossdock.billing.v1.GetCreditNoteResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/creditNotes/{credit_note_id}\x12\x87\x01\n\x0fListCreditNotes\x12,.crossdock.billing.v1.ListCreditNotesRequest\x1a-.crossdock.billing.v1.ListCreditNotesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/creditNotesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*crossdock/billing/v1/billing_service.proto\x12\x14\x63rossdock.billing.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"crossdock/billing/v1/billing.proto\x1a\x1cgoogle/api/annotations.proto\"\x88\x01\n\x11GetInvoiceRequest\x12\x37\n\ninvoice_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^inv_[0-9A-HJKMNP-TV-Z]{26}$\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"D\n\x12GetInvoiceResponse\x12.\n\x07invoice\x18\x01 \x01(\x0b\x32\x1d.crossdock.billing.v1.Invoice\"\xcb\x02\n\x13ListInvoicesRequest\x12:\n\npartner_id\x18\x01 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x38\n\x08order_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ord_[0-9A-HJKMNP-TV-Z]{26}$\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x1c\n\npage_token\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x41\n\x0cshipment_ids\x18\x05 \x03(\tB+\xbaH(\x92\x01%\x10\xf4\x03\" r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\x12>\n\torder_ids\x18\x06 \x03(\tB+\xbaH(\x92\x01%\x10\xf4\x03\" r\x1e\x32\x1c^ord_[0-9A-HJKMNP-TV-Z]{26}$\"`\n\x14ListInvoicesResponse\x12/\n\x08invoices\x18\x01 \x03(\x0b\x32\x1d.crossdock.billing.v1.Invoice\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8f\x01\n\x14GetCreditNoteRequest\x12;\n\x0e\x63redit_note_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^crn_[0-9A-HJKMNP-TV-Z]{26}$\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"N\n\x15GetCreditNoteResponse\x12\x35\n\x0b\x63redit_note\x18\x01 \x01(\x0b\x32 .crossdock.billing.v1.CreditNote\"\x8b\x02\n\x16ListCreditNotesRequest\x12:\n\npartner_id\x18\x01 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x38\n\x08order_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ord_[0-9A-HJKMNP-TV-Z]{26}$\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x1c\n\npage_token\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12>\n\torder_ids\x18\x05 \x03(\tB+\xbaH(\x92\x01%\x10\xf4\x03\" r\x1e\x32\x1c^ord_[0-9A-HJKMNP-TV-Z]{26}$\"j\n\x17ListCreditNotesResponse\x12\x36\n\x0c\x63redit_notes\x18\x01 \x03(\x0b\x32 .crossdock.billing.v1.CreditNote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb1\x04\n\x0e\x42illingService\x12\x82\x01\n\nGetInvoice\x12\'.crossdock.billing.v1.GetInvoiceRequest\x1a(.crossdock.billing.v1.GetInvoiceResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/invoices/{invoice_id}\x12{\n\x0cListInvoices\x12).crossdock.billing.v1.ListInvoicesRequest\x1a*.crossdock.billing.v1.ListInvoicesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/invoices\x12\x92\x01\n\rGetCreditNote\x12*.crossdock.billing.v1.GetCreditNoteRequest\x1a+.crossdock.billing.v1.GetCreditNoteResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/creditNotes/{credit_note_id}\x12\x87\x01\n\x0fListCreditNotes\x12,.crossdock.billing.v1.ListCreditNotesRequest\x1a-.crossdock.billing.v1.ListCreditNotesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/creditNotesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,6 +48,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTINVOICESREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
   _globals['_LISTINVOICESREQUEST'].fields_by_name['shipment_ids']._loaded_options = None
   _globals['_LISTINVOICESREQUEST'].fields_by_name['shipment_ids']._serialized_options = b'\272H(\222\001%\020\364\003\" r\0362\034^shp_[0-9A-HJKMNP-TV-Z]{26}$'
+  _globals['_LISTINVOICESREQUEST'].fields_by_name['order_ids']._loaded_options = None
+  _globals['_LISTINVOICESREQUEST'].fields_by_name['order_ids']._serialized_options = b'\272H(\222\001%\020\364\003\" r\0362\034^ord_[0-9A-HJKMNP-TV-Z]{26}$'
   _globals['_GETCREDITNOTEREQUEST'].fields_by_name['credit_note_id']._loaded_options = None
   _globals['_GETCREDITNOTEREQUEST'].fields_by_name['credit_note_id']._serialized_options = b'\272H r\0362\034^crn_[0-9A-HJKMNP-TV-Z]{26}$'
   _globals['_GETCREDITNOTEREQUEST'].fields_by_name['partner_id']._loaded_options = None
@@ -60,6 +62,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCREDITNOTESREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\364\003(\000'
   _globals['_LISTCREDITNOTESREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTCREDITNOTESREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
+  _globals['_LISTCREDITNOTESREQUEST'].fields_by_name['order_ids']._loaded_options = None
+  _globals['_LISTCREDITNOTESREQUEST'].fields_by_name['order_ids']._serialized_options = b'\272H(\222\001%\020\364\003\" r\0362\034^ord_[0-9A-HJKMNP-TV-Z]{26}$'
   _globals['_BILLINGSERVICE'].methods_by_name['GetInvoice']._loaded_options = None
   _globals['_BILLINGSERVICE'].methods_by_name['GetInvoice']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/invoices/{invoice_id}'
   _globals['_BILLINGSERVICE'].methods_by_name['ListInvoices']._loaded_options = None
@@ -73,17 +77,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETINVOICERESPONSE']._serialized_start=302
   _globals['_GETINVOICERESPONSE']._serialized_end=370
   _globals['_LISTINVOICESREQUEST']._serialized_start=373
-  _globals['_LISTINVOICESREQUEST']._serialized_end=640
-  _globals['_LISTINVOICESRESPONSE']._serialized_start=642
-  _globals['_LISTINVOICESRESPONSE']._serialized_end=738
-  _globals['_GETCREDITNOTEREQUEST']._serialized_start=741
-  _globals['_GETCREDITNOTEREQUEST']._serialized_end=884
-  _globals['_GETCREDITNOTERESPONSE']._serialized_start=886
-  _globals['_GETCREDITNOTERESPONSE']._serialized_end=964
-  _globals['_LISTCREDITNOTESREQUEST']._serialized_start=967
-  _globals['_LISTCREDITNOTESREQUEST']._serialized_end=1170
-  _globals['_LISTCREDITNOTESRESPONSE']._serialized_start=1172
-  _globals['_LISTCREDITNOTESRESPONSE']._serialized_end=1278
-  _globals['_BILLINGSERVICE']._serialized_start=1281
-  _globals['_BILLINGSERVICE']._serialized_end=1842
+  _globals['_LISTINVOICESREQUEST']._serialized_end=704
+  _globals['_LISTINVOICESRESPONSE']._serialized_start=706
+  _globals['_LISTINVOICESRESPONSE']._serialized_end=802
+  _globals['_GETCREDITNOTEREQUEST']._serialized_start=805
+  _globals['_GETCREDITNOTEREQUEST']._serialized_end=948
+  _globals['_GETCREDITNOTERESPONSE']._serialized_start=950
+  _globals['_GETCREDITNOTERESPONSE']._serialized_end=1028
+  _globals['_LISTCREDITNOTESREQUEST']._serialized_start=1031
+  _globals['_LISTCREDITNOTESREQUEST']._serialized_end=1298
+  _globals['_LISTCREDITNOTESRESPONSE']._serialized_start=1300
+  _globals['_LISTCREDITNOTESRESPONSE']._serialized_end=1406
+  _globals['_BILLINGSERVICE']._serialized_start=1409
+  _globals['_BILLINGSERVICE']._serialized_end=1970
 # @@protoc_insertion_point(module_scope)

@@ -80,6 +80,7 @@ class ListInvoicesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     SHIPMENT_IDS_FIELD_NUMBER: _builtins.int
+    ORDER_IDS_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     """partner_id limits the list to one partner's invoices; empty for internal callers."""
     order_id: _builtins.str
@@ -94,6 +95,12 @@ class ListInvoicesRequest(_message.Message):
         lists all. The other filters still apply.
         """
 
+    @_builtins.property
+    def order_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """order_ids limits the list to the invoices of these orders (up to 500); empty lists all. The
+        other filters still apply.
+        """
+
     def __init__(
         self,
         *,
@@ -102,10 +109,11 @@ class ListInvoicesRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         shipment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        order_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "shipment_ids", b"shipment_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "order_ids", b"order_ids", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "shipment_ids", b"shipment_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -199,6 +207,7 @@ class ListCreditNotesRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ORDER_IDS_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     """partner_id limits the list to one partner's credit notes; empty for internal callers."""
     order_id: _builtins.str
@@ -207,6 +216,12 @@ class ListCreditNotesRequest(_message.Message):
     """page_size is the most credit notes to return; 0 means the default of 50."""
     page_token: _builtins.str
     """page_token is the next_page_token of the previous page."""
+    @_builtins.property
+    def order_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """order_ids limits the list to the credit notes of these orders (up to 500); empty lists all.
+        The other filters still apply.
+        """
+
     def __init__(
         self,
         *,
@@ -214,10 +229,11 @@ class ListCreditNotesRequest(_message.Message):
         order_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        order_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "order_ids", b"order_ids", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,7 +28,7 @@ from crossdock.shipment.v1 import shipment_pb2 as crossdock_dot_shipment_dot_v1_
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,crossdock/shipment/v1/shipment_service.proto\x12\x15\x63rossdock.shipment.v1\x1a\x1b\x62uf/validate/validate.proto\x1a#crossdock/carrier/v1/tracking.proto\x1a$crossdock/shipment/v1/shipment.proto\x1a\x1cgoogle/api/annotations.proto\"\x8a\x01\n\x12GetShipmentRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"H\n\x13GetShipmentResponse\x12\x31\n\x08shipment\x18\x01 \x01(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\"\x82\x03\n\x14ListShipmentsRequest\x12:\n\npartner_id\x18\x01 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x38\n\x08order_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ord_[0-9A-HJKMNP-TV-Z]{26}$\x12?\n\x06status\x18\x03 \x01(\x0e\x32%.crossdock.shipment.v1.ShipmentStatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\tpage_size\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x1c\n\npage_token\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12;\n\x04kind\x18\x06 \x01(\x0e\x32#.crossdock.shipment.v1.ShipmentKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x39\n\treturn_id\x18\x07 \x01(\tB&\xbaH#r!2\x1f^$|^rma_[0-9A-HJKMNP-TV-Z]{26}$\"d\n\x15ListShipmentsResponse\x12\x32\n\tshipments\x18\x01 \x03(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8a\x01\n\x12GetTrackingRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"\x96\x01\n\x13GetTrackingResponse\x12\x13\n\x0bshipment_id\x18\x01 \x01(\t\x12\x35\n\x06status\x18\x02 \x01(\x0e\x32%.crossdock.shipment.v1.ShipmentStatus\x12\x33\n\x06\x65vents\x18\x03 \x03(\x0b\x32#.crossdock.carrier.v1.TrackingEvent\"M\n\x11RetryLabelRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\"G\n\x12RetryLabelResponse\x12\x31\n\x08shipment\x18\x01 \x01(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\"\xbc\x01\n\x1b\x43\x61ncelOrderShipmentsRequest\x12\x35\n\x08order_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^ord_[0-9A-HJKMNP-TV-Z]{26}$\x12-\n\x06reason\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xf4\x03\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x37\n\npartner_id\x18\x03 \x01(\tB#\xbaH r\x1e\x32\x1c^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"R\n\x1c\x43\x61ncelOrderShipmentsResponse\x12\x32\n\tshipments\x18\x01 \x03(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\"Q\n\x15RetryLabelVoidRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\"K\n\x16RetryLabelVoidResponse\x12\x31\n\x08shipment\x18\x01 \x01(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\"\x81\x01\n\x16ReemitDeliveredRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\x12-\n\x06reason\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xf4\x03\x32\x13^[^\\x00-\\x1F\\x7F]*$\">\n\x17ReemitDeliveredResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\treemitted\x18\x02 \x01(\x08\x32\xfb\x06\n\x0fShipmentService\x12\x89\x01\n\x0bGetShipment\x12).crossdock.shipment.v1.GetShipmentRequest\x1a*.crossdock.shipment.v1.GetShipmentResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/shipments/{shipment_id}\x12\x81\x01\n\rListShipments\x12+.crossdock.shipment.v1.ListShipmentsRequest\x1a,.crossdock.shipment.v1.ListShipmentsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/shipments\x12\x92\x01\n\x0bGetTracking\x12).crossdock.shipment.v1.GetTrackingRequest\x1a*.crossdock.shipment.v1.GetTrackingResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/shipments/{shipment_id}/tracking\x12\x61\n\nRetryLabel\x12(.crossdock.shipment.v1.RetryLabelRequest\x1a).crossdock.shipment.v1.RetryLabelResponse\x12\x7f\n\x14\x43\x61ncelOrderShipments\x12\x32.crossdock.shipment.v1.CancelOrderShipmentsRequest\x1a\x33.crossdock.shipment.v1.CancelOrderShipmentsResponse\x12m\n\x0eRetryLabelVoid\x12,.crossdock.shipment.v1.RetryLabelVoidRequest\x1a-.crossdock.shipment.v1.RetryLabelVoidResponse\x12p\n\x0fReemitDelivered\x12-.crossdock.shipment.v1.ReemitDeliveredRequest\x1a..crossdock.shipment.v1.ReemitDeliveredResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,crossdock/shipment/v1/shipment_service.proto\x12\x15\x63rossdock.shipment.v1\x1a\x1b\x62uf/validate/validate.proto\x1a#crossdock/carrier/v1/tracking.proto\x1a$crossdock/shipment/v1/shipment.proto\x1a\x1cgoogle/api/annotations.proto\"\x8a\x01\n\x12GetShipmentRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"H\n\x13GetShipmentResponse\x12\x31\n\x08shipment\x18\x01 \x01(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\"\xc2\x03\n\x14ListShipmentsRequest\x12:\n\npartner_id\x18\x01 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\x12\x38\n\x08order_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ord_[0-9A-HJKMNP-TV-Z]{26}$\x12?\n\x06status\x18\x03 \x01(\x0e\x32%.crossdock.shipment.v1.ShipmentStatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\tpage_size\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\x12\x1c\n\npage_token\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12;\n\x04kind\x18\x06 \x01(\x0e\x32#.crossdock.shipment.v1.ShipmentKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x39\n\treturn_id\x18\x07 \x01(\tB&\xbaH#r!2\x1f^$|^rma_[0-9A-HJKMNP-TV-Z]{26}$\x12>\n\torder_ids\x18\x08 \x03(\tB+\xbaH(\x92\x01%\x10\xf4\x03\" r\x1e\x32\x1c^ord_[0-9A-HJKMNP-TV-Z]{26}$\"d\n\x15ListShipmentsResponse\x12\x32\n\tshipments\x18\x01 \x03(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8a\x01\n\x12GetTrackingRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\x12:\n\npartner_id\x18\x02 \x01(\tB&\xbaH#r!2\x1f^$|^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"\x96\x01\n\x13GetTrackingResponse\x12\x13\n\x0bshipment_id\x18\x01 \x01(\t\x12\x35\n\x06status\x18\x02 \x01(\x0e\x32%.crossdock.shipment.v1.ShipmentStatus\x12\x33\n\x06\x65vents\x18\x03 \x03(\x0b\x32#.crossdock.carrier.v1.TrackingEvent\"M\n\x11RetryLabelRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\"G\n\x12RetryLabelResponse\x12\x31\n\x08shipment\x18\x01 \x01(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\"\xbc\x01\n\x1b\x43\x61ncelOrderShipmentsRequest\x12\x35\n\x08order_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^ord_[0-9A-HJKMNP-TV-Z]{26}$\x12-\n\x06reason\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xf4\x03\x32\x13^[^\\x00-\\x1F\\x7F]*$\x12\x37\n\npartner_id\x18\x03 \x01(\tB#\xbaH r\x1e\x32\x1c^ptn_[0-9A-HJKMNP-TV-Z]{26}$\"R\n\x1c\x43\x61ncelOrderShipmentsResponse\x12\x32\n\tshipments\x18\x01 \x03(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\"Q\n\x15RetryLabelVoidRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\"K\n\x16RetryLabelVoidResponse\x12\x31\n\x08shipment\x18\x01 \x01(\x0b\x32\x1f.crossdock.shipment.v1.Shipment\"\x81\x01\n\x16ReemitDeliveredRequest\x12\x38\n\x0bshipment_id\x18\x01 \x01(\tB#\xbaH r\x1e\x32\x1c^shp_[0-9A-HJKMNP-TV-Z]{26}$\x12-\n\x06reason\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xf4\x03\x32\x13^[^\\x00-\\x1F\\x7F]*$\">\n\x17ReemitDeliveredResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\treemitted\x18\x02 \x01(\x08\x32\xfb\x06\n\x0fShipmentService\x12\x89\x01\n\x0bGetShipment\x12).crossdock.shipment.v1.GetShipmentRequest\x1a*.crossdock.shipment.v1.GetShipmentResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/shipments/{shipment_id}\x12\x81\x01\n\rListShipments\x12+.crossdock.shipment.v1.ListShipmentsRequest\x1a,.crossdock.shipment.v1.ListShipmentsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/shipments\x12\x92\x01\n\x0bGetTracking\x12).crossdock.shipment.v1.GetTrackingRequest\x1a*.crossdock.shipment.v1.GetTrackingResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/shipments/{shipment_id}/tracking\x12\x61\n\nRetryLabel\x12(.crossdock.shipment.v1.RetryLabelRequest\x1a).crossdock.shipment.v1.RetryLabelResponse\x12\x7f\n\x14\x43\x61ncelOrderShipments\x12\x32.crossdock.shipment.v1.CancelOrderShipmentsRequest\x1a\x33.crossdock.shipment.v1.CancelOrderShipmentsResponse\x12m\n\x0eRetryLabelVoid\x12,.crossdock.shipment.v1.RetryLabelVoidRequest\x1a-.crossdock.shipment.v1.RetryLabelVoidResponse\x12p\n\x0fReemitDelivered\x12-.crossdock.shipment.v1.ReemitDeliveredRequest\x1a..crossdock.shipment.v1.ReemitDeliveredResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,6 +53,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSHIPMENTSREQUEST'].fields_by_name['kind']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_LISTSHIPMENTSREQUEST'].fields_by_name['return_id']._loaded_options = None
   _globals['_LISTSHIPMENTSREQUEST'].fields_by_name['return_id']._serialized_options = b'\272H#r!2\037^$|^rma_[0-9A-HJKMNP-TV-Z]{26}$'
+  _globals['_LISTSHIPMENTSREQUEST'].fields_by_name['order_ids']._loaded_options = None
+  _globals['_LISTSHIPMENTSREQUEST'].fields_by_name['order_ids']._serialized_options = b'\272H(\222\001%\020\364\003\" r\0362\034^ord_[0-9A-HJKMNP-TV-Z]{26}$'
   _globals['_GETTRACKINGREQUEST'].fields_by_name['shipment_id']._loaded_options = None
   _globals['_GETTRACKINGREQUEST'].fields_by_name['shipment_id']._serialized_options = b'\272H r\0362\034^shp_[0-9A-HJKMNP-TV-Z]{26}$'
   _globals['_GETTRACKINGREQUEST'].fields_by_name['partner_id']._loaded_options = None
@@ -82,29 +84,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSHIPMENTRESPONSE']._serialized_start=346
   _globals['_GETSHIPMENTRESPONSE']._serialized_end=418
   _globals['_LISTSHIPMENTSREQUEST']._serialized_start=421
-  _globals['_LISTSHIPMENTSREQUEST']._serialized_end=807
-  _globals['_LISTSHIPMENTSRESPONSE']._serialized_start=809
-  _globals['_LISTSHIPMENTSRESPONSE']._serialized_end=909
-  _globals['_GETTRACKINGREQUEST']._serialized_start=912
-  _globals['_GETTRACKINGREQUEST']._serialized_end=1050
-  _globals['_GETTRACKINGRESPONSE']._serialized_start=1053
-  _globals['_GETTRACKINGRESPONSE']._serialized_end=1203
-  _globals['_RETRYLABELREQUEST']._serialized_start=1205
-  _globals['_RETRYLABELREQUEST']._serialized_end=1282
-  _globals['_RETRYLABELRESPONSE']._serialized_start=1284
-  _globals['_RETRYLABELRESPONSE']._serialized_end=1355
-  _globals['_CANCELORDERSHIPMENTSREQUEST']._serialized_start=1358
-  _globals['_CANCELORDERSHIPMENTSREQUEST']._serialized_end=1546
-  _globals['_CANCELORDERSHIPMENTSRESPONSE']._serialized_start=1548
-  _globals['_CANCELORDERSHIPMENTSRESPONSE']._serialized_end=1630
-  _globals['_RETRYLABELVOIDREQUEST']._serialized_start=1632
-  _globals['_RETRYLABELVOIDREQUEST']._serialized_end=1713
-  _globals['_RETRYLABELVOIDRESPONSE']._serialized_start=1715
-  _globals['_RETRYLABELVOIDRESPONSE']._serialized_end=1790
-  _globals['_REEMITDELIVEREDREQUEST']._serialized_start=1793
-  _globals['_REEMITDELIVEREDREQUEST']._serialized_end=1922
-  _globals['_REEMITDELIVEREDRESPONSE']._serialized_start=1924
-  _globals['_REEMITDELIVEREDRESPONSE']._serialized_end=1986
-  _globals['_SHIPMENTSERVICE']._serialized_start=1989
-  _globals['_SHIPMENTSERVICE']._serialized_end=2880
+  _globals['_LISTSHIPMENTSREQUEST']._serialized_end=871
+  _globals['_LISTSHIPMENTSRESPONSE']._serialized_start=873
+  _globals['_LISTSHIPMENTSRESPONSE']._serialized_end=973
+  _globals['_GETTRACKINGREQUEST']._serialized_start=976
+  _globals['_GETTRACKINGREQUEST']._serialized_end=1114
+  _globals['_GETTRACKINGRESPONSE']._serialized_start=1117
+  _globals['_GETTRACKINGRESPONSE']._serialized_end=1267
+  _globals['_RETRYLABELREQUEST']._serialized_start=1269
+  _globals['_RETRYLABELREQUEST']._serialized_end=1346
+  _globals['_RETRYLABELRESPONSE']._serialized_start=1348
+  _globals['_RETRYLABELRESPONSE']._serialized_end=1419
+  _globals['_CANCELORDERSHIPMENTSREQUEST']._serialized_start=1422
+  _globals['_CANCELORDERSHIPMENTSREQUEST']._serialized_end=1610
+  _globals['_CANCELORDERSHIPMENTSRESPONSE']._serialized_start=1612
+  _globals['_CANCELORDERSHIPMENTSRESPONSE']._serialized_end=1694
+  _globals['_RETRYLABELVOIDREQUEST']._serialized_start=1696
+  _globals['_RETRYLABELVOIDREQUEST']._serialized_end=1777
+  _globals['_RETRYLABELVOIDRESPONSE']._serialized_start=1779
+  _globals['_RETRYLABELVOIDRESPONSE']._serialized_end=1854
+  _globals['_REEMITDELIVEREDREQUEST']._serialized_start=1857
+  _globals['_REEMITDELIVEREDREQUEST']._serialized_end=1986
+  _globals['_REEMITDELIVEREDRESPONSE']._serialized_start=1988
+  _globals['_REEMITDELIVEREDRESPONSE']._serialized_end=2050
+  _globals['_SHIPMENTSERVICE']._serialized_start=2053
+  _globals['_SHIPMENTSERVICE']._serialized_end=2944
 # @@protoc_insertion_point(module_scope)

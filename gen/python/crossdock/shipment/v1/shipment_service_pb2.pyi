@@ -83,6 +83,7 @@ class ListShipmentsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     RETURN_ID_FIELD_NUMBER: _builtins.int
+    ORDER_IDS_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     """partner_id limits the list to one partner's shipments; empty for internal callers."""
     order_id: _builtins.str
@@ -97,6 +98,12 @@ class ListShipmentsRequest(_message.Message):
     """kind limits the list to outbound shipments or to return parcels; unspecified lists both."""
     return_id: _builtins.str
     """return_id limits the list to the return parcel of one return (RMA); empty lists all."""
+    @_builtins.property
+    def order_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """order_ids limits the list to the shipments of these orders (up to 500); empty lists all. The
+        other filters still apply.
+        """
+
     def __init__(
         self,
         *,
@@ -107,10 +114,11 @@ class ListShipmentsRequest(_message.Message):
         page_token: _builtins.str = ...,
         kind: _shipment_pb2.ShipmentKind.ValueType = ...,
         return_id: _builtins.str = ...,
+        order_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "return_id", b"return_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "order_id", b"order_id", "order_ids", b"order_ids", "page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "return_id", b"return_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
