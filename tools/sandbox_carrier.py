@@ -3,7 +3,7 @@
     python -m tools.sandbox_carrier --port 8086 --push-url http://127.0.0.1:8080/v1/carriers/sandbox/webhooks
         [--time-scale 14400] [--push-interval 0.5] [--seed 0] [--exception-rate 0.05]
         [--return-rate 0.01] [--duplicate-webhook-rate 0] [--late-webhook-rate 0]
-        [--label-delay 0] [--push-concurrency 16] [--journal sandbox-carrier.jsonl]
+        [--label-delay 0] [--no-dedupe] [--push-concurrency 16] [--journal sandbox-carrier.jsonl]
         (the webhook secret comes from $CROSSDOCK_SANDBOX_CARRIER_WEBHOOK_SECRET)
 
 It lives in tools/, like the warehouse simulator, because it plays someone else's system: its
@@ -30,7 +30,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from services.carrier_adapter.domain.errors import (
     UnknownService,
     UnsupportedOperation,
 )
-from services.carrier_adapter.domain.model import CancelRequest
+from services.carrier_adapter.domain.model import BookedLabel, CancelRequest
 from services.kit import event_loop, gc_policy
 from services.kit.http_server import HttpServer
 
@@ -112,6 +112,28 @@ def create_app(connector: SandboxConnector, journal: Journal, clock: Clock) -> S
             journal.append({"op": "book", "request": body, "label": answer})
         return JSONResponse(answer)
 
+    async def find(request: Request) -> JSONResponse:
+        """By our key (a carrier's search by customer reference), or every label booked in
+        [booked_after, booked_before) a page at a time (its search by date)."""
+        params = request.query_params
+        key = params.get("idempotency_key")
+        if key is not None:
+            found = connector.find_labels(key)
+            return JSONResponse({"labels": [_found(label, voided) for label, voided in found]})
+        since = _instant_param(params.get("booked_after"), datetime.min.replace(tzinfo=UTC))
+        until = _instant_param(params.get("booked_before"), datetime.max.replace(tzinfo=UTC))
+        size = min(int(params.get("page_size") or 100), 1000)
+        start = int(params.get("page_token") or 0)
+        booked = connector.labels_booked(since, until)
+        page = booked[start : start + size]
+        more = start + size < len(booked)
+        return JSONResponse(
+            {
+                "labels": [_found(label, voided) for label, voided in page],
+                "next_page_token": str(start + size) if more else "",
+            }
+        )
+
     async def void(request: Request) -> JSONResponse:
         number = request.path_params["tracking_number"]
         await connector.cancel_label(CancelRequest(number))
@@ -129,6 +151,7 @@ def create_app(connector: SandboxConnector, journal: Journal, clock: Clock) -> S
         routes=[
             Route("/v1/rates", _refusals(rates), methods=["POST"]),
             Route("/v1/labels", _refusals(labels), methods=["POST"]),
+            Route("/v1/labels", _refusals(find), methods=["GET"]),
             Route("/v1/labels/{tracking_number}/void", _refusals(void), methods=["POST"]),
             Route("/v1/tracking/{tracking_number}", _refusals(tracking), methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -155,6 +178,19 @@ def _refusals(handler: Handler) -> Handler:
             return _problem(400, api.ERROR_REJECTED, f"malformed request: {error}")
 
     return guarded
+
+
+def _found(label: BookedLabel, voided: bool) -> dict[str, Any]:
+    return {"label": api.label_to_json(label), "voided": voided}
+
+
+def _instant_param(raw: str | None, default: datetime) -> datetime:
+    if not raw:
+        return default
+    instant = datetime.fromisoformat(raw)
+    if instant.tzinfo is None:
+        raise ValueError("instants must carry an offset")
+    return instant
 
 
 def _problem(status: int, kind: str, detail: str) -> JSONResponse:
@@ -199,6 +235,7 @@ async def _main(args: argparse.Namespace) -> None:
         duplicate_webhook_rate=args.duplicate_webhook_rate,
         late_webhook_rate=args.late_webhook_rate,
         label_delay_seconds=args.label_delay,
+        dedupe_bookings=not args.no_dedupe,
     )
     connector = SandboxConnector(
         args.account_id,
@@ -255,6 +292,11 @@ def main() -> None:
     parser.add_argument("--duplicate-webhook-rate", type=_rate, default=0.0)
     parser.add_argument("--late-webhook-rate", type=_rate, default=0.0)
     parser.add_argument("--label-delay", type=float, default=0.0, help="seconds per booking")
+    parser.add_argument(
+        "--no-dedupe",
+        action="store_true",
+        help="a repeated idempotency key books another label (a carrier that does not dedupe)",
+    )
     parser.add_argument("--journal", default="", help="file of bookings kept across restarts")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()

@@ -56,7 +56,7 @@ class FieldSpec:
     name: str
     required: bool = True
     secret: bool = False
-    kind: str = "str"  # str, url, float, int
+    kind: str = "str"  # str, url, float, int, bool
     minimum: float | None = None
     maximum: float | None = None
 
@@ -103,6 +103,10 @@ CARRIER_FIELDS: Mapping[str, tuple[FieldSpec, ...]] = {
         _rate("late_webhook_rate"),
         # Real seconds a label booking takes, to rehearse slow carriers and caller timeouts.
         FieldSpec("label_delay_seconds", required=False, kind="float", minimum=0.0, maximum=600.0),
+        # false: the sandbox acts as a carrier that does not dedupe bookings by our key (a second
+        # booking with the key is a second label), so a booking whose reply timed out is parked
+        # with an unknown outcome, as with UPS or FedEx, to rehearse reconciliation.
+        FieldSpec("dedupe_bookings", required=False, kind="bool"),
         # The base URL of a sandbox carrier running as its own process (tools/sandbox_carrier.py):
         # set, the account calls it over HTTP and the simulation settings above are that
         # process's (only WEBHOOK_SECRET is read here); unset, the sandbox runs in this service.
@@ -189,6 +193,8 @@ def _flag(env: Mapping[str, str], variable: str, problems: list[str]) -> bool:
 def _check(spec: FieldSpec, raw: str) -> str:
     if spec.kind == "str":
         return ""
+    if spec.kind == "bool":
+        return "" if raw.lower() in _TRUE | _FALSE else "must be true or false"
     if spec.kind == "url":
         return "" if raw.startswith(("http://", "https://")) else "must be an http(s) URL"
     try:
@@ -213,6 +219,12 @@ class CarrierAdapterConfig(EventServiceConfig, service=SERVICE):
         minimum=1,
         description="after this long an unfinished booking (its replica died) may be taken over; "
         "must exceed the longest label call with its retries",
+    )
+    book_label_timeout_seconds: float = setting(
+        default=30.0,
+        minimum=0.05,
+        description="how long one label booking call to a carrier may take before it counts as "
+        "timed out (a carrier that does not dedupe by our key: the outcome is then unknown)",
     )
     booking_wait_seconds: float = setting(
         default=30.0,

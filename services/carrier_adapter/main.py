@@ -15,6 +15,7 @@ from typing import NoReturn
 from prometheus_client import CollectorRegistry
 
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorDeps, build_connectors
+from services.carrier_adapter.adapters.carriers.guarded import CallPolicy
 from services.carrier_adapter.adapters.carriers.sandbox.wiring import wire_sandbox
 from services.carrier_adapter.adapters.carriers.tables import CodeTables
 from services.carrier_adapter.adapters.contracts import mapper
@@ -51,6 +52,9 @@ async def setup(
         payload_sink=payloads,
         retention=retention,
         code_tables=code_tables,
+        call_policy=CallPolicy(
+            timeouts={**CallPolicy().timeouts, "book_label": config.book_label_timeout_seconds}
+        ),
     )
     registry = build_connectors(load_accounts(environ), deps)
     started: list[Workers] = []

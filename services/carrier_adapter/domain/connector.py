@@ -1,6 +1,6 @@
 """The connector interface every carrier implements, in canonical domain types only.
 
-The service never sees a carrier's wire format: it calls these five operations, and gets domain
+The service never sees a carrier's wire format: it calls these operations, and gets domain
 dataclasses or a `CarrierError` (see domain.errors for what a caller may retry).
 """
 
@@ -63,6 +63,11 @@ class CarrierConnector(Protocol):
 
     async def cancel_label(self, request: CancelRequest) -> None:
         """Void a label that has not moved; raises CarrierRejected when the carrier refuses."""
+        ...
+
+    async def find_label(self, idempotency_key: str) -> BookedLabel | None:
+        """The live label the carrier booked under our key (its customer reference search),
+        None when it booked none; UnsupportedOperation when the carrier has no such search."""
         ...
 
     async def track(self, tracking_number: str) -> TrackingResult:

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crossdock.carrier.v1 import carrier_service_pb2 as svc
 from crossdock.carrier.v1 import carrier_service_pb2_grpc as svc_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.carrier_adapter.adapters import contracts as pm
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.reliability.clock import Clock
+from services.carrier_adapter.adapters.store.labels import LabelStatus, StoredLabel
 from services.carrier_adapter.adapters.store.quotes import StoredQuote
 from services.carrier_adapter.app.booking import LabelBooker, Shopping, cancel_label
 from services.carrier_adapter.app.code_mapping import CodeMappings
 from services.carrier_adapter.app.polling import poll_now
 from services.carrier_adapter.app.push_batch import PushOutcome, ingest_pushes
 from services.carrier_adapter.app.rating import get_rates
+from services.carrier_adapter.app.resolution import LabelFilter, list_labels, resolve_label
 from services.carrier_adapter.app.tracking import IngestResult, TrackingIngest, track
 from services.carrier_adapter.config import SERVICE
 from services.carrier_adapter.domain.code_mapping import MapCode
@@ -132,6 +135,36 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
             rate=None if quote is None else pm.rate_to_proto(quote.quote, quote.rate_id),
         )
 
+    async def ListLabels(self, request: svc.ListLabelsRequest, context: Context) -> Any:
+        where = LabelFilter(
+            status=_STATUS_FROM_PROTO.get(request.status),
+            created_after=_instant(request, "created_after"),
+            created_before=_instant(request, "created_before"),
+            include_cancelled=request.include_cancelled,
+        )
+        page, token = await list_labels(
+            self._units.db, where, request.page_token, page_size(request.page_size)
+        )
+        return svc.ListLabelsResponse(
+            labels=[_label_summary(stored, record) for stored, record in page],
+            next_page_token=token,
+        )
+
+    async def ResolveLabel(self, request: svc.ResolveLabelRequest, context: Context) -> Any:
+        resolution = await resolve_label(
+            self._units.db,
+            self._registry,
+            self._clock,
+            label_id=request.label_id,
+            idempotency_key=request.idempotency_key,
+        )
+        stored = resolution.stored
+        if stored is None or stored.label is None:
+            return svc.ResolveLabelResponse(booked=False)
+        return svc.ResolveLabelResponse(
+            booked=True, label=pm.label_to_proto(stored.label, stored.label_id, stored.cancelled)
+        )
+
     async def CancelLabel(self, request: svc.CancelLabelRequest, context: Context) -> Any:
         stored = await cancel_label(self._units.db, self._registry, self._clock, request.label_id)
         assert stored.label is not None
@@ -192,6 +225,41 @@ class CarrierAdapterApi(svc_grpc.CarrierAdapterServiceServicer):
             mappings=[pm.code_mapping_to_proto(mapping) for mapping in mappings],
             next_page_token=token,
         )
+
+
+_STATUS_TO_PROTO = {
+    LabelStatus.BOOKED: svc.LABEL_STATUS_BOOKED,
+    LabelStatus.UNKNOWN: svc.LABEL_STATUS_UNKNOWN,
+    LabelStatus.BOOKING: svc.LABEL_STATUS_BOOKING,
+}
+_STATUS_FROM_PROTO = {value: status for status, value in _STATUS_TO_PROTO.items()}
+
+
+def _instant(request: svc.ListLabelsRequest, name: str) -> datetime | None:
+    if not request.HasField(name):  # type: ignore[arg-type]
+        return None
+    stamp: Timestamp = getattr(request, name)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def _label_summary(stored: StoredLabel, record: bytes) -> svc.LabelSummary:
+    """One listed label; its reference is the one its BookLabel asked to print."""
+    summary = svc.LabelSummary(
+        label_id=stored.label_id,
+        idempotency_key=stored.idempotency_key,
+        status=_STATUS_TO_PROTO[stored.status],
+        carrier=stored.carrier,
+        carrier_account_id=stored.carrier_account_id,
+        reference=svc.BookLabelRequest.FromString(record).reference,
+        cancelled=stored.cancelled,
+    )
+    if stored.created_at is not None:
+        summary.create_time.FromDatetime(stored.created_at)
+    if stored.label is not None:
+        summary.tracking_number = stored.label.tracking_number
+        summary.is_return = stored.label.is_return
+        summary.book_time.FromDatetime(stored.label.created_at)
+    return summary
 
 
 def _set_push_result(

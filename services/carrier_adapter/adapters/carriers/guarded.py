@@ -43,7 +43,13 @@ __all__ = ["CallPolicy", "GuardedConnector"]
 
 T = TypeVar("T")
 
-_DEFAULT_TIMEOUTS = {"rate": 10.0, "book_label": 30.0, "cancel_label": 15.0, "track": 10.0}
+_DEFAULT_TIMEOUTS = {
+    "rate": 10.0,
+    "book_label": 30.0,
+    "cancel_label": 15.0,
+    "track": 10.0,
+    "find_label": 10.0,
+}
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,12 @@ class GuardedConnector:
     async def cancel_label(self, request: CancelRequest) -> None:
         await self._call(
             "cancel_label", lambda: self.inner.cancel_label(request), self._state_change_retryable
+        )
+
+    async def find_label(self, idempotency_key: str) -> BookedLabel | None:
+        # A lookup changes nothing at the carrier: retried like a read.
+        return await self._call(
+            "find_label", lambda: self.inner.find_label(idempotency_key), is_retryable
         )
 
     async def track(self, tracking_number: str) -> TrackingResult:

@@ -222,6 +222,10 @@ class KarrioConnector:
         if confirmation is None or not confirmation.success:
             raise CarrierRejected(self.carrier, _texts(messages) or ["void not confirmed"])
 
+    async def find_label(self, idempotency_key: str) -> BookedLabel | None:
+        # karrio has no shipment search by reference: an unknown outcome stays an operator's.
+        raise UnsupportedOperation(self.carrier, "label lookup by reference")
+
     async def track(self, tracking_number: str) -> TrackingResult:
         payload = karrio_models.TrackingRequest(tracking_numbers=[tracking_number])
 

@@ -35,6 +35,7 @@ from services.carrier_adapter.adapters.store.quotes import StoredQuote
 from services.carrier_adapter.adapters.store.tables import labels
 from services.carrier_adapter.domain.model import BookedLabel, LabelFormat
 from services.kit.ids import resource_id
+from services.kit.paging import keyset, next_page
 from services.kit.statements import prepared
 
 __all__ = [
@@ -47,9 +48,12 @@ __all__ = [
     "get_label",
     "get_label_by_key",
     "get_label_by_tracking",
+    "list_labels",
     "live_labels",
     "mark_cancelled",
     "release_booking",
+    "release_unknown",
+    "settle_unknown",
 ]
 
 
@@ -72,6 +76,8 @@ class StoredLabel:
     claimed_at: datetime
     label: BookedLabel | None  # set once booked
     cancelled: bool
+    # When the key was first claimed (None only for rows built by hand).
+    created_at: datetime | None = None
 
 
 class ClaimOutcome(enum.Enum):
@@ -124,6 +130,28 @@ _COMPLETE = prepared(
         booked_at=bindparam("booked_booked_at"),
     )
     .returning(*labels.c)
+)
+# Resolving an unknown outcome: the carrier's label stored, or the key given up.
+_SETTLE_UNKNOWN = prepared(
+    update(labels)
+    .where(_THIS_KEY, labels.c.status == LabelStatus.UNKNOWN.value)
+    .values(
+        status=LabelStatus.BOOKED.value,
+        service_code=bindparam("booked_service_code"),
+        tracking_number=bindparam("booked_tracking_number"),
+        package_tracking_numbers=bindparam("booked_package_tracking_numbers"),
+        label_format=bindparam("booked_label_format"),
+        document=bindparam("booked_document"),
+        quoted_amount=bindparam("booked_quoted_amount"),
+        quoted_currency=bindparam("booked_quoted_currency"),
+        carrier_shipment_id=bindparam("booked_carrier_shipment_id"),
+        is_return=bindparam("booked_is_return"),
+        booked_at=bindparam("booked_booked_at"),
+    )
+    .returning(*labels.c)
+)
+_RELEASE_UNKNOWN = prepared(
+    delete(labels).where(_THIS_KEY, labels.c.status == LabelStatus.UNKNOWN.value)
 )
 _MARK_CANCELLED = prepared(
     update(labels)
@@ -201,29 +229,65 @@ def complete_booking(
     conn: Connection, key: str, token: str, label: BookedLabel, now: datetime
 ) -> StoredLabel | None:
     """Store the carrier's label under our claim; None when the claim was lost meanwhile."""
+    row = _COMPLETE.run(conn, {"key": key, "token": token, **_booked(label, now)})
+    return _one(row.mappings().first())
+
+
+def settle_unknown(
+    conn: Connection, key: str, label: BookedLabel, now: datetime
+) -> StoredLabel | None:
+    """Store the label the carrier says it booked under `key`, whose outcome was unknown;
+    None when the key is no longer unknown (settled meanwhile)."""
+    row = _SETTLE_UNKNOWN.run(conn, {"key": key, **_booked(label, now)})
+    return _one(row.mappings().first())
+
+
+def release_unknown(conn: Connection, key: str) -> bool:
+    """Give up `key`, whose outcome was unknown and which the carrier never booked, so a new
+    booking may claim it; False when the key is no longer unknown."""
+    return bool(_RELEASE_UNKNOWN.run(conn, {"key": key}).rowcount == 1)
+
+
+def list_labels(
+    conn: Connection,
+    status: LabelStatus | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    include_cancelled: bool,
+    page_token: str,
+    size: int,
+) -> tuple[list[tuple[StoredLabel, bytes]], str]:
+    """A page of labels oldest first (keyset on seq), each with its BookLabel request record,
+    and the next page's token."""
+    query = select(labels)
+    if status is not None:
+        query = query.where(labels.c.status == status.value)
+    if created_after is not None:
+        query = query.where(labels.c.created_at >= epoch(created_after))
+    if created_before is not None:
+        query = query.where(labels.c.created_at < epoch(created_before))
+    if not include_cancelled:
+        query = query.where(labels.c.cancelled_at.is_(None))
+    rows = conn.execute(keyset(query, labels.c.seq, page_token, size)).mappings().all()
+    page, token = next_page(rows, size, key=lambda row: int(row["seq"]))
+    return [(_stored(dict(row)), bytes(row["request"])) for row in page], token
+
+
+def _booked(label: BookedLabel, now: datetime) -> dict[str, Any]:
+    """The booked label's columns, as the statements bind them."""
     charge = label.quoted_charge
-    row = (
-        _COMPLETE.run(
-            conn,
-            {
-                "key": key,
-                "token": token,
-                "booked_service_code": label.service_code,
-                "booked_tracking_number": label.tracking_number,
-                "booked_package_tracking_numbers": json.dumps(list(label.package_tracking_numbers)),
-                "booked_label_format": label.label_format.value,
-                "booked_document": label.document,
-                "booked_quoted_amount": str(charge.amount) if charge else None,
-                "booked_quoted_currency": charge.currency_code if charge else None,
-                "booked_carrier_shipment_id": label.carrier_shipment_id,
-                "booked_is_return": label.is_return,
-                "booked_booked_at": epoch(label.created_at or now),
-            },
-        )
-        .mappings()
-        .first()
-    )
-    return None if row is None else _stored(row)
+    return {
+        "booked_service_code": label.service_code,
+        "booked_tracking_number": label.tracking_number,
+        "booked_package_tracking_numbers": json.dumps(list(label.package_tracking_numbers)),
+        "booked_label_format": label.label_format.value,
+        "booked_document": label.document,
+        "booked_quoted_amount": str(charge.amount) if charge else None,
+        "booked_quoted_currency": charge.currency_code if charge else None,
+        "booked_carrier_shipment_id": label.carrier_shipment_id,
+        "booked_is_return": label.is_return,
+        "booked_booked_at": epoch(label.created_at or now),
+    }
 
 
 def release_booking(conn: Connection, key: str, token: str, outcome_unknown: bool) -> None:
@@ -306,4 +370,5 @@ def _stored(row: Mapping[str, Any]) -> StoredLabel:
         claimed_at=claimed_at,
         label=label,
         cancelled=row["cancelled_at"] is not None,
+        created_at=from_epoch(row["created_at"]),
     )

@@ -12,6 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
@@ -23,6 +24,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _LabelStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LabelStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LabelStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LABEL_STATUS_UNSPECIFIED: _LabelStatus.ValueType  # 0
+    """LABEL_STATUS_UNSPECIFIED means any status in a filter."""
+    LABEL_STATUS_BOOKED: _LabelStatus.ValueType  # 1
+    """LABEL_STATUS_BOOKED is a label the carrier booked and answered."""
+    LABEL_STATUS_UNKNOWN: _LabelStatus.ValueType  # 2
+    """LABEL_STATUS_UNKNOWN is a booking the carrier may have made before failing (ResolveLabel)."""
+    LABEL_STATUS_BOOKING: _LabelStatus.ValueType  # 3
+    """LABEL_STATUS_BOOKING is a booking in flight."""
+
+class LabelStatus(_LabelStatus, metaclass=_LabelStatusEnumTypeWrapper):
+    """LabelStatus is where a label's booking stands in carrier-adapter."""
+
+LABEL_STATUS_UNSPECIFIED: LabelStatus.ValueType  # 0
+"""LABEL_STATUS_UNSPECIFIED means any status in a filter."""
+LABEL_STATUS_BOOKED: LabelStatus.ValueType  # 1
+"""LABEL_STATUS_BOOKED is a label the carrier booked and answered."""
+LABEL_STATUS_UNKNOWN: LabelStatus.ValueType  # 2
+"""LABEL_STATUS_UNKNOWN is a booking the carrier may have made before failing (ResolveLabel)."""
+LABEL_STATUS_BOOKING: LabelStatus.ValueType  # 3
+"""LABEL_STATUS_BOOKING is a booking in flight."""
+Global___LabelStatus: _TypeAlias = LabelStatus  # noqa: Y015
 
 @_typing.final
 class GetRatesRequest(_message.Message):
@@ -799,3 +828,201 @@ class ListCodeMappingsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListCodeMappingsResponse: _TypeAlias = ListCodeMappingsResponse  # noqa: Y015
+
+@_typing.final
+class LabelSummary(_message.Message):
+    """LabelSummary is one label as ListLabels lists it, without its document."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CARRIER_FIELD_NUMBER: _builtins.int
+    CARRIER_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    BOOK_TIME_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    IS_RETURN_FIELD_NUMBER: _builtins.int
+    label_id: _builtins.str
+    """label_id identifies the booking within crossdock."""
+    idempotency_key: _builtins.str
+    """idempotency_key is the caller's key of the booking (shipment uses its shipment id)."""
+    status: Global___LabelStatus.ValueType
+    """status is where the booking stands."""
+    carrier: _builtins.str
+    """carrier is the carrier code the label was booked (or is booking) with."""
+    carrier_account_id: _builtins.str
+    """carrier_account_id is the configured account that booked it."""
+    tracking_number: _builtins.str
+    """tracking_number is the master tracking number; empty unless booked."""
+    reference: _builtins.str
+    """reference is the caller's reference printed on the label (shipment: the order or return id)."""
+    cancelled: _builtins.bool
+    """cancelled is true once the label has been voided with the carrier."""
+    is_return: _builtins.bool
+    """is_return is true for a return label."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """create_time is when the booking was first claimed."""
+
+    @_builtins.property
+    def book_time(self) -> _timestamp_pb2.Timestamp:
+        """book_time is when the carrier booked it; unset unless booked."""
+
+    def __init__(
+        self,
+        *,
+        label_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        status: Global___LabelStatus.ValueType = ...,
+        carrier: _builtins.str = ...,
+        carrier_account_id: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        book_time: _timestamp_pb2.Timestamp | None = ...,
+        cancelled: _builtins.bool = ...,
+        is_return: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["book_time", b"book_time", "create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["book_time", b"book_time", "cancelled", b"cancelled", "carrier", b"carrier", "carrier_account_id", b"carrier_account_id", "create_time", b"create_time", "idempotency_key", b"idempotency_key", "is_return", b"is_return", "label_id", b"label_id", "reference", b"reference", "status", b"status", "tracking_number", b"tracking_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LabelSummary: _TypeAlias = LabelSummary  # noqa: Y015
+
+@_typing.final
+class ListLabelsRequest(_message.Message):
+    """ListLabelsRequest asks for a page of labels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    INCLUDE_CANCELLED_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    status: Global___LabelStatus.ValueType
+    """status limits the list to one status; unspecified lists every status."""
+    include_cancelled: _builtins.bool
+    """include_cancelled lists voided labels too; by default they are left out."""
+    page_size: _builtins.int
+    """page_size is the most labels to return; 0 means the default of 50."""
+    page_token: _builtins.str
+    """page_token is the next_page_token of the previous page."""
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """created_after keeps the labels claimed at or after this instant; unset: no lower bound."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """created_before keeps the labels claimed before this instant; unset: no upper bound."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___LabelStatus.ValueType = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        include_cancelled: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "include_cancelled", b"include_cancelled", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLabelsRequest: _TypeAlias = ListLabelsRequest  # noqa: Y015
+
+@_typing.final
+class ListLabelsResponse(_message.Message):
+    """ListLabelsResponse holds a page of labels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABELS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """next_page_token fetches the next page; empty on the last page."""
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedCompositeFieldContainer[Global___LabelSummary]:
+        """labels are the page, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        labels: _abc.Iterable[Global___LabelSummary] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLabelsResponse: _TypeAlias = ListLabelsResponse  # noqa: Y015
+
+@_typing.final
+class ResolveLabelRequest(_message.Message):
+    """ResolveLabelRequest names the label whose unknown outcome to settle."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    label_id: _builtins.str
+    """label_id is the label's id."""
+    idempotency_key: _builtins.str
+    """idempotency_key is the key its booking was made under."""
+    def __init__(
+        self,
+        *,
+        label_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "label", b"label", "label_id", b"label_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "label", b"label", "label_id", b"label_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_label: _TypeAlias = _typing.Literal["label_id", "idempotency_key"]  # noqa: Y015
+    _WhichOneofArgType_label: _TypeAlias = _typing.Literal["label", b"label"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_label) -> _WhichOneofReturnType_label | None: ...
+
+Global___ResolveLabelRequest: _TypeAlias = ResolveLabelRequest  # noqa: Y015
+
+@_typing.final
+class ResolveLabelResponse(_message.Message):
+    """ResolveLabelResponse says what the carrier answered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKED_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    booked: _builtins.bool
+    """booked is true when the carrier had booked the label: label is then that label, now stored
+    as booked; false when it had not, and the key is free for a new booking.
+    """
+    @_builtins.property
+    def label(self) -> _carrier_pb2.Label:
+        """label is the carrier's label, set when booked."""
+
+    def __init__(
+        self,
+        *,
+        booked: _builtins.bool = ...,
+        label: _carrier_pb2.Label | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["label", b"label"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booked", b"booked", "label", b"label"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveLabelResponse: _TypeAlias = ResolveLabelResponse  # noqa: Y015

@@ -80,6 +80,16 @@ class CarrierAdapterServiceStub:
                 request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsRequest.SerializeToString,
                 response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsResponse.FromString,
                 _registered_method=True)
+        self.ListLabels = channel.unary_unary(
+                '/crossdock.carrier.v1.CarrierAdapterService/ListLabels',
+                request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListLabelsRequest.SerializeToString,
+                response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListLabelsResponse.FromString,
+                _registered_method=True)
+        self.ResolveLabel = channel.unary_unary(
+                '/crossdock.carrier.v1.CarrierAdapterService/ResolveLabel',
+                request_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ResolveLabelRequest.SerializeToString,
+                response_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ResolveLabelResponse.FromString,
+                _registered_method=True)
 
 
 class CarrierAdapterServiceServicer:
@@ -163,6 +173,26 @@ class CarrierAdapterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLabels(self, request, context):
+        """ListLabels lists the labels carrier-adapter holds (booked, or with an unknown outcome),
+        oldest first, keyset-paged: what reconciliation compares with shipment and the carriers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveLabel(self, request, context):
+        """ResolveLabel settles a label whose outcome is unknown by asking its carrier for the booking
+        made under its idempotency key: booked there, the carrier's label is stored as booked (a
+        BookLabel with the key then answers that very label); not booked there, the key is released
+        so the next BookLabel books anew. NOT_FOUND for an unknown label; FAILED_PRECONDITION when
+        its outcome is not unknown, or when its carrier cannot look bookings up; UNAVAILABLE when
+        the carrier cannot answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CarrierAdapterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -210,6 +240,16 @@ def add_CarrierAdapterServiceServicer_to_server(servicer, server):
                     servicer.ListCodeMappings,
                     request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsRequest.FromString,
                     response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsResponse.SerializeToString,
+            ),
+            'ListLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLabels,
+                    request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListLabelsRequest.FromString,
+                    response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListLabelsResponse.SerializeToString,
+            ),
+            'ResolveLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveLabel,
+                    request_deserializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ResolveLabelRequest.FromString,
+                    response_serializer=crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ResolveLabelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -456,6 +496,60 @@ class CarrierAdapterService:
             '/crossdock.carrier.v1.CarrierAdapterService/ListCodeMappings',
             crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsRequest.SerializeToString,
             crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListCodeMappingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.carrier.v1.CarrierAdapterService/ListLabels',
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListLabelsRequest.SerializeToString,
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ListLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossdock.carrier.v1.CarrierAdapterService/ResolveLabel',
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ResolveLabelRequest.SerializeToString,
+            crossdock_dot_carrier_dot_v1_dot_carrier__service__pb2.ResolveLabelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,18 @@ class CarrierAdapterServiceStub:
     """
     ListCodeMappings: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.ListCodeMappingsRequest, _carrier_service_pb2.ListCodeMappingsResponse]
     """ListCodeMappings lists the operators' code mappings (every version), newest first."""
+    ListLabels: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.ListLabelsRequest, _carrier_service_pb2.ListLabelsResponse]
+    """ListLabels lists the labels carrier-adapter holds (booked, or with an unknown outcome),
+    oldest first, keyset-paged: what reconciliation compares with shipment and the carriers.
+    """
+    ResolveLabel: _grpc.UnaryUnaryMultiCallable[_carrier_service_pb2.ResolveLabelRequest, _carrier_service_pb2.ResolveLabelResponse]
+    """ResolveLabel settles a label whose outcome is unknown by asking its carrier for the booking
+    made under its idempotency key: booked there, the carrier's label is stored as booked (a
+    BookLabel with the key then answers that very label); not booked there, the key is released
+    so the next BookLabel books anew. NOT_FOUND for an unknown label; FAILED_PRECONDITION when
+    its outcome is not unknown, or when its carrier cannot look bookings up; UNAVAILABLE when
+    the carrier cannot answer.
+    """
 
 @_typing.type_check_only
 class CarrierAdapterServiceAsyncStub(CarrierAdapterServiceStub):
@@ -111,6 +123,18 @@ class CarrierAdapterServiceAsyncStub(CarrierAdapterServiceStub):
     """
     ListCodeMappings: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.ListCodeMappingsRequest, _carrier_service_pb2.ListCodeMappingsResponse]  # type: ignore[assignment]
     """ListCodeMappings lists the operators' code mappings (every version), newest first."""
+    ListLabels: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.ListLabelsRequest, _carrier_service_pb2.ListLabelsResponse]  # type: ignore[assignment]
+    """ListLabels lists the labels carrier-adapter holds (booked, or with an unknown outcome),
+    oldest first, keyset-paged: what reconciliation compares with shipment and the carriers.
+    """
+    ResolveLabel: _aio.UnaryUnaryMultiCallable[_carrier_service_pb2.ResolveLabelRequest, _carrier_service_pb2.ResolveLabelResponse]  # type: ignore[assignment]
+    """ResolveLabel settles a label whose outcome is unknown by asking its carrier for the booking
+    made under its idempotency key: booked there, the carrier's label is stored as booked (a
+    BookLabel with the key then answers that very label); not booked there, the key is released
+    so the next BookLabel books anew. NOT_FOUND for an unknown label; FAILED_PRECONDITION when
+    its outcome is not unknown, or when its carrier cannot look bookings up; UNAVAILABLE when
+    the carrier cannot answer.
+    """
 
 class CarrierAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
     """CarrierAdapterService talks to carriers: quotes, labels, tracking and their webhooks."""
@@ -204,5 +228,29 @@ class CarrierAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_carrier_service_pb2.ListCodeMappingsResponse, _abc.Awaitable[_carrier_service_pb2.ListCodeMappingsResponse]]:
         """ListCodeMappings lists the operators' code mappings (every version), newest first."""
+
+    @_abc_1.abstractmethod
+    def ListLabels(
+        self,
+        request: _carrier_service_pb2.ListLabelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_carrier_service_pb2.ListLabelsResponse, _abc.Awaitable[_carrier_service_pb2.ListLabelsResponse]]:
+        """ListLabels lists the labels carrier-adapter holds (booked, or with an unknown outcome),
+        oldest first, keyset-paged: what reconciliation compares with shipment and the carriers.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveLabel(
+        self,
+        request: _carrier_service_pb2.ResolveLabelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_carrier_service_pb2.ResolveLabelResponse, _abc.Awaitable[_carrier_service_pb2.ResolveLabelResponse]]:
+        """ResolveLabel settles a label whose outcome is unknown by asking its carrier for the booking
+        made under its idempotency key: booked there, the carrier's label is stored as booked (a
+        BookLabel with the key then answers that very label); not booked there, the key is released
+        so the next BookLabel books anew. NOT_FOUND for an unknown label; FAILED_PRECONDITION when
+        its outcome is not unknown, or when its carrier cannot look bookings up; UNAVAILABLE when
+        the carrier cannot answer.
+        """
 
 def add_CarrierAdapterServiceServicer_to_server(servicer: CarrierAdapterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,10 +5,16 @@ carrier-adapter's connector for it; both speak this JSON. The routes, like a sma
 
     POST /v1/rates                      RateRequest JSON   → {"quotes": [RateQuote JSON, …]}
     POST /v1/labels                     LabelRequest JSON  → BookedLabel JSON (idempotent by key)
+    GET  /v1/labels?idempotency_key=K                      → {"labels": [found, …]}
+    GET  /v1/labels?booked_after=T&booked_before=T&page_token=P&page_size=N
+                                                           → {"labels": [found, …],
+                                                              "next_page_token": P or ""}
     POST /v1/labels/{tracking}/void     {}                 → {}
     GET  /v1/tracking/{tracking}                           → {"scans": [scan JSON, …]}
     GET  /healthz                                          → {"status": "ok"}
 
+A `found` label is {"label": BookedLabel JSON, "voided": bool}: the lookups a carrier's
+shipment search offers, by our key (its customer reference) or by booking time, oldest first.
 A refusal answers 4xx with {"error": kind, "detail": text}, kind one of `rejected`,
 `unknown_service`, `unsupported`; scans use the push format of `sandbox.webhooks`. Decimals
 travel as strings and instants as RFC 3339 UTC, so nothing is rounded on the way.

@@ -72,6 +72,9 @@ class SandboxSettings:
     final_charge_adjustment_rate: float = 0.0
     # Real seconds each new booking takes (a slow carrier), for timeout and retry rehearsals.
     label_delay_seconds: float = 0.0
+    # False: a carrier that does not dedupe bookings by our key (a repeated key books another
+    # label), so carrier-adapter parks a booking whose reply timed out as outcome unknown.
+    dedupe_bookings: bool = True
 
     def __post_init__(self) -> None:
         if not self.webhook_secrets or not all(self.webhook_secrets):
@@ -98,6 +101,17 @@ class SandboxSettings:
             duplicate_webhook_rate=number("duplicate_webhook_rate", 0.0),
             late_webhook_rate=number("late_webhook_rate", 0.0),
             label_delay_seconds=number("label_delay_seconds", 0.0),
+            dedupe_bookings=(account.get("dedupe_bookings") or "true").lower()
+            in {"1", "true", "yes", "on"},
+        )
+
+    def capabilities(self) -> Capabilities:
+        """What the sandbox offers; whether it dedupes bookings is a setting."""
+        return Capabilities(
+            push_tracking=True,
+            idempotent_booking=self.dedupe_bookings,
+            cancel_label=True,
+            return_label=True,
         )
 
 
@@ -111,9 +125,6 @@ class _Parcel:
 
 class SandboxConnector:
     carrier = CARRIER
-    capabilities = Capabilities(
-        push_tracking=True, idempotent_booking=True, cancel_label=True, return_label=True
-    )
 
     def __init__(
         self,
@@ -131,12 +142,15 @@ class SandboxConnector:
             raise ValueError(f"sandbox services.json and pricing disagree on {sorted(missing)}")
         self._account_id = account_id
         self.settings = settings
+        self.capabilities = settings.capabilities()
         self.services = service_table
         self.normalizer = ScanNormalizer(status_table, on_unmapped)
         self._clock = clock
         self._payloads = payloads
         self._parcels: dict[str, _Parcel] = {}
-        self._by_key: dict[str, str] = {}
+        # key → tracking numbers booked under it, oldest first (more than one only when the
+        # sandbox does not dedupe bookings).
+        self._by_key: dict[str, list[str]] = {}
 
     @property
     def account_id(self) -> str:
@@ -168,9 +182,9 @@ class SandboxConnector:
         return sorted(quotes, key=lambda quote: quote.total_charge.amount)
 
     async def book_label(self, request: LabelRequest) -> BookedLabel:
-        known = self._by_key.get(request.idempotency_key)
-        if known is not None:
-            parcel = self._parcels[known]
+        known = self._by_key.get(request.idempotency_key, [])
+        if known and self.settings.dedupe_bookings:
+            parcel = self._parcels[known[0]]
             if parcel.request != request:
                 raise CarrierRejected(CARRIER, ["idempotency key reused for a different label"])
             return parcel.label
@@ -181,7 +195,8 @@ class SandboxConnector:
             raise UnsupportedOperation(CARRIER, f"{request.label_format} labels")
         if self.settings.label_delay_seconds > 0:
             await self._clock.sleep(self.settings.label_delay_seconds)
-        tracking_number = self._tracking_number(request.idempotency_key)
+        # Without dedupe, each booking with a key is another parcel (another number).
+        tracking_number = self._tracking_number(request.idempotency_key, len(known))
         amount = pricing.price(service, request.ship_from, request.ship_to, request.parcels)
         content = documents.LabelContent(
             carrier_name="Sandbox Carrier",
@@ -250,6 +265,27 @@ class SandboxConnector:
         if cancelled_at is not None:
             self._parcels[label.tracking_number].cancelled_at = cancelled_at
 
+    def find_labels(self, idempotency_key: str) -> list[tuple[BookedLabel, bool]]:
+        """The labels booked under `idempotency_key` (the customer reference a carrier's
+        shipment search takes), oldest first, each with whether it was voided."""
+        parcels = [self._parcels[n] for n in self._by_key.get(idempotency_key, [])]
+        return [(parcel.label, parcel.cancelled_at is not None) for parcel in parcels]
+
+    async def find_label(self, idempotency_key: str) -> BookedLabel | None:
+        """The first live label booked under `idempotency_key`, None when there is none."""
+        live = [label for label, voided in self.find_labels(idempotency_key) if not voided]
+        self._log("find_label", PayloadDirection.RESPONSE, f"{len(live)} live", idempotency_key)
+        return live[0] if live else None
+
+    def labels_booked(self, since: datetime, until: datetime) -> list[tuple[BookedLabel, bool]]:
+        """Every label booked in [since, until), in booking order, each with whether it was
+        voided (a carrier's shipment search by date)."""
+        return [
+            (parcel.label, parcel.cancelled_at is not None)
+            for parcel in self._parcels.values()
+            if since <= parcel.label.created_at < until
+        ]
+
     def live_tracking_numbers(self) -> list[str]:
         return sorted(self._parcels)
 
@@ -294,7 +330,7 @@ class SandboxConnector:
             timings=self.settings.timings,
         )
         self._parcels[label.tracking_number] = _Parcel(label, request, plan)
-        self._by_key[label.idempotency_key] = label.tracking_number
+        self._by_key.setdefault(label.idempotency_key, []).append(label.tracking_number)
 
     def _due(self, parcel: _Parcel, now: datetime) -> list[PlannedScan]:
         until = parcel.cancelled_at or now
@@ -319,9 +355,11 @@ class SandboxConnector:
             raise CarrierRejected(CARRIER, [f"unknown tracking number {tracking_number}"])
         return parcel
 
-    def _tracking_number(self, idempotency_key: str) -> str:
-        # Derived from the key: the same booking gets the same number even across restarts.
-        digest = hashlib.sha256(f"{self._account_id}:{idempotency_key}".encode()).hexdigest()
+    def _tracking_number(self, idempotency_key: str, earlier: int = 0) -> str:
+        # Derived from the key: the same booking gets the same number even across restarts
+        # (the nth booking of a key, for a sandbox that does not dedupe, its own).
+        seed = f"{self._account_id}:{idempotency_key}" + (f":{earlier}" if earlier else "")
+        digest = hashlib.sha256(seed.encode()).hexdigest()
         return "SBX" + str(int(digest[:15], 16)).zfill(12)[-12:]
 
     def _log(self, operation: str, direction: PayloadDirection, body: str, ref: str) -> None:

@@ -12,6 +12,7 @@ for it.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,6 @@ import aiohttp
 from services.carrier_adapter.adapters.carriers.sandbox import api, webhooks
 from services.carrier_adapter.adapters.carriers.sandbox.connector import (
     CARRIER,
-    SandboxConnector,
     SandboxSettings,
     parse_push,
 )
@@ -52,7 +52,6 @@ __all__ = ["RemoteSandboxConnector"]
 
 class RemoteSandboxConnector:
     carrier = CARRIER
-    capabilities: Capabilities = SandboxConnector.capabilities
 
     def __init__(
         self,
@@ -70,6 +69,8 @@ class RemoteSandboxConnector:
         self._account_id = account_id
         self.endpoint = endpoint.rstrip("/")
         self.settings = settings
+        # The process's own --no-dedupe must match the account's DEDUPE_BOOKINGS.
+        self.capabilities: Capabilities = settings.capabilities()
         self.services = service_table
         self.normalizer = ScanNormalizer(status_table, on_unmapped)
         self._clock = clock
@@ -91,6 +92,15 @@ class RemoteSandboxConnector:
         label = api.label_from_json(answer)
         self._log("book_label", label.tracking_number, request.idempotency_key)
         return label
+
+    async def find_label(self, idempotency_key: str) -> BookedLabel | None:
+        query = urllib.parse.urlencode({"idempotency_key": idempotency_key})
+        answer = await self._call("find_label", "GET", f"/v1/labels?{query}", None)
+        live = [
+            api.label_from_json(found["label"]) for found in answer["labels"] if not found["voided"]
+        ]
+        self._log("find_label", f"{len(live)} live", idempotency_key)
+        return live[0] if live else None
 
     async def cancel_label(self, request: CancelRequest) -> None:
         path = f"/v1/labels/{request.tracking_number}/void"
