@@ -10,7 +10,8 @@ CROSSDOCK_FAULT_FILE is set.
 
 Points in use: `relay.before_publish` (rows committed, nothing published), `relay.before_mark_sent`
 (acks received, rows still pending), `consumer.before_commit` (effects applied, not committed),
-`consumer.before_ack` (committed, not acked), and `handle/<consumer>/<subject>` (one consumer's
+`consumer.before_ack` (committed, not acked), `inventory.reserve.before_answer` (a reservation
+committed, ReserveStock not answered), and `handle/<consumer>/<subject>` (one consumer's
 handler of one event type; poison only).
 
 `CROSSDOCK_FAULT_FILE=<path>` reads the same spec from a file each time instead, and no fault

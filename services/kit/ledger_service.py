@@ -1,8 +1,9 @@
 """EventLedgerService: a service answers for its own event records, for reconciliation.
 
-What its outbox published (ListPublished), what it has not published yet (ListUnsent), what
-each of its consumers' inboxes applied (CheckApplied), and re-emitting one event whose consumers
-lost it (Reemit: outbox.reemit, same event id, so every inbox still applies it at most once).
+What its outbox published (ListPublished; when asked, with the re-emitted rows waiting to go
+out again), what it has not published yet (ListUnsent), what each of its consumers' inboxes
+applied (CheckApplied), and re-emitting one event whose consumers lost it (Reemit:
+outbox.reemit, same event id, so every inbox still applies it at most once).
 
 Reads never take the SQLite writer: they run on a connection of their own in a plain deferred
 read transaction (PostgreSQL: READ ONLY, REPEATABLE READ), outside `Database.run`, whose one
@@ -93,6 +94,11 @@ class EventLedgerApi(pb_grpc.EventLedgerServiceServicer):
         size = page_size(request.page_size, DEFAULT_PAGE_SIZE)
         after = _decode_key(request.page_token)
         now = time.time()
+        requeued: list[outbox.LedgerRow] = []
+        if request.include_requeued and after is None:
+            # Read before the page: a row the relay re-sends in between is then in one of the
+            # two (its new send time sorts it last), never in neither.
+            requeued = await _read(self._db, outbox.requeued_rows, request.subject, size)
         rows, oldest = await _read(
             self._db, outbox.published_page, request.subject, since, until, after, size + 1
         )
@@ -107,6 +113,7 @@ class EventLedgerApi(pb_grpc.EventLedgerServiceServicer):
             events=[_event(row) for row in rows],
             next_page_token=token,
             retained_since=_timestamp(retained),
+            requeued=[_event(row) for row in requeued],
         )
 
     async def ListUnsent(self, request: pb.ListUnsentRequest, context: Any) -> Any:

@@ -575,3 +575,22 @@ def unsent_before(conn: Connection, before: float, limit: int) -> tuple[list[Led
     )
     (total,) = cursor.fetchone()
     return rows, int(total)
+
+
+def requeued_rows(conn: Connection, subject: str, limit: int) -> list[LedgerRow]:
+    """Up to `limit` rows of `subject` that `reemit` made pending again and the relay has not
+    re-sent yet (oldest first). They were published once; until they go out again they are in
+    no send-time window. Reads through the partial pending index (pending rows are few)."""
+    cursor = dbapi_cursor(conn)
+    cursor.execute(
+        dialect_sql(
+            conn,
+            "SELECT event_id, subject, aggregate_id, created_at FROM outbox "
+            "WHERE sent_at IS NULL AND subject = ? AND headers LIKE ? ORDER BY seq LIMIT ?",
+        ),
+        (subject, f'%"{ev.NATS_MSG_ID}":"%:reemit:%', limit),
+    )
+    return [
+        LedgerRow(event_id, row_subject, aggregate_id, created_at, None)
+        for event_id, row_subject, aggregate_id, created_at in cursor.fetchall()
+    ]

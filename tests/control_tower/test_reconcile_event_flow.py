@@ -1,15 +1,20 @@
-"""event_flow on the reconciler and a real tower store, against event ledgers served over gRPC.
+"""event_flow on the reconciler and a real tower store, against the real services' event ledgers.
 
-Most ledgers here are a small in-process implementation of the EventLedgerService contract
-(crossdock.common.v1) whose records the test sets: the producer's published and unsent rows and
-each consumer's applied ids, with retention horizons, so every case (retention, paging, unsent
-rows) is staged exactly. They answer over a real gRPC server, so a producer that is down is a
-real UNAVAILABLE. The last test puts a real billing (its own setup, real NATS and SQLite) on
-both sides: its inbox answers as a consumer, its outbox as a producer.
+billing (producer of invoice_posted) and order (its consumer, durable order-events) run
+in-process, each built by its own `setup` on its own SQLite file, on a real nats-server. Events
+are lost through NATS's own means (order's durable paused, the message deleted from the
+stream); a relay held back (its leadership taken) leaves rows unsent or re-emitted and not sent
+again (those two cases also on PostgreSQL). The drifts on PostgreSQL, and a consumer stopped
+past the stream's max age, are in test_reconcile_drifts.py.
+
+Two cases keep an in-test ledger (a small EventLedgerService on a real gRPC server), each
+saying why: an inbox's retention horizon (30 days, not configurable) and an event with two kit
+consumers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,9 +28,8 @@ from crossdock.common.v1 import event_ledger_pb2 as pb
 from crossdock.common.v1 import event_ledger_pb2_grpc as pb_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
-from services.billing.config import BillingConfig
-from services.billing.main import setup as billing_setup
 from services.control_tower.adapters.clients import OwnerRefused
 from services.control_tower.adapters.store import SERVICE, migrate
 from services.control_tower.app import reconcile
@@ -41,140 +45,48 @@ from services.control_tower.app.reconciliation.checks.event_flow import (
     EventFlow,
 )
 from services.control_tower.domain.exceptions import CHECK_OWNERS
-from services.control_tower.domain.reconciliation import Drift, Finding, FindingState
+from services.control_tower.domain.reconciliation import Drift, Finding, FindingState, RunRecord
+from services.kit import outbox
 from services.kit.client import open_channel
 from services.kit.db import Database
-from services.kit.server import ServiceServer
+from services.kit.leader import leadership_for
 from services.kit.uow import UnitsOfWork
-from tests.billing.service_support import delivered, order_placed, shipment
-from tests.fixtures.events import publish_as_relay
+from tests.control_tower.test_reconcile_drifts import (
+    BILLING_STREAM,
+    ORDER_DURABLE,
+    POSTED,
+    applied_by_order,
+    consumer_exists,
+    paused,
+    post_one_invoice,
+    running_billing,
+    running_order,
+)
+from tests.fixtures.databases import NewDbUrl
+from tests.fixtures.events import stream_messages
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.ports import free_port
-from tests.fixtures.running import billing_env
-from tests.kit.test_relay import wait_until
+from tests.fixtures.waiting import wait_for
 
+pytestmark = [pytest.mark.integration]
+
+CHECK = "event_flow"
 DELIVERED = "crossdock.shipment.delivered.v1"
-NOW = float(int(time.time()))
-SETTINGS = EventFlowSettings(lookback_seconds=3600, grace_seconds=60, unsent_minutes=5)
+# Judged at once (grace 0); unsent rows are a finding after 5 min.
+NOW_SETTINGS = EventFlowSettings(lookback_seconds=600, grace_seconds=0, unsent_minutes=5)
 
 
 def stamp(moment: float) -> Timestamp:
-    return Timestamp(seconds=int(moment))
-
-
-def published(event_id: str, sent_ago: float, subject: str = DELIVERED) -> pb.PublishedEvent:
-    return pb.PublishedEvent(
-        event_id=event_id,
-        subject=subject,
-        aggregate_id=f"shp_{event_id}",
-        create_time=stamp(NOW - sent_ago - 1),
-        send_time=stamp(NOW - sent_ago),
-    )
-
-
-@dataclass
-class Ledger(pb_grpc.EventLedgerServiceServicer):
-    """One service's event records, as its EventLedgerService answers for them."""
-
-    published: list[pb.PublishedEvent] = field(default_factory=list)
-    unsent: list[pb.PublishedEvent] = field(default_factory=list)
-    # durable → applied event ids
-    applied: dict[str, set[str]] = field(default_factory=dict)
-    outbox_retained_since: float = 0.0
-    inbox_retained_since: float = 0.0
-    windows: list[tuple[str, float, float]] = field(default_factory=list)
-    unsent_cutoffs: list[float] = field(default_factory=list)
-    reemits: list[pb.ReemitRequest] = field(default_factory=list)
-
-    async def ListPublished(
-        self, request: pb.ListPublishedRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.ListPublishedResponse:
-        since, until = request.since.seconds, request.until.seconds
-        self.windows.append((request.subject, since, until))
-        events = [
-            e
-            for e in self.published
-            if e.subject == request.subject and since <= e.send_time.seconds < until
-        ]
-        start = int(request.page_token or 0)
-        size = request.page_size or 500
-        end = start + size
-        return pb.ListPublishedResponse(
-            events=events[start:end],
-            next_page_token=str(end) if end < len(events) else "",
-            retained_since=stamp(self.outbox_retained_since),
-        )
-
-    async def ListUnsent(
-        self, request: pb.ListUnsentRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.ListUnsentResponse:
-        self.unsent_cutoffs.append(request.before.seconds)
-        old = [e for e in self.unsent if e.create_time.seconds < request.before.seconds]
-        return pb.ListUnsentResponse(events=old[: request.page_size or 500], total=len(old))
-
-    async def CheckApplied(
-        self, request: pb.CheckAppliedRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.CheckAppliedResponse:
-        if request.consumer not in self.applied:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION, f"{request.consumer} is not a consumer here"
-            )
-        held = self.applied[request.consumer]
-        return pb.CheckAppliedResponse(
-            applied_event_ids=[i for i in request.event_ids if i in held],
-            retained_since=stamp(self.inbox_retained_since),
-            handles_subject=True,
-        )
-
-    async def Reemit(
-        self, request: pb.ReemitRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.ReemitResponse:
-        self.reemits.append(request)
-        return pb.ReemitResponse(reemitted=True, subject=DELIVERED)
-
-
-@dataclass
-class Mesh:
-    """shipment (producer of delivered), billing and order (two of its consumers)."""
-
-    shipment: Ledger
-    billing: Ledger
-    order: Ledger
-    ctx: CheckContext
+    value = Timestamp()
+    value.FromNanoseconds(round(moment * 1e9))
+    return value
 
 
 @pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    ledgers = {
-        "shipment": Ledger(),
-        "billing": Ledger(applied={"billing-events": set()}),
-        "order": Ledger(applied={"order-events": set()}),
-    }
-    servers, channels = [], []
-    stubs = {}
-    for service, ledger in ledgers.items():
-        server = grpc.aio.server()
-        pb_grpc.add_EventLedgerServiceServicer_to_server(ledger, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        channel = open_channel(f"127.0.0.1:{port}", default_timeout_seconds=5.0)
-        servers.append(server)
-        channels.append(channel)
-        stubs[service] = pb_grpc.EventLedgerServiceStub(channel)
-    ctx = CheckContext(ledgers=stubs, event_flow=SETTINGS, clock=lambda: NOW)
-    try:
-        yield Mesh(ledgers["shipment"], ledgers["billing"], ledgers["order"], ctx)
-    finally:
-        for channel in channels:
-            await channel.close(None)
-        for server in servers:
-            await server.stop(None)
-
-
-@pytest.fixture
-def units(sqlite_url: str) -> Iterator[UnitsOfWork]:
-    migrate(sqlite_url)
-    database = Database(sqlite_url, service=SERVICE)
+def units(tmp_path: Path) -> Iterator[UnitsOfWork]:
+    url = f"sqlite:///{tmp_path / 'tower'}.db"
+    migrate(url)
+    database = Database(url, service=SERVICE)
     yield UnitsOfWork(database)
     database.engine.dispose()
 
@@ -183,18 +95,87 @@ def reconciler(units: UnitsOfWork, ctx: CheckContext) -> Reconciler:
     return Reconciler(units, registry(EventFlow()), ctx)
 
 
+async def run(tower: Reconciler, *, report_only: bool = False) -> RunRecord:
+    (record,) = (await tower.run([CHECK], report_only=report_only)).runs
+    return record
+
+
 async def open_findings(units: UnitsOfWork) -> list[Finding]:
     found, _ = await units.run(
         reconcile.list_findings,
-        FindingsQuery(check="event_flow", state=FindingState.OPEN, page_size=100),
+        FindingsQuery(check=CHECK, state=FindingState.OPEN, page_size=100),
     )
     return sorted(found, key=lambda f: f.subject_id)
 
 
-def deliver(mesh: Mesh, *events: pb.PublishedEvent, applied_by_both: set[str]) -> None:
-    mesh.shipment.published.extend(events)
-    mesh.billing.applied["billing-events"] |= applied_by_both
-    mesh.order.applied["order-events"] |= applied_by_both
+# ---- billing and order, for real ---------------------------------------------------------------
+
+
+@dataclass
+class Pair:
+    """billing (the producer) and order (its consumer): their ledgers and where they answer."""
+
+    billing: pb_grpc.EventLedgerServiceStub
+    order: pb_grpc.EventLedgerServiceStub
+    js: JetStreamContext
+    billing_url: str
+
+    def ctx(self, settings: EventFlowSettings = NOW_SETTINGS) -> CheckContext:
+        ledgers: dict[str, Any] = {"billing": self.billing, "order": self.order}
+        return CheckContext(ledgers=ledgers, event_flow=settings)
+
+
+@contextlib.asynccontextmanager
+async def running_pair(
+    new_db_url: NewDbUrl, nats_server: NatsServer, nc: NATS
+) -> AsyncIterator[Pair]:
+    billing_url = new_db_url("billing")
+    async with (
+        running_billing(billing_url, nats_server.url) as billing,
+        # Order never calls inventory here: nothing listens at its target.
+        running_order(new_db_url("order"), nats_server.url, f"127.0.0.1:{free_port()}") as order,
+    ):
+        js = nc.jetstream()
+        assert await wait_for(lambda: consumer_exists(js, BILLING_STREAM, ORDER_DURABLE), bool)
+        yield Pair(
+            pb_grpc.EventLedgerServiceStub(billing),
+            pb_grpc.EventLedgerServiceStub(order),
+            js,
+            billing_url,
+        )
+
+
+def sqlite_files(tmp_path: Path) -> NewDbUrl:
+    return lambda name: f"sqlite:///{tmp_path / name}.db"
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, nats_server: NatsServer, nats_client: NATS) -> AsyncIterator[Pair]:
+    async with running_pair(sqlite_files(tmp_path), nats_server, nats_client) as running:
+        yield running
+
+
+async def lose(pair: Pair, count: int = 1, keep: int = 0) -> tuple[list[str], list[str]]:
+    """`keep` invoices order applies, then `count` it never gets: posted while its durable is
+    paused and deleted from the stream before it resumes. (applied ids, lost ids)"""
+    applied = [await post_one_invoice(pair.js, pair.billing) for _ in range(keep)]
+    for event_id in applied:
+        assert await wait_for(lambda e=event_id: applied_by_order(pair.order, e), bool)
+    lost: list[str] = []
+    async with paused(pair.js, BILLING_STREAM, ORDER_DURABLE):
+        for _ in range(count):
+            lost.append(await post_one_invoice(pair.js, pair.billing))
+        messages = await wait_for(
+            lambda: stream_messages(pair.js, BILLING_STREAM, POSTED),
+            lambda got: len(got) == keep + count,
+        )
+        for message in messages:
+            if message.headers["ce-id"] in lost:
+                await pair.js.delete_msg(BILLING_STREAM, message.seq)
+    return applied, lost
+
+
+# ---- the check's registration and plain refusals -------------------------------------------------
 
 
 def test_it_is_registered() -> None:
@@ -209,142 +190,10 @@ def test_the_durables_asked_are_the_services_own(service: str) -> None:
     assert CONSUMER_DURABLES[service] == f"{service}-{module.PURPOSE}"
 
 
-async def test_nothing_lost_is_no_drift_and_the_window_leaves_events_in_flight_out(
-    mesh: Mesh, units: UnitsOfWork
-) -> None:
-    deliver(mesh, published("e1", 600), published("e2", 120), applied_by_both={"e1", "e2"})
-    # In flight (inside the grace): not listed, so not judged though nobody applied it.
-    mesh.shipment.published.append(published("e3", 10))
-
-    run = await reconciler(units, mesh.ctx).run_check(EventFlow())
-
-    assert run.ok, run.error
-    assert (run.scanned, run.drifts) == (2, 0)
-    assert (DELIVERED, NOW - 3600, NOW - 60) in mesh.shipment.windows
-    assert mesh.shipment.unsent_cutoffs == [NOW - 300]
-    assert await open_findings(units) == []
-
-
-async def test_an_event_one_consumer_did_not_apply_is_one_drift_reemitted_once(
-    mesh: Mesh, units: UnitsOfWork
-) -> None:
-    deliver(mesh, published("e1", 600), published("e2", 300), applied_by_both={"e1"})
-    mesh.order.applied["order-events"].add("e2")
-    tower = reconciler(units, mesh.ctx)
-
-    first = await tower.run_check(EventFlow())
-
-    assert first.ok, first.error
-    assert (first.drifts, first.new_findings, first.corrected) == (1, 1, 1)
-    (finding,) = await open_findings(units)
-    assert finding.subject_id == "e2"
-    assert finding.evidence == (
-        f"{DELIVERED} e2 published by shipment at "
-        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(NOW - 300))}, "
-        "not applied by billing-events"
-    )
-    (reemit,) = mesh.shipment.reemits
-    assert reemit.event_id == "e2"
-    assert reemit.reason == f"reconciliation event_flow: {finding.evidence}"
-    assert finding.correction is not None and finding.correction.succeeded
-    assert finding.correction.result == "event e2 re-emitted by shipment"
-
-    # Still missing on the next run: the finding stays, the accepted correction is not repeated.
-    second = await tower.run_check(EventFlow())
-    assert (second.drifts, second.new_findings, second.corrected) == (1, 0, 0)
-    assert len(mesh.shipment.reemits) == 1
-
-    # Applied at last: the finding closes.
-    mesh.billing.applied["billing-events"].add("e2")
-    third = await tower.run_check(EventFlow())
-    assert (third.drifts, third.closed) == (0, 1)
-    assert await open_findings(units) == []
-
-
-async def test_an_event_missing_at_both_consumers_names_both(mesh: Mesh) -> None:
-    deliver(mesh, published("e1", 600), applied_by_both=set())
-    drifts = [d async for page in EventFlow().scan(mesh.ctx) for d in page.drifts]
-    assert [d.subject_id for d in drifts] == ["e1"]
-    assert drifts[0].evidence.endswith("not applied by order-events, billing-events")
-
-
-async def test_an_event_older_than_a_sides_retention_is_not_judged(
-    mesh: Mesh, units: UnitsOfWork
-) -> None:
-    deliver(mesh, published("old", 1800), published("new", 600), applied_by_both=set())
-    mesh.order.applied["order-events"] |= {"old", "new"}
-    # billing's inbox purged what it applied before 20 min ago: "old" cannot be judged there.
-    mesh.billing.inbox_retained_since = NOW - 1200
-
-    run = await reconciler(units, mesh.ctx).run_check(EventFlow())
-
-    assert run.ok, run.error
-    assert [f.subject_id for f in await open_findings(units)] == ["new"]
-
-
-async def test_a_page_at_a_time(mesh: Mesh, monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.control_tower.app.reconciliation.checks import event_flow
-
-    monkeypatch.setattr(event_flow, "PAGE_SIZE", 2)
-    deliver(
-        mesh,
-        *(published(f"e{i}", 1000 - i) for i in range(5)),
-        applied_by_both={"e0", "e1", "e3"},
-    )
-    pages = [page async for page in EventFlow().scan(mesh.ctx) if page.scanned]
-    assert [p.scanned for p in pages] == [2, 2, 1]
-    assert [d.subject_id for p in pages for d in p.drifts] == ["e2", "e4"]
-
-
-async def test_unsent_rows_past_the_cutoff_are_one_drift_never_reemitted(
-    mesh: Mesh, units: UnitsOfWork
-) -> None:
-    old = pb.PublishedEvent(event_id="u1", subject=DELIVERED, create_time=stamp(NOW - 1200))
-    older = pb.PublishedEvent(event_id="u0", subject=DELIVERED, create_time=stamp(NOW - 1800))
-    recent = pb.PublishedEvent(event_id="u2", subject=DELIVERED, create_time=stamp(NOW - 60))
-    mesh.shipment.unsent = [older, old, recent]
-
-    run = await reconciler(units, mesh.ctx).run_check(EventFlow())
-
-    assert run.ok, run.error
-    assert (run.drifts, run.corrected) == (1, 0)
-    (finding,) = await open_findings(units)
-    assert finding.subject_id == "unsent:shipment"
-    assert finding.evidence.startswith(
-        f"2 outbox rows of shipment unsent for more than 5 min, the oldest {DELIVERED} u0"
-    )
-    assert finding.evidence.endswith("(30 min ago)")
-    assert finding.correction is not None and not finding.correction.succeeded
-    assert "fix shipment's relay" in finding.correction.result
-    assert mesh.shipment.reemits == []
-
-
-async def test_correct_refuses_evidence_without_a_producer(mesh: Mesh) -> None:
+async def test_correct_refuses_evidence_without_a_producer() -> None:
     with pytest.raises(OwnerRefused, match="no producer named") as refused:
-        await EventFlow().correct(mesh.ctx, Drift("e1", "", "garbled"))
+        await EventFlow().correct(CheckContext(), Drift("e1", "", "garbled"))
     assert refused.value.code == "NOT_CORRECTABLE"
-
-
-async def test_a_producer_that_is_down_fails_the_run_and_closes_nothing(
-    mesh: Mesh, units: UnitsOfWork
-) -> None:
-    deliver(mesh, published("e1", 600), applied_by_both=set())
-    tower = reconciler(units, mesh.ctx)
-    await tower.run_check(EventFlow())
-    assert [f.subject_id for f in await open_findings(units)] == ["e1"]
-
-    down = open_channel(f"127.0.0.1:{free_port()}", default_timeout_seconds=2.0)
-    try:
-        ledgers = {**mesh.ctx.ledgers, "shipment": pb_grpc.EventLedgerServiceStub(down)}
-        ctx = CheckContext(ledgers=ledgers, event_flow=SETTINGS, clock=lambda: NOW)
-        run = await reconciler(units, ctx).run_check(EventFlow())
-    finally:
-        await down.close(None)
-
-    assert not run.ok
-    assert run.error.startswith("shipment.ListUnsent answered UNAVAILABLE")
-    assert run.closed == 0
-    assert [f.subject_id for f in await open_findings(units)] == ["e1"]
 
 
 async def test_a_scan_without_ledgers_fails_plainly() -> None:
@@ -353,59 +202,280 @@ async def test_a_scan_without_ledgers_fails_plainly() -> None:
             pass
 
 
-async def test_a_real_billing_answers_as_consumer_and_as_producer(
-    mesh: Mesh,
-    tmp_path: Path,
-    nats_client: NATS,
-    nats_server: NatsServer,
+# ---- real ledgers ------------------------------------------------------------------------------
+
+
+async def test_applied_events_are_no_drift_and_events_in_flight_are_not_judged(
+    pair: Pair, units: UnitsOfWork
 ) -> None:
-    """billing applies one delivered event (its inbox, durable billing-events) and invoices it
-    (its outbox publishes invoice_posted); shipment's ledger lists that event and one billing
-    never received; order (a consumer of invoice_posted) applied nothing."""
-    js = nats_client.jetstream()
-    # A database of its own (the tower's store is `units`).
-    billing_db = f"sqlite:///{tmp_path / 'billing.db'}"
-    config = BillingConfig.from_env(billing_env(billing_db, nats_server.url))
-    server = ServiceServer.from_config(config)
-    await billing_setup(server, config)
-    port = await server.start()
-    channel = open_channel(f"127.0.0.1:{port}", default_timeout_seconds=10.0)
+    async with paused(pair.js, BILLING_STREAM, ORDER_DURABLE):
+        waiting = await post_one_invoice(pair.js, pair.billing)
+        # Written moments ago, inside a 10 min grace: in flight, not judged.
+        patient = EventFlowSettings(lookback_seconds=600, grace_seconds=600)
+        early = await run(reconciler(units, pair.ctx(patient)), report_only=True)
+        assert (early.error, early.scanned, early.drifts) == ("", 0, 0)
+        # Judged at once: order has not applied it (yet).
+        judged = await run(reconciler(units, pair.ctx()), report_only=True)
+        assert (judged.error, judged.scanned, judged.drifts) == ("", 1, 1)
+        (finding,) = await open_findings(units)
+        assert finding.subject_id == waiting
+        assert finding.evidence.startswith(f"{POSTED} {waiting} published by billing at ")
+        assert finding.evidence.endswith(", not applied by order-events")
+
+    assert await wait_for(lambda: applied_by_order(pair.order, waiting), bool)
+    healthy = await run(reconciler(units, pair.ctx()))
+    assert (healthy.error, healthy.scanned, healthy.drifts, healthy.closed) == ("", 1, 0, 1)
+    assert await open_findings(units) == []
+
+
+async def test_a_lost_event_is_reemitted_once_and_closed_when_applied(
+    pair: Pair, units: UnitsOfWork
+) -> None:
+    applied, (lost,) = await lose(pair, count=1, keep=1)
+    tower = reconciler(units, pair.ctx())
+
+    first = await run(tower)
+    assert (first.error, first.scanned, first.drifts, first.corrected) == ("", 2, 1, 1)
+    (finding,) = await open_findings(units)
+    assert finding.subject_id == lost
+    assert finding.correction is not None and finding.correction.succeeded
+    assert finding.correction.result == f"event {lost} re-emitted by billing"
+    assert await wait_for(lambda: applied_by_order(pair.order, lost), bool)
+
+    closed = await run(tower)
+    assert (closed.error, closed.drifts, closed.closed, closed.open_findings) == ("", 0, 1, 0)
+    # Once: the lost event's one copy, re-emitted under its own transport id.
+    copies = await stream_messages(pair.js, BILLING_STREAM, POSTED)
+    assert sorted(m.headers["ce-id"] for m in copies) == sorted([*applied, lost])
+    assert [m.headers["Nats-Msg-Id"] for m in copies if m.headers["ce-id"] == lost] == [
+        f"{lost}:reemit:1"
+    ]
+
+
+async def test_a_page_at_a_time(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.control_tower.app.reconciliation.checks import event_flow
+
+    monkeypatch.setattr(event_flow, "PAGE_SIZE", 2)
+    _, lost = await lose(pair, count=2, keep=1)
+    pages = [page async for page in EventFlow().scan(pair.ctx()) if page.scanned]
+    assert [p.scanned for p in pages] == [2, 1]
+    assert sorted(d.subject_id for p in pages for d in p.drifts) == sorted(lost)
+
+
+@pytest.fixture
+async def held_relay(
+    new_db_url: NewDbUrl, nats_server: NatsServer, nats_client: NATS
+) -> AsyncIterator[tuple[Pair, Database]]:
+    """billing and order (on SQLite files, then PostgreSQL), with billing's relay leadership
+    held by the test: billing's relay publishes nothing while it is held."""
+    billing_url = new_db_url("billing")
+    db = Database(billing_url, service="billing")
+    leadership = leadership_for(db)
+    assert await leadership.acquire()
     try:
-        billing = pb_grpc.EventLedgerServiceStub(channel)
-        await publish_as_relay(js, order_placed("ord_1", "ptn_1"), "ord_1")
-        applied = await publish_as_relay(
-            js, delivered(shipment("shp_1", "ord_1", "ptn_1"), None), "shp_1"
-        )
-        ctx = CheckContext(
-            ledgers={**mesh.ctx.ledgers, "billing": billing},
-            event_flow=EventFlowSettings(grace_seconds=0),
-        )
-        invoice = "crossdock.billing.invoice_posted.v1"
-
-        async def invoiced() -> bool:
-            answer = await billing.ListPublished(
-                pb.ListPublishedRequest(
-                    subject=invoice, since=stamp(time.time() - 600), until=stamp(time.time() + 60)
-                )
-            )
-            return len(answer.events) == 1
-
-        await wait_until(invoiced)
-        sent = time.time() - 30
-        mesh.shipment.published = [
-            pb.PublishedEvent(event_id=i, subject=DELIVERED, send_time=stamp(sent))
-            for i in (applied, "evt_lost")
-        ]
-        mesh.order.applied["order-events"] = {applied, "evt_lost"}
-
-        drifts = [d async for page in EventFlow().scan(ctx) for d in page.drifts]
-
-        by_subject = {d.evidence.split(" ")[0]: d for d in drifts}
-        assert sorted(by_subject) == [invoice, DELIVERED]
-        assert by_subject[DELIVERED].subject_id == "evt_lost"
-        assert by_subject[DELIVERED].evidence.endswith("not applied by billing-events")
-        assert " published by billing at " in by_subject[invoice].evidence
-        assert by_subject[invoice].evidence.endswith("not applied by order-events")
+        urls = {"billing": billing_url, "order": new_db_url("order")}
+        async with running_pair(urls.__getitem__, nats_server, nats_client) as running:
+            yield running, db
     finally:
-        await channel.close(None)
-        await server.shutdown()
+        await leadership.release()
+        await db.close()
+
+
+async def written_and_sent(db: Database, sent_ago: float) -> str:
+    """One invoice_posted row, marked sent `sent_ago` seconds ago by the kit's own outbox (the
+    held relay sent nothing: the event never reached the stream, as if it were lost)."""
+    event_id = await db.run(
+        lambda conn: outbox.append_raw(
+            conn,
+            subject=POSTED,
+            payload=b"",
+            aggregate_id="inv_lost",
+            correlation_id="c-1",
+            dataschema="",
+        )
+    )
+    [seq] = await db.run(lambda conn: [row.seq for row in outbox.fetch_pending(conn, 10)])
+    await db.run(outbox.mark_sent, [seq], time.time() - sent_ago)
+    return str(event_id)
+
+
+async def test_a_reemitted_event_not_sent_again_yet_keeps_its_finding_open(
+    held_relay: tuple[Pair, Database], units: UnitsOfWork
+) -> None:
+    pair, db = held_relay
+    event_id = await written_and_sent(db, sent_ago=120)
+    tower = reconciler(units, pair.ctx())
+
+    first = await run(tower)
+    assert (first.error, first.drifts, first.corrected) == ("", 1, 1)
+    # Re-emitted: pending again, and the held relay does not send it.
+    again = await pair.billing.ListPublished(
+        pb.ListPublishedRequest(
+            subject=POSTED,
+            since=stamp(time.time() - 600),
+            until=stamp(time.time() + 1),
+            include_requeued=True,
+        )
+    )
+    assert (list(again.events), [e.event_id for e in again.requeued]) == ([], [event_id])
+    assert not again.requeued[0].HasField("send_time")
+
+    # In no send-time window now, yet still judged: the finding stays open, not corrected twice.
+    second = await run(tower)
+    assert (second.error, second.drifts, second.corrected, second.closed) == ("", 1, 0, 0)
+    (finding,) = await open_findings(units)
+    assert finding.subject_id == event_id
+    assert ", re-emitted and not sent again yet, not applied by order-events" in finding.evidence
+    assert finding.correction is not None and finding.correction.succeeded
+    assert await stream_messages(pair.js, BILLING_STREAM, POSTED) == []
+
+
+async def test_unsent_rows_past_the_cutoff_are_one_drift_never_reemitted(
+    held_relay: tuple[Pair, Database], units: UnitsOfWork
+) -> None:
+    pair, db = held_relay
+    for n in range(2):
+        await db.run(
+            lambda conn, n=n: outbox.append_raw(
+                conn,
+                subject=POSTED,
+                payload=b"",
+                aggregate_id=f"inv_{n}",
+                correlation_id="c-1",
+                dataschema="",
+            )
+        )
+    # Unsent for more than 0.6 s is a finding here.
+    settings = EventFlowSettings(lookback_seconds=600, grace_seconds=0, unsent_minutes=0.01)
+    time.sleep(0.7)
+
+    unsent = await run(reconciler(units, pair.ctx(settings)))
+
+    assert (unsent.error, unsent.drifts, unsent.corrected) == ("", 1, 0)
+    (finding,) = await open_findings(units)
+    assert finding.subject_id == "unsent:billing"
+    assert finding.evidence.startswith(
+        f"2 outbox rows of billing unsent for more than 0.01 min, the oldest {POSTED} "
+    )
+    assert finding.correction is not None and not finding.correction.succeeded
+    assert "fix billing's relay" in finding.correction.result
+    assert await stream_messages(pair.js, BILLING_STREAM, POSTED) == []
+
+
+async def test_a_producer_that_is_down_fails_the_run_and_closes_nothing(
+    tmp_path: Path, nats_server: NatsServer, nats_client: NATS, units: UnitsOfWork
+) -> None:
+    async with running_pair(sqlite_files(tmp_path), nats_server, nats_client) as pair:
+        await lose(pair)
+        await run(reconciler(units, pair.ctx()), report_only=True)
+        order = pair.order
+    assert len(await open_findings(units)) == 1
+
+    # billing (and order) stopped: nothing answers at a fresh port.
+    down = open_channel(f"127.0.0.1:{free_port()}", default_timeout_seconds=2.0)
+    try:
+        ledgers: dict[str, Any] = {"billing": pb_grpc.EventLedgerServiceStub(down), "order": order}
+        ctx = CheckContext(ledgers=ledgers, event_flow=NOW_SETTINGS)
+        failed = await run(reconciler(units, ctx))
+    finally:
+        await down.close(None)
+
+    assert failed.error.startswith("billing.ListUnsent answered UNAVAILABLE")
+    assert failed.closed == 0
+    assert len(await open_findings(units)) == 1
+
+
+# ---- the two cases on an in-test ledger ----------------------------------------------------------
+
+
+@dataclass
+class Ledger(pb_grpc.EventLedgerServiceServicer):
+    """One service's event records as its EventLedgerService answers for them, set by the test."""
+
+    published: list[pb.PublishedEvent] = field(default_factory=list)
+    # durable → applied event ids
+    applied: dict[str, set[str]] = field(default_factory=dict)
+    inbox_retained_since: float = 0.0
+
+    async def ListPublished(
+        self, request: pb.ListPublishedRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListPublishedResponse:
+        since, until = request.since.seconds, request.until.seconds
+        events = [
+            e
+            for e in self.published
+            if e.subject == request.subject and since <= e.send_time.seconds < until
+        ]
+        return pb.ListPublishedResponse(events=events, retained_since=stamp(0))
+
+    async def ListUnsent(
+        self, request: pb.ListUnsentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListUnsentResponse:
+        return pb.ListUnsentResponse()
+
+    async def CheckApplied(
+        self, request: pb.CheckAppliedRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CheckAppliedResponse:
+        held = self.applied[request.consumer]
+        return pb.CheckAppliedResponse(
+            applied_event_ids=[i for i in request.event_ids if i in held],
+            retained_since=stamp(self.inbox_retained_since),
+            handles_subject=True,
+        )
+
+
+@contextlib.asynccontextmanager
+async def served(ledgers: dict[str, Ledger]) -> AsyncIterator[CheckContext]:
+    servers, channels, stubs = [], [], {}
+    try:
+        for service, ledger in ledgers.items():
+            server = grpc.aio.server()
+            pb_grpc.add_EventLedgerServiceServicer_to_server(ledger, server)
+            port = server.add_insecure_port("127.0.0.1:0")
+            await server.start()
+            servers.append(server)
+            channel = open_channel(f"127.0.0.1:{port}", default_timeout_seconds=5.0)
+            channels.append(channel)
+            stubs[service] = pb_grpc.EventLedgerServiceStub(channel)
+        yield CheckContext(ledgers=stubs, event_flow=NOW_SETTINGS)
+    finally:
+        for channel in channels:
+            await channel.close(None)
+        for server in servers:
+            await server.stop(None)
+
+
+def delivered(event_id: str, sent_ago: float) -> pb.PublishedEvent:
+    now = time.time()
+    return pb.PublishedEvent(
+        event_id=event_id,
+        subject=DELIVERED,
+        aggregate_id=f"shp_{event_id}",
+        create_time=stamp(now - sent_ago - 1),
+        send_time=stamp(now - sent_ago),
+    )
+
+
+async def test_an_event_older_than_a_sides_retention_is_not_judged(units: UnitsOfWork) -> None:
+    """A double: a kit inbox keeps applied ids 30 days (not configurable), too long to wait."""
+    billing = Ledger(applied={"billing-events": set()})
+    shipment = Ledger(published=[delivered("old", 300), delivered("new", 60)])
+    order = Ledger(applied={"order-events": {"old", "new"}})
+    # billing's inbox purged what it applied before 2 min ago: "old" cannot be judged there.
+    billing.inbox_retained_since = time.time() - 120
+    async with served({"shipment": shipment, "billing": billing, "order": order}) as ctx:
+        record = await run(reconciler(units, ctx), report_only=True)
+    assert record.error == ""
+    assert [f.subject_id for f in await open_findings(units)] == ["new"]
+
+
+async def test_an_event_missing_at_both_consumers_names_both() -> None:
+    """A double: an event with two kit consumers is shipment's delivered (order and billing),
+    and a real shipment needs the carrier adapter and inventory running besides."""
+    shipment = Ledger(published=[delivered("e1", 60)])
+    billing = Ledger(applied={"billing-events": set()})
+    order = Ledger(applied={"order-events": set()})
+    async with served({"shipment": shipment, "billing": billing, "order": order}) as ctx:
+        drifts = [d async for page in EventFlow().scan(ctx) for d in page.drifts]
+    assert [d.subject_id for d in drifts] == ["e1"]
+    assert drifts[0].evidence.endswith("not applied by order-events, billing-events")

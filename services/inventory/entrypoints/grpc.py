@@ -17,6 +17,7 @@ from services.inventory.adapters import contracts
 from services.inventory.app import ListPage
 from services.inventory.domain.ids import IdSource
 from services.kit.clock import Clock, utc_now
+from services.kit.faults import fault_point
 from services.kit.uow import UnitsOfWork
 
 
@@ -98,6 +99,8 @@ class InventoryApi(svc_grpc.InventoryServiceServicer):
             idempotency_key=request.idempotency_key,
         )
         outcome = await self._units.run(app.reserve_stock, command, self._ids, self._clock)
+        # Committed, not answered: a crash here leaves a reservation its caller never heard of.
+        fault_point("inventory.reserve.before_answer")
         response = svc.ReserveStockResponse(
             shortfalls=[
                 svc.ReserveLine(

@@ -26,7 +26,7 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&crossdock/common/v1/event_ledger.proto\x12\x13\x63rossdock.common.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x01\n\x14ListPublishedRequest\x12/\n\x07subject\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\xff\x01\x32\x12^[a-z][a-z0-9_.]*$\x12\x31\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12\x31\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12\x1d\n\tpage_size\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"\xa9\x01\n\x0ePublishedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x14\n\x0c\x61ggregate_id\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsend_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x99\x01\n\x15ListPublishedResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.crossdock.common.v1.PublishedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x32\n\x0eretained_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x11ListUnsentRequest\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\"X\n\x12ListUnsentResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.crossdock.common.v1.PublishedEvent\x12\r\n\x05total\x18\x02 \x01(\x03\"\xa0\x01\n\x13\x43heckAppliedRequest\x12/\n\x08\x63onsumer\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9-]{1,62}$\x12&\n\tevent_ids\x18\x02 \x03(\tB\x13\xbaH\x10\x92\x01\r\x08\x01\x10\xe8\x07\"\x06r\x04\x10\x01\x18@\x12\x30\n\x07subject\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x18\xff\x01\x32\x15^$|^[a-z][a-z0-9_.]*$\"~\n\x14\x43heckAppliedResponse\x12\x19\n\x11\x61pplied_event_ids\x18\x01 \x03(\t\x12\x32\n\x0eretained_since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fhandles_subject\x18\x03 \x01(\x08\"\x94\x01\n\rReemitRequest\x12\x1b\n\x08\x65vent_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x66\n\x06reason\x18\x02 \x01(\tBV\xbaHSrQ\x18\xf4\x03\x32L^$|^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$\"4\n\x0eReemitResponse\x12\x11\n\treemitted\x18\x01 \x01(\x08\x12\x0f\n\x07subject\x18\x02 \x01(\t2\x93\x03\n\x12\x45ventLedgerService\x12\x66\n\rListPublished\x12).crossdock.common.v1.ListPublishedRequest\x1a*.crossdock.common.v1.ListPublishedResponse\x12]\n\nListUnsent\x12&.crossdock.common.v1.ListUnsentRequest\x1a\'.crossdock.common.v1.ListUnsentResponse\x12\x63\n\x0c\x43heckApplied\x12(.crossdock.common.v1.CheckAppliedRequest\x1a).crossdock.common.v1.CheckAppliedResponse\x12Q\n\x06Reemit\x12\".crossdock.common.v1.ReemitRequest\x1a#.crossdock.common.v1.ReemitResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&crossdock/common/v1/event_ledger.proto\x12\x13\x63rossdock.common.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n\x14ListPublishedRequest\x12/\n\x07subject\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\xff\x01\x32\x12^[a-z][a-z0-9_.]*$\x12\x31\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12\x31\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12\x1d\n\tpage_size\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x18\n\x10include_requeued\x18\x06 \x01(\x08\"\xa9\x01\n\x0ePublishedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x14\n\x0c\x61ggregate_id\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsend_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd0\x01\n\x15ListPublishedResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.crossdock.common.v1.PublishedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x32\n\x0eretained_since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x08requeued\x18\x04 \x03(\x0b\x32#.crossdock.common.v1.PublishedEvent\"f\n\x11ListUnsentRequest\x12\x32\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\"X\n\x12ListUnsentResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.crossdock.common.v1.PublishedEvent\x12\r\n\x05total\x18\x02 \x01(\x03\"\xa0\x01\n\x13\x43heckAppliedRequest\x12/\n\x08\x63onsumer\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x32\x16^[a-z][a-z0-9-]{1,62}$\x12&\n\tevent_ids\x18\x02 \x03(\tB\x13\xbaH\x10\x92\x01\r\x08\x01\x10\xe8\x07\"\x06r\x04\x10\x01\x18@\x12\x30\n\x07subject\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x18\xff\x01\x32\x15^$|^[a-z][a-z0-9_.]*$\"~\n\x14\x43heckAppliedResponse\x12\x19\n\x11\x61pplied_event_ids\x18\x01 \x03(\t\x12\x32\n\x0eretained_since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fhandles_subject\x18\x03 \x01(\x08\"\x94\x01\n\rReemitRequest\x12\x1b\n\x08\x65vent_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x66\n\x06reason\x18\x02 \x01(\tBV\xbaHSrQ\x18\xf4\x03\x32L^$|^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$\"4\n\x0eReemitResponse\x12\x11\n\treemitted\x18\x01 \x01(\x08\x12\x0f\n\x07subject\x18\x02 \x01(\t2\x93\x03\n\x12\x45ventLedgerService\x12\x66\n\rListPublished\x12).crossdock.common.v1.ListPublishedRequest\x1a*.crossdock.common.v1.ListPublishedResponse\x12]\n\nListUnsent\x12&.crossdock.common.v1.ListUnsentRequest\x1a\'.crossdock.common.v1.ListUnsentResponse\x12\x63\n\x0c\x43heckApplied\x12(.crossdock.common.v1.CheckAppliedRequest\x1a).crossdock.common.v1.CheckAppliedResponse\x12Q\n\x06Reemit\x12\".crossdock.common.v1.ReemitRequest\x1a#.crossdock.common.v1.ReemitResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,23 +58,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REEMITREQUEST'].fields_by_name['reason']._loaded_options = None
   _globals['_REEMITREQUEST'].fields_by_name['reason']._serialized_options = b'\272HSrQ\030\364\0032L^$|^[^\\s\\x00-\\x1F\\x7F-\\x9F]([^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F])?$'
   _globals['_LISTPUBLISHEDREQUEST']._serialized_start=126
-  _globals['_LISTPUBLISHEDREQUEST']._serialized_end=360
-  _globals['_PUBLISHEDEVENT']._serialized_start=363
-  _globals['_PUBLISHEDEVENT']._serialized_end=532
-  _globals['_LISTPUBLISHEDRESPONSE']._serialized_start=535
-  _globals['_LISTPUBLISHEDRESPONSE']._serialized_end=688
-  _globals['_LISTUNSENTREQUEST']._serialized_start=690
-  _globals['_LISTUNSENTREQUEST']._serialized_end=792
-  _globals['_LISTUNSENTRESPONSE']._serialized_start=794
-  _globals['_LISTUNSENTRESPONSE']._serialized_end=882
-  _globals['_CHECKAPPLIEDREQUEST']._serialized_start=885
-  _globals['_CHECKAPPLIEDREQUEST']._serialized_end=1045
-  _globals['_CHECKAPPLIEDRESPONSE']._serialized_start=1047
-  _globals['_CHECKAPPLIEDRESPONSE']._serialized_end=1173
-  _globals['_REEMITREQUEST']._serialized_start=1176
-  _globals['_REEMITREQUEST']._serialized_end=1324
-  _globals['_REEMITRESPONSE']._serialized_start=1326
-  _globals['_REEMITRESPONSE']._serialized_end=1378
-  _globals['_EVENTLEDGERSERVICE']._serialized_start=1381
-  _globals['_EVENTLEDGERSERVICE']._serialized_end=1784
+  _globals['_LISTPUBLISHEDREQUEST']._serialized_end=386
+  _globals['_PUBLISHEDEVENT']._serialized_start=389
+  _globals['_PUBLISHEDEVENT']._serialized_end=558
+  _globals['_LISTPUBLISHEDRESPONSE']._serialized_start=561
+  _globals['_LISTPUBLISHEDRESPONSE']._serialized_end=769
+  _globals['_LISTUNSENTREQUEST']._serialized_start=771
+  _globals['_LISTUNSENTREQUEST']._serialized_end=873
+  _globals['_LISTUNSENTRESPONSE']._serialized_start=875
+  _globals['_LISTUNSENTRESPONSE']._serialized_end=963
+  _globals['_CHECKAPPLIEDREQUEST']._serialized_start=966
+  _globals['_CHECKAPPLIEDREQUEST']._serialized_end=1126
+  _globals['_CHECKAPPLIEDRESPONSE']._serialized_start=1128
+  _globals['_CHECKAPPLIEDRESPONSE']._serialized_end=1254
+  _globals['_REEMITREQUEST']._serialized_start=1257
+  _globals['_REEMITREQUEST']._serialized_end=1405
+  _globals['_REEMITRESPONSE']._serialized_start=1407
+  _globals['_REEMITRESPONSE']._serialized_end=1459
+  _globals['_EVENTLEDGERSERVICE']._serialized_start=1462
+  _globals['_EVENTLEDGERSERVICE']._serialized_end=1865
 # @@protoc_insertion_point(module_scope)

@@ -30,12 +30,18 @@ class ListPublishedRequest(_message.Message):
     UNTIL_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    INCLUDE_REQUEUED_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """subject is the event's subject, e.g. "crossdock.shipment.delivered.v1"."""
     page_size: _builtins.int
     """page_size is the most events to return; 0 means 500, at most 1000."""
     page_token: _builtins.str
     """page_token is the next_page_token of the previous page; empty for the first."""
+    include_requeued: _builtins.bool
+    """include_requeued asks the first page to also list, in `requeued`, the rows of the subject
+    that Reemit queued again and the relay has not re-sent yet: they were published once, and
+    are in no send-time window until they go out again.
+    """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
         """since is the window's start (inclusive), by the time the row was published."""
@@ -52,10 +58,11 @@ class ListPublishedRequest(_message.Message):
         until: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        include_requeued: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "since", b"since", "subject", b"subject", "until", b"until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_requeued", b"include_requeued", "page_size", b"page_size", "page_token", b"page_token", "since", b"since", "subject", b"subject", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -112,6 +119,7 @@ class ListPublishedResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     RETAINED_SINCE_FIELD_NUMBER: _builtins.int
+    REQUEUED_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """next_page_token asks for the next page; empty on the last one."""
     @_builtins.property
@@ -124,16 +132,23 @@ class ListPublishedResponse(_message.Message):
         ones were removed by retention); a window starting before it is not fully answered.
         """
 
+    @_builtins.property
+    def requeued(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishedEvent]:
+        """requeued are the subject's re-emitted rows still waiting for the relay (send_time unset),
+        oldest first, at most page_size of them; on the first page only, when include_requeued.
+        """
+
     def __init__(
         self,
         *,
         events: _abc.Iterable[Global___PublishedEvent] | None = ...,
         next_page_token: _builtins.str = ...,
         retained_since: _timestamp_pb2.Timestamp | None = ...,
+        requeued: _abc.Iterable[Global___PublishedEvent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retained_since", b"retained_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token", "retained_since", b"retained_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token", "requeued", b"requeued", "retained_since", b"retained_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,7 +71,8 @@ class EventLedgerServiceServicer:
 
     def ListPublished(self, request, context):
         """ListPublished pages through the events this service's outbox published (sent) of one
-        subject within [since, until), oldest first.
+        subject within [since, until) by send time, oldest first. A re-emitted event is listed by
+        its latest send; its create_time says when it was written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,7 +40,8 @@ class EventLedgerServiceStub:
     def __new__(cls, channel: _aio.Channel) -> EventLedgerServiceAsyncStub: ...
     ListPublished: _grpc.UnaryUnaryMultiCallable[_event_ledger_pb2.ListPublishedRequest, _event_ledger_pb2.ListPublishedResponse]
     """ListPublished pages through the events this service's outbox published (sent) of one
-    subject within [since, until), oldest first.
+    subject within [since, until) by send time, oldest first. A re-emitted event is listed by
+    its latest send; its create_time says when it was written.
     """
     ListUnsent: _grpc.UnaryUnaryMultiCallable[_event_ledger_pb2.ListUnsentRequest, _event_ledger_pb2.ListUnsentResponse]
     """ListUnsent lists outbox rows not yet published that were written before `before`."""
@@ -66,7 +67,8 @@ class EventLedgerServiceAsyncStub(EventLedgerServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListPublished: _aio.UnaryUnaryMultiCallable[_event_ledger_pb2.ListPublishedRequest, _event_ledger_pb2.ListPublishedResponse]  # type: ignore[assignment]
     """ListPublished pages through the events this service's outbox published (sent) of one
-    subject within [since, until), oldest first.
+    subject within [since, until) by send time, oldest first. A re-emitted event is listed by
+    its latest send; its create_time says when it was written.
     """
     ListUnsent: _aio.UnaryUnaryMultiCallable[_event_ledger_pb2.ListUnsentRequest, _event_ledger_pb2.ListUnsentResponse]  # type: ignore[assignment]
     """ListUnsent lists outbox rows not yet published that were written before `before`."""
@@ -95,7 +97,8 @@ class EventLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_event_ledger_pb2.ListPublishedResponse, _abc.Awaitable[_event_ledger_pb2.ListPublishedResponse]]:
         """ListPublished pages through the events this service's outbox published (sent) of one
-        subject within [since, until), oldest first.
+        subject within [since, until) by send time, oldest first. A re-emitted event is listed by
+        its latest send; its create_time says when it was written.
         """
 
     @_abc_1.abstractmethod

@@ -3,10 +3,16 @@
 Producers and consumers come from the event catalog (services.kit.catalog); each side answers
 for its own records through its EventLedgerService (crossdock.common.v1). Per producer the tower
 has a ledger for, and per subject it produces:
-- ListPublished(subject, window) page by page, the window [now - lookback, now - grace] (the
-  grace keeps events still in flight from being judged);
+- ListPublished(subject) page by page, the events sent in [now - lookback, now], with the
+  re-emitted ones still waiting to go out again (include_requeued);
+- an event is judged by when it was CREATED (written to the outbox), not when it was sent:
+  one created within the grace is still in flight and not judged. Not by its send time: a
+  re-emitted event is sent again, so its send time is always recent right after a correction,
+  and judging by it would leave it unjudged and close its finding before the consumer applied
+  it. (A relay that lags past the grace makes an event look lost until it is applied: its
+  Reemit is harmless, the inboxes keep it once.)
 - for each page and each consumer service with a ledger, CheckApplied(its durable, the page's
-  ids): an id it did not apply is lost, unless it was published before either side's
+  ids): an id it did not apply is lost, unless it was sent before either side's
   retained_since (the outbox or the inbox no longer holds that far back: not judged).
 One drift per lost event (subject = the event id), corrected by the producer's Reemit: the
 event keeps its id, so every consumer's inbox applies it at most once.
@@ -74,9 +80,13 @@ def _stamp(moment: float) -> Timestamp:
 def lost_evidence(
     event: ledger_pb2.PublishedEvent, producer: str, missing_at: Sequence[str]
 ) -> str:
+    if event.HasField("send_time"):
+        sent = _iso(_seconds(event.send_time))
+    else:
+        sent = f"{_iso(_seconds(event.create_time))}, re-emitted and not sent again yet"
     return (
-        f"{event.subject} {event.event_id} published by {producer} at "
-        f"{_iso(_seconds(event.send_time))}, not applied by {', '.join(missing_at)}"
+        f"{event.subject} {event.event_id} published by {producer} at {sent}, "
+        f"not applied by {', '.join(missing_at)}"
     )
 
 
@@ -94,7 +104,7 @@ class EventFlow:
             raise RuntimeError(f"{self.name} needs the services' event ledgers")
         settings = ctx.event_flow
         now = ctx.clock()
-        since, until = now - settings.lookback_seconds, now - settings.grace_seconds
+        since, created_before = now - settings.lookback_seconds, now - settings.grace_seconds
         producers = sorted({event.producer for event in load_catalog()} & set(ledgers))
         for producer in producers:
             yield await self._unsent(ledgers[producer], producer, now, settings)
@@ -108,7 +118,7 @@ class EventFlow:
                 if not consumers:
                     continue
                 async for page in self._published(
-                    ledgers, producer, event_type, consumers, since, until
+                    ledgers, producer, event_type, consumers, since, now, created_before
                 ):
                     yield page
 
@@ -150,6 +160,7 @@ class EventFlow:
         consumers: list[str],
         since: float,
         until: float,
+        created_before: float,
     ) -> AsyncIterator[ScanPage]:
         token = ""
         while True:
@@ -161,12 +172,18 @@ class EventFlow:
                         until=_stamp(until),
                         page_size=PAGE_SIZE,
                         page_token=token,
+                        include_requeued=True,
                     )
                 )
             except grpc.aio.AioRpcError as error:
                 raise OwnerRefused.of(f"{producer}.ListPublished", error) from error
-            if page.events:
-                yield await self._judge(ledgers, producer, page, consumers)
+            # By id: a row re-sent while the ledger read may be in both lists.
+            by_id = {event.event_id: event for event in (*page.requeued, *page.events)}
+            events = [e for e in by_id.values() if _seconds(e.create_time) < created_before]
+            if events:
+                yield await self._judge(
+                    ledgers, producer, events, _seconds(page.retained_since), consumers
+                )
             token = page.next_page_token
             if not token:
                 return
@@ -175,19 +192,19 @@ class EventFlow:
     async def _judge(
         ledgers: dict[str, ledger_grpc.EventLedgerServiceAsyncStub],
         producer: str,
-        page: ledger_pb2.ListPublishedResponse,
+        events: Sequence[ledger_pb2.PublishedEvent],
+        outbox_since: float,
         consumers: list[str],
     ) -> ScanPage:
         """The page's lost events: one drift each, naming the consumers that did not apply it."""
-        ids = [event.event_id for event in page.events]
-        outbox_since = _seconds(page.retained_since)
+        ids = [event.event_id for event in events]
         missing_at: dict[str, list[str]] = {}
         for consumer in consumers:
             durable = CONSUMER_DURABLES[consumer]
             try:
                 answer = await ledgers[consumer].CheckApplied(
                     ledger_pb2.CheckAppliedRequest(
-                        consumer=durable, event_ids=ids, subject=page.events[0].subject
+                        consumer=durable, event_ids=ids, subject=events[0].subject
                     )
                 )
             except grpc.aio.AioRpcError as error:
@@ -196,14 +213,16 @@ class EventFlow:
                 continue  # declared in the catalog, not handled (yet): nothing to lose
             applied = set(answer.applied_event_ids)
             judged_from = max(outbox_since, _seconds(answer.retained_since))
-            for event in page.events:
-                # Published before a side's retention horizon: its absence proves nothing.
-                if event.event_id in applied or _seconds(event.send_time) < judged_from:
+            for event in events:
+                # Sent before a side's retention horizon: its absence proves nothing. (A row
+                # waiting to be re-sent is in the outbox, and goes out now.)
+                sent = _seconds(event.send_time) if event.HasField("send_time") else None
+                if event.event_id in applied or (sent is not None and sent < judged_from):
                     continue
                 missing_at.setdefault(event.event_id, []).append(durable)
         drifts = [
             Drift(event.event_id, "", lost_evidence(event, producer, missing_at[event.event_id]))
-            for event in page.events
+            for event in events
             if event.event_id in missing_at
         ]
         return ScanPage(len(ids), drifts)
