@@ -9,7 +9,9 @@ redrives of their dead letters), how often the DLQ is read, and each exception k
 reconciliation: whether the schedule runs, and per check its mode (`reconcile_<check>_mode`:
 correct, the default, or report_only) and interval (`reconcile_interval_<check>_seconds`),
 event_flow's window and unsent cut-off, stale_tracking's age of a stale last scan, and
-reservations' grace before an active reservation of a finished or unknown order is leaked.
+reservations' grace before an active reservation of a finished or unknown order is leaked,
+and labels' grace before a label is judged, and order_totals' grace before a finished order
+is judged.
 """
 
 from __future__ import annotations
@@ -170,8 +172,9 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
         default=EventFlowSettings.grace_seconds,
         minimum=0,
         maximum=3600,
-        description="reconciliation check event_flow: events published this recently are still "
-        "in flight and not judged (seconds)",
+        description="reconciliation check event_flow: events written this recently are still in "
+        "flight and not judged; by when the event was written, not sent, so a re-emitted event "
+        "stays judged (seconds)",
     )
     reconcile_event_flow_unsent_minutes: float = setting(
         default=EventFlowSettings.unsent_minutes,
@@ -197,6 +200,24 @@ class TowerConfig(ConsumingServiceConfig, service=SERVICE):
         maximum=24 * 3600,
         description="reconciliation check reservations: a reservation made this recently is "
         "never judged leaked, its order may still be committing (seconds)",
+    )
+    reconcile_labels_mode: ReconcileMode = _reconcile_mode("labels")
+    reconcile_interval_labels_seconds: float = _reconcile_interval("labels")
+    reconcile_labels_grace_seconds: float = setting(
+        default=CheckContext.labels_grace_seconds,
+        minimum=0,
+        maximum=24 * 3600,
+        description="reconciliation check labels: a label claimed this recently is never judged "
+        "(its booking may still be reaching its shipment or the carrier) (seconds)",
+    )
+    reconcile_order_totals_mode: ReconcileMode = _reconcile_mode("order_totals")
+    reconcile_interval_order_totals_seconds: float = _reconcile_interval("order_totals")
+    reconcile_order_totals_grace_seconds: float = setting(
+        default=CheckContext.order_totals_grace_seconds,
+        minimum=0,
+        maximum=24 * 3600,
+        description="reconciliation check order_totals: an order changed this recently is "
+        "never judged, its shipment cancellations and credits may still be in flight (seconds)",
     )
 
     def reconcile_settings(self) -> ReconcileSettings:

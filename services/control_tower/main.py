@@ -1,8 +1,9 @@
 """Wiring: `python -m services.control_tower.main` (settings: services.control_tower.config).
 
 The kit's run_service owns the process (config, logs, metrics, health, SIGTERM); `setup` is also
-what the integration tests run. The tower publishes nothing: `start_events` opens its database
-and NATS (and an idle relay), and its projection consumers are started on that runtime. Its
+what the integration tests run. `start_events` opens its database and NATS, registers the schema
+of the one event it publishes (`crossdock.reconciliation.finding.v1`, appended to its outbox by
+the reconciliation runs) and starts its relay; its projection consumers start on that runtime. Its
 only calls out are the workbench's actions, to the owners' RPCs (shipment, carrier-adapter,
 order), and the reconciliation checks' reads and corrections (shipment, billing, carrier-adapter,
 inventory and order for reservations, and every service's EventLedgerService for event_flow).
@@ -123,6 +124,8 @@ async def setup(
             event_flow=config.event_flow_settings(),
             stale_tracking=config.stale_tracking_settings(),
             reservations_grace_seconds=config.reconcile_reservations_grace_seconds,
+            labels_grace_seconds=config.reconcile_labels_grace_seconds,
+            order_totals_grace_seconds=config.reconcile_order_totals_grace_seconds,
         ),
         reconcile_settings,
         on_run=gauges.count_run if gauges is not None else None,

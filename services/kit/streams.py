@@ -26,6 +26,8 @@ DOMAIN_STREAMS: dict[str, str] = {
     "billing": "BILLING",
     "return": "RETURN",
     "carrier": "CARRIER",
+    # The control tower's reconciliation findings: a domain of their own, not a domain's facts.
+    "reconciliation": "RECONCILIATION",
 }
 DLQ_STREAM = "DLQ"
 DLQ_SUBJECT_PREFIX = f"{SUBJECT_ROOT}.dlq"

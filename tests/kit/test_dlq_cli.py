@@ -213,6 +213,7 @@ async def test_streams_outbox_status_and_migrate_commands(
         "BILLING": 0,
         "RETURN": 0,
         "CARRIER": 0,
+        "RECONCILIATION": 0,
         "DLQ": 0,
     }
     table = crossdock("streams", env=env)

@@ -12,6 +12,10 @@ Per check (services.control_tower.app.reconciliation.checks), one run:
   exceptions); a scan that failed midway saw part of the data and closes nothing;
 - a run row: counts, duration, and the error when it failed.
 
+Every finding that opens, gets a new answer from its owner, or closes is announced as a
+`crossdock.reconciliation.finding.v1` event appended in the same unit of work that records it
+(adapters.finding_events); a sighting of an open finding announces nothing.
+
 Mode per check comes from ReconcileSettings (config: `reconcile_<check>_mode`, default
 correct); `report_only=True` forces report-only for a run.
 """
@@ -23,7 +27,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from services.control_tower.adapters import finding_events
 from services.control_tower.adapters.clients import OwnerRefused
+from services.control_tower.adapters.finding_events import FindingChange
 from services.control_tower.adapters.store import reconcile_store as store
 from services.control_tower.app.reconciliation.checks import Check, CheckContext, ScanPage
 from services.control_tower.domain.reconciliation import (
@@ -74,7 +80,8 @@ class PageOutcome:
 def record_page(
     uow: UnitOfWork, check: str, drifts: Sequence[Drift], seen_at: float
 ) -> PageOutcome:
-    """One page's drifts: new findings opened, open ones updated, in one transaction."""
+    """One page's drifts: new findings opened (and announced), open ones updated, in one
+    transaction."""
     # The same subject twice in a page: the last word wins (a scan should not, but pages may
     # overlap when the owner's data moves under the scan).
     by_subject = {drift.subject_id: drift for drift in drifts}
@@ -85,6 +92,7 @@ def record_page(
         sighting = sight(check, drift, existing.get(subject), seen_at)
         (new if sighting.is_new else again).append((sighting.finding, drift))
     stored = store.add_findings(uow.conn, [finding for finding, _ in new])
+    finding_events.publish(uow, FindingChange.OPENED, stored)
     store.update_seen(uow.conn, [finding for finding, _ in again])
     pending = [
         (finding, drift)
@@ -95,12 +103,14 @@ def record_page(
 
 
 def close_unseen(uow: UnitOfWork, check: str, seen: set[str], closed_at: float) -> int:
-    """Close the check's open findings that its completed run did not see."""
+    """Close (and announce) the check's open findings that its completed run did not see."""
     open_now = store.open_of_check(uow.conn, check)
     closing = gone({f.subject_id for f in open_now}, seen, completed=True)
-    return store.close_findings(
+    closed = store.close_findings(
         uow.conn, [close(f, closed_at) for f in open_now if f.subject_id in closing], closed_at
     )
+    finding_events.publish(uow, FindingChange.CLOSED, closed)
+    return len(closed)
 
 
 def finish_run(uow: UnitOfWork, run: RunRecord) -> RunRecord:
@@ -239,7 +249,8 @@ class Reconciler:
 
 
 def _record_corrections(uow: UnitOfWork, answers: list[tuple[int, Correction]]) -> None:
-    store.record_corrections(uow.conn, answers)
+    answered = store.record_corrections(uow.conn, answers)
+    finding_events.publish(uow, FindingChange.CORRECTION_ANSWERED, answered)
 
 
 @dataclass(frozen=True)

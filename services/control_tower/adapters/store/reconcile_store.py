@@ -137,19 +137,48 @@ def update_seen(conn: Connection, findings: Sequence[Finding]) -> None:
     )
 
 
-def record_corrections(conn: Connection, corrected: Sequence[tuple[int, Correction]]) -> None:
-    """Each finding's latest correction: the owner's call and its answer."""
+def record_corrections(
+    conn: Connection, corrected: Sequence[tuple[int, Correction]]
+) -> list[Finding]:
+    """Each finding's latest correction: the owner's call and its answer. Returns the findings,
+    as now stored, whose answer is new: a first answer, or one that differs from the last (a
+    refusal repeated run after run is not news)."""
+    if not corrected:
+        return []
+    rows = conn.execute(
+        select(_f)
+        .where(_f.c.finding_id.in_(sorted({finding_id for finding_id, _ in corrected})))
+        .order_by(_f.c.finding_id)
+        .with_for_update()
+    ).all()
+    stored = {int(row.finding_id): _finding(row) for row in rows}
+    answered: dict[int, Finding] = {}
     for finding_id, correction in sorted(corrected, key=lambda pair: pair[0]):
+        kept = replace(correction, result=correction.result[:1000])
         conn.execute(
             update(_f)
             .where(_f.c.finding_id == finding_id)
             .values(
-                action=correction.action,
-                result=correction.result[:1000],
-                corrected_at=correction.corrected_at,
-                correction_succeeded=correction.succeeded,
+                action=kept.action,
+                result=kept.result,
+                corrected_at=kept.corrected_at,
+                correction_succeeded=kept.succeeded,
             )
         )
+        before = stored.get(finding_id)
+        if before is None:
+            continue
+        if _answer(before.correction) != _answer(kept):
+            answered[finding_id] = replace(before, correction=kept)
+        stored[finding_id] = replace(before, correction=kept)
+    return list(answered.values())
+
+
+def _answer(correction: Correction | None) -> tuple[str, str, bool] | None:
+    """What the owner said, without when: the part of a correction worth announcing."""
+    if correction is None:
+        return None
+    return (correction.action, correction.result, correction.succeeded)
 
 
 def open_of_check(conn: Connection, check: str) -> list[Finding]:
@@ -162,20 +191,25 @@ def open_of_check(conn: Connection, check: str) -> list[Finding]:
     return [_finding(row) for row in rows]
 
 
-def close_findings(conn: Connection, findings: Iterable[Finding], closed_at: float) -> int:
-    """Close open findings and their exceptions; how many closed."""
-    closing = sorted(findings, key=lambda f: f.finding_id)
+def close_findings(
+    conn: Connection, findings: Iterable[Finding], closed_at: float
+) -> list[Finding]:
+    """Close open findings and their exceptions. Returns the ones this call closed: a finding a
+    concurrent run closed first is left out, so each close is recorded and announced once."""
+    closing = {finding.finding_id: finding for finding in findings}
     if not closing:
-        return 0
-    conn.execute(
+        return []
+    rows = conn.execute(
         update(_f)
-        .where(_f.c.finding_id.in_([f.finding_id for f in closing]), _f.c.closed_at.is_(None))
+        .where(_f.c.finding_id.in_(sorted(closing)), _f.c.closed_at.is_(None))
         .values(closed_at=closed_at)
-    )
+        .returning(_f.c.finding_id)
+    ).all()
+    closed = [closing[finding_id] for finding_id in sorted(int(row.finding_id) for row in rows)]
     exception_store.record_signals(
-        conn, [_signal(f, opens=False, at=closed_at) for f in closing], {}
+        conn, [_signal(f, opens=False, at=closed_at) for f in closed], {}
     )
-    return len(closing)
+    return closed
 
 
 def count_open(conn: Connection, check: str | None = None) -> dict[str, int]:

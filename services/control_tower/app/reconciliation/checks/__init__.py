@@ -78,6 +78,12 @@ class CheckContext:
     # reservations: a reservation younger than this is never judged leaked (its order's
     # answer may still be in flight).
     reservations_grace_seconds: float = 600.0
+    # labels: a label claimed this recently is never judged (its booking may still be on its
+    # way to its shipment, or still at the carrier).
+    labels_grace_seconds: float = 600.0
+    # order_totals: an order changed this recently is never judged (the shipment cancellations
+    # and credits it asked for may still be in flight).
+    order_totals_grace_seconds: float = 600.0
     clock: Callable[[], float] = time.time
 
 
@@ -114,10 +120,14 @@ def _production() -> dict[str, Check]:
         DeliveredVsInvoiced,
     )
     from services.control_tower.app.reconciliation.checks.event_flow import EventFlow
+    from services.control_tower.app.reconciliation.checks.labels import Labels
+    from services.control_tower.app.reconciliation.checks.order_totals import OrderTotals
     from services.control_tower.app.reconciliation.checks.reservations import Reservations
     from services.control_tower.app.reconciliation.checks.stale_tracking import StaleTracking
 
-    return registry(DeliveredVsInvoiced(), EventFlow(), StaleTracking(), Reservations())
+    return registry(
+        DeliveredVsInvoiced(), EventFlow(), StaleTracking(), Reservations(), Labels(), OrderTotals()
+    )
 
 
 # The checks the tower runs.
