@@ -1,7 +1,7 @@
 """`crossdock run` and `crossdock demo`, mounted on the kit's CLI by `crossdock.cli` entry points.
 
 crossdock run [--db sqlite|postgres] [--data-dir DIR] [--ports fixed|free] [--slow]
-              [--return-damage-rate R] [--sandbox-process]
+              [--return-damage-rate R] [--sandbox-process] [--replicas N] [--nats-cluster 1|3]
 crossdock demo [--orders N] [--timeout S] [--gateway-url URL] [--api-key KEY]
 """
 
@@ -36,7 +36,9 @@ def add_run_command(commands: Any) -> None:
         description="Start nats-server, every service, the gateway on :8080, the warehouse "
         "simulator and the sandbox carrier; seed demo data; stop everything on Ctrl-C. Data "
         f"stays in the data dir (default {DEFAULT_DATA_DIR}) across runs. A service's "
-        "CROSSDOCK_<SERVICE>_DB_URL, when set, replaces its database.",
+        "CROSSDOCK_<SERVICE>_DB_URL, when set, replaces its database. "
+        "`--db postgres --replicas 2 --nats-cluster 3` runs two processes of every service "
+        "(gateway included) on a 3-node JetStream cluster.",
     )
     parser.add_argument(
         "--db", choices=["sqlite", "postgres"], help="databases (default: $CROSSDOCK_DB or sqlite)"
@@ -50,6 +52,23 @@ def add_run_command(commands: Any) -> None:
         "--sandbox-process",
         action="store_true",
         help="run the sandbox carrier as its own process, called over HTTP like a real carrier",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes per service, each on its own ports; clients balance over them "
+        "(N > 1 needs --db postgres and runs the sandbox carrier as its own process; "
+        "with fixed ports replica n listens on the first's ports + (n-1)*100)",
+    )
+    parser.add_argument(
+        "--nats-cluster",
+        type=int,
+        choices=[1, 3],
+        default=1,
+        help="nats-servers: 1, or a 3-node JetStream cluster on loopback with R3 streams "
+        "(client ports 4222-4224, monitor 8222-8224, routes 6222-6224)",
     )
     parser.add_argument("--no-seed", action="store_true", help="do not seed demo data")
     parser.add_argument("--no-warehouse-sim", action="store_true", help="confirm no picks")
@@ -95,7 +114,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"ports": args.ports, "fast": not args.slow}
     overrides |= {"seed_demo_data": not args.no_seed}
     overrides |= {"warehouse_simulator": not args.no_warehouse_sim}
-    overrides |= {"sandbox_process": args.sandbox_process}
+    # Replicas share one carrier: the sandbox runs as its own process (MeshOptions).
+    overrides |= {"sandbox_process": args.sandbox_process or args.replicas > 1}
+    overrides |= {"replicas": args.replicas, "nats_cluster": args.nats_cluster}
     if not 0.0 <= args.return_damage_rate <= 1.0:
         print("crossdock run: --return-damage-rate must be within 0..1", file=sys.stderr)
         return 2

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localmesh.credentials import Credentials
-from localmesh.natsconf import ADMIN_USER, user_url
+from localmesh.natsconf import ADMIN_USER, user_url, user_urls
 from localmesh.options import DEMO_KEY_ENV, MeshOptions
 from localmesh.ports import PortPlan
-from localmesh.services import SANDBOX_CARRIER, ServiceSpec
+from localmesh.services import SANDBOX_CARRIER, ServiceSpec, instance_names
 from services.kit.config import env_prefix_for
 
 # The sandbox carrier in fast mode: its clock runs MeshOptions.sandbox_time_scale times real
@@ -49,16 +49,36 @@ class MeshContext:
     def host(self) -> str:
         return self.options.host
 
+    def instances(self, service: str) -> tuple[str, ...]:
+        """The process names (and port owners) of a service's replicas: `order`, `order-2`."""
+        return instance_names(service, self.options.replicas)
+
+    @property
+    def nats_nodes(self) -> tuple[str, ...]:
+        return instance_names("nats", self.options.nats_cluster)
+
+    def instance_target(self, instance: str) -> str:
+        """One replica's gRPC address."""
+        return f"{self.host}:{self.plan.of(instance, 'grpc')}"
+
     def grpc_target(self, service: str) -> str:
-        return f"{self.host}:{self.plan.of(service, 'grpc')}"
+        """What a client of `service` dials: its one address, or every replica's as a gRPC
+        `ipv4:` list that the kit's channels balance round_robin (services.kit.client)."""
+        addresses = [self.instance_target(instance) for instance in self.instances(service)]
+        return addresses[0] if len(addresses) == 1 else "ipv4:" + ",".join(addresses)
 
     def nats_url(self, user: str) -> str:
+        """Every NATS node's URL for `user`: a client fails over between them."""
         password = self.credentials.nats_passwords[user]
-        return user_url(self.host, self.plan.of("nats", "client"), user, password)
+        ports = [self.plan.of(node, "client") for node in self.nats_nodes]
+        return user_urls(self.host, ports, user, password)
 
     @property
     def admin_nats_url(self) -> str:
-        return self.nats_url(ADMIN_USER)
+        """The first node only: one URL any NATS client (or the CLI) takes as it is; the
+        cluster's other nodes serve the same streams."""
+        password = self.credentials.nats_passwords[ADMIN_USER]
+        return user_url(self.host, self.plan.of("nats", "client"), ADMIN_USER, password)
 
     @property
     def sandbox_carrier_url(self) -> str:
@@ -84,16 +104,24 @@ def resolve_db_urls(
     return urls
 
 
-def service_settings(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
-    """The service's own settings, without the CROSSDOCK_<SERVICE>_ prefix."""
+def service_settings(
+    spec: ServiceSpec, ctx: MeshContext, instance: str | None = None
+) -> dict[str, str]:
+    """The settings of one process of the service (`instance`, default its first), without the
+    CROSSDOCK_<SERVICE>_ prefix. Replicas differ only in their listen ports."""
     plan, host = ctx.plan, ctx.host
+    owner = instance or spec.name
     values = {
         "DB_URL": ctx.db_urls[spec.name],
         "NATS_URL": ctx.nats_url(spec.name),
         "LOG_LEVEL": ctx.options.log_level,
-        "MIGRATE_ON_START": "true",
+        # One migrator per database (Alembic takes no lock): the first replica, which the
+        # launcher starts before the others (localmesh.mesh).
+        "MIGRATE_ON_START": "true" if owner == spec.name else "false",
         **LOCAL_SHUTDOWN,
     }
+    if ctx.options.nats_cluster > 1:
+        values["STREAM_REPLICAS"] = str(ctx.options.nats_cluster)
     if spec.name != "schema-registry":
         values["SCHEMA_REGISTRY_TARGET"] = ctx.grpc_target("schema-registry")
     for setting, target in spec.targets.items():
@@ -101,13 +129,13 @@ def service_settings(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
     if spec.name == "gateway":
         values |= {
             "HTTP_HOST": host,
-            "HTTP_PORT": str(plan.of("gateway", "http")),
+            "HTTP_PORT": str(plan.of(owner, "http")),
             "ADMIN_HOST": host,
-            "ADMIN_PORT": str(plan.of("gateway", "admin")),
+            "ADMIN_PORT": str(plan.of(owner, "admin")),
             "ADMIN_TOKEN": ctx.credentials.admin_token,
             "DEMO_OPERATOR_KEY": ctx.credentials.demo_operator_key,
             "BIND_HOST": host,
-            "METRICS_PORT": str(plan.of("gateway", "metrics")),
+            "METRICS_PORT": str(plan.of(owner, "metrics")),
             # A laptop's webhook receivers live on localhost or the LAN; production keeps the
             # default (private destinations refused).
             "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
@@ -115,11 +143,11 @@ def service_settings(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
         return values
     values |= {
         "BIND_HOST": host,
-        "GRPC_PORT": str(plan.of(spec.name, "grpc")),
-        "METRICS_PORT": str(plan.of(spec.name, "metrics")),
+        "GRPC_PORT": str(plan.of(owner, "grpc")),
+        "METRICS_PORT": str(plan.of(owner, "metrics")),
     }
     if spec.name == "schema-registry":
-        values |= {"HTTP_HOST": host, "HTTP_PORT": str(plan.of(spec.name, "http"))}
+        values |= {"HTTP_HOST": host, "HTTP_PORT": str(plan.of(owner, "http"))}
     if spec.name == "carrier-adapter":
         values |= {
             "CARRIER_ACCOUNTS": "sandbox",
@@ -134,10 +162,11 @@ def service_settings(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
     return values
 
 
-def service_env(spec: ServiceSpec, ctx: MeshContext) -> dict[str, str]:
-    """The CROSSDOCK_* variables the launcher sets for one service."""
+def service_env(spec: ServiceSpec, ctx: MeshContext, instance: str | None = None) -> dict[str, str]:
+    """The CROSSDOCK_* variables the launcher sets for one process of a service."""
     prefix = env_prefix_for(spec.name)
-    env = {prefix + name: value for name, value in service_settings(spec, ctx).items()}
+    settings = service_settings(spec, ctx, instance)
+    env = {prefix + name: value for name, value in settings.items()}
     if spec.name == "gateway":
         env[DEMO_KEY_ENV] = ctx.credentials.demo_api_key
     return env

@@ -7,6 +7,11 @@ the sandbox carrier (when it runs as its own process), the schema registry, inve
 carrier-adapter + billing + control-tower, order + shipment, the gateway; then the demo data and
 the warehouse simulator. Stop is the reverse, wave by wave, each with a bounded wait before
 SIGKILL. One thread owns the children (their death signal is tied to it).
+
+With MeshOptions.replicas = N (PostgreSQL only) each wave starts every service's first process,
+then, once those are ready, its N - 1 others, each on its own ports; clients get every
+replica's address. With nats_cluster = 3, three nats-servers form a JetStream cluster, and the
+services start once it has a meta leader.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -26,18 +32,27 @@ from typing import Any
 from localmesh import credentials as kept_secrets
 from localmesh import environment as envs
 from localmesh.nats_binary import find_nats_server
-from localmesh.natsconf import ADMIN_USER, nats_users, render_nats_config
+from localmesh.natsconf import ADMIN_USER, ClusterNode, nats_users, render_nats_config
 from localmesh.options import MeshOptions
 from localmesh.ports import PortPlan, PortsBusy, busy, fixed_plan, free_plan, port_keys
 from localmesh.postgres import LocalPostgres
 from localmesh.preflight import check_settings
-from localmesh.probes import StartFailed, grpc_serving, http_ready, up_for, wait_ready
+from localmesh.probes import (
+    StartFailed,
+    grpc_serving,
+    http_ready,
+    jetstream_meta_leader,
+    up_for,
+    wait_ready,
+)
 from localmesh.procs import Child, spawn, stop_together
 from localmesh.seed import seed_demo_data
-from localmesh.services import REPO_ROOT, SANDBOX_CARRIER, ServiceSpec
+from localmesh.services import REPO_ROOT, SANDBOX_CARRIER, ServiceSpec, instance_name
 from services.kit.config import env_prefix_for
 
 Report = Callable[[str], None]
+# MeshOptions.process_groups: process k runs with supplementary group CHAOS_GROUP_BASE + k.
+CHAOS_GROUP_BASE = 47_100
 MESH_FILE = "mesh.json"
 
 
@@ -65,6 +80,16 @@ class Mesh:
     sandbox_carrier_url: str = ""
     # The demo operator's key: the operator console on admin_url, scopes ops:read and ops:act.
     demo_operator_key: str = ""
+    # Several processes per service (MeshOptions.replicas): the fields above name the first
+    # replica's endpoints (grpc_targets: every replica's, as a gRPC `ipv4:` list); these, each.
+    replicas: int = 1
+    instances: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # service → processes
+    instance_grpc_targets: Mapping[str, str] = field(default_factory=dict)  # process → host:port
+    instance_metrics_urls: Mapping[str, str] = field(default_factory=dict)  # process → /metrics
+    gateway_urls: tuple[str, ...] = ()
+    # Every NATS node (MeshOptions.nats_cluster); nats_url is the first's.
+    nats_urls: tuple[str, ...] = ()
+    nats_monitor_urls: tuple[str, ...] = ()
 
     @property
     def docs_url(self) -> str:
@@ -101,6 +126,13 @@ class MeshRunner:
         self.report: Report = report or (lambda _line: None)
         self.abort = abort
         self.groups: list[list[Child]] = []  # in start order
+        # For restarts (a chaos run's nemesis): how each process was started and how its
+        # readiness is probed, by process name.
+        self._launches: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self._probes: dict[str, Callable[[], bool]] = {}
+        self._process_groups: dict[str, int] = {}
+        self._postgres_cluster: LocalPostgres | None = None
+        self._nats_nodes: list[tuple[str, int]] = []  # (process name, client port)
         self._lock_file: int | None = None
 
     # -- start ------------------------------------------------------------------------------
@@ -132,9 +164,20 @@ class MeshRunner:
             running=frozenset(spec.name for spec in services),
         )
         # Raises ConfigError naming every bad variable; nothing is started or kept before this.
-        check_settings([(spec, self._service_environ(spec, ctx)) for spec in services])
+        check_settings(
+            [
+                (spec, self._service_environ(spec, ctx, instance))
+                for spec in services
+                for instance in ctx.instances(spec.name)
+            ]
+        )
         kept_secrets.keep(self.data_dir, credentials)
-        self.report(f"starting the local mesh ({options.db}) in {self.data_dir}")
+        shape = f"{options.db}"
+        if options.replicas > 1:
+            shape += f", {options.replicas} replicas per service"
+        if options.nats_cluster > 1:
+            shape += f", {options.nats_cluster}-node JetStream cluster"
+        self.report(f"starting the local mesh ({shape}) in {self.data_dir}")
         if cluster is not None:
             self._start_postgres(cluster, services, deadline)
         self._start_nats(ctx, deadline)
@@ -178,7 +221,11 @@ class MeshRunner:
 
     def _plan(self, services: tuple[ServiceSpec, ...], postgres: bool) -> PortPlan:
         keys = port_keys(
-            services, with_postgres=postgres, with_sandbox_carrier=self.options.sandbox_process
+            services,
+            with_postgres=postgres,
+            with_sandbox_carrier=self.options.sandbox_process,
+            replicas=self.options.replicas,
+            nats_nodes=self.options.nats_cluster,
         )
         if self.options.ports == "free":
             return free_plan(keys, self.options.host)
@@ -190,19 +237,37 @@ class MeshRunner:
 
     def _spawn(self, name: str, command: list[str], environ: Mapping[str, str]) -> Child:
         self.report(f"starting {name}")
+        self._launches[name] = (list(command), dict(environ))
+        extra_groups: tuple[int, ...] = ()
+        if self.options.process_groups:
+            gid = self._process_groups.setdefault(
+                name, CHAOS_GROUP_BASE + len(self._process_groups)
+            )
+            extra_groups = (gid,)
         return spawn(
-            name, command, env=environ, log_path=self.log_dir / f"{name}.log", cwd=REPO_ROOT
+            name,
+            command,
+            env=environ,
+            log_path=self.log_dir / f"{name}.log",
+            cwd=REPO_ROOT,
+            extra_groups=extra_groups,
         )
 
     @staticmethod
-    def _service_environ(spec: ServiceSpec, ctx: envs.MeshContext) -> dict[str, str]:
+    def _service_environ(
+        spec: ServiceSpec, ctx: envs.MeshContext, instance: str | None = None
+    ) -> dict[str, str]:
         """The whole environment a service process gets (checked first, then started with)."""
-        own = envs.service_env(spec, ctx)
+        own = envs.service_env(spec, ctx, instance)
         return envs.child_environ(os.environ, own, env_prefix_for(spec.name))
 
     def _postgres(self, plan: PortPlan) -> LocalPostgres:
         return LocalPostgres(
-            self.data_dir / "postgres", host=self.options.host, port=plan.of("postgres", "sql")
+            self.data_dir / "postgres",
+            host=self.options.host,
+            port=plan.of("postgres", "sql"),
+            # Each process has its own connection pool (services.kit.db: up to ~10).
+            max_connections=200 * self.options.replicas,
         )
 
     def _start_postgres(
@@ -213,29 +278,59 @@ class MeshRunner:
         self.report("starting postgres")
         child = cluster.spawn(self.log_dir / "postgres.log", REPO_ROOT)
         self.groups.append([child])
+        self._postgres_cluster = cluster
         wait_ready(child, cluster.accepting, deadline=deadline, abort=self.abort)
         cluster.ensure_databases(spec.db_name for spec in services)
 
     def _start_nats(self, ctx: envs.MeshContext, deadline: float) -> None:
-        nats_dir = self.data_dir / "nats"
-        nats_dir.mkdir(parents=True, exist_ok=True)
-        config = nats_dir / "nats.conf"
-        text = render_nats_config(
-            host=ctx.host,
-            client_port=ctx.plan.of("nats", "client"),
-            monitor_port=ctx.plan.of("nats", "monitor"),
-            store_dir=nats_dir / "jetstream",
-            users=nats_users(sorted(ctx.running), ctx.credentials.nats_passwords),
-        )
-        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(text)
-        command = [find_nats_server(), "-c", str(config)]
-        child = self._spawn("nats-server", command, envs.child_environ(os.environ, {}))
-        self.groups.append([child])
-        monitor = f"http://{ctx.host}:{ctx.plan.of('nats', 'monitor')}"
-        ready = http_ready(monitor + "/healthz?js-enabled-only=true")
-        wait_ready(child, ready, deadline=deadline, abort=self.abort)
+        """One nats-server, or a cluster's nodes (started together: each waits for its routes)."""
+        nodes = ctx.nats_nodes
+        users = nats_users(sorted(ctx.running), ctx.credentials.nats_passwords)
+        binary = find_nats_server()
+        group: list[Child] = []
+        self.groups.append(group)
+        for index, node in enumerate(nodes, start=1):
+            # A cluster's stores live apart from the single server's: its streams are R3.
+            nats_dir = self.data_dir / ("nats" if len(nodes) == 1 else f"nats-cluster/node-{index}")
+            nats_dir.mkdir(parents=True, exist_ok=True)
+            cluster = (
+                ClusterNode(
+                    server_name=f"crossdock-local-{index}",
+                    route_port=ctx.plan.of(node, "cluster"),
+                    peer_route_ports=tuple(
+                        ctx.plan.of(peer, "cluster") for peer in nodes if peer != node
+                    ),
+                )
+                if len(nodes) > 1
+                else None
+            )
+            text = render_nats_config(
+                host=ctx.host,
+                client_port=ctx.plan.of(node, "client"),
+                monitor_port=ctx.plan.of(node, "monitor"),
+                store_dir=nats_dir / "jetstream",
+                users=users,
+                cluster=cluster,
+            )
+            config = nats_dir / "nats.conf"
+            descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(text)
+            name = instance_name("nats-server", index)
+            command = [binary, "-c", str(config)]
+            group.append(self._spawn(name, command, envs.child_environ(os.environ, {})))
+        monitors = [f"http://{ctx.host}:{ctx.plan.of(node, 'monitor')}" for node in nodes]
+        for child, monitor, node in zip(group, monitors, nodes, strict=True):
+            ready = http_ready(monitor + "/healthz?js-enabled-only=true")
+            self._probes[child.name] = ready
+            self._nats_nodes.append((child.name, ctx.plan.of(node, "client")))
+            wait_ready(child, ready, deadline=deadline, abort=self.abort)
+        if len(nodes) > 1:
+            # Streams are created by the services at start: R3 needs a meta leader every node
+            # agrees on, else stream creation fails.
+            ready = jetstream_meta_leader(monitors, len(nodes))
+            wait_ready(group[0], ready, deadline=deadline, abort=self.abort)
+            self.report(f"JetStream cluster of {len(nodes)} nodes has a meta leader")
 
     def _start_sandbox_carrier(self, ctx: envs.MeshContext, deadline: float) -> None:
         """Before carrier-adapter, which books with it; its pushes wait for the gateway (a
@@ -247,18 +342,36 @@ class MeshRunner:
         wait_ready(child, ready, deadline=deadline, abort=self.abort)
 
     def _start_wave(self, wave: list[ServiceSpec], ctx: envs.MeshContext, deadline: float) -> None:
+        """The wave's services, then their other replicas once the first ones are ready: the
+        first replica migrates its database, the others find it migrated."""
+        # One group: the wave's processes stop together.
         group: list[Child] = []
         self.groups.append(group)
-        for spec in wave:
-            environ = self._service_environ(spec, ctx)
-            group.append(self._spawn(spec.name, envs.service_command(spec), environ))
-        for spec, child in zip(wave, group, strict=True):
+        first = [(spec, spec.name) for spec in wave]
+        others = [(spec, instance) for spec in wave for instance in ctx.instances(spec.name)[1:]]
+        for part in (first, others):
+            self._start_processes(part, group, ctx, deadline)
+
+    def _start_processes(
+        self,
+        processes: list[tuple[ServiceSpec, str]],
+        group: list[Child],
+        ctx: envs.MeshContext,
+        deadline: float,
+    ) -> None:
+        """Start these processes at once, into `group`; each is probed on its own port."""
+        children: list[Child] = []
+        for spec, instance in processes:
+            environ = self._service_environ(spec, ctx, instance)
+            children.append(self._spawn(instance, envs.service_command(spec), environ))
+            group.append(children[-1])
+        for (spec, instance), child in zip(processes, children, strict=True):
             if spec.serves_grpc:
-                ready = grpc_serving(ctx.grpc_target(spec.name))
+                ready = grpc_serving(ctx.instance_target(instance))
             else:
-                ready = http_ready(f"http://{ctx.host}:{ctx.plan.of(spec.name, 'http')}/healthz")
+                ready = http_ready(f"http://{ctx.host}:{ctx.plan.of(instance, 'http')}/healthz")
             wait_ready(child, ready, deadline=deadline, abort=self.abort)
-            self.report(f"{spec.name} ready")
+            self.report(f"{instance} ready")
 
     def _describe(self, ctx: envs.MeshContext, services: tuple[ServiceSpec, ...]) -> Mesh:
         host, plan = ctx.host, ctx.plan
@@ -283,9 +396,98 @@ class MeshRunner:
             services=tuple(spec.name for spec in services),
             sandbox_carrier_url=ctx.sandbox_carrier_url if self.options.sandbox_process else "",
             demo_operator_key=ctx.credentials.demo_operator_key,
+            replicas=self.options.replicas,
+            instances={s.name: ctx.instances(s.name) for s in services},
+            instance_grpc_targets={
+                instance: ctx.instance_target(instance)
+                for s in services
+                if s.serves_grpc
+                for instance in ctx.instances(s.name)
+            },
+            instance_metrics_urls={
+                instance: f"http://{host}:{plan.of(instance, 'metrics')}/metrics"
+                for s in services
+                for instance in ctx.instances(s.name)
+            },
+            gateway_urls=tuple(
+                f"http://{host}:{plan.of(instance, 'http')}"
+                for instance in ctx.instances("gateway")
+            ),
+            nats_urls=tuple(f"nats://{host}:{plan.of(n, 'client')}" for n in ctx.nats_nodes),
+            nats_monitor_urls=tuple(
+                f"http://{host}:{plan.of(n, 'monitor')}" for n in ctx.nats_nodes
+            ),
         )
 
     # -- while running and stop -------------------------------------------------------------
+
+    def child(self, name: str) -> Child:
+        """The running process of that name (KeyError if the mesh has none)."""
+        for group in self.groups:
+            for child in group:
+                if child.name == name:
+                    return child
+        raise KeyError(name)
+
+    def kill(self, name: str) -> None:
+        """kill -9 one process (a chaos fault) and reap it."""
+        child = self.child(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+
+    def respawn(self, name: str, timeout: float = 90.0) -> float:
+        """Start a killed process again exactly as before; seconds until it is ready."""
+        old = self.child(name)
+        if old.alive:
+            raise RuntimeError(f"{name} is still running")
+        command, environ = self._launches[name]
+        started = time.monotonic()
+        new = self._spawn(name, command, environ)
+        for group in self.groups:
+            for index, child in enumerate(group):
+                if child is old:
+                    group[index] = new
+        probe = self._probes.get(name, up_for(new, 0.5))
+        wait_ready(new, probe, deadline=started + timeout, abort=self.abort)
+        return time.monotonic() - started
+
+    def group_of(self, name: str) -> int:
+        """The supplementary group a process runs in (MeshOptions.process_groups)."""
+        return self._process_groups[name]
+
+    def nats_node_names(self) -> list[str]:
+        return [name for name, _port in self._nats_nodes]
+
+    def nats_client_ports(self) -> list[int]:
+        return [port for _name, port in self._nats_nodes]
+
+    def postgres_port(self) -> int:
+        if self._postgres_cluster is None:
+            raise RuntimeError("this mesh runs no PostgreSQL of its own")
+        return self._postgres_cluster.port
+
+    def restart_postgres_immediately(self, timeout: float = 60.0) -> float:
+        """PostgreSQL's immediate shutdown (SIGQUIT: what `pg_ctl stop -m immediate` sends; no
+        checkpoint, every connection cut, crash recovery at the next start), then started
+        again; seconds until it accepts connections. The server stays this mesh's child."""
+        cluster = self._postgres_cluster
+        if cluster is None:
+            raise RuntimeError("this mesh runs no PostgreSQL of its own")
+        old = self.child("postgres")
+        started = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old.pid, signal.SIGQUIT)
+        if not old.wait(30):
+            os.kill(old.pid, signal.SIGKILL)
+            old.wait(10)
+        new = cluster.spawn(self.log_dir / "postgres.log", REPO_ROOT)
+        for group in self.groups:
+            for index, child in enumerate(group):
+                if child is old:
+                    group[index] = new
+        wait_ready(new, cluster.accepting, deadline=started + timeout, abort=self.abort)
+        return time.monotonic() - started
 
     def exited(self) -> list[Child]:
         """Children that are no longer running."""

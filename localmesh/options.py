@@ -18,6 +18,7 @@ DB_ENV = "CROSSDOCK_DB"
 DATA_DIR_ENV = "CROSSDOCK_DATA_DIR"
 DEMO_KEY_ENV = "CROSSDOCK_DEMO_API_KEY"
 DEFAULT_DATA_DIR = REPO_ROOT / ".crossdock"
+NATS_CLUSTER_SIZES = (1, 3)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,42 @@ class MeshOptions:
     log_level: str = "INFO"
     startup_timeout_seconds: float = 90.0
     stop_timeout_seconds: float = 15.0
+    # Processes per service (gateway included). More than one needs PostgreSQL: replicas share
+    # their service's database (competing consumers, leased workers, one relay leader), and a
+    # SQLite file has a single writer. The warehouse simulator and sandbox carrier stay single.
+    replicas: int = 1
+    # nats-server processes: 1, or a 3-node JetStream cluster on loopback (R3 streams).
+    nats_cluster: int = 1
+    # Start each service process with a supplementary group of its own, so a chaos run can cut
+    # one process off NATS or PostgreSQL with an iptables owner rule (localmesh.chaos.netcut).
+    # Needs root; off for every ordinary run.
+    process_groups: bool = False
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError(f"replicas must be 1 or more (got {self.replicas})")
+        if self.nats_cluster not in NATS_CLUSTER_SIZES:
+            raise ValueError(f"nats_cluster must be 1 or 3 (got {self.nats_cluster})")
+        if self.replicas == 1:
+            return
+        if self.db != "postgres":
+            raise ValueError(
+                f"{self.replicas} replicas need --db postgres: a service's replicas share its "
+                "database, and a SQLite file has a single writer"
+            )
+        on_sqlite = sorted(name for name, url in self.db_urls.items() if url.startswith("sqlite"))
+        if on_sqlite:
+            raise ValueError(
+                f"{self.replicas} replicas need PostgreSQL, but these services are given a "
+                f"SQLite URL: {', '.join(on_sqlite)}"
+            )
+        if not self.sandbox_process:
+            # carrier-adapter's in-process sandbox keeps its parcels in memory: each replica
+            # would simulate a different carrier.
+            raise ValueError(
+                f"{self.replicas} replicas need the sandbox carrier as its own process "
+                "(sandbox_process, --sandbox-process): one carrier for every carrier-adapter"
+            )
 
     def services(self) -> tuple[ServiceSpec, ...]:
         return mesh_services()

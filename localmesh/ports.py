@@ -7,7 +7,15 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from localmesh.services import FIXED_PORTS, SANDBOX_CARRIER, ServiceSpec, port_names
+from localmesh.services import (
+    FIXED_PORTS,
+    NATS_CLUSTER_PORTS,
+    REPLICA_PORT_STEP,
+    SANDBOX_CARRIER,
+    ServiceSpec,
+    instance_names,
+    port_names,
+)
 
 PortKey = tuple[str, str]  # (owner, port name), e.g. ("gateway", "http")
 
@@ -25,20 +33,46 @@ class PortPlan:
 
 
 def port_keys(
-    services: Iterable[ServiceSpec], *, with_postgres: bool, with_sandbox_carrier: bool = False
+    services: Iterable[ServiceSpec],
+    *,
+    with_postgres: bool,
+    with_sandbox_carrier: bool = False,
+    replicas: int = 1,
+    nats_nodes: int = 1,
 ) -> list[PortKey]:
-    keys: list[PortKey] = [("nats", "client"), ("nats", "monitor")]
+    """Every port of the mesh; a service's replicas and the NATS nodes are owners of their own
+    (`order-2`, `nats-3`: localmesh.services.instance_name)."""
+    keys: list[PortKey] = []
+    for node in instance_names("nats", nats_nodes):
+        keys += [(node, "client"), (node, "monitor")]
+        if nats_nodes > 1:
+            keys.append((node, "cluster"))
     if with_postgres:
         keys.append(("postgres", "sql"))
     if with_sandbox_carrier:
         keys.append((SANDBOX_CARRIER, "http"))
     for spec in services:
-        keys += [(spec.name, name) for name in port_names(spec)]
+        for owner in instance_names(spec.name, replicas):
+            keys += [(owner, name) for name in port_names(spec)]
     return keys
 
 
+def fixed_port(key: PortKey) -> int:
+    """`make run`'s port for `key`: a service's replica n gets its first replica's port plus
+    (n - 1) * REPLICA_PORT_STEP (order's gRPC: 50052, 50152, ...)."""
+    if key in FIXED_PORTS:
+        return FIXED_PORTS[key]
+    if key in NATS_CLUSTER_PORTS:
+        return NATS_CLUSTER_PORTS[key]
+    owner, name = key
+    service, _, index = owner.rpartition("-")
+    if index.isdigit() and int(index) > 1 and (service, name) in FIXED_PORTS:
+        return FIXED_PORTS[(service, name)] + (int(index) - 1) * REPLICA_PORT_STEP
+    raise KeyError(f"no fixed port for {owner} {name}")
+
+
 def fixed_plan(keys: Iterable[PortKey]) -> PortPlan:
-    return PortPlan({key: FIXED_PORTS[key] for key in keys})
+    return PortPlan({key: fixed_port(key) for key in keys})
 
 
 def free_plan(keys: Iterable[PortKey], host: str = "127.0.0.1") -> PortPlan:

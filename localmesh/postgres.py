@@ -51,11 +51,12 @@ def run_as_for_root() -> RunAs | None:
 
 
 class LocalPostgres:
-    def __init__(self, base: Path, *, host: str, port: int) -> None:
+    def __init__(self, base: Path, *, host: str, port: int, max_connections: int = 200) -> None:
         self.base = base
         self.datadir = base / "data"
         self.host = host
         self.port = port
+        self.max_connections = max_connections
         self.bindir = find_pg_bindir()
         self.run_as = run_as_for_root()
 
@@ -90,7 +91,7 @@ class LocalPostgres:
     def spawn(self, log_path: Path, cwd: Path) -> Child:
         command = [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port)]
         command += ["-c", f"listen_addresses={self.host}", "-c", "unix_socket_directories="]
-        command += ["-c", "max_connections=200"]
+        command += ["-c", f"max_connections={self.max_connections}"]
         # SIGINT is PostgreSQL's "fast" shutdown: no waiting for idle clients.
         return spawn(
             "postgres",

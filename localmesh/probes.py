@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.error
@@ -48,6 +49,27 @@ def grpc_serving(target: str) -> Callable[[], bool]:
 
 def http_ready(url: str) -> Callable[[], bool]:
     return lambda: http_ok(url)
+
+
+def meta_leader(monitor_url: str, timeout: float = 1.0) -> tuple[str, int]:
+    """A nats-server's view of its JetStream cluster: the meta leader's name ("" while there
+    is none or the server cannot be read) and the cluster size."""
+    try:
+        with urllib.request.urlopen(monitor_url + "/jsz", timeout=timeout) as answer:
+            meta = json.loads(answer.read()).get("meta_cluster") or {}
+    except (OSError, urllib.error.URLError, ValueError):
+        return "", 0
+    return str(meta.get("leader") or ""), int(meta.get("cluster_size") or 0)
+
+
+def jetstream_meta_leader(monitor_urls: list[str], size: int) -> Callable[[], bool]:
+    """Ready once every node names the same meta leader in a cluster of `size`."""
+
+    def ready() -> bool:
+        views = {meta_leader(url) for url in monitor_urls}
+        return len(views) == 1 and all(leader and seen == size for leader, seen in views)
+
+    return ready
 
 
 def up_for(child: Child, seconds: float) -> Callable[[], bool]:

@@ -105,8 +105,10 @@ def spawn(
     cwd: Path,
     run_as: RunAs | None = None,
     stop_signal: int = signal.SIGTERM,
+    extra_groups: Sequence[int] = (),
 ) -> Child:
-    """Start `command` with stdout and stderr appended to `log_path`."""
+    """Start `command` with stdout and stderr appended to `log_path` (in `extra_groups` as
+    well as its own, when given: needs root)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"\n---- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
@@ -119,6 +121,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            extra_groups=list(extra_groups) or None,
         )
     return Child(name, process, log_path, stop_signal)
 

@@ -130,6 +130,34 @@ FIXED_PORTS: Mapping[tuple[str, str], int] = {
 }
 
 
+# A 3-node JetStream cluster (MeshOptions.nats_cluster): nodes 2 and 3 (node 1 is FIXED_PORTS'
+# `nats`), and every node's route port.
+NATS_CLUSTER_PORTS: Mapping[tuple[str, str], int] = {
+    ("nats", "cluster"): 6222,
+    ("nats-2", "client"): 4223,
+    ("nats-2", "monitor"): 8223,
+    ("nats-2", "cluster"): 6223,
+    ("nats-3", "client"): 4224,
+    ("nats-3", "monitor"): 8224,
+    ("nats-3", "cluster"): 6224,
+}
+
+# Replica n of a service listens on its first replica's fixed ports + (n - 1) * this.
+REPLICA_PORT_STEP = 100
+
+
+def instance_name(owner: str, index: int) -> str:
+    """Process `index` (1-based) of a service or of the NATS cluster: the first keeps the plain
+    name (so a one-replica mesh is named as before), the others get `-<index>`."""
+    if index < 1:
+        raise ValueError(f"instance index starts at 1 (got {index})")
+    return owner if index == 1 else f"{owner}-{index}"
+
+
+def instance_names(owner: str, count: int) -> tuple[str, ...]:
+    return tuple(instance_name(owner, index) for index in range(1, count + 1))
+
+
 def mesh_services() -> tuple[ServiceSpec, ...]:
     """The services to start, in start order."""
     return ALL_SERVICES

@@ -18,10 +18,20 @@ def nats_url_from_env() -> str:
     return os.environ.get(NATS_URL_ENV, DEFAULT_NATS_URL)
 
 
+def server_urls(url: str) -> list[str]:
+    """`nats://a:4222,nats://b:4222` → each server's URL (a cluster's nodes, tried in turn)."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError(f"no NATS server URL in {url!r}")
+    return urls
+
+
 async def connect(url: str, *, name: str, connect_timeout: float = 2.0) -> NATS:
     """Connect with endless reconnects: an outage must stall publishing, never end the process.
 
     The outbox keeps events safe while NATS is away, so the client only has to come back.
+    `url` may list several servers separated by commas (a cluster's nodes): the client connects
+    to one and fails over to the others.
     """
 
     async def on_disconnect() -> None:
@@ -34,7 +44,7 @@ async def connect(url: str, *, name: str, connect_timeout: float = 2.0) -> NATS:
         log.debug("nats error: %s", exc, extra={"nats_client": name})
 
     return await nats.connect(
-        url,
+        server_urls(url),
         name=name,
         connect_timeout=connect_timeout,
         allow_reconnect=True,

@@ -1,0 +1,262 @@
+"""The mesh with two processes of every service on PostgreSQL and a 3-node JetStream cluster
+(`crossdock run --db postgres --replicas 2 --nats-cluster 3`).
+
+The partner API's end-to-end tests (tests/e2e/test_partner_api.py: an order placed over REST
+reaches invoiced, and the BOLA matrix) run here unchanged: they are imported, and this module's
+`mesh` is the replica mesh. Then: every service really runs twice, calls through the gateway
+reach both replicas of the services behind it, and every stream is R3 with a leader.
+
+The launcher's parts for replicas (options, ports, environments, the cluster's nats.conf) are
+checked first, without a mesh.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.aio.client import Client as NATS
+from prometheus_client.parser import text_string_to_metric_families
+
+from localmesh import Mesh, MeshOptions
+from localmesh.credentials import Credentials
+from localmesh.environment import MeshContext, service_settings
+from localmesh.nats_binary import find_nats_server
+from localmesh.natsconf import ADMIN_USER, ClusterNode, nats_users, render_nats_config
+from localmesh.ports import fixed_plan, port_keys
+from localmesh.probes import meta_leader
+from localmesh.services import ALL_SERVICES, GATEWAY, ORDER
+from services.kit.bus import server_urls
+from services.kit.streams import DLQ_STREAM, DOMAIN_STREAMS
+from tests.e2e.test_partner_api import (
+    partner_b,
+    test_an_order_placed_with_the_demo_key_reaches_invoiced,
+    test_partner_a_gets_404_for_every_id_of_partner_b,
+    test_partners_find_an_order_by_their_own_id_and_only_their_own,
+)
+from tests.fixtures.replica_mesh import NATS_NODES, REPLICAS
+
+# Re-exported so pytest collects them here too, against this module's `mesh`.
+__all__ = [
+    "partner_b",
+    "test_an_order_placed_with_the_demo_key_reaches_invoiced",
+    "test_partner_a_gets_404_for_every_id_of_partner_b",
+    "test_partners_find_an_order_by_their_own_id_and_only_their_own",
+]
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+# ---- the launcher's parts, without a mesh ----------------------------------------------------
+
+
+def replica_options(**overrides: object) -> MeshOptions:
+    values: dict[str, object] = {
+        "data_dir": Path("/data/mesh"),
+        "db": "postgres",
+        "replicas": REPLICAS,
+        "nats_cluster": NATS_NODES,
+        "sandbox_process": True,
+    }
+    return MeshOptions(**(values | overrides))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"db": "sqlite"}, "2 replicas need --db postgres"),
+        ({"db_urls": {"billing": "sqlite:////tmp/b.db"}}, "given a SQLite URL: billing"),
+        ({"sandbox_process": False}, "sandbox carrier as its own process"),
+        ({"replicas": 0}, "replicas must be 1 or more"),
+        ({"nats_cluster": 2}, "nats_cluster must be 1 or 3"),
+    ],
+)
+def test_options_refuse_a_shape_replicas_cannot_run(
+    overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        replica_options(**overrides)
+
+
+def test_crossdock_run_refuses_replicas_on_sqlite_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    crossdock = str(Path(sys.executable).with_name("crossdock"))
+    done = subprocess.run(
+        [crossdock, "run", "--replicas", "2", "--db", "sqlite", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "2 replicas need --db postgres" in done.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+def replica_context() -> MeshContext:
+    options = replica_options()
+    keys = port_keys(
+        ALL_SERVICES,
+        with_postgres=True,
+        with_sandbox_carrier=True,
+        replicas=REPLICAS,
+        nats_nodes=NATS_NODES,
+    )
+    users = [spec.name for spec in ALL_SERVICES] + [ADMIN_USER]
+    return MeshContext(
+        options=options,
+        plan=fixed_plan(keys),
+        credentials=Credentials(
+            nats_passwords={user: f"pw-{user}" for user in users},
+            admin_token="admin-token",
+            sandbox_webhook_secret="webhook-secret",
+            demo_api_key="cdk_abc_secret",
+        ),
+        db_urls={spec.name: f"postgresql+psycopg://pg/{spec.db_name}" for spec in ALL_SERVICES},
+        running=frozenset(spec.name for spec in ALL_SERVICES),
+    )
+
+
+def test_fixed_ports_of_replicas_and_nats_nodes_do_not_clash() -> None:
+    plan = replica_context().plan
+    assert len(set(plan.ports.values())) == len(plan.ports)
+    assert plan.of("gateway", "http") == 8080 and plan.of("gateway-2", "http") == 8180
+    assert plan.of("order-2", "grpc") == plan.of("order", "grpc") + 100
+    assert [plan.of(node, "client") for node in ("nats", "nats-2", "nats-3")] == [4222, 4223, 4224]
+
+
+def test_replicas_differ_in_ports_only_and_clients_get_every_replica() -> None:
+    ctx = replica_context()
+    first, second = service_settings(ORDER, ctx), service_settings(ORDER, ctx, "order-2")
+    assert first["GRPC_PORT"] != second["GRPC_PORT"]
+    assert first["METRICS_PORT"] != second["METRICS_PORT"]
+    # Alembic takes no lock: only the first replica (started first) migrates.
+    assert (first["MIGRATE_ON_START"], second["MIGRATE_ON_START"]) == ("true", "false")
+    same = {"GRPC_PORT", "METRICS_PORT", "MIGRATE_ON_START"}
+    assert {k: v for k, v in first.items() if k not in same} == {
+        k: v for k, v in second.items() if k not in same
+    }
+    inventory = [ctx.plan.of(i, "grpc") for i in ("inventory", "inventory-2")]
+    assert first["INVENTORY_TARGET"] == "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in inventory)
+    assert first["STREAM_REPLICAS"] == "3"
+    nodes = server_urls(first["NATS_URL"])
+    assert [url.rsplit(":", 1)[1] for url in nodes] == ["4222", "4223", "4224"]
+    assert all(url.startswith("nats://order:pw-order@") for url in nodes)
+    gateway = service_settings(GATEWAY, ctx, "gateway-2")
+    assert gateway["HTTP_PORT"] == "8180" and gateway["ORDER_TARGET"].startswith("ipv4:")
+
+
+def test_a_cluster_node_config_is_one_nats_server_accepts(tmp_path: Path) -> None:
+    passwords = {name: f"pw-{name}" for name in ("order", ADMIN_USER)}
+    text = render_nats_config(
+        host="127.0.0.1",
+        client_port=4223,
+        monitor_port=8223,
+        store_dir=tmp_path / "jetstream",
+        users=nats_users(["order"], passwords),
+        cluster=ClusterNode("crossdock-local-2", 6223, (6222, 6224)),
+    )
+    assert "sync_interval: always" in text
+    assert 'routes: ["nats-route://127.0.0.1:6222", "nats-route://127.0.0.1:6224"]' in text
+    config = tmp_path / "nats.conf"
+    config.write_text(text)
+    checked = subprocess.run(
+        [find_nats_server(), "-t", "-c", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_nats_url_list_is_split_into_servers() -> None:
+    assert server_urls("nats://a:1, nats://b:2,") == ["nats://a:1", "nats://b:2"]
+    with pytest.raises(ValueError, match="no NATS server URL"):
+        server_urls(" , ")
+
+
+# ---- the replica mesh ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mesh(replica_mesh: Mesh) -> Mesh:
+    """The session mesh's place, for the imported tests."""
+    return replica_mesh
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_every_service_runs_as_two_live_processes(mesh: Mesh) -> None:
+    assert mesh.replicas == REPLICAS
+    for service in mesh.services:
+        processes = mesh.instances[service]
+        pids = {mesh.pids[process] for process in processes}
+        assert len(processes) == len(pids) == REPLICAS, (service, processes)
+        assert all(_running(pid) for pid in pids), service
+    # The simulator and the sandbox carrier stay single.
+    assert not {"warehouse-sim-2", "sandbox-carrier-2"} & set(mesh.pids)
+    assert len(mesh.gateway_urls) == REPLICAS and mesh.gateway_urls[0] == mesh.gateway_url
+    for url in mesh.gateway_urls:
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200, url
+
+
+def served(metrics_url: str, service: str) -> float:
+    """gRPC calls of `service` (e.g. "order.v1.OrderService") one process answered so far."""
+    text = httpx.get(metrics_url, timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "crossdock_grpc_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total") and f".{service}/" in sample.labels["method"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "grpc_service", "path"),
+    [
+        ("order", "order.v1.OrderService", "/v1/orders"),
+        ("inventory", "inventory.v1.InventoryService", "/v1/items"),
+    ],
+)
+def test_calls_through_each_gateway_reach_both_replicas_behind_it(
+    mesh: Mesh, service: str, grpc_service: str, path: str
+) -> None:
+    replicas = mesh.instances[service]
+    before = {r: served(mesh.instance_metrics_urls[r], grpc_service) for r in replicas}
+    headers = {"Authorization": f"Bearer {mesh.demo_api_key}"}
+    for gateway in mesh.gateway_urls:
+        with httpx.Client(base_url=gateway, headers=headers, timeout=10) as client:
+            for _ in range(8):
+                answer = client.get(path, params={"pageSize": 1})
+                assert answer.status_code == 200, answer.text
+    after = {r: served(mesh.instance_metrics_urls[r], grpc_service) for r in replicas}
+    # round_robin: each gateway alternates between the two, so both got calls.
+    gained = {r: after[r] - before[r] for r in replicas}
+    assert all(count > 0 for count in gained.values()), gained
+    assert sum(gained.values()) >= 8 * len(mesh.gateway_urls), gained
+
+
+async def test_every_stream_has_three_replicas_and_a_leader(mesh: Mesh) -> None:
+    views = {meta_leader(url) for url in mesh.nats_monitor_urls}
+    assert len(mesh.nats_monitor_urls) == NATS_NODES
+    assert len(views) == 1 and next(iter(views))[1] == NATS_NODES, views
+    nc = NATS()
+    await nc.connect(mesh.nats_admin_url)
+    try:
+        streams = {str(info.config.name): info for info in await nc.jetstream().streams_info()}
+    finally:
+        await nc.close()
+    assert {*DOMAIN_STREAMS.values(), DLQ_STREAM} <= set(streams), sorted(streams)
+    for name, info in streams.items():
+        assert info.config.num_replicas == NATS_NODES, name
+        assert info.cluster is not None and info.cluster.leader, name
+        followers = info.cluster.replicas or []
+        assert len(followers) == NATS_NODES - 1, (name, followers)
+        assert not any(peer.offline for peer in followers), (name, followers)
