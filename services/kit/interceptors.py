@@ -34,6 +34,7 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy import exc as sa_exc
 
 from services.kit.errors import DomainError, InvalidArgument
 from services.kit.grpc_errors import make_status, rich_status, status_trailer
@@ -206,6 +207,18 @@ class ServiceInterceptor(_ServerInterceptor):
                 log.exception("%s failed: a downstream call ended %s", method, error.code().name)
                 message = f"{_GENERIC[code]} (correlation id {correlation_id})"
                 await _abort(context, make_status(code, message), echo)
+            except (sa_exc.OperationalError, sa_exc.TimeoutError) as error:
+                if not database_unavailable(error):
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("%s failed with an unexpected database error", method)
+                else:
+                    # Down, restarting or out of connections: the caller's retry is the fix
+                    # (every write carries an idempotency key, so a commit whose answer was
+                    # lost is not applied twice).
+                    code = grpc.StatusCode.UNAVAILABLE
+                    log.warning("%s failed: the database is unavailable: %s", method, error)
+                message = f"{_GENERIC[code]} (correlation id {correlation_id})"
+                await _abort(context, make_status(code, message), echo)
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("%s failed with an unexpected error", method)
@@ -255,6 +268,22 @@ _GENERIC = {
     grpc.StatusCode.UNAVAILABLE: "a dependency is unavailable; retry later",
     grpc.StatusCode.DEADLINE_EXCEEDED: "a dependency did not answer in time",
 }
+
+
+# SQLite's transient OperationalErrors; its others ("no such table") are bugs, not outages.
+_SQLITE_TRANSIENT = ("database is locked", "database is busy", "disk i/o error")
+
+
+def database_unavailable(error: sa_exc.OperationalError | sa_exc.TimeoutError) -> bool:
+    """True when a database error means "not reachable now" rather than a bug: PostgreSQL's
+    OperationalError (connection refused or lost, server starting or shutting down), a pool
+    timeout, a lock SQLite gave up waiting for."""
+    if isinstance(error, sa_exc.TimeoutError) or error.connection_invalidated:
+        return True
+    module = type(error.orig).__module__ if error.orig is not None else ""
+    if module.startswith("psycopg"):
+        return True
+    return any(text in str(error.orig).lower() for text in _SQLITE_TRANSIENT)
 
 
 def _downstream_failure(error: grpc.aio.AioRpcError) -> grpc.StatusCode:

@@ -3,6 +3,7 @@ and around any further interceptors a service adds."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -10,11 +11,14 @@ import pytest
 from crossdock.order.v1 import order_service_pb2 as order
 from crossdock.order.v1 import order_service_pb2_grpc as order_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
 
+from services.kit.db import Database
 from services.kit.errors import NotFound
 from services.kit.metrics import ServiceMetrics
 from services.kit.request_context import CORRELATION_ID_KEY, current_correlation_id
 from services.kit.server import ServiceServer
+from tests.fixtures.ports import free_port
 from tests.kit.server_support import ORDER_ID, order_service
 
 # The tests here serve gRPC on loopback ports.
@@ -86,3 +90,49 @@ async def test_health_checks_are_served_behind_the_kit() -> None:
         {"method": "/grpc.health.v1.Health/Check", "code": "OK"},
     )
     assert count == 1
+
+
+class DatabaseBackedOrders(order_grpc.OrderServiceServicer):
+    """GetOrder reads through a kit Database, as every service's reads do."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def GetOrder(self, request: Any, context: Any) -> Any:
+        await self.db.run(lambda conn: conn.execute(text("SELECT order_id FROM orders")).all())
+        return order.GetOrderResponse()
+
+
+async def _get_order_code(db: Database) -> tuple[grpc.StatusCode, str]:
+    server = ServiceServer("order", host="127.0.0.1", port=0, grace_seconds=0)
+    server.add_servicer(*order_service(DatabaseBackedOrders(db)))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await order_grpc.OrderServiceStub(channel).GetOrder(
+                    order.GetOrderRequest(order_id=ORDER_ID)
+                )
+    finally:
+        await server.shutdown()
+        await db.close()
+    return caught.value.code(), caught.value.details() or ""
+
+
+async def test_a_database_that_cannot_be_reached_answers_unavailable_so_callers_retry() -> None:
+    # A PostgreSQL address nobody listens on: what a service sees while its server restarts.
+    url = f"postgresql+psycopg://crossdock@127.0.0.1:{free_port()}/order"
+
+    code, details = await _get_order_code(Database(url, service="order"))
+
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert "retry" in details
+
+
+async def test_a_database_error_that_is_a_bug_stays_internal(tmp_path: Path) -> None:
+    # The table does not exist: no retry fixes that.
+    url = f"sqlite:///{tmp_path / 'order.db'}"
+
+    code, _details = await _get_order_code(Database(url, service="order"))
+
+    assert code == grpc.StatusCode.INTERNAL
