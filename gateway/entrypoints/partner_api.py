@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+from sqlalchemy import exc as sa_exc
 from starlette.types import Receive, Scope, Send
 
 from gateway.adapters.backends import Backends, BackendUnavailable
@@ -41,7 +42,7 @@ from gateway.transcoder import (
     decode_request,
     response_json,
 )
-from services.kit.db import Database
+from services.kit.db import Database, database_unavailable
 from services.kit.request_context import (
     accept_correlation_id,
     correlation_scope,
@@ -129,6 +130,23 @@ class PartnerGateway:
                 reply = await self._handle(request)
             except Problem as problem:
                 reply = _problem_reply(problem, correlation_id)
+            except (sa_exc.OperationalError, sa_exc.TimeoutError) as error:
+                if not database_unavailable(error):
+                    log.exception("unhandled database error", extra={"path": request.path})
+                    outage = Problem(
+                        500, "the request could not be completed", grpc.StatusCode.INTERNAL
+                    )
+                else:
+                    # The gateway's own database (keys, idempotency, quotas) is down or
+                    # restarting: the partner retries with the same Idempotency-Key.
+                    log.warning("database unavailable: %s", error, extra={"path": request.path})
+                    outage = Problem(
+                        503,
+                        "temporarily unavailable; retry with the same Idempotency-Key",
+                        grpc.StatusCode.UNAVAILABLE,
+                        headers={"Retry-After": "1"},
+                    )
+                reply = _problem_reply(outage, correlation_id)
             except Exception:
                 log.exception("unhandled error", extra={"path": request.path})
                 reply = _problem_reply(

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
@@ -120,6 +121,10 @@ class Database:
         self._workers = _Workers(workers, name=f"db-{service}")
         self._commit_listeners: list[Callable[[], None]] = []
         self._local = threading.local()  # the calling thread's long-lived Connection
+        # Bumped when a unit of work finds the database gone (a restart, a cut): every thread's
+        # connection is then as dead as the one that failed, so each reconnects before its next
+        # unit of work instead of failing it first.
+        self._outages = 0
         self._connections: list[Connection] = []
         self._connections_lock = threading.Lock()
 
@@ -163,14 +168,28 @@ class Database:
 
     def _connection(self) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.outages != self._outages:
+            conn.invalidate()  # reconnects on its next use
+            self._local.outages = self._outages
         if conn is None or conn.closed:
             conn = self.engine.connect()
             self._local.conn = conn
+            self._local.outages = self._outages
             with self._connections_lock:
                 self._connections.append(conn)
         return conn
 
     def _run_tx(self, fn: Callable[..., T], *args: Any) -> tuple[T, bool, list[Callable[[], None]]]:
+        try:
+            return self._run_tx_once(fn, *args)
+        except (sa_exc.OperationalError, sa_exc.TimeoutError) as error:
+            if database_unavailable(error):
+                self._outages += 1  # this thread's connection included
+            raise
+
+    def _run_tx_once(
+        self, fn: Callable[..., T], *args: Any
+    ) -> tuple[T, bool, list[Callable[[], None]]]:
         conn = self._connection()
         with conn.begin():
             info = conn.info  # one lookup: each `conn.info` walks Connection -> fairy -> record
@@ -306,3 +325,19 @@ def dialect_sql(conn: Connection, sql: str) -> str:
     if conn.dialect.name == "sqlite":
         return sql
     return _to_format_style(sql)
+
+
+# SQLite's transient OperationalErrors; its others ("no such table") are bugs, not outages.
+_SQLITE_TRANSIENT = ("database is locked", "database is busy", "disk i/o error")
+
+
+def database_unavailable(error: sa_exc.OperationalError | sa_exc.TimeoutError) -> bool:
+    """True when a database error means "not reachable now" rather than a bug: PostgreSQL's
+    OperationalError (connection refused or lost, server starting or shutting down), a pool
+    timeout, a lock SQLite gave up waiting for."""
+    if isinstance(error, sa_exc.TimeoutError) or error.connection_invalidated:
+        return True
+    module = type(error.orig).__module__ if error.orig is not None else ""
+    if module.startswith("psycopg"):
+        return True
+    return any(text in str(error.orig).lower() for text in _SQLITE_TRANSIENT)

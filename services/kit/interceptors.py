@@ -36,6 +36,7 @@ from google.rpc import status_pb2
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import exc as sa_exc
 
+from services.kit.db import database_unavailable
 from services.kit.errors import DomainError, InvalidArgument
 from services.kit.grpc_errors import make_status, rich_status, status_trailer
 from services.kit.request_context import (
@@ -268,22 +269,6 @@ _GENERIC = {
     grpc.StatusCode.UNAVAILABLE: "a dependency is unavailable; retry later",
     grpc.StatusCode.DEADLINE_EXCEEDED: "a dependency did not answer in time",
 }
-
-
-# SQLite's transient OperationalErrors; its others ("no such table") are bugs, not outages.
-_SQLITE_TRANSIENT = ("database is locked", "database is busy", "disk i/o error")
-
-
-def database_unavailable(error: sa_exc.OperationalError | sa_exc.TimeoutError) -> bool:
-    """True when a database error means "not reachable now" rather than a bug: PostgreSQL's
-    OperationalError (connection refused or lost, server starting or shutting down), a pool
-    timeout, a lock SQLite gave up waiting for."""
-    if isinstance(error, sa_exc.TimeoutError) or error.connection_invalidated:
-        return True
-    module = type(error.orig).__module__ if error.orig is not None else ""
-    if module.startswith("psycopg"):
-        return True
-    return any(text in str(error.orig).lower() for text in _SQLITE_TRANSIENT)
 
 
 def _downstream_failure(error: grpc.aio.AioRpcError) -> grpc.StatusCode:
