@@ -118,6 +118,14 @@ test: venv system-deps ## Run the whole test suite (installs what it needs first
 test-fast: venv ## Unit tests only: no servers, child processes or files (well under a minute)
 	$(BIN)/pytest -m unit -q $(PYTEST_ARGS)
 
+DURATION ?= 600
+SEED ?= 1
+CHAOS_ARGS ?=
+
+.PHONY: chaos
+chaos: venv system-deps ## Replica mesh under faults for DURATION s (SEED), then the checker: test-artifacts/chaos/ (root: iptables)
+	$(BIN)/python -m localmesh.chaos.run --duration $(DURATION) --seed $(SEED) --out test-artifacts/chaos $(CHAOS_ARGS)
+
 # ---- benchmarks (not tests: they print tables and never fail on numbers) -------------------
 
 BENCH_KIT_ARGS ?=
@@ -135,6 +143,16 @@ bench-lifecycle: venv system-deps ## Open-loop REST orders swept over offered ra
 .PHONY: bench-lifecycle-postgres
 bench-lifecycle-postgres: venv system-deps ## The same sweep on PostgreSQL: docs/bench-lifecycle-postgres.png
 	$(BIN)/python bench/bench_lifecycle.py --db postgres --plot $(BENCH_LIFECYCLE_ARGS)
+
+ORDERS ?= 100000
+BENCH_RECONCILE_DIR ?= .crossdock/bench-reconcile
+BENCH_RECONCILE_ARGS ?=
+
+.PHONY: bench-reconcile
+bench-reconcile: venv system-deps ## Seed ORDERS (100,000) completed orders into a fresh mesh, then run every reconciliation check under a steady order rate
+	rm -rf $(BENCH_RECONCILE_DIR)
+	$(BIN)/python bench/seed_orders.py --data-dir $(BENCH_RECONCILE_DIR) --orders $(ORDERS)
+	$(BIN)/python bench/bench_reconcile.py --data-dir $(BENCH_RECONCILE_DIR) --expect-orders $(ORDERS) $(BENCH_RECONCILE_ARGS)
 
 .PHONY: bench
 bench: bench-kit bench-lifecycle ## Every benchmark

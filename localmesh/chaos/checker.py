@@ -12,7 +12,9 @@ pure: everything it needs is in the history, so a saved history can be judged ag
 5. `stock_conserved`: on hand = Σ movements per SKU and location, and nothing is negative;
 6. `no_lost_events`: every outbox row sent (publish acknowledged) is in its stream, unless
    retention may have removed it;
-7. `no_double_apply`: every inbox holds an event id at most once per consumer.
+7. `no_double_apply`: every inbox holds an event id at most once per consumer;
+8. `accepted_orders_kept`: every order the gateway accepted over REST exists in the order
+   service, and one Idempotency-Key never made two orders.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ GAPLESS = "gapless_numbers"
 STOCK = "stock_conserved"
 NO_LOST_EVENTS = "no_lost_events"
 NO_DOUBLE_APPLY = "no_double_apply"
+ACCEPTED_KEPT = "accepted_orders_kept"
 
 # services/order/domain/model.py TERMINAL_STATUSES.
 TERMINAL_ORDER_STATUSES = frozenset({"COMPLETED", "CANCELLED"})
@@ -279,6 +282,23 @@ def no_double_apply(history: History) -> tuple[list[Violation], int]:
     return found, judged
 
 
+def accepted_orders_kept(history: History) -> tuple[list[Violation], int]:
+    known = {order.order_id for order in history.orders}
+    found = [
+        Violation(ACCEPTED_KEPT, (accepted.order_id,), "accepted over REST, unknown to order")
+        for accepted in history.accepted
+        if accepted.order_id not in known
+    ]
+    by_key: defaultdict[str, set[str]] = defaultdict(set)
+    for accepted in history.accepted:
+        by_key[accepted.idempotency_key].add(accepted.order_id)
+    for key, ids in sorted(by_key.items()):
+        if len(ids) > 1:
+            evidence = f"Idempotency-Key {key} was answered with {len(ids)} different orders"
+            found.append(Violation(ACCEPTED_KEPT, tuple(sorted(ids)), evidence))
+    return found, len(history.accepted)
+
+
 PROPERTIES: dict[str, Property] = {
     ORDERS_TERMINAL: orders_terminal,
     ONE_LABEL: one_label_per_shipment,
@@ -287,6 +307,7 @@ PROPERTIES: dict[str, Property] = {
     STOCK: stock_conserved,
     NO_LOST_EVENTS: no_lost_events,
     NO_DOUBLE_APPLY: no_double_apply,
+    ACCEPTED_KEPT: accepted_orders_kept,
 }
 
 

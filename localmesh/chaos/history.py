@@ -128,6 +128,14 @@ class InboxRecord:
 
 
 @dataclass(frozen=True)
+class AcceptedOrder:
+    """An order the partner saw accepted (a 2xx to its POST), with the Idempotency-Key it used."""
+
+    order_id: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
 class History:
     orders: tuple[OrderRecord, ...] = ()
     shipments: tuple[ShipmentRecord, ...] = ()
@@ -139,6 +147,8 @@ class History:
     streams: tuple[StreamRecord, ...] = ()
     outboxes: tuple[OutboxAudit, ...] = ()
     inboxes: tuple[InboxRecord, ...] = ()
+    # What the workload was told over REST (empty when the history was not driven by one).
+    accepted: tuple[AcceptedOrder, ...] = ()
     # What the gatherer could not see or chose to skip, so a report says what it did not judge.
     notes: tuple[str, ...] = ()
 

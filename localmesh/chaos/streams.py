@@ -52,7 +52,10 @@ async def read_streams(nats_url: str, keep_subjects: Collection[str]) -> Streams
                 try:
                     msg = await jsm.get_msg(name, seq, next=True)
                 except NotFoundError:
-                    break  # nothing at or after seq: removed since the info was read
+                    # A message deleted on its own (an operator's `nats stream rmm`, a test's
+                    # lost event) leaves a hole: read on after it, up to the last sequence.
+                    seq += 1
+                    continue
                 seq = (msg.seq or seq) + 1
                 if first_time is None and msg.time is not None:
                     first_time = msg.time.timestamp()

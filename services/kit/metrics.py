@@ -52,6 +52,12 @@ class ServiceMetrics:
             "Age of the oldest unpublished outbox event (0 when the backlog is empty).",
             registry=r,
         )
+        # Which replica publishes: 1 on the relay's leader, 0 elsewhere (one per database).
+        self.relay_leader = Gauge(
+            "crossdock_relay_leader",
+            "1 while this process holds the outbox relay's leadership, else 0.",
+            registry=r,
+        )
         self.events_published = Counter(
             "crossdock_events_published",
             "Events published by the relay and acked by JetStream.",

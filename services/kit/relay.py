@@ -411,6 +411,8 @@ class OutboxRelay:
             self._is_leader = False
         if not self._is_leader:
             self._forget_pending()  # another replica publishes them now
+        if self._metrics is not None:
+            self._metrics.relay_leader.set(1 if self._is_leader else 0)
         return self._is_leader
 
     async def _housekeeping(self) -> None:

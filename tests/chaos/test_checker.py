@@ -9,6 +9,7 @@ import pytest
 from localmesh.chaos import checker
 from localmesh.chaos.checker import Report, check
 from localmesh.chaos.history import (
+    AcceptedOrder,
     CreditNoteRecord,
     History,
     HistoryFormatError,
@@ -88,6 +89,11 @@ def healthy() -> History:
             InboxRecord("billing", "billing-events", {"ev_o1": 1}),
             InboxRecord("order", "order-events", {"ev_b1": 1}),
         ),
+        accepted=(
+            AcceptedOrder("ord_1", "key-1"),
+            AcceptedOrder("ord_2", "key-2"),
+            AcceptedOrder("ord_3", "key-3"),
+        ),
     )
 
 
@@ -121,7 +127,8 @@ def test_an_order_left_in_exception_is_not_terminal() -> None:
 
 @pytest.mark.parametrize("status", ["PLACED", "SHIPPED", "DELIVERED", "BACKORDERED"])
 def test_an_order_still_on_its_way_is_not_terminal(status: str) -> None:
-    history = replace(healthy(), orders=(OrderRecord("ord_1", status),))
+    history = healthy()
+    history = replace(history, orders=(OrderRecord("ord_1", status), *history.orders[1:]))
 
     (violation,) = only(check(history), checker.ORDERS_TERMINAL)
 
@@ -384,3 +391,22 @@ def test_a_malformed_history_is_refused_with_its_path(text: str, message: str) -
 def test_a_malformed_report_is_refused() -> None:
     with pytest.raises(ValueError, match="not a chaos report"):
         Report.from_json('{"violations": []}')
+
+
+def test_an_order_accepted_over_rest_that_order_does_not_know_is_reported() -> None:
+    history = healthy()
+    lost = replace(history, accepted=(*history.accepted, AcceptedOrder("ord_9", "key-9")))
+
+    (violation,) = only(check(lost), checker.ACCEPTED_KEPT)
+
+    assert violation.subjects == ("ord_9",)
+
+
+def test_one_idempotency_key_answered_with_two_orders_is_reported() -> None:
+    history = healthy()
+    doubled = replace(history, accepted=(*history.accepted, AcceptedOrder("ord_3", "key-1")))
+
+    (violation,) = only(check(doubled), checker.ACCEPTED_KEPT)
+
+    assert violation.subjects == ("ord_1", "ord_3")
+    assert "key-1" in violation.evidence

@@ -12,6 +12,7 @@ checked first, without a mesh.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,9 @@ from nats.aio.client import Client as NATS
 from prometheus_client.parser import text_string_to_metric_families
 
 from localmesh import Mesh, MeshOptions
+from localmesh.chaos import netcut
+from localmesh.chaos.nemesis import ALL_KINDS
+from localmesh.chaos.run import ChaosSettings, run_on
 from localmesh.credentials import Credentials
 from localmesh.environment import MeshContext, service_settings
 from localmesh.nats_binary import find_nats_server
@@ -37,7 +41,7 @@ from tests.e2e.test_partner_api import (
     test_partner_a_gets_404_for_every_id_of_partner_b,
     test_partners_find_an_order_by_their_own_id_and_only_their_own,
 )
-from tests.fixtures.replica_mesh import NATS_NODES, REPLICAS
+from tests.fixtures.replica_mesh import NATS_NODES, REPLICAS, ReplicaMesh
 
 # Re-exported so pytest collects them here too, against this module's `mesh`.
 __all__ = [
@@ -48,6 +52,10 @@ __all__ = [
 ]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+# The chaos run's report, summary and plot stay for a person to read after the suite.
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("CROSSDOCK_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
 # ---- the launcher's parts, without a mesh ----------------------------------------------------
@@ -260,3 +268,34 @@ async def test_every_stream_has_three_replicas_and_a_leader(mesh: Mesh) -> None:
         followers = info.cluster.replicas or []
         assert len(followers) == NATS_NODES - 1, (name, followers)
         assert not any(peer.offline for peer in followers), (name, followers)
+
+
+# ---- last: a short chaos run on this same mesh -------------------------------------------------
+
+
+@pytest.mark.skipif(not netcut.available(), reason="the chaos run needs iptables as root")
+def test_zz_a_short_chaos_run_with_every_fault_kind_has_zero_violations(
+    replica_mesh_runner: ReplicaMesh, tmp_path: Path
+) -> None:
+    """`make chaos`'s run, short: a fixed seed, one fault of every kind while orders, cancels and
+    returns arrive over REST, then the checker over everything the mesh did (this module's
+    earlier orders included). Named to run last: it kills and restarts processes."""
+    settings = ChaosSettings(
+        seed=11,
+        duration_seconds=110.0,
+        rate_per_second=3.0,
+        replicas=REPLICAS,
+        nats_nodes=NATS_NODES,
+        settle_seconds=150.0,
+        cut_seconds=10.0,
+        gap_seconds=4.0,
+        out_dir=ARTIFACTS / "chaos-short",
+    )
+
+    report = run_on(replica_mesh_runner.runner, replica_mesh_runner.mesh, settings)
+
+    assert {record.kind for record in report.faults} == {kind.value for kind in ALL_KINDS}
+    assert report.ok, report.summary()
+    work = report.workload.summary()
+    assert work["orders_accepted"] >= 200, work
+    assert work["cancels_accepted"] > 0 and work["returns_created"] > 0, work
