@@ -6,12 +6,15 @@ configuration always matches this file (and the settings from config).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
+from nats import errors as nats_errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from services.kit.events import SUBJECT_ROOT, domain_of
 
@@ -119,25 +122,55 @@ def _differs(current: StreamConfig, wanted: StreamConfig) -> bool:
     return False
 
 
-async def ensure_streams(js: JetStreamContext, settings: StreamSettings | None = None) -> list[str]:
+# A JetStream cluster answers stream requests only once its meta leader and the stream's own
+# leader are elected: right after a start or a node's restart, a request may time out or be
+# refused "temporarily unavailable" (503) for a few seconds. A starting service waits that out.
+ENSURE_PATIENCE_SECONDS = 60.0
+
+
+async def ensure_streams(
+    js: JetStreamContext,
+    settings: StreamSettings | None = None,
+    *,
+    patience_seconds: float = ENSURE_PATIENCE_SECONDS,
+) -> list[str]:
     """Create missing streams and update drifted ones; returns the names changed."""
     changed: list[str] = []
     for config in stream_configs(settings or StreamSettings()):
-        assert config.name is not None
-        try:
-            info = await js.stream_info(config.name)
-        except NotFoundError:
+        deadline = time.monotonic() + patience_seconds
+        delay = 0.25
+        while True:
             try:
-                await js.add_stream(config)
-            except APIError:
-                # Another service starting at the same moment created it first: fine if so.
-                info = await js.stream_info(config.name)
-            else:
-                changed.append(config.name)
-                log.info("created stream %s", config.name)
-                continue
-        if _differs(info.config, config):
-            await js.update_stream(config)
-            changed.append(config.name)
-            log.info("updated stream %s", config.name)
+                if await _ensure_stream(js, config):
+                    changed.append(str(config.name))
+                break
+            except (nats_errors.TimeoutError, ServiceUnavailableError) as error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("stream %s not ready yet (%r); retrying", config.name, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)
     return changed
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> bool:
+    """Create or update one stream; True when it changed."""
+    assert config.name is not None
+    try:
+        info = await js.stream_info(config.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+        except ServiceUnavailableError:
+            raise
+        except APIError:
+            # Another service starting at the same moment created it first: fine if so.
+            info = await js.stream_info(config.name)
+        else:
+            log.info("created stream %s", config.name)
+            return True
+    if _differs(info.config, config):
+        await js.update_stream(config)
+        log.info("updated stream %s", config.name)
+        return True
+    return False
