@@ -212,10 +212,25 @@ def _post_to(session: aiohttp.ClientSession, url: str) -> Callable[[dict[str, st
     return deliver
 
 
+# A tick that takes longer than this is cut short (its pushes are kept for the next tick): one
+# hung delivery must not stop every parcel's webhooks.
+TICK_LIMIT_SECONDS = 60.0
+
+
 async def _push_forever(pusher: SandboxPusher, interval: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            await pusher.run_once()
+            async with asyncio.timeout(TICK_LIMIT_SECONDS):
+                await pusher.run_once()
+        except TimeoutError:
+            log.warning("push tick took over %.0f s; its pushes go again", TICK_LIMIT_SECONDS)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if stop.is_set() or (task is not None and task.cancelling()):
+                raise  # really cancelled: shutting down
+            # A cancellation nobody asked this task for (an HTTP client's timeout leaking as
+            # one): the pushes were kept; pushing stops only when the process does.
+            log.exception("push tick cancelled from inside; its pushes go again")
         except Exception:
             log.exception("push tick failed")
         with contextlib.suppress(TimeoutError):

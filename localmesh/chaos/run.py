@@ -217,6 +217,40 @@ class LagSampler:
         return None
 
 
+async def wait_until_quiet(
+    monitor_url: str, *, quiet_seconds: float = 5.0, timeout_seconds: float = 90.0
+) -> float:
+    """Wait until nothing moves: no consumer has a message pending or unacked, and no stream
+    grew, for `quiet_seconds` in a row. Orders being terminal is not enough: a cancelled order's
+    pick may still be confirmed and restocked after it. Returns the seconds waited."""
+    started = time.monotonic()
+    params = {"accounts": "true", "consumers": "true"}
+    last: tuple[int, int] | None = None
+    since = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while time.monotonic() - started < timeout_seconds:
+            try:
+                async with http.get(monitor_url + "/jsz", params=params) as answer:
+                    found = await answer.json(content_type=None)
+                now = (_pending(found), _messages(found))
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                now = (-1, -1)
+            if now != last or now[0] != 0:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_seconds:
+                break
+            await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
+def _messages(jsz: dict[str, object]) -> int:
+    total = 0
+    for account in jsz.get("account_details", []) or []:  # type: ignore[attr-defined]
+        for stream in account.get("stream_detail", []) or []:
+            total += int(stream.get("state", {}).get("last_seq", 0))
+    return total
+
+
 def _pending(jsz: dict[str, object]) -> int:
     total = 0
     for account in jsz.get("account_details", []) or []:  # type: ignore[attr-defined]
@@ -284,6 +318,8 @@ async def _drive(
     try:
         await asyncio.gather(workload.run(), nemesis.run(started))
         await workload.settle(settings.settle_seconds)
+        if sampler.monitor_url:
+            await wait_until_quiet(sampler.monitor_url)
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)

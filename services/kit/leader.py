@@ -6,6 +6,11 @@
   dies the server releases the lock and another replica takes over; the old leader notices on its
   next check and stops publishing. Between those two moments both may publish the same rows, which
   JetStream dedups by Nats-Msg-Id and the consumers' inbox dedups after that.
+  A leader cut off the network (or frozen) leaves its session open on the server, lock held, with
+  nobody behind it: the leader pings every few seconds, so the session is told to end when idle
+  longer than `ghost_timeout_seconds` (`idle_session_timeout`) and to probe a silent client
+  (TCP keepalives). The lock is then free for another replica within that timeout, instead of
+  when the kernel gives up on the connection (hours).
 """
 
 from __future__ import annotations
@@ -78,10 +83,12 @@ class FileLockLeadership:
 class AdvisoryLockLeadership:
     """pg_try_advisory_lock on a dedicated autocommit connection."""
 
-    def __init__(self, db: Database, name: str) -> None:
+    def __init__(self, db: Database, name: str, *, ghost_timeout_seconds: float = 15.0) -> None:
         self._db = db
         self._key = lock_key(name)
         self._conn: Connection | None = None
+        # Over the relay's leader check interval (5 s): a live leader is never idle that long.
+        self._ghost_timeout_ms = int(ghost_timeout_seconds * 1000)
 
     async def acquire(self) -> bool:
         if self._conn is not None:
@@ -100,6 +107,15 @@ class AdvisoryLockLeadership:
         if not got:
             conn.close()
             return False
+        try:
+            # Session settings of this connection only; it never goes back to the pool.
+            conn.execute(text(f"SET idle_session_timeout = {self._ghost_timeout_ms}"))
+            conn.execute(text("SET tcp_keepalives_idle = 5"))
+            conn.execute(text("SET tcp_keepalives_interval = 2"))
+            conn.execute(text("SET tcp_keepalives_count = 3"))
+        except Exception:
+            conn.invalidate()
+            raise
         self._conn = conn
         return True
 
@@ -127,6 +143,8 @@ class AdvisoryLockLeadership:
             with contextlib.suppress(Exception):
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
             with contextlib.suppress(Exception):
+                # Dropped, not pooled: its idle_session_timeout would end a pooled session.
+                conn.invalidate()
                 conn.close()
 
         await asyncio.to_thread(_close)

@@ -122,6 +122,12 @@ class SandboxPusher:
         )
         try:
             await self._deliver(headers, push.body)
+        except asyncio.CancelledError:
+            # A tick cut short (its time limit, a shutdown, a client library's timeout that
+            # surfaces as a cancellation): the push is not known delivered, so it is kept, or
+            # that parcel's story would stop here for good.
+            self._outbox.append(push)
+            raise
         except Exception:
             log.warning("sandbox push %s failed; retrying next tick", push.event_id)
             self._outbox.append(push)
