@@ -32,19 +32,24 @@ class RunAs:
     gid: int
 
 
-def dying_with_parent(command: Sequence[str], run_as: RunAs | None = None) -> list[str]:
-    """`command` run through setpriv: SIGTERM when the parent thread dies, as `run_as` if given.
+def dying_with_parent(
+    command: Sequence[str], run_as: RunAs | None = None, groups: Sequence[int] = ()
+) -> list[str]:
+    """`command` run through setpriv: SIGTERM when the parent thread dies, as `run_as` if given,
+    with `groups` as its supplementary groups if given (needs root).
 
     Linux only; elsewhere (or without util-linux's setpriv) the command runs as it is.
     """
     setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
     if setpriv is None:
-        if run_as is not None:
-            raise RuntimeError("running a child as another user needs setpriv (util-linux)")
+        if run_as is not None or groups:
+            raise RuntimeError("a child's user or groups need setpriv (util-linux)")
         return list(command)
     prefix = [setpriv, "--pdeathsig", "TERM"]
     if run_as is not None:
         prefix += [f"--reuid={run_as.uid}", f"--regid={run_as.gid}", "--clear-groups"]
+    elif groups:
+        prefix += ["--groups", ",".join(str(gid) for gid in groups)]
     return [*prefix, "--", *command]
 
 
@@ -107,21 +112,20 @@ def spawn(
     stop_signal: int = signal.SIGTERM,
     extra_groups: Sequence[int] = (),
 ) -> Child:
-    """Start `command` with stdout and stderr appended to `log_path` (in `extra_groups` as
-    well as its own, when given: needs root)."""
+    """Start `command` with stdout and stderr appended to `log_path` (with `extra_groups` as its
+    supplementary groups, when given: needs root; set by setpriv, see above)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"\n---- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            dying_with_parent(command, run_as),
+            dying_with_parent(command, run_as, extra_groups),
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            extra_groups=list(extra_groups) or None,
         )
     return Child(name, process, log_path, stop_signal)
 

@@ -388,6 +388,11 @@ def run_on(runner: MeshRunner, mesh: Mesh, settings: ChaosSettings) -> RunReport
     netcut.clear_all()
     try:
         restock(mesh, settings)
+        # The baseline reads positions and the stream's last sequence: both must already
+        # include the receipts (published by inventory's relay after its commit), or the
+        # receipts would count twice.
+        if mesh.nats_monitor_urls:
+            asyncio.run(wait_until_quiet(mesh.nats_monitor_urls[0]))
         baseline = take_stock_baseline(mesh)
         # The workload and the nemesis run on their own thread's loop; this thread, which owns
         # the mesh's children, serves their restarts.

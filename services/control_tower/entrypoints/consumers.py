@@ -1,6 +1,7 @@
 """The control tower's consumers: `control-tower-projections`, one durable per domain stream,
 subscribed to every event of the catalog (services.kit.catalog.OBSERVERS declares the tower a
-consumer of all of them, so its NATS user may subscribe to them and publish none).
+consumer of all of them, so its NATS user may subscribe to them; it publishes only its own
+reconciliation findings).
 
 Translation only, and cheap on purpose (the tower sees every event of every lifecycle):
 - bodies are not decoded nor validated on the way in (`RawBodies`): the owners validated them

@@ -112,42 +112,37 @@ _TAKE_OVER = prepared(
     .values(claim_token=bindparam("new_token"), claimed_at=bindparam("new_claimed_at"))
 )
 _GIVE_UP = prepared(delete(labels).where(_HELD, labels.c.status == LabelStatus.BOOKING.value))
+# The carrier's label, as both a completed booking and a resolved unknown outcome store it.
+_BOOKED_VALUES = {
+    "status": LabelStatus.BOOKED.value,
+    **{
+        column: bindparam(f"booked_{column}")
+        for column in (
+            "service_code",
+            "tracking_number",
+            "package_tracking_numbers",
+            "label_format",
+            "document",
+            "quoted_amount",
+            "quoted_currency",
+            "carrier_shipment_id",
+            "is_return",
+            "booked_at",
+        )
+    },
+}
 # The booked label comes back from the UPDATE itself: no second statement to read it.
 _COMPLETE = prepared(
     update(labels)
     .where(_HELD, labels.c.status == LabelStatus.BOOKING.value)
-    .values(
-        status=LabelStatus.BOOKED.value,
-        service_code=bindparam("booked_service_code"),
-        tracking_number=bindparam("booked_tracking_number"),
-        package_tracking_numbers=bindparam("booked_package_tracking_numbers"),
-        label_format=bindparam("booked_label_format"),
-        document=bindparam("booked_document"),
-        quoted_amount=bindparam("booked_quoted_amount"),
-        quoted_currency=bindparam("booked_quoted_currency"),
-        carrier_shipment_id=bindparam("booked_carrier_shipment_id"),
-        is_return=bindparam("booked_is_return"),
-        booked_at=bindparam("booked_booked_at"),
-    )
+    .values(**_BOOKED_VALUES)
     .returning(*labels.c)
 )
 # Resolving an unknown outcome: the carrier's label stored, or the key given up.
 _SETTLE_UNKNOWN = prepared(
     update(labels)
     .where(_THIS_KEY, labels.c.status == LabelStatus.UNKNOWN.value)
-    .values(
-        status=LabelStatus.BOOKED.value,
-        service_code=bindparam("booked_service_code"),
-        tracking_number=bindparam("booked_tracking_number"),
-        package_tracking_numbers=bindparam("booked_package_tracking_numbers"),
-        label_format=bindparam("booked_label_format"),
-        document=bindparam("booked_document"),
-        quoted_amount=bindparam("booked_quoted_amount"),
-        quoted_currency=bindparam("booked_quoted_currency"),
-        carrier_shipment_id=bindparam("booked_carrier_shipment_id"),
-        is_return=bindparam("booked_is_return"),
-        booked_at=bindparam("booked_booked_at"),
-    )
+    .values(**_BOOKED_VALUES)
     .returning(*labels.c)
 )
 _RELEASE_UNKNOWN = prepared(
