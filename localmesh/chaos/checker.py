@@ -113,11 +113,14 @@ Property = Callable[[History], tuple[list[Violation], int]]
 
 
 def orders_terminal(history: History) -> tuple[list[Violation], int]:
+    ends = ", ".join(sorted(TERMINAL_ORDER_STATUSES))
     found = [
         Violation(
             ORDERS_TERMINAL,
             (order.order_id,),
-            f"order is {order.status}, not one of {', '.join(sorted(TERMINAL_ORDER_STATUSES))}",
+            f"order is {order.status}"
+            + (f" ({order.exception_reason})" if order.exception_reason else "")
+            + f", not one of {ends}",
         )
         for order in history.orders
         if order.status not in TERMINAL_ORDER_STATUSES

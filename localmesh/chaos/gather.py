@@ -154,7 +154,10 @@ def _orders(channel: grpc.Channel) -> tuple[OrderRecord, ...]:
     stub = order_grpc.OrderServiceStub(channel)
     return tuple(
         OrderRecord(
-            o.order_id, _name(order_pb2.OrderStatus, o.status, "ORDER_STATUS_"), o.partner_id
+            o.order_id,
+            _name(order_pb2.OrderStatus, o.status, "ORDER_STATUS_"),
+            o.partner_id,
+            o.exception_reason,
         )
         for page in _pages(stub.ListOrders, order.ListOrdersRequest(page_size=PAGE_SIZE))
         for o in page.orders

@@ -27,6 +27,8 @@ class OrderRecord:
     order_id: str
     status: str
     partner_id: str = ""
+    # Why an order in EXCEPTION is there (the order's exception_reason), so a report names it.
+    exception_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -117,12 +117,14 @@ def test_a_healthy_history_passes_every_property() -> None:
 
 def test_an_order_left_in_exception_is_not_terminal() -> None:
     history = healthy()
-    history = replace(history, orders=(*history.orders, OrderRecord("ord_9", "EXCEPTION")))
+    stuck = OrderRecord("ord_9", "EXCEPTION", "ptn_a", "shipment failed: LABEL_FAILED")
+    history = replace(history, orders=(*history.orders, stuck))
 
     (violation,) = only(check(history), checker.ORDERS_TERMINAL)
 
     assert violation.subjects == ("ord_9",)
-    assert "EXCEPTION" in violation.evidence
+    # The evidence names the reason, so a run's report says why the order is stuck.
+    assert "EXCEPTION (shipment failed: LABEL_FAILED)" in violation.evidence
 
 
 @pytest.mark.parametrize("status", ["PLACED", "SHIPPED", "DELIVERED", "BACKORDERED"])
