@@ -124,6 +124,9 @@ def service_settings(
         values["STREAM_REPLICAS"] = str(ctx.options.nats_cluster)
     if spec.name != "schema-registry":
         values["SCHEMA_REGISTRY_TARGET"] = ctx.grpc_target("schema-registry")
+    if ctx.options.consumer_ack_wait_seconds is not None:
+        # Read by the services that consume events; the others have no such setting.
+        values["CONSUMER_ACK_WAIT_SECONDS"] = str(ctx.options.consumer_ack_wait_seconds)
     for setting, target in spec.targets.items():
         values[setting] = ctx.grpc_target(target) if target in ctx.running else ""
     if spec.name == "gateway":

@@ -61,6 +61,9 @@ class MeshOptions:
     # one process off NATS or PostgreSQL with an iptables owner rule (localmesh.chaos.netcut).
     # Needs root; off for every ordinary run.
     process_groups: bool = False
+    # The consumers' ack_wait (CONSUMER_ACK_WAIT_SECONDS): how long events a frozen or killed
+    # process held wait before another replica gets them. None: each service's default (30 s).
+    consumer_ack_wait_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.replicas < 1:

@@ -120,8 +120,9 @@ class PlanSettings:
     warmup_seconds: float = 10.0
     gap_seconds: float = 6.0
     cut_seconds: float = 20.0
-    # SIGSTOP longer than the consumers' ack_wait (30 s by default): the server redelivers the
-    # stopped replica's in-flight messages to another one while it is frozen.
+    # SIGSTOP longer than the consumers' ack_wait (30 s by default; the run sets it from the
+    # mesh's): the server redelivers the stopped replica's in-flight messages to another one
+    # while it is frozen.
     pause_seconds: float = 35.0
     restart_after_seconds: float = 3.0
 

@@ -50,6 +50,10 @@ from localmesh.seed import DEMO_ITEMS, DEMO_WAREHOUSES
 
 log = logging.getLogger(__name__)
 
+# The pause fault freezes a replica this long past the ack_wait, so the server redelivers what
+# it held to another replica while it is frozen.
+PAUSE_PAST_ACK_WAIT_SECONDS = 5.0
+
 _LEADER = re.compile(r"^crossdock_relay_leader\s+([0-9.]+)", re.MULTILINE)
 
 
@@ -64,6 +68,8 @@ class ChaosSettings:
     kinds: tuple[FaultKind, ...] = ALL_KINDS
     cut_seconds: float = 20.0
     gap_seconds: float = 6.0
+    # The mesh's consumer ack_wait; the pause fault holds a replica frozen 5 s past it.
+    ack_wait_seconds: float = 30.0
     out_dir: Path = Path("test-artifacts/chaos")
     data_dir: Path | None = None
 
@@ -295,6 +301,7 @@ async def _drive(
             kinds=settings.kinds,
             cut_seconds=settings.cut_seconds,
             gap_seconds=settings.gap_seconds,
+            pause_seconds=settings.ack_wait_seconds + PAUSE_PAST_ACK_WAIT_SECONDS,
         )
     )
     nemesis = Nemesis(cluster, faults)
@@ -362,6 +369,7 @@ def chaos_options(data_dir: Path, settings: ChaosSettings) -> MeshOptions:
         # Parcels travel a 2-day route in ~3 s: orders complete within the run.
         sandbox_time_scale=57600,
         startup_timeout_seconds=300.0,
+        consumer_ack_wait_seconds=settings.ack_wait_seconds,
     )
 
 
@@ -443,6 +451,9 @@ def parse_args(argv: list[str] | None = None) -> ChaosSettings:
     parser.add_argument("--settle", type=float, default=180.0, help="max seconds to settle")
     parser.add_argument("--cut", type=float, default=20.0, help="seconds a replica is cut off")
     parser.add_argument("--gap", type=float, default=6.0, help="seconds between faults")
+    parser.add_argument(
+        "--ack-wait", type=float, default=30.0, help="the consumers' ack_wait, in seconds"
+    )
     parser.add_argument("--out", type=Path, default=Path("test-artifacts/chaos"))
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--kinds", default=",".join(ALL_KINDS), help="comma-separated fault kinds")
@@ -456,6 +467,7 @@ def parse_args(argv: list[str] | None = None) -> ChaosSettings:
         settle_seconds=args.settle,
         cut_seconds=args.cut,
         gap_seconds=args.gap,
+        ack_wait_seconds=args.ack_wait,
         kinds=kinds,
         out_dir=args.out,
         data_dir=args.data_dir,

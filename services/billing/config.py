@@ -74,9 +74,6 @@ class BillingConfig(ConsumingServiceConfig, service=SERVICE):
         description="per-partner policies overriding RETURN_FREIGHT_REFUND, as comma-separated "
         "PARTNER_ID=POLICY pairs (e.g. ptn_01JD8Q3V6F1Q2ZK9WJ7X4M5N8P=full)",
     )
-    consumer_ack_wait_seconds: float = setting(
-        default=30.0, minimum=1, description="redelivery delay of an event a crashed worker held"
-    )
     consumer_max_deliver: int = setting(
         default=10,
         minimum=2,
@@ -86,7 +83,6 @@ class BillingConfig(ConsumingServiceConfig, service=SERVICE):
     def consumer_settings(self) -> ConsumerSettings:
         return dataclasses.replace(
             super().consumer_settings(),
-            ack_wait=self.consumer_ack_wait_seconds,
             max_deliver=self.consumer_max_deliver,
         )
 

@@ -96,6 +96,13 @@ class ConsumingServiceConfig(EventServiceConfig):
     consumer_nak_base_delay_seconds: float = setting(
         default=1.0, minimum=0.01, description="first redelivery delay after a transient failure"
     )
+    consumer_ack_wait_seconds: float = setting(
+        default=30.0,
+        minimum=1.0,
+        description="how long a delivered event may stay unacknowledged before the server "
+        "redelivers it, to any replica (the redelivery delay of events a crashed or frozen "
+        "process held); longer than applying one batch takes",
+    )
     consumer_linger_ms: float = setting(
         default=10.0,
         minimum=0.0,
@@ -110,6 +117,7 @@ class ConsumingServiceConfig(EventServiceConfig):
             fetch_timeout=self.consumer_fetch_timeout_seconds,
             nak_base_delay=self.consumer_nak_base_delay_seconds,
             linger=self.consumer_linger_ms / 1000,
+            ack_wait=self.consumer_ack_wait_seconds,
         )
 
 

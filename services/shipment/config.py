@@ -37,7 +37,11 @@ class ShipmentConfig(ConsumingServiceConfig, service=SERVICE):
         default=10.0, minimum=0.05, description="deadline of one rate or label call"
     )
     label_max_attempts: int = setting(
-        default=8, minimum=1, description="label attempts before the shipment is LABEL_FAILED"
+        default=20,
+        minimum=1,
+        description="label attempts before the shipment is LABEL_FAILED; the default's retries "
+        "span 7-14 min, longer than carrier-adapter's BOOKING_LEASE_SECONDS (5 min), so a "
+        "booking a crashed carrier-adapter replica held is taken over before the shipment fails",
     )
     retry_base_delay_seconds: float = setting(
         default=0.5, minimum=0.01, description="first retry delay of packing or booking"
@@ -57,9 +61,6 @@ class ShipmentConfig(ConsumingServiceConfig, service=SERVICE):
     worker_concurrency: int = setting(
         default=16, minimum=1, maximum=256, description="rate and label calls in flight at once"
     )
-    consumer_ack_wait_seconds: float = setting(
-        default=30.0, minimum=1, description="redelivery delay of an event a crashed worker held"
-    )
     consumer_max_deliver: int = setting(
         default=20,
         minimum=2,
@@ -69,7 +70,6 @@ class ShipmentConfig(ConsumingServiceConfig, service=SERVICE):
     def consumer_settings(self) -> ConsumerSettings:
         return dataclasses.replace(
             super().consumer_settings(),
-            ack_wait=self.consumer_ack_wait_seconds,
             max_deliver=self.consumer_max_deliver,
         )
 

@@ -1,17 +1,20 @@
 """LabelBooker on a real database: the quote is read (or, shopping, chosen and stored) and the
-key claimed in one unit of work before the carrier call, the label stored in one after it;
-refusals still claim nothing."""
+key claimed in one unit of work before the carrier call, the label stored in one after it (once
+the database is back, when it went down during the call); refusals still claim nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.contracts import mapper
+from services.carrier_adapter.adapters.reliability.clock import SystemClock
 from services.carrier_adapter.adapters.store import SERVICE, migrate
 from services.carrier_adapter.adapters.store import labels as store
 from services.carrier_adapter.adapters.store.quotes import StoredQuote, get_quote, save_quotes
@@ -30,6 +33,7 @@ from services.kit.db import Database
 from services.kit.errors import FailedPrecondition, NotFound, Unavailable
 from services.kit.values import Address, Money
 from tests.carrier_adapter.fakes import START, ManualClock
+from tests.fixtures.tcp_relay import TcpRelay
 
 
 class CountingCarrier:
@@ -269,3 +273,53 @@ async def test_a_stale_claim_is_taken_over_at_its_first_quote_by_its_own_account
         await booker.shop_and_book("k_blind", only_dedupes, LabelFormat.PDF, False, built, b"r")
     assert unknown.value.reason == "LABEL_OUTCOME_UNKNOWN"
     assert built.codes == ["FIRST"] and blind.bookings == 0
+
+
+class CuttingCarrier(CountingCarrier):
+    """Books, but the database is cut off while it does (a PostgreSQL restart during the
+    carrier call) and comes back `back_after` seconds later."""
+
+    def __init__(self, account_id: str, relay: TcpRelay, back_after: float) -> None:
+        super().__init__(account_id)
+        self.relay = relay
+        self.back_after = back_after
+
+    async def book_label(self, request: Any) -> BookedLabel:
+        self.relay.cut()
+        asyncio.get_running_loop().call_later(self.back_after, self.relay.start)
+        return await super().book_label(request)
+
+
+class StartClock(SystemClock):
+    """Real waits (the relay comes back in real time), the quotes' instant as now."""
+
+    def now(self) -> datetime:
+        return START
+
+
+@pytest.mark.postgres
+async def test_a_label_booked_while_the_database_restarts_is_stored_once_it_is_back(
+    postgres_url: str,
+) -> None:
+    """The carrier answered, the database did not: the label is stored when the database is
+    back, and the caller gets it (not UNAVAILABLE, with the key held in flight for the lease)."""
+    url = make_url(postgres_url)
+    relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
+    relay.start()
+    migrate(postgres_url)
+    db = Database(
+        url.set(port=relay.port).render_as_string(False), service=SERVICE, event_mapper=mapper
+    )
+    try:
+        carrier = CuttingCarrier("sandbox", relay, back_after=1.5)
+        booker = LabelBooker(db, ConnectorRegistry([carrier]), StartClock())
+        await quoted(db, "rte_1", "sandbox")
+
+        stored, replayed = await booker.book("k", "rte_1", LabelFormat.PDF, False, build, b"r")
+
+        assert not replayed and stored.status is store.LabelStatus.BOOKED
+        assert stored.label is not None and stored.label.tracking_number == "SBX1"
+        assert await db.run(store.get_label_by_key, "k") == stored
+        assert carrier.bookings == 1
+    finally:
+        await db.close()

@@ -41,7 +41,7 @@ from tests.e2e.test_partner_api import (
     test_partner_a_gets_404_for_every_id_of_partner_b,
     test_partners_find_an_order_by_their_own_id_and_only_their_own,
 )
-from tests.fixtures.replica_mesh import NATS_NODES, REPLICAS, ReplicaMesh
+from tests.fixtures.replica_mesh import ACK_WAIT_SECONDS, NATS_NODES, REPLICAS, ReplicaMesh
 
 # Re-exported so pytest collects them here too, against this module's `mesh`.
 __all__ = [
@@ -293,13 +293,16 @@ def test_zz_a_short_chaos_run_with_every_fault_kind_has_zero_violations(
     kinds = ALL_KINDS if netcut.available() else tuple(k for k in ALL_KINDS if k not in CUTS)
     settings = ChaosSettings(
         seed=11,
-        duration_seconds=110.0,
+        # Every kind once (the pause held 5 s past the mesh's 10 s ack_wait), then PostgreSQL
+        # restarted again as the last orders arrive.
+        duration_seconds=90.0,
         rate_per_second=3.0,
         replicas=REPLICAS,
         nats_nodes=NATS_NODES,
         settle_seconds=150.0,
         cut_seconds=10.0,
         gap_seconds=4.0,
+        ack_wait_seconds=ACK_WAIT_SECONDS,
         out_dir=ARTIFACTS / "chaos-short",
         kinds=kinds,
     )
@@ -309,5 +312,5 @@ def test_zz_a_short_chaos_run_with_every_fault_kind_has_zero_violations(
     assert {record.kind for record in report.faults} == {kind.value for kind in kinds}
     assert report.ok, report.summary()
     work = report.workload.summary()
-    assert work["orders_accepted"] >= 200, work
+    assert work["orders_accepted"] >= 180, work
     assert work["cancels_accepted"] > 0 and work["returns_created"] > 0, work

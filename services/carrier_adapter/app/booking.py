@@ -21,8 +21,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
 
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.reliability.clock import Clock
@@ -41,13 +43,18 @@ from services.carrier_adapter.domain.model import (
     ServiceLevel,
 )
 from services.carrier_adapter.domain.rating import choose_quote
-from services.kit.db import Database
+from services.kit.db import Database, database_unavailable
 from services.kit.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound, Unavailable
 from services.kit.ids import resource_id
 
 __all__ = ["BookingSettings", "LabelBooker", "Shopping", "cancel_label"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# The longest pause between attempts to store a booking's outcome while the database is down.
+STORE_RETRY_MAX_DELAY_SECONDS = 2.0
 
 # Builds the carrier request from the quote the caller booked (its service code).
 RequestBuilder = Callable[[StoredQuote], LabelRequest]
@@ -327,14 +334,32 @@ class LabelBooker:
             # A cancellation (shutdown past its grace) may also have hit after the request left.
             sent = maybe_committed(error) or isinstance(error, asyncio.CancelledError)
             unknown = sent and not connector.capabilities.idempotent_booking
-            await self._db.run(label_store.release_booking, key, token, unknown)
+            await self._store_outcome(label_store.release_booking, key, token, unknown)
             raise
-        stored = await self._db.run(
+        stored = await self._store_outcome(
             label_store.complete_booking, key, token, label, self._clock.now()
         )
         if stored is None:
             raise Conflict(f"the booking for {key} was taken over; retry to get its label")
         return stored
+
+    async def _store_outcome(self, fn: Callable[..., T], key: str, *args: Any) -> T:
+        """Store a booking's outcome, waiting out a database that is unavailable (restarting,
+        failing over): the carrier has answered, and a label bought but not stored would hold
+        the key in flight until the lease ends, then cost a takeover. Retried until the lease
+        the claim holds would end; storing is guarded by the claim's token, so a retry that
+        comes after a takeover changes nothing."""
+        deadline = self._clock.monotonic() + self._settings.lease.total_seconds()
+        delay = self._settings.poll_interval_seconds
+        while True:
+            try:
+                return await self._db.run(fn, key, *args)
+            except (sa_exc.OperationalError, sa_exc.TimeoutError) as error:
+                if not database_unavailable(error) or self._clock.monotonic() + delay > deadline:
+                    raise
+                log.warning("storing the booking of %s waits for the database: %s", key, error)
+            await self._clock.sleep(delay)
+            delay = min(delay * 2, STORE_RETRY_MAX_DELAY_SECONDS)
 
     async def _wait_for(self, key: str) -> StoredLabel:
         """Wait for another caller's booking of `key` (here or in another replica)."""

@@ -38,7 +38,7 @@ class BookingSettings:
     max_box_weight_kg: float = 30.0
     carrier_preference: tuple[str, ...] = ()
     label_timeout_seconds: float = 10.0
-    label_max_attempts: int = 8
+    label_max_attempts: int = 20
     retry_base_delay_seconds: float = 0.5
     retry_max_delay_seconds: float = 60.0
     # The level return labels are booked at (a return is rarely worth the order's overnight).
