@@ -1,9 +1,9 @@
 """labels against the real spine (inventory, order, carrier-adapter, shipment, billing on a real
-nats-server and SQLite files) and the sandbox carrier served as its own HTTP app: a carrier
-that does not dedupe bookings by our key, and books a label but answers after carrier-adapter's
-booking deadline. Its label is UNKNOWN in carrier-adapter and shipment fails it; the check
-raises one finding, report-only changes nothing, the correction resolves the label with the
-carrier and retries the shipment, which manifests on that very label (one label at the
+nats-server, on SQLite files and on PostgreSQL) and the sandbox carrier served as its own HTTP
+app: a carrier that does not dedupe bookings by our key, and books a label but answers after
+carrier-adapter's booking deadline. Its label is UNKNOWN in carrier-adapter and shipment fails
+it; the check raises one finding, report-only changes nothing, the correction resolves the label
+with the carrier and retries the shipment, which manifests on that very label (one label at the
 carrier); the next run closes the finding. A label booked for no shipment is voided at the
 carrier after the grace; a healthy label is no drift."""
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from crossdock.carrier.v1 import carrier_service_pb2 as carrier_svc
@@ -39,6 +38,7 @@ from services.kit.db import Database
 from services.kit.uow import UnitsOfWork
 from tests.carrier_adapter.service_support import book_request, rates_request
 from tests.fixtures.asgi_server import serving
+from tests.fixtures.databases import NewDbUrl
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.sandbox import WEBHOOK_SECRET
 from tests.fixtures.spine import EAST, Spine, order_request, running_spine, seed_catalog
@@ -117,9 +117,10 @@ async def test_a_scan_or_correction_without_the_owners_targets_fails_plainly() -
 
 
 @pytest.fixture
-def urls(tmp_path: Path) -> dict[str, str]:
+def urls(new_db_url: NewDbUrl) -> dict[str, str]:
+    """Every service's database, on SQLite and on PostgreSQL (two runs of each test)."""
     names = ("inventory", "order", "carrier_adapter", "shipment", "billing", "tower")
-    return {name: f"sqlite:///{tmp_path / name}.db" for name in names}
+    return {name: new_db_url(name) for name in names}
 
 
 @pytest.fixture
