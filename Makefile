@@ -111,8 +111,15 @@ lint: venv ## ruff, mypy and the architecture rules (import-linter, .importlinte
 	$(BIN)/lint-imports --no-cache
 
 .PHONY: test
+# Test processes of the parallel part (pytest-xdist; a module stays on one worker, so its
+# module-scoped fixtures start once). Each worker starts its own session fixtures (a mesh,
+# PostgreSQL, nats-server): keep it near the number of cores.
+TEST_WORKERS ?= 2
+
 test: venv system-deps ## Run the whole test suite (installs what it needs first)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	@# Then, alone on the machine: the tests marked serial (exit 5: none selected by PYTEST_ARGS).
+	$(BIN)/pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 .PHONY: test-fast
 test-fast: venv ## Unit tests only: no servers, child processes or files (well under a minute)

@@ -51,7 +51,9 @@ __all__ = [
     "test_partners_find_an_order_by_their_own_id_and_only_their_own",
 ]
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+# serial: the short chaos run at its end needs the machine to itself (its settle window and the
+# faults' timings assume no other tests running beside it).
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.serial]
 
 # The chaos run's report, summary and plot stay for a person to read after the suite.
 REPO = Path(__file__).resolve().parents[2]
@@ -274,14 +276,6 @@ async def test_every_stream_has_three_replicas_and_a_leader(mesh: Mesh) -> None:
 # ---- last: a short chaos run on this same mesh -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason=(
-        "a found, not yet fixed violation: a few orders can end in EXCEPTION after a replica "
-        "kill or a frozen consumer (a clean fresh-clone run left 2 of 327 there); every other "
-        "property holds. Fixing it is the next step of the scale-out issue"
-    ),
-    strict=False,
-)
 def test_zz_a_short_chaos_run_with_every_fault_kind_has_zero_violations(
     replica_mesh_runner: ReplicaMesh, tmp_path: Path
 ) -> None:
