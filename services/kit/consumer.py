@@ -12,7 +12,9 @@ One `EventConsumer` is one durable pull consumer `<service>-<purpose>` on one st
    back and the batch is re-run with one savepoint per message, so one bad message costs only
    itself (a handler must therefore only write through `conn`);
 4. after COMMIT: ack applied and duplicate messages, NAK transient failures with a delay growing
-   with `num_delivered`, and dead-letter permanent failures (then TERM). On the final delivery
+   with `num_delivered`, and dead-letter permanent failures (then TERM). A batch that failed
+   because the database is unavailable is held instead, in progress, until it answers again
+   (kit.outage_hold): an outage spends no deliveries. On the final delivery
    (`num_delivered == max_deliver`) a failure is dead-lettered instead of NAKed, because JetStream
    would otherwise drop the message silently.
 
@@ -49,6 +51,7 @@ from services.kit.handlers import (
     ProtobufDecoder,
 )
 from services.kit.metrics import ServiceMetrics
+from services.kit.outage_hold import DatabaseOutage, hold_until_database, is_outage
 from services.kit.pull import PullGone, PullLost, PullStream
 from services.kit.schema_ids import SchemaResolver, Unresolved
 
@@ -282,7 +285,7 @@ class EventConsumer:
                 if msgs:
                     if self.settings.linger > 0:
                         msgs = await self._linger(pull, msgs)
-                    await self.process(msgs)
+                    await self._process_holding(pull, msgs)
                 await self._purge_inbox()
             # Stopping: finish what the open request still delivers (at most `fetch_timeout`),
             # so messages the server already sent are acked now rather than after `ack_wait`.
@@ -383,8 +386,34 @@ class EventConsumer:
 
     # -- one batch ---------------------------------------------------------------------------
 
-    async def process(self, msgs: list[Msg]) -> list[Outcome]:
-        """Classify, apply in one transaction, then ack/NAK/dead-letter. Returns the outcomes."""
+    async def _process_holding(self, pull: PullStream, msgs: list[Msg]) -> None:
+        """`process`, holding the batch while the database is unavailable (kit.outage_hold)."""
+        held: list[Msg] | None = msgs
+        while held is not None:
+            try:
+                await self.process(held, hold_on_outage=True)
+                return
+            except DatabaseOutage as outage:
+                log.warning(
+                    "consumer %s: the database is unavailable; holding %d events until it is "
+                    "back: %s",
+                    self.name,
+                    len(held),
+                    outage,
+                )
+                held = await hold_until_database(
+                    self._db,
+                    pull,
+                    held,
+                    stopping=self._stopping,
+                    batch_size=self.settings.batch_size,
+                    ack_wait=self.settings.ack_wait,
+                )
+
+    async def process(self, msgs: list[Msg], *, hold_on_outage: bool = False) -> list[Outcome]:
+        """Classify, apply in one transaction, then ack/NAK/dead-letter. Returns the outcomes.
+        With `hold_on_outage`, a batch that fails because the database is unavailable raises
+        DatabaseOutage instead, with nothing settled: the caller holds it."""
         unresolved = await self._resolve_schemas(msgs)
         items = [self._classify(msg, unresolved) for msg in msgs]
         if self._metrics is not None and msgs:
@@ -396,6 +425,8 @@ class EventConsumer:
                 await self._db.run(self._applier.apply, work)
                 fault_point("consumer.before_ack")
             except Exception as exc:
+                if hold_on_outage and is_outage(exc):
+                    raise DatabaseOutage(str(exc)) from exc
                 # Nothing committed (DB down, commit failed): the whole batch retries.
                 log.warning("consumer %s batch failed: %r", self.name, exc)
                 for item in work:
