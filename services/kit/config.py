@@ -296,6 +296,12 @@ class ServiceConfig(_ConfigBase):
         minimum=0, maximum=65535, description="Prometheus /metrics port (0 picks a free port)"
     )
     db_url: str = setting(secret=True, description="SQLAlchemy URL of the service's own database")
+    startup_database_wait_seconds: float = setting(
+        default=300.0,
+        minimum=0,
+        description="at start, how long to wait for an unavailable database (PostgreSQL "
+        "restarting, failing over) before giving up; the process waits rather than exits",
+    )
     nats_url: str = setting(
         default="nats://127.0.0.1:4222", secret=True, description="NATS server URL(s)"
     )

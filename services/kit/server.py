@@ -34,6 +34,7 @@ from prometheus_client import Histogram
 
 from services.kit import event_loop, gc_policy
 from services.kit.config import ConfigError, ServiceConfig
+from services.kit.db_wait import wait_for_database
 from services.kit.health import NOT_SERVING, SERVING, DrainingHealthServicer
 from services.kit.interceptors import GenericHandler, ServiceInterceptor, grpc_latency_histogram
 from services.kit.logging import configure_logging
@@ -345,7 +346,11 @@ async def _serve(config: _ConfigT, setup: ServiceSetup[_ConfigT]) -> int:
     clean = False
     try:
         try:
-            await setup(server, config)
+            await wait_for_database(
+                config.db_url, timeout_seconds=config.startup_database_wait_seconds, stop=stop
+            )
+            if not stop.is_set():
+                await setup(server, config)
             if not stop.is_set():
                 await server.start()
                 gc_policy.settle_heap()

@@ -117,6 +117,7 @@ def test_declared_settings_list_every_env_var_for_manifest_checks() -> None:
             "GRPC_PORT",
             "METRICS_PORT",
             "DB_URL",
+            "STARTUP_DATABASE_WAIT_SECONDS",
             "NATS_URL",
             "SHUTDOWN_GRACE_SECONDS",
             "SHUTDOWN_HOOK_TIMEOUT_SECONDS",
