@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
-from unittest.mock import patch
 
 from crossdock.carrier.v1 import carrier_service_pb2 as carrier_svc
 from crossdock.carrier.v1 import tracking_pb2
@@ -158,20 +157,20 @@ def write_labels(conn: Connection, batch: Sequence[History]) -> None:
         request = carrier_svc.BookLabelRequest(
             idempotency_key=history.shipment_id, rate_id=history.rate_id
         ).SerializeToString(deterministic=True)
-        # The store mints the claim token and label id with the kit's resource_id: the seeded
-        # source stands in for it, so the same seed books the same label ids.
-        with patch.object(label_store, "resource_id", ids.new_id):
-            claim = label_store.claim_booking(
-                conn,
-                history.shipment_id,
-                stored_quote,
-                LabelFormat.PDF,
-                False,
-                request,
-                at,
-                timedelta(minutes=2),
-                False,
-            )
+        # The seeded source mints the claim token and label id: the same seed books the same
+        # label ids.
+        claim = label_store.claim_booking(
+            conn,
+            history.shipment_id,
+            stored_quote,
+            LabelFormat.PDF,
+            False,
+            request,
+            at,
+            timedelta(minutes=2),
+            False,
+            new_id=ids.new_id,
+        )
         if claim.outcome is not label_store.ClaimOutcome.CLAIMED:
             raise SeedingError(f"label key {history.shipment_id} already {claim.outcome.value}")
         history.tracking_number = "SBX" + str(int(history.shipment_id[-12:], 36) % 10**12).zfill(12)

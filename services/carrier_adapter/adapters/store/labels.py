@@ -165,18 +165,21 @@ def claim_booking(
     now: datetime,
     lease: timedelta,
     may_take_over: bool | Callable[[str], bool],
+    *,
+    new_id: Callable[[str], str] = resource_id,
 ) -> Claim:
     """Claim `key` for booking `quote`. A stale claim (older than `lease`) is taken over when
     `may_take_over` allows it; as a function it is asked about the claim's own carrier account
-    (the one that may have booked), which a retry quoting anew need not share."""
-    token = resource_id("clm")  # who may finish this booking
+    (the one that may have booked), which a retry quoting anew need not share. `new_id` mints
+    the claim token and label id (a seeder passes a seeded source, for repeatable ids)."""
+    token = new_id("clm")  # who may finish this booking
     # The inserted row comes back from the INSERT (RETURNING every column): a new key, the
     # common case, takes one statement.
     inserted = (
         _NEW_LABEL.run(
             conn,
             {
-                "label_id": resource_id("lbl"),
+                "label_id": new_id("lbl"),
                 "idempotency_key": key,
                 "status": LabelStatus.BOOKING.value,
                 "claim_token": token,
