@@ -2,8 +2,9 @@
 (`crossdock run --db postgres --replicas 2 --nats-cluster 3`).
 
 The partner API's end-to-end tests (tests/e2e/test_partner_api.py: an order placed over REST
-reaches invoiced, and the BOLA matrix) run here unchanged: they are imported, and this module's
-`mesh` is the replica mesh. Then: every service really runs twice, calls through the gateway
+reaches invoiced, and the BOLA matrix) and a return credited once its goods are back
+(tests/e2e/test_returns_api.py) run here unchanged: they are imported, and this module's `mesh`
+is the replica mesh. Then: every service really runs twice, calls through the gateway
 reach both replicas of the services behind it, and every stream is R3 with a leader.
 
 The launcher's parts for replicas (options, ports, environments, the cluster's nats.conf) are
@@ -12,21 +13,27 @@ checked first, without a mesh.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from crossdock.tower.v1 import tower_pb2 as tower_pb
+from crossdock.tower.v1 import tower_pb2_grpc as tower_grpc
 from nats.aio.client import Client as NATS
 from prometheus_client.parser import text_string_to_metric_families
 
 from localmesh import Mesh, MeshOptions
 from localmesh.chaos import netcut
 from localmesh.chaos.nemesis import ALL_KINDS, FaultKind
-from localmesh.chaos.run import ChaosSettings, run_on
+from localmesh.chaos.run import ChaosSettings, restock, run_on, wait_until_quiet
 from localmesh.credentials import Credentials
+from localmesh.demo import DemoOrder, PartnerApi, place, sample_order
 from localmesh.environment import MeshContext, service_settings
 from localmesh.nats_binary import find_nats_server
 from localmesh.natsconf import ADMIN_USER, ClusterNode, nats_users, render_nats_config
@@ -41,12 +48,15 @@ from tests.e2e.test_partner_api import (
     test_partner_a_gets_404_for_every_id_of_partner_b,
     test_partners_find_an_order_by_their_own_id_and_only_their_own,
 )
+from tests.e2e.test_returns_api import test_goods_received_back_are_credited
 from tests.fixtures.replica_mesh import ACK_WAIT_SECONDS, NATS_NODES, REPLICAS, ReplicaMesh
+from tests.fixtures.waiting import wait_for
 
 # Re-exported so pytest collects them here too, against this module's `mesh`.
 __all__ = [
     "partner_b",
     "test_an_order_placed_with_the_demo_key_reaches_invoiced",
+    "test_goods_received_back_are_credited",
     "test_partner_a_gets_404_for_every_id_of_partner_b",
     "test_partners_find_an_order_by_their_own_id_and_only_their_own",
 ]
@@ -271,6 +281,62 @@ async def test_every_stream_has_three_replicas_and_a_leader(mesh: Mesh) -> None:
         followers = info.cluster.replicas or []
         assert len(followers) == NATS_NODES - 1, (name, followers)
         assert not any(peer.offline for peer in followers), (name, followers)
+
+
+# ---- the 50-order run, then every reconciliation check twice ----------------------------------
+
+ORDERS = 50
+# Checks that judge every completed order (the others judge what is open: active reservations,
+# parcels in transit, none of which a settled mesh has).
+JUDGING_EVERY_ORDER = ("delivered_vs_invoiced", "event_flow", "labels", "order_totals")
+
+
+async def test_fifty_orders_complete_and_every_check_twice_in_a_row_finds_nothing(
+    mesh: Mesh,
+) -> None:
+    """50 orders over REST to COMPLETED; once the mesh is quiet, every reconciliation check,
+    report-only, twice in a row: no drift, no finding, and each check that judges completed
+    orders judged them (the graces are 0 on this mesh: TOWER_SETTINGS)."""
+    restock(mesh, ChaosSettings(seed=50, rate_per_second=1.0, duration_seconds=ORDERS))
+    api = PartnerApi(mesh.gateway_url, mesh.demo_api_key)
+    rng = random.Random(50)
+    orders = [DemoOrder(f"RECON-{n:03d}") for n in range(ORDERS)]
+    for order in orders:
+        place(api, order, sample_order(order.external_id, rng))
+    assert [o.error for o in orders if o.error] == []
+
+    def statuses() -> set[str]:
+        return {api.call("GET", f"/v1/orders/{o.order_id}")["order"]["status"] for o in orders}
+
+    done = await wait_for(
+        lambda: asyncio.to_thread(statuses),
+        lambda got: got == {"ORDER_STATUS_COMPLETED"},
+        timeout=180,
+        interval=1.0,
+    )
+    assert done == {"ORDER_STATUS_COMPLETED"}
+    await wait_until_quiet(mesh.nats_monitor_urls[0])
+    await asyncio.sleep(3)  # past event_flow's 2 s grace
+
+    with grpc.insecure_channel(mesh.grpc_targets["control-tower"]) as channel:
+        tower = tower_grpc.TowerServiceStub(channel)
+        for _ in range(2):
+            answer = await asyncio.to_thread(
+                tower.RunReconciliation,
+                tower_pb.RunReconciliationRequest(report_only=True),
+                timeout=300,
+            )
+            runs = {run.check: run for run in answer.runs}
+            assert set(runs) >= {*JUDGING_EVERY_ORDER, "reservations", "stale_tracking"}, runs
+            assert {c: (r.error, r.drifts, r.new_findings) for c, r in runs.items()} == {
+                c: ("", 0, 0) for c in runs
+            }
+            assert all(runs[c].scanned >= ORDERS for c in JUDGING_EVERY_ORDER), runs
+        listed = tower.ListFindings(
+            tower_pb.ListFindingsRequest(state=tower_pb.FINDING_STATE_OPEN, page_size=100),
+            timeout=10,
+        )
+        assert list(listed.findings) == []
 
 
 # ---- last: a short chaos run on this same mesh -------------------------------------------------
