@@ -17,7 +17,8 @@ of a concurrent future, its lock and callbacks, and the chaining of the two (~42
 Each worker thread keeps one SQLAlchemy Connection open across units of work and only begins and
 commits on it: checking a connection out of the pool and back in (reset-on-return ROLLBACK,
 pool events) cost ~100 µs per unit of work, about as much as the commit itself. A connection
-the driver reports dead is invalidated by SQLAlchemy, and its next `begin()` reconnects.
+the driver reports dead is invalidated by SQLAlchemy, and its next `begin()` reconnects; one
+that died under a raw cursor (which SQLAlchemy does not see) is invalidated by `_run_tx`.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ import contextlib
 import contextvars
 import functools
 import queue
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -182,7 +185,7 @@ class Database:
     def _run_tx(self, fn: Callable[..., T], *args: Any) -> tuple[T, bool, list[Callable[[], None]]]:
         try:
             return self._run_tx_once(fn, *args)
-        except (sa_exc.OperationalError, sa_exc.TimeoutError) as error:
+        except Exception as error:
             if database_unavailable(error):
                 self._outages += 1  # this thread's connection included
             raise
@@ -331,13 +334,24 @@ def dialect_sql(conn: Connection, sql: str) -> str:
 _SQLITE_TRANSIENT = ("database is locked", "database is busy", "disk i/o error")
 
 
-def database_unavailable(error: sa_exc.OperationalError | sa_exc.TimeoutError) -> bool:
+def database_unavailable(error: BaseException) -> bool:
     """True when a database error means "not reachable now" rather than a bug: PostgreSQL's
     OperationalError (connection refused or lost, server starting or shutting down), a pool
-    timeout, a lock SQLite gave up waiting for."""
-    if isinstance(error, sa_exc.TimeoutError) or error.connection_invalidated:
+    timeout, a lock SQLite gave up waiting for.
+
+    Takes the driver's own errors too: the kit's hot-path statements run on raw DBAPI cursors
+    (`dbapi_cursor`), so a connection lost under them raises psycopg's error unwrapped.
+    """
+    if isinstance(error, sa_exc.TimeoutError):
         return True
-    module = type(error.orig).__module__ if error.orig is not None else ""
-    if module.startswith("psycopg"):
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if not isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return False
+        error = error.orig if error.orig is not None else error
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
         return True
-    return any(text in str(error.orig).lower() for text in _SQLITE_TRANSIENT)
+    if isinstance(error, sqlite3.OperationalError):
+        return any(text in str(error).lower() for text in _SQLITE_TRANSIENT)
+    return False

@@ -34,7 +34,6 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import exc as sa_exc
 
 from services.kit.db import database_unavailable
 from services.kit.errors import DomainError, InvalidArgument
@@ -208,21 +207,16 @@ class ServiceInterceptor(_ServerInterceptor):
                 log.exception("%s failed: a downstream call ended %s", method, error.code().name)
                 message = f"{_GENERIC[code]} (correlation id {correlation_id})"
                 await _abort(context, make_status(code, message), echo)
-            except (sa_exc.OperationalError, sa_exc.TimeoutError) as error:
-                if not database_unavailable(error):
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("%s failed with an unexpected database error", method)
-                else:
+            except Exception as error:
+                if database_unavailable(error):
                     # Down, restarting or out of connections: the caller's retry is the fix
                     # (every write carries an idempotency key, so a commit whose answer was
                     # lost is not applied twice).
                     code = grpc.StatusCode.UNAVAILABLE
                     log.warning("%s failed: the database is unavailable: %s", method, error)
-                message = f"{_GENERIC[code]} (correlation id {correlation_id})"
-                await _abort(context, make_status(code, message), echo)
-            except Exception:
-                code = grpc.StatusCode.INTERNAL
-                log.exception("%s failed with an unexpected error", method)
+                else:
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("%s failed with an unexpected error", method)
                 message = f"{_GENERIC[code]} (correlation id {correlation_id})"
                 await _abort(context, make_status(code, message), echo)
             finally:

@@ -19,7 +19,6 @@ import logging
 
 from nats.aio.msg import Msg
 from sqlalchemy import Connection, text
-from sqlalchemy import exc as sa_exc
 
 from services.kit.db import Database, database_unavailable
 from services.kit.pull import PullStream
@@ -37,9 +36,7 @@ class DatabaseOutage(Exception):
 
 
 def is_outage(error: BaseException) -> bool:
-    return isinstance(
-        error, sa_exc.OperationalError | sa_exc.TimeoutError
-    ) and database_unavailable(error)
+    return database_unavailable(error)
 
 
 async def hold_until_database(
