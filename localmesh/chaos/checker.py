@@ -14,7 +14,10 @@ pure: everything it needs is in the history, so a saved history can be judged ag
    retention may have removed it;
 7. `no_double_apply`: every inbox holds an event id at most once per consumer;
 8. `accepted_orders_kept`: every order the gateway accepted over REST exists in the order
-   service, and one Idempotency-Key never made two orders.
+   service, and one Idempotency-Key never made two orders;
+9. `no_dead_letters`: no consumer gave up on an event. The workload sends only valid input,
+   so a dead letter after faults means a fault was taken for a bad event (an outage burnt its
+   deliveries): its effect is missing until an operator redrives it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 from localmesh.chaos.history import History
+from services.kit.streams import DLQ_STREAM
 
 ORDERS_TERMINAL = "orders_terminal"
 ONE_LABEL = "one_label_per_shipment"
@@ -35,6 +39,7 @@ STOCK = "stock_conserved"
 NO_LOST_EVENTS = "no_lost_events"
 NO_DOUBLE_APPLY = "no_double_apply"
 ACCEPTED_KEPT = "accepted_orders_kept"
+NO_DEAD_LETTERS = "no_dead_letters"
 
 # services/order/domain/model.py TERMINAL_STATUSES.
 TERMINAL_ORDER_STATUSES = frozenset({"COMPLETED", "CANCELLED"})
@@ -302,6 +307,19 @@ def accepted_orders_kept(history: History) -> tuple[list[Violation], int]:
     return found, len(history.accepted)
 
 
+def no_dead_letters(history: History) -> tuple[list[Violation], int]:
+    found = [
+        Violation(
+            NO_DEAD_LETTERS,
+            (letter.event_id, letter.consumer),
+            f"{letter.consumer} dead-lettered {letter.subject}: {letter.reason}",
+        )
+        for letter in history.dead_letters
+    ]
+    # Judged: every event the streams hold could have been dead-lettered.
+    return found, sum(len(s.event_ids) for s in history.streams if s.name != DLQ_STREAM)
+
+
 PROPERTIES: dict[str, Property] = {
     ORDERS_TERMINAL: orders_terminal,
     ONE_LABEL: one_label_per_shipment,
@@ -311,6 +329,7 @@ PROPERTIES: dict[str, Property] = {
     NO_LOST_EVENTS: no_lost_events,
     NO_DOUBLE_APPLY: no_double_apply,
     ACCEPTED_KEPT: accepted_orders_kept,
+    NO_DEAD_LETTERS: no_dead_letters,
 }
 
 

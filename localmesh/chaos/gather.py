@@ -113,6 +113,7 @@ def gather(mesh: Mesh, baseline: StockBaseline | None = None) -> History:
         streams=read.streams,
         outboxes=outboxes,
         inboxes=inboxes,
+        dead_letters=read.dead_letters,
         notes=tuple(notes),
     )
 

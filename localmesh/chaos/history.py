@@ -130,6 +130,16 @@ class InboxRecord:
 
 
 @dataclass(frozen=True)
+class DeadLetterRecord:
+    """One message of the DLQ stream: an event a consumer gave up on, and why."""
+
+    event_id: str
+    consumer: str = ""
+    subject: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class AcceptedOrder:
     """An order the partner saw accepted (a 2xx to its POST), with the Idempotency-Key it used."""
 
@@ -149,6 +159,7 @@ class History:
     streams: tuple[StreamRecord, ...] = ()
     outboxes: tuple[OutboxAudit, ...] = ()
     inboxes: tuple[InboxRecord, ...] = ()
+    dead_letters: tuple[DeadLetterRecord, ...] = ()
     # What the workload was told over REST (empty when the history was not driven by one).
     accepted: tuple[AcceptedOrder, ...] = ()
     # What the gatherer could not see or chose to skip, so a report says what it did not judge.

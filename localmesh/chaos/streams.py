@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import nats
 from nats.js.errors import NotFoundError
 
-from localmesh.chaos.history import StreamRecord
+from localmesh.chaos.history import DeadLetterRecord, StreamRecord
+from services.kit.dlq import list_dead_letters
+from services.kit.streams import DLQ_STREAM
 
 CE_ID = "ce-id"
 NATS_MSG_ID = "Nats-Msg-Id"
@@ -34,6 +36,8 @@ class StreamsRead:
     streams: tuple[StreamRecord, ...]
     # Payloads of the messages whose subject was asked for, in stream order.
     kept: tuple[StreamMessage, ...]
+    # The DLQ stream's messages, with the headers that say who gave up on what and why.
+    dead_letters: tuple[DeadLetterRecord, ...] = ()
 
 
 async def read_streams(nats_url: str, keep_subjects: Collection[str]) -> StreamsRead:
@@ -78,7 +82,15 @@ async def read_streams(nats_url: str, keep_subjects: Collection[str]) -> Streams
                     event_ids=tuple(event_ids),
                 )
             )
-        return StreamsRead(tuple(records), tuple(kept))
+        dead_letters: tuple[DeadLetterRecord, ...] = ()
+        if any(record.name == DLQ_STREAM for record in records):
+            dead_letters = tuple(
+                DeadLetterRecord(
+                    letter.event_id, letter.consumer, letter.original_subject, letter.reason
+                )
+                for letter in await list_dead_letters(client.jetstream())
+            )
+        return StreamsRead(tuple(records), tuple(kept), dead_letters)
     finally:
         await client.close()
 

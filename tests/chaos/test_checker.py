@@ -11,6 +11,7 @@ from localmesh.chaos.checker import Report, check
 from localmesh.chaos.history import (
     AcceptedOrder,
     CreditNoteRecord,
+    DeadLetterRecord,
     History,
     HistoryFormatError,
     InboxRecord,
@@ -412,3 +413,21 @@ def test_one_idempotency_key_answered_with_two_orders_is_reported() -> None:
 
     assert violation.subjects == ("ord_1", "ord_3")
     assert "key-1" in violation.evidence
+
+
+def test_an_event_a_consumer_gave_up_on_is_reported_with_its_reason() -> None:
+    history = healthy()
+    letter = DeadLetterRecord(
+        "ev_o2",
+        "billing-events",
+        "crossdock.order.completed.v1",
+        "max_deliver (5) exhausted: batch failed: OperationalError('the connection is lost')",
+    )
+    dead = replace(history, dead_letters=(letter,))
+
+    (violation,) = only(check(dead), checker.NO_DEAD_LETTERS)
+
+    assert violation.subjects == ("ev_o2", "billing-events")
+    assert "crossdock.order.completed.v1" in violation.evidence
+    assert "the connection is lost" in violation.evidence
+    assert check(history).checked[checker.NO_DEAD_LETTERS] == 3  # every event streams hold
