@@ -11,7 +11,7 @@ pure: everything it needs is in the history, so a saved history can be judged ag
 4. `gapless_numbers`: invoice and credit-note numbers run 1..n with no gap or repeat per series;
 5. `stock_conserved`: on hand = Σ movements per SKU and location, and nothing is negative;
 6. `no_lost_events`: every outbox row sent (publish acknowledged) is in its stream, unless
-   retention may have removed it;
+   retention may have removed it, and no row is left unsent once the mesh is quiet;
 7. `no_double_apply`: every inbox holds an event id at most once per consumer;
 8. `accepted_orders_kept`: every order the gateway accepted over REST exists in the order
    service, and one Idempotency-Key never made two orders;
@@ -249,6 +249,10 @@ def no_lost_events(history: History) -> tuple[list[Violation], int]:
     found: list[Violation] = []
     judged = 0
     for audit in history.outboxes:
+        for unsent in audit.unsent:
+            judged += 1
+            evidence = f"{audit.service} still holds {unsent.subject} unsent in its outbox"
+            found.append(Violation(NO_LOST_EVENTS, (unsent.event_id, audit.service), evidence))
         for row in audit.rows:
             stream = streams.get(row.stream)
             if stream is None:

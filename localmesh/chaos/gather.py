@@ -50,6 +50,7 @@ from localmesh.chaos.history import (
     ShipmentRecord,
     StockMovement,
     StreamRecord,
+    UnsentRow,
 )
 from localmesh.chaos.streams import StreamMessage, last_seq, read_streams, stream_for
 from localmesh.mesh import Mesh
@@ -296,7 +297,7 @@ def _labels(
     )
 
 
-Tables = dict[str, tuple[list[db_audit.Row], list[db_audit.Row]]]
+Tables = dict[str, db_audit.Tables]
 
 
 def _read_databases(db_urls: Mapping[str, str], notes: list[str]) -> Tables:
@@ -314,12 +315,13 @@ def _audits(
 ) -> tuple[tuple[OutboxAudit, ...], tuple[InboxRecord, ...]]:
     outboxes: list[OutboxAudit] = []
     inboxes: list[InboxRecord] = []
-    for service, (sent, counts) in tables.items():
+    for service, (sent, counts, unsent) in tables.items():
         rows = tuple(
             OutboxRow(str(event_id), str(subject), stream_for(str(subject), streams), float(at))
             for event_id, subject, at in sent
         )
-        outboxes.append(OutboxAudit(service, rows))
+        pending = tuple(UnsentRow(str(event_id), str(subject)) for event_id, subject in unsent)
+        outboxes.append(OutboxAudit(service, rows, pending))
         by_consumer: dict[str, dict[str, int]] = {}
         for consumer, event_id, count in counts:
             by_consumer.setdefault(str(consumer), {})[str(event_id)] = int(count)

@@ -115,9 +115,17 @@ class OutboxRow:
 
 
 @dataclass(frozen=True)
+class UnsentRow:
+    event_id: str
+    subject: str
+
+
+@dataclass(frozen=True)
 class OutboxAudit:
     service: str
     rows: tuple[OutboxRow, ...] = ()
+    # Rows never published: once the mesh is quiet, an event no consumer will ever see.
+    unsent: tuple[UnsentRow, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from localmesh.chaos.history import (
     ShipmentRecord,
     StockMovement,
     StreamRecord,
+    UnsentRow,
 )
 
 T0 = 1_800_000_000.0
@@ -431,3 +432,15 @@ def test_an_event_a_consumer_gave_up_on_is_reported_with_its_reason() -> None:
     assert "crossdock.order.completed.v1" in violation.evidence
     assert "the connection is lost" in violation.evidence
     assert check(history).checked[checker.NO_DEAD_LETTERS] == 3  # every event streams hold
+
+
+def test_an_event_left_unsent_in_an_outbox_is_reported() -> None:
+    history = healthy()
+    order_outbox, billing_outbox = history.outboxes
+    stuck = replace(order_outbox, unsent=(UnsentRow("ev_o3", "crossdock.order.released.v1"),))
+    held = replace(history, outboxes=(stuck, billing_outbox))
+
+    (violation,) = only(check(held), checker.NO_LOST_EVENTS)
+
+    assert violation.subjects == ("ev_o3", "order")
+    assert "crossdock.order.released.v1" in violation.evidence
