@@ -343,14 +343,6 @@ async def test_fifty_orders_complete_and_every_check_twice_in_a_row_finds_nothin
 # ---- last: a short chaos run on this same mesh -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason=(
-        "a found, not yet fixed violation: 1 of 4 runs since the fixes of this round left one "
-        "order RELEASED (placed as PostgreSQL restarted; no pick confirmed, no shipment); the "
-        "run keeps every process's log in test-artifacts/chaos-short/logs when it fails"
-    ),
-    strict=False,
-)
 def test_zz_a_short_chaos_run_with_every_fault_kind_has_zero_violations(
     replica_mesh_runner: ReplicaMesh, tmp_path: Path
 ) -> None:
