@@ -215,10 +215,10 @@ class CarrierAdapterConfig(EventServiceConfig, service=SERVICE):
         description="how long a quote stays bookable when the carrier gives no expiry",
     )
     booking_lease_seconds: float = setting(
-        default=300.0,
+        default=30.0,
         minimum=1,
-        description="after this long an unfinished booking (its replica died) may be taken over; "
-        "must exceed the longest label call with its retries",
+        description="after this long without renewal an unfinished booking (its replica died) "
+        "may be taken over; a running booking renews it every third of it",
     )
     book_label_timeout_seconds: float = setting(
         default=30.0,

@@ -40,8 +40,9 @@ class ShipmentConfig(ConsumingServiceConfig, service=SERVICE):
         default=20,
         minimum=1,
         description="label attempts before the shipment is LABEL_FAILED; the default's retries "
-        "span 7-14 min, longer than carrier-adapter's BOOKING_LEASE_SECONDS (5 min), so a "
-        "booking a crashed carrier-adapter replica held is taken over before the shipment fails",
+        "span 7-14 min, much longer than carrier-adapter's BOOKING_LEASE_SECONDS (30 s), so a "
+        "booking a crashed carrier-adapter replica held is taken over, and a carrier-adapter "
+        "outage of minutes is waited out, before the shipment fails",
     )
     retry_base_delay_seconds: float = setting(
         default=0.5, minimum=0.01, description="first retry delay of packing or booking"

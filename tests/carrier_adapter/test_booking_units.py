@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from services.carrier_adapter.adapters.reliability.clock import SystemClock
 from services.carrier_adapter.adapters.store import SERVICE, migrate
 from services.carrier_adapter.adapters.store import labels as store
 from services.carrier_adapter.adapters.store.quotes import StoredQuote, get_quote, save_quotes
-from services.carrier_adapter.app.booking import LabelBooker, Shopping
+from services.carrier_adapter.app.booking import BookingSettings, LabelBooker, Shopping
 from services.carrier_adapter.domain.connector import Capabilities
 from services.carrier_adapter.domain.errors import CarrierUnavailable
 from services.carrier_adapter.domain.model import (
@@ -323,3 +323,45 @@ async def test_a_label_booked_while_the_database_restarts_is_stored_once_it_is_b
         assert carrier.bookings == 1
     finally:
         await db.close()
+
+
+class SlowCarrier(CountingCarrier):
+    """Takes `seconds` to book, longer than the booking lease."""
+
+    def __init__(self, account_id: str, seconds: float) -> None:
+        super().__init__(account_id)
+        self.seconds = seconds
+
+    async def book_label(self, request: Any) -> BookedLabel:
+        await asyncio.sleep(self.seconds)
+        return await super().book_label(request)
+
+
+async def test_a_booking_slower_than_the_lease_keeps_its_claim_and_books_once(
+    db: Database,
+) -> None:
+    """The carrier takes 4 leases to answer. The running booking renews its claim, so another
+    replica's call with the same key waits for it instead of taking it over (a second carrier
+    call, and the first booking's label refused for a lost claim)."""
+    carrier = SlowCarrier("sandbox", seconds=1.2)
+    registry = ConnectorRegistry([carrier])
+    settings = BookingSettings(
+        lease=timedelta(seconds=0.3), wait=timedelta(seconds=10), poll_interval_seconds=0.05
+    )
+    first = LabelBooker(db, registry, SystemClock(), settings)
+    second = LabelBooker(db, registry, SystemClock(), settings)  # another replica
+    # Quoted on the real clock the bookers read, so the quote is still bookable.
+    offer = RateQuote(
+        "sandbox", "sandbox", "GROUND", "Ground", ServiceLevel.STANDARD, Money.of(9, "USD")
+    )
+    now = datetime.now(UTC)
+    await db.run(save_quotes, [("rte_1", offer)], now, now + timedelta(hours=1))
+
+    booking = asyncio.create_task(first.book("k", "rte_1", LabelFormat.PDF, False, build, b"r"))
+    await asyncio.sleep(0.7)  # two leases: a claim not renewed would be stale now
+    stored, replayed = await second.book("k", "rte_1", LabelFormat.PDF, False, build, b"r")
+    label, first_replayed = await booking
+
+    assert carrier.bookings == 1
+    assert replayed and not first_replayed
+    assert stored == label and stored.status is store.LabelStatus.BOOKED

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy import exc as sa_exc
 
 from services.carrier_adapter.adapters.carriers.connectors import ConnectorRegistry
 from services.carrier_adapter.adapters.reliability.clock import Clock
@@ -64,12 +63,13 @@ class BookingSettings:
     def __init__(
         self,
         *,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = timedelta(seconds=30),
         wait: timedelta = timedelta(seconds=30),
         poll_interval_seconds: float = 0.1,
     ) -> None:
-        # lease: how long a claim stays someone's before another replica may take it over;
-        # it must exceed the longest booking (carrier timeout x attempts).
+        # lease: how long a claim stays someone's without renewal before another replica may
+        # take it over. A running booking renews it every third of it, so only a dead
+        # replica's claim goes stale, however long the carrier takes.
         self.lease = lease
         # wait: how long a caller waits for another caller's booking before getting ABORTED.
         self.wait = wait
@@ -326,6 +326,32 @@ class LabelBooker:
     async def _book(
         self, connector: CarrierConnector, key: str, token: str, request: LabelRequest
     ) -> StoredLabel:
+        keeping = asyncio.create_task(self._keep_claim(key, token), name=f"keep-claim-{key}")
+        try:
+            return await self._book_holding(connector, key, token, request)
+        finally:
+            keeping.cancel()
+
+    async def _keep_claim(self, key: str, token: str) -> None:
+        """Renew the claim on `key` while this booking runs (a slow carrier, a database that
+        is back after an outage), so that no other replica takes over a live booking."""
+        interval = self._settings.lease.total_seconds() / 3
+        while True:
+            # Real time, not the injected clock: a renewal is a safeguard, not part of what a
+            # booking does step by step (tests that drive the clock never see it).
+            await asyncio.sleep(interval)
+            try:
+                held = await self._db.run(label_store.renew_booking, key, token, self._clock.now())
+            except Exception as error:
+                if not database_unavailable(error):
+                    log.exception("renewing the claim on %s failed", key)
+                continue  # the next renewal may still come within the lease
+            if not held:
+                return  # taken over or finished: storing under our token will tell
+
+    async def _book_holding(
+        self, connector: CarrierConnector, key: str, token: str, request: LabelRequest
+    ) -> StoredLabel:
         try:
             label = await connector.book_label(request)
         except BaseException as error:
@@ -354,7 +380,7 @@ class LabelBooker:
         while True:
             try:
                 return await self._db.run(fn, key, *args)
-            except (sa_exc.OperationalError, sa_exc.TimeoutError) as error:
+            except Exception as error:
                 if not database_unavailable(error) or self._clock.monotonic() + delay > deadline:
                     raise
                 log.warning("storing the booking of %s waits for the database: %s", key, error)

@@ -111,6 +111,11 @@ _TAKE_OVER = prepared(
     .where(_HELD)
     .values(claim_token=bindparam("new_token"), claimed_at=bindparam("new_claimed_at"))
 )
+_RENEW = prepared(
+    update(labels)
+    .where(_HELD, labels.c.status == LabelStatus.BOOKING.value)
+    .values(claimed_at=bindparam("renewed_at"))
+)
 _GIVE_UP = prepared(delete(labels).where(_HELD, labels.c.status == LabelStatus.BOOKING.value))
 # The carrier's label, as both a completed booking and a resolved unknown outcome store it.
 _BOOKED_VALUES = {
@@ -286,6 +291,12 @@ def _booked(label: BookedLabel, now: datetime) -> dict[str, Any]:
         "booked_is_return": label.is_return,
         "booked_booked_at": epoch(label.created_at or now),
     }
+
+
+def renew_booking(conn: Connection, key: str, token: str, now: datetime) -> bool:
+    """Restart the lease of a booking still running under `token`; False when the claim is no
+    longer this booking's (taken over, or finished)."""
+    return bool(_RENEW.run(conn, {"key": key, "token": token, "renewed_at": epoch(now)}).rowcount)
 
 
 def release_booking(conn: Connection, key: str, token: str, outcome_unknown: bool) -> None:
