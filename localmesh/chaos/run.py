@@ -112,7 +112,15 @@ class MeshCluster:
         self._http: aiohttp.ClientSession | None = None
 
     # Services whose replicas the nemesis hits: the ones that consume or relay events.
-    HIT = ("order", "inventory", "shipment", "billing", "carrier-adapter", "control-tower")
+    HIT = (
+        "order",
+        "inventory",
+        "shipment",
+        "billing",
+        "carrier-adapter",
+        "control-tower",
+        "gateway",
+    )
 
     def replicas(self) -> dict[str, Sequence[Proc]]:
         found: dict[str, Sequence[Proc]] = {}
@@ -306,7 +314,7 @@ async def _drive(
     )
     nemesis = Nemesis(cluster, faults)
     workload = Workload(
-        mesh.gateway_url,
+        mesh.gateway_urls or (mesh.gateway_url,),
         mesh.demo_api_key,
         WorkloadSettings(
             rate_per_second=settings.rate_per_second,

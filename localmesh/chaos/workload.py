@@ -1,6 +1,7 @@
 """The chaos run's workload: what a partner does over REST, open loop, whatever the mesh answers.
 
-Orders arrive at a fixed rate through the gateway (`POST /v1/orders` with an Idempotency-Key).
+Orders arrive at a fixed rate through the gateway's replicas in turn (`POST /v1/orders` with an
+Idempotency-Key).
 A refused or unanswered POST is retried with the SAME key until it is accepted or the run ends,
 as a partner would: an order the gateway accepted twice would show as two orders for one key.
 A share of the accepted orders is cancelled after a random delay; a share of the completed ones
@@ -18,6 +19,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,10 +102,18 @@ class WorkloadLog:
 
 
 class Workload:
-    """Runs `settings` against one gateway URL with one partner key."""
+    """Runs `settings` against the gateway's replicas with one partner key.
 
-    def __init__(self, gateway_url: str, api_key: str, settings: WorkloadSettings) -> None:
-        self.url = gateway_url.rstrip("/")
+    Calls go to the replicas in turn, as a partner's load balancer would send them, so a retry
+    after a replica died (same Idempotency-Key) lands on another one."""
+
+    def __init__(
+        self, gateway_urls: Sequence[str], api_key: str, settings: WorkloadSettings
+    ) -> None:
+        if not gateway_urls:
+            raise ValueError("the workload needs at least one gateway URL")
+        self.urls = [url.rstrip("/") for url in gateway_urls]
+        self._next_url = 0
         self.key = api_key
         self.settings = settings
         self.rng = random.Random(settings.seed)
@@ -218,10 +228,11 @@ class Workload:
         self, method: str, path: str, body: Any, key: str | None
     ) -> tuple[str, dict[str, Any]]:
         headers = {"Idempotency-Key": key} if key else {}
+        url = self.urls[self._next_url % len(self.urls)]
+        self._next_url += 1
         try:
-            async with self._session.request(
-                method, self.url + path, json=body, headers=headers
-            ) as answer:
+            request = self._session.request(method, url + path, json=body, headers=headers)
+            async with request as answer:
                 payload = await answer.json(content_type=None) if answer.content_length else {}
                 if 200 <= answer.status < 300:
                     return "ok", payload or {}
