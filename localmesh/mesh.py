@@ -370,6 +370,7 @@ class MeshRunner:
                 ready = grpc_serving(ctx.instance_target(instance))
             else:
                 ready = http_ready(f"http://{ctx.host}:{ctx.plan.of(instance, 'http')}/healthz")
+            self._probes[child.name] = ready  # a respawn waits for the same readiness
             wait_ready(child, ready, deadline=deadline, abort=self.abort)
             self.report(f"{instance} ready")
 

@@ -39,7 +39,7 @@ from localmesh.environment import MeshContext, service_settings
 from localmesh.nats_binary import find_nats_server
 from localmesh.natsconf import ADMIN_USER, ClusterNode, nats_users, render_nats_config
 from localmesh.ports import fixed_plan, port_keys
-from localmesh.probes import meta_leader
+from localmesh.probes import grpc_serving, meta_leader
 from localmesh.services import ALL_SERVICES, GATEWAY, ORDER
 from services.kit.bus import server_urls
 from services.kit.streams import DLQ_STREAM, DOMAIN_STREAMS
@@ -338,6 +338,20 @@ async def test_fifty_orders_complete_and_every_check_twice_in_a_row_finds_nothin
             timeout=10,
         )
         assert list(listed.findings) == []
+
+
+def test_a_respawned_replica_answers_as_soon_as_the_respawn_returns(
+    replica_mesh_runner: ReplicaMesh,
+) -> None:
+    """The chaos report's "back in N s" is a respawn's own figure: it must wait for the
+    replica's real readiness (gRPC health, the gateway's /healthz), not for a live process."""
+    runner, mesh = replica_mesh_runner.runner, replica_mesh_runner.mesh
+    billing, gateway = mesh.instances["billing"][-1], mesh.instances[GATEWAY.name][-1]
+    for name in (billing, gateway):
+        runner.kill(name)
+        runner.respawn(name)
+    assert grpc_serving(mesh.instance_grpc_targets[billing])()
+    assert httpx.get(mesh.gateway_urls[-1] + "/healthz", timeout=5).status_code == 200
 
 
 # ---- last: a short chaos run on this same mesh -------------------------------------------------
