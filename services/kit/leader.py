@@ -11,6 +11,9 @@
   longer than `ghost_timeout_seconds` (`idle_session_timeout`) and to probe a silent client
   (TCP keepalives). The lock is then free for another replica within that timeout, instead of
   when the kernel gives up on the connection (hours).
+  Its calls run on a thread of their own, not asyncio's shared default executor: there, carrier
+  calls (carrier-adapter's karrio connectors) queued in a burst kept a standby from trying the
+  lock for 26 s after the leader died.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import fcntl
 import hashlib
 import logging
 import os
-from typing import IO, Protocol
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Protocol, TypeVar
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
@@ -29,6 +34,8 @@ from sqlalchemy.engine import make_url
 from services.kit.db import Database
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Leadership(Protocol):
@@ -89,11 +96,15 @@ class AdvisoryLockLeadership:
         self._conn: Connection | None = None
         # Over the relay's leader check interval (5 s): a live leader is never idle that long.
         self._ghost_timeout_ms = int(ghost_timeout_seconds * 1000)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-leader")
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
     async def acquire(self) -> bool:
         if self._conn is not None:
             return True
-        return await asyncio.to_thread(self._acquire_sync)
+        return await self._run(self._acquire_sync)
 
     def _acquire_sync(self) -> bool:
         conn = self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -123,7 +134,7 @@ class AdvisoryLockLeadership:
         if self._conn is None:
             return False
         try:
-            await asyncio.to_thread(self._ping)
+            await self._run(self._ping)
             return True
         except Exception:
             log.warning("relay lost its leader-lock connection; stepping down")
@@ -147,7 +158,7 @@ class AdvisoryLockLeadership:
                 conn.invalidate()
                 conn.close()
 
-        await asyncio.to_thread(_close)
+        await self._run(_close)
 
 
 def leadership_for(db: Database) -> Leadership:

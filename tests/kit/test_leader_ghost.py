@@ -1,11 +1,13 @@
 """A relay leader cut off from PostgreSQL without the server noticing (a partition, a frozen
 process) must not keep the relay leadership for hours: its session ends once idle past the ghost
-timeout, and another replica takes the lock."""
+timeout, and another replica takes the lock. A standby's tries run on a thread of their own."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -47,3 +49,27 @@ async def test_a_leader_cut_off_silently_loses_the_lock_to_another_replica(
         await other.release()
         relay.cut()
         await asyncio.gather(through_relay.close(), direct.close())
+
+
+async def test_a_standby_takes_the_lock_while_the_default_executor_is_busy(
+    postgres_url: str,
+) -> None:
+    """asyncio's default executor full of slow work (carrier-adapter's karrio calls in a burst)
+    must not delay a standby's try for the lock its dead leader left."""
+    leader_db, standby_db = (Database(postgres_url, service="kittest") for _ in range(2))
+    leader = AdvisoryLockLeadership(leader_db, "crossdock-relay:kittest")
+    standby = AdvisoryLockLeadership(standby_db, "crossdock-relay:kittest")
+    assert await leader.acquire()
+    assert not await standby.acquire()
+    await leader.release()  # the leader is gone
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    release = threading.Event()
+    blocking = loop.run_in_executor(None, release.wait, 30)  # the only default thread, taken
+    try:
+        assert await asyncio.wait_for(standby.acquire(), timeout=5)
+    finally:
+        release.set()
+        await blocking
+        await standby.release()
+        await asyncio.gather(leader_db.close(), standby_db.close())
