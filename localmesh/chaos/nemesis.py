@@ -158,6 +158,9 @@ class Nemesis:
     cluster: Cluster
     faults: list[Fault]
     records: list[FaultRecord] = field(default_factory=list)
+    # (service, when) of each relay leader killed, as it is killed: failover is timed from
+    # there, while the killed replica is still restarting.
+    leader_kills: list[tuple[str, float]] = field(default_factory=list)
 
     async def run(self, started_monotonic: float) -> list[FaultRecord]:
         """Inject each fault at its time (relative to `started_monotonic`)."""
@@ -188,7 +191,7 @@ class Nemesis:
             leader = await self.cluster.relay_leader(service)
             if leader is None:
                 return FaultRecord(kind.value, service, time.time(), note="no relay leader found")
-            return await self._kill_and_restart(leader, fault.hold, kind)
+            return await self._kill_and_restart(leader, fault.hold, kind, service)
         if kind is FaultKind.RESTART_POSTGRES:
             started = time.time()
             recovery = await self.cluster.restart_postgres()
@@ -222,10 +225,14 @@ class Nemesis:
             raise RuntimeError("no live replica to hit")
         return procs[fault.pick % len(procs)]
 
-    async def _kill_and_restart(self, proc: Proc, hold: float, kind: FaultKind) -> FaultRecord:
+    async def _kill_and_restart(
+        self, proc: Proc, hold: float, kind: FaultKind, leader_of: str = ""
+    ) -> FaultRecord:
         started = time.time()
         label = proc.label
         self.cluster.kill(proc)
+        if leader_of:
+            self.leader_kills.append((leader_of, started))
         await asyncio.sleep(hold)
         healed = time.time()
         recovery = await self.cluster.restart(proc)

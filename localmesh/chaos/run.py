@@ -280,20 +280,16 @@ def _pending(jsz: dict[str, object]) -> int:
 async def _watch_failover(
     cluster: MeshCluster, nemesis: Nemesis, stop: asyncio.Event, found: list[float]
 ) -> None:
-    """After each kill of a relay leader: seconds until another replica (or the restarted one)
-    reports the leadership."""
+    """After each kill of a relay leader: seconds from the kill until another replica (or the
+    restarted one) reports the leadership."""
     seen = 0
     while not stop.is_set():
         await asyncio.sleep(0.2)
-        records = nemesis.records
-        for record in records[seen:]:
+        for service, killed_at in nemesis.leader_kills[seen:]:
             seen += 1
-            if record.kind != FaultKind.KILL_RELAY_LEADER or record.note:
-                continue
-            service = cluster.service_of(record.target)
-            while time.time() - record.started < 60:
+            while time.time() - killed_at < 60:
                 if any((await cluster.leadership(service)).values()):
-                    found.append(time.time() - record.started)
+                    found.append(time.time() - killed_at)
                     break
                 await asyncio.sleep(0.2)
 
