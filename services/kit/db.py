@@ -330,6 +330,15 @@ def dialect_sql(conn: Connection, sql: str) -> str:
     return _to_format_style(sql)
 
 
+# PostgreSQL refusing a connection for a reason that waiting does not fix: a wrong database
+# name, role or password, or no pg_hba.conf entry for this client.
+_POSTGRES_MISCONFIGURED = (
+    "does not exist",
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "authentication failed",
+)
+
 # SQLite's transient OperationalErrors; its others ("no such table") are bugs, not outages.
 _SQLITE_TRANSIENT = ("database is locked", "database is busy", "disk i/o error")
 
@@ -351,7 +360,9 @@ def database_unavailable(error: BaseException) -> bool:
             return False
         error = error.orig if error.orig is not None else error
     if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
-        return True
+        # A refused start names its cause only in the text (no SQLSTATE before the session).
+        text = str(error)
+        return not any(cause in text for cause in _POSTGRES_MISCONFIGURED)
     if isinstance(error, sqlite3.OperationalError):
         return any(text in str(error).lower() for text in _SQLITE_TRANSIENT)
     return False

@@ -14,17 +14,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url, text
 
 from services.kit.db import database_unavailable, make_engine
 
-__all__ = ["wait_for_database"]
+__all__ = ["retry_while_unavailable", "wait_for_database"]
 
 log = logging.getLogger(__name__)
 
 MAX_PROBE_INTERVAL_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 async def wait_for_database(url: str, *, timeout_seconds: float, stop: asyncio.Event) -> None:
@@ -53,6 +57,26 @@ async def wait_for_database(url: str, *, timeout_seconds: float, stop: asyncio.E
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, MAX_PROBE_INTERVAL_SECONDS)
+
+
+async def retry_while_unavailable(
+    fn: Callable[..., T], *args: Any, timeout_seconds: float, what: str
+) -> T:
+    """`fn(*args)` on a thread, retried with back-off while it fails because the database is
+    unavailable, up to `timeout_seconds`: a start that the probe let through can still meet a
+    database restarting a moment later (migrations run in one transaction, so a retry is safe).
+    Any other error, or unavailability past the timeout, is raised."""
+    deadline = time.monotonic() + timeout_seconds
+    delay = 0.25
+    while True:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as error:
+            if not database_unavailable(error) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s waits for the database: %s", what, getattr(error, "orig", error))
+        await asyncio.sleep(delay)
         delay = min(delay * 2, MAX_PROBE_INTERVAL_SECONDS)
 
 

@@ -36,6 +36,7 @@ from services.kit import events as ev
 from services.kit.config import DatabaseServiceConfig, setting
 from services.kit.consumer import ConsumerSettings, EventConsumer
 from services.kit.db import Database
+from services.kit.db_wait import retry_while_unavailable
 from services.kit.dlq_service import ServicerRegistry, add_dead_letter_service
 from services.kit.handlers import HandlerRegistry
 from services.kit.ledger_service import add_event_ledger_service
@@ -52,6 +53,10 @@ from services.kit.telemetry import (
     producer_span,
 )
 from services.kit.uow import EventMapper, UnitsOfWork
+
+# Migrating at start waits this long for a database that went away after the start's probe
+# (services.kit.db_wait): a restart or failover takes seconds.
+MIGRATE_DATABASE_WAIT_SECONDS = 60.0
 
 
 class EventServiceConfig(DatabaseServiceConfig):
@@ -309,7 +314,13 @@ async def _start(
     event_mapper: EventMapper | None,
 ) -> EventRuntime:
     if migrations is not None:
-        await asyncio.to_thread(migrate, db_url, migrations)
+        await retry_while_unavailable(
+            migrate,
+            db_url,
+            migrations,
+            timeout_seconds=MIGRATE_DATABASE_WAIT_SECONDS,
+            what="migrating",
+        )
     db = Database(db_url, service=service, event_mapper=event_mapper)
     nc = await bus.connect(nats_url, name=service)
     await ensure_streams(nc.jetstream(), stream_settings)

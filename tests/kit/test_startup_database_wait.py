@@ -10,13 +10,23 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from services.kit.db_wait import retry_while_unavailable
+from services.kit.migrations import (
+    alembic_config,
+    current_revision,
+    migrate,
+    service_script_location,
+)
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.tcp_relay import TcpRelay
 
@@ -87,3 +97,47 @@ def test_a_service_started_while_its_database_is_down_waits_and_then_starts(
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
     assert code == 0, log.read_text()[-3000:]
+
+
+async def test_migrating_at_start_waits_out_a_database_that_went_away_after_the_probe(
+    postgres_url: str,
+) -> None:
+    """The start's probe passed, then PostgreSQL went away (restarting): the migration waits
+    for it, then applies, instead of failing the start."""
+    url = make_url(postgres_url)
+    relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
+    relay.start()
+    through_relay = url.set(port=relay.port).render_as_string(False)
+    relay.cut()  # gone: every connection refused
+    reopen = threading.Timer(1.5, relay.start)  # the database comes back after 1.5 s
+    reopen.start()
+    try:
+        await retry_while_unavailable(
+            migrate,
+            through_relay,
+            service_script_location("billing"),
+            timeout_seconds=30,
+            what="migrating",
+        )
+    finally:
+        reopen.join()
+        relay.cut()
+    script = ScriptDirectory.from_config(
+        alembic_config(postgres_url, service_script_location("billing"))
+    )
+    assert (
+        current_revision(postgres_url, service_script_location("billing"))
+        == script.get_current_head()
+    )
+
+
+async def test_migrating_at_start_fails_at_once_on_an_error_that_is_not_unavailability(
+    postgres_url: str,
+) -> None:
+    missing = make_url(postgres_url).set(database="no_such_database").render_as_string(False)
+    started = time.monotonic()
+    with pytest.raises(sa_exc.OperationalError, match="no_such_database"):
+        await retry_while_unavailable(
+            migrate, missing, service_script_location("billing"), timeout_seconds=30, what="m"
+        )
+    assert time.monotonic() - started < 5
